@@ -1,0 +1,51 @@
+//! Generated types for the IS-Messenger protos (`proto/ism/**`).
+#![allow(clippy::all, missing_docs)]
+
+/// Every proto's file descriptor set, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ism_descriptor.bin"));
+
+pub mod types {
+    pub mod v1 {
+        tonic::include_proto!("ism.types.v1");
+    }
+}
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("ism.events.v1");
+    }
+}
+pub mod workspaces {
+    pub mod v1 {
+        tonic::include_proto!("ism.workspaces.v1");
+    }
+}
+pub mod gateway {
+    pub mod v1 {
+        tonic::include_proto!("ism.gateway.v1");
+    }
+}
+pub mod contacts {
+    pub mod v1 {
+        tonic::include_proto!("ism.contacts.v1");
+    }
+}
+pub mod conversations {
+    pub mod v1 {
+        tonic::include_proto!("ism.conversations.v1");
+    }
+}
+pub mod broadcasts {
+    pub mod v1 {
+        tonic::include_proto!("ism.broadcasts.v1");
+    }
+}
+pub mod workflows {
+    pub mod v1 {
+        tonic::include_proto!("ism.workflows.v1");
+    }
+}
+pub mod integrations {
+    pub mod v1 {
+        tonic::include_proto!("ism.integrations.v1");
+    }
+}
