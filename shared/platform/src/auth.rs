@@ -1,0 +1,400 @@
+//! Signed access tokens: claims, local verification with the workspaces service's public
+//! keys, the tower layer every gRPC server runs, and service tokens for outgoing calls.
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ism_proto::workspaces::v1::GetPublicKeysRequest;
+use ism_proto::workspaces::v1::IssueServiceTokenRequest;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::telemetry;
+
+/// Issuer of every token.
+pub const ISSUER: &str = "ism-workspaces";
+/// Metadata naming the Workspace a service token acts in.
+pub const WORKSPACE_HEADER: &str = "x-ism-workspace-id";
+/// Fewest seconds between key refreshes triggered by unknown key ids.
+const MIN_REFRESH_GAP: Duration = Duration::from_secs(5);
+
+/// What a token may do. Owners can do all a manager can, managers all an agent can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Manager,
+    Agent,
+    /// Another IS-Messenger service.
+    Service,
+}
+
+impl Role {
+    fn rank(self) -> u8 {
+        match self {
+            Role::Agent => 1,
+            Role::Manager => 2,
+            Role::Owner => 3,
+            Role::Service => 4,
+        }
+    }
+
+    /// Whether this role may do what `required` may.
+    pub fn allows(self, required: Role) -> bool {
+        self.rank() >= required.rank()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Manager => "manager",
+            Role::Agent => "agent",
+            Role::Service => "service",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owner" => Ok(Role::Owner),
+            "manager" => Ok(Role::Manager),
+            "agent" => Ok(Role::Agent),
+            other => Err(format!("unknown role {other:?}; expected owner, manager or agent")),
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// `api_key:<id>`, `user:<id>` or `service:<name>`.
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub role: Role,
+    /// The Workspace the token acts in; absent for service tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<Uuid>,
+}
+
+/// The authenticated caller of a request, put in its extensions by [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: String,
+    pub role: Role,
+    workspace_id: Option<Uuid>,
+}
+
+impl Caller {
+    /// The Workspace every read and write of this request is confined to.
+    pub fn workspace_id(&self) -> Result<Uuid, Status> {
+        self.workspace_id
+            .ok_or_else(|| Status::invalid_argument(format!("{WORKSPACE_HEADER}: a service call must name its workspace")))
+    }
+
+    /// PERMISSION_DENIED unless the caller's role allows `required`.
+    pub fn require(&self, required: Role) -> Result<(), Status> {
+        if self.role.allows(required) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "the {} role may not do this; it needs {}",
+                self.role.as_str(),
+                required.as_str()
+            )))
+        }
+    }
+
+    /// The caller of `request`; UNAUTHENTICATED if the auth layer did not run.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no credentials"))
+    }
+}
+
+/// Verifies tokens against the current public keys, fetched from the workspaces service
+/// (or given directly to the workspaces service itself).
+pub struct Verifier {
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    source: Option<WorkspaceServiceClient<Channel>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl Verifier {
+    /// A verifier with a fixed key set.
+    pub fn with_keys(keys: HashMap<String, DecodingKey>) -> Arc<Self> {
+        Arc::new(Self {
+            keys: RwLock::new(keys),
+            source: None,
+            last_refresh: Mutex::new(None),
+        })
+    }
+
+    /// A verifier that fetches keys from the workspaces service at `endpoint` on first use,
+    /// when a token names an unknown key, and every `refresh` interval.
+    pub fn from_workspaces(endpoint: &str, refresh: Duration) -> anyhow::Result<Arc<Self>> {
+        let channel = crate::grpc::channel(endpoint)?;
+        let verifier = Arc::new(Self {
+            keys: RwLock::new(HashMap::new()),
+            source: Some(WorkspaceServiceClient::new(channel)),
+            last_refresh: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&verifier);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(refresh);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(verifier) = weak.upgrade() else { return };
+                if let Err(e) = verifier.refresh().await {
+                    tracing::warn!(error = %e, "refreshing token keys failed; keeping the old ones");
+                }
+            }
+        });
+        Ok(verifier)
+    }
+
+    async fn refresh(&self) -> Result<(), Status> {
+        let Some(mut client) = self.source.clone() else {
+            return Ok(());
+        };
+        *self.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let keys = client.get_public_keys(GetPublicKeysRequest {}).await?.into_inner().keys;
+        let mut fresh = HashMap::new();
+        for key in keys {
+            match DecodingKey::from_ed_components(&key.x) {
+                Ok(decoding) => {
+                    fresh.insert(key.kid, decoding);
+                }
+                Err(e) => tracing::warn!(kid = %key.kid, error = %e, "ignoring an unusable token key"),
+            }
+        }
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn lookup(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).get(kid).cloned()
+    }
+
+    /// The claims of a valid, unexpired token signed by a known key.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Status> {
+        let bad = |why: &str| Status::unauthenticated(format!("invalid access token: {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed"))?;
+        let kid = header.kid.ok_or_else(|| bad("no key id"))?;
+        let key = match self.lookup(&kid) {
+            Some(key) => key,
+            None => {
+                let recently = self
+                    .last_refresh
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some_and(|at| at.elapsed() < MIN_REFRESH_GAP);
+                if !recently {
+                    self.refresh()
+                        .await
+                        .map_err(|e| Status::unavailable(format!("cannot fetch token keys: {}", e.message())))?;
+                }
+                self.lookup(&kid).ok_or_else(|| bad("unknown signing key"))?
+            }
+        };
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = 5;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => bad("expired"),
+            _ => bad("signature or claims rejected"),
+        })?;
+        Ok(data.claims)
+    }
+}
+
+/// Authenticates every request except health, reflection and the listed public RPCs.
+#[derive(Clone)]
+pub struct AuthLayer {
+    verifier: Arc<Verifier>,
+    public: &'static [&'static str],
+}
+
+impl AuthLayer {
+    /// `public` holds full gRPC paths (`/pkg.Service/Method`) that need no token.
+    pub fn new(verifier: Arc<Verifier>, public: &'static [&'static str]) -> Self {
+        Self { verifier, public }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            verifier: self.verifier.clone(),
+            public: self.public,
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around a gRPC server.
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+    public: &'static [&'static str],
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let exempt = path.starts_with("/grpc.health.")
+            || path.starts_with("/grpc.reflection.")
+            || self.public.contains(&path);
+        // The clone that was made ready is the one we must call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if exempt {
+            return Box::pin(inner.call(request));
+        }
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            match authenticate(&verifier, request.headers()).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+async fn authenticate(verifier: &Verifier, headers: &http::HeaderMap) -> Result<Caller, Status> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
+    let claims = verifier.verify(token.trim()).await?;
+    let workspace_id = match claims.role {
+        Role::Service => match headers.get(WORKSPACE_HEADER) {
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| Status::invalid_argument(format!("{WORKSPACE_HEADER} is not a UUID")))?,
+            ),
+            None => None,
+        },
+        _ => Some(claims.ws.ok_or_else(|| Status::unauthenticated("invalid access token: no workspace"))?),
+    };
+    Ok(Caller {
+        subject: claims.sub,
+        role: claims.role,
+        workspace_id,
+    })
+}
+
+/// Service tokens for this service's outgoing calls, fetched from the workspaces service
+/// and renewed before they expire.
+pub struct ServiceTokens {
+    service: String,
+    secret: SecretString,
+    client: WorkspaceServiceClient<Channel>,
+    current: tokio::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl ServiceTokens {
+    pub fn new(service: &str, secret: SecretString, workspaces_endpoint: &str) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            service: service.to_owned(),
+            secret,
+            client: WorkspaceServiceClient::new(crate::grpc::channel(workspaces_endpoint)?),
+            current: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    async fn token(&self) -> Result<String, Status> {
+        let mut current = self.current.lock().await;
+        if let Some((token, renew_at)) = current.as_ref()
+            && Instant::now() < *renew_at
+        {
+            return Ok(token.clone());
+        }
+        let response = self
+            .client
+            .clone()
+            .issue_service_token(IssueServiceTokenRequest {
+                service: self.service.clone(),
+                secret: self.secret.expose_secret().to_owned(),
+            })
+            .await?
+            .into_inner();
+        let lifetime = response
+            .expires_at
+            .map(|t| t.seconds - chrono::Utc::now().timestamp())
+            .unwrap_or(60)
+            .max(2) as u64;
+        // Renew at half-life so a token never expires in flight.
+        let renew_at = Instant::now() + Duration::from_secs(lifetime / 2);
+        *current = Some((response.access_token.clone(), renew_at));
+        Ok(response.access_token)
+    }
+
+    /// `message` as a request acting in `workspace_id`, carrying this service's token and
+    /// the current trace context.
+    pub async fn request<T>(&self, message: T, workspace_id: Uuid) -> Result<tonic::Request<T>, Status> {
+        let token = self.token().await?;
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        let bearer = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| Status::internal("service token is not a valid header"))?;
+        metadata.insert("authorization", bearer);
+        metadata.insert(
+            WORKSPACE_HEADER,
+            MetadataValue::try_from(workspace_id.to_string()).map_err(|_| Status::internal("workspace id header"))?,
+        );
+        for (key, value) in telemetry::current_context_headers() {
+            if let (Ok(key), Ok(value)) = (
+                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+                MetadataValue::try_from(value),
+            ) {
+                metadata.insert(key, value);
+            }
+        }
+        Ok(request)
+    }
+}

@@ -1,0 +1,236 @@
+//! Typed settings: `config/default.toml` (every key documented there), overridden by
+//! `ISM_<SECTION>__<KEY>` environment variables.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The documented defaults, embedded so the binary runs without any file.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// One of the seven services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    Workspaces,
+    Gateway,
+    Contacts,
+    Conversations,
+    Broadcasts,
+    Workflows,
+    Integrations,
+}
+
+impl ServiceName {
+    /// Every service, in start order (token issuer first, callers after callees).
+    pub const ALL: [ServiceName; 7] = [
+        ServiceName::Workspaces,
+        ServiceName::Contacts,
+        ServiceName::Gateway,
+        ServiceName::Conversations,
+        ServiceName::Broadcasts,
+        ServiceName::Workflows,
+        ServiceName::Integrations,
+    ];
+
+    /// The lowercase name used in config keys, database names, queues and routing keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Workspaces => "workspaces",
+            ServiceName::Gateway => "gateway",
+            ServiceName::Contacts => "contacts",
+            ServiceName::Conversations => "conversations",
+            ServiceName::Broadcasts => "broadcasts",
+            ServiceName::Workflows => "workflows",
+            ServiceName::Integrations => "integrations",
+        }
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServiceName::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s)
+            .ok_or_else(|| format!("unknown service {s:?}; expected one of workspaces, gateway, contacts, conversations, broadcasts, workflows, integrations"))
+    }
+}
+
+/// All settings of the platform; each service reads the sections it needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub amqp: AmqpSettings,
+    pub telemetry: TelemetrySettings,
+    pub grpc: GrpcSettings,
+    pub shutdown: ShutdownSettings,
+    pub auth: AuthSettings,
+    pub gateway: GatewaySettings,
+    pub services: BTreeMap<ServiceName, ServiceEndpoint>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub name_prefix: String,
+    #[serde(default)]
+    pub urls: BTreeMap<ServiceName, SecretString>,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// The URL of `service`'s own database.
+    pub fn url_for(&self, service: ServiceName) -> anyhow::Result<String> {
+        if let Some(url) = self.urls.get(&service) {
+            return Ok(url.expose_secret().to_owned());
+        }
+        let mut url = url::Url::parse(self.url.expose_secret())
+            .map_err(|e| anyhow::anyhow!("database.url is not a URL: {e}"))?;
+        url.set_path(&format!("/{}_{}", self.name_prefix, service));
+        Ok(url.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    pub url: SecretString,
+    pub exchange: String,
+    pub queue_prefix: String,
+    pub prefetch: u16,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub relay_batch: i64,
+    pub consumer_lanes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrpcSettings {
+    pub host: String,
+    pub request_timeout_ms: u64,
+    pub concurrency_limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShutdownSettings {
+    pub drain_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub service_secret: SecretString,
+    pub signing_key_pem: SecretString,
+    pub token_ttl_seconds: u64,
+    pub public_key_refresh_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySettings {
+    pub http_port: u16,
+    pub public_url: String,
+    pub body_limit_bytes: usize,
+    pub delivery_timeout_ms: u64,
+    pub delivery_max_attempts: i32,
+    pub delivery_retry_base_ms: u64,
+    pub delivery_concurrency: usize,
+}
+
+/// Where a service listens and how the others reach it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceEndpoint {
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    pub endpoint: String,
+}
+
+impl Settings {
+    /// Defaults, then `ISM_*` environment variables.
+    pub fn load() -> anyhow::Result<Self> {
+        Self::figment()
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
+    /// The layered sources, for callers that add their own overrides (tests).
+    pub fn figment() -> Figment {
+        Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .merge(Env::prefixed("ISM_").split("__"))
+    }
+
+    /// The listen and reach settings of `service`.
+    pub fn service(&self, service: ServiceName) -> &ServiceEndpoint {
+        // Every service has a section in the embedded defaults.
+        &self.services[&service]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_name_every_service() {
+        let settings: Settings = Figment::new().merge(Toml::string(DEFAULTS)).extract().unwrap();
+        for service in ServiceName::ALL {
+            assert!(settings.services.contains_key(&service), "{service} missing");
+        }
+        assert_eq!(settings.service(ServiceName::Workspaces).grpc_port, 50051);
+    }
+
+    #[test]
+    fn database_url_is_derived_per_service_unless_overridden() {
+        let figment = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .merge(("database.urls.contacts", "postgres://u@db/contacts_prod"));
+        let settings: Settings = figment.extract().unwrap();
+        assert_eq!(
+            settings.database.url_for(ServiceName::Gateway).unwrap(),
+            "postgres://ism:ism@127.0.0.1:5432/ism_gateway"
+        );
+        assert_eq!(
+            settings.database.url_for(ServiceName::Contacts).unwrap(),
+            "postgres://u@db/contacts_prod"
+        );
+    }
+
+    #[test]
+    fn unknown_service_names_are_rejected_with_the_choices() {
+        let err = "billing".parse::<ServiceName>().unwrap_err();
+        assert!(err.contains("workspaces"), "{err}");
+    }
+}

@@ -1,0 +1,75 @@
+//! Connection pools and migrations: each service owns one database, created when
+//! missing, migrated with the platform's tables (outbox, inbox) and its own.
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::config::{DatabaseSettings, ServiceName};
+
+/// Platform tables every service database has (versions 1..999).
+static PLATFORM_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// A pool on `service`'s database, creating the database first when it is missing.
+pub async fn connect(settings: &DatabaseSettings, service: ServiceName) -> anyhow::Result<PgPool> {
+    let url = settings.url_for(service)?;
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("database URL of {service}: {e}"))?;
+    let options = options.log_statements(tracing::log::LevelFilter::Debug);
+    create_database_if_missing(&options).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        .connect_with(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the {service} database: {e}"))?;
+    Ok(pool)
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        // The name comes from our own configuration and is quoted as an identifier.
+        match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"))).execute(&mut admin).await {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another replica created it between our check and our create.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Applies the platform's and then the service's migrations.
+pub async fn migrate(pool: &PgPool, service_migrations: &Migrator) -> anyhow::Result<()> {
+    let all = PLATFORM_MIGRATIONS
+        .iter()
+        .chain(service_migrations.iter())
+        .cloned()
+        .collect();
+    Migrator::with_migrations(all)
+        .run(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))
+}
+
+/// Connects and migrates `service`'s database in one step.
+pub async fn prepare(
+    settings: &DatabaseSettings,
+    service: ServiceName,
+    service_migrations: &Migrator,
+) -> anyhow::Result<PgPool> {
+    let pool = connect(settings, service).await?;
+    migrate(&pool, service_migrations).await?;
+    Ok(pool)
+}

@@ -1,0 +1,111 @@
+//! Connections and topology: the topic exchange, its dead-letter exchange, and one
+//! durable queue (plus its dead-letter queue) per consumer.
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use secrecy::ExposeSecret;
+
+use crate::config::AmqpSettings;
+
+/// Header naming why a message was dead-lettered.
+pub const DEAD_LETTER_REASON_HEADER: &str = "x-ism-dead-letter-reason";
+
+/// RabbitMQ access for one service: connects and declares what it uses.
+#[derive(Clone)]
+pub struct Amqp {
+    pub(crate) settings: AmqpSettings,
+}
+
+impl Amqp {
+    pub fn new(settings: AmqpSettings) -> Self {
+        Self { settings }
+    }
+
+    /// The exchange events are published to.
+    pub fn exchange(&self) -> &str {
+        &self.settings.exchange
+    }
+
+    /// The exchange poison messages are re-published to.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.settings.exchange)
+    }
+
+    /// The queue of consumer `name` of `service`.
+    pub fn queue_name(&self, service: &str, name: &str) -> String {
+        format!("{}.{service}.{name}", self.settings.queue_prefix)
+    }
+
+    /// A new connection; callers reconnect on failure.
+    pub async fn connect(&self) -> lapin::Result<Connection> {
+        let props = ConnectionProperties::default();
+        Connection::connect(self.settings.url.expose_secret(), props).await
+    }
+
+    /// A channel in publisher-confirm mode, with both exchanges declared.
+    pub async fn publisher(&self, conn: &Connection) -> lapin::Result<Channel> {
+        let channel = conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        self.declare_exchanges(&channel).await?;
+        Ok(channel)
+    }
+
+    async fn declare_exchanges(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        for name in [self.exchange().to_owned(), self.dead_letter_exchange()] {
+            channel
+                .exchange_declare(name.into(), ExchangeKind::Topic, durable, FieldTable::default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Declares `queue` bound to each routing-key pattern, and `<queue>.dlq` receiving
+    /// what the queue dead-letters.
+    pub async fn declare_queue(&self, channel: &Channel, queue: &str, patterns: &[&str]) -> lapin::Result<()> {
+        self.declare_exchanges(channel).await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let dlq = format!("{queue}.dlq");
+        channel
+            .queue_declare(dlq.as_str().into(), durable, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(
+                dlq.as_str().into(),
+                self.dead_letter_exchange().into(),
+                queue.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
+        let mut args = FieldTable::default();
+        args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(self.dead_letter_exchange().into()),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            AMQPValue::LongString(queue.into()),
+        );
+        channel.queue_declare(queue.into(), durable, args).await?;
+        for pattern in patterns {
+            channel
+                .queue_bind(
+                    queue.into(),
+                    self.exchange().into(),
+                    (*pattern).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

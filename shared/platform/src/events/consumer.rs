@@ -1,0 +1,311 @@
+//! Consuming events: one durable queue per consumer, handlers that commit before the ack,
+//! duplicates dropped by event id, transient failures retried with backoff, poison
+//! messages dead-lettered with their reason.
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::StreamExt;
+use ism_proto::events::v1::Event;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel};
+use prost::Message;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{Amqp, DEAD_LETTER_REASON_HEADER};
+use crate::telemetry;
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying: a database, broker or downstream service hiccup.
+    #[error("transient: {0:#}")]
+    Transient(anyhow::Error),
+    /// Will never succeed: the event is malformed or refers to nothing; dead-lettered.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        HandlerError::Transient(e.into())
+    }
+}
+
+/// What a handler gets besides the event: its transaction, recorded in the inbox.
+pub struct EventContext {
+    pool: PgPool,
+    consumer: Arc<str>,
+    event_id: Uuid,
+}
+
+impl EventContext {
+    /// Begins the handler's transaction with the event marked processed in it; `None`
+    /// when a concurrent delivery of the same event got there first. Commit it to
+    /// apply the event exactly once.
+    pub async fn begin(&self) -> Result<Option<Transaction<'static, Postgres>>, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO platform_inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&*self.consumer)
+        .bind(self.event_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        Ok((inserted == 1).then_some(tx))
+    }
+}
+
+/// Applies events of the routing keys it was bound to.
+pub trait EventHandler: Send + Sync + 'static {
+    /// Applies `event`; state changes go through `ctx.begin()`'s transaction.
+    fn handle(&self, event: Event, ctx: EventContext) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A named consumer of a service: its queue, bindings and handler.
+pub struct Consumer<H> {
+    name: Arc<str>,
+    queue: String,
+    patterns: Vec<&'static str>,
+    handler: Arc<H>,
+    pool: PgPool,
+    amqp: Amqp,
+}
+
+impl<H: EventHandler> Consumer<H> {
+    /// A consumer `name` of `service` for events matching `patterns` (topic patterns).
+    pub fn new(service: &'static str, name: &str, patterns: Vec<&'static str>, handler: H, pool: PgPool, amqp: Amqp) -> Self {
+        Self {
+            queue: amqp.queue_name(service, name),
+            name: Arc::from(format!("{service}.{name}")),
+            patterns,
+            handler: Arc::new(handler),
+            pool,
+            amqp,
+        }
+    }
+
+    /// Consumes until `shutdown`, reconnecting after broker failures.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut delay = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(consumer = %self.name, error = %format!("{e:#}"), "consumer interrupted; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let queue = &self.queue;
+        let conn = self.amqp.connect().await?;
+        let channel = conn.create_channel().await?;
+        channel.basic_qos(self.amqp.settings.prefetch, BasicQosOptions::default()).await?;
+        self.amqp.declare_queue(&channel, queue, &self.patterns).await?;
+        let dead_letters = self.amqp.publisher(&conn).await?;
+        let tag = format!("{}-{}", self.name, Uuid::now_v7());
+        let mut deliveries = channel
+            .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        tracing::info!(consumer = %self.name, queue = %queue, "consuming");
+
+        let lane = Lane {
+            consumer: self.name.clone(),
+            queue: Arc::from(queue.as_str()),
+            handler: self.handler.clone(),
+            pool: self.pool.clone(),
+            amqp: self.amqp.clone(),
+            dead_letters,
+        };
+        let lanes = self.amqp.settings.consumer_lanes.max(1);
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Delivery, Event)>();
+            let lane = lane.clone();
+            workers.push(tokio::spawn(async move {
+                while let Some((delivery, event)) = rx.recv().await {
+                    lane.process(delivery, event).await;
+                }
+            }));
+            senders.push(tx);
+        }
+
+        let mut depth_tick = tokio::time::interval(Duration::from_secs(5));
+        let outcome = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    break Ok(());
+                }
+                _ = depth_tick.tick() => {
+                    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+                    let q = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await?;
+                    metrics::gauge!("ism_queue_depth", "queue" => queue.clone()).set(q.message_count() as f64);
+                }
+                next = deliveries.next() => match next {
+                    None => break Err(anyhow::anyhow!("the broker closed the consumer")),
+                    Some(Err(e)) => break Err(e.into()),
+                    Some(Ok(delivery)) => match Event::decode(delivery.data.as_slice()) {
+                        Ok(event) => {
+                            let index = lane_of(&event, lanes);
+                            if senders[index].send((delivery, event)).is_err() {
+                                break Err(anyhow::anyhow!("consumer lane stopped"));
+                            }
+                        }
+                        Err(e) => lane.dead_letter(&delivery, &format!("not an ism.events.v1.Event: {e}")).await,
+                    },
+                },
+            }
+        };
+        drop(senders);
+        for worker in workers {
+            let _ = worker.await;
+        }
+        let _ = conn.close(200, "consumer stopped".into()).await;
+        outcome
+    }
+}
+
+/// Events with the same partition key land in the same lane, so they apply in order.
+fn lane_of(event: &Event, lanes: usize) -> usize {
+    let key = if event.partition_key.is_empty() { &event.id } else { &event.partition_key };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+struct Lane<H> {
+    consumer: Arc<str>,
+    queue: Arc<str>,
+    handler: Arc<H>,
+    pool: PgPool,
+    amqp: Amqp,
+    dead_letters: Channel,
+}
+
+impl<H> Clone for Lane<H> {
+    fn clone(&self) -> Self {
+        Self {
+            consumer: self.consumer.clone(),
+            queue: self.queue.clone(),
+            handler: self.handler.clone(),
+            pool: self.pool.clone(),
+            amqp: self.amqp.clone(),
+            dead_letters: self.dead_letters.clone(),
+        }
+    }
+}
+
+impl<H: EventHandler> Lane<H> {
+    async fn process(&self, delivery: Delivery, event: Event) {
+        let span = tracing::info_span!(
+            "event.consume",
+            consumer = %self.consumer,
+            event.r#type = %event.r#type,
+            event.id = %event.id,
+            workspace_id = %event.workspace_id,
+            trace_id = tracing::field::Empty,
+        );
+        telemetry::adopt_parent(&span, telemetry::context_from_map(&trace_headers(&delivery)));
+        self.apply(delivery, event).instrument(span).await;
+    }
+
+    async fn apply(&self, delivery: Delivery, event: Event) {
+        let started = Instant::now();
+        let Ok(event_id) = event.id.parse::<Uuid>() else {
+            return self.dead_letter(&delivery, &format!("event id {:?} is not a UUID", event.id)).await;
+        };
+        let attempt = || {
+            let ctx = EventContext {
+                pool: self.pool.clone(),
+                consumer: self.consumer.clone(),
+                event_id,
+            };
+            self.handler.handle(event.clone(), ctx)
+        };
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.amqp.settings.retry_base_ms))
+            .with_max_delay(Duration::from_secs(30))
+            .with_max_times(self.amqp.settings.max_attempts.saturating_sub(1) as usize)
+            .with_jitter();
+        let result = attempt
+            .retry(policy)
+            .when(|e| matches!(e, HandlerError::Transient(_)))
+            .notify(|e, after| tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, "event handling failed; retrying"))
+            .await;
+        let outcome = match result {
+            Ok(()) => {
+                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                    // Applied and committed: the redelivery is dropped by the inbox.
+                    tracing::warn!(error = %e, "ack failed after commit");
+                }
+                "processed"
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event dead-lettered");
+                self.dead_letter(&delivery, &e.to_string()).await;
+                "dead_lettered"
+            }
+        };
+        metrics::counter!("ism_events_consumed_total", "consumer" => self.consumer.to_string(), "outcome" => outcome).increment(1);
+        metrics::histogram!("ism_event_handle_seconds", "consumer" => self.consumer.to_string()).record(started.elapsed().as_secs_f64());
+    }
+
+    /// Re-publishes the delivery to the dead-letter exchange with `reason`, then acks it.
+    /// If that publish is not confirmed the delivery is rejected, and the queue's own
+    /// dead-letter settings route it (without the reason).
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(ShortString::from(DEAD_LETTER_REASON_HEADER), AMQPValue::LongString(reason.into()));
+        let props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
+        let published = async {
+            self.dead_letters
+                .basic_publish(
+                    self.amqp.dead_letter_exchange().into(),
+                    (&*self.queue).into(),
+                    BasicPublishOptions::default(),
+                    &delivery.data,
+                    props,
+                )
+                .await?
+                .await
+        }
+        .await;
+        let result = match published {
+            Ok(confirmation) if confirmation.is_ack() => delivery.ack(BasicAckOptions::default()).await,
+            _ => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "settling a dead-lettered delivery failed");
+        }
+    }
+}
+
+fn trace_headers(delivery: &Delivery) -> std::collections::BTreeMap<String, String> {
+    let mut map = std::collections::BTreeMap::new();
+    if let Some(headers) = delivery.properties.headers() {
+        for (k, v) in headers.inner() {
+            if let AMQPValue::LongString(s) = v {
+                map.insert(k.as_str().to_owned(), String::from_utf8_lossy(s.as_bytes()).into_owned());
+            }
+        }
+    }
+    map
+}

@@ -1,0 +1,13 @@
+//! Events on RabbitMQ: topology, a transactional outbox with a confirming relay, and
+//! consumers that dedupe by event id, retry with backoff and dead-letter poison.
+mod amqp;
+mod consumer;
+mod envelope;
+mod outbox;
+mod relay;
+
+pub use amqp::{Amqp, DEAD_LETTER_REASON_HEADER};
+pub use consumer::{Consumer, EventContext, EventHandler, HandlerError};
+pub use envelope::{decode_payload, new_event};
+pub use outbox::enqueue;
+pub use relay::run_relay;

@@ -1,0 +1,139 @@
+//! Publishes outbox rows with publisher confirms and marks them published. Rows stay
+//! pending until RabbitMQ confirms them, so a crash or a broker outage loses nothing;
+//! a crash between confirm and mark publishes twice, which consumers absorb by event id.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel};
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Amqp;
+
+/// How often the relay looks even without a notification (missed NOTIFY, other replica).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Published rows are kept this long for inspection, then pruned.
+const KEEP_PUBLISHED: &str = "1 hour";
+
+/// Runs until `shutdown`, reconnecting to RabbitMQ and Postgres as needed.
+pub async fn run_relay(service: &'static str, pool: PgPool, amqp: Amqp, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        match relay_once(service, &pool, &amqp, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(service, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "outbox relay interrupted");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn relay_once(service: &'static str, pool: &PgPool, amqp: &Amqp, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let conn = amqp.connect().await?;
+    let channel = amqp.publisher(&conn).await?;
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen("platform_outbox").await?;
+    tracing::info!(service, "outbox relay connected");
+    let mut last_prune = tokio::time::Instant::now();
+    let mut last_gauge = last_prune;
+    loop {
+        while publish_batch(service, pool, amqp, &channel).await? {}
+        if last_gauge.elapsed() >= POLL_INTERVAL {
+            metrics::gauge!("ism_outbox_backlog", "service" => service).set(backlog(pool).await? as f64);
+            last_gauge = tokio::time::Instant::now();
+        }
+        if last_prune.elapsed() > Duration::from_secs(60) {
+            prune(pool).await?;
+            last_prune = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                // One last pass so events committed before shutdown leave now.
+                while publish_batch(service, pool, amqp, &channel).await? {}
+                let _ = conn.close(200, "shutdown".into()).await;
+                return Ok(());
+            }
+            notification = listener.recv() => { notification?; }
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+}
+
+/// Publishes one batch; true when it was full (more may be waiting).
+async fn publish_batch(service: &'static str, pool: &PgPool, amqp: &Amqp, channel: &Channel) -> anyhow::Result<bool> {
+    let batch = amqp.settings.relay_batch;
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT id, routing_key, body, headers FROM platform_outbox
+         WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let mut confirms = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: Uuid = row.try_get("id")?;
+        let routing_key: String = row.try_get("routing_key")?;
+        let body: Vec<u8> = row.try_get("body")?;
+        let trace: sqlx::types::Json<BTreeMap<String, String>> = row.try_get("headers")?;
+        let mut headers = FieldTable::default();
+        for (k, v) in trace.0 {
+            headers.insert(ShortString::from(k), AMQPValue::LongString(v.into()));
+        }
+        let props = BasicProperties::default()
+            .with_message_id(id.to_string().into())
+            .with_content_type("application/x-protobuf".into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                amqp.exchange().into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &body,
+                props,
+            )
+            .await?;
+        confirms.push(confirm);
+        ids.push(id);
+    }
+    for confirm in confirms {
+        let confirmation = confirm.await?;
+        anyhow::ensure!(confirmation.is_ack(), "RabbitMQ refused a publish (nack)");
+    }
+    sqlx::query("UPDATE platform_outbox SET published_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    metrics::counter!("ism_outbox_published_total", "service" => service).increment(ids.len() as u64);
+    Ok(ids.len() as i64 == batch)
+}
+
+async fn prune(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM platform_outbox WHERE published_at < now() - $1::interval")
+        .bind(KEEP_PUBLISHED)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Events committed but not yet confirmed by RabbitMQ.
+async fn backlog(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM platform_outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+}
