@@ -222,7 +222,6 @@ The /tmp emptyDir volume.
 {{- define "is-messenger.tmpVolume" -}}
 - name: tmp
   emptyDir:
-    medium: ""
     sizeLimit: {{ .Values.tmpVolume.sizeLimit | quote }}
 {{- end -}}
 
@@ -233,4 +232,39 @@ Fail early on combinations that a schema cannot express.
 {{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.config.shutdown.drainSeconds) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than config.shutdown.drainSeconds (%v)" .Values.terminationGracePeriodSeconds .Values.config.shutdown.drainSeconds) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+NetworkPolicy egress rule to a data store: {port, cidrs, peers}. Renders nothing (deny) when
+neither CIDRs nor peers are given.
+*/}}
+{{- define "is-messenger.egressRule" -}}
+{{- if or .cidrs .peers }}
+- to:
+    {{- range .cidrs }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+    {{- with .peers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: {{ .port }}
+{{- end }}
+{{- end -}}
+
+{{/*
+NetworkPolicy egress rule for DNS on port 53 (UDP and TCP); any destination when no peers are given.
+*/}}
+{{- define "is-messenger.dnsEgressRule" -}}
+- ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+  {{- with .peers }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}

@@ -1,10 +1,13 @@
 //! Plumbing every IS-Messenger service shares. No business rules live here.
 pub mod auth;
 pub mod config;
+pub mod convert;
 pub mod db;
 pub mod events;
 pub mod grpc;
 pub mod metrics;
 pub mod paging;
+pub mod service;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;

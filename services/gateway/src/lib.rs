@@ -1,0 +1,57 @@
+//! The gateway: channels and their credentials, provider webhooks in, delivery out.
+mod api;
+mod custom;
+mod delivery;
+mod error;
+mod http;
+mod signature;
+mod store;
+
+use std::sync::Arc;
+
+use ism_platform::config::{ServiceName, Settings};
+use ism_platform::service::Service;
+use ism_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
+use sqlx::migrate::Migrator;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+pub use api::create_channel;
+pub use error::Error;
+pub use signature::{HEADER as SIGNATURE_HEADER, sign};
+
+/// This service's schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Runs the gateway until `shutdown`.
+pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut service = Service::start(ServiceName::Gateway, settings.clone(), shutdown.clone(), &MIGRATOR).await?;
+    let wake = Arc::new(Notify::new());
+    service.consume("delivery", vec!["*.delivery.requested"], delivery::Requests { wake: wake.clone() });
+    let worker = delivery::Worker {
+        pool: service.pool.clone(),
+        http: reqwest::Client::builder().user_agent("IS-Messenger/0.1").build()?,
+        settings: settings.gateway.clone(),
+        wake,
+    };
+    service.spawn(worker.run(shutdown.clone()));
+
+    let address = format!("{}:{}", settings.grpc.host, settings.gateway.http_port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+    tracing::info!(%address, "webhooks listening");
+    let app = http::router(http::AppState { pool: service.pool.clone() }, settings.gateway.body_limit_bytes);
+    let stop = shutdown.clone();
+    service.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        Ok(())
+    });
+
+    let verifier = service.remote_verifier()?;
+    let routes = Routes::new(GatewayServiceServer::new(api::Api { pool: service.pool.clone() }));
+    service.serve(routes, verifier, &[]).await
+}

@@ -1,0 +1,117 @@
+//! A service's start, in the order every service follows: database and migrations,
+//! outbox relay, metrics, consumers and workers, then the gRPC server; all under one
+//! shutdown token.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use crate::auth::{AuthLayer, ServiceTokens, Verifier};
+use crate::config::{ServiceName, Settings};
+use crate::events::{Amqp, Consumer, EventHandler, run_relay};
+use crate::{db, grpc, metrics};
+
+/// A starting service: its settings, pool, and the tasks it runs until shutdown.
+pub struct Service {
+    pub name: ServiceName,
+    pub settings: Arc<Settings>,
+    pub pool: PgPool,
+    pub amqp: Amqp,
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Service {
+    /// Connects and migrates the service's database, starts its outbox relay and metrics.
+    pub async fn start(name: ServiceName, settings: Arc<Settings>, shutdown: CancellationToken, migrator: &Migrator) -> anyhow::Result<Self> {
+        let pool = db::prepare(&settings.database, name, migrator).await?;
+        let amqp = Amqp::new(settings.amqp.clone());
+        let mut tasks = JoinSet::new();
+        let metrics_listener = bind(&settings, settings.service(name).metrics_port).await?;
+        tasks.spawn(metrics::serve(name.as_str(), metrics_listener, pool.clone(), shutdown.clone()));
+        tasks.spawn(relay(name, pool.clone(), amqp.clone(), shutdown.clone()));
+        Ok(Self { name, settings, pool, amqp, shutdown, tasks })
+    }
+
+    /// Runs `task` beside the server; an error in it stops the service.
+    pub fn spawn(&mut self, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Consumes events matching `patterns` into `handler` on queue `<service>.<name>`.
+    pub fn consume<H: EventHandler>(&mut self, name: &str, patterns: Vec<&'static str>, handler: H) {
+        let consumer = Consumer::new(self.name.as_str(), name, patterns, handler, self.pool.clone(), self.amqp.clone());
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            consumer.run(shutdown).await;
+            Ok(())
+        });
+    }
+
+    /// The endpoint other services reach `service` at.
+    pub fn endpoint(&self, service: ServiceName) -> &str {
+        &self.settings.service(service).endpoint
+    }
+
+    /// A verifier using the workspaces service's published keys.
+    pub fn remote_verifier(&self) -> anyhow::Result<Arc<Verifier>> {
+        Verifier::from_workspaces(
+            self.endpoint(ServiceName::Workspaces),
+            Duration::from_secs(self.settings.auth.public_key_refresh_seconds),
+        )
+    }
+
+    /// Service tokens for this service's calls to the others.
+    pub fn service_tokens(&self) -> anyhow::Result<Arc<ServiceTokens>> {
+        ServiceTokens::new(
+            self.name.as_str(),
+            self.settings.auth.service_secret.clone(),
+            self.endpoint(ServiceName::Workspaces),
+        )
+    }
+
+    /// Serves `routes` (authenticated by `verifier`, except `public_rpcs`) and waits for
+    /// every task; returns after shutdown, or with the first task's error.
+    pub async fn serve(mut self, routes: Routes, verifier: Arc<Verifier>, public_rpcs: &'static [&'static str]) -> anyhow::Result<()> {
+        let listener = bind(&self.settings, self.settings.service(self.name).grpc_port).await?;
+        let settings = self.settings.clone();
+        let shutdown = self.shutdown.clone();
+        let name = self.name;
+        self.tasks.spawn(async move {
+            grpc::serve(name, &settings, listener, routes, AuthLayer::new(verifier, public_rpcs), shutdown).await
+        });
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.shutdown.cancel();
+                    return Err(e.context(format!("{name} stopped")));
+                }
+                Err(e) => {
+                    self.shutdown.cancel();
+                    return Err(anyhow::anyhow!("{name}: a task panicked: {e}"));
+                }
+            }
+        }
+        self.pool.close().await;
+        Ok(())
+    }
+}
+
+async fn relay(name: ServiceName, pool: PgPool, amqp: Amqp, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_relay(name.as_str(), pool, amqp, shutdown).await;
+    Ok(())
+}
+
+async fn bind(settings: &Settings, port: u16) -> anyhow::Result<TcpListener> {
+    let address = format!("{}:{port}", settings.grpc.host);
+    TcpListener::bind(&address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))
+}
