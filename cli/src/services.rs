@@ -1,0 +1,62 @@
+//! Running and migrating services by name.
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use ism_platform::config::{ServiceName, Settings};
+use ism_platform::{db, shutdown, telemetry};
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
+
+fn migrator(service: ServiceName) -> &'static Migrator {
+    match service {
+        ServiceName::Workspaces => &ism_workspaces::MIGRATOR,
+        ServiceName::Gateway => &ism_gateway::MIGRATOR,
+        ServiceName::Contacts => &ism_contacts::MIGRATOR,
+        ServiceName::Conversations => &ism_conversations::MIGRATOR,
+        ServiceName::Broadcasts => &ism_broadcasts::MIGRATOR,
+        ServiceName::Workflows => &ism_workflows::MIGRATOR,
+        ServiceName::Integrations => &ism_integrations::MIGRATOR,
+    }
+}
+
+fn runner(service: ServiceName, settings: Arc<Settings>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
+    match service {
+        ServiceName::Workspaces => Box::pin(ism_workspaces::run(settings, shutdown)),
+        ServiceName::Gateway => Box::pin(ism_gateway::run(settings, shutdown)),
+        ServiceName::Contacts => Box::pin(ism_contacts::run(settings, shutdown)),
+        ServiceName::Conversations => Box::pin(ism_conversations::run(settings, shutdown)),
+        ServiceName::Broadcasts => Box::pin(ism_broadcasts::run(settings, shutdown)),
+        ServiceName::Workflows => Box::pin(ism_workflows::run(settings, shutdown)),
+        ServiceName::Integrations => Box::pin(ism_integrations::run(settings, shutdown)),
+    }
+}
+
+/// Creates if missing and migrates `service`'s database.
+pub async fn migrate(settings: &Settings, service: ServiceName) -> anyhow::Result<()> {
+    let pool = db::prepare(&settings.database, service, migrator(service)).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Serves `name` (one service or `all`) until SIGTERM.
+pub async fn serve(settings: Arc<Settings>, name: &str) -> anyhow::Result<()> {
+    let services = crate::selected(name)?;
+    let process = if services.len() == 1 { format!("ism-{}", services[0]) } else { "ism".to_owned() };
+    let _telemetry = telemetry::init(&settings.telemetry, &process)?;
+    let shutdown = shutdown::on_signal();
+    let runs = services.into_iter().map(|service| {
+        let run = runner(service, settings.clone(), shutdown.clone());
+        let shutdown = shutdown.clone();
+        async move {
+            let result = run.await;
+            if let Err(e) = &result {
+                tracing::error!(%service, error = %format!("{e:#}"), "service failed; stopping");
+                shutdown.cancel();
+            }
+            result
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    tracing::info!("stopped");
+    results.into_iter().collect()
+}

@@ -1,0 +1,27 @@
+//! The workflows service: workflow definitions, durable runs and timers.
+//!
+//! It already runs like every other service (its own database, migrations, outbox
+//! relay, health, reflection, metrics, auth); its RPCs and consumers arrive with the
+//! capability that needs them.
+use std::sync::Arc;
+
+use ism_platform::config::{ServiceName, Settings};
+use ism_platform::service::Service;
+use ism_proto::workflows::v1::workflow_service_server::{WorkflowService, WorkflowServiceServer};
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// This service's schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+struct Api;
+
+impl WorkflowService for Api {}
+
+/// Runs the workflows service until `shutdown`.
+pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let service = Service::start(ServiceName::Workflows, settings, shutdown, &MIGRATOR).await?;
+    let verifier = service.remote_verifier()?;
+    service.serve(Routes::new(WorkflowServiceServer::new(Api)), verifier, &[]).await
+}
