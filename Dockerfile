@@ -38,7 +38,6 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 # glibc + libgcc only; uid/gid 65532 ("nonroot"); no shell or package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
-ARG RUST_VERSION
 LABEL org.opencontainers.image.title="ism" \
       org.opencontainers.image.description="IS-Messenger omnichannel business messaging services" \
       org.opencontainers.image.version="0.1.0" \
@@ -47,6 +46,5 @@ COPY --from=builder /out/ism /usr/local/bin/ism
 USER 65532:65532
 # gRPC, Prometheus metrics, gateway HTTP (webhooks, /healthz, /readyz)
 EXPOSE 50051 9100 8080
-ENV ISM_TELEMETRY__LOG_FORMAT=json
 ENTRYPOINT ["/usr/local/bin/ism"]
 CMD ["serve", "all"]

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Lints and validates everything under helm/ and k8s/ without a cluster or network access:
-#   a) Helm lint (helm-sdkpy, the Helm Go library) of the chart with the default values and with
-#      every k8s/examples/values-*.yaml
+# Lints and validates the deployment files (Dockerfile, helm/, k8s/) without a cluster or a
+# container engine; only a first run needs the network, to pip-install missing Python packages.
+#   0) static checks of the Dockerfile and .dockerignore
+#   a) Helm lint (helm-sdkpy, Python bindings of the Helm library) of the chart with the default
+#      values and with every k8s/examples/values-*.yaml
 #   b) values files against helm/is-messenger/values.schema.json (Helm's own check and python
 #      jsonschema), plus a negative test: scripts/testdata/values-bad.yaml must be rejected with
 #      messages naming each offending key
-#   c) `kubectl kustomize` of k8s/base and every overlay, and the Helm render of the chart for
-#      every values set, validated with `kubernetes-validate --strict` against a pinned
-#      Kubernetes version
+#   c) `kubectl kustomize` of k8s/base and every overlay and the Helm render of the chart for every
+#      values set, validated with `kubernetes-validate --strict` against a pinned Kubernetes
+#      version; k8s/base must stay equivalent to the chart's default render
 #
-# Usage: scripts/lint-deploy.sh            (env: KUBE_VERSION=1.33.0, KEEP_RENDERS=1 keeps output)
+# Usage: scripts/lint-deploy.sh     (env: KUBE_VERSION=1.33.0, KEEP_RENDERS=1, PYTHON=python3)
 # Exit status is non-zero on any failure. The script is idempotent: it writes only to a temporary
 # directory (removed on exit) and installs Python packages only when they cannot be imported.
 set -euo pipefail
@@ -41,8 +43,10 @@ pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
 "$PY" -c 'import helm_sdkpy, cffi' 2>/dev/null || pip_install --ignore-requires-python helm-sdkpy cffi
 "$PY" -c 'import kubernetes_validate' 2>/dev/null || pip_install kubernetes-validate
 "$PY" -c 'import jsonschema, yaml' 2>/dev/null || pip_install jsonschema pyyaml
-KV=(kubernetes-validate)
-command -v kubernetes-validate >/dev/null || KV=("$PY" -m kubernetes_validate)
+PY_BIN_DIR="$(dirname "$(command -v "$PY")")"
+if [[ -x "$PY_BIN_DIR/kubernetes-validate" ]]; then KV=("$PY_BIN_DIR/kubernetes-validate")
+elif command -v kubernetes-validate >/dev/null; then KV=(kubernetes-validate)
+else KV=("$PY" -m kubernetes_validate); fi
 "$PY" - <<'PY'
 import importlib.metadata as m
 for p in ("helm-sdkpy", "kubernetes-validate", "jsonschema"):
@@ -93,6 +97,34 @@ PY
     echo "  $name: valid (strict, Kubernetes $KUBE_VERSION)"
   fi
 }
+
+step "Dockerfile and .dockerignore (static checks; no container engine here)"
+if ! "$PY" - "$ROOT" <<'PY'
+import fnmatch, json, os, re, sys
+root = sys.argv[1]
+df = open(os.path.join(root, "Dockerfile")).read()
+froms = re.findall(r"^FROM\s+(\S+)", df, re.M)
+checks = {
+    "Rust 1.95 bookworm builder": re.search(r"^ARG RUST_VERSION=1\.95$", df, re.M) and froms and froms[0] == "rust:${RUST_VERSION}-bookworm",
+    "dependency layer cached with cargo-chef": "cargo chef prepare" in df and "cargo chef cook --release" in df,
+    "release build of the ism package, locked": re.search(r"cargo build --release --locked -p ism\b", df),
+    "distroless nonroot runtime": froms and froms[-1] == "gcr.io/distroless/cc-debian12:nonroot",
+    "non-root user": re.search(r"^USER\s+(65532|nonroot)", df, re.M),
+    "entrypoint": re.search(r"^ENTRYPOINT\s+(\[.*\])$", df, re.M) and json.loads(re.search(r"^ENTRYPOINT\s+(\[.*\])$", df, re.M).group(1)) == ["/usr/local/bin/ism"],
+    "default command": re.search(r"^CMD\s+(\[.*\])$", df, re.M) and json.loads(re.search(r"^CMD\s+(\[.*\])$", df, re.M).group(1)) == ["serve", "all"],
+}
+patterns = [l.strip() for l in open(os.path.join(root, ".dockerignore")) if l.strip() and not l.startswith("#")]
+needed = ["Cargo.toml", "Cargo.lock", "proto", "shared", "services", "cli", "tests"]
+excluded = [n for n in needed if any(fnmatch.fnmatch(n, p.rstrip("/")) for p in patterns if not p.startswith("!"))]
+checks["build inputs kept in the context"] = not excluded
+bad = [k for k, ok in checks.items() if not ok]
+for k, ok in checks.items():
+    print(f"  {'ok  ' if ok else 'FAIL'} {k}" + (f" (excluded: {', '.join(excluded)})" if k.startswith("build inputs") and excluded else ""))
+sys.exit(1 if bad else 0)
+PY
+then
+  fail "Dockerfile checks"
+fi
 
 step "Helm lint, values schema and Helm render (helm-sdkpy)"
 # Everything Helm-related runs in one Python process: helm-sdkpy loads the Helm Go library once.
@@ -166,6 +198,8 @@ def lint(user_values, label):
         err = m.get("Err")
         text = err if isinstance(err, str) and err else (json.dumps(err) if err not in ({}, None, "") else "(no text from the library)")
         print(f"    lint [{SEVERITY.get(m.get('Severity'), m.get('Severity'))}] {m.get('Path')}: {text}")
+    if bad and not any(isinstance(m.get("Err"), str) and m.get("Err") for m in messages):
+        print("    (helm-sdkpy returns lint errors without their text; Helm's message is in the render step)")
     return not bad, len(errors)
 
 
@@ -356,6 +390,51 @@ for dir in "$ROOT/k8s/base" "$ROOT"/k8s/overlays/*/; do
     fail "kubectl kustomize ${dir#"$ROOT"/}"
   fi
 done
+
+step "k8s/base matches the chart's default render"
+if [[ -s "$WORK/helm-values.yaml" && -s "$WORK/kustomize-base.yaml" ]]; then
+  if ! "$PY" - "$WORK/helm-values.yaml" "$WORK/kustomize-base.yaml" <<'PY'
+import copy, sys, yaml
+load = lambda p: {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(p)) if d}
+helm, base = load(sys.argv[1]), load(sys.argv[2])
+diffs = []
+# Known, intended differences: Helm hooks (migration Jobs, their ServiceAccount and NetworkPolicy)
+# are an init container in the base; labels/annotations differ (Helm vs kustomize); the ConfigMap
+# name carries kustomize's hash suffix.
+cm = lambda objs: next((d["data"] for (k, _), d in objs.items() if k == "ConfigMap"), None)
+if cm(helm) != cm(base):
+    diffs.append("ConfigMap data")
+for key, h in helm.items():
+    if key[0] in ("Job", "ConfigMap") or key[1].endswith("-migrations"):
+        continue
+    b = base.get(key)
+    if b is None:
+        diffs.append(f"{key[0]}/{key[1]} missing from k8s/base")
+        continue
+    if key[0] == "ServiceAccount":
+        same = h.get("automountServiceAccountToken") == b.get("automountServiceAccountToken")
+    else:
+        hs, bs = copy.deepcopy(h["spec"]), copy.deepcopy(b["spec"])
+        if key[0] == "Deployment":
+            for s in (hs, bs):
+                s["template"]["metadata"] = {}
+                s["template"]["spec"].pop("initContainers", None)
+                for c in s["template"]["spec"]["containers"]:
+                    c["envFrom"] = []
+        same = hs == bs
+    if not same:
+        diffs.append(f"{key[0]}/{key[1]} differs")
+extra = [k for k in base if k not in helm and k[0] != "ConfigMap"]
+diffs += [f"{k[0]}/{k[1]} only in k8s/base" for k in extra]
+for d in diffs:
+    print(f"  {d}")
+print(f"  {len(helm)} chart resources compared" + ("" if diffs else ": equivalent"))
+sys.exit(1 if diffs else 0)
+PY
+  then fail "k8s/base drifted from the chart defaults (update one or the other)"; fi
+else
+  fail "missing renders for the base/chart comparison"
+fi
 
 step "Strict schema validation (kubernetes-validate, Kubernetes $KUBE_VERSION)"
 for f in "$WORK"/kustomize-*.yaml; do

@@ -10,6 +10,7 @@ mod store;
 use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::events::topology;
 use ism_platform::service::Service;
 use ism_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
 use sqlx::migrate::Migrator;
@@ -28,7 +29,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut service = Service::start(ServiceName::Gateway, settings.clone(), shutdown.clone(), &MIGRATOR).await?;
     let wake = Arc::new(Notify::new());
-    service.consume("delivery", vec!["*.delivery.requested"], delivery::Requests { wake: wake.clone() });
+    service.consume(topology::GATEWAY_DELIVERY, delivery::Requests { wake: wake.clone() });
     let worker = delivery::Worker {
         pool: service.pool.clone(),
         http: reqwest::Client::builder().user_agent("IS-Messenger/0.1").build()?,

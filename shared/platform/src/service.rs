@@ -14,6 +14,7 @@ use tonic::service::Routes;
 
 use crate::auth::{AuthLayer, ServiceTokens, Verifier};
 use crate::config::{ServiceName, Settings};
+use crate::events::topology::QueueSpec;
 use crate::events::{Amqp, Consumer, EventHandler, run_relay};
 use crate::{db, grpc, metrics};
 
@@ -44,9 +45,9 @@ impl Service {
         self.tasks.spawn(task);
     }
 
-    /// Consumes events matching `patterns` into `handler` on queue `<service>.<name>`.
-    pub fn consume<H: EventHandler>(&mut self, name: &str, patterns: Vec<&'static str>, handler: H) {
-        let consumer = Consumer::new(self.name.as_str(), name, patterns, handler, self.pool.clone(), self.amqp.clone());
+    /// Consumes `spec`'s queue (see [`topology`](crate::events::topology)) into `handler`.
+    pub fn consume<H: EventHandler>(&mut self, spec: QueueSpec, handler: H) {
+        let consumer = Consumer::new(spec, handler, self.pool.clone(), self.amqp.clone());
         let shutdown = self.shutdown.clone();
         self.tasks.spawn(async move {
             consumer.run(shutdown).await;

@@ -5,6 +5,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::ExposeSecret;
 
+use super::topology::{self, QueueSpec};
 use crate::config::AmqpSettings;
 
 /// Header naming why a message was dead-lettered.
@@ -31,9 +32,9 @@ impl Amqp {
         format!("{}.dlx", self.settings.exchange)
     }
 
-    /// The queue of consumer `name` of `service`.
-    pub fn queue_name(&self, service: &str, name: &str) -> String {
-        format!("{}.{service}.{name}", self.settings.queue_prefix)
+    /// The queue of a consumer.
+    pub fn queue_name(&self, spec: &QueueSpec) -> String {
+        format!("{}.{}.{}", self.settings.queue_prefix, spec.service, spec.name)
     }
 
     /// A new connection; callers reconnect on failure.
@@ -42,11 +43,14 @@ impl Amqp {
         Connection::connect(self.settings.url.expose_secret(), props).await
     }
 
-    /// A channel in publisher-confirm mode, with both exchanges declared.
+    /// A channel in publisher-confirm mode, with the exchanges and every consumer queue
+    /// of [`topology::QUEUES`] declared.
     pub async fn publisher(&self, conn: &Connection) -> lapin::Result<Channel> {
         let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        self.declare_exchanges(&channel).await?;
+        for spec in topology::QUEUES {
+            self.declare_queue(&channel, spec).await?;
+        }
         Ok(channel)
     }
 
@@ -63,10 +67,12 @@ impl Amqp {
         Ok(())
     }
 
-    /// Declares `queue` bound to each routing-key pattern, and `<queue>.dlq` receiving
-    /// what the queue dead-letters.
-    pub async fn declare_queue(&self, channel: &Channel, queue: &str, patterns: &[&str]) -> lapin::Result<()> {
+    /// Declares the consumer's queue bound to each of its patterns, and `<queue>.dlq`
+    /// receiving what the queue dead-letters.
+    pub async fn declare_queue(&self, channel: &Channel, spec: &QueueSpec) -> lapin::Result<()> {
         self.declare_exchanges(channel).await?;
+        let queue = self.queue_name(spec);
+        let queue = queue.as_str();
         let durable = QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -95,7 +101,7 @@ impl Amqp {
             AMQPValue::LongString(queue.into()),
         );
         channel.queue_declare(queue.into(), durable, args).await?;
-        for pattern in patterns {
+        for pattern in spec.patterns {
             channel
                 .queue_bind(
                     queue.into(),

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::topology::QueueSpec;
 use super::{Amqp, DEAD_LETTER_REASON_HEADER};
 use crate::telemetry;
 
@@ -74,20 +75,18 @@ pub trait EventHandler: Send + Sync + 'static {
 /// A named consumer of a service: its queue, bindings and handler.
 pub struct Consumer<H> {
     name: Arc<str>,
-    queue: String,
-    patterns: Vec<&'static str>,
+    spec: QueueSpec,
     handler: Arc<H>,
     pool: PgPool,
     amqp: Amqp,
 }
 
 impl<H: EventHandler> Consumer<H> {
-    /// A consumer `name` of `service` for events matching `patterns` (topic patterns).
-    pub fn new(service: &'static str, name: &str, patterns: Vec<&'static str>, handler: H, pool: PgPool, amqp: Amqp) -> Self {
+    /// The consumer of `spec`'s queue.
+    pub fn new(spec: QueueSpec, handler: H, pool: PgPool, amqp: Amqp) -> Self {
         Self {
-            queue: amqp.queue_name(service, name),
-            name: Arc::from(format!("{service}.{name}")),
-            patterns,
+            name: Arc::from(format!("{}.{}", spec.service, spec.name)),
+            spec,
             handler: Arc::new(handler),
             pool,
             amqp,
@@ -113,11 +112,11 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let queue = &self.queue;
+        let queue = &self.amqp.queue_name(&self.spec);
         let conn = self.amqp.connect().await?;
         let channel = conn.create_channel().await?;
         channel.basic_qos(self.amqp.settings.prefetch, BasicQosOptions::default()).await?;
-        self.amqp.declare_queue(&channel, queue, &self.patterns).await?;
+        self.amqp.declare_queue(&channel, &self.spec).await?;
         let dead_letters = self.amqp.publisher(&conn).await?;
         let tag = format!("{}-{}", self.name, Uuid::now_v7());
         let mut deliveries = channel

@@ -5,6 +5,7 @@ mod consumer;
 mod envelope;
 mod outbox;
 mod relay;
+pub mod topology;
 
 pub use amqp::{Amqp, DEAD_LETTER_REASON_HEADER};
 pub use consumer::{Consumer, EventContext, EventHandler, HandlerError};

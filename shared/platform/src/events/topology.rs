@@ -1,0 +1,34 @@
+//! Every consumer queue and what it binds, in one table. Each service declares the whole
+//! table before it publishes, so an event is never published before the queue of a
+//! consumer that has not started yet exists (RabbitMQ drops unroutable messages).
+/// A consumer's queue: `<queue_prefix>.<service>.<name>`, bound to `patterns`.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSpec {
+    pub service: &'static str,
+    pub name: &'static str,
+    pub patterns: &'static [&'static str],
+}
+
+/// The gateway queues delivery requests from any service.
+pub const GATEWAY_DELIVERY: QueueSpec = QueueSpec {
+    service: "gateway",
+    name: "delivery",
+    patterns: &["*.delivery.requested"],
+};
+
+/// Conversations stores inbound messages.
+pub const CONVERSATIONS_INBOUND: QueueSpec = QueueSpec {
+    service: "conversations",
+    name: "inbound",
+    patterns: &["gateway.message.received"],
+};
+
+/// Conversations applies delivery status reports.
+pub const CONVERSATIONS_STATUS: QueueSpec = QueueSpec {
+    service: "conversations",
+    name: "status",
+    patterns: &["gateway.message.status"],
+};
+
+/// All of them.
+pub const QUEUES: &[QueueSpec] = &[GATEWAY_DELIVERY, CONVERSATIONS_INBOUND, CONVERSATIONS_STATUS];

@@ -1,0 +1,335 @@
+//! One `ism` process (or several, sharing state) per test.
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
+use ism_proto::workspaces::v1::ExchangeApiKeyRequest;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
+use sha2::Sha256;
+use tonic::transport::Channel;
+
+const SERVICES: [&str; 7] = ["workspaces", "gateway", "contacts", "conversations", "broadcasts", "workflows", "integrations"];
+const POSTGRES: &str = "postgres://ism:ism@127.0.0.1:5432/postgres";
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Queues the platform declares, for cleanup.
+const QUEUES: [&str; 3] = ["gateway.delivery", "conversations.inbound", "conversations.status"];
+
+/// The `ism` binary built by `cargo build -p ism` (the Makefile does it first).
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ISM_BIN") {
+        return path.into();
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/ism");
+    assert!(path.exists(), "{} is missing: run `cargo build -p ism` (make test does)", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// A demo tenant: a Workspace with an owner API key and a custom channel.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub workspace_id: String,
+    pub api_key: String,
+    pub channel_id: String,
+    pub webhook_secret: String,
+}
+
+/// The environment and processes of one isolated platform.
+pub struct Platform {
+    pub id: String,
+    env: HashMap<String, String>,
+    pub http_port: u16,
+    pub grpc_ports: HashMap<&'static str, u16>,
+    pub metrics_ports: HashMap<&'static str, u16>,
+    children: Vec<Child>,
+    log_dir: PathBuf,
+}
+
+impl Platform {
+    /// A fresh, not yet started platform: own databases, exchange, queues and ports.
+    pub fn new() -> Self {
+        let id = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let mut env = HashMap::new();
+        let mut grpc_ports = HashMap::new();
+        let mut metrics_ports = HashMap::new();
+        env.insert("ISM_DATABASE__URL".into(), POSTGRES.into());
+        env.insert("ISM_DATABASE__NAME_PREFIX".into(), format!("ism_{id}"));
+        env.insert("ISM_DATABASE__MAX_CONNECTIONS".into(), "5".into());
+        env.insert("ISM_AMQP__URL".into(), AMQP.into());
+        env.insert("ISM_AMQP__EXCHANGE".into(), format!("ism.events.{id}"));
+        env.insert("ISM_AMQP__QUEUE_PREFIX".into(), id.clone());
+        env.insert("ISM_AMQP__RETRY_BASE_MS".into(), "50".into());
+        env.insert("ISM_REDIS__KEY_PREFIX".into(), id.clone());
+        env.insert("ISM_GRPC__HOST".into(), "127.0.0.1".into());
+        env.insert("ISM_GATEWAY__DELIVERY_RETRY_BASE_MS".into(), "100".into());
+        env.insert("ISM_GATEWAY__DELIVERY_MAX_ATTEMPTS".into(), "3".into());
+        env.insert("ISM_TELEMETRY__LOG_FILTER".into(), "info,sqlx=warn,lapin=warn".into());
+        for service in SERVICES {
+            let (grpc, metrics) = (free_port(), free_port());
+            let key = service.to_uppercase();
+            env.insert(format!("ISM_SERVICES__{key}__GRPC_PORT"), grpc.to_string());
+            env.insert(format!("ISM_SERVICES__{key}__METRICS_PORT"), metrics.to_string());
+            env.insert(format!("ISM_SERVICES__{key}__ENDPOINT"), format!("http://127.0.0.1:{grpc}"));
+            grpc_ports.insert(service, grpc);
+            metrics_ports.insert(service, metrics);
+        }
+        let http_port = free_port();
+        env.insert("ISM_GATEWAY__HTTP_PORT".into(), http_port.to_string());
+        let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        Self { id, env, http_port, grpc_ports, metrics_ports, children: Vec::new(), log_dir }
+    }
+
+    /// Overrides one setting (an `ISM_...` variable) for processes started afterwards.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.insert(key.to_owned(), value.to_owned());
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command.args(args).envs(&self.env);
+        command
+    }
+
+    /// Runs an `ism` command to completion; panics with its output on failure.
+    pub fn run(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().expect("ism runs");
+        assert!(output.status.success(), "ism {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts `ism serve <what>` in the background; its log goes to target/e2e-logs.
+    pub fn spawn(&mut self, what: &str) -> usize {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir.join(format!("{}.log", self.id)))
+            .expect("log file");
+        let child = self
+            .command(&["serve", what])
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("ism serve starts");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// Migrates, creates a tenant whose channel delivers to `outbound_url`, and serves all.
+    pub async fn start(outbound_url: &str) -> (Self, Tenant) {
+        let mut platform = Self::new();
+        let tenant = platform.bootstrap(outbound_url);
+        platform.spawn("all");
+        platform.wait_ready().await;
+        (platform, tenant)
+    }
+
+    /// Creates a tenant (workspace, owner key, custom channel) straight in the databases.
+    pub fn bootstrap(&self, outbound_url: &str) -> Tenant {
+        let file = self.log_dir.join(format!("{}-{}.env", self.id, uuid::Uuid::new_v4().simple()));
+        let out = self.run(&["admin", "demo", "--file", file.to_str().expect("utf-8 path"), "--outbound-url", outbound_url]);
+        let _ = std::fs::remove_file(&file);
+        let value = |key: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{key} missing in {out}"))
+                .to_owned()
+        };
+        Tenant {
+            workspace_id: value("ISM_DEMO_WORKSPACE_ID"),
+            api_key: value("ISM_API_KEY"),
+            channel_id: value("ISM_DEMO_CHANNEL_ID"),
+            webhook_secret: value("ISM_DEMO_WEBHOOK_SECRET"),
+        }
+    }
+
+    /// Waits until the gateway is ready and every gRPC server reports SERVING.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let http = reqwest::Client::new();
+        loop {
+            let mut ready = http
+                .get(format!("http://127.0.0.1:{}/readyz", self.http_port))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            for service in SERVICES {
+                ready = ready && self.serving(service).await;
+            }
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "platform {} not ready in 60 s; see target/e2e-logs", self.id);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Whether `service`'s gRPC health check answers SERVING.
+    pub async fn serving(&self, service: &str) -> bool {
+        let Ok(channel) = self.channel(service).connect().await else { return false };
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        client
+            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .await
+            .is_ok_and(|r| r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+    }
+
+    /// A channel to `service`'s gRPC port.
+    pub fn channel(&self, service: &str) -> tonic::transport::Endpoint {
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.grpc_ports[service])).expect("endpoint")
+    }
+
+    /// An access token for `tenant`'s owner API key.
+    pub async fn token(&self, tenant: &Tenant) -> String {
+        let channel = self.channel("workspaces").connect().await.expect("workspaces reachable");
+        WorkspaceServiceClient::new(channel)
+            .exchange_api_key(ExchangeApiKeyRequest { api_key: tenant.api_key.clone() })
+            .await
+            .expect("API key exchanges")
+            .into_inner()
+            .access_token
+    }
+
+    /// A conversations client.
+    pub async fn conversations(&self) -> ConversationServiceClient<Channel> {
+        ConversationServiceClient::new(self.channel("conversations").connect().await.expect("conversations reachable"))
+    }
+
+    /// POSTs `body` to the custom webhook of `channel_id`, signed with `secret` (if any).
+    pub async fn webhook(&self, channel_id: &str, secret: Option<&str>, body: &[u8]) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/webhooks/custom/{channel_id}", self.http_port))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(secret) = secret {
+            request = request.header("x-ism-signature", sign(secret, body));
+        }
+        let response = request.send().await.expect("gateway reachable");
+        let code = response.status().as_u16();
+        (code, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Sends SIGKILL to a process started with [`spawn`](Self::spawn) and reaps it.
+    pub fn kill(&mut self, index: usize) {
+        let child = &mut self.children[index];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Sends SIGTERM and returns the exit status once the process is gone.
+    pub fn terminate(&mut self, index: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = &mut self.children[index];
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// A Postgres pool on this platform's database of `service` (for fault injection
+    /// and inspection only; assertions go through the APIs).
+    pub async fn database(&self, service: &str) -> sqlx::PgPool {
+        let url = format!("postgres://ism:ism@127.0.0.1:5432/ism_{}_{service}", self.id);
+        sqlx::PgPool::connect(&url).await.expect("test database")
+    }
+
+    /// The names of this platform's exchange and the queue of `consumer` (`svc.name`).
+    pub fn exchange(&self) -> String {
+        format!("ism.events.{}", self.id)
+    }
+
+    pub fn queue(&self, consumer: &str) -> String {
+        format!("{}.{consumer}", self.id)
+    }
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let databases: Vec<String> = SERVICES.iter().map(|s| format!("ism_{}_{s}", self.id)).collect();
+        let queues: Vec<String> = QUEUES
+            .iter()
+            .flat_map(|q| [self.queue(q), format!("{}.dlq", self.queue(q))])
+            .collect();
+        let exchange = self.exchange();
+        // Cleanup runs on its own thread and runtime: Drop may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(cleanup(databases, queues, exchange));
+        })
+        .join();
+    }
+}
+
+async fn cleanup(databases: Vec<String>, queues: Vec<String>, exchange: String) {
+    if let Ok(pool) = sqlx::PgPool::connect(POSTGRES).await {
+        for db in databases {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))).execute(&pool).await;
+        }
+    }
+    if let Ok(conn) = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await
+        && let Ok(channel) = conn.create_channel().await
+    {
+        for queue in queues {
+            let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+        }
+        for name in [exchange.clone(), format!("{exchange}.dlx")] {
+            let _ = channel.exchange_delete(name.as_str().into(), Default::default()).await;
+        }
+    }
+}
+
+/// `sha256=<hex>` HMAC of `body` under `secret`, computed independently of the gateway.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
+    request
+}

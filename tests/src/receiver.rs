@@ -1,0 +1,62 @@
+//! A stand-in for a business's system behind a custom channel's outbound URL: records
+//! every POST and answers as scripted (success, or an HTTP error).
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+
+/// One POST the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Received>,
+    /// Answers for the next requests, in order; then 200.
+    script: Vec<(u16, String)>,
+}
+
+/// A local HTTP server receiving outbound messages.
+#[derive(Clone)]
+pub struct Receiver {
+    inner: Arc<Mutex<Inner>>,
+    pub url: String,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new().route("/outbound", post(receive)).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/outbound", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { inner, url }
+    }
+
+    /// The next requests are answered with these codes and bodies, in order.
+    pub fn script(&self, answers: &[(u16, &str)]) {
+        let mut inner = self.inner.lock().expect("receiver lock");
+        inner.script = answers.iter().map(|(c, b)| (*c, (*b).to_owned())).collect();
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().expect("receiver lock").received.clone()
+    }
+}
+
+async fn receive(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    let mut inner = inner.lock().expect("receiver lock");
+    inner.received.push(Received { headers, body });
+    let (code, body) = if inner.script.is_empty() {
+        (200, format!("{{\"message_id\":\"biz-{}\"}}", inner.received.len()))
+    } else {
+        inner.script.remove(0)
+    };
+    (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body)
+}
