@@ -148,10 +148,14 @@ ensure_packages() {
 
   echo "dev-infra: installing ${missing[*]} ..."
   local -a apt_opts=(-q -y -o DPkg::Lock::Timeout=300)
-  apt-get "${apt_opts[@]}" update >/dev/null \
+  apt-get "${apt_opts[@]}" update >/dev/null 9>&- \
     || die "apt-get update failed"
-  apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >/dev/null \
+  apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >/dev/null 9>&- \
     || die "apt-get install ${missing[*]} failed"
+  local cmd
+  for cmd in pg_ctlcluster pg_isready psql redis-server redis-cli rabbitmq-server rabbitmqctl; do
+    command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after apt-get install ${missing[*]}"
+  done
 }
 
 # --- PostgreSQL ---------------------------------------------------------------
@@ -212,7 +216,7 @@ ensure_postgres() {
     version=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/postgres' 2>/dev/null \
       | awk -F/ '{ print $5 }' | sort -V | tail -n 1)
     [[ -n $version ]] || die "postgres: no PostgreSQL server binaries under /usr/lib/postgresql"
-    pg_createcluster --port "$PG_PORT" "$version" main >/dev/null \
+    pg_createcluster --port "$PG_PORT" "$version" main >/dev/null 9>&- \
       || die "postgres: pg_createcluster $version main failed"
     pg_find_cluster || die "postgres: cluster $version/main not found after pg_createcluster"
     created="cluster created; "
@@ -222,7 +226,7 @@ ensure_postgres() {
   start=$(now_ms)
   install -d -m 2775 -o postgres -g postgres /run/postgresql
   if ! pg_cluster_online; then
-    if ! pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" start </dev/null; then
+    if ! pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" start </dev/null 9>&-; then
       log_tail "$(pg_log_file)"
       die "postgres: pg_ctlcluster $PG_VERSION $PG_CLUSTER start failed"
     fi
@@ -356,7 +360,7 @@ ensure_redis() {
   if [[ -z $answer ]]; then
     mkdir -p "$REDIS_DIR" "$REDIS_LOG_DIR"
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
-      --save "" --appendonly no --dir "$REDIS_DIR" --logfile "$REDIS_LOG" </dev/null \
+      --save "" --appendonly no --dir "$REDIS_DIR" --logfile "$REDIS_LOG" </dev/null 9>&- \
       || { log_tail "$REDIS_LOG"; die "redis: redis-server failed to start"; }
   fi
   local rc=0
@@ -407,7 +411,7 @@ ensure_rabbitmq() {
     # caller's pipe open.
     touch "$RABBITMQ_START_LOG"
     chown rabbitmq:rabbitmq "$RABBITMQ_START_LOG"
-    rabbitmq-server -detached </dev/null >>"$RABBITMQ_START_LOG" 2>&1 \
+    rabbitmq-server -detached </dev/null >>"$RABBITMQ_START_LOG" 2>&1 9>&- \
       || rabbitmq_fail "rabbitmq: rabbitmq-server -detached failed"
   fi
   local rc=0
@@ -421,9 +425,14 @@ ensure_rabbitmq() {
 
 # --- commands -----------------------------------------------------------------
 
+# Serialises concurrent runs. Everything this script spawns gets fd 9 closed
+# (9>&-): a daemon inheriting it would hold the lock for its whole life.
 take_lock() {
-  exec 9>/run/lock/dev-infra.lock 2>/dev/null || exec 9>/tmp/dev-infra.lock
-  flock -w 600 9 || die "another dev-infra run holds the lock"
+  { exec 9>/run/lock/dev-infra.lock; } 2>/dev/null || exec 9>/tmp/dev-infra.lock
+  if ! flock -n 9; then
+    echo "dev-infra: waiting for another run to finish ..." >&2
+    flock -w 300 9 || die "another dev-infra run still holds the lock after 300s"
+  fi
 }
 
 cmd_up() {

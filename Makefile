@@ -1,0 +1,48 @@
+# IS-Messenger developer entry points. `make run` and `make test` work on a fresh
+# Debian/Ubuntu machine: they install and start Postgres, Redis and RabbitMQ as needed.
+CARGO ?= cargo
+BUF   ?= npx --yes @bufbuild/buf@1.75.0
+ISM   := target/debug/ism
+
+.PHONY: run test lint bench infra build migrate fmt lint-rust lint-proto lint-deploy
+
+## infra: install (if missing) and start Postgres, Redis and RabbitMQ; create role and databases
+infra:
+	@scripts/dev-infra.sh
+
+## build: the ism binary (debug)
+build:
+	$(CARGO) build -p ism
+
+## migrate: create and migrate every service's database
+migrate: infra build
+	$(ISM) migrate all
+
+## run: serve the whole platform locally and print how to use it
+run: infra build
+	@scripts/run.sh
+
+## test: unit, integration and end-to-end tests against real Postgres, Redis and RabbitMQ
+test: infra build
+	$(CARGO) test --workspace --no-fail-fast
+
+## lint: rustfmt, clippy -D warnings, buf lint, Helm chart and Kubernetes manifests
+lint: lint-rust lint-proto lint-deploy
+
+lint-rust:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint-proto:
+	$(BUF) lint
+
+lint-deploy:
+	@scripts/lint-deploy.sh
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+## bench: throughput, latency and memory of the first flow, beside this machine's raw ceilings
+bench: infra
+	@scripts/bench.sh

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Serves the whole platform locally: migrates, bootstraps a demo Workspace (once), starts
+# a small receiver for outbound messages, prints how to use it, then runs `ism serve all`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ISM=target/debug/ism
+export ISM_TELEMETRY__LOG_FORMAT="${ISM_TELEMETRY__LOG_FORMAT:-pretty}"
+
+"$ISM" migrate all >/dev/null
+"$ISM" admin demo --file .ism/demo.env >/dev/null
+# shellcheck disable=SC1091
+source .ism/demo.env
+
+python3 scripts/demo-receiver.py 8099 > .ism/outbound.log 2>&1 &
+receiver=$!
+trap 'kill $receiver 2>/dev/null || true' EXIT
+
+cat <<USAGE
+
+IS-Messenger is starting: gRPC on 127.0.0.1:50051-50057, webhooks on http://127.0.0.1:8080.
+Demo credentials are in .ism/demo.env (load them with: source .ism/demo.env).
+
+  # 1. A customer writes to the demo custom channel (a signed webhook):
+  $ISM webhook --channel $ISM_DEMO_CHANNEL_ID --secret $ISM_DEMO_WEBHOOK_SECRET \\
+      --from customer-1 --name "Ada Lovelace" --text "Hello!"
+
+  # 2. Read it back over gRPC (any reflection client; buf curl shown):
+  TOKEN=\$($ISM token --api-key $ISM_API_KEY)
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" \\
+      http://127.0.0.1:50054/ism.conversations.v1.ConversationService/ListConversations
+
+  # 3. Reply (use a conversation id from step 2); it is POSTed, signed, to the demo
+  #    receiver, which logs it in .ism/outbound.log:
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" \\
+      -d '{"conversation_id":"<id>","content":{"text":{"body":"Hi Ada!"}}}' \\
+      http://127.0.0.1:50054/ism.conversations.v1.ConversationService/SendMessage
+
+Stop with Ctrl-C (in-flight work drains first).
+
+USAGE
+exec "$ISM" serve all
