@@ -131,6 +131,7 @@ impl<H: EventHandler> Consumer<H> {
             pool: self.pool.clone(),
             amqp: self.amqp.clone(),
             dead_letters,
+            shutdown: shutdown.clone(),
         };
         let lanes = self.amqp.settings.consumer_lanes.max(1);
         let mut senders = Vec::with_capacity(lanes);
@@ -197,6 +198,7 @@ struct Lane<H> {
     pool: PgPool,
     amqp: Amqp,
     dead_letters: Channel,
+    shutdown: CancellationToken,
 }
 
 impl<H> Clone for Lane<H> {
@@ -208,6 +210,7 @@ impl<H> Clone for Lane<H> {
             pool: self.pool.clone(),
             amqp: self.amqp.clone(),
             dead_letters: self.dead_letters.clone(),
+            shutdown: self.shutdown.clone(),
         }
     }
 }
@@ -246,7 +249,7 @@ impl<H: EventHandler> Lane<H> {
             .with_jitter();
         let result = attempt
             .retry(policy)
-            .when(|e| matches!(e, HandlerError::Transient(_)))
+            .when(|e| matches!(e, HandlerError::Transient(_)) && !self.shutdown.is_cancelled())
             .notify(|e, after| tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, "event handling failed; retrying"))
             .await;
         let outcome = match result {
@@ -256,6 +259,15 @@ impl<H: EventHandler> Lane<H> {
                     tracing::warn!(error = %e, "ack failed after commit");
                 }
                 "processed"
+            }
+            Err(HandlerError::Transient(e)) if self.shutdown.is_cancelled() => {
+                // Stopping: what failed because peers are stopping too goes back to the
+                // queue for the next process rather than to the dead letters.
+                tracing::info!(error = %format!("{e:#}"), "event requeued at shutdown");
+                if let Err(e) = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+                    tracing::warn!(error = %e, "requeue failed; the broker redelivers on reconnect");
+                }
+                "requeued"
             }
             Err(e) => {
                 tracing::error!(error = %e, "event dead-lettered");
