@@ -57,30 +57,65 @@ pub enum AdminCommand {
 }
 
 pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
-    let workspaces = db::prepare(&settings.database, ServiceName::Workspaces, &ism_workspaces::MIGRATOR).await?;
+    let workspaces = db::prepare(
+        &settings.database,
+        ServiceName::Workspaces,
+        &ism_workspaces::MIGRATOR,
+    )
+    .await?;
     match command {
         AdminCommand::CreateOrganization { name } => {
-            println!("{}", ism_workspaces::admin::create_organization(&workspaces, &name).await?);
+            println!(
+                "{}",
+                ism_workspaces::admin::create_organization(&workspaces, &name).await?
+            );
         }
         AdminCommand::CreateWorkspace { organization, name } => {
-            println!("{}", ism_workspaces::admin::create_workspace(&workspaces, organization, &name).await?.id);
+            println!(
+                "{}",
+                ism_workspaces::admin::create_workspace(&workspaces, organization, &name)
+                    .await?
+                    .id
+            );
         }
-        AdminCommand::CreateApiKey { workspace, name, role } => {
+        AdminCommand::CreateApiKey {
+            workspace,
+            name,
+            role,
+        } => {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
-            let (_, secret) = ism_workspaces::admin::create_api_key(&workspaces, workspace, &name, role).await?;
+            let (_, secret) =
+                ism_workspaces::admin::create_api_key(&workspaces, workspace, &name, role).await?;
             println!("{secret}");
         }
-        AdminCommand::CreateChannel { workspace, name, outbound_url } => {
-            let (channel, secret) = create_channel(settings, workspace, &name, &outbound_url).await?;
+        AdminCommand::CreateChannel {
+            workspace,
+            name,
+            outbound_url,
+        } => {
+            let (channel, secret) =
+                create_channel(settings, workspace, &name, &outbound_url).await?;
             println!("channel_id={}\nwebhook_secret={secret}", channel.id);
         }
-        AdminCommand::Demo { file, outbound_url } => demo(settings, &workspaces, &file, &outbound_url).await?,
+        AdminCommand::Demo { file, outbound_url } => {
+            demo(settings, &workspaces, &file, &outbound_url).await?
+        }
     }
     Ok(())
 }
 
-async fn create_channel(settings: &Settings, workspace: Uuid, name: &str, outbound_url: &str) -> anyhow::Result<(ism_proto::gateway::v1::Channel, String)> {
-    let gateway = db::prepare(&settings.database, ServiceName::Gateway, &ism_gateway::MIGRATOR).await?;
+async fn create_channel(
+    settings: &Settings,
+    workspace: Uuid,
+    name: &str,
+    outbound_url: &str,
+) -> anyhow::Result<(ism_proto::gateway::v1::Channel, String)> {
+    let gateway = db::prepare(
+        &settings.database,
+        ServiceName::Gateway,
+        &ism_gateway::MIGRATOR,
+    )
+    .await?;
     let request = CreateChannelRequest {
         r#type: ChannelType::Custom as i32,
         name: name.to_owned(),
@@ -89,26 +124,37 @@ async fn create_channel(settings: &Settings, workspace: Uuid, name: &str, outbou
     Ok(ism_gateway::create_channel(&gateway, workspace, &request).await?)
 }
 
-async fn demo(settings: &Settings, workspaces: &sqlx::PgPool, file: &PathBuf, outbound_url: &str) -> anyhow::Result<()> {
+async fn demo(
+    settings: &Settings,
+    workspaces: &sqlx::PgPool,
+    file: &PathBuf,
+    outbound_url: &str,
+) -> anyhow::Result<()> {
     if let Ok(existing) = std::fs::read_to_string(file) {
         let workspace_id = existing
             .lines()
             .find_map(|l| l.strip_prefix("ISM_DEMO_WORKSPACE_ID="))
             .and_then(|id| id.parse::<Uuid>().ok());
         if let Some(id) = workspace_id
-            && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1)")
-                .bind(id)
-                .fetch_one(workspaces)
-                .await?
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1)",
+            )
+            .bind(id)
+            .fetch_one(workspaces)
+            .await?
         {
             print!("{existing}");
             return Ok(());
         }
     }
     let organization = ism_workspaces::admin::create_organization(workspaces, "Demo").await?;
-    let workspace = ism_workspaces::admin::create_workspace(workspaces, organization, "demo").await?;
-    let (_, api_key) = ism_workspaces::admin::create_api_key(workspaces, workspace.id, "demo owner", Role::Owner).await?;
-    let (channel, secret) = create_channel(settings, workspace.id, "Demo custom channel", outbound_url).await?;
+    let workspace =
+        ism_workspaces::admin::create_workspace(workspaces, organization, "demo").await?;
+    let (_, api_key) =
+        ism_workspaces::admin::create_api_key(workspaces, workspace.id, "demo owner", Role::Owner)
+            .await?;
+    let (channel, secret) =
+        create_channel(settings, workspace.id, "Demo custom channel", outbound_url).await?;
     let contents = format!(
         "ISM_DEMO_WORKSPACE_ID={}\nISM_API_KEY={api_key}\nISM_DEMO_CHANNEL_ID={}\nISM_DEMO_WEBHOOK_SECRET={secret}\n",
         workspace.id, channel.id
@@ -124,7 +170,9 @@ async fn demo(settings: &Settings, workspaces: &sqlx::PgPool, file: &PathBuf, ou
 pub async fn token(settings: &Settings, api_key: &str) -> anyhow::Result<()> {
     let channel = grpc::channel(&settings.service(ServiceName::Workspaces).endpoint)?;
     let response = WorkspaceServiceClient::new(channel)
-        .exchange_api_key(ExchangeApiKeyRequest { api_key: api_key.to_owned() })
+        .exchange_api_key(ExchangeApiKeyRequest {
+            api_key: api_key.to_owned(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
     println!("{}", response.into_inner().access_token);
@@ -158,11 +206,17 @@ pub async fn webhook(settings: &Settings, args: WebhookArgs) -> anyhow::Result<(
         "from": { "id": args.from, "name": args.name },
         "text": args.text,
     }))?;
-    let url = format!("http://127.0.0.1:{}/webhooks/custom/{}", settings.gateway.http_port, args.channel);
+    let url = format!(
+        "http://127.0.0.1:{}/webhooks/custom/{}",
+        settings.gateway.http_port, args.channel
+    );
     let response = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
-        .header(ism_gateway::SIGNATURE_HEADER, ism_gateway::sign(args.secret.as_bytes(), &body))
+        .header(
+            ism_gateway::SIGNATURE_HEADER,
+            ism_gateway::sign(args.secret.as_bytes(), &body),
+        )
         .body(body)
         .send()
         .await?;

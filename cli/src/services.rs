@@ -19,7 +19,11 @@ fn migrator(service: ServiceName) -> &'static Migrator {
     }
 }
 
-fn runner(service: ServiceName, settings: Arc<Settings>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
+fn runner(
+    service: ServiceName,
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+) -> BoxFuture<'static, anyhow::Result<()>> {
     match service {
         ServiceName::Workspaces => Box::pin(ism_workspaces::run(settings, shutdown)),
         ServiceName::Gateway => Box::pin(ism_gateway::run(settings, shutdown)),
@@ -41,7 +45,11 @@ pub async fn migrate(settings: &Settings, service: ServiceName) -> anyhow::Resul
 /// Serves `name` (one service or `all`) until SIGTERM.
 pub async fn serve(settings: Arc<Settings>, name: &str) -> anyhow::Result<()> {
     let services = crate::selected(name)?;
-    let process = if services.len() == 1 { format!("ism-{}", services[0]) } else { "ism".to_owned() };
+    let process = if services.len() == 1 {
+        format!("ism-{}", services[0])
+    } else {
+        "ism".to_owned()
+    };
     let _telemetry = telemetry::init(&settings.telemetry, &process)?;
     let shutdown = shutdown::on_signal();
     let runs = services.into_iter().map(|service| {

@@ -9,7 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.sort();
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("ism_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    std::fs::write(
+        out.join("ism_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
     // Type names let event payloads travel as `google.protobuf.Any`.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();

@@ -12,11 +12,23 @@ use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use sha2::Sha256;
 use tonic::transport::Channel;
 
-const SERVICES: [&str; 7] = ["workspaces", "gateway", "contacts", "conversations", "broadcasts", "workflows", "integrations"];
+const SERVICES: [&str; 7] = [
+    "workspaces",
+    "gateway",
+    "contacts",
+    "conversations",
+    "broadcasts",
+    "workflows",
+    "integrations",
+];
 const POSTGRES: &str = "postgres://ism:ism@127.0.0.1:5432/postgres";
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Queues the platform declares, for cleanup.
-const QUEUES: [&str; 3] = ["gateway.delivery", "conversations.inbound", "conversations.status"];
+const QUEUES: [&str; 3] = [
+    "gateway.delivery",
+    "conversations.inbound",
+    "conversations.status",
+];
 
 /// The `ism` binary built by `cargo build -p ism` (the Makefile does it first).
 pub fn binary() -> PathBuf {
@@ -24,7 +36,11 @@ pub fn binary() -> PathBuf {
         return path.into();
     }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/ism");
-    assert!(path.exists(), "{} is missing: run `cargo build -p ism` (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p ism` (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -73,13 +89,22 @@ impl Platform {
         env.insert("ISM_GRPC__HOST".into(), "127.0.0.1".into());
         env.insert("ISM_GATEWAY__DELIVERY_RETRY_BASE_MS".into(), "100".into());
         env.insert("ISM_GATEWAY__DELIVERY_MAX_ATTEMPTS".into(), "3".into());
-        env.insert("ISM_TELEMETRY__LOG_FILTER".into(), "info,sqlx=warn,lapin=warn".into());
+        env.insert(
+            "ISM_TELEMETRY__LOG_FILTER".into(),
+            "info,sqlx=warn,lapin=warn".into(),
+        );
         for service in SERVICES {
             let (grpc, metrics) = (free_port(), free_port());
             let key = service.to_uppercase();
             env.insert(format!("ISM_SERVICES__{key}__GRPC_PORT"), grpc.to_string());
-            env.insert(format!("ISM_SERVICES__{key}__METRICS_PORT"), metrics.to_string());
-            env.insert(format!("ISM_SERVICES__{key}__ENDPOINT"), format!("http://127.0.0.1:{grpc}"));
+            env.insert(
+                format!("ISM_SERVICES__{key}__METRICS_PORT"),
+                metrics.to_string(),
+            );
+            env.insert(
+                format!("ISM_SERVICES__{key}__ENDPOINT"),
+                format!("http://127.0.0.1:{grpc}"),
+            );
             grpc_ports.insert(service, grpc);
             metrics_ports.insert(service, metrics);
         }
@@ -87,7 +112,15 @@ impl Platform {
         env.insert("ISM_GATEWAY__HTTP_PORT".into(), http_port.to_string());
         let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        Self { id, env, http_port, grpc_ports, metrics_ports, children: Vec::new(), log_dir }
+        Self {
+            id,
+            env,
+            http_port,
+            grpc_ports,
+            metrics_ports,
+            children: Vec::new(),
+            log_dir,
+        }
     }
 
     /// Overrides one setting (an `ISM_...` variable) for processes started afterwards.
@@ -104,7 +137,11 @@ impl Platform {
     /// Runs an `ism` command to completion; panics with its output on failure.
     pub fn run(&self, args: &[&str]) -> String {
         let output = self.command(args).output().expect("ism runs");
-        assert!(output.status.success(), "ism {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "ism {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -136,8 +173,17 @@ impl Platform {
 
     /// Creates a tenant (workspace, owner key, custom channel) straight in the databases.
     pub fn bootstrap(&self, outbound_url: &str) -> Tenant {
-        let file = self.log_dir.join(format!("{}-{}.env", self.id, uuid::Uuid::new_v4().simple()));
-        let out = self.run(&["admin", "demo", "--file", file.to_str().expect("utf-8 path"), "--outbound-url", outbound_url]);
+        let file = self
+            .log_dir
+            .join(format!("{}-{}.env", self.id, uuid::Uuid::new_v4().simple()));
+        let out = self.run(&[
+            "admin",
+            "demo",
+            "--file",
+            file.to_str().expect("utf-8 path"),
+            "--outbound-url",
+            outbound_url,
+        ]);
         let _ = std::fs::remove_file(&file);
         let value = |key: &str| {
             out.lines()
@@ -169,31 +215,52 @@ impl Platform {
             if ready {
                 return;
             }
-            assert!(Instant::now() < deadline, "platform {} not ready in 60 s; see target/e2e-logs", self.id);
+            assert!(
+                Instant::now() < deadline,
+                "platform {} not ready in 60 s; see target/e2e-logs",
+                self.id
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     /// Whether `service`'s gRPC health check answers SERVING.
     pub async fn serving(&self, service: &str) -> bool {
-        let Ok(channel) = self.channel(service).connect().await else { return false };
+        let Ok(channel) = self.channel(service).connect().await else {
+            return false;
+        };
         let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
         client
-            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
             .await
-            .is_ok_and(|r| r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+            .is_ok_and(|r| {
+                r.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            })
     }
 
     /// A channel to `service`'s gRPC port.
     pub fn channel(&self, service: &str) -> tonic::transport::Endpoint {
-        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.grpc_ports[service])).expect("endpoint")
+        tonic::transport::Endpoint::from_shared(format!(
+            "http://127.0.0.1:{}",
+            self.grpc_ports[service]
+        ))
+        .expect("endpoint")
     }
 
     /// An access token for `tenant`'s owner API key.
     pub async fn token(&self, tenant: &Tenant) -> String {
-        let channel = self.channel("workspaces").connect().await.expect("workspaces reachable");
+        let channel = self
+            .channel("workspaces")
+            .connect()
+            .await
+            .expect("workspaces reachable");
         WorkspaceServiceClient::new(channel)
-            .exchange_api_key(ExchangeApiKeyRequest { api_key: tenant.api_key.clone() })
+            .exchange_api_key(ExchangeApiKeyRequest {
+                api_key: tenant.api_key.clone(),
+            })
             .await
             .expect("API key exchanges")
             .into_inner()
@@ -202,13 +269,26 @@ impl Platform {
 
     /// A conversations client.
     pub async fn conversations(&self) -> ConversationServiceClient<Channel> {
-        ConversationServiceClient::new(self.channel("conversations").connect().await.expect("conversations reachable"))
+        ConversationServiceClient::new(
+            self.channel("conversations")
+                .connect()
+                .await
+                .expect("conversations reachable"),
+        )
     }
 
     /// POSTs `body` to the custom webhook of `channel_id`, signed with `secret` (if any).
-    pub async fn webhook(&self, channel_id: &str, secret: Option<&str>, body: &[u8]) -> (u16, serde_json::Value) {
+    pub async fn webhook(
+        &self,
+        channel_id: &str,
+        secret: Option<&str>,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
         let mut request = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}/webhooks/custom/{channel_id}", self.http_port))
+            .post(format!(
+                "http://127.0.0.1:{}/webhooks/custom/{channel_id}",
+                self.http_port
+            ))
             .header("content-type", "application/json")
             .body(body.to_vec());
         if let Some(secret) = secret {
@@ -216,7 +296,10 @@ impl Platform {
         }
         let response = request.send().await.expect("gateway reachable");
         let code = response.status().as_u16();
-        (code, response.json().await.unwrap_or(serde_json::Value::Null))
+        (
+            code,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Sends SIGKILL to a process started with [`spawn`](Self::spawn) and reaps it.
@@ -227,9 +310,16 @@ impl Platform {
     }
 
     /// Sends SIGTERM and returns the exit status once the process is gone.
-    pub fn terminate(&mut self, index: usize, within: Duration) -> Option<std::process::ExitStatus> {
+    pub fn terminate(
+        &mut self,
+        index: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
         let child = &mut self.children[index];
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -243,7 +333,10 @@ impl Platform {
     /// A Postgres pool on this platform's database of `service` (for fault injection
     /// and inspection only; assertions go through the APIs).
     pub async fn database(&self, service: &str) -> sqlx::PgPool {
-        let url = format!("postgres://ism:ism@127.0.0.1:5432/ism_{}_{service}", self.id);
+        let url = format!(
+            "postgres://ism:ism@127.0.0.1:5432/ism_{}_{service}",
+            self.id
+        );
         sqlx::PgPool::connect(&url).await.expect("test database")
     }
 
@@ -269,7 +362,10 @@ impl Drop for Platform {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let databases: Vec<String> = SERVICES.iter().map(|s| format!("ism_{}_{s}", self.id)).collect();
+        let databases: Vec<String> = SERVICES
+            .iter()
+            .map(|s| format!("ism_{}_{s}", self.id))
+            .collect();
         let queues: Vec<String> = QUEUES
             .iter()
             .flat_map(|q| [self.queue(q), format!("{}.dlq", self.queue(q))])
@@ -277,7 +373,12 @@ impl Drop for Platform {
         let exchange = self.exchange();
         // Cleanup runs on its own thread and runtime: Drop may run inside the test's runtime.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             runtime.block_on(cleanup(databases, queues, exchange));
         })
         .join();
@@ -287,17 +388,25 @@ impl Drop for Platform {
 async fn cleanup(databases: Vec<String>, queues: Vec<String>, exchange: String) {
     if let Ok(pool) = sqlx::PgPool::connect(POSTGRES).await {
         for db in databases {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))).execute(&pool).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+            )))
+            .execute(&pool)
+            .await;
         }
     }
     if let Ok(conn) = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await
         && let Ok(channel) = conn.create_channel().await
     {
         for queue in queues {
-            let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+            let _ = channel
+                .queue_delete(queue.as_str().into(), Default::default())
+                .await;
         }
         for name in [exchange.clone(), format!("{exchange}.dlx")] {
-            let _ = channel.exchange_delete(name.as_str().into(), Default::default()).await;
+            let _ = channel
+                .exchange_delete(name.as_str().into(), Default::default())
+                .await;
         }
     }
 }
@@ -328,8 +437,9 @@ where
 /// `message` with `authorization: Bearer <token>`.
 pub fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
     request
 }

@@ -32,8 +32,12 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().route("/outbound", post(receive)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let app = Router::new()
+            .route("/outbound", post(receive))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}/outbound", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { inner, url }
@@ -50,11 +54,18 @@ impl Receiver {
     }
 }
 
-async fn receive(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn receive(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let mut inner = inner.lock().expect("receiver lock");
     inner.received.push(Received { headers, body });
     let (code, body) = if inner.script.is_empty() {
-        (200, format!("{{\"message_id\":\"biz-{}\"}}", inner.received.len()))
+        (
+            200,
+            format!("{{\"message_id\":\"biz-{}\"}}", inner.received.len()),
+        )
     } else {
         inner.script.remove(0)
     };

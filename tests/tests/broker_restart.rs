@@ -9,7 +9,10 @@ use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest
 use serde_json::json;
 
 fn rabbitmqctl(args: &[&str]) {
-    let status = Command::new("rabbitmqctl").args(args).status().expect("rabbitmqctl runs");
+    let status = Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
     assert!(status.success(), "rabbitmqctl {args:?} failed");
 }
 
@@ -18,10 +21,17 @@ async fn messages_accepted_while_rabbitmq_is_down_are_stored_once_it_is_back() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
     let send = |id: String| {
-        let body = serde_json::to_vec(&json!({"message_id": id, "from": {"id": "c1"}, "text": "hello"})).unwrap();
+        let body =
+            serde_json::to_vec(&json!({"message_id": id, "from": {"id": "c1"}, "text": "hello"}))
+                .unwrap();
         let platform = &platform;
         let tenant = &tenant;
-        async move { platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body).await.0 }
+        async move {
+            platform
+                .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+                .await
+                .0
+        }
     };
     assert_eq!(send("before".into()).await, 200);
 
@@ -33,7 +43,11 @@ async fn messages_accepted_while_rabbitmq_is_down_are_stored_once_it_is_back() {
     }
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
-    assert_eq!(during, vec![200; 5], "webhooks are accepted while the broker is down");
+    assert_eq!(
+        during,
+        vec![200; 5],
+        "webhooks are accepted while the broker is down"
+    );
     assert_eq!(send("after".into()).await, 200);
 
     let token = platform.token(&tenant).await;
@@ -42,13 +56,37 @@ async fn messages_accepted_while_rabbitmq_is_down_are_stored_once_it_is_back() {
         let mut client = conversations.clone();
         let token = token.clone();
         async move {
-            let conversation = client.list_conversations(authed(&token, ListConversationsRequest::default())).await.ok()?.into_inner().conversations.pop()?;
-            let request = ListMessagesRequest { conversation_id: conversation.id, ..Default::default() };
-            let messages = client.list_messages(authed(&token, request)).await.ok()?.into_inner().messages;
-            (messages.len() >= 7).then(|| messages.into_iter().map(|m| m.external_message_id).collect::<Vec<_>>())
+            let conversation = client
+                .list_conversations(authed(&token, ListConversationsRequest::default()))
+                .await
+                .ok()?
+                .into_inner()
+                .conversations
+                .pop()?;
+            let request = ListMessagesRequest {
+                conversation_id: conversation.id,
+                ..Default::default()
+            };
+            let messages = client
+                .list_messages(authed(&token, request))
+                .await
+                .ok()?
+                .into_inner()
+                .messages;
+            (messages.len() >= 7).then(|| {
+                messages
+                    .into_iter()
+                    .map(|m| m.external_message_id)
+                    .collect::<Vec<_>>()
+            })
         }
     })
     .await;
     ids.sort();
-    assert_eq!(ids, vec!["after", "before", "during-0", "during-1", "during-2", "during-3", "during-4"]);
+    assert_eq!(
+        ids,
+        vec![
+            "after", "before", "during-0", "during-1", "during-2", "during-3", "during-4"
+        ]
+    );
 }

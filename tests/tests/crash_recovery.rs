@@ -21,14 +21,29 @@ async fn stored_ids(platform: &Platform, tenant: &Tenant, expected: usize) -> Ve
         let token = token.clone();
         async move {
             let list = client
-                .list_conversations(authed(&token, ListConversationsRequest { page_size: 100, ..Default::default() }))
+                .list_conversations(authed(
+                    &token,
+                    ListConversationsRequest {
+                        page_size: 100,
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .ok()?
                 .into_inner();
             let mut ids = Vec::new();
             for conversation in list.conversations {
-                let request = ListMessagesRequest { conversation_id: conversation.id, page_size: 100, ..Default::default() };
-                let messages = client.list_messages(authed(&token, request)).await.ok()?.into_inner().messages;
+                let request = ListMessagesRequest {
+                    conversation_id: conversation.id,
+                    page_size: 100,
+                    ..Default::default()
+                };
+                let messages = client
+                    .list_messages(authed(&token, request))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .messages;
                 ids.extend(messages.into_iter().map(|m| m.external_message_id));
             }
             (ids.len() >= expected).then_some(ids)
@@ -38,7 +53,10 @@ async fn stored_ids(platform: &Platform, tenant: &Tenant, expected: usize) -> Ve
 }
 
 fn message(id: &str, from: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"message_id": id, "from": {"id": from}, "text": format!("message {id}")})).unwrap()
+    serde_json::to_vec(
+        &json!({"message_id": id, "from": {"id": from}, "text": format!("message {id}")}),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -50,19 +68,42 @@ async fn a_gateway_killed_after_answering_200_loses_nothing() {
     let gateway = platform.spawn("gateway");
     eventually(WAIT, "the gateway", || {
         let url = format!("http://127.0.0.1:{}/readyz", platform.http_port);
-        async move { reqwest::get(url).await.ok().filter(|r| r.status().is_success()) }
+        async move {
+            reqwest::get(url)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
     })
     .await;
-    let (code, _) = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &message("crash-1", "c1")).await;
+    let (code, _) = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &message("crash-1", "c1"),
+        )
+        .await;
     assert_eq!(code, 200);
     platform.kill(gateway);
 
     platform.spawn("all");
     platform.wait_ready().await;
     // The provider retries after the crash, as providers do.
-    let (code, body) = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &message("crash-1", "c1")).await;
+    let (code, body) = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &message("crash-1", "c1"),
+        )
+        .await;
     assert_eq!((code, body["status"].as_str()), (200, Some("duplicate")));
-    let marker = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &message("marker", "c1")).await;
+    let marker = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &message("marker", "c1"),
+        )
+        .await;
     assert_eq!(marker.0, 200);
 
     let mut ids = stored_ids(&platform, &tenant, 2).await;
@@ -78,7 +119,13 @@ async fn the_whole_platform_killed_mid_burst_stores_every_accepted_message_once(
     let mut accepted = Vec::new();
     for i in 0..40 {
         let id = format!("burst-{i}");
-        let (code, _) = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &message(&id, &format!("c{}", i % 5))).await;
+        let (code, _) = platform
+            .webhook(
+                &tenant.channel_id,
+                Some(&tenant.webhook_secret),
+                &message(&id, &format!("c{}", i % 5)),
+            )
+            .await;
         assert_eq!(code, 200);
         accepted.push(id);
     }
@@ -101,7 +148,12 @@ async fn the_whole_platform_killed_mid_burst_stores_every_accepted_message_once(
 async fn poison_events_go_to_the_dead_letter_queue_with_the_reason() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
-    let conn = Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", ConnectionProperties::default()).await.unwrap();
+    let conn = Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
     let channel = conn.create_channel().await.unwrap();
     channel
         .basic_publish(
@@ -120,7 +172,13 @@ async fn poison_events_go_to_the_dead_letter_queue_with_the_reason() {
     let dead = eventually(WAIT, "the dead letter", || {
         let channel = channel.clone();
         let dlq = dlq.clone();
-        async move { channel.basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true }).await.ok().flatten() }
+        async move {
+            channel
+                .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .ok()
+                .flatten()
+        }
     })
     .await;
     let reason = dead
@@ -128,13 +186,24 @@ async fn poison_events_go_to_the_dead_letter_queue_with_the_reason() {
         .headers()
         .as_ref()
         .and_then(|h| h.inner().get("x-ism-dead-letter-reason").cloned());
-    let Some(AMQPValue::LongString(reason)) = reason else { panic!("no reason header: {:?}", dead.properties) };
+    let Some(AMQPValue::LongString(reason)) = reason else {
+        panic!("no reason header: {:?}", dead.properties)
+    };
     assert!(String::from_utf8_lossy(reason.as_bytes()).contains("not an ism.events.v1.Event"));
 
     // The consumer kept going: a real message after the poison one is stored.
-    let (code, _) = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &message("after-poison", "c1")).await;
+    let (code, _) = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &message("after-poison", "c1"),
+        )
+        .await;
     assert_eq!(code, 200);
-    assert_eq!(stored_ids(&platform, &tenant, 1).await, vec!["after-poison"]);
+    assert_eq!(
+        stored_ids(&platform, &tenant, 1).await,
+        vec!["after-poison"]
+    );
     let _ = channel.close(200, "done".into()).await;
     drop(conn);
 }
@@ -143,9 +212,17 @@ async fn poison_events_go_to_the_dead_letter_queue_with_the_reason() {
 async fn sigterm_drains_and_exits_cleanly() {
     let receiver = Receiver::start().await;
     let (mut platform, tenant) = Platform::start(&receiver.url).await;
-    let (code, _) = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &message("before-stop", "c1")).await;
+    let (code, _) = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &message("before-stop", "c1"),
+        )
+        .await;
     assert_eq!(code, 200);
-    let status = platform.terminate(0, Duration::from_secs(25)).expect("ism exits within the drain time");
+    let status = platform
+        .terminate(0, Duration::from_secs(25))
+        .expect("ism exits within the drain time");
     assert!(status.success(), "exit status {status:?}");
     // Nothing accepted before the stop is lost: a restart finishes the work.
     platform.spawn("all");

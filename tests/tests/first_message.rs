@@ -6,14 +6,22 @@ use std::time::Duration;
 use ism_e2e::{Platform, Receiver, authed, eventually, sign};
 use ism_proto::contacts::v1::GetContactRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
-use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest, SendMessageRequest, GetMessageRequest};
-use ism_proto::types::v1::{DeliveryStatus, Direction, MessageContent, Text, message_content::Kind};
+use ism_proto::conversations::v1::{
+    GetMessageRequest, ListConversationsRequest, ListMessagesRequest, SendMessageRequest,
+};
+use ism_proto::types::v1::{
+    DeliveryStatus, Direction, MessageContent, Text, message_content::Kind,
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn text(body: &str) -> Option<MessageContent> {
-    Some(MessageContent { kind: Some(Kind::Text(Text { body: body.to_owned() })) })
+    Some(MessageContent {
+        kind: Some(Kind::Text(Text {
+            body: body.to_owned(),
+        })),
+    })
 }
 
 #[tokio::test]
@@ -29,7 +37,9 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
         "text": "Hello, is my order shipped?"
     }))
     .unwrap();
-    let (code, answer) = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body).await;
+    let (code, answer) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["status"], "accepted");
 
@@ -38,7 +48,10 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
         let mut client = conversations.clone();
         let token = token.clone();
         async move {
-            let list = client.list_conversations(authed(&token, ListConversationsRequest::default())).await.ok()?;
+            let list = client
+                .list_conversations(authed(&token, ListConversationsRequest::default()))
+                .await
+                .ok()?;
             list.into_inner().conversations.into_iter().next()
         }
     })
@@ -47,7 +60,13 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
     assert_eq!(conversation.workspace_id, tenant.workspace_id);
 
     let messages = conversations
-        .list_messages(authed(&token, ListMessagesRequest { conversation_id: conversation.id.clone(), ..Default::default() }))
+        .list_messages(authed(
+            &token,
+            ListMessagesRequest {
+                conversation_id: conversation.id.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -58,23 +77,35 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
     assert_eq!(messages[0].external_message_id, "biz-msg-1");
     assert_eq!(messages[0].sent_at.unwrap().seconds, 1_795_600_800);
 
-    let mut contacts = ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
+    let mut contacts =
+        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
     let contact = contacts
-        .get_contact(authed(&token, GetContactRequest { id: conversation.contact_id.clone() }))
+        .get_contact(authed(
+            &token,
+            GetContactRequest {
+                id: conversation.contact_id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
         .contact
         .unwrap();
-    assert_eq!((contact.first_name.as_str(), contact.last_name.as_str()), ("Ada", "Lovelace"));
+    assert_eq!(
+        (contact.first_name.as_str(), contact.last_name.as_str()),
+        ("Ada", "Lovelace")
+    );
     assert_eq!(contact.identities[0].external_id, "customer-42");
 
     let reply = conversations
-        .send_message(authed(&token, SendMessageRequest {
-            conversation_id: conversation.id.clone(),
-            content: text("Yes, it left this morning."),
-            client_message_id: "reply-1".into(),
-        }))
+        .send_message(authed(
+            &token,
+            SendMessageRequest {
+                conversation_id: conversation.id.clone(),
+                content: text("Yes, it left this morning."),
+                client_message_id: "reply-1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -101,7 +132,12 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
         let mut client = conversations.clone();
         let (token, id) = (token.clone(), reply.id.clone());
         async move {
-            let m = client.get_message(authed(&token, GetMessageRequest { id })).await.ok()?.into_inner().message?;
+            let m = client
+                .get_message(authed(&token, GetMessageRequest { id }))
+                .await
+                .ok()?
+                .into_inner()
+                .message?;
             (m.status == DeliveryStatus::Sent as i32).then_some(m)
         }
     })
@@ -110,11 +146,14 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
 
     // A retried SendMessage with the same client id is the same message, sent once.
     let again = conversations
-        .send_message(authed(&token, SendMessageRequest {
-            conversation_id: conversation.id.clone(),
-            content: text("Yes, it left this morning."),
-            client_message_id: "reply-1".into(),
-        }))
+        .send_message(authed(
+            &token,
+            SendMessageRequest {
+                conversation_id: conversation.id.clone(),
+                content: text("Yes, it left this morning."),
+                client_message_id: "reply-1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -131,24 +170,45 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
     let (platform, tenant) = Platform::start(&receiver.url).await;
     let token = platform.token(&tenant).await;
     let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
-    assert_eq!(platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body).await.0, 200);
+    assert_eq!(
+        platform
+            .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body)
+            .await
+            .0,
+        200
+    );
     let mut conversations = platform.conversations().await;
     let conversation = eventually(WAIT, "the conversation", || {
         let mut client = conversations.clone();
         let token = token.clone();
-        async move { client.list_conversations(authed(&token, ListConversationsRequest::default())).await.ok()?.into_inner().conversations.pop() }
+        async move {
+            client
+                .list_conversations(authed(&token, ListConversationsRequest::default()))
+                .await
+                .ok()?
+                .into_inner()
+                .conversations
+                .pop()
+        }
     })
     .await;
 
-    receiver.script(&[(400, "unknown recipient"), (503, "busy"), (200, r#"{"message_id":"ok-2"}"#)]);
+    receiver.script(&[
+        (400, "unknown recipient"),
+        (503, "busy"),
+        (200, r#"{"message_id":"ok-2"}"#),
+    ]);
     let mut statuses = Vec::new();
     for client_id in ["refused", "flaky"] {
         let message = conversations
-            .send_message(authed(&token, SendMessageRequest {
-                conversation_id: conversation.id.clone(),
-                content: text(client_id),
-                client_message_id: client_id.into(),
-            }))
+            .send_message(authed(
+                &token,
+                SendMessageRequest {
+                    conversation_id: conversation.id.clone(),
+                    content: text(client_id),
+                    client_message_id: client_id.into(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner()
@@ -158,7 +218,12 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
             let mut client = conversations.clone();
             let (token, id) = (token.clone(), message.id.clone());
             async move {
-                let m = client.get_message(authed(&token, GetMessageRequest { id })).await.ok()?.into_inner().message?;
+                let m = client
+                    .get_message(authed(&token, GetMessageRequest { id }))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .message?;
                 (m.status != DeliveryStatus::Pending as i32).then_some(m)
             }
         })
@@ -166,8 +231,17 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
         statuses.push(done);
     }
     assert_eq!(statuses[0].status, DeliveryStatus::Failed as i32);
-    assert!(statuses[0].failure_reason.contains("HTTP 400") && statuses[0].failure_reason.contains("unknown recipient"), "{}", statuses[0].failure_reason);
-    assert_eq!(statuses[1].status, DeliveryStatus::Sent as i32, "a 503 is retried, then sent");
+    assert!(
+        statuses[0].failure_reason.contains("HTTP 400")
+            && statuses[0].failure_reason.contains("unknown recipient"),
+        "{}",
+        statuses[0].failure_reason
+    );
+    assert_eq!(
+        statuses[1].status,
+        DeliveryStatus::Sent as i32,
+        "a 503 is retried, then sent"
+    );
     assert_eq!(statuses[1].external_message_id, "ok-2");
     assert_eq!(receiver.received().len(), 3);
 }

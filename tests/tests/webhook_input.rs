@@ -10,28 +10,57 @@ use serde_json::json;
 async fn bad_webhooks_are_refused_with_a_reason_and_change_nothing() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
-    let good = serde_json::to_vec(&json!({"message_id": "m1", "from": {"id": "c1"}, "text": "hi"})).unwrap();
+    let good = serde_json::to_vec(&json!({"message_id": "m1", "from": {"id": "c1"}, "text": "hi"}))
+        .unwrap();
     let channel = tenant.channel_id.as_str();
     let secret = tenant.webhook_secret.as_str();
 
     let (code, _) = platform.webhook(channel, None, &good).await;
     assert_eq!(code, 401, "unsigned");
-    let (code, body) = platform.webhook(channel, Some("not-the-secret"), &good).await;
+    let (code, body) = platform
+        .webhook(channel, Some("not-the-secret"), &good)
+        .await;
     assert_eq!(code, 401, "wrongly signed");
     assert!(body["error"].as_str().unwrap().contains("X-ISM-Signature"));
 
-    let (code, body) = platform.webhook(channel, Some(secret), b"{\"message_id\": ").await;
+    let (code, body) = platform
+        .webhook(channel, Some(secret), b"{\"message_id\": ")
+        .await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().contains("malformed JSON"), "{body}");
-    let (code, body) = platform.webhook(channel, Some(secret), br#"{"message_id":"m2","from":{"id":"c1"}}"#).await;
+    assert!(
+        body["error"].as_str().unwrap().contains("malformed JSON"),
+        "{body}"
+    );
+    let (code, body) = platform
+        .webhook(
+            channel,
+            Some(secret),
+            br#"{"message_id":"m2","from":{"id":"c1"}}"#,
+        )
+        .await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().contains("text or media"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("text or media"),
+        "{body}"
+    );
 
-    let huge = serde_json::to_vec(&json!({"message_id": "m3", "from": {"id": "c1"}, "text": "x".repeat(1_100_000)})).unwrap();
+    let huge = serde_json::to_vec(
+        &json!({"message_id": "m3", "from": {"id": "c1"}, "text": "x".repeat(1_100_000)}),
+    )
+    .unwrap();
     assert_eq!(platform.webhook(channel, Some(secret), &huge).await.0, 413);
 
-    assert_eq!(platform.webhook(&uuid::Uuid::now_v7().to_string(), Some(secret), &good).await.0, 404);
-    assert_eq!(platform.webhook("not-a-uuid", Some(secret), &good).await.0, 404);
+    assert_eq!(
+        platform
+            .webhook(&uuid::Uuid::now_v7().to_string(), Some(secret), &good)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        platform.webhook("not-a-uuid", Some(secret), &good).await.0,
+        404
+    );
 
     // Let anything wrongly accepted travel through, then check nothing was stored.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -43,9 +72,15 @@ async fn bad_webhooks_are_refused_with_a_reason_and_change_nothing() {
         .await
         .unwrap()
         .into_inner();
-    assert!(list.conversations.is_empty(), "nothing is stored from refused webhooks");
+    assert!(
+        list.conversations.is_empty(),
+        "nothing is stored from refused webhooks"
+    );
     let gateway = platform.database("gateway").await;
-    let inbound: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_messages").fetch_one(&gateway).await.unwrap();
+    let inbound: i64 = sqlx::query_scalar("SELECT count(*) FROM inbound_messages")
+        .fetch_one(&gateway)
+        .await
+        .unwrap();
     assert_eq!(inbound, 0);
 }
 
@@ -53,15 +88,30 @@ async fn bad_webhooks_are_refused_with_a_reason_and_change_nothing() {
 async fn the_same_webhook_sent_twice_is_one_message() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
-    let body = serde_json::to_vec(&json!({"message_id": "retry-me", "from": {"id": "c9"}, "text": "once"})).unwrap();
-    let first = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body).await;
-    let second = platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body).await;
+    let body = serde_json::to_vec(
+        &json!({"message_id": "retry-me", "from": {"id": "c9"}, "text": "once"}),
+    )
+    .unwrap();
+    let first = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
+    let second = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
     assert_eq!((first.0, second.0), (200, 200));
     assert_eq!(first.1["status"], "accepted");
     assert_eq!(second.1["status"], "duplicate");
     // A second, distinct message proves the pipeline ran past the duplicate.
-    let later = serde_json::to_vec(&json!({"message_id": "after", "from": {"id": "c9"}, "text": "twice"})).unwrap();
-    assert_eq!(platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &later).await.0, 200);
+    let later =
+        serde_json::to_vec(&json!({"message_id": "after", "from": {"id": "c9"}, "text": "twice"}))
+            .unwrap();
+    assert_eq!(
+        platform
+            .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &later)
+            .await
+            .0,
+        200
+    );
 
     let token = platform.token(&tenant).await;
     let conversations = platform.conversations().await;
@@ -69,13 +119,30 @@ async fn the_same_webhook_sent_twice_is_one_message() {
         let mut client = conversations.clone();
         let token = token.clone();
         async move {
-            let conversation = client.list_conversations(authed(&token, ListConversationsRequest::default())).await.ok()?.into_inner().conversations.pop()?;
-            let request = ListMessagesRequest { conversation_id: conversation.id, ..Default::default() };
-            let messages = client.list_messages(authed(&token, request)).await.ok()?.into_inner().messages;
+            let conversation = client
+                .list_conversations(authed(&token, ListConversationsRequest::default()))
+                .await
+                .ok()?
+                .into_inner()
+                .conversations
+                .pop()?;
+            let request = ListMessagesRequest {
+                conversation_id: conversation.id,
+                ..Default::default()
+            };
+            let messages = client
+                .list_messages(authed(&token, request))
+                .await
+                .ok()?
+                .into_inner()
+                .messages;
             (messages.len() >= 2).then_some(messages)
         }
     })
     .await;
-    let ids: Vec<_> = messages.iter().map(|m| m.external_message_id.as_str()).collect();
+    let ids: Vec<_> = messages
+        .iter()
+        .map(|m| m.external_message_id.as_str())
+        .collect();
     assert_eq!(ids, vec!["after", "retry-me"]);
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::service::Service;
-use ism_proto::broadcasts::v1::broadcast_service_server::{BroadcastService, BroadcastServiceServer};
+use ism_proto::broadcasts::v1::broadcast_service_server::{
+    BroadcastService, BroadcastServiceServer,
+};
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -23,5 +25,7 @@ impl BroadcastService for Api {}
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Service::start(ServiceName::Broadcasts, settings, shutdown, &MIGRATOR).await?;
     let verifier = service.remote_verifier()?;
-    service.serve(Routes::new(BroadcastServiceServer::new(Api)), verifier, &[]).await
+    service
+        .serve(Routes::new(BroadcastServiceServer::new(Api)), verifier, &[])
+        .await
 }

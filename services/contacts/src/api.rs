@@ -44,21 +44,27 @@ impl Api {
 
     async fn one(&self, contact: Contact) -> Result<pb::Contact, Error> {
         let mut all = self.with_identities(vec![contact]).await?;
-        all.pop().ok_or_else(|| Error::Unexpected(anyhow::anyhow!("contact vanished while reading")))
+        all.pop()
+            .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("contact vanished while reading")))
     }
 }
 
 #[tonic::async_trait]
 impl ContactService for Api {
     #[tracing::instrument(skip_all, err)]
-    async fn resolve_contact(&self, request: Request<pb::ResolveContactRequest>) -> Result<Response<pb::ResolveContactResponse>, Status> {
+    async fn resolve_contact(
+        &self,
+        request: Request<pb::ResolveContactRequest>,
+    ) -> Result<Response<pb::ResolveContactResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Agent)?;
         let request = request.into_inner();
         let channel_id = uuid("channel_id", &request.channel_id).map_err(Error::from)?;
         let external_id = request.external_id.trim();
         if external_id.is_empty() || external_id.len() > 256 {
-            return Err(Error::from(FieldError::new("external_id", "must be 1 to 256 bytes")).into());
+            return Err(
+                Error::from(FieldError::new("external_id", "must be 1 to 256 bytes")).into(),
+            );
         }
         let key = IdentityKey {
             channel_id,
@@ -73,7 +79,10 @@ impl ContactService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn get_contact(&self, request: Request<pb::GetContactRequest>) -> Result<Response<pb::GetContactResponse>, Status> {
+    async fn get_contact(
+        &self,
+        request: Request<pb::GetContactRequest>,
+    ) -> Result<Response<pb::GetContactResponse>, Status> {
         let caller = Caller::of(&request)?;
         let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
         let contact = store::get(&self.pool, caller.workspace_id()?, id).await?;
@@ -83,7 +92,10 @@ impl ContactService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn list_contacts(&self, request: Request<pb::ListContactsRequest>) -> Result<Response<pb::ListContactsResponse>, Status> {
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size).map_err(Error::from)?;

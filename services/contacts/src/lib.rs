@@ -21,6 +21,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Service::start(ServiceName::Contacts, settings, shutdown, &MIGRATOR).await?;
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(ContactServiceServer::new(api::Api { pool: service.pool.clone() }));
+    let routes = Routes::new(ContactServiceServer::new(api::Api {
+        pool: service.pool.clone(),
+    }));
     service.serve(routes, verifier, &[]).await
 }

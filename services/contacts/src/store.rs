@@ -34,7 +34,11 @@ pub struct IdentityKey<'a> {
 /// The Contact with this identity, created (with its event) when there is none. Safe
 /// under concurrency: the identity's primary key lets exactly one creator win; the
 /// others roll back and read the winner.
-pub async fn resolve(pool: &PgPool, workspace_id: Uuid, key: &IdentityKey<'_>) -> Result<(Contact, bool), Error> {
+pub async fn resolve(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    key: &IdentityKey<'_>,
+) -> Result<(Contact, bool), Error> {
     loop {
         if let Some(contact) = find_by_identity(pool, workspace_id, key).await? {
             return Ok((contact, false));
@@ -72,14 +76,23 @@ pub async fn resolve(pool: &PgPool, workspace_id: Uuid, key: &IdentityKey<'_>) -
             channel_id: key.channel_id.to_string(),
             external_id: key.external_id.to_owned(),
         };
-        let event = events::new_event("contacts.contact.created", workspace_id, &contact.id.to_string(), &payload);
+        let event = events::new_event(
+            "contacts.contact.created",
+            workspace_id,
+            &contact.id.to_string(),
+            &payload,
+        );
         events::enqueue(&mut tx, &event).await?;
         tx.commit().await?;
         return Ok((contact, true));
     }
 }
 
-async fn find_by_identity(pool: &PgPool, workspace_id: Uuid, key: &IdentityKey<'_>) -> Result<Option<Contact>, Error> {
+async fn find_by_identity(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    key: &IdentityKey<'_>,
+) -> Result<Option<Contact>, Error> {
     Ok(sqlx::query_as(
         "SELECT c.id, c.workspace_id, c.first_name, c.last_name, c.created_at
          FROM channel_identities i JOIN contacts c ON c.id = i.contact_id
@@ -112,7 +125,12 @@ pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Contact,
 }
 
 /// Newest first, after the keyset position `before`.
-pub async fn list(pool: &PgPool, workspace_id: Uuid, before: Option<Uuid>, limit: i64) -> Result<Vec<Contact>, Error> {
+pub async fn list(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Contact>, Error> {
     Ok(sqlx::query_as(
         "SELECT id, workspace_id, first_name, last_name, created_at FROM contacts
          WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
@@ -125,7 +143,11 @@ pub async fn list(pool: &PgPool, workspace_id: Uuid, before: Option<Uuid>, limit
 }
 
 /// The identities of `contacts`, for one round trip per page.
-pub async fn identities(pool: &PgPool, workspace_id: Uuid, contacts: &[Uuid]) -> Result<Vec<Identity>, Error> {
+pub async fn identities(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    contacts: &[Uuid],
+) -> Result<Vec<Identity>, Error> {
     Ok(sqlx::query_as(
         "SELECT contact_id, channel_id, external_id, display_name FROM channel_identities
          WHERE workspace_id = $1 AND contact_id = ANY($2) ORDER BY created_at",
@@ -142,7 +164,10 @@ mod tests {
 
     #[test]
     fn display_names_split_into_first_and_last() {
-        assert_eq!(split_name(" Ada  Lovelace "), ("Ada".into(), "Lovelace".into()));
+        assert_eq!(
+            split_name(" Ada  Lovelace "),
+            ("Ada".into(), "Lovelace".into())
+        );
         assert_eq!(split_name("Cher"), ("Cher".into(), String::new()));
         assert_eq!(split_name(""), (String::new(), String::new()));
     }

@@ -27,23 +27,37 @@ fn permanent(what: &str) -> HandlerError {
 
 impl EventHandler for Received {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let received: MessageReceived = events::decode_payload(&event).map_err(HandlerError::Permanent)?;
-        let workspace_id: Uuid = event.workspace_id.parse().map_err(|_| permanent("workspace_id"))?;
-        let channel_id: Uuid = received.channel_id.parse().map_err(|_| permanent("channel_id"))?;
+        let received: MessageReceived =
+            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
+        let workspace_id: Uuid = event
+            .workspace_id
+            .parse()
+            .map_err(|_| permanent("workspace_id"))?;
+        let channel_id: Uuid = received
+            .channel_id
+            .parse()
+            .map_err(|_| permanent("channel_id"))?;
         let sender = received.sender.clone().unwrap_or_default();
         let request = ResolveContactRequest {
             channel_id: received.channel_id.clone(),
             external_id: sender.external_id.clone(),
             display_name: sender.display_name.clone(),
         };
-        let request = self.tokens.request(request, workspace_id).await.map_err(transient)?;
+        let request = self
+            .tokens
+            .request(request, workspace_id)
+            .await
+            .map_err(transient)?;
         let contact = self
             .contacts
             .clone()
             .resolve_contact(request)
             .await
             .map_err(|status| match status.code() {
-                tonic::Code::InvalidArgument => HandlerError::Permanent(format!("contacts refused the sender: {}", status.message())),
+                tonic::Code::InvalidArgument => HandlerError::Permanent(format!(
+                    "contacts refused the sender: {}",
+                    status.message()
+                )),
                 _ => transient(status),
             })?
             .into_inner()
@@ -56,7 +70,9 @@ impl EventHandler for Received {
             .and_then(from_timestamp)
             .unwrap_or_else(chrono::Utc::now);
 
-        let Some(mut tx) = ctx.begin().await? else { return Ok(()) };
+        let Some(mut tx) = ctx.begin().await? else {
+            return Ok(());
+        };
         let party = Party {
             workspace_id,
             contact_id,
@@ -89,7 +105,12 @@ impl EventHandler for Received {
             content: received.content,
             sent_at: received.sent_at,
         };
-        let event = events::new_event("conversations.message.created", workspace_id, &conversation.id.to_string(), &created);
+        let event = events::new_event(
+            "conversations.message.created",
+            workspace_id,
+            &conversation.id.to_string(),
+            &created,
+        );
         events::enqueue(&mut tx, &event).await?;
         tx.commit().await?;
         tracing::info!(conversation_id = %conversation.id, message_id = %message.id, "inbound message stored");
@@ -98,7 +119,11 @@ impl EventHandler for Received {
 }
 
 fn transient(status: tonic::Status) -> HandlerError {
-    HandlerError::Transient(anyhow::anyhow!("contacts: {} {}", status.code(), status.message()))
+    HandlerError::Transient(anyhow::anyhow!(
+        "contacts: {} {}",
+        status.code(),
+        status.message()
+    ))
 }
 
 /// Applies `gateway.message.status` reports about our messages.
@@ -106,12 +131,19 @@ pub struct StatusReports;
 
 impl EventHandler for StatusReports {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let report: MessageStatusChanged = events::decode_payload(&event).map_err(HandlerError::Permanent)?;
+        let report: MessageStatusChanged =
+            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
         if report.requested_by != crate::SERVICE {
             return Ok(());
         }
-        let workspace_id: Uuid = event.workspace_id.parse().map_err(|_| permanent("workspace_id"))?;
-        let message_id: Uuid = report.message_id.parse().map_err(|_| permanent("message_id"))?;
+        let workspace_id: Uuid = event
+            .workspace_id
+            .parse()
+            .map_err(|_| permanent("workspace_id"))?;
+        let message_id: Uuid = report
+            .message_id
+            .parse()
+            .map_err(|_| permanent("message_id"))?;
         let status = match DeliveryStatus::try_from(report.status) {
             Ok(DeliveryStatus::Sent) => "sent",
             Ok(DeliveryStatus::Delivered) => "delivered",
@@ -119,8 +151,18 @@ impl EventHandler for StatusReports {
             Ok(DeliveryStatus::Failed) => "failed",
             _ => return Ok(()),
         };
-        let Some(mut tx) = ctx.begin().await? else { return Ok(()) };
-        store::advance_status(&mut tx, workspace_id, message_id, status, &report.reason, &report.external_message_id).await?;
+        let Some(mut tx) = ctx.begin().await? else {
+            return Ok(());
+        };
+        store::advance_status(
+            &mut tx,
+            workspace_id,
+            message_id,
+            status,
+            &report.reason,
+            &report.external_message_id,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

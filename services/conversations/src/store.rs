@@ -42,7 +42,11 @@ pub struct Party<'a> {
 }
 
 /// The contact's active conversation on the channel, woken if snoozed, or a new one.
-pub async fn open_or_find(conn: &mut PgConnection, party: &Party<'_>, at: DateTime<Utc>) -> Result<Conversation, Error> {
+pub async fn open_or_find(
+    conn: &mut PgConnection,
+    party: &Party<'_>,
+    at: DateTime<Utc>,
+) -> Result<Conversation, Error> {
     sqlx::query(
         "INSERT INTO conversations (id, workspace_id, contact_id, channel_id, contact_external_id, opened_by, last_message_at)
          VALUES ($1, $2, $3, $4, $5, 'contact', $6) ON CONFLICT DO NOTHING",
@@ -82,7 +86,10 @@ pub struct NewMessage<'a> {
 }
 
 /// Inserts `message`; `None` when it already exists (same inbound id or client id).
-pub async fn insert_message(conn: &mut PgConnection, message: &NewMessage<'_>) -> Result<Option<Message>, Error> {
+pub async fn insert_message(
+    conn: &mut PgConnection,
+    message: &NewMessage<'_>,
+) -> Result<Option<Message>, Error> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO messages (id, workspace_id, conversation_id, channel_id, direction, content, status,
                                external_message_id, client_message_id, sent_at)
@@ -102,7 +109,11 @@ pub async fn insert_message(conn: &mut PgConnection, message: &NewMessage<'_>) -
     .await?)
 }
 
-pub async fn message_by_client_id(conn: &mut PgConnection, workspace_id: Uuid, client_message_id: &str) -> Result<Option<Message>, Error> {
+pub async fn message_by_client_id(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    client_message_id: &str,
+) -> Result<Option<Message>, Error> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE} FROM messages WHERE workspace_id = $1 AND client_message_id = $2"
     )))
@@ -112,18 +123,31 @@ pub async fn message_by_client_id(conn: &mut PgConnection, workspace_id: Uuid, c
     .await?)
 }
 
-pub async fn touch(conn: &mut PgConnection, conversation_id: Uuid, at: DateTime<Utc>) -> Result<(), Error> {
-    sqlx::query("UPDATE conversations SET last_message_at = greatest(last_message_at, $2) WHERE id = $1")
-        .bind(conversation_id)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
+pub async fn touch(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE conversations SET last_message_at = greatest(last_message_at, $2) WHERE id = $1",
+    )
+    .bind(conversation_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
 /// Moves a message's delivery status forward; a late or repeated report never moves it
 /// back (read stays read when a `sent` arrives after it).
-pub async fn advance_status(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid, status: &str, reason: &str, external_message_id: &str) -> Result<bool, Error> {
+pub async fn advance_status(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    status: &str,
+    reason: &str,
+    external_message_id: &str,
+) -> Result<bool, Error> {
     let updated = sqlx::query(
         "UPDATE messages SET status = $3, failure_reason = $4,
              external_message_id = CASE WHEN $5 = '' THEN external_message_id ELSE $5 END
@@ -142,7 +166,11 @@ pub async fn advance_status(conn: &mut PgConnection, workspace_id: Uuid, id: Uui
     Ok(updated == 1)
 }
 
-pub async fn conversation(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid) -> Result<Conversation, Error> {
+pub async fn conversation(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> Result<Conversation, Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONVERSATION} FROM conversations WHERE workspace_id = $1 AND id = $2"
     )))
@@ -154,7 +182,12 @@ pub async fn conversation(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid)
 }
 
 /// Most recently active first, after the keyset position `before`.
-pub async fn list_conversations(pool: &PgPool, workspace_id: Uuid, before: Option<(DateTime<Utc>, Uuid)>, limit: i64) -> Result<Vec<Conversation>, Error> {
+pub async fn list_conversations(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Conversation>, Error> {
     let (at, id) = before.unzip();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONVERSATION} FROM conversations
@@ -170,7 +203,13 @@ pub async fn list_conversations(pool: &PgPool, workspace_id: Uuid, before: Optio
 }
 
 /// Newest first, after the keyset position `before`.
-pub async fn list_messages(pool: &PgPool, workspace_id: Uuid, conversation_id: Uuid, before: Option<(DateTime<Utc>, Uuid)>, limit: i64) -> Result<Vec<Message>, Error> {
+pub async fn list_messages(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    conversation_id: Uuid,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Message>, Error> {
     let (at, id) = before.unzip();
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE} FROM messages
@@ -187,10 +226,12 @@ pub async fn list_messages(pool: &PgPool, workspace_id: Uuid, conversation_id: U
 }
 
 pub async fn message(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Message, Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE} FROM messages WHERE workspace_id = $1 AND id = $2")))
-        .bind(workspace_id)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(Error::NotFound("message"))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE} FROM messages WHERE workspace_id = $1 AND id = $2"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::NotFound("message"))
 }

@@ -42,7 +42,10 @@ fn new_secret() -> Result<String, Error> {
 
 fn validate_create(request: &pb::CreateChannelRequest) -> Result<(String, String), FieldError> {
     if request.r#type != ChannelType::Custom as i32 {
-        return Err(FieldError::new("type", "only CHANNEL_TYPE_CUSTOM can be connected in this version"));
+        return Err(FieldError::new(
+            "type",
+            "only CHANNEL_TYPE_CUSTOM can be connected in this version",
+        ));
     }
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -58,10 +61,14 @@ fn validate_create(request: &pb::CreateChannelRequest) -> Result<(String, String
 #[tonic::async_trait]
 impl GatewayService for Api {
     #[tracing::instrument(skip_all, err)]
-    async fn create_channel(&self, request: Request<pb::CreateChannelRequest>) -> Result<Response<pb::CreateChannelResponse>, Status> {
+    async fn create_channel(
+        &self,
+        request: Request<pb::CreateChannelRequest>,
+    ) -> Result<Response<pb::CreateChannelResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Manager)?;
-        let (channel, webhook_secret) = create_channel(&self.pool, caller.workspace_id()?, request.get_ref()).await?;
+        let (channel, webhook_secret) =
+            create_channel(&self.pool, caller.workspace_id()?, request.get_ref()).await?;
         Ok(Response::new(pb::CreateChannelResponse {
             channel: Some(channel),
             webhook_secret,
@@ -69,7 +76,10 @@ impl GatewayService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn get_channel(&self, request: Request<pb::GetChannelRequest>) -> Result<Response<pb::GetChannelResponse>, Status> {
+    async fn get_channel(
+        &self,
+        request: Request<pb::GetChannelRequest>,
+    ) -> Result<Response<pb::GetChannelResponse>, Status> {
         let caller = Caller::of(&request)?;
         let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
         let channel = store::channel(&self.pool, caller.workspace_id()?, id).await?;
@@ -79,12 +89,16 @@ impl GatewayService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn list_channels(&self, request: Request<pb::ListChannelsRequest>) -> Result<Response<pb::ListChannelsResponse>, Status> {
+    async fn list_channels(
+        &self,
+        request: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size).map_err(Error::from)?;
         let after = paging::decode_token(&request.page_token).map_err(Error::from)?;
-        let rows = store::list_channels(&self.pool, caller.workspace_id()?, after, limit + 1).await?;
+        let rows =
+            store::list_channels(&self.pool, caller.workspace_id()?, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |c| c.id);
         Ok(Response::new(pb::ListChannelsResponse {
             channels: rows.into_iter().map(channel_to_pb).collect(),
@@ -95,7 +109,11 @@ impl GatewayService for Api {
 
 /// Connects a channel in `workspace_id`; returns it with its webhook secret. Also used
 /// by operator bootstrap (`ism admin`).
-pub async fn create_channel(pool: &PgPool, workspace_id: Uuid, request: &pb::CreateChannelRequest) -> Result<(pb::Channel, String), Error> {
+pub async fn create_channel(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    request: &pb::CreateChannelRequest,
+) -> Result<(pb::Channel, String), Error> {
     let (name, outbound_url) = validate_create(request)?;
     let webhook_secret = new_secret()?;
     let channel = Channel {

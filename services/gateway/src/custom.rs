@@ -54,7 +54,8 @@ const MAX_ID: usize = 256;
 
 /// Parses and checks a webhook body; the error is a reason for a 400 answer.
 pub fn parse_inbound(body: &[u8]) -> Result<(InboundWebhook, MessageContent), String> {
-    let webhook: InboundWebhook = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let webhook: InboundWebhook =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     if webhook.message_id.trim().is_empty() || webhook.message_id.len() > MAX_ID {
         return Err(format!("message_id must be 1 to {MAX_ID} bytes"));
     }
@@ -62,7 +63,9 @@ pub fn parse_inbound(body: &[u8]) -> Result<(InboundWebhook, MessageContent), St
         return Err(format!("from.id must be 1 to {MAX_ID} bytes"));
     }
     let content = match (&webhook.text, &webhook.media) {
-        (Some(text), None) if !text.is_empty() && text.len() <= MAX_TEXT => Kind::Text(Text { body: text.clone() }),
+        (Some(text), None) if !text.is_empty() && text.len() <= MAX_TEXT => {
+            Kind::Text(Text { body: text.clone() })
+        }
         (Some(_), None) => return Err(format!("text must be 1 to {MAX_TEXT} bytes")),
         (None, Some(media)) => {
             let url = url_ok(&media.url).ok_or("media.url must be an http(s) URL")?;
@@ -74,7 +77,12 @@ pub fn parse_inbound(body: &[u8]) -> Result<(InboundWebhook, MessageContent), St
         }
         _ => return Err("exactly one of text or media is required".to_owned()),
     };
-    Ok((webhook, MessageContent { kind: Some(content) }))
+    Ok((
+        webhook,
+        MessageContent {
+            kind: Some(content),
+        },
+    ))
 }
 
 fn url_ok(raw: &str) -> Option<String> {
@@ -106,7 +114,12 @@ pub struct OutboundMessage<'a> {
 }
 
 /// The outbound JSON for `content`, or why it cannot be sent on a custom channel.
-pub fn outbound<'a>(message_id: String, channel_id: String, to: &'a str, content: &'a MessageContent) -> Result<OutboundMessage<'a>, String> {
+pub fn outbound<'a>(
+    message_id: String,
+    channel_id: String,
+    to: &'a str,
+    content: &'a MessageContent,
+) -> Result<OutboundMessage<'a>, String> {
     let (text, media) = match &content.kind {
         Some(Kind::Text(text)) => (Some(text.body.as_str()), None),
         Some(Kind::Media(media)) => {
@@ -116,12 +129,22 @@ pub fn outbound<'a>(message_id: String, channel_id: String, to: &'a str, content
                 Ok(MediaType::Audio) => MediaKind::Audio,
                 _ => MediaKind::File,
             };
-            let media = MediaBody { kind, url: media.url.clone(), caption: media.caption.clone() };
+            let media = MediaBody {
+                kind,
+                url: media.url.clone(),
+                caption: media.caption.clone(),
+            };
             (None, Some(media))
         }
         None => return Err("the message has no content".to_owned()),
     };
-    Ok(OutboundMessage { message_id, channel_id, to, text, media })
+    Ok(OutboundMessage {
+        message_id,
+        channel_id,
+        to,
+        text,
+        media,
+    })
 }
 
 #[cfg(test)]
@@ -130,7 +153,9 @@ mod tests {
 
     #[test]
     fn text_webhooks_parse() {
-        let (hook, content) = parse_inbound(br#"{"message_id":"m1","from":{"id":"u1","name":"Ada"},"text":"hi"}"#).unwrap();
+        let (hook, content) =
+            parse_inbound(br#"{"message_id":"m1","from":{"id":"u1","name":"Ada"},"text":"hi"}"#)
+                .unwrap();
         assert_eq!(hook.from.name, "Ada");
         assert!(matches!(content.kind, Some(Kind::Text(ref t)) if t.body == "hi"));
     }
@@ -138,7 +163,9 @@ mod tests {
     #[test]
     fn media_webhooks_parse() {
         let (_, content) = parse_inbound(br#"{"message_id":"m1","from":{"id":"u1"},"media":{"type":"image","url":"https://x.test/a.png"}}"#).unwrap();
-        assert!(matches!(content.kind, Some(Kind::Media(ref m)) if m.r#type == MediaType::Image as i32));
+        assert!(
+            matches!(content.kind, Some(Kind::Media(ref m)) if m.r#type == MediaType::Image as i32)
+        );
     }
 
     #[test]

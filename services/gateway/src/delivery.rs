@@ -26,20 +26,44 @@ pub struct Requests {
 
 impl EventHandler for Requests {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let request: DeliveryRequested = events::decode_payload(&event).map_err(HandlerError::Permanent)?;
-        let permanent = |field: &str| HandlerError::Permanent(format!("delivery request: {field} is not a UUID"));
-        let workspace_id: Uuid = event.workspace_id.parse().map_err(|_| permanent("workspace_id"))?;
-        let message_id: Uuid = request.message_id.parse().map_err(|_| permanent("message_id"))?;
-        let channel_id: Uuid = request.channel_id.parse().map_err(|_| permanent("channel_id"))?;
-        let Some(mut tx) = ctx.begin().await? else { return Ok(()) };
-        let owned: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM channels WHERE id = $1 AND workspace_id = $2)")
-            .bind(channel_id)
-            .bind(workspace_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let request: DeliveryRequested =
+            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
+        let permanent = |field: &str| {
+            HandlerError::Permanent(format!("delivery request: {field} is not a UUID"))
+        };
+        let workspace_id: Uuid = event
+            .workspace_id
+            .parse()
+            .map_err(|_| permanent("workspace_id"))?;
+        let message_id: Uuid = request
+            .message_id
+            .parse()
+            .map_err(|_| permanent("message_id"))?;
+        let channel_id: Uuid = request
+            .channel_id
+            .parse()
+            .map_err(|_| permanent("channel_id"))?;
+        let Some(mut tx) = ctx.begin().await? else {
+            return Ok(());
+        };
+        let owned: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM channels WHERE id = $1 AND workspace_id = $2)",
+        )
+        .bind(channel_id)
+        .bind(workspace_id)
+        .fetch_one(&mut *tx)
+        .await?;
         if !owned {
             // Reported as a failed delivery rather than dropped, so the sender learns why.
-            let status = status_event(workspace_id, message_id, channel_id, &request.requested_by, DeliveryStatus::Failed, "the channel does not exist or was disconnected", "");
+            let status = status_event(
+                workspace_id,
+                message_id,
+                channel_id,
+                &request.requested_by,
+                DeliveryStatus::Failed,
+                "the channel does not exist or was disconnected",
+                "",
+            );
             events::enqueue(&mut tx, &status).await?;
         } else {
             sqlx::query(
@@ -61,7 +85,15 @@ impl EventHandler for Requests {
     }
 }
 
-fn status_event(workspace_id: Uuid, message_id: Uuid, channel_id: Uuid, requested_by: &str, status: DeliveryStatus, reason: &str, external_message_id: &str) -> Event {
+fn status_event(
+    workspace_id: Uuid,
+    message_id: Uuid,
+    channel_id: Uuid,
+    requested_by: &str,
+    status: DeliveryStatus,
+    reason: &str,
+    external_message_id: &str,
+) -> Event {
     let payload = MessageStatusChanged {
         message_id: message_id.to_string(),
         channel_id: channel_id.to_string(),
@@ -70,7 +102,12 @@ fn status_event(workspace_id: Uuid, message_id: Uuid, channel_id: Uuid, requeste
         external_message_id: external_message_id.to_owned(),
         requested_by: requested_by.to_owned(),
     };
-    events::new_event("gateway.message.status", workspace_id, &message_id.to_string(), &payload)
+    events::new_event(
+        "gateway.message.status",
+        workspace_id,
+        &message_id.to_string(),
+        &payload,
+    )
 }
 
 /// Sends due deliveries until `shutdown`.
@@ -86,7 +123,13 @@ impl Worker {
         let lease = self.settings.delivery_timeout_ms as f64 / 1000.0 * 2.0 + 5.0;
         let worker = Arc::new(self);
         while !shutdown.is_cancelled() {
-            let due = match store::claim_due(&worker.pool, worker.settings.delivery_concurrency as i64, lease).await {
+            let due = match store::claim_due(
+                &worker.pool,
+                worker.settings.delivery_concurrency as i64,
+                lease,
+            )
+            .await
+            {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming deliveries failed");
@@ -115,18 +158,34 @@ impl Worker {
     async fn attempt(&self, delivery: Delivery) {
         let outcome = match store::channel_by_id(&self.pool, delivery.channel_id).await {
             Ok(Some(channel)) => self.send(&channel, &delivery).await,
-            Ok(None) => Outcome::Failed { reason: "the channel was disconnected".to_owned() },
-            Err(e) => Outcome::Retry { after_ms: self.backoff_ms(delivery.attempts), reason: format!("database: {e}") },
+            Ok(None) => Outcome::Failed {
+                reason: "the channel was disconnected".to_owned(),
+            },
+            Err(e) => Outcome::Retry {
+                after_ms: self.backoff_ms(delivery.attempts),
+                reason: format!("database: {e}"),
+            },
         };
         let outcome = match outcome {
-            Outcome::Retry { reason, .. } if delivery.attempts + 1 >= self.settings.delivery_max_attempts => Outcome::Failed {
-                reason: format!("gave up after {} attempts; last error: {reason}", delivery.attempts + 1),
-            },
+            Outcome::Retry { reason, .. }
+                if delivery.attempts + 1 >= self.settings.delivery_max_attempts =>
+            {
+                Outcome::Failed {
+                    reason: format!(
+                        "gave up after {} attempts; last error: {reason}",
+                        delivery.attempts + 1
+                    ),
+                }
+            }
             other => other,
         };
         let event = match &outcome {
-            Outcome::Sent { external_message_id } => Some(self.status(&delivery, DeliveryStatus::Sent, "", external_message_id)),
-            Outcome::Failed { reason } => Some(self.status(&delivery, DeliveryStatus::Failed, reason, "")),
+            Outcome::Sent {
+                external_message_id,
+            } => Some(self.status(&delivery, DeliveryStatus::Sent, "", external_message_id)),
+            Outcome::Failed { reason } => {
+                Some(self.status(&delivery, DeliveryStatus::Failed, reason, ""))
+            }
             Outcome::Retry { reason, after_ms } => {
                 tracing::info!(%reason, retry_in_ms = after_ms, "delivery will be retried");
                 None
@@ -138,14 +197,29 @@ impl Worker {
             Outcome::Failed { .. } => "failed",
         };
         metrics::counter!("ism_deliveries_total", "outcome" => label).increment(1);
-        if let Err(e) = store::finish_attempt(&self.pool, &delivery, &outcome, event.as_ref()).await {
+        if let Err(e) = store::finish_attempt(&self.pool, &delivery, &outcome, event.as_ref()).await
+        {
             // The lease runs out and the delivery is attempted again.
             tracing::warn!(error = %e, "recording a delivery attempt failed");
         }
     }
 
-    fn status(&self, delivery: &Delivery, status: DeliveryStatus, reason: &str, external_message_id: &str) -> Event {
-        status_event(delivery.workspace_id, delivery.message_id, delivery.channel_id, &delivery.requested_by, status, reason, external_message_id)
+    fn status(
+        &self,
+        delivery: &Delivery,
+        status: DeliveryStatus,
+        reason: &str,
+        external_message_id: &str,
+    ) -> Event {
+        status_event(
+            delivery.workspace_id,
+            delivery.message_id,
+            delivery.channel_id,
+            &delivery.requested_by,
+            status,
+            reason,
+            external_message_id,
+        )
     }
 
     fn backoff_ms(&self, attempts: i32) -> i64 {
@@ -163,15 +237,28 @@ impl Worker {
     async fn send(&self, channel: &store::Channel, delivery: &Delivery) -> Outcome {
         let content = match MessageContent::decode(delivery.content.as_slice()) {
             Ok(content) => content,
-            Err(e) => return Outcome::Failed { reason: format!("unreadable message content: {e}") },
+            Err(e) => {
+                return Outcome::Failed {
+                    reason: format!("unreadable message content: {e}"),
+                };
+            }
         };
-        let message = match custom::outbound(delivery.message_id.to_string(), channel.id.to_string(), &delivery.recipient, &content) {
+        let message = match custom::outbound(
+            delivery.message_id.to_string(),
+            channel.id.to_string(),
+            &delivery.recipient,
+            &content,
+        ) {
             Ok(message) => message,
             Err(reason) => return Outcome::Failed { reason },
         };
         let body = match serde_json::to_vec(&message) {
             Ok(body) => body,
-            Err(e) => return Outcome::Failed { reason: format!("cannot encode the message: {e}") },
+            Err(e) => {
+                return Outcome::Failed {
+                    reason: format!("cannot encode the message: {e}"),
+                };
+            }
         };
         let response = self
             .http
@@ -179,11 +266,17 @@ impl Worker {
             .timeout(Duration::from_millis(self.settings.delivery_timeout_ms))
             .header("content-type", "application/json")
             .header("x-ism-message-id", delivery.message_id.to_string())
-            .header(signature::HEADER, signature::sign(channel.webhook_secret.as_bytes(), &body))
+            .header(
+                signature::HEADER,
+                signature::sign(channel.webhook_secret.as_bytes(), &body),
+            )
             .body(body)
             .send()
             .await;
-        let retry = |reason: String| Outcome::Retry { after_ms: self.backoff_ms(delivery.attempts), reason };
+        let retry = |reason: String| Outcome::Retry {
+            after_ms: self.backoff_ms(delivery.attempts),
+            reason,
+        };
         match response {
             Err(e) if e.is_timeout() => retry("the receiver did not answer in time".to_owned()),
             Err(e) => retry(format!("cannot reach the receiver: {e}")),
@@ -194,13 +287,27 @@ impl Worker {
                 if code.is_success() {
                     let external_message_id = serde_json::from_str::<serde_json::Value>(&text)
                         .ok()
-                        .and_then(|v| v.get("message_id").and_then(|id| id.as_str()).map(str::to_owned))
+                        .and_then(|v| {
+                            v.get("message_id")
+                                .and_then(|id| id.as_str())
+                                .map(str::to_owned)
+                        })
                         .unwrap_or_default();
-                    Outcome::Sent { external_message_id }
+                    Outcome::Sent {
+                        external_message_id,
+                    }
                 } else if code.is_server_error() || code.as_u16() == 429 || code.as_u16() == 408 {
-                    retry(format!("the receiver answered HTTP {}: {snippet}", code.as_u16()))
+                    retry(format!(
+                        "the receiver answered HTTP {}: {snippet}",
+                        code.as_u16()
+                    ))
                 } else {
-                    Outcome::Failed { reason: format!("the receiver refused the message with HTTP {}: {snippet}", code.as_u16()) }
+                    Outcome::Failed {
+                        reason: format!(
+                            "the receiver refused the message with HTTP {}: {snippet}",
+                            code.as_u16()
+                        ),
+                    }
                 }
             }
         }

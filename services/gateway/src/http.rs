@@ -45,7 +45,12 @@ fn refuse(code: StatusCode, reason: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": reason.into() }))).into_response()
 }
 
-async fn custom_webhook(State(state): State<AppState>, Path(channel_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn custom_webhook(
+    State(state): State<AppState>,
+    Path(channel_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let span = tracing::info_span!(
         "webhook.receive",
         otel.kind = "server",
@@ -55,22 +60,35 @@ async fn custom_webhook(State(state): State<AppState>, Path(channel_id): Path<St
     );
     telemetry::adopt_parent(&span, telemetry::context_from_http(&headers));
     let started = Instant::now();
-    let response = receive_custom(&state, &channel_id, &headers, &body).instrument(span).await;
+    let response = receive_custom(&state, &channel_id, &headers, &body)
+        .instrument(span)
+        .await;
     let code = response.status().as_u16().to_string();
     metrics::counter!("ism_webhooks_total", "provider" => "custom", "code" => code).increment(1);
-    metrics::histogram!("ism_webhook_seconds", "provider" => "custom").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("ism_webhook_seconds", "provider" => "custom")
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
-async fn receive_custom(state: &AppState, channel_id: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn receive_custom(
+    state: &AppState,
+    channel_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let not_found = || refuse(StatusCode::NOT_FOUND, "unknown channel");
-    let Ok(channel_id) = channel_id.parse::<Uuid>() else { return not_found() };
+    let Ok(channel_id) = channel_id.parse::<Uuid>() else {
+        return not_found();
+    };
     let channel = match store::channel_by_id(&state.pool, channel_id).await {
         Ok(Some(channel)) if channel.kind == "custom" => channel,
         Ok(_) => return not_found(),
         Err(e) => {
             tracing::error!(error = %e, "loading the channel failed");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable; retry");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable; retry",
+            );
         }
     };
     let signed = headers
@@ -79,7 +97,10 @@ async fn receive_custom(state: &AppState, channel_id: &str, headers: &HeaderMap,
         .is_some_and(|sig| signature::verify(channel.webhook_secret.as_bytes(), body, sig));
     if !signed {
         tracing::warn!("webhook signature missing or wrong");
-        return refuse(StatusCode::UNAUTHORIZED, "missing or invalid X-ISM-Signature");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid X-ISM-Signature",
+        );
     }
     let (webhook, content) = match custom::parse_inbound(body) {
         Ok(parsed) => parsed,
@@ -99,17 +120,31 @@ async fn receive_custom(state: &AppState, channel_id: &str, headers: &HeaderMap,
             display_name: webhook.from.name.clone(),
         }),
         content: Some(content),
-        sent_at: Some(timestamp(webhook.timestamp.unwrap_or_else(chrono::Utc::now))),
+        sent_at: Some(timestamp(
+            webhook.timestamp.unwrap_or_else(chrono::Utc::now),
+        )),
     };
     // Keyed by sender so one person's messages are applied in order.
     let key = format!("{}:{}", channel.id, webhook.from.id);
-    let event = events::new_event("gateway.message.received", channel.workspace_id, &key, &payload);
+    let event = events::new_event(
+        "gateway.message.received",
+        channel.workspace_id,
+        &key,
+        &payload,
+    );
     match store::accept_inbound(&state.pool, &channel, &webhook.message_id, &event).await {
-        Ok(true) => (StatusCode::OK, axum::Json(json!({ "status": "accepted", "id": inbound_id }))).into_response(),
+        Ok(true) => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "accepted", "id": inbound_id })),
+        )
+            .into_response(),
         Ok(false) => (StatusCode::OK, axum::Json(json!({ "status": "duplicate" }))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "storing the webhook failed");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable; retry")
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable; retry",
+            )
         }
     }
 }

@@ -27,12 +27,23 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Runs the gateway until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut service = Service::start(ServiceName::Gateway, settings.clone(), shutdown.clone(), &MIGRATOR).await?;
+    let mut service = Service::start(
+        ServiceName::Gateway,
+        settings.clone(),
+        shutdown.clone(),
+        &MIGRATOR,
+    )
+    .await?;
     let wake = Arc::new(Notify::new());
-    service.consume(topology::GATEWAY_DELIVERY, delivery::Requests { wake: wake.clone() });
+    service.consume(
+        topology::GATEWAY_DELIVERY,
+        delivery::Requests { wake: wake.clone() },
+    );
     let worker = delivery::Worker {
         pool: service.pool.clone(),
-        http: reqwest::Client::builder().user_agent("IS-Messenger/0.1").build()?,
+        http: reqwest::Client::builder()
+            .user_agent("IS-Messenger/0.1")
+            .build()?,
         settings: settings.gateway.clone(),
         wake,
     };
@@ -43,7 +54,12 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
     tracing::info!(%address, "webhooks listening");
-    let app = http::router(http::AppState { pool: service.pool.clone() }, settings.gateway.body_limit_bytes);
+    let app = http::router(
+        http::AppState {
+            pool: service.pool.clone(),
+        },
+        settings.gateway.body_limit_bytes,
+    );
     let stop = shutdown.clone();
     service.spawn(async move {
         axum::serve(listener, app)
@@ -53,6 +69,8 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     });
 
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(GatewayServiceServer::new(api::Api { pool: service.pool.clone() }));
+    let routes = Routes::new(GatewayServiceServer::new(api::Api {
+        pool: service.pool.clone(),
+    }));
     service.serve(routes, verifier, &[]).await
 }

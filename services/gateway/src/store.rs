@@ -19,7 +19,8 @@ pub struct Channel {
     pub created_at: DateTime<Utc>,
 }
 
-const CHANNEL_COLUMNS: &str = "id, workspace_id, type, name, outbound_url, webhook_secret, created_at";
+const CHANNEL_COLUMNS: &str =
+    "id, workspace_id, type, name, outbound_url, webhook_secret, created_at";
 
 pub async fn create_channel(pool: &PgPool, channel: &Channel) -> Result<Channel, Error> {
     Ok(sqlx::query_as(
@@ -54,7 +55,12 @@ pub async fn channel(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Chan
     }
 }
 
-pub async fn list_channels(pool: &PgPool, workspace_id: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<Channel>, Error> {
+pub async fn list_channels(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Channel>, Error> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CHANNEL_COLUMNS} FROM channels
          WHERE workspace_id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
@@ -68,7 +74,12 @@ pub async fn list_channels(pool: &PgPool, workspace_id: Uuid, after: Option<Uuid
 
 /// Records an inbound message and its event in one transaction. `false` when the
 /// provider already delivered this message id (a retry): nothing is written.
-pub async fn accept_inbound(pool: &PgPool, channel: &Channel, external_message_id: &str, event: &Event) -> Result<bool, Error> {
+pub async fn accept_inbound(
+    pool: &PgPool,
+    channel: &Channel,
+    external_message_id: &str,
+    event: &Event,
+) -> Result<bool, Error> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO inbound_messages (id, workspace_id, channel_id, external_message_id) VALUES ($1, $2, $3, $4)
@@ -103,7 +114,11 @@ pub struct Delivery {
 
 /// Claims up to `limit` due deliveries for `lease` seconds; a crashed sender's claims
 /// fall due again when the lease runs out.
-pub async fn claim_due(pool: &PgPool, limit: i64, lease_seconds: f64) -> Result<Vec<Delivery>, Error> {
+pub async fn claim_due(
+    pool: &PgPool,
+    limit: i64,
+    lease_seconds: f64,
+) -> Result<Vec<Delivery>, Error> {
     Ok(sqlx::query_as(
         "UPDATE deliveries SET status = 'sending', locked_until = now() + make_interval(secs => $2), updated_at = now()
          WHERE message_id IN (
@@ -127,10 +142,17 @@ pub enum Outcome {
 }
 
 /// Stores an attempt's outcome and, for a final one, the status event, atomically.
-pub async fn finish_attempt(pool: &PgPool, delivery: &Delivery, outcome: &Outcome, event: Option<&Event>) -> Result<(), Error> {
+pub async fn finish_attempt(
+    pool: &PgPool,
+    delivery: &Delivery,
+    outcome: &Outcome,
+    event: Option<&Event>,
+) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
     match outcome {
-        Outcome::Sent { external_message_id } => {
+        Outcome::Sent {
+            external_message_id,
+        } => {
             sqlx::query(
                 "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, external_message_id = $2,
                      locked_until = NULL, last_error = '', updated_at = now() WHERE message_id = $1",

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::service::Service;
-use ism_proto::integrations::v1::integration_service_server::{IntegrationService, IntegrationServiceServer};
+use ism_proto::integrations::v1::integration_service_server::{
+    IntegrationService, IntegrationServiceServer,
+};
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -23,5 +25,11 @@ impl IntegrationService for Api {}
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Service::start(ServiceName::Integrations, settings, shutdown, &MIGRATOR).await?;
     let verifier = service.remote_verifier()?;
-    service.serve(Routes::new(IntegrationServiceServer::new(Api)), verifier, &[]).await
+    service
+        .serve(
+            Routes::new(IntegrationServiceServer::new(Api)),
+            verifier,
+            &[],
+        )
+        .await
 }

@@ -23,5 +23,7 @@ impl WorkflowService for Api {}
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = Service::start(ServiceName::Workflows, settings, shutdown, &MIGRATOR).await?;
     let verifier = service.remote_verifier()?;
-    service.serve(Routes::new(WorkflowServiceServer::new(Api)), verifier, &[]).await
+    service
+        .serve(Routes::new(WorkflowServiceServer::new(Api)), verifier, &[])
+        .await
 }

@@ -5,8 +5,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::Error;
-pub use crate::store::{ApiKey, Workspace};
 use crate::store;
+pub use crate::store::{ApiKey, Workspace};
 
 /// Creates an Organization; returns its id.
 pub async fn create_organization(pool: &PgPool, name: &str) -> Result<Uuid, Error> {
@@ -14,12 +14,21 @@ pub async fn create_organization(pool: &PgPool, name: &str) -> Result<Uuid, Erro
 }
 
 /// Creates a Workspace in an Organization.
-pub async fn create_workspace(pool: &PgPool, organization_id: Uuid, name: &str) -> Result<Workspace, Error> {
+pub async fn create_workspace(
+    pool: &PgPool,
+    organization_id: Uuid,
+    name: &str,
+) -> Result<Workspace, Error> {
     store::create_workspace(pool, organization_id, name).await
 }
 
 /// Creates an API key; the returned secret is the only copy.
-pub async fn create_api_key(pool: &PgPool, workspace_id: Uuid, name: &str, role: Role) -> Result<(ApiKey, String), Error> {
+pub async fn create_api_key(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    name: &str,
+    role: Role,
+) -> Result<(ApiKey, String), Error> {
     store::create_api_key(pool, workspace_id, name, role).await
 }
 

@@ -33,7 +33,10 @@ fn role_from_pb(role: i32) -> Result<Role, Error> {
         Ok(pb::Role::Owner) => Ok(Role::Owner),
         Ok(pb::Role::Manager) => Ok(Role::Manager),
         Ok(pb::Role::Agent) => Ok(Role::Agent),
-        _ => Err(paging::FieldError::new("role", "must be ROLE_OWNER, ROLE_MANAGER or ROLE_AGENT").into()),
+        _ => Err(
+            paging::FieldError::new("role", "must be ROLE_OWNER, ROLE_MANAGER or ROLE_AGENT")
+                .into(),
+        ),
     }
 }
 
@@ -60,18 +63,33 @@ fn api_key_to_pb(key: store::ApiKey) -> pb::ApiKey {
 #[tonic::async_trait]
 impl WorkspaceService for Api {
     #[tracing::instrument(skip_all, err)]
-    async fn exchange_api_key(&self, request: Request<pb::ExchangeApiKeyRequest>) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
+    async fn exchange_api_key(
+        &self,
+        request: Request<pb::ExchangeApiKeyRequest>,
+    ) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
         let key = store::authenticate_api_key(&self.pool, request.get_ref().api_key.trim()).await?;
-        let role = key.role.parse::<Role>().map_err(|e| Error::Unexpected(anyhow::anyhow!(e)))?;
-        let (access_token, exp) = self.signer.mint(format!("api_key:{}", key.id), role, Some(key.workspace_id)).map_err(Error::Unexpected)?;
+        let role = key
+            .role
+            .parse::<Role>()
+            .map_err(|e| Error::Unexpected(anyhow::anyhow!(e)))?;
+        let (access_token, exp) = self
+            .signer
+            .mint(format!("api_key:{}", key.id), role, Some(key.workspace_id))
+            .map_err(Error::Unexpected)?;
         Ok(Response::new(pb::ExchangeApiKeyResponse {
             access_token,
-            expires_at: Some(prost_types::Timestamp { seconds: exp, nanos: 0 }),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: exp,
+                nanos: 0,
+            }),
         }))
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn issue_service_token(&self, request: Request<pb::IssueServiceTokenRequest>) -> Result<Response<pb::IssueServiceTokenResponse>, Status> {
+    async fn issue_service_token(
+        &self,
+        request: Request<pb::IssueServiceTokenRequest>,
+    ) -> Result<Response<pb::IssueServiceTokenResponse>, Status> {
         let request = request.into_inner();
         let service: ism_platform::config::ServiceName = request
             .service
@@ -81,14 +99,23 @@ impl WorkspaceService for Api {
         if !bool::from(request.secret.as_bytes().ct_eq(expected)) {
             return Err(Error::Unauthenticated("service secret not recognised").into());
         }
-        let (access_token, exp) = self.signer.mint(format!("service:{service}"), Role::Service, None).map_err(Error::Unexpected)?;
+        let (access_token, exp) = self
+            .signer
+            .mint(format!("service:{service}"), Role::Service, None)
+            .map_err(Error::Unexpected)?;
         Ok(Response::new(pb::IssueServiceTokenResponse {
             access_token,
-            expires_at: Some(prost_types::Timestamp { seconds: exp, nanos: 0 }),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: exp,
+                nanos: 0,
+            }),
         }))
     }
 
-    async fn get_public_keys(&self, _: Request<pb::GetPublicKeysRequest>) -> Result<Response<pb::GetPublicKeysResponse>, Status> {
+    async fn get_public_keys(
+        &self,
+        _: Request<pb::GetPublicKeysRequest>,
+    ) -> Result<Response<pb::GetPublicKeysResponse>, Status> {
         let (kid, x) = self.signer.public();
         Ok(Response::new(pb::GetPublicKeysResponse {
             keys: vec![pb::PublicKey {
@@ -100,7 +127,10 @@ impl WorkspaceService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn get_workspace(&self, request: Request<pb::GetWorkspaceRequest>) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
+    async fn get_workspace(
+        &self,
+        request: Request<pb::GetWorkspaceRequest>,
+    ) -> Result<Response<pb::GetWorkspaceResponse>, Status> {
         let caller = Caller::of(&request)?;
         let ws = store::workspace(&self.pool, caller.workspace_id()?).await?;
         Ok(Response::new(pb::GetWorkspaceResponse {
@@ -115,12 +145,16 @@ impl WorkspaceService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Owner)?;
         let request = request.into_inner();
         let role = role_from_pb(request.role)?;
-        let (key, secret) = store::create_api_key(&self.pool, caller.workspace_id()?, &request.name, role).await?;
+        let (key, secret) =
+            store::create_api_key(&self.pool, caller.workspace_id()?, &request.name, role).await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
             secret,
@@ -128,13 +162,17 @@ impl WorkspaceService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Owner)?;
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size).map_err(Error::from)?;
         let after = paging::decode_token(&request.page_token).map_err(Error::from)?;
-        let rows = store::list_api_keys(&self.pool, caller.workspace_id()?, after, limit + 1).await?;
+        let rows =
+            store::list_api_keys(&self.pool, caller.workspace_id()?, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |k| k.id);
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: rows.into_iter().map(api_key_to_pb).collect(),
@@ -143,7 +181,10 @@ impl WorkspaceService for Api {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Owner)?;
         let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;

@@ -23,13 +23,19 @@ pub struct Signer {
 
 impl Signer {
     /// The configured key, else the newest stored one, else a new stored one.
-    pub async fn load(pool: &PgPool, pem: &secrecy::SecretString, ttl_seconds: u64) -> anyhow::Result<Arc<Self>> {
+    pub async fn load(
+        pool: &PgPool,
+        pem: &secrecy::SecretString,
+        ttl_seconds: u64,
+    ) -> anyhow::Result<Arc<Self>> {
         let pkcs8 = if pem.expose_secret().trim().is_empty() {
             stored_or_generated(pool).await?
         } else {
             pem_to_der(pem.expose_secret())?
         };
-        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("auth.signing_key_pem is not an Ed25519 PKCS#8 key: {e}"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| {
+            anyhow::anyhow!("auth.signing_key_pem is not an Ed25519 PKCS#8 key: {e}")
+        })?;
         let public = pair.public_key().as_ref().to_vec();
         Ok(Arc::new(Self {
             kid: hex::encode(&Sha256::digest(&public)[..8]),
@@ -40,7 +46,12 @@ impl Signer {
     }
 
     /// A token for `subject` acting as `role` in `workspace` (none for services).
-    pub fn mint(&self, subject: String, role: Role, workspace: Option<Uuid>) -> anyhow::Result<(String, i64)> {
+    pub fn mint(
+        &self,
+        subject: String,
+        role: Role,
+        workspace: Option<Uuid>,
+    ) -> anyhow::Result<(String, i64)> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.to_owned(),
@@ -52,7 +63,10 @@ impl Signer {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        Ok((jsonwebtoken::encode(&header, &claims, &self.encoding)?, claims.exp))
+        Ok((
+            jsonwebtoken::encode(&header, &claims, &self.encoding)?,
+            claims.exp,
+        ))
     }
 
     /// The key id and JWK `x` verifiers need.
@@ -63,14 +77,19 @@ impl Signer {
     /// A verifier for this service's own RPCs, with no network hop.
     pub fn verifier(&self) -> anyhow::Result<Arc<Verifier>> {
         let key = DecodingKey::from_ed_components(&self.public_x)?;
-        Ok(Verifier::with_keys(HashMap::from([(self.kid.clone(), key)])))
+        Ok(Verifier::with_keys(HashMap::from([(
+            self.kid.clone(),
+            key,
+        )])))
     }
 }
 
 async fn stored_or_generated(pool: &PgPool) -> anyhow::Result<Vec<u8>> {
     let mut tx = pool.begin().await?;
     // One generator at a time, so replicas starting together agree on one key.
-    sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
     let stored: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT pkcs8 FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
     )
@@ -109,7 +128,8 @@ mod tests {
     use super::*;
 
     fn signer() -> Signer {
-        let document = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        let document =
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
         let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).unwrap();
         Signer {
             kid: "test".into(),
@@ -123,7 +143,9 @@ mod tests {
     async fn minted_tokens_verify_and_tampered_ones_do_not() {
         let signer = signer();
         let workspace = Uuid::now_v7();
-        let (token, _) = signer.mint("api_key:1".into(), Role::Agent, Some(workspace)).unwrap();
+        let (token, _) = signer
+            .mint("api_key:1".into(), Role::Agent, Some(workspace))
+            .unwrap();
         let verifier = signer.verifier().unwrap();
         let claims = verifier.verify(&token).await.unwrap();
         assert_eq!(claims.ws, Some(workspace));
@@ -131,7 +153,9 @@ mod tests {
 
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let forged = URL_SAFE_NO_PAD.encode(
-            String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap().replace("agent", "owner"),
+            String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap())
+                .unwrap()
+                .replace("agent", "owner"),
         );
         parts[1] = forged;
         let status = verifier.verify(&parts.join(".")).await.unwrap_err();
@@ -142,7 +166,9 @@ mod tests {
     async fn expired_tokens_are_refused() {
         let mut signer = signer();
         signer.ttl_seconds = -60;
-        let (token, _) = signer.mint("api_key:1".into(), Role::Owner, Some(Uuid::now_v7())).unwrap();
+        let (token, _) = signer
+            .mint("api_key:1".into(), Role::Owner, Some(Uuid::now_v7()))
+            .unwrap();
         let status = signer.verifier().unwrap().verify(&token).await.unwrap_err();
         assert!(status.message().contains("expired"), "{status:?}");
     }

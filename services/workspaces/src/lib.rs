@@ -22,8 +22,19 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Runs the workspaces service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Service::start(ServiceName::Workspaces, settings.clone(), shutdown, &MIGRATOR).await?;
-    let signer = keys::Signer::load(&service.pool, &settings.auth.signing_key_pem, settings.auth.token_ttl_seconds).await?;
+    let service = Service::start(
+        ServiceName::Workspaces,
+        settings.clone(),
+        shutdown,
+        &MIGRATOR,
+    )
+    .await?;
+    let signer = keys::Signer::load(
+        &service.pool,
+        &settings.auth.signing_key_pem,
+        settings.auth.token_ttl_seconds,
+    )
+    .await?;
     let verifier = signer.verifier()?;
     let api = api::Api {
         pool: service.pool.clone(),

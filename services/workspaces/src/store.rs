@@ -53,7 +53,11 @@ pub async fn create_organization(pool: &PgPool, name: &str) -> Result<Uuid, Erro
     Ok(id)
 }
 
-pub async fn create_workspace(pool: &PgPool, organization_id: Uuid, name: &str) -> Result<Workspace, Error> {
+pub async fn create_workspace(
+    pool: &PgPool,
+    organization_id: Uuid,
+    name: &str,
+) -> Result<Workspace, Error> {
     let name = valid_name("name", name)?;
     Ok(sqlx::query_as(
         "INSERT INTO workspaces (id, organization_id, name) VALUES ($1, $2, $3)
@@ -78,7 +82,12 @@ pub async fn workspace(pool: &PgPool, id: Uuid) -> Result<Workspace, Error> {
 }
 
 /// Creates a key; returns it with the full secret, which is never stored.
-pub async fn create_api_key(pool: &PgPool, workspace_id: Uuid, name: &str, role: Role) -> Result<(ApiKey, String), Error> {
+pub async fn create_api_key(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    name: &str,
+    role: Role,
+) -> Result<(ApiKey, String), Error> {
     let name = valid_name("name", name)?;
     if role == Role::Service {
         return Err(FieldError::new("role", "must be owner, manager or agent").into());
@@ -120,7 +129,11 @@ pub async fn authenticate_api_key(pool: &PgPool, full: &str) -> Result<ApiKey, E
     .fetch_optional(pool)
     .await?
     .ok_or(REFUSED)?;
-    if bool::from(Sha256::digest(secret.as_bytes()).as_slice().ct_eq(&row.secret_hash)) {
+    if bool::from(
+        Sha256::digest(secret.as_bytes())
+            .as_slice()
+            .ct_eq(&row.secret_hash),
+    ) {
         Ok(row.key)
     } else {
         Err(REFUSED)
@@ -134,7 +147,12 @@ struct ApiKeyWithHash {
     secret_hash: Vec<u8>,
 }
 
-pub async fn list_api_keys(pool: &PgPool, workspace_id: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<ApiKey>, Error> {
+pub async fn list_api_keys(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ApiKey>, Error> {
     Ok(sqlx::query_as(
         "SELECT id, workspace_id, name, role, prefix, created_at, revoked_at FROM api_keys
          WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",

@@ -71,7 +71,9 @@ impl FromStr for Role {
             "owner" => Ok(Role::Owner),
             "manager" => Ok(Role::Manager),
             "agent" => Ok(Role::Agent),
-            other => Err(format!("unknown role {other:?}; expected owner, manager or agent")),
+            other => Err(format!(
+                "unknown role {other:?}; expected owner, manager or agent"
+            )),
         }
     }
 }
@@ -101,8 +103,11 @@ pub struct Caller {
 impl Caller {
     /// The Workspace every read and write of this request is confined to.
     pub fn workspace_id(&self) -> Result<Uuid, Status> {
-        self.workspace_id
-            .ok_or_else(|| Status::invalid_argument(format!("{WORKSPACE_HEADER}: a service call must name its workspace")))
+        self.workspace_id.ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{WORKSPACE_HEADER}: a service call must name its workspace"
+            ))
+        })
     }
 
     /// PERMISSION_DENIED unless the caller's role allows `required`.
@@ -161,7 +166,9 @@ impl Verifier {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let Some(verifier) = weak.upgrade() else { return };
+                let Some(verifier) = weak.upgrade() else {
+                    return;
+                };
                 if let Err(e) = verifier.refresh().await {
                     tracing::warn!(error = %e, "refreshing token keys failed; keeping the old ones");
                 }
@@ -175,14 +182,20 @@ impl Verifier {
             return Ok(());
         };
         *self.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        let keys = client.get_public_keys(GetPublicKeysRequest {}).await?.into_inner().keys;
+        let keys = client
+            .get_public_keys(GetPublicKeysRequest {})
+            .await?
+            .into_inner()
+            .keys;
         let mut fresh = HashMap::new();
         for key in keys {
             match DecodingKey::from_ed_components(&key.x) {
                 Ok(decoding) => {
                     fresh.insert(key.kid, decoding);
                 }
-                Err(e) => tracing::warn!(kid = %key.kid, error = %e, "ignoring an unusable token key"),
+                Err(e) => {
+                    tracing::warn!(kid = %key.kid, error = %e, "ignoring an unusable token key")
+                }
             }
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = fresh;
@@ -190,7 +203,11 @@ impl Verifier {
     }
 
     fn lookup(&self, kid: &str) -> Option<DecodingKey> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).get(kid).cloned()
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kid)
+            .cloned()
     }
 
     /// The claims of a valid, unexpired token signed by a known key.
@@ -207,17 +224,20 @@ impl Verifier {
                     .unwrap_or_else(|p| p.into_inner())
                     .is_some_and(|at| at.elapsed() < MIN_REFRESH_GAP);
                 if !recently {
-                    self.refresh()
-                        .await
-                        .map_err(|e| Status::unavailable(format!("cannot fetch token keys: {}", e.message())))?;
+                    self.refresh().await.map_err(|e| {
+                        Status::unavailable(format!("cannot fetch token keys: {}", e.message()))
+                    })?;
                 }
-                self.lookup(&kid).ok_or_else(|| bad("unknown signing key"))?
+                self.lookup(&kid)
+                    .ok_or_else(|| bad("unknown signing key"))?
             }
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e
+            .kind()
+        {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => bad("expired"),
             _ => bad("signature or claims rejected"),
         })?;
@@ -263,7 +283,10 @@ type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -309,18 +332,22 @@ async fn authenticate(verifier: &Verifier, headers: &http::HeaderMap) -> Result<
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
     let claims = verifier.verify(token.trim()).await?;
-    let workspace_id = match claims.role {
-        Role::Service => match headers.get(WORKSPACE_HEADER) {
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| Status::invalid_argument(format!("{WORKSPACE_HEADER} is not a UUID")))?,
+    let workspace_id =
+        match claims.role {
+            Role::Service => {
+                match headers.get(WORKSPACE_HEADER) {
+                    Some(v) => Some(v.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(
+                        || Status::invalid_argument(format!("{WORKSPACE_HEADER} is not a UUID")),
+                    )?),
+                    None => None,
+                }
+            }
+            _ => Some(
+                claims
+                    .ws
+                    .ok_or_else(|| Status::unauthenticated("invalid access token: no workspace"))?,
             ),
-            None => None,
-        },
-        _ => Some(claims.ws.ok_or_else(|| Status::unauthenticated("invalid access token: no workspace"))?),
-    };
+        };
     Ok(Caller {
         subject: claims.sub,
         role: claims.role,
@@ -338,7 +365,11 @@ pub struct ServiceTokens {
 }
 
 impl ServiceTokens {
-    pub fn new(service: &str, secret: SecretString, workspaces_endpoint: &str) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        service: &str,
+        secret: SecretString,
+        workspaces_endpoint: &str,
+    ) -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             service: service.to_owned(),
             secret,
@@ -376,7 +407,11 @@ impl ServiceTokens {
 
     /// `message` as a request acting in `workspace_id`, carrying this service's token and
     /// the current trace context.
-    pub async fn request<T>(&self, message: T, workspace_id: Uuid) -> Result<tonic::Request<T>, Status> {
+    pub async fn request<T>(
+        &self,
+        message: T,
+        workspace_id: Uuid,
+    ) -> Result<tonic::Request<T>, Status> {
         let token = self.token().await?;
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
@@ -385,7 +420,8 @@ impl ServiceTokens {
         metadata.insert("authorization", bearer);
         metadata.insert(
             WORKSPACE_HEADER,
-            MetadataValue::try_from(workspace_id.to_string()).map_err(|_| Status::internal("workspace id header"))?,
+            MetadataValue::try_from(workspace_id.to_string())
+                .map_err(|_| Status::internal("workspace id header"))?,
         );
         for (key, value) in telemetry::current_context_headers() {
             if let (Ok(key), Ok(value)) = (

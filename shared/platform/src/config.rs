@@ -205,9 +205,15 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_name_every_service() {
-        let settings: Settings = Figment::new().merge(Toml::string(DEFAULTS)).extract().unwrap();
+        let settings: Settings = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .extract()
+            .unwrap();
         for service in ServiceName::ALL {
-            assert!(settings.services.contains_key(&service), "{service} missing");
+            assert!(
+                settings.services.contains_key(&service),
+                "{service} missing"
+            );
         }
         assert_eq!(settings.service(ServiceName::Workspaces).grpc_port, 50051);
     }

@@ -22,5 +22,7 @@ pub fn uuid(field: &'static str, value: &str) -> Result<Uuid, FieldError> {
     if value.is_empty() {
         return Err(FieldError::new(field, "is required"));
     }
-    value.parse().map_err(|_| FieldError::new(field, "must be a UUID"))
+    value
+        .parse()
+        .map_err(|_| FieldError::new(field, "must be a UUID"))
 }

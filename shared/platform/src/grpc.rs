@@ -54,7 +54,9 @@ pub async fn serve(
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(ObserveLayer { service })
-        .layer(GlobalConcurrencyLimitLayer::new(settings.grpc.concurrency_limit))
+        .layer(GlobalConcurrencyLimitLayer::new(
+            settings.grpc.concurrency_limit,
+        ))
         .layer(auth)
         .into_inner();
 
@@ -68,7 +70,9 @@ pub async fn serve(
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
             stopping.cancelled().await;
-            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
         });
     tokio::pin!(server);
     tokio::select! {
@@ -90,7 +94,10 @@ impl<S> tower::Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner, service: self.service }
+        Observe {
+            inner,
+            service: self.service,
+        }
     }
 }
 

@@ -22,7 +22,12 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Serves `GET /metrics` until `shutdown`; each scrape also samples `pool`'s use.
-pub async fn serve(service: &'static str, listener: TcpListener, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    service: &'static str,
+    listener: TcpListener,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let handle = handle();
     let app = Router::new().route(
         "/metrics",

@@ -14,7 +14,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self { field, reason: reason.into() }
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -28,7 +31,10 @@ pub fn page_size(requested: i32) -> Result<i64, FieldError> {
     match requested {
         0 => Ok(DEFAULT_PAGE_SIZE as i64),
         1..=MAX_PAGE_SIZE => Ok(requested as i64),
-        _ => Err(FieldError::new("page_size", format!("must be between 1 and {MAX_PAGE_SIZE} (or 0 for {DEFAULT_PAGE_SIZE})"))),
+        _ => Err(FieldError::new(
+            "page_size",
+            format!("must be between 1 and {MAX_PAGE_SIZE} (or 0 for {DEFAULT_PAGE_SIZE})"),
+        )),
     }
 }
 
@@ -39,7 +45,9 @@ pub fn decode_token<K: DeserializeOwned>(token: &str) -> Result<Option<K>, Field
     }
     let invalid = || FieldError::new("page_token", "not a token returned by this RPC");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|_| invalid())
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| invalid())
 }
 
 /// An opaque token for the page after the one ending at `key`.
@@ -48,10 +56,17 @@ pub fn encode_token<K: Serialize>(key: &K) -> String {
 }
 
 /// Splits a fetched `page_size + 1` rows into the page and the next token.
-pub fn finish<T, K: Serialize>(mut rows: Vec<T>, page_size: i64, key: impl Fn(&T) -> K) -> (Vec<T>, String) {
+pub fn finish<T, K: Serialize>(
+    mut rows: Vec<T>,
+    page_size: i64,
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, String) {
     if rows.len() as i64 > page_size {
         rows.truncate(page_size as usize);
-        let token = rows.last().map(|r| encode_token(&key(r))).unwrap_or_default();
+        let token = rows
+            .last()
+            .map(|r| encode_token(&key(r)))
+            .unwrap_or_default();
         (rows, token)
     } else {
         (rows, String::new())

@@ -30,14 +30,31 @@ pub struct Service {
 
 impl Service {
     /// Connects and migrates the service's database, starts its outbox relay and metrics.
-    pub async fn start(name: ServiceName, settings: Arc<Settings>, shutdown: CancellationToken, migrator: &Migrator) -> anyhow::Result<Self> {
+    pub async fn start(
+        name: ServiceName,
+        settings: Arc<Settings>,
+        shutdown: CancellationToken,
+        migrator: &Migrator,
+    ) -> anyhow::Result<Self> {
         let pool = db::prepare(&settings.database, name, migrator).await?;
         let amqp = Amqp::new(settings.amqp.clone());
         let mut tasks = JoinSet::new();
         let metrics_listener = bind(&settings, settings.service(name).metrics_port).await?;
-        tasks.spawn(metrics::serve(name.as_str(), metrics_listener, pool.clone(), shutdown.clone()));
+        tasks.spawn(metrics::serve(
+            name.as_str(),
+            metrics_listener,
+            pool.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(relay(name, pool.clone(), amqp.clone(), shutdown.clone()));
-        Ok(Self { name, settings, pool, amqp, shutdown, tasks })
+        Ok(Self {
+            name,
+            settings,
+            pool,
+            amqp,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Runs `task` beside the server; an error in it stops the service.
@@ -79,13 +96,26 @@ impl Service {
 
     /// Serves `routes` (authenticated by `verifier`, except `public_rpcs`) and waits for
     /// every task; returns after shutdown, or with the first task's error.
-    pub async fn serve(mut self, routes: Routes, verifier: Arc<Verifier>, public_rpcs: &'static [&'static str]) -> anyhow::Result<()> {
+    pub async fn serve(
+        mut self,
+        routes: Routes,
+        verifier: Arc<Verifier>,
+        public_rpcs: &'static [&'static str],
+    ) -> anyhow::Result<()> {
         let listener = bind(&self.settings, self.settings.service(self.name).grpc_port).await?;
         let settings = self.settings.clone();
         let shutdown = self.shutdown.clone();
         let name = self.name;
         self.tasks.spawn(async move {
-            grpc::serve(name, &settings, listener, routes, AuthLayer::new(verifier, public_rpcs), shutdown).await
+            grpc::serve(
+                name,
+                &settings,
+                listener,
+                routes,
+                AuthLayer::new(verifier, public_rpcs),
+                shutdown,
+            )
+            .await
         });
         while let Some(joined) = self.tasks.join_next().await {
             match joined {
@@ -105,7 +135,12 @@ impl Service {
     }
 }
 
-async fn relay(name: ServiceName, pool: PgPool, amqp: Amqp, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn relay(
+    name: ServiceName,
+    pool: PgPool,
+    amqp: Amqp,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     run_relay(name.as_str(), pool, amqp, shutdown).await;
     Ok(())
 }

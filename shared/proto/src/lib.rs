@@ -2,7 +2,8 @@
 #![allow(clippy::all, missing_docs)]
 
 /// Every proto's file descriptor set, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ism_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ism_descriptor.bin"));
 
 pub mod types {
     pub mod v1 {

@@ -1,6 +1,8 @@
 //! Connections and topology: the topic exchange, its dead-letter exchange, and one
 //! durable queue (plus its dead-letter queue) per consumer.
-use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::ExposeSecret;
@@ -34,7 +36,10 @@ impl Amqp {
 
     /// The queue of a consumer.
     pub fn queue_name(&self, spec: &QueueSpec) -> String {
-        format!("{}.{}.{}", self.settings.queue_prefix, spec.service, spec.name)
+        format!(
+            "{}.{}.{}",
+            self.settings.queue_prefix, spec.service, spec.name
+        )
     }
 
     /// A new connection; callers reconnect on failure.
@@ -47,7 +52,9 @@ impl Amqp {
     /// of [`topology::QUEUES`] declared.
     pub async fn publisher(&self, conn: &Connection) -> lapin::Result<Channel> {
         let channel = conn.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         for spec in topology::QUEUES {
             self.declare_queue(&channel, spec).await?;
         }
@@ -61,7 +68,12 @@ impl Amqp {
         };
         for name in [self.exchange().to_owned(), self.dead_letter_exchange()] {
             channel
-                .exchange_declare(name.into(), ExchangeKind::Topic, durable, FieldTable::default())
+                .exchange_declare(
+                    name.into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await?;
         }
         Ok(())

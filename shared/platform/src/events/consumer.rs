@@ -10,7 +10,10 @@ use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use ism_proto::events::v1::Event;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use prost::Message;
@@ -69,7 +72,11 @@ impl EventContext {
 /// Applies events of the routing keys it was bound to.
 pub trait EventHandler: Send + Sync + 'static {
     /// Applies `event`; state changes go through `ctx.begin()`'s transaction.
-    fn handle(&self, event: Event, ctx: EventContext) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn handle(
+        &self,
+        event: Event,
+        ctx: EventContext,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
 /// A named consumer of a service: its queue, bindings and handler.
@@ -115,12 +122,19 @@ impl<H: EventHandler> Consumer<H> {
         let queue = &self.amqp.queue_name(&self.spec);
         let conn = self.amqp.connect().await?;
         let channel = conn.create_channel().await?;
-        channel.basic_qos(self.amqp.settings.prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.amqp.settings.prefetch, BasicQosOptions::default())
+            .await?;
         self.amqp.declare_queue(&channel, &self.spec).await?;
         let dead_letters = self.amqp.publisher(&conn).await?;
         let tag = format!("{}-{}", self.name, Uuid::now_v7());
         let mut deliveries = channel
-            .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         tracing::info!(consumer = %self.name, queue = %queue, "consuming");
 
@@ -185,7 +199,11 @@ impl<H: EventHandler> Consumer<H> {
 
 /// Events with the same partition key land in the same lane, so they apply in order.
 fn lane_of(event: &Event, lanes: usize) -> usize {
-    let key = if event.partition_key.is_empty() { &event.id } else { &event.partition_key };
+    let key = if event.partition_key.is_empty() {
+        &event.id
+    } else {
+        &event.partition_key
+    };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut hasher);
     (hasher.finish() % lanes as u64) as usize
@@ -225,14 +243,19 @@ impl<H: EventHandler> Lane<H> {
             workspace_id = %event.workspace_id,
             trace_id = tracing::field::Empty,
         );
-        telemetry::adopt_parent(&span, telemetry::context_from_map(&trace_headers(&delivery)));
+        telemetry::adopt_parent(
+            &span,
+            telemetry::context_from_map(&trace_headers(&delivery)),
+        );
         self.apply(delivery, event).instrument(span).await;
     }
 
     async fn apply(&self, delivery: Delivery, event: Event) {
         let started = Instant::now();
         let Ok(event_id) = event.id.parse::<Uuid>() else {
-            return self.dead_letter(&delivery, &format!("event id {:?} is not a UUID", event.id)).await;
+            return self
+                .dead_letter(&delivery, &format!("event id {:?} is not a UUID", event.id))
+                .await;
         };
         let attempt = || {
             let ctx = EventContext {
@@ -264,7 +287,13 @@ impl<H: EventHandler> Lane<H> {
                 // Stopping: what failed because peers are stopping too goes back to the
                 // queue for the next process rather than to the dead letters.
                 tracing::info!(error = %format!("{e:#}"), "event requeued at shutdown");
-                if let Err(e) = delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+                if let Err(e) = delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                {
                     tracing::warn!(error = %e, "requeue failed; the broker redelivers on reconnect");
                 }
                 "requeued"
@@ -276,7 +305,8 @@ impl<H: EventHandler> Lane<H> {
             }
         };
         metrics::counter!("ism_events_consumed_total", "consumer" => self.consumer.to_string(), "outcome" => outcome).increment(1);
-        metrics::histogram!("ism_event_handle_seconds", "consumer" => self.consumer.to_string()).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("ism_event_handle_seconds", "consumer" => self.consumer.to_string())
+            .record(started.elapsed().as_secs_f64());
     }
 
     /// Re-publishes the delivery to the dead-letter exchange with `reason`, then acks it.
@@ -284,8 +314,13 @@ impl<H: EventHandler> Lane<H> {
     /// dead-letter settings route it (without the reason).
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert(ShortString::from(DEAD_LETTER_REASON_HEADER), AMQPValue::LongString(reason.into()));
-        let props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
+        headers.insert(
+            ShortString::from(DEAD_LETTER_REASON_HEADER),
+            AMQPValue::LongString(reason.into()),
+        );
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
         let published = async {
             self.dead_letters
                 .basic_publish(
@@ -300,8 +335,17 @@ impl<H: EventHandler> Lane<H> {
         }
         .await;
         let result = match published {
-            Ok(confirmation) if confirmation.is_ack() => delivery.ack(BasicAckOptions::default()).await,
-            _ => delivery.nack(BasicNackOptions { requeue: false, ..Default::default() }).await,
+            Ok(confirmation) if confirmation.is_ack() => {
+                delivery.ack(BasicAckOptions::default()).await
+            }
+            _ => {
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..Default::default()
+                    })
+                    .await
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "settling a dead-lettered delivery failed");
@@ -314,7 +358,10 @@ fn trace_headers(delivery: &Delivery) -> std::collections::BTreeMap<String, Stri
     if let Some(headers) = delivery.properties.headers() {
         for (k, v) in headers.inner() {
             if let AMQPValue::LongString(s) = v {
-                map.insert(k.as_str().to_owned(), String::from_utf8_lossy(s.as_bytes()).into_owned());
+                map.insert(
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                );
             }
         }
     }

@@ -4,7 +4,12 @@ use prost::Name;
 use uuid::Uuid;
 
 /// A new event with a fresh UUIDv7 id, stamped now.
-pub fn new_event<M: Name>(event_type: &str, workspace_id: Uuid, partition_key: &str, payload: &M) -> Event {
+pub fn new_event<M: Name>(
+    event_type: &str,
+    workspace_id: Uuid,
+    partition_key: &str,
+    payload: &M,
+) -> Event {
     let now = chrono::Utc::now();
     Event {
         id: Uuid::now_v7().to_string(),
@@ -14,7 +19,9 @@ pub fn new_event<M: Name>(event_type: &str, workspace_id: Uuid, partition_key: &
             seconds: now.timestamp(),
             nanos: now.timestamp_subsec_nanos() as i32,
         }),
-        payload: Some(prost_types::Any::from_msg(payload).expect("encoding into a Vec cannot fail")),
+        payload: Some(
+            prost_types::Any::from_msg(payload).expect("encoding into a Vec cannot fail"),
+        ),
         partition_key: partition_key.to_owned(),
     }
 }

@@ -20,7 +20,12 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const KEEP_PUBLISHED: &str = "1 hour";
 
 /// Runs until `shutdown`, reconnecting to RabbitMQ and Postgres as needed.
-pub async fn run_relay(service: &'static str, pool: PgPool, amqp: Amqp, shutdown: CancellationToken) {
+pub async fn run_relay(
+    service: &'static str,
+    pool: PgPool,
+    amqp: Amqp,
+    shutdown: CancellationToken,
+) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         match relay_once(service, &pool, &amqp, &shutdown).await {
@@ -37,7 +42,12 @@ pub async fn run_relay(service: &'static str, pool: PgPool, amqp: Amqp, shutdown
     }
 }
 
-async fn relay_once(service: &'static str, pool: &PgPool, amqp: &Amqp, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn relay_once(
+    service: &'static str,
+    pool: &PgPool,
+    amqp: &Amqp,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let conn = amqp.connect().await?;
     let channel = amqp.publisher(&conn).await?;
     let mut listener = PgListener::connect_with(pool).await?;
@@ -48,7 +58,8 @@ async fn relay_once(service: &'static str, pool: &PgPool, amqp: &Amqp, shutdown:
     loop {
         while publish_batch(service, pool, amqp, &channel).await? {}
         if last_gauge.elapsed() >= POLL_INTERVAL {
-            metrics::gauge!("ism_outbox_backlog", "service" => service).set(backlog(pool).await? as f64);
+            metrics::gauge!("ism_outbox_backlog", "service" => service)
+                .set(backlog(pool).await? as f64);
             last_gauge = tokio::time::Instant::now();
         }
         if last_prune.elapsed() > Duration::from_secs(60) {
@@ -69,7 +80,12 @@ async fn relay_once(service: &'static str, pool: &PgPool, amqp: &Amqp, shutdown:
 }
 
 /// Publishes one batch; true when it was full (more may be waiting).
-async fn publish_batch(service: &'static str, pool: &PgPool, amqp: &Amqp, channel: &Channel) -> anyhow::Result<bool> {
+async fn publish_batch(
+    service: &'static str,
+    pool: &PgPool,
+    amqp: &Amqp,
+    channel: &Channel,
+) -> anyhow::Result<bool> {
     let batch = amqp.settings.relay_batch;
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
@@ -119,15 +135,16 @@ async fn publish_batch(service: &'static str, pool: &PgPool, amqp: &Amqp, channe
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    metrics::counter!("ism_outbox_published_total", "service" => service).increment(ids.len() as u64);
+    metrics::counter!("ism_outbox_published_total", "service" => service)
+        .increment(ids.len() as u64);
     Ok(ids.len() as i64 == batch)
 }
 
 async fn prune(pool: &PgPool) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM platform_outbox WHERE published_at < now() - $1::interval")
         .bind(KEEP_PUBLISHED)
-    .execute(pool)
-    .await?;
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

@@ -31,4 +31,8 @@ pub const CONVERSATIONS_STATUS: QueueSpec = QueueSpec {
 };
 
 /// All of them.
-pub const QUEUES: &[QueueSpec] = &[GATEWAY_DELIVERY, CONVERSATIONS_INBOUND, CONVERSATIONS_STATUS];
+pub const QUEUES: &[QueueSpec] = &[
+    GATEWAY_DELIVERY,
+    CONVERSATIONS_INBOUND,
+    CONVERSATIONS_STATUS,
+];
