@@ -302,6 +302,11 @@ impl Platform {
         )
     }
 
+    /// The process id of a process started with [`spawn`](Self::spawn).
+    pub fn pid(&self, index: usize) -> u32 {
+        self.children[index].id()
+    }
+
     /// Sends SIGKILL to a process started with [`spawn`](Self::spawn) and reaps it.
     pub fn kill(&mut self, index: usize) {
         let child = &mut self.children[index];
