@@ -5,8 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ism_e2e::{Platform, Receiver, eventually};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::json;
 
@@ -17,7 +21,10 @@ struct Collector {
 
 #[tonic::async_trait]
 impl TraceService for Collector {
-    async fn export(&self, request: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut spans = self.spans.lock().expect("collector lock");
         for resource in request.into_inner().resource_spans {
             for scope in resource.scope_spans {
@@ -29,9 +36,13 @@ impl TraceService for Collector {
 }
 
 fn attribute(span: &Span, key: &str) -> Option<String> {
-    span.attributes.iter().find(|a| a.key == key).and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => Some(s.clone()),
-        _ => None,
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
+                Some(s.clone())
+            }
+            _ => None,
+        }
     })
 }
 
@@ -54,34 +65,70 @@ async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and
     platform.spawn("all");
     platform.wait_ready().await;
 
-    let body = serde_json::to_vec(&json!({"message_id": "traced", "from": {"id": "c1"}, "text": "follow me"})).unwrap();
-    assert_eq!(platform.webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body).await.0, 200);
+    let body = serde_json::to_vec(
+        &json!({"message_id": "traced", "from": {"id": "c1"}, "text": "follow me"}),
+    )
+    .unwrap();
+    assert_eq!(
+        platform
+            .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+            .await
+            .0,
+        200
+    );
 
     let trace = eventually(Duration::from_secs(30), "a trace reaching contacts", || {
         let spans = collector.spans.lock().unwrap().clone();
         async move {
             let webhook = spans.iter().find(|s| s.name == "webhook.receive")?;
-            let trace: Vec<Span> = spans.iter().filter(|s| s.trace_id == webhook.trace_id).cloned().collect();
-            trace.iter().any(|s| s.name == "/ism.contacts.v1.ContactService/ResolveContact").then_some(trace)
+            let trace: Vec<Span> = spans
+                .iter()
+                .filter(|s| s.trace_id == webhook.trace_id)
+                .cloned()
+                .collect();
+            trace
+                .iter()
+                .any(|s| s.name == "/ism.contacts.v1.ContactService/ResolveContact")
+                .then_some(trace)
         }
     })
     .await;
 
-    let named = |name: &str| trace.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name} span in {trace:#?}"));
+    let named = |name: &str| {
+        trace
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span in {trace:#?}"))
+    };
     let webhook = named("webhook.receive");
     let consume = trace
         .iter()
-        .find(|s| s.name == "event.consume" && attribute(s, "consumer").as_deref() == Some("conversations.inbound"))
+        .find(|s| {
+            s.name == "event.consume"
+                && attribute(s, "consumer").as_deref() == Some("conversations.inbound")
+        })
         .expect("the conversations consumer span is in the webhook's trace");
     let resolve = named("/ism.contacts.v1.ContactService/ResolveContact");
-    assert_eq!(consume.parent_span_id, webhook.span_id, "the queue hop continues the webhook's span");
-    assert_eq!(attribute(resolve, "ism.service").as_deref(), Some("contacts"));
+    assert_eq!(
+        consume.parent_span_id, webhook.span_id,
+        "the queue hop continues the webhook's span"
+    );
+    assert_eq!(
+        attribute(resolve, "ism.service").as_deref(),
+        Some("contacts")
+    );
     let mut ancestor = resolve.parent_span_id.clone();
     let mut hops = 0;
     while ancestor != consume.span_id {
-        let parent = trace.iter().find(|s| s.span_id == ancestor).expect("the contacts span descends from the consumer span");
+        let parent = trace
+            .iter()
+            .find(|s| s.span_id == ancestor)
+            .expect("the contacts span descends from the consumer span");
         ancestor = parent.parent_span_id.clone();
         hops += 1;
-        assert!(hops < 10, "no path from the contacts span to the consumer span");
+        assert!(
+            hops < 10,
+            "no path from the contacts span to the consumer span"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The contacts service: the one place that knows who a person is across every channel.
 mod api;
 mod error;
-mod store;
+pub mod store;
 
 use std::sync::Arc;
 

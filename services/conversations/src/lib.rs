@@ -2,7 +2,7 @@
 mod api;
 mod error;
 mod inbound;
-mod store;
+pub mod store;
 
 use std::sync::Arc;
 

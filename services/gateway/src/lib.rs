@@ -5,7 +5,7 @@ mod delivery;
 mod error;
 mod http;
 mod signature;
-mod store;
+pub mod store;
 
 use std::sync::Arc;
 

@@ -77,3 +77,33 @@ pub async fn prepare(
     migrate(&pool, service_migrations).await?;
     Ok(pool)
 }
+
+/// A new, empty, migrated database for one test, on the server of `database.url`;
+/// dropped by [`drop_scratch`].
+pub async fn scratch(
+    service: ServiceName,
+    service_migrations: &Migrator,
+) -> anyhow::Result<PgPool> {
+    let mut settings = crate::config::Settings::load()?.database;
+    settings.name_prefix = format!("ism_scratch_{}", uuid::Uuid::new_v4().simple());
+    settings.max_connections = 20;
+    prepare(&settings, service, service_migrations).await
+}
+
+/// Closes `pool` and drops its database (a [`scratch`] one).
+pub async fn drop_scratch(pool: PgPool) -> anyhow::Result<()> {
+    let options = pool.connect_options();
+    let name = options.get_database().unwrap_or_default().to_owned();
+    anyhow::ensure!(
+        name.starts_with("ism_scratch_"),
+        "refusing to drop {name}: not a scratch database"
+    );
+    let mut admin = (*options).clone().database("postgres").connect().await?;
+    pool.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
+}

@@ -615,7 +615,10 @@ fn report(r: &Report) {
     println!("{:<52} {:>12}  {:>11}  result", "", "measured", "aim");
     println!(
         "{:<52} {:>12}  {:>11}  {}",
-        format!("webhooks accepted /s ({CLIENTS} in flight, {} s)", MAX_RATE_FOR.as_secs()),
+        format!(
+            "webhooks accepted /s ({CLIENTS} in flight, {} s)",
+            MAX_RATE_FOR.as_secs()
+        ),
         thousands(max.accepted_per_second),
         "≥ 2,000",
         verdict(max.accepted_per_second >= AIM_ACCEPTED),
@@ -718,7 +721,10 @@ fn report(r: &Report) {
         "  resident memory of the platform at the end: {:.0} MiB",
         r.memory.last
     );
-    println!("  platform log (warn and above): {} lines in {}", r.log.0, r.log.1);
+    println!(
+        "  platform log (warn and above): {} lines in {}",
+        r.log.0, r.log.1
+    );
 }
 
 /// The `q` quantile of sorted microseconds, in milliseconds; `None` if that message was
