@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
+use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest};
 use ism_proto::workspaces::v1::ExchangeApiKeyRequest;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use sha2::Sha256;
@@ -275,6 +276,49 @@ impl Platform {
                 .await
                 .expect("conversations reachable"),
         )
+    }
+
+    /// The external ids of every message of `tenant`'s conversations, newest first per
+    /// conversation, once at least `expected` exist (panics after 60 s).
+    pub async fn stored_external_ids(&self, tenant: &Tenant, expected: usize) -> Vec<String> {
+        let token = self.token(tenant).await;
+        let conversations = self.conversations().await;
+        eventually(
+            Duration::from_secs(60),
+            &format!("{expected} stored messages"),
+            || {
+                let mut client = conversations.clone();
+                let token = token.clone();
+                async move {
+                    let page = ListConversationsRequest {
+                        page_size: 100,
+                        ..Default::default()
+                    };
+                    let list = client
+                        .list_conversations(authed(&token, page))
+                        .await
+                        .ok()?
+                        .into_inner();
+                    let mut ids = Vec::new();
+                    for conversation in list.conversations {
+                        let request = ListMessagesRequest {
+                            conversation_id: conversation.id,
+                            page_size: 100,
+                            ..Default::default()
+                        };
+                        let messages = client
+                            .list_messages(authed(&token, request))
+                            .await
+                            .ok()?
+                            .into_inner()
+                            .messages;
+                        ids.extend(messages.into_iter().map(|m| m.external_message_id));
+                    }
+                    (ids.len() >= expected).then_some(ids)
+                }
+            },
+        )
+        .await
     }
 
     /// POSTs `body` to the custom webhook of `channel_id`, signed with `secret` (if any).

@@ -2,10 +2,8 @@
 //! and every one is stored once the broker is back. Its own test binary, because it
 //! restarts the machine's broker under every other platform.
 use std::process::Command;
-use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, authed, eventually};
-use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest};
+use ism_e2e::{Platform, Receiver};
 use serde_json::json;
 
 fn rabbitmqctl(args: &[&str]) {
@@ -50,38 +48,7 @@ async fn messages_accepted_while_rabbitmq_is_down_are_stored_once_it_is_back() {
     );
     assert_eq!(send("after".into()).await, 200);
 
-    let token = platform.token(&tenant).await;
-    let conversations = platform.conversations().await;
-    let mut ids = eventually(Duration::from_secs(60), "all seven messages", || {
-        let mut client = conversations.clone();
-        let token = token.clone();
-        async move {
-            let conversation = client
-                .list_conversations(authed(&token, ListConversationsRequest::default()))
-                .await
-                .ok()?
-                .into_inner()
-                .conversations
-                .pop()?;
-            let request = ListMessagesRequest {
-                conversation_id: conversation.id,
-                ..Default::default()
-            };
-            let messages = client
-                .list_messages(authed(&token, request))
-                .await
-                .ok()?
-                .into_inner()
-                .messages;
-            (messages.len() >= 7).then(|| {
-                messages
-                    .into_iter()
-                    .map(|m| m.external_message_id)
-                    .collect::<Vec<_>>()
-            })
-        }
-    })
-    .await;
+    let mut ids = platform.stored_external_ids(&tenant, 7).await;
     ids.sort();
     assert_eq!(
         ids,

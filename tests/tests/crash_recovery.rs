@@ -3,54 +3,13 @@
 //! their reason; SIGTERM drains and exits cleanly.
 use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, Tenant, authed, eventually};
-use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest};
+use ism_e2e::{Platform, Receiver, eventually};
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Every message of every conversation, as (external id) — polled until `expected` exist.
-async fn stored_ids(platform: &Platform, tenant: &Tenant, expected: usize) -> Vec<String> {
-    let token = platform.token(tenant).await;
-    let conversations = platform.conversations().await;
-    eventually(WAIT, &format!("{expected} stored messages"), || {
-        let mut client = conversations.clone();
-        let token = token.clone();
-        async move {
-            let list = client
-                .list_conversations(authed(
-                    &token,
-                    ListConversationsRequest {
-                        page_size: 100,
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .ok()?
-                .into_inner();
-            let mut ids = Vec::new();
-            for conversation in list.conversations {
-                let request = ListMessagesRequest {
-                    conversation_id: conversation.id,
-                    page_size: 100,
-                    ..Default::default()
-                };
-                let messages = client
-                    .list_messages(authed(&token, request))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .messages;
-                ids.extend(messages.into_iter().map(|m| m.external_message_id));
-            }
-            (ids.len() >= expected).then_some(ids)
-        }
-    })
-    .await
-}
 
 fn message(id: &str, from: &str) -> Vec<u8> {
     serde_json::to_vec(
@@ -106,7 +65,7 @@ async fn a_gateway_killed_after_answering_200_loses_nothing() {
         .await;
     assert_eq!(marker.0, 200);
 
-    let mut ids = stored_ids(&platform, &tenant, 2).await;
+    let mut ids = platform.stored_external_ids(&tenant, 2).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     ids.sort();
     assert_eq!(ids, vec!["crash-1", "marker"], "stored exactly once");
@@ -133,10 +92,10 @@ async fn the_whole_platform_killed_mid_burst_stores_every_accepted_message_once(
     platform.spawn("all");
     platform.wait_ready().await;
 
-    let mut ids = stored_ids(&platform, &tenant, accepted.len()).await;
+    let mut ids = platform.stored_external_ids(&tenant, accepted.len()).await;
     // Redeliveries after the crash have had time to arrive; none may add a row.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut again = stored_ids(&platform, &tenant, accepted.len()).await;
+    let mut again = platform.stored_external_ids(&tenant, accepted.len()).await;
     ids.sort();
     again.sort();
     accepted.sort();
@@ -201,7 +160,7 @@ async fn poison_events_go_to_the_dead_letter_queue_with_the_reason() {
         .await;
     assert_eq!(code, 200);
     assert_eq!(
-        stored_ids(&platform, &tenant, 1).await,
+        platform.stored_external_ids(&tenant, 1).await,
         vec!["after-poison"]
     );
     let _ = channel.close(200, "done".into()).await;
@@ -227,5 +186,8 @@ async fn sigterm_drains_and_exits_cleanly() {
     // Nothing accepted before the stop is lost: a restart finishes the work.
     platform.spawn("all");
     platform.wait_ready().await;
-    assert_eq!(stored_ids(&platform, &tenant, 1).await, vec!["before-stop"]);
+    assert_eq!(
+        platform.stored_external_ids(&tenant, 1).await,
+        vec!["before-stop"]
+    );
 }

@@ -2,8 +2,8 @@
 //! message stores one message.
 use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, authed, eventually};
-use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest};
+use ism_e2e::{Platform, Receiver, authed};
+use ism_proto::conversations::v1::ListConversationsRequest;
 use serde_json::json;
 
 #[tokio::test]
@@ -113,36 +113,6 @@ async fn the_same_webhook_sent_twice_is_one_message() {
         200
     );
 
-    let token = platform.token(&tenant).await;
-    let conversations = platform.conversations().await;
-    let messages = eventually(Duration::from_secs(20), "both messages", || {
-        let mut client = conversations.clone();
-        let token = token.clone();
-        async move {
-            let conversation = client
-                .list_conversations(authed(&token, ListConversationsRequest::default()))
-                .await
-                .ok()?
-                .into_inner()
-                .conversations
-                .pop()?;
-            let request = ListMessagesRequest {
-                conversation_id: conversation.id,
-                ..Default::default()
-            };
-            let messages = client
-                .list_messages(authed(&token, request))
-                .await
-                .ok()?
-                .into_inner()
-                .messages;
-            (messages.len() >= 2).then_some(messages)
-        }
-    })
-    .await;
-    let ids: Vec<_> = messages
-        .iter()
-        .map(|m| m.external_message_id.as_str())
-        .collect();
+    let ids = platform.stored_external_ids(&tenant, 2).await;
     assert_eq!(ids, vec!["after", "retry-me"]);
 }

@@ -160,14 +160,16 @@ impl Worker {
             Ok(Some(channel)) => self.send(&channel, &delivery).await,
             Ok(None) => Outcome::Failed {
                 reason: "the channel was disconnected".to_owned(),
+                kind: "refused",
             },
             Err(e) => Outcome::Retry {
                 after_ms: self.backoff_ms(delivery.attempts),
                 reason: format!("database: {e}"),
+                kind: "internal",
             },
         };
         let outcome = match outcome {
-            Outcome::Retry { reason, .. }
+            Outcome::Retry { reason, kind, .. }
                 if delivery.attempts + 1 >= self.settings.delivery_max_attempts =>
             {
                 Outcome::Failed {
@@ -175,6 +177,7 @@ impl Worker {
                         "gave up after {} attempts; last error: {reason}",
                         delivery.attempts + 1
                     ),
+                    kind,
                 }
             }
             other => other,
@@ -183,20 +186,23 @@ impl Worker {
             Outcome::Sent {
                 external_message_id,
             } => Some(self.status(&delivery, DeliveryStatus::Sent, "", external_message_id)),
-            Outcome::Failed { reason } => {
+            Outcome::Failed { reason, .. } => {
                 Some(self.status(&delivery, DeliveryStatus::Failed, reason, ""))
             }
-            Outcome::Retry { reason, after_ms } => {
+            Outcome::Retry {
+                reason, after_ms, ..
+            } => {
                 tracing::info!(%reason, retry_in_ms = after_ms, "delivery will be retried");
                 None
             }
         };
-        let label = match &outcome {
-            Outcome::Sent { .. } => "sent",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Failed { .. } => "failed",
+        let (label, kind) = match &outcome {
+            Outcome::Sent { .. } => ("sent", ""),
+            Outcome::Retry { kind, .. } => ("retry", *kind),
+            Outcome::Failed { kind, .. } => ("failed", *kind),
         };
-        metrics::counter!("ism_deliveries_total", "outcome" => label).increment(1);
+        metrics::counter!("ism_deliveries_total", "outcome" => label, "reason" => kind)
+            .increment(1);
         if let Err(e) = store::finish_attempt(&self.pool, &delivery, &outcome, event.as_ref()).await
         {
             // The lease runs out and the delivery is attempted again.
@@ -240,6 +246,7 @@ impl Worker {
             Err(e) => {
                 return Outcome::Failed {
                     reason: format!("unreadable message content: {e}"),
+                    kind: "internal",
                 };
             }
         };
@@ -250,13 +257,19 @@ impl Worker {
             &content,
         ) {
             Ok(message) => message,
-            Err(reason) => return Outcome::Failed { reason },
+            Err(reason) => {
+                return Outcome::Failed {
+                    reason,
+                    kind: "refused",
+                };
+            }
         };
         let body = match serde_json::to_vec(&message) {
             Ok(body) => body,
             Err(e) => {
                 return Outcome::Failed {
                     reason: format!("cannot encode the message: {e}"),
+                    kind: "internal",
                 };
             }
         };
@@ -273,13 +286,16 @@ impl Worker {
             .body(body)
             .send()
             .await;
-        let retry = |reason: String| Outcome::Retry {
+        let retry = |reason: String, kind| Outcome::Retry {
             after_ms: self.backoff_ms(delivery.attempts),
             reason,
+            kind,
         };
         match response {
-            Err(e) if e.is_timeout() => retry("the receiver did not answer in time".to_owned()),
-            Err(e) => retry(format!("cannot reach the receiver: {e}")),
+            Err(e) if e.is_timeout() => {
+                retry("the receiver did not answer in time".to_owned(), "timeout")
+            }
+            Err(e) => retry(format!("cannot reach the receiver: {e}"), "unreachable"),
             Ok(response) => {
                 let code = response.status();
                 let text = response.text().await.unwrap_or_default();
@@ -297,16 +313,15 @@ impl Worker {
                         external_message_id,
                     }
                 } else if code.is_server_error() || code.as_u16() == 429 || code.as_u16() == 408 {
-                    retry(format!(
-                        "the receiver answered HTTP {}: {snippet}",
-                        code.as_u16()
-                    ))
+                    let reason = format!("the receiver answered HTTP {}: {snippet}", code.as_u16());
+                    retry(reason, "receiver_error")
                 } else {
                     Outcome::Failed {
                         reason: format!(
                             "the receiver refused the message with HTTP {}: {snippet}",
                             code.as_u16()
                         ),
+                        kind: "refused",
                     }
                 }
             }

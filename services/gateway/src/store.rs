@@ -134,11 +134,21 @@ pub async fn claim_due(
     .await?)
 }
 
-/// How one delivery attempt ended.
+/// How one delivery attempt ended. `kind` is a low-cardinality label for metrics
+/// (`timeout`, `unreachable`, `refused`, `receiver_error`, `internal`).
 pub enum Outcome {
-    Sent { external_message_id: String },
-    Retry { after_ms: i64, reason: String },
-    Failed { reason: String },
+    Sent {
+        external_message_id: String,
+    },
+    Retry {
+        after_ms: i64,
+        reason: String,
+        kind: &'static str,
+    },
+    Failed {
+        reason: String,
+        kind: &'static str,
+    },
 }
 
 /// Stores an attempt's outcome and, for a final one, the status event, atomically.
@@ -162,7 +172,9 @@ pub async fn finish_attempt(
             .execute(&mut *tx)
             .await?;
         }
-        Outcome::Retry { after_ms, reason } => {
+        Outcome::Retry {
+            after_ms, reason, ..
+        } => {
             sqlx::query(
                 "UPDATE deliveries SET status = 'queued', attempts = attempts + 1, last_error = $2, locked_until = NULL,
                      next_attempt_at = now() + make_interval(secs => $3), updated_at = now() WHERE message_id = $1",
@@ -173,7 +185,7 @@ pub async fn finish_attempt(
             .execute(&mut *tx)
             .await?;
         }
-        Outcome::Failed { reason } => {
+        Outcome::Failed { reason, .. } => {
             sqlx::query(
                 "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = $2, locked_until = NULL,
                      updated_at = now() WHERE message_id = $1",

@@ -63,6 +63,7 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
     let retry = Outcome::Retry {
         after_ms: 60_000,
         reason: "HTTP 503".into(),
+        kind: "receiver_error",
     };
     store::finish_attempt(&pool, &claimed[0], &retry, None)
         .await

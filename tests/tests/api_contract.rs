@@ -1,0 +1,252 @@
+//! What every gRPC server promises: health, reflection, metrics, authentication, and a
+//! wall between workspaces.
+use std::time::Duration;
+
+use ism_e2e::{Platform, Receiver, authed, eventually};
+use ism_proto::conversations::v1::{
+    GetConversationRequest, ListConversationsRequest, ListMessagesRequest,
+};
+use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
+use ism_proto::gateway::v1::{CreateChannelRequest, GetChannelRequest};
+use ism_proto::types::v1::ChannelType;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
+use ism_proto::workspaces::v1::{CreateApiKeyRequest, ExchangeApiKeyRequest, Role};
+use serde_json::json;
+use tonic::Code;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+#[tokio::test]
+async fn every_server_has_health_reflection_and_metrics() {
+    let receiver = Receiver::start().await;
+    let (platform, _) = Platform::start(&receiver.url).await;
+    for (service, expected) in [
+        ("workspaces", "ism.workspaces.v1.WorkspaceService"),
+        ("gateway", "ism.gateway.v1.GatewayService"),
+        ("contacts", "ism.contacts.v1.ContactService"),
+        ("conversations", "ism.conversations.v1.ConversationService"),
+        ("broadcasts", "ism.broadcasts.v1.BroadcastService"),
+        ("workflows", "ism.workflows.v1.WorkflowService"),
+        ("integrations", "ism.integrations.v1.IntegrationService"),
+    ] {
+        assert!(platform.serving(service).await, "{service} health");
+        let mut client =
+            ServerReflectionClient::new(platform.channel(service).connect().await.unwrap());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = client
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            stream.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("{service}: no service list");
+        };
+        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{service} lists {names:?}"
+        );
+
+        let metrics = reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            platform.metrics_ports[service]
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        assert!(
+            metrics.contains("ism_db_pool_connections"),
+            "{service} metrics"
+        );
+    }
+    let gateway_metrics = eventually(Duration::from_secs(10), "gRPC request metrics", || async {
+        let text = reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            platform.metrics_ports["gateway"]
+        ))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+        text.contains("ism_grpc_requests_total").then_some(text)
+    })
+    .await;
+    assert!(gateway_metrics.contains("ism_outbox_backlog"));
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_token_are_unauthenticated() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let mut conversations = platform.conversations().await;
+    let status = conversations
+        .list_conversations(ListConversationsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let token = platform.token(&tenant).await;
+    let mut tampered = token.clone();
+    tampered.insert(token.len() - 5, 'x');
+    for bad in ["garbage", tampered.as_str()] {
+        let status = conversations
+            .list_conversations(authed(bad, ListConversationsRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{bad}");
+    }
+    let mut workspaces =
+        WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
+    let status = workspaces
+        .exchange_api_key(ExchangeApiKeyRequest {
+            api_key: format!("{}x", tenant.api_key),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn one_workspace_never_sees_another_and_roles_are_enforced() {
+    let receiver = Receiver::start().await;
+    let (platform, a) = Platform::start(&receiver.url).await;
+    let b = platform.bootstrap(&receiver.url);
+    let body = serde_json::to_vec(
+        &json!({"message_id": "b-1", "from": {"id": "cb"}, "text": "for B only"}),
+    )
+    .unwrap();
+    assert_eq!(
+        platform
+            .webhook(&b.channel_id, Some(&b.webhook_secret), &body)
+            .await
+            .0,
+        200
+    );
+    let (token_a, token_b) = (platform.token(&a).await, platform.token(&b).await);
+    let mut conversations = platform.conversations().await;
+    let b_conversation = eventually(Duration::from_secs(20), "B's conversation", || {
+        let mut client = conversations.clone();
+        let token = token_b.clone();
+        async move {
+            client
+                .list_conversations(authed(&token, ListConversationsRequest::default()))
+                .await
+                .ok()?
+                .into_inner()
+                .conversations
+                .pop()
+        }
+    })
+    .await;
+
+    let listed = conversations
+        .list_conversations(authed(&token_a, ListConversationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.conversations.is_empty(),
+        "A lists none of B's conversations"
+    );
+    let get = conversations
+        .get_conversation(authed(
+            &token_a,
+            GetConversationRequest {
+                id: b_conversation.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(get.code(), Code::NotFound);
+    let messages = conversations
+        .list_messages(authed(
+            &token_a,
+            ListMessagesRequest {
+                conversation_id: b_conversation.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(messages.code(), Code::NotFound);
+    let mut gateway =
+        GatewayServiceClient::new(platform.channel("gateway").connect().await.unwrap());
+    let channel = gateway
+        .get_channel(authed(
+            &token_a,
+            GetChannelRequest {
+                id: b.channel_id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(channel.code(), Code::NotFound);
+
+    // An agent key may read but not connect channels or mint keys.
+    let mut workspaces =
+        WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
+    let agent_key = workspaces
+        .create_api_key(authed(
+            &token_a,
+            CreateApiKeyRequest {
+                name: "agent".into(),
+                role: Role::Agent as i32,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let agent = workspaces
+        .exchange_api_key(ExchangeApiKeyRequest { api_key: agent_key })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let create = CreateChannelRequest {
+        r#type: ChannelType::Custom as i32,
+        name: "x".into(),
+        outbound_url: receiver.url.clone(),
+    };
+    assert_eq!(
+        gateway
+            .create_channel(authed(&agent, create))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    let mint = CreateApiKeyRequest {
+        name: "escalate".into(),
+        role: Role::Owner as i32,
+    };
+    assert_eq!(
+        workspaces
+            .create_api_key(authed(&agent, mint))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+
+    let bad = CreateChannelRequest {
+        r#type: ChannelType::Custom as i32,
+        name: String::new(),
+        outbound_url: "ftp://x".into(),
+    };
+    let status = gateway
+        .create_channel(authed(&token_a, bad))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("name"), "{}", status.message());
+}
