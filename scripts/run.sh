@@ -10,6 +10,9 @@ export ISM_TELEMETRY__LOG_FORMAT="${ISM_TELEMETRY__LOG_FORMAT:-pretty}"
 "$ISM" admin demo --file .ism/demo.env >/dev/null
 # shellcheck disable=SC1091
 source .ism/demo.env
+# A ready access token acting as the demo Workspace's owner User (valid 5 minutes; run
+# `ism admin user-token` again, or exchange the API key with `ism token`, for a new one).
+TOKEN=$("$ISM" admin user-token --user "$ISM_DEMO_USER_ID")
 
 python3 scripts/demo-receiver.py 8099 > .ism/outbound.log 2>&1 &
 receiver=$!
@@ -24,8 +27,9 @@ Demo credentials are in .ism/demo.env (load them with: source .ism/demo.env).
   $ISM webhook --channel $ISM_DEMO_CHANNEL_ID --secret $ISM_DEMO_WEBHOOK_SECRET \\
       --from customer-1 --name "Ada Lovelace" --text "Hello!"
 
-  # 2. Read it back over gRPC (any reflection client; buf curl shown):
-  TOKEN=\$($ISM token --api-key $ISM_API_KEY)
+  # 2. Read it back over gRPC (any reflection client; buf curl shown). A ready token
+  #    for the demo owner (valid 5 minutes; renew with: $ISM token --api-key \$ISM_API_KEY):
+  TOKEN=$TOKEN
   npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
       -H "authorization: Bearer \$TOKEN" \\
       http://127.0.0.1:50054/ism.conversations.v1.ConversationService/ListConversations

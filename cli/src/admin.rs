@@ -36,6 +36,23 @@ pub enum AdminCommand {
         #[arg(long, default_value = "owner")]
         role: String,
     },
+    /// Add a User to a Workspace; prints the User's id.
+    CreateUser {
+        #[arg(long)]
+        workspace: Uuid,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// owner, manager or agent.
+        #[arg(long, default_value = "agent")]
+        role: String,
+    },
+    /// Mint an access token acting as a User (valid auth.token_ttl_seconds); prints it.
+    UserToken {
+        #[arg(long, env = "ISM_DEMO_USER_ID")]
+        user: Uuid,
+    },
     /// Connect a custom API channel; prints its id and webhook secret.
     CreateChannel {
         #[arg(long)]
@@ -87,6 +104,22 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<(
             let (_, secret) =
                 ism_workspaces::admin::create_api_key(&workspaces, workspace, &name, role).await?;
             println!("{secret}");
+        }
+        AdminCommand::CreateUser {
+            workspace,
+            email,
+            name,
+            role,
+        } => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let user =
+                ism_workspaces::admin::create_user(&workspaces, workspace, &email, &name, role)
+                    .await?;
+            println!("{}", user.id);
+        }
+        AdminCommand::UserToken { user } => {
+            let (token, _) = ism_workspaces::admin::user_token(&workspaces, settings, user).await?;
+            println!("{token}");
         }
         AdminCommand::CreateChannel {
             workspace,
@@ -143,7 +176,13 @@ async fn demo(
             .fetch_one(workspaces)
             .await?
         {
-            print!("{existing}");
+            let mut contents = existing;
+            if !contents.contains("ISM_DEMO_USER_ID=") {
+                let user = demo_owner(workspaces, id).await?;
+                contents.push_str(&format!("ISM_DEMO_USER_ID={user}\n"));
+                std::fs::write(file, &contents)?;
+            }
+            print!("{contents}");
             return Ok(());
         }
     }
@@ -155,8 +194,9 @@ async fn demo(
             .await?;
     let (channel, secret) =
         create_channel(settings, workspace.id, "Demo custom channel", outbound_url).await?;
+    let user = demo_owner(workspaces, workspace.id).await?;
     let contents = format!(
-        "ISM_DEMO_WORKSPACE_ID={}\nISM_API_KEY={api_key}\nISM_DEMO_CHANNEL_ID={}\nISM_DEMO_WEBHOOK_SECRET={secret}\n",
+        "ISM_DEMO_WORKSPACE_ID={}\nISM_API_KEY={api_key}\nISM_DEMO_CHANNEL_ID={}\nISM_DEMO_WEBHOOK_SECRET={secret}\nISM_DEMO_USER_ID={user}\n",
         workspace.id, channel.id
     );
     if let Some(dir) = file.parent() {
@@ -165,6 +205,25 @@ async fn demo(
     std::fs::write(file, &contents)?;
     print!("{contents}");
     Ok(())
+}
+
+/// The demo Workspace's owner User, created when missing.
+async fn demo_owner(workspaces: &sqlx::PgPool, workspace: Uuid) -> anyhow::Result<Uuid> {
+    const EMAIL: &str = "owner@demo.example.com";
+    let existing: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM users WHERE workspace_id = $1 AND lower(email) = $2 AND deactivated_at IS NULL",
+    )
+    .bind(workspace)
+    .bind(EMAIL)
+    .fetch_optional(workspaces)
+    .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let user =
+        ism_workspaces::admin::create_user(workspaces, workspace, EMAIL, "Demo Owner", Role::Owner)
+            .await?;
+    Ok(user.id)
 }
 
 pub async fn token(settings: &Settings, api_key: &str) -> anyhow::Result<()> {

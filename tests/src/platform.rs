@@ -59,6 +59,8 @@ pub struct Tenant {
     pub api_key: String,
     pub channel_id: String,
     pub webhook_secret: String,
+    /// The Workspace's owner User.
+    pub owner_user_id: String,
 }
 
 /// The environment and processes of one isolated platform.
@@ -197,6 +199,7 @@ impl Platform {
             api_key: value("ISM_API_KEY"),
             channel_id: value("ISM_DEMO_CHANNEL_ID"),
             webhook_secret: value("ISM_DEMO_WEBHOOK_SECRET"),
+            owner_user_id: value("ISM_DEMO_USER_ID"),
         }
     }
 

@@ -21,6 +21,7 @@ fn text(body: &str) -> Option<MessageContent> {
         kind: Some(Kind::Text(Text {
             body: body.to_owned(),
         })),
+        ..Default::default()
     })
 }
 

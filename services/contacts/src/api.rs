@@ -1,4 +1,4 @@
-//! The ContactService gRPC API.
+//! The ContactService gRPC API: checks the caller and the request, calls the store.
 use ism_platform::auth::{Caller, Role};
 use ism_platform::convert::{timestamp, uuid};
 use ism_platform::paging::{self, FieldError};
@@ -6,28 +6,51 @@ use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use crate::error::Error;
-use crate::store::{self, Contact, IdentityKey};
+use crate::fields::{self, FieldKind, NewField};
+use crate::profile::Profile;
+use crate::store::{self, Contact, IdentityKey, Patch};
+use crate::tags;
 
 pub struct Api {
     pub pool: PgPool,
 }
 
+/// The caller's Workspace once its role allows `role`.
+fn workspace<T>(request: &Request<T>, role: Role) -> Result<Uuid, Status> {
+    let caller = Caller::of(request)?;
+    caller.require(role)?;
+    caller.workspace_id()
+}
+
+fn ids(field: &'static str, values: &[String]) -> Result<Vec<Uuid>, Error> {
+    Ok(values
+        .iter()
+        .map(|v| uuid(field, v))
+        .collect::<Result<_, _>>()?)
+}
+
 impl Api {
-    async fn with_identities(&self, contacts: Vec<Contact>) -> Result<Vec<pb::Contact>, Error> {
-        let Some(first) = contacts.first() else {
+    /// The API form of `contacts`, with identities, tags and custom values, in order.
+    async fn render(
+        &self,
+        workspace_id: Uuid,
+        contacts: Vec<Contact>,
+    ) -> Result<Vec<pb::Contact>, Error> {
+        if contacts.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let ids: Vec<_> = contacts.iter().map(|c| c.id).collect();
-        let identities = store::identities(&self.pool, first.workspace_id, &ids).await?;
+        let identities = store::identities(&self.pool, workspace_id, &ids).await?;
+        let mut tags = store::tags_of(&self.pool, workspace_id, &ids).await?;
+        let schema = fields::schema(&mut *self.pool.acquire().await?, workspace_id).await?;
         Ok(contacts
             .into_iter()
             .map(|c| pb::Contact {
                 id: c.id.to_string(),
                 workspace_id: c.workspace_id.to_string(),
-                first_name: c.first_name,
-                last_name: c.last_name,
                 identities: identities
                     .iter()
                     .filter(|i| i.contact_id == c.id)
@@ -38,15 +61,41 @@ impl Api {
                     })
                     .collect(),
                 created_at: Some(timestamp(c.created_at)),
+                custom_fields: schema.to_proto(&c.custom),
+                tags: tags.remove(&c.id).unwrap_or_default(),
+                last_interaction_at: c.last_interaction_at.map(timestamp),
+                updated_at: Some(timestamp(c.updated_at)),
+                first_name: c.first_name,
+                last_name: c.last_name,
+                email: c.email,
+                phone: c.phone,
+                language: c.language,
+                country: c.country,
+                timezone: c.timezone,
+                picture_url: c.picture_url,
+                blocked: c.blocked,
+                version: c.version,
             })
             .collect())
     }
 
     async fn one(&self, contact: Contact) -> Result<pb::Contact, Error> {
-        let mut all = self.with_identities(vec![contact]).await?;
+        let mut all = self.render(contact.workspace_id, vec![contact]).await?;
         all.pop()
             .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("contact vanished while reading")))
     }
+}
+
+fn new_field(field: Option<pb::ContactField>) -> Result<NewField, FieldError> {
+    let field = field.ok_or_else(|| FieldError::new("field", "is required"))?;
+    Ok(NewField {
+        kind: FieldKind::from_proto("field.type", field.r#type)?,
+        key: field.key,
+        label: field.label,
+        description: field.description,
+        options: field.options,
+        default_value: field.default_value,
+    })
 }
 
 #[tonic::async_trait]
@@ -56,8 +105,7 @@ impl ContactService for Api {
         &self,
         request: Request<pb::ResolveContactRequest>,
     ) -> Result<Response<pb::ResolveContactResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        caller.require(Role::Agent)?;
+        let workspace_id = workspace(&request, Role::Agent)?;
         let request = request.into_inner();
         let channel_id = uuid("channel_id", &request.channel_id).map_err(Error::from)?;
         let external_id = request.external_id.trim();
@@ -71,10 +119,30 @@ impl ContactService for Api {
             external_id,
             display_name: request.display_name.trim(),
         };
-        let (contact, created) = store::resolve(&self.pool, caller.workspace_id()?, &key).await?;
+        let (contact, created) = store::resolve(&self.pool, workspace_id, &key).await?;
         Ok(Response::new(pb::ResolveContactResponse {
             contact: Some(self.one(contact).await?),
             created,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn create_contact(
+        &self,
+        request: Request<pb::CreateContactRequest>,
+    ) -> Result<Response<pb::CreateContactResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let profile = request.into_inner().profile.unwrap_or_default();
+        let normalized = Profile::from_proto(&profile).map_err(Error::from)?;
+        let contact = store::create(
+            &self.pool,
+            workspace_id,
+            &normalized,
+            &profile.custom_fields,
+        )
+        .await?;
+        Ok(Response::new(pb::CreateContactResponse {
+            contact: Some(self.one(contact).await?),
         }))
     }
 
@@ -83,9 +151,9 @@ impl ContactService for Api {
         &self,
         request: Request<pb::GetContactRequest>,
     ) -> Result<Response<pb::GetContactResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let workspace_id = workspace(&request, Role::Agent)?;
         let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
-        let contact = store::get(&self.pool, caller.workspace_id()?, id).await?;
+        let contact = store::get(&self.pool, workspace_id, id).await?;
         Ok(Response::new(pb::GetContactResponse {
             contact: Some(self.one(contact).await?),
         }))
@@ -96,15 +164,203 @@ impl ContactService for Api {
         &self,
         request: Request<pb::ListContactsRequest>,
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
-        let caller = Caller::of(&request)?;
+        let workspace_id = workspace(&request, Role::Agent)?;
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size).map_err(Error::from)?;
         let before = paging::decode_token(&request.page_token).map_err(Error::from)?;
-        let rows = store::list(&self.pool, caller.workspace_id()?, before, limit + 1).await?;
+        let rows = store::list(&self.pool, workspace_id, before, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |c| c.id);
         Ok(Response::new(pb::ListContactsResponse {
-            contacts: self.with_identities(rows).await?,
+            contacts: self.render(workspace_id, rows).await?,
             next_page_token,
         }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn update_contact(
+        &self,
+        request: Request<pb::UpdateContactRequest>,
+    ) -> Result<Response<pb::UpdateContactResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let id = uuid("id", &r.id).map_err(Error::from)?;
+        if r.version <= 0 {
+            return Err(Error::from(FieldError::new(
+                "version",
+                "the version of the contact as read is required",
+            ))
+            .into());
+        }
+        let patch = Patch {
+            first_name: r.first_name,
+            last_name: r.last_name,
+            email: r.email,
+            phone: r.phone,
+            language: r.language,
+            country: r.country,
+            timezone: r.timezone,
+            picture_url: r.picture_url,
+            custom: r.custom_fields,
+        };
+        let contact = store::update(&self.pool, workspace_id, id, r.version, &patch).await?;
+        Ok(Response::new(pb::UpdateContactResponse {
+            contact: Some(self.one(contact).await?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn delete_contact(
+        &self,
+        request: Request<pb::DeleteContactRequest>,
+    ) -> Result<Response<pb::DeleteContactResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let until = store::delete(&self.pool, workspace_id, id).await?;
+        Ok(Response::new(pb::DeleteContactResponse {
+            restorable_until: Some(timestamp(until)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn restore_contact(
+        &self,
+        request: Request<pb::RestoreContactRequest>,
+    ) -> Result<Response<pb::RestoreContactResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let contact = store::restore(&self.pool, workspace_id, id).await?;
+        Ok(Response::new(pb::RestoreContactResponse {
+            contact: Some(self.one(contact).await?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn set_contact_blocked(
+        &self,
+        request: Request<pb::SetContactBlockedRequest>,
+    ) -> Result<Response<pb::SetContactBlockedResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let id = uuid("id", &r.id).map_err(Error::from)?;
+        let contact = store::set_blocked(&self.pool, workspace_id, id, r.blocked).await?;
+        Ok(Response::new(pb::SetContactBlockedResponse {
+            contact: Some(self.one(contact).await?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn create_contact_field(
+        &self,
+        request: Request<pb::CreateContactFieldRequest>,
+    ) -> Result<Response<pb::CreateContactFieldResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let field = new_field(request.into_inner().field).map_err(Error::from)?;
+        let def = fields::create(&self.pool, workspace_id, &field).await?;
+        Ok(Response::new(pb::CreateContactFieldResponse {
+            field: Some(def.to_proto()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_contact_fields(
+        &self,
+        request: Request<pb::ListContactFieldsRequest>,
+    ) -> Result<Response<pb::ListContactFieldsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let schema = fields::schema(&mut conn, workspace_id).await?;
+        let mut fields: Vec<_> = schema.fields.values().map(|f| f.to_proto()).collect();
+        fields.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Response::new(pb::ListContactFieldsResponse { fields }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn update_contact_field(
+        &self,
+        request: Request<pb::UpdateContactFieldRequest>,
+    ) -> Result<Response<pb::UpdateContactFieldResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let field = new_field(request.into_inner().field).map_err(Error::from)?;
+        let def = fields::update(&self.pool, workspace_id, &field).await?;
+        Ok(Response::new(pb::UpdateContactFieldResponse {
+            field: Some(def.to_proto()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn delete_contact_field(
+        &self,
+        request: Request<pb::DeleteContactFieldRequest>,
+    ) -> Result<Response<pb::DeleteContactFieldResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        fields::delete(&self.pool, workspace_id, &request.get_ref().key).await?;
+        Ok(Response::new(pb::DeleteContactFieldResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn add_tags(
+        &self,
+        request: Request<pb::AddTagsRequest>,
+    ) -> Result<Response<pb::AddTagsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let contacts = ids("contact_ids", &r.contact_ids)?;
+        let names = tags::check_bulk(&contacts, &r.tags).map_err(Error::from)?;
+        let added = tags::add(&self.pool, workspace_id, &contacts, &names).await?;
+        Ok(Response::new(pb::AddTagsResponse { added }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn remove_tags(
+        &self,
+        request: Request<pb::RemoveTagsRequest>,
+    ) -> Result<Response<pb::RemoveTagsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let contacts = ids("contact_ids", &r.contact_ids)?;
+        let names = tags::check_bulk(&contacts, &r.tags).map_err(Error::from)?;
+        let removed = tags::remove(&self.pool, workspace_id, &contacts, &names).await?;
+        Ok(Response::new(pb::RemoveTagsResponse { removed }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_tags(
+        &self,
+        request: Request<pb::ListTagsRequest>,
+    ) -> Result<Response<pb::ListTagsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let tags = tags::list(&self.pool, workspace_id)
+            .await?
+            .into_iter()
+            .map(|(name, contact_count)| pb::Tag {
+                name,
+                contact_count,
+            })
+            .collect();
+        Ok(Response::new(pb::ListTagsResponse { tags }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn rename_tag(
+        &self,
+        request: Request<pb::RenameTagRequest>,
+    ) -> Result<Response<pb::RenameTagResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let r = request.into_inner();
+        let from = tags::name("name", &r.name).map_err(Error::from)?;
+        let to = tags::name("new_name", &r.new_name).map_err(Error::from)?;
+        tags::rename(&self.pool, workspace_id, &from, &to).await?;
+        Ok(Response::new(pb::RenameTagResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn delete_tag(
+        &self,
+        request: Request<pb::DeleteTagRequest>,
+    ) -> Result<Response<pb::DeleteTagResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let name = tags::name("name", &request.get_ref().name).map_err(Error::from)?;
+        tags::delete(&self.pool, workspace_id, &name).await?;
+        Ok(Response::new(pb::DeleteTagResponse {}))
     }
 }

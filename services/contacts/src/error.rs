@@ -9,6 +9,18 @@ pub enum Error {
     Invalid(#[from] FieldError),
     #[error("contact not found")]
     ContactNotFound,
+    #[error("contact field not found")]
+    FieldNotFound,
+    #[error("tag not found")]
+    TagNotFound,
+    /// The caller read an older version than the current one.
+    #[error("version: the contact changed since it was read (now at version {current})")]
+    StaleVersion { current: i64 },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The request is well-formed but the current state does not allow it.
+    #[error("{0}")]
+    Precondition(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -23,7 +35,13 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
             Error::Invalid(field) => status::invalid(&field),
-            Error::ContactNotFound => Status::not_found("contact not found"),
+            Error::ContactNotFound | Error::FieldNotFound | Error::TagNotFound => {
+                Status::not_found(e.to_string())
+            }
+            Error::StaleVersion { .. } | Error::Precondition(_) => {
+                Status::failed_precondition(e.to_string())
+            }
+            Error::AlreadyExists(_) => Status::already_exists(e.to_string()),
             Error::Unexpected(e) => status::unexpected(&e),
         }
     }

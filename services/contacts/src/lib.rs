@@ -1,7 +1,10 @@
 //! The contacts service: the one place that knows who a person is across every channel.
 mod api;
 mod error;
+pub mod fields;
+pub mod profile;
 pub mod store;
+pub mod tags;
 
 use std::sync::Arc;
 
@@ -19,10 +22,35 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Runs the contacts service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Service::start(ServiceName::Contacts, settings, shutdown, &MIGRATOR).await?;
+    let mut service = Service::start(ServiceName::Contacts, settings, shutdown, &MIGRATOR).await?;
+    service.spawn(purge_deleted(
+        service.pool.clone(),
+        service.shutdown.clone(),
+    ));
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(ContactServiceServer::new(api::Api {
         pool: service.pool.clone(),
     }));
     service.serve(routes, verifier, &[]).await
+}
+
+/// Purges Contacts whose restore period ended, in small batches, every few minutes.
+async fn purge_deleted(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        loop {
+            match store::purge(&pool, 1000).await {
+                Ok(1000) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging deleted contacts failed; retrying later");
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -1,20 +1,53 @@
 //! Contacts and channel identities in Postgres.
-use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
 use ism_platform::events;
-use ism_proto::events::v1::ContactCreated;
-use sqlx::{FromRow, PgPool};
+use ism_proto::contacts::v1 as pb;
+use ism_proto::events::v1::{
+    ContactBlocked, ContactCreated, ContactDeleted, ContactFieldChanged, ContactUpdated,
+};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::fields::{self, Schema};
+use crate::profile::{self, Profile};
 
+/// How long a deleted Contact can be restored before it is purged.
+pub const RESTORE_PERIOD: Duration = Duration::days(30);
+
+/// A Contact's row.
 #[derive(Debug, Clone, FromRow)]
 pub struct Contact {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub first_name: String,
     pub last_name: String,
+    pub email: String,
+    pub phone: String,
+    pub language: String,
+    pub country: String,
+    pub timezone: String,
+    pub picture_url: String,
+    pub last_interaction_at: Option<DateTime<Utc>>,
+    pub blocked: bool,
+    pub custom: Value,
+    pub version: i64,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
+
+/// Every column of [`Contact`], for `SELECT` and `RETURNING`.
+pub const COLUMNS: &str = "id, workspace_id, first_name, last_name, email, phone, language, country, \
+     timezone, picture_url, last_interaction_at, blocked, custom, version, created_at, updated_at, deleted_at";
+
+/// The same columns qualified by the alias `c`.
+const C_COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, c.language, \
+     c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.custom, c.version, \
+     c.created_at, c.updated_at, c.deleted_at";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Identity {
@@ -33,31 +66,41 @@ pub struct IdentityKey<'a> {
 
 /// The Contact with this identity, created (with its event) when there is none. Safe
 /// under concurrency: the identity's primary key lets exactly one creator win; the
-/// others roll back and read the winner.
+/// others roll back and read the winner. An identity of a deleted Contact moves to the
+/// new one: a person who writes again after being deleted starts afresh.
 pub async fn resolve(
     pool: &PgPool,
     workspace_id: Uuid,
     key: &IdentityKey<'_>,
 ) -> Result<(Contact, bool), Error> {
     loop {
-        if let Some(contact) = find_by_identity(pool, workspace_id, key).await? {
+        if let Some(mut contact) = find_by_identity(pool, workspace_id, key).await? {
+            touch(pool, &mut contact).await?;
             return Ok((contact, false));
         }
         let mut tx = pool.begin().await?;
         let (first, last) = split_name(key.display_name);
-        let contact: Contact = sqlx::query_as(
-            "INSERT INTO contacts (id, workspace_id, first_name, last_name) VALUES ($1, $2, $3, $4)
-             RETURNING id, workspace_id, first_name, last_name, created_at",
+        let schema = fields::schema(&mut tx, workspace_id).await?;
+        let contact = insert(
+            &mut tx,
+            workspace_id,
+            &Profile {
+                first_name: first,
+                last_name: last,
+                ..Profile::default()
+            },
+            schema.defaults(),
+            true,
         )
-        .bind(Uuid::now_v7())
-        .bind(workspace_id)
-        .bind(first)
-        .bind(last)
-        .fetch_one(&mut *tx)
         .await?;
         let inserted = sqlx::query(
             "INSERT INTO channel_identities (workspace_id, channel_id, external_id, contact_id, display_name)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (workspace_id, channel_id, external_id) DO UPDATE
+                SET contact_id = EXCLUDED.contact_id, display_name = EXCLUDED.display_name,
+                    created_at = now()
+                WHERE channel_identities.contact_id IN
+                    (SELECT id FROM contacts WHERE workspace_id = $1 AND deleted_at IS NOT NULL)",
         )
         .bind(workspace_id)
         .bind(key.channel_id)
@@ -71,18 +114,13 @@ pub async fn resolve(
             tx.rollback().await?;
             continue;
         }
-        let payload = ContactCreated {
-            contact_id: contact.id.to_string(),
-            channel_id: key.channel_id.to_string(),
-            external_id: key.external_id.to_owned(),
-        };
-        let event = events::new_event(
-            "contacts.contact.created",
-            workspace_id,
-            &contact.id.to_string(),
-            &payload,
-        );
-        events::enqueue(&mut tx, &event).await?;
+        created_event(
+            &mut tx,
+            &contact,
+            key.channel_id.to_string(),
+            key.external_id,
+        )
+        .await?;
         tx.commit().await?;
         return Ok((contact, true));
     }
@@ -93,16 +131,37 @@ async fn find_by_identity(
     workspace_id: Uuid,
     key: &IdentityKey<'_>,
 ) -> Result<Option<Contact>, Error> {
-    Ok(sqlx::query_as(
-        "SELECT c.id, c.workspace_id, c.first_name, c.last_name, c.created_at
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {C_COLUMNS}
          FROM channel_identities i JOIN contacts c ON c.id = i.contact_id
-         WHERE i.workspace_id = $1 AND i.channel_id = $2 AND i.external_id = $3",
-    )
+         WHERE i.workspace_id = $1 AND i.channel_id = $2 AND i.external_id = $3
+           AND c.deleted_at IS NULL"
+    )))
     .bind(workspace_id)
     .bind(key.channel_id)
     .bind(key.external_id)
     .fetch_optional(pool)
     .await?)
+}
+
+/// Records that the Contact just wrote. At most once a minute per Contact, so a busy
+/// conversation does not turn every message into a write; not a change of the profile,
+/// so neither the version nor an event.
+async fn touch(pool: &PgPool, contact: &mut Contact) -> Result<(), Error> {
+    let now = Utc::now();
+    if contact
+        .last_interaction_at
+        .is_some_and(|at| now - at < Duration::minutes(1))
+    {
+        return Ok(());
+    }
+    sqlx::query("UPDATE contacts SET last_interaction_at = $2 WHERE id = $1")
+        .bind(contact.id)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    contact.last_interaction_at = Some(now);
+    Ok(())
 }
 
 fn split_name(display_name: &str) -> (String, String) {
@@ -113,10 +172,98 @@ fn split_name(display_name: &str) -> (String, String) {
     }
 }
 
-pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Contact, Error> {
-    sqlx::query_as(
-        "SELECT id, workspace_id, first_name, last_name, created_at FROM contacts WHERE workspace_id = $1 AND id = $2",
+async fn insert(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    p: &Profile,
+    custom: serde_json::Map<String, Value>,
+    from_a_message: bool,
+) -> Result<Contact, Error> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, phone, language,
+             country, timezone, picture_url, custom, last_interaction_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $12 THEN now() END)
+         RETURNING {COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(workspace_id)
+    .bind(&p.first_name)
+    .bind(&p.last_name)
+    .bind(&p.email)
+    .bind(&p.phone)
+    .bind(&p.language)
+    .bind(&p.country)
+    .bind(&p.timezone)
+    .bind(&p.picture_url)
+    .bind(Value::Object(custom))
+    .bind(from_a_message)
+    .fetch_one(conn)
+    .await?)
+}
+
+async fn created_event(
+    conn: &mut PgConnection,
+    contact: &Contact,
+    channel_id: String,
+    external_id: &str,
+) -> Result<(), Error> {
+    let payload = ContactCreated {
+        contact_id: contact.id.to_string(),
+        channel_id,
+        external_id: external_id.to_owned(),
+    };
+    emit(
+        conn,
+        "contacts.contact.created",
+        contact.workspace_id,
+        contact.id,
+        &payload,
     )
+    .await
+}
+
+/// Stores `event_type` with `payload` in the outbox, keyed by the Contact so its events
+/// stay in order.
+pub(crate) async fn emit<M: prost::Name>(
+    conn: &mut PgConnection,
+    event_type: &str,
+    workspace_id: Uuid,
+    contact_id: Uuid,
+    payload: &M,
+) -> Result<(), Error> {
+    let event = events::new_event(event_type, workspace_id, &contact_id.to_string(), payload);
+    events::enqueue(conn, &event).await?;
+    Ok(())
+}
+
+/// Creates a Contact from a profile and custom values (validated against the
+/// Workspace's fields; fields with a default and no value get their default).
+pub async fn create(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    profile: &Profile,
+    custom: &HashMap<String, pb::FieldValue>,
+) -> Result<Contact, Error> {
+    let mut tx = pool.begin().await?;
+    let schema = fields::schema(&mut tx, workspace_id).await?;
+    let mut values = schema.defaults();
+    for (key, value) in schema.validate(custom)? {
+        match value {
+            Some(v) => values.insert(key, v),
+            None => values.remove(&key),
+        };
+    }
+    let contact = insert(&mut tx, workspace_id, profile, values, false).await?;
+    created_event(&mut tx, &contact, String::new(), "").await?;
+    tx.commit().await?;
+    Ok(contact)
+}
+
+/// A live (not deleted) Contact of the Workspace.
+pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Contact, Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL"
+    )))
     .bind(workspace_id)
     .bind(id)
     .fetch_optional(pool)
@@ -124,22 +271,305 @@ pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Contact,
     .ok_or(Error::ContactNotFound)
 }
 
-/// Newest first, after the keyset position `before`.
+/// Live Contacts, newest first, after the keyset position `before`.
 pub async fn list(
     pool: &PgPool,
     workspace_id: Uuid,
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Contact>, Error> {
-    Ok(sqlx::query_as(
-        "SELECT id, workspace_id, first_name, last_name, created_at FROM contacts
-         WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM contacts
+         WHERE workspace_id = $1 AND ($2::uuid IS NULL OR id < $2) AND deleted_at IS NULL
+         ORDER BY id DESC LIMIT $3"
+    )))
     .bind(workspace_id)
     .bind(before)
     .bind(limit)
     .fetch_all(pool)
     .await?)
+}
+
+/// A partial update: `None` leaves a default field as it is; custom values not named
+/// keep theirs, a value without a kind clears one.
+#[derive(Debug, Default)]
+pub struct Patch {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub language: Option<String>,
+    pub country: Option<String>,
+    pub timezone: Option<String>,
+    pub picture_url: Option<String>,
+    pub custom: HashMap<String, pb::FieldValue>,
+}
+
+impl Patch {
+    /// The normalized profile after this patch, and the names of what it changes.
+    fn apply(&self, current: &Contact) -> Result<(Profile, Vec<String>), Error> {
+        let pick = |new: &Option<String>, old: &str| new.clone().unwrap_or_else(|| old.to_owned());
+        let country = profile::country(&pick(&self.country, &current.country))?;
+        let next = Profile {
+            first_name: profile::name("first_name", &pick(&self.first_name, &current.first_name))?,
+            last_name: profile::name("last_name", &pick(&self.last_name, &current.last_name))?,
+            email: profile::email(&pick(&self.email, &current.email))?,
+            phone: match &self.phone {
+                Some(p) => profile::phone(p, &country)?,
+                None => current.phone.clone(),
+            },
+            language: profile::language(&pick(&self.language, &current.language))?,
+            timezone: profile::timezone(&pick(&self.timezone, &current.timezone))?,
+            picture_url: profile::url(&pick(&self.picture_url, &current.picture_url))?,
+            country,
+        };
+        let pairs = [
+            ("first_name", &next.first_name, &current.first_name),
+            ("last_name", &next.last_name, &current.last_name),
+            ("email", &next.email, &current.email),
+            ("phone", &next.phone, &current.phone),
+            ("language", &next.language, &current.language),
+            ("country", &next.country, &current.country),
+            ("timezone", &next.timezone, &current.timezone),
+            ("picture_url", &next.picture_url, &current.picture_url),
+        ];
+        let changed = pairs
+            .iter()
+            .filter(|(_, new, old)| new != old)
+            .map(|(name, _, _)| (*name).to_owned())
+            .collect();
+        Ok((next, changed))
+    }
+}
+
+/// Applies `patch` to the Contact if it is still at `version`; emits
+/// `contacts.contact.updated` and one `contacts.contact.field_changed` per changed
+/// custom value. A patch that changes nothing changes nothing, version included.
+pub async fn update(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    id: Uuid,
+    version: i64,
+    patch: &Patch,
+) -> Result<Contact, Error> {
+    let mut tx = pool.begin().await?;
+    let current = locked(&mut tx, workspace_id, id).await?;
+    if current.version != version {
+        return Err(Error::StaleVersion {
+            current: current.version,
+        });
+    }
+    let schema = fields::schema(&mut tx, workspace_id).await?;
+    let (next, mut changed) = patch.apply(&current)?;
+    let values = schema.validate(&patch.custom)?;
+    let mut custom = match &current.custom {
+        Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let mut field_changes = Vec::new();
+    for (key, value) in values {
+        let old = custom.get(&key).cloned();
+        if old == value {
+            continue;
+        }
+        match &value {
+            Some(v) => custom.insert(key.clone(), v.clone()),
+            None => custom.remove(&key),
+        };
+        changed.push(key.clone());
+        field_changes.push((key, old, value));
+    }
+    if changed.is_empty() {
+        tx.rollback().await?;
+        return Ok(current);
+    }
+    let contact: Contact = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, language = $7,
+             country = $8, timezone = $9, picture_url = $10, custom = $11,
+             version = version + 1, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(&next.first_name)
+    .bind(&next.last_name)
+    .bind(&next.email)
+    .bind(&next.phone)
+    .bind(&next.language)
+    .bind(&next.country)
+    .bind(&next.timezone)
+    .bind(&next.picture_url)
+    .bind(Value::Object(custom))
+    .fetch_one(&mut *tx)
+    .await?;
+    emit_changes(&mut tx, &schema, &contact, changed, field_changes).await?;
+    tx.commit().await?;
+    Ok(contact)
+}
+
+/// The events of one change to a Contact: `updated`, then one `field_changed` per value.
+pub(crate) async fn emit_changes(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    contact: &Contact,
+    changed: Vec<String>,
+    field_changes: Vec<(String, Option<Value>, Option<Value>)>,
+) -> Result<(), Error> {
+    let payload = ContactUpdated {
+        contact_id: contact.id.to_string(),
+        changed,
+        version: contact.version,
+    };
+    emit(
+        conn,
+        "contacts.contact.updated",
+        contact.workspace_id,
+        contact.id,
+        &payload,
+    )
+    .await?;
+    for (key, old, new) in field_changes {
+        let def = schema.fields.get(&key);
+        let proto = |v: &Option<Value>| v.as_ref().and_then(|v| def?.to_proto_value(v));
+        let payload = ContactFieldChanged {
+            contact_id: contact.id.to_string(),
+            old_value: proto(&old),
+            new_value: proto(&new),
+            key,
+        };
+        emit(
+            conn,
+            "contacts.contact.field_changed",
+            contact.workspace_id,
+            contact.id,
+            &payload,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The live Contact, locked for the rest of the transaction.
+pub(crate) async fn locked(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> Result<Contact, Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM contacts
+         WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(Error::ContactNotFound)
+}
+
+/// Marks a live Contact deleted; returns until when it can be restored.
+pub async fn delete(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<DateTime<Utc>, Error> {
+    let mut tx = pool.begin().await?;
+    let deleted_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE contacts SET deleted_at = now(), version = version + 1, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING deleted_at",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let deleted_at = deleted_at.ok_or(Error::ContactNotFound)?;
+    let payload = ContactDeleted {
+        contact_id: id.to_string(),
+    };
+    emit(
+        &mut tx,
+        "contacts.contact.deleted",
+        workspace_id,
+        id,
+        &payload,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(deleted_at + RESTORE_PERIOD)
+}
+
+/// Brings back a Contact deleted within [`RESTORE_PERIOD`].
+pub async fn restore(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Contact, Error> {
+    let mut tx = pool.begin().await?;
+    let contact: Option<Contact> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE contacts SET deleted_at = NULL, version = version + 1, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 AND deleted_at > now() - $3::interval
+         RETURNING {COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(format!("{} seconds", RESTORE_PERIOD.num_seconds()))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let contact = contact.ok_or(Error::ContactNotFound)?;
+    let payload = ContactDeleted {
+        contact_id: id.to_string(),
+    };
+    emit(
+        &mut tx,
+        "contacts.contact.restored",
+        workspace_id,
+        id,
+        &payload,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(contact)
+}
+
+/// Removes for good the Contacts deleted longer ago than [`RESTORE_PERIOD`] (at most
+/// `batch` of them); returns how many.
+pub async fn purge(pool: &PgPool, batch: i64) -> Result<u64, Error> {
+    Ok(sqlx::query(
+        "DELETE FROM contacts WHERE id IN (
+             SELECT id FROM contacts WHERE deleted_at < now() - $1::interval LIMIT $2)",
+    )
+    .bind(format!("{} seconds", RESTORE_PERIOD.num_seconds()))
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Blocks or unblocks a live Contact; emits an event only when that changes it.
+pub async fn set_blocked(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    id: Uuid,
+    blocked: bool,
+) -> Result<Contact, Error> {
+    let mut tx = pool.begin().await?;
+    let current = locked(&mut tx, workspace_id, id).await?;
+    if current.blocked == blocked {
+        tx.rollback().await?;
+        return Ok(current);
+    }
+    let contact: Contact = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE contacts SET blocked = $3, version = version + 1, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(blocked)
+    .fetch_one(&mut *tx)
+    .await?;
+    let payload = ContactBlocked {
+        contact_id: id.to_string(),
+        blocked,
+    };
+    let event_type = if blocked {
+        "contacts.contact.blocked"
+    } else {
+        "contacts.contact.unblocked"
+    };
+    emit(&mut tx, event_type, workspace_id, id, &payload).await?;
+    tx.commit().await?;
+    Ok(contact)
 }
 
 /// The identities of `contacts`, for one round trip per page.
@@ -156,6 +586,27 @@ pub async fn identities(
     .bind(contacts)
     .fetch_all(pool)
     .await?)
+}
+
+/// The Tag names of `contacts`, alphabetically per Contact.
+pub async fn tags_of(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    contacts: &[Uuid],
+) -> Result<BTreeMap<Uuid, Vec<String>>, Error> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT ct.contact_id, t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
+         WHERE ct.workspace_id = $1 AND ct.contact_id = ANY($2) ORDER BY lower(t.name)",
+    )
+    .bind(workspace_id)
+    .bind(contacts)
+    .fetch_all(pool)
+    .await?;
+    let mut out: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
+    for (contact, tag) in rows {
+        out.entry(contact).or_default().push(tag);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -270,6 +270,7 @@ mod tests {
     fn replies_need_real_content() {
         let text = |body: &str| MessageContent {
             kind: Some(Kind::Text(Text { body: body.into() })),
+            ..Default::default()
         };
         assert!(validate_content(Some(&text("hello"))).is_ok());
         assert_eq!(
@@ -289,6 +290,7 @@ mod tests {
                 url: "file:///etc/passwd".into(),
                 caption: String::new(),
             })),
+            ..Default::default()
         };
         assert_eq!(
             validate_content(Some(&media)).unwrap_err().field,

@@ -1,38 +1,257 @@
-//! The GatewayService gRPC API: channel management.
+//! The GatewayService gRPC API: channel management. Credentials go in, sealed, and never
+//! come out.
+use std::sync::Arc;
+
 use aws_lc_rs::rand::SecureRandom;
 use ism_platform::auth::{Caller, Role};
+use ism_platform::config::Settings;
 use ism_platform::convert::{timestamp, uuid};
 use ism_platform::paging::{self, FieldError};
 use ism_proto::gateway::v1 as pb;
+use ism_proto::gateway::v1::channel_credentials::Kind as Given;
 use ism_proto::gateway::v1::gateway_service_server::GatewayService;
-use ism_proto::types::v1::ChannelType;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::credentials::{Cipher, Credentials};
 use crate::error::Error;
+use crate::providers::{Kind, client};
 use crate::store::{self, Channel};
 
-pub struct Api {
+/// Everything channel management needs.
+#[derive(Clone)]
+pub struct Channels {
     pub pool: PgPool,
+    pub cipher: Arc<Cipher>,
+    pub http: reqwest::Client,
+    /// The gateway's public URL, without a trailing slash.
+    pub public_url: String,
 }
 
-fn channel_to_pb(channel: Channel) -> pb::Channel {
-    pb::Channel {
-        webhook_path: format!("/webhooks/{}/{}", channel.kind, channel.id),
-        id: channel.id.to_string(),
-        workspace_id: channel.workspace_id.to_string(),
-        r#type: match channel.kind.as_str() {
-            "custom" => ChannelType::Custom as i32,
-            _ => ChannelType::Unspecified as i32,
-        },
-        name: channel.name,
-        outbound_url: channel.outbound_url,
-        created_at: Some(timestamp(channel.created_at)),
+pub struct Api {
+    pub channels: Channels,
+}
+
+impl Channels {
+    fn to_pb(&self, channel: Channel) -> pb::Channel {
+        let kind = Kind::parse(&channel.kind);
+        let webhook_path = format!("/webhooks/{}/{}", channel.kind, channel.id);
+        pb::Channel {
+            webhook_url: format!("{}{webhook_path}", self.public_url),
+            webhook_path,
+            id: channel.id.to_string(),
+            workspace_id: channel.workspace_id.to_string(),
+            r#type: kind.map_or(0, |k| k.channel_type() as i32),
+            name: channel.name,
+            outbound_url: channel.outbound_url,
+            created_at: Some(timestamp(channel.created_at)),
+            api_base_url: api_base_url(kind, &channel.api_base_url).to_owned(),
+            account_id: channel.account_id,
+            health: if channel.healthy {
+                pb::ChannelHealth::Healthy
+            } else {
+                pb::ChannelHealth::Unhealthy
+            } as i32,
+            health_reason: channel.health_reason,
+            rate_limit_per_second: channel.rate_limit_per_second.max(0) as u32,
+            updated_at: Some(timestamp(channel.updated_at)),
+        }
+    }
+
+    fn open(&self, channel: &Channel) -> Result<Credentials, Error> {
+        match &channel.credentials {
+            Some(sealed) => self
+                .cipher
+                .open(channel.id, sealed)
+                .map_err(|e| Error::Unexpected(e.into())),
+            None => Ok(Credentials::Custom {
+                webhook_secret: channel.webhook_secret.clone(),
+            }),
+        }
+    }
+
+    /// Connects a channel in `workspace_id`; returns it with, for a custom channel, its
+    /// webhook secret.
+    pub async fn connect(
+        &self,
+        workspace_id: Uuid,
+        request: &pb::ConnectChannelRequest,
+    ) -> Result<(pb::Channel, String), Error> {
+        let kind = Kind::from_channel_type(request.r#type)
+            .ok_or_else(|| FieldError::new("type", "must be a channel type"))?;
+        let name = valid_name(&request.name)?;
+        let outbound_url = if kind == Kind::Custom {
+            valid_url("outbound_url", &request.outbound_url)?
+        } else {
+            String::new()
+        };
+        let base = if request.api_base_url.trim().is_empty() {
+            String::new()
+        } else {
+            valid_url("api_base_url", &request.api_base_url)?
+        };
+        let id = Uuid::now_v7();
+        let mut webhook_secret = String::new();
+        let credentials = if kind == Kind::Custom {
+            if request.credentials.is_some() {
+                return Err(FieldError::new(
+                    "credentials",
+                    "a custom channel takes none: its webhook secret is generated",
+                )
+                .into());
+            }
+            webhook_secret = random_hex()?;
+            Credentials::Custom {
+                webhook_secret: webhook_secret.clone(),
+            }
+        } else {
+            credentials(kind, request.credentials.as_ref())?
+        };
+        let base_url = api_base_url(Some(kind), &base).to_owned();
+        if let Credentials::Telegram {
+            bot_token,
+            secret_token,
+        } = &credentials
+        {
+            let url = format!("{}/webhooks/{}/{id}", self.public_url, kind.as_str());
+            client::telegram_set_webhook(&self.http, &base_url, bot_token, &url, secret_token)
+                .await
+                .map_err(Error::Provider)?;
+        }
+        let channel = Channel {
+            id,
+            workspace_id,
+            kind: kind.as_str().to_owned(),
+            name,
+            outbound_url,
+            webhook_secret: String::new(),
+            credentials: Some(self.cipher.seal(id, &credentials)?),
+            api_base_url: base,
+            account_id: account_id(&credentials),
+            healthy: true,
+            health_reason: String::new(),
+            rate_limit_per_second: rate_limit(request.rate_limit_per_second)?,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        };
+        let channel = store::create_channel(&self.pool, &channel).await?;
+        Ok((self.to_pb(channel), webhook_secret))
+    }
+
+    async fn update(
+        &self,
+        workspace_id: Uuid,
+        request: &pb::UpdateChannelRequest,
+    ) -> Result<pb::Channel, Error> {
+        let id = uuid("id", &request.id)?;
+        let mut channel = store::channel(&self.pool, workspace_id, id).await?;
+        let kind = Kind::parse(&channel.kind).ok_or(Error::ChannelNotFound)?;
+        let mut credentials = self.open(&channel)?;
+        if let Some(name) = &request.name {
+            channel.name = valid_name(name)?;
+        }
+        if let Some(url) = &request.outbound_url {
+            if kind != Kind::Custom {
+                return Err(
+                    FieldError::new("outbound_url", "only custom channels have one").into(),
+                );
+            }
+            channel.outbound_url = valid_url("outbound_url", url)?;
+        }
+        if let Some(base) = &request.api_base_url {
+            channel.api_base_url = if base.trim().is_empty() {
+                String::new()
+            } else {
+                valid_url("api_base_url", base)?
+            };
+        }
+        if let Some(limit) = request.rate_limit_per_second {
+            channel.rate_limit_per_second = rate_limit(limit)?;
+        }
+        if let Some(given) = &request.credentials {
+            if kind == Kind::Custom {
+                return Err(FieldError::new(
+                    "credentials",
+                    "a custom channel's secret is generated",
+                )
+                .into());
+            }
+            let mut replaced = self::credentials(kind, Some(given))?;
+            // Telegram keeps sending the secret it was given in setWebhook.
+            if let (
+                Credentials::Telegram {
+                    secret_token: old, ..
+                },
+                Credentials::Telegram {
+                    secret_token: new,
+                    bot_token,
+                },
+            ) = (&credentials, &mut replaced)
+            {
+                new.clone_from(old);
+                let url = format!("{}/webhooks/{}/{id}", self.public_url, kind.as_str());
+                let base = api_base_url(Some(kind), &channel.api_base_url);
+                client::telegram_set_webhook(
+                    &self.http,
+                    base,
+                    bot_token.as_str(),
+                    &url,
+                    new.as_str(),
+                )
+                .await
+                .map_err(Error::Provider)?;
+            }
+            credentials = replaced;
+            channel.account_id = account_id(&credentials);
+            // New credentials deserve a new chance.
+            channel.healthy = true;
+            channel.health_reason.clear();
+        }
+        channel.credentials = Some(self.cipher.seal(id, &credentials)?);
+        let channel = store::update_channel(&self.pool, &channel).await?;
+        Ok(self.to_pb(channel))
+    }
+
+    async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
+        let channel = store::channel(&self.pool, workspace_id, id).await?;
+        if let Ok(Credentials::Telegram { bot_token, .. }) = self.open(&channel) {
+            let base = api_base_url(Some(Kind::Telegram), &channel.api_base_url);
+            client::telegram_delete_webhook(&self.http, base, &bot_token).await;
+        }
+        store::delete_channel(&self.pool, workspace_id, id).await
+    }
+
+    async fn test(&self, workspace_id: Uuid, id: Uuid) -> Result<pb::TestChannelResponse, Error> {
+        let channel = store::channel(&self.pool, workspace_id, id).await?;
+        let kind = Kind::parse(&channel.kind).ok_or(Error::ChannelNotFound)?;
+        let credentials = self.open(&channel)?;
+        let base = api_base_url(Some(kind), &channel.api_base_url);
+        let result = client::check(&self.http, kind, base, &credentials).await;
+        let (ok, detail) = match result {
+            Ok(name) => (true, name),
+            Err(reason) => (false, reason),
+        };
+        store::set_health(&self.pool, id, ok, if ok { "" } else { &detail }).await?;
+        let channel = store::channel(&self.pool, workspace_id, id).await?;
+        Ok(pb::TestChannelResponse {
+            ok,
+            detail,
+            channel: Some(self.to_pb(channel)),
+        })
     }
 }
 
-fn new_secret() -> Result<String, Error> {
+/// The API a channel calls: its own base URL, or the provider's public one.
+pub fn api_base_url(kind: Option<Kind>, configured: &str) -> &str {
+    if configured.is_empty() {
+        kind.map_or("", Kind::default_api_base_url)
+    } else {
+        configured.trim_end_matches('/')
+    }
+}
+
+fn random_hex() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut bytes)
@@ -40,22 +259,130 @@ fn new_secret() -> Result<String, Error> {
     Ok(hex::encode(bytes))
 }
 
-fn validate_create(request: &pb::CreateChannelRequest) -> Result<(String, String), FieldError> {
-    if request.r#type != ChannelType::Custom as i32 {
-        return Err(FieldError::new(
-            "type",
-            "only CHANNEL_TYPE_CUSTOM can be connected in this version",
-        ));
-    }
-    let name = request.name.trim();
+fn valid_name(name: &str) -> Result<String, FieldError> {
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(FieldError::new("name", "must be 1 to 100 characters"));
     }
-    let url = reqwest::Url::parse(request.outbound_url.trim())
+    Ok(name.to_owned())
+}
+
+fn valid_url(field: &'static str, raw: &str) -> Result<String, FieldError> {
+    reqwest::Url::parse(raw.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| FieldError::new("outbound_url", "must be an absolute http(s) URL"))?;
-    Ok((name.to_owned(), url.to_string()))
+        .map(|u| u.to_string().trim_end_matches('/').to_owned())
+        .ok_or_else(|| FieldError::new(field, "must be an absolute http(s) URL"))
+}
+
+fn rate_limit(limit: u32) -> Result<i32, FieldError> {
+    if limit > 100_000 {
+        return Err(FieldError::new(
+            "rate_limit_per_second",
+            "must be at most 100000",
+        ));
+    }
+    Ok(limit as i32)
+}
+
+/// Checks that a credential is present and plausible.
+fn field(name: &'static str, value: &str) -> Result<String, FieldError> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 2048 || value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            name,
+            "is required (at most 2048 characters, no control characters)",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// The credentials `kind` needs, checked.
+fn credentials(kind: Kind, given: Option<&pb::ChannelCredentials>) -> Result<Credentials, Error> {
+    let mismatch = || {
+        FieldError::new(
+            "credentials",
+            format!(
+                "{} channels need their own kind of credentials",
+                kind.as_str()
+            ),
+        )
+    };
+    let given = given.and_then(|c| c.kind.as_ref()).ok_or_else(mismatch)?;
+    let credentials = match (kind, given) {
+        (Kind::Messenger | Kind::Instagram, Given::Meta(c)) => Credentials::Meta {
+            account_id: field("credentials.account_id", &c.account_id)?,
+            access_token: field("credentials.access_token", &c.access_token)?,
+            app_secret: field("credentials.app_secret", &c.app_secret)?,
+            verify_token: field("credentials.verify_token", &c.verify_token)?,
+        },
+        (Kind::WhatsApp, Given::Whatsapp(c)) => Credentials::WhatsApp {
+            phone_number_id: field("credentials.phone_number_id", &c.phone_number_id)?,
+            access_token: field("credentials.access_token", &c.access_token)?,
+            app_secret: field("credentials.app_secret", &c.app_secret)?,
+            verify_token: field("credentials.verify_token", &c.verify_token)?,
+        },
+        (Kind::Telegram, Given::Telegram(c)) => {
+            let bot_token = field("credentials.bot_token", &c.bot_token)?;
+            let well_formed = bot_token.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()
+            });
+            if !well_formed {
+                return Err(FieldError::new(
+                    "credentials.bot_token",
+                    "must look like <bot id>:<secret>",
+                )
+                .into());
+            }
+            Credentials::Telegram {
+                bot_token,
+                secret_token: random_hex()?,
+            }
+        }
+        (Kind::TwilioSms | Kind::TwilioWhatsApp, Given::Twilio(c)) => {
+            let account_sid = field("credentials.account_sid", &c.account_sid)?;
+            if !account_sid.starts_with("AC") {
+                return Err(
+                    FieldError::new("credentials.account_sid", "must start with AC").into(),
+                );
+            }
+            Credentials::Twilio {
+                account_sid,
+                auth_token: field("credentials.auth_token", &c.auth_token)?,
+                from: field("credentials.from", c.from.trim_start_matches("whatsapp:"))?,
+            }
+        }
+        (Kind::Line, Given::Line(c)) => Credentials::Line {
+            channel_secret: field("credentials.channel_secret", &c.channel_secret)?,
+            channel_access_token: field(
+                "credentials.channel_access_token",
+                &c.channel_access_token,
+            )?,
+        },
+        (Kind::Viber, Given::Viber(c)) => Credentials::Viber {
+            auth_token: field("credentials.auth_token", &c.auth_token)?,
+        },
+        _ => return Err(mismatch().into()),
+    };
+    debug_assert!(kind.accepts(&credentials));
+    Ok(credentials)
+}
+
+/// The public part of the credentials, shown on the channel.
+fn account_id(credentials: &Credentials) -> String {
+    match credentials {
+        Credentials::Custom { .. } | Credentials::Line { .. } | Credentials::Viber { .. } => {
+            String::new()
+        }
+        Credentials::Meta { account_id, .. } => account_id.clone(),
+        Credentials::WhatsApp {
+            phone_number_id, ..
+        } => phone_number_id.clone(),
+        Credentials::Telegram { bot_token, .. } => {
+            bot_token.split(':').next().unwrap_or_default().to_owned()
+        }
+        Credentials::Twilio { from, .. } => from.clone(),
+    }
 }
 
 #[tonic::async_trait]
@@ -67,9 +394,30 @@ impl GatewayService for Api {
     ) -> Result<Response<pb::CreateChannelResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Manager)?;
-        let (channel, webhook_secret) =
-            create_channel(&self.pool, caller.workspace_id()?, request.get_ref()).await?;
+        let request = request.get_ref();
+        let connect = legacy_request(request)?;
+        let (channel, webhook_secret) = self
+            .channels
+            .connect(caller.workspace_id()?, &connect)
+            .await?;
         Ok(Response::new(pb::CreateChannelResponse {
+            channel: Some(channel),
+            webhook_secret,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn connect_channel(
+        &self,
+        request: Request<pb::ConnectChannelRequest>,
+    ) -> Result<Response<pb::ConnectChannelResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Manager)?;
+        let (channel, webhook_secret) = self
+            .channels
+            .connect(caller.workspace_id()?, request.get_ref())
+            .await?;
+        Ok(Response::new(pb::ConnectChannelResponse {
             channel: Some(channel),
             webhook_secret,
         }))
@@ -82,9 +430,9 @@ impl GatewayService for Api {
     ) -> Result<Response<pb::GetChannelResponse>, Status> {
         let caller = Caller::of(&request)?;
         let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
-        let channel = store::channel(&self.pool, caller.workspace_id()?, id).await?;
+        let channel = store::channel(&self.channels.pool, caller.workspace_id()?, id).await?;
         Ok(Response::new(pb::GetChannelResponse {
-            channel: Some(channel_to_pb(channel)),
+            channel: Some(self.channels.to_pb(channel)),
         }))
     }
 
@@ -97,34 +445,95 @@ impl GatewayService for Api {
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size).map_err(Error::from)?;
         let after = paging::decode_token(&request.page_token).map_err(Error::from)?;
-        let rows =
-            store::list_channels(&self.pool, caller.workspace_id()?, after, limit + 1).await?;
+        let rows = store::list_channels(
+            &self.channels.pool,
+            caller.workspace_id()?,
+            after,
+            limit + 1,
+        )
+        .await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |c| c.id);
         Ok(Response::new(pb::ListChannelsResponse {
-            channels: rows.into_iter().map(channel_to_pb).collect(),
+            channels: rows.into_iter().map(|c| self.channels.to_pb(c)).collect(),
             next_page_token,
         }))
     }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn update_channel(
+        &self,
+        request: Request<pb::UpdateChannelRequest>,
+    ) -> Result<Response<pb::UpdateChannelResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Manager)?;
+        let channel = self
+            .channels
+            .update(caller.workspace_id()?, request.get_ref())
+            .await?;
+        Ok(Response::new(pb::UpdateChannelResponse {
+            channel: Some(channel),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn delete_channel(
+        &self,
+        request: Request<pb::DeleteChannelRequest>,
+    ) -> Result<Response<pb::DeleteChannelResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Manager)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        self.channels.delete(caller.workspace_id()?, id).await?;
+        Ok(Response::new(pb::DeleteChannelResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn test_channel(
+        &self,
+        request: Request<pb::TestChannelRequest>,
+    ) -> Result<Response<pb::TestChannelResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Manager)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        Ok(Response::new(
+            self.channels.test(caller.workspace_id()?, id).await?,
+        ))
+    }
 }
 
-/// Connects a channel in `workspace_id`; returns it with its webhook secret. Also used
-/// by operator bootstrap (`ism admin`).
+/// CreateChannel is ConnectChannel for custom channels, which need no credentials.
+fn legacy_request(request: &pb::CreateChannelRequest) -> Result<pb::ConnectChannelRequest, Error> {
+    if request.r#type != Kind::Custom.channel_type() as i32 {
+        return Err(FieldError::new(
+            "type",
+            "CreateChannel connects custom channels; use ConnectChannel with credentials for the others",
+        )
+        .into());
+    }
+    Ok(pb::ConnectChannelRequest {
+        r#type: request.r#type,
+        name: request.name.clone(),
+        outbound_url: request.outbound_url.clone(),
+        ..Default::default()
+    })
+}
+
+/// Connects a custom channel in `workspace_id`; returns it with its webhook secret. For
+/// operator bootstrap (`ism admin`): the credentials key comes from the same
+/// configuration the gateway reads.
 pub async fn create_channel(
     pool: &PgPool,
     workspace_id: Uuid,
     request: &pb::CreateChannelRequest,
 ) -> Result<(pb::Channel, String), Error> {
-    let (name, outbound_url) = validate_create(request)?;
-    let webhook_secret = new_secret()?;
-    let channel = Channel {
-        id: Uuid::now_v7(),
-        workspace_id,
-        kind: "custom".to_owned(),
-        name,
-        outbound_url,
-        webhook_secret: webhook_secret.clone(),
-        created_at: chrono::Utc::now(),
+    let settings = Settings::load()?;
+    let channels = Channels {
+        pool: pool.clone(),
+        cipher: Arc::new(Cipher::from_settings(&settings.gateway)?),
+        http: reqwest::Client::new(),
+        public_url: settings.gateway.public_url.trim_end_matches('/').to_owned(),
     };
-    let channel = store::create_channel(pool, &channel).await?;
-    Ok((channel_to_pb(channel), webhook_secret))
+    channels
+        .connect(workspace_id, &legacy_request(request)?)
+        .await
 }

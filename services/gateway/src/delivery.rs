@@ -16,8 +16,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::credentials::{Cipher, Credentials};
+use crate::providers::{Kind, custom};
 use crate::store::{self, Delivery, Outcome};
-use crate::{custom, signature};
 
 /// Queues `*.delivery.requested` events as deliveries.
 pub struct Requests {
@@ -85,7 +86,8 @@ impl EventHandler for Requests {
     }
 }
 
-fn status_event(
+/// A `gateway.message.status` event about one of our messages.
+pub(crate) fn status_event(
     workspace_id: Uuid,
     message_id: Uuid,
     channel_id: Uuid,
@@ -114,6 +116,7 @@ fn status_event(
 pub struct Worker {
     pub pool: PgPool,
     pub http: reqwest::Client,
+    pub cipher: Arc<Cipher>,
     pub settings: GatewaySettings,
     pub wake: Arc<Notify>,
 }
@@ -250,6 +253,31 @@ impl Worker {
                 };
             }
         };
+        let credentials = match &channel.credentials {
+            Some(sealed) => match self.cipher.open(channel.id, sealed) {
+                Ok(credentials) => credentials,
+                Err(e) => {
+                    return Outcome::Failed {
+                        reason: format!("the channel's credentials cannot be read: {e}"),
+                        kind: "internal",
+                    };
+                }
+            },
+            None => Credentials::Custom {
+                webhook_secret: channel.webhook_secret.clone(),
+            },
+        };
+        let (Some(Kind::Custom), Credentials::Custom { webhook_secret }) =
+            (Kind::parse(&channel.kind), &credentials)
+        else {
+            return Outcome::Failed {
+                reason: format!(
+                    "sending on {} channels is not available in this version",
+                    channel.kind
+                ),
+                kind: "refused",
+            };
+        };
         let message = match custom::outbound(
             delivery.message_id.to_string(),
             channel.id.to_string(),
@@ -280,8 +308,8 @@ impl Worker {
             .header("content-type", "application/json")
             .header("x-ism-message-id", delivery.message_id.to_string())
             .header(
-                signature::HEADER,
-                signature::sign(channel.webhook_secret.as_bytes(), &body),
+                custom::signature::HEADER,
+                custom::signature::sign(webhook_secret.as_bytes(), &body),
             )
             .body(body)
             .send()

@@ -9,6 +9,9 @@ pub enum Error {
     Invalid(#[from] FieldError),
     #[error("channel not found")]
     ChannelNotFound,
+    /// The provider refused what we asked while connecting a channel.
+    #[error("{0}")]
+    Provider(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -24,6 +27,7 @@ impl From<Error> for Status {
         match e {
             Error::Invalid(field) => status::invalid(&field),
             Error::ChannelNotFound => Status::not_found("channel not found"),
+            Error::Provider(reason) => Status::failed_precondition(reason),
             Error::Unexpected(e) => status::unexpected(&e),
         }
     }

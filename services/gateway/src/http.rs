@@ -1,32 +1,45 @@
 //! The gateway's HTTP side: provider webhooks and the health endpoints.
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ism_platform::convert::timestamp;
 use ism_platform::{events, telemetry};
 use ism_proto::events::v1::{MessageReceived, Sender};
-use ism_proto::types::v1::ChannelType;
+use ism_proto::types::v1::DeliveryStatus;
 use serde_json::json;
 use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::{custom, signature, store};
+use crate::credentials::{Cipher, Credentials};
+use crate::delivery;
+use crate::providers::{
+    self, Handshake, InboundMessage, Item, Kind, Receipt, ReceiptTarget, Webhook,
+};
+use crate::store::{self, Channel};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub cipher: Arc<Cipher>,
+    /// The gateway's public URL, without a trailing slash: Twilio signs the URL it called.
+    pub public_url: String,
 }
 
 /// Routes for webhooks (bodies over `body_limit` bytes are refused with 413) and health.
 pub fn router(state: AppState, body_limit: usize) -> Router {
     Router::new()
-        .route("/webhooks/custom/{channel_id}", post(custom_webhook))
+        .route(
+            "/webhooks/{provider}/{channel_id}",
+            post(webhook).get(verification),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -45,106 +58,277 @@ fn refuse(code: StatusCode, reason: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": reason.into() }))).into_response()
 }
 
-async fn custom_webhook(
+fn unavailable() -> Response {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily unavailable; retry",
+    )
+}
+
+/// The channel a webhook URL names, with its credentials, or the answer to give.
+async fn connected(
+    state: &AppState,
+    provider: &str,
+    channel_id: &str,
+) -> Result<(Kind, Channel, Credentials), Response> {
+    let not_found = || refuse(StatusCode::NOT_FOUND, "unknown channel");
+    let kind = Kind::parse(provider).ok_or_else(not_found)?;
+    let id = channel_id.parse::<Uuid>().map_err(|_| not_found())?;
+    let channel = match store::channel_by_id(&state.pool, id).await {
+        Ok(Some(channel)) if channel.kind == kind.as_str() => channel,
+        Ok(_) => return Err(not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, "loading the channel failed");
+            return Err(unavailable());
+        }
+    };
+    let credentials = match &channel.credentials {
+        Some(sealed) => state.cipher.open(channel.id, sealed).map_err(|e| {
+            tracing::error!(error = %e, "the channel's credentials cannot be opened");
+            unavailable()
+        })?,
+        // Created before credentials were sealed; sealed at the next start.
+        None => Credentials::Custom {
+            webhook_secret: channel.webhook_secret.clone(),
+        },
+    };
+    Ok((kind, channel, credentials))
+}
+
+async fn verification(
     State(state): State<AppState>,
-    Path(channel_id): Path<String>,
+    Path((provider, channel_id)): Path<(String, String)>,
+    uri: Uri,
+) -> Response {
+    let (kind, _, credentials) = match connected(&state, &provider, &channel_id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match providers::handshake(kind, &credentials, uri.query().unwrap_or_default()) {
+        Handshake::Accept(challenge) => (StatusCode::OK, challenge).into_response(),
+        Handshake::Forbidden => {
+            tracing::warn!(provider, "verification handshake with a wrong verify token");
+            refuse(StatusCode::FORBIDDEN, "wrong hub.verify_token")
+        }
+        Handshake::BadRequest(reason) => refuse(StatusCode::BAD_REQUEST, reason),
+        Handshake::NotSupported => refuse(StatusCode::METHOD_NOT_ALLOWED, "POST webhooks here"),
+    }
+}
+
+async fn webhook(
+    State(state): State<AppState>,
+    Path((provider, channel_id)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let label = Kind::parse(&provider).map_or("unknown", Kind::as_str);
     let span = tracing::info_span!(
         "webhook.receive",
         otel.kind = "server",
-        provider = "custom",
+        provider = label,
         channel_id = %channel_id,
         trace_id = tracing::field::Empty,
     );
     telemetry::adopt_parent(&span, telemetry::context_from_http(&headers));
     let started = Instant::now();
-    let response = receive_custom(&state, &channel_id, &headers, &body)
+    let response = receive(&state, &provider, &channel_id, &uri, &headers, &body)
         .instrument(span)
         .await;
     let code = response.status().as_u16().to_string();
-    metrics::counter!("ism_webhooks_total", "provider" => "custom", "code" => code).increment(1);
-    metrics::histogram!("ism_webhook_seconds", "provider" => "custom")
+    metrics::counter!("ism_webhooks_total", "provider" => label, "code" => code).increment(1);
+    metrics::histogram!("ism_webhook_seconds", "provider" => label)
         .record(started.elapsed().as_secs_f64());
     response
 }
 
-async fn receive_custom(
+/// What storing a webhook's items came to.
+#[derive(Default)]
+struct Stored {
+    accepted: Vec<Uuid>,
+    duplicates: usize,
+    receipts: usize,
+    ignored: usize,
+}
+
+async fn receive(
     state: &AppState,
+    provider: &str,
     channel_id: &str,
+    uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let not_found = || refuse(StatusCode::NOT_FOUND, "unknown channel");
-    let Ok(channel_id) = channel_id.parse::<Uuid>() else {
-        return not_found();
+    let (kind, channel, credentials) = match connected(state, provider, channel_id).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
-    let channel = match store::channel_by_id(&state.pool, channel_id).await {
-        Ok(Some(channel)) if channel.kind == "custom" => channel,
-        Ok(_) => return not_found(),
-        Err(e) => {
-            tracing::error!(error = %e, "loading the channel failed");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable; retry",
-            );
-        }
+    let url = format!(
+        "{}{}",
+        state.public_url,
+        uri.path_and_query().map_or("", |p| p.as_str())
+    );
+    let webhook = Webhook {
+        headers,
+        body,
+        url: &url,
     };
-    let signed = headers
-        .get(signature::HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|sig| signature::verify(channel.webhook_secret.as_bytes(), body, sig));
-    if !signed {
-        tracing::warn!("webhook signature missing or wrong");
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid X-ISM-Signature",
-        );
+    if let Err(reason) = providers::verify(kind, &credentials, &webhook) {
+        tracing::warn!(%reason, "webhook signature refused");
+        return refuse(StatusCode::UNAUTHORIZED, reason);
     }
-    let (webhook, content) = match custom::parse_inbound(body) {
-        Ok(parsed) => parsed,
+    let items = match providers::parse(kind, body) {
+        Ok(items) => items,
         Err(reason) => {
             tracing::warn!(%reason, "webhook body refused");
             return refuse(StatusCode::BAD_REQUEST, reason);
         }
     };
+    let stored = match store_items(state, kind, &channel, items).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::error!(error = %e, "storing the webhook failed");
+            return unavailable();
+        }
+    };
+    match kind {
+        Kind::Custom => match stored.accepted.first() {
+            Some(id) => (
+                StatusCode::OK,
+                axum::Json(json!({ "status": "accepted", "id": id })),
+            )
+                .into_response(),
+            None => (StatusCode::OK, axum::Json(json!({ "status": "duplicate" }))).into_response(),
+        },
+        // An empty TwiML answer: acknowledged, no automatic reply.
+        Kind::TwilioSms | Kind::TwilioWhatsApp => (
+            StatusCode::OK,
+            [(CONTENT_TYPE, "text/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+        )
+            .into_response(),
+        _ => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "status": "ok",
+                "accepted": stored.accepted.len(),
+                "duplicates": stored.duplicates,
+                "receipts": stored.receipts,
+                "ignored": stored.ignored,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// Stores each item durably: a provider retry after a partial failure finds the stored
+/// ones as duplicates.
+async fn store_items(
+    state: &AppState,
+    kind: Kind,
+    channel: &Channel,
+    items: Vec<Item>,
+) -> Result<Stored, crate::Error> {
+    let mut stored = Stored::default();
+    for item in items {
+        match item {
+            Item::Message(message) => {
+                let event_type = "gateway.message.received";
+                match accept(state, kind, channel, message, event_type, false).await? {
+                    Some(id) => stored.accepted.push(id),
+                    None => stored.duplicates += 1,
+                }
+            }
+            Item::Echo(message) => {
+                if store::is_our_message(&state.pool, channel.id, &message.external_message_id)
+                    .await?
+                {
+                    stored.duplicates += 1;
+                    continue;
+                }
+                let event_type = "gateway.message.echoed";
+                match accept(state, kind, channel, message, event_type, true).await? {
+                    Some(id) => stored.accepted.push(id),
+                    None => stored.duplicates += 1,
+                }
+            }
+            Item::Receipt(receipt) => {
+                stored.receipts += apply_receipt(state, channel, receipt).await?;
+            }
+            Item::Ignored(what) => {
+                tracing::info!(what, "webhook event acknowledged and not handled");
+                stored.ignored += 1;
+            }
+        }
+    }
+    Ok(stored)
+}
+
+async fn accept(
+    state: &AppState,
+    kind: Kind,
+    channel: &Channel,
+    message: InboundMessage,
+    event_type: &str,
+    echo: bool,
+) -> Result<Option<Uuid>, crate::Error> {
     let inbound_id = Uuid::now_v7();
     let payload = MessageReceived {
         inbound_id: inbound_id.to_string(),
         channel_id: channel.id.to_string(),
-        channel_type: ChannelType::Custom as i32,
-        external_message_id: webhook.message_id.clone(),
+        channel_type: kind.channel_type() as i32,
+        external_message_id: message.external_message_id.clone(),
         sender: Some(Sender {
-            external_id: webhook.from.id.clone(),
-            display_name: webhook.from.name.clone(),
+            external_id: message.sender_id.clone(),
+            display_name: message.sender_name,
         }),
-        content: Some(content),
-        sent_at: Some(timestamp(
-            webhook.timestamp.unwrap_or_else(chrono::Utc::now),
-        )),
+        content: Some(message.content),
+        sent_at: Some(timestamp(message.sent_at.unwrap_or_else(chrono::Utc::now))),
+        echo,
     };
-    // Keyed by sender so one person's messages are applied in order.
-    let key = format!("{}:{}", channel.id, webhook.from.id);
-    let event = events::new_event(
-        "gateway.message.received",
-        channel.workspace_id,
-        &key,
-        &payload,
-    );
-    match store::accept_inbound(&state.pool, &channel, &webhook.message_id, &event).await {
-        Ok(true) => (
-            StatusCode::OK,
-            axum::Json(json!({ "status": "accepted", "id": inbound_id })),
+    // Keyed by the Contact so one person's messages are applied in order.
+    let key = format!("{}:{}", channel.id, message.sender_id);
+    let event = events::new_event(event_type, channel.workspace_id, &key, &payload);
+    let accepted =
+        store::accept_inbound(&state.pool, channel, &message.external_message_id, &event).await?;
+    Ok(accepted.then_some(inbound_id))
+}
+
+async fn apply_receipt(
+    state: &AppState,
+    channel: &Channel,
+    receipt: Receipt,
+) -> Result<usize, crate::Error> {
+    let name = match receipt.status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Read => "read",
+        DeliveryStatus::Failed => "failed",
+        // `sent` was reported when the provider accepted the message.
+        _ => return Ok(0),
+    };
+    let event = |row: &store::Receipted| {
+        delivery::status_event(
+            row.workspace_id,
+            row.message_id,
+            channel.id,
+            &row.requested_by,
+            receipt.status,
+            &receipt.reason,
+            &row.external_message_id,
         )
-            .into_response(),
-        Ok(false) => (StatusCode::OK, axum::Json(json!({ "status": "duplicate" }))).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "storing the webhook failed");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable; retry",
-            )
-        }
-    }
+    };
+    let (ids, watermark) = match &receipt.target {
+        ReceiptTarget::Ids(ids) => (Some(ids.as_slice()), None),
+        ReceiptTarget::Watermark { recipient, until } => (None, Some((recipient.as_str(), *until))),
+    };
+    store::apply_receipt(
+        &state.pool,
+        channel.id,
+        name,
+        &receipt.reason,
+        ids,
+        watermark,
+        event,
+    )
+    .await
 }

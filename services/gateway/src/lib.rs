@@ -1,10 +1,10 @@
 //! The gateway: channels and their credentials, provider webhooks in, delivery out.
 mod api;
-mod custom;
+pub mod credentials;
 mod delivery;
 mod error;
 mod http;
-mod signature;
+pub mod providers;
 pub mod store;
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use tonic::service::Routes;
 
 pub use api::create_channel;
 pub use error::Error;
-pub use signature::{HEADER as SIGNATURE_HEADER, sign};
+pub use providers::custom::signature::{HEADER as SIGNATURE_HEADER, sign};
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -34,6 +34,15 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         &MIGRATOR,
     )
     .await?;
+    let cipher = Arc::new(credentials::Cipher::from_settings(&settings.gateway)?);
+    let resealed = store::reseal(&service.pool, &cipher).await?;
+    if resealed > 0 {
+        tracing::info!(resealed, "channel credentials sealed with the current key");
+    }
+    let http_client = reqwest::Client::builder()
+        .user_agent("IS-Messenger/0.1")
+        .build()?;
+    let public_url = settings.gateway.public_url.trim_end_matches('/').to_owned();
     let wake = Arc::new(Notify::new());
     service.consume(
         topology::GATEWAY_DELIVERY,
@@ -41,9 +50,8 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     );
     let worker = delivery::Worker {
         pool: service.pool.clone(),
-        http: reqwest::Client::builder()
-            .user_agent("IS-Messenger/0.1")
-            .build()?,
+        http: http_client.clone(),
+        cipher: cipher.clone(),
         settings: settings.gateway.clone(),
         wake,
     };
@@ -57,6 +65,8 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     let app = http::router(
         http::AppState {
             pool: service.pool.clone(),
+            cipher: cipher.clone(),
+            public_url: public_url.clone(),
         },
         settings.gateway.body_limit_bytes,
     );
@@ -70,7 +80,12 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
 
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(GatewayServiceServer::new(api::Api {
-        pool: service.pool.clone(),
+        channels: api::Channels {
+            pool: service.pool.clone(),
+            cipher,
+            http: http_client,
+            public_url,
+        },
     }));
     service.serve(routes, verifier, &[]).await
 }

@@ -5,8 +5,12 @@ use ism_proto::events::v1::Event;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
+use crate::credentials::{Cipher, Credentials};
 use crate::error::Error;
 
+/// A channel row. `credentials` is sealed (see [`crate::credentials::Cipher`]);
+/// `webhook_secret` is only set on custom channels created before credentials were
+/// sealed, until the gateway's start seals it.
 #[derive(Debug, Clone, FromRow)]
 pub struct Channel {
     pub id: Uuid,
@@ -16,25 +20,123 @@ pub struct Channel {
     pub name: String,
     pub outbound_url: String,
     pub webhook_secret: String,
+    pub credentials: Option<Vec<u8>>,
+    pub api_base_url: String,
+    pub account_id: String,
+    pub healthy: bool,
+    pub health_reason: String,
+    pub rate_limit_per_second: i32,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
-const CHANNEL_COLUMNS: &str =
-    "id, workspace_id, type, name, outbound_url, webhook_secret, created_at";
+const CHANNEL_COLUMNS: &str = "id, workspace_id, type, name, outbound_url, webhook_secret, credentials, api_base_url, account_id, healthy, health_reason, rate_limit_per_second, created_at, updated_at";
 
 pub async fn create_channel(pool: &PgPool, channel: &Channel) -> Result<Channel, Error> {
-    Ok(sqlx::query_as(
-        "INSERT INTO channels (id, workspace_id, type, name, outbound_url, webhook_secret) VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, workspace_id, type, name, outbound_url, webhook_secret, created_at",
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO channels (id, workspace_id, type, name, outbound_url, webhook_secret, credentials, api_base_url, account_id, rate_limit_per_second)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {CHANNEL_COLUMNS}"
+    )))
     .bind(channel.id)
     .bind(channel.workspace_id)
     .bind(&channel.kind)
     .bind(&channel.name)
     .bind(&channel.outbound_url)
     .bind(&channel.webhook_secret)
+    .bind(&channel.credentials)
+    .bind(&channel.api_base_url)
+    .bind(&channel.account_id)
+    .bind(channel.rate_limit_per_second)
     .fetch_one(pool)
     .await?)
+}
+
+/// Stores a channel's changed settings and credentials.
+pub async fn update_channel(pool: &PgPool, channel: &Channel) -> Result<Channel, Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE channels SET name = $2, outbound_url = $3, credentials = $4, webhook_secret = '', api_base_url = $5,
+             account_id = $6, rate_limit_per_second = $7, healthy = $8, health_reason = $9, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {CHANNEL_COLUMNS}"
+    )))
+    .bind(channel.id)
+    .bind(&channel.name)
+    .bind(&channel.outbound_url)
+    .bind(&channel.credentials)
+    .bind(&channel.api_base_url)
+    .bind(&channel.account_id)
+    .bind(channel.rate_limit_per_second)
+    .bind(channel.healthy)
+    .bind(&channel.health_reason)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::ChannelNotFound)
+}
+
+/// Disconnects a channel; its credentials are erased with it.
+pub async fn delete_channel(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
+    let deleted = sqlx::query(
+        "UPDATE channels SET deleted_at = now(), credentials = NULL, webhook_secret = '', updated_at = now()
+         WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(workspace_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Err(Error::ChannelNotFound);
+    }
+    Ok(())
+}
+
+/// Records whether the provider accepts the channel's credentials.
+pub async fn set_health(pool: &PgPool, id: Uuid, healthy: bool, reason: &str) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE channels SET healthy = $2, health_reason = $3, updated_at = now()
+         WHERE id = $1 AND (healthy, health_reason) IS DISTINCT FROM ($2, $3)",
+    )
+    .bind(id)
+    .bind(healthy)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Seals legacy plain webhook secrets and re-seals credentials sealed with an earlier
+/// key; returns how many channels changed. Safe to run from several replicas at once.
+pub async fn reseal(pool: &PgPool, cipher: &Cipher) -> Result<usize, Error> {
+    let rows: Vec<Channel> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CHANNEL_COLUMNS} FROM channels WHERE deleted_at IS NULL"
+    )))
+    .fetch_all(pool)
+    .await?;
+    let mut changed = 0;
+    for row in rows {
+        let credentials = match &row.credentials {
+            Some(sealed) if cipher.is_current(sealed) => continue,
+            Some(sealed) => match cipher.open(row.id, sealed) {
+                Ok(credentials) => credentials,
+                Err(e) => {
+                    tracing::error!(channel_id = %row.id, error = %e, "cannot re-seal a channel's credentials");
+                    continue;
+                }
+            },
+            None if !row.webhook_secret.is_empty() => Credentials::Custom {
+                webhook_secret: row.webhook_secret.clone(),
+            },
+            None => continue,
+        };
+        let sealed = cipher.seal(row.id, &credentials)?;
+        sqlx::query("UPDATE channels SET credentials = $2, webhook_secret = '' WHERE id = $1 AND credentials IS NOT DISTINCT FROM $3")
+            .bind(row.id)
+            .bind(sealed)
+            .bind(&row.credentials)
+            .execute(pool)
+            .await?;
+        changed += 1;
+    }
+    Ok(changed)
 }
 
 /// A live channel by id alone: for webhooks, where the URL names the channel.
@@ -201,4 +303,82 @@ pub async fn finish_attempt(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Whether `external_message_id` is a message we sent on `channel_id` (so its echo is ours).
+pub async fn is_our_message(
+    pool: &PgPool,
+    channel_id: Uuid,
+    external_message_id: &str,
+) -> Result<bool, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE channel_id = $1 AND external_message_id = $2)",
+    )
+    .bind(channel_id)
+    .bind(external_message_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// A delivery a receipt moved forward.
+#[derive(Debug, FromRow)]
+pub struct Receipted {
+    pub message_id: Uuid,
+    pub workspace_id: Uuid,
+    pub requested_by: String,
+    pub external_message_id: String,
+}
+
+const RECEIPT_RANK: &str =
+    "(CASE receipt WHEN '' THEN 0 WHEN 'delivered' THEN 1 WHEN 'read' THEN 2 ELSE 3 END)
+    < (CASE $2 WHEN 'delivered' THEN 1 WHEN 'read' THEN 2 WHEN 'failed' THEN 3 ELSE 0 END)";
+
+/// Moves the receipts of the named deliveries forward (never back: a late `delivered`
+/// after `read` changes nothing) and enqueues, in the same transaction, one status event
+/// per delivery that moved, built by `event`. Returns how many moved.
+pub async fn apply_receipt(
+    pool: &PgPool,
+    channel_id: Uuid,
+    receipt: &str,
+    reason: &str,
+    ids: Option<&[String]>,
+    watermark: Option<(&str, DateTime<Utc>)>,
+    event: impl Fn(&Receipted) -> Event,
+) -> Result<usize, Error> {
+    let mut tx = pool.begin().await?;
+    let moved: Vec<Receipted> = match (ids, watermark) {
+        (Some(ids), _) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE deliveries SET receipt = $2, last_error = CASE WHEN $2 = 'failed' THEN $4 ELSE last_error END,
+                     status = CASE WHEN $2 = 'failed' THEN 'failed' ELSE status END, updated_at = now()
+                 WHERE channel_id = $1 AND external_message_id = ANY($3) AND {RECEIPT_RANK}
+                 RETURNING message_id, workspace_id, requested_by, external_message_id"
+            )))
+            .bind(channel_id)
+            .bind(receipt)
+            .bind(ids)
+            .bind(reason)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        (None, Some((recipient, until))) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE deliveries SET receipt = $2, updated_at = now()
+                 WHERE channel_id = $1 AND recipient = $3 AND status = 'sent' AND created_at <= $4 AND {RECEIPT_RANK}
+                 RETURNING message_id, workspace_id, requested_by, external_message_id"
+            )))
+            .bind(channel_id)
+            .bind(receipt)
+            .bind(recipient)
+            .bind(until)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        (None, None) => Vec::new(),
+    };
+    for row in &moved {
+        events::enqueue(&mut tx, &event(row)).await?;
+    }
+    tx.commit().await?;
+    Ok(moved.len())
 }

@@ -17,7 +17,14 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
         name: "shop".into(),
         outbound_url: "http://127.0.0.1:9/out".into(),
         webhook_secret: "s".into(),
+        credentials: None,
+        api_base_url: String::new(),
+        account_id: String::new(),
+        healthy: true,
+        health_reason: String::new(),
+        rate_limit_per_second: 0,
         created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
     };
     let channel = store::create_channel(&pool, &channel).await.unwrap();
     let event = || {

@@ -2,6 +2,7 @@
 //! other service verifies.
 pub mod admin;
 mod api;
+mod domain;
 mod error;
 mod keys;
 mod store;

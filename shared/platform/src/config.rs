@@ -78,6 +78,7 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     pub shutdown: ShutdownSettings,
     pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
     pub gateway: GatewaySettings,
     pub services: BTreeMap<ServiceName, ServiceEndpoint>,
 }
@@ -158,6 +159,18 @@ pub struct AuthSettings {
     pub public_key_refresh_seconds: u64,
 }
 
+/// Per-workspace limits on the gRPC APIs (see [`crate::ratelimit`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Sustained calls per second one Workspace may make to one service.
+    pub requests_per_second: f64,
+    /// Calls a Workspace may make at once above the sustained rate.
+    pub burst: u32,
+    /// Redis answers slower than this let the call through.
+    pub redis_timeout_ms: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct GatewaySettings {
     pub http_port: u16,
@@ -167,6 +180,11 @@ pub struct GatewaySettings {
     pub delivery_max_attempts: i32,
     pub delivery_retry_base_ms: u64,
     pub delivery_concurrency: usize,
+    /// Base64 of the 32-byte AES-256-GCM key sealing channel credentials.
+    pub credentials_key: SecretString,
+    /// Earlier keys, still accepted for reading during a rotation.
+    #[serde(default)]
+    pub credentials_previous_keys: Vec<SecretString>,
 }
 
 /// Where a service listens and how the others reach it.

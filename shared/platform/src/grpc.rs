@@ -1,5 +1,5 @@
 //! Every gRPC server starts here: health, reflection (v1 and v1alpha), one tower stack
-//! (request id, trace span + metrics, concurrency limit, auth), a timeout, and a
+//! (request id, trace span + metrics, concurrency limit, auth, per-workspace rate limit), a timeout, and a
 //! graceful shutdown that drains in-flight calls.
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::auth::AuthLayer;
 use crate::config::{ServiceName, Settings};
+use crate::ratelimit::RateLimitLayer;
 use crate::telemetry;
 
 /// A lazily connecting client channel to another service.
@@ -58,6 +59,11 @@ pub async fn serve(
             settings.grpc.concurrency_limit,
         ))
         .layer(auth)
+        .layer(RateLimitLayer::new(
+            service,
+            &settings.redis,
+            &settings.rate_limit,
+        ))
         .into_inner();
 
     let address = listener.local_addr()?;

@@ -7,6 +7,7 @@ pub mod events;
 pub mod grpc;
 pub mod metrics;
 pub mod paging;
+pub mod ratelimit;
 pub mod service;
 pub mod shutdown;
 pub mod status;

@@ -1,5 +1,7 @@
 //! The custom API channel's JSON: what a business's system POSTs to us, and what we
 //! POST to its outbound URL. Documented in docs/custom-channel.md.
+pub mod signature;
+
 use chrono::{DateTime, Utc};
 use ism_proto::types::v1::{Media, MediaType, MessageContent, Text, message_content::Kind};
 use serde::{Deserialize, Serialize};
@@ -81,8 +83,21 @@ pub fn parse_inbound(body: &[u8]) -> Result<(InboundWebhook, MessageContent), St
         webhook,
         MessageContent {
             kind: Some(content),
+            ..Default::default()
         },
     ))
+}
+
+/// The webhook as one canonical item.
+pub fn parse(body: &[u8]) -> Result<Vec<super::Item>, String> {
+    let (webhook, content) = parse_inbound(body)?;
+    Ok(vec![super::Item::Message(super::InboundMessage {
+        external_message_id: webhook.message_id,
+        sender_id: webhook.from.id,
+        sender_name: webhook.from.name,
+        content,
+        sent_at: webhook.timestamp,
+    })])
 }
 
 fn url_ok(raw: &str) -> Option<String> {
@@ -135,6 +150,12 @@ pub fn outbound<'a>(
                 caption: media.caption.clone(),
             };
             (None, Some(media))
+        }
+        Some(_) => {
+            return Err(
+                "a custom channel carries text or media only; this content has another kind"
+                    .to_owned(),
+            );
         }
         None => return Err("the message has no content".to_owned()),
     };

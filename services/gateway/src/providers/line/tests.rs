@@ -1,0 +1,66 @@
+use axum::http::{HeaderMap, HeaderValue};
+
+use super::*;
+
+#[test]
+fn matches_the_line_sdks_signature_test() {
+    // line-bot-sdk-python tests/test_webhook.py, TestSignatureValidator.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        SIGNATURE_HEADER,
+        HeaderValue::from_static("/gg9a+LvFevTH1sd7XCQycD7tsWclCsInj7MhBHxN7k="),
+    );
+    let hook = |body: &'static [u8]| Webhook {
+        headers: &headers,
+        body,
+        url: "",
+    };
+    assert!(verify("channel_secret", &hook(b"bodybodybodybody")));
+    assert!(!verify("channel_secret", &hook(b"bodybodybodybodY")));
+    assert!(!verify("other_secret", &hook(b"bodybodybodybody")));
+}
+
+#[test]
+fn message_and_postback_events_from_the_documented_samples() {
+    // Messaging API reference, "Webhook event objects".
+    let body = br#"{"destination":"xxxxxxxxxx","events":[
+      {"replyToken":"nHuyWiB7yP5Zw52FIkcQobQuGDXCTA","type":"message","mode":"active","timestamp":1462629479859,"source":{"type":"user","userId":"U4af4980629"},"webhookEventId":"01FZ74A0TDDPYRVKNK77XKC3ZR","deliveryContext":{"isRedelivery":false},"message":{"id":"444573844083572737","type":"text","quoteToken":"q3Plxr4AgKd","text":"@All @example Good Morning!! (love)","quotedMessageId":"444573844083572700"}},
+      {"type":"message","timestamp":1,"source":{"type":"group","groupId":"Ca56f94637c","userId":"U4af4980629"},"message":{"id":"325708","type":"image","contentProvider":{"type":"line"}}},
+      {"type":"message","timestamp":1,"source":{"type":"user","userId":"U1"},"message":{"id":"325709","type":"location","title":"my location","address":"Tokyo","latitude":35.65910807942215,"longitude":139.70372892916203}},
+      {"type":"postback","timestamp":1,"webhookEventId":"01FZ74ASS536FW97EX38NKCZQK","source":{"type":"user","userId":"U1"},"postback":{"data":"action=buy&itemid=111"}},
+      {"type":"follow","timestamp":1,"source":{"type":"user","userId":"U1"}}
+    ]}"#;
+    let items = parse(body).unwrap();
+    let Item::Message(text) = &items[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (text.external_message_id.as_str(), text.sender_id.as_str()),
+        ("444573844083572737", "U4af4980629")
+    );
+    assert_eq!(text.content.reply_to_external_id, "444573844083572700");
+    let Item::Message(image) = &items[1] else {
+        panic!()
+    };
+    assert_eq!(image.sender_id, "Ca56f94637c", "replies go to the group");
+    assert!(
+        matches!(&image.content.kind, Some(Content::Media(m)) if m.url == "line:content/325708")
+    );
+    assert!(
+        matches!(&items[2], Item::Message(m) if matches!(&m.content.kind, Some(Content::Location(l)) if l.address == "Tokyo"))
+    );
+    assert!(
+        matches!(&items[3], Item::Message(m) if m.external_message_id == "01FZ74ASS536FW97EX38NKCZQK")
+    );
+    assert!(matches!(&items[4], Item::Ignored(_)));
+}
+
+#[test]
+fn the_verify_button_sends_no_events_and_other_shapes_are_refused() {
+    assert!(
+        parse(br#"{"destination":"U","events":[]}"#)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(parse(br#"{"destination":"U"}"#).is_err());
+}

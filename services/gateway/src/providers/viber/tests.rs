@@ -1,0 +1,65 @@
+use axum::http::{HeaderMap, HeaderValue};
+
+use super::*;
+
+#[test]
+fn the_signature_is_hex_hmac_sha256_of_the_body_under_the_auth_token() {
+    // RFC 4231 test case 2 as a Viber signature: key "Jefe".
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        SIGNATURE_HEADER,
+        HeaderValue::from_static(
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+    );
+    let hook = |body: &'static [u8]| Webhook {
+        headers: &headers,
+        body,
+        url: "",
+    };
+    assert!(verify("Jefe", &hook(b"what do ya want for nothing?")));
+    assert!(!verify("Jefe", &hook(b"what do ya want for nothing")));
+}
+
+#[test]
+fn a_message_callback_from_the_documented_sample() {
+    // Viber REST Bot API, "Receive message from user".
+    let body = br#"{"event":"message","timestamp":1457764197627,"message_token":4912661846655238145,"sender":{"id":"01234567890A=","name":"John McClane","avatar":"http://avatar.example.com","country":"UK","language":"en","api_version":1},"message":{"type":"text","text":"a message to the service","media":"http://example.com","location":{"lat":50.76891,"lon":6.11499},"tracking_data":"tracking data"}}"#;
+    let Item::Message(m) = &parse(body).unwrap()[0] else {
+        panic!()
+    };
+    assert_eq!(m.external_message_id, "4912661846655238145");
+    assert_eq!(
+        (m.sender_id.as_str(), m.sender_name.as_str()),
+        ("01234567890A=", "John McClane")
+    );
+    assert!(
+        matches!(&m.content.kind, Some(Content::Text(t)) if t.body == "a message to the service")
+    );
+    assert_eq!(m.sent_at.unwrap().timestamp_millis(), 1457764197627);
+    let picture = br#"{"event":"message","timestamp":1,"message_token":5,"sender":{"id":"u"},"message":{"type":"picture","text":"look","media":"https://dl-media.viber.com/a.jpg"}}"#;
+    assert!(
+        matches!(&parse(picture).unwrap()[0], Item::Message(m) if matches!(&m.content.kind, Some(Content::Media(x)) if x.caption == "look"))
+    );
+}
+
+#[test]
+fn delivered_seen_and_failed_become_receipts() {
+    let delivered = br#"{"event":"delivered","timestamp":1457764197627,"message_token":491266184665523145,"user_id":"01234567890A="}"#;
+    assert!(
+        matches!(&parse(delivered).unwrap()[0], Item::Receipt(r) if r.status == DeliveryStatus::Delivered && r.target == ReceiptTarget::Ids(vec!["491266184665523145".into()]))
+    );
+    let seen = br#"{"event":"seen","timestamp":1,"message_token":7,"user_id":"u"}"#;
+    assert!(
+        matches!(&parse(seen).unwrap()[0], Item::Receipt(r) if r.status == DeliveryStatus::Read)
+    );
+    let failed = br#"{"event":"failed","timestamp":1,"message_token":8,"user_id":"u","desc":"failure description"}"#;
+    assert!(
+        matches!(&parse(failed).unwrap()[0], Item::Receipt(r) if r.reason.contains("failure description"))
+    );
+    assert!(matches!(
+        &parse(br#"{"event":"webhook","timestamp":1,"message_token":9}"#).unwrap()[0],
+        Item::Ignored(_)
+    ));
+    assert!(parse(br#"{"event":"message","timestamp":1}"#).is_err());
+}

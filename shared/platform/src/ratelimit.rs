@@ -1,0 +1,226 @@
+//! Per-workspace rate limits on every gRPC API: a token bucket per Workspace and service
+//! kept in Redis (one Lua script, atomic across replicas). It runs after [`AuthLayer`]
+//! (it reads the [`Caller`]) and fails open: when Redis errors or is slow, the request
+//! passes, a warning is logged and `ism_rate_limit_fail_open_total` counts it.
+//!
+//! [`AuthLayer`]: crate::auth::AuthLayer
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::auth::{Caller, Role};
+use crate::config::{RateLimitSettings, RedisSettings, ServiceName};
+
+/// Seconds between two fail-open warnings, so an outage does not flood the log.
+const WARN_EVERY_SECONDS: i64 = 10;
+
+/// Takes one token from the bucket in KEYS[1]; ARGV: refill rate per second, burst.
+/// Returns {allowed (0/1), milliseconds until a token is available}. Uses the server's
+/// clock so replicas with skewed clocks share one bucket correctly.
+const TOKEN_BUCKET: &str = r"
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return {allowed, wait}
+";
+
+/// What the bucket said about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Over the limit; a token is available after this long.
+    Limit(Duration),
+}
+
+/// The shared bucket store: Redis, the script and the limits.
+pub struct Limiter {
+    redis: Option<ConnectionManager>,
+    script: redis::Script,
+    prefix: String,
+    settings: RateLimitSettings,
+    last_warning: AtomicI64,
+}
+
+impl Limiter {
+    /// A limiter for `service`; connects to Redis lazily, so a Redis down at start does
+    /// not stop the service.
+    pub fn new(
+        service: ServiceName,
+        redis: &RedisSettings,
+        settings: &RateLimitSettings,
+    ) -> Arc<Self> {
+        let timeout = Duration::from_millis(settings.redis_timeout_ms);
+        let manager = redis::Client::open(redis.url.expose_secret())
+            .and_then(|client| {
+                client.get_connection_manager_lazy(
+                    redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(timeout))
+                        .set_response_timeout(Some(timeout))
+                        .set_number_of_retries(1),
+                )
+            })
+            .map_err(|e| tracing::error!(error = %e, "redis.url unusable; rate limits are off"))
+            .ok();
+        Arc::new(Self {
+            redis: manager,
+            script: redis::Script::new(TOKEN_BUCKET),
+            prefix: format!("{}:ratelimit:{service}", redis.key_prefix),
+            settings: settings.clone(),
+            last_warning: AtomicI64::new(0),
+        })
+    }
+
+    /// Takes a token for `workspace`; `Allow` whenever Redis cannot answer in time.
+    pub async fn check(&self, workspace: &str) -> Decision {
+        let Some(mut redis) = self.redis.clone() else {
+            return Decision::Allow;
+        };
+        let mut invocation = self.script.key(format!("{}:{workspace}", self.prefix));
+        invocation
+            .arg(self.settings.requests_per_second)
+            .arg(self.settings.burst);
+        let timeout = Duration::from_millis(self.settings.redis_timeout_ms);
+        let answer =
+            tokio::time::timeout(timeout, invocation.invoke_async::<(i64, i64)>(&mut redis)).await;
+        match answer {
+            Ok(Ok((1, _))) => Decision::Allow,
+            Ok(Ok((_, wait_ms))) => Decision::Limit(Duration::from_millis(wait_ms.max(1) as u64)),
+            Ok(Err(e)) => self.fail_open(&e.to_string()),
+            Err(_) => self.fail_open("timed out"),
+        }
+    }
+
+    fn fail_open(&self, why: &str) -> Decision {
+        metrics::counter!("ism_rate_limit_fail_open_total").increment(1);
+        let now = chrono::Utc::now().timestamp();
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now - last >= WARN_EVERY_SECONDS
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                error = why,
+                "rate limiter cannot reach Redis; letting requests through"
+            );
+        }
+        Decision::Allow
+    }
+}
+
+/// RESOURCE_EXHAUSTED with a `retry-after` header (whole seconds, rounded up) and a
+/// `google.rpc.RetryInfo` detail (exact).
+pub fn exhausted(retry_after: Duration) -> Status {
+    let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+    let mut status = Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("rate limit of this workspace exceeded; retry after {seconds} s"),
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    );
+    if let Ok(value) = seconds.to_string().parse() {
+        status.metadata_mut().insert("retry-after", value);
+    }
+    status
+}
+
+/// The tower layer applying [`Limiter`] to authenticated calls made in a Workspace.
+/// Service tokens are not limited: they carry work the platform already accepted.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    limiter: Option<Arc<Limiter>>,
+}
+
+impl RateLimitLayer {
+    /// A layer for `service`, or a pass-through when `rate_limit.enabled` is false.
+    pub fn new(service: ServiceName, redis: &RedisSettings, settings: &RateLimitSettings) -> Self {
+        Self {
+            limiter: settings
+                .enabled
+                .then(|| Limiter::new(service, redis, settings)),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// The service [`RateLimitLayer`] wraps around a gRPC server.
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    limiter: Option<Arc<Limiter>>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for RateLimit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The clone that was made ready is the one we must call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let workspace = request
+            .extensions()
+            .get::<Caller>()
+            .filter(|caller| caller.role != Role::Service)
+            .and_then(|caller| caller.workspace_id().ok());
+        let (Some(limiter), Some(workspace)) = (self.limiter.clone(), workspace) else {
+            return Box::pin(inner.call(request));
+        };
+        Box::pin(async move {
+            match limiter.check(&workspace.to_string()).await {
+                Decision::Allow => inner.call(request).await,
+                Decision::Limit(wait) => {
+                    metrics::counter!("ism_rate_limited_total").increment(1);
+                    Ok(exhausted(wait).into_http())
+                }
+            }
+        })
+    }
+}
