@@ -45,11 +45,22 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// Ports the harness hands out: below Linux's ephemeral range (32768-60999), where the
+/// kernel also picks the local ports of outgoing connections (Postgres, RabbitMQ...), so
+/// a port found free is not taken again by a client before `ism` binds it.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list");
+    loop {
+        let span = u128::from(PORTS.end - PORTS.start);
+        let port = PORTS.start + (uuid::Uuid::new_v4().as_u128() % span) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A demo tenant: a Workspace with an owner API key and a custom channel.

@@ -1,5 +1,6 @@
 //! Access: the wall between workspaces for every RPC of every service, roles against every
 //! administrative RPC, and what happens to expired, revoked and tampered tokens.
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -230,10 +231,19 @@ async fn snapshot(clients: &Clients, side: &Side) -> Vec<String> {
                 .await
         ),
         format!("{:?}", w.list_team_members(authed(t, members)).await),
+        // Details are a map: sorted, so that equal data prints equally.
         format!(
             "{:?}",
             w.list_audit_events(authed(t, ws::ListAuditEventsRequest::default()))
                 .await
+                .map(|r| r
+                    .into_inner()
+                    .events
+                    .into_iter()
+                    .map(|e| (e.id, e.actor, e.action, e.target, e.occurred_at, {
+                        e.details.into_iter().collect::<BTreeMap<_, _>>()
+                    }))
+                    .collect::<Vec<_>>())
         ),
         format!(
             "{:?}",
@@ -450,7 +460,7 @@ fn isolation_matrix() -> Vec<Case> {
         rpc!(
             "ism.workspaces.v1.WorkspaceService/CreateTeam",
             workspaces.create_team(|_b| ws::CreateTeamRequest {
-                name: "Support".into()
+                name: "Escalations".into()
             }),
             OwnWorkspace
         ),

@@ -54,13 +54,14 @@ async fn relay_once(
     listener.listen("platform_outbox").await?;
     tracing::info!(service, "outbox relay connected");
     let mut last_prune = tokio::time::Instant::now();
-    let mut last_gauge = last_prune;
+    // Due at once, so that the backlog is on /metrics from the first scrape.
+    let mut next_gauge = last_prune;
     loop {
         while publish_batch(service, pool, amqp, &channel).await? {}
-        if last_gauge.elapsed() >= POLL_INTERVAL {
+        if tokio::time::Instant::now() >= next_gauge {
             metrics::gauge!("ism_outbox_backlog", "service" => service)
                 .set(backlog(pool).await? as f64);
-            last_gauge = tokio::time::Instant::now();
+            next_gauge = tokio::time::Instant::now() + POLL_INTERVAL;
         }
         if last_prune.elapsed() > Duration::from_secs(60) {
             prune(pool).await?;
