@@ -82,6 +82,8 @@ async fn every_server_has_health_reflection_and_metrics() {
     })
     .await;
     assert!(gateway_metrics.contains("ism_outbox_backlog"));
+    // Histograms, so that quantiles aggregate across replicas.
+    assert!(gateway_metrics.contains("ism_grpc_request_seconds_bucket{"));
 }
 
 #[tokio::test]

@@ -10,10 +10,20 @@ use tokio_util::sync::CancellationToken;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Seconds: from a fast gRPC call (1 ms) to a delivery retried for half a minute.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// The process-wide recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Histograms with buckets (not summaries): quantiles can then be aggregated across
+        // replicas in PromQL (`histogram_quantile`), as the runbook's alerts do.
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
         let handle = recorder.handle();
         // A recorder installed earlier (tests) keeps working; ours then renders nothing new.
         let _ = metrics::set_global_recorder(recorder);

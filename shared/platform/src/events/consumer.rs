@@ -307,6 +307,10 @@ impl<H: EventHandler> Lane<H> {
         metrics::counter!("ism_events_consumed_total", "consumer" => self.consumer.to_string(), "outcome" => outcome).increment(1);
         metrics::histogram!("ism_event_handle_seconds", "consumer" => self.consumer.to_string())
             .record(started.elapsed().as_secs_f64());
+        if let Some(lag) = lag_seconds(&event) {
+            metrics::histogram!("ism_event_lag_seconds", "consumer" => self.consumer.to_string())
+                .record(lag);
+        }
     }
 
     /// Re-publishes the delivery to the dead-letter exchange with `reason`, then acks it.
@@ -366,4 +370,14 @@ fn trace_headers(delivery: &Delivery) -> std::collections::BTreeMap<String, Stri
         }
     }
     map
+}
+
+/// Seconds from the event's commit in its producer to the end of its handling here: the
+/// consumer lag an operator feels, whatever the queue length.
+fn lag_seconds(event: &Event) -> Option<f64> {
+    let occurred = event.occurred_at.as_ref()?;
+    let occurred =
+        chrono::DateTime::from_timestamp(occurred.seconds, occurred.nanos.try_into().ok()?)?;
+    let lag = chrono::Utc::now().signed_duration_since(occurred);
+    Some(lag.num_microseconds()? as f64 / 1e6).filter(|s| *s >= 0.0)
 }
