@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Benchmarks the first flow (signed webhook -> gateway -> RabbitMQ -> conversations)
-# on a release build, beside this machine's raw RabbitMQ and Postgres rates, and prints
-# each figure next to its aim. Expects Postgres, Redis and RabbitMQ running (make bench
-# starts them). Exits non-zero only when the bench itself fails, not on a missed aim.
+# Benchmarks, on a release build, each printing its figures next to the aim and to this
+# machine's baseline measured in the same run:
+#  - token verification: the auth layer alone, and a unary gRPC call with and without it;
+#  - the first flow (signed webhook -> gateway -> RabbitMQ -> conversations), beside the
+#    raw RabbitMQ and Postgres rates.
+# Expects Postgres, Redis and RabbitMQ running (make bench starts them). Exits non-zero only
+# when a bench itself fails, not on a missed aim.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 cargo=${CARGO:-cargo}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 
+echo "==> Token verification (cargo bench -p ism-platform --bench auth)"
+"$cargo" bench -p ism-platform --bench auth
+
+echo "==> First flow"
 "$cargo" build --release -p ism -p ism-e2e --bin ism --bin bench
-ISM_BIN="$target_dir/release/ism" exec "$target_dir/release/bench"
+ISM_BIN="$target_dir/release/ism" "$target_dir/release/bench"

@@ -44,4 +44,4 @@ Demo credentials are in .ism/demo.env (load them with: source .ism/demo.env).
 Stop with Ctrl-C (in-flight work drains first).
 
 USAGE
-exec "$ISM" serve all
+"$ISM" serve all
