@@ -17,6 +17,7 @@ TOKEN=$("$ISM" admin user-token --user "$ISM_DEMO_USER_ID")
 python3 scripts/demo-receiver.py 8099 > .ism/outbound.log 2>&1 &
 receiver=$!
 trap 'kill $receiver 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
 
 cat <<USAGE
 
