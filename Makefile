@@ -23,7 +23,10 @@ run: infra build
 	@scripts/run.sh
 
 ## test: unit, integration and end-to-end tests against real Postgres, Redis and RabbitMQ
-test: infra build
+# One feature resolution for the binary and the tests: building `-p ism` alone would
+# resolve features differently and compile most dependencies twice.
+test: infra
+	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 ## lint: rustfmt, clippy -D warnings, buf lint, Helm chart and Kubernetes manifests
