@@ -18,6 +18,8 @@ use tower::{Layer, Service, ServiceExt};
 
 const LAYER_CALLS: u32 = 50_000;
 const UNARY_CALLS: usize = 5_000;
+/// Distinct tokens verified once each, for the cost of a full verification.
+const FIRST_SIGHT_TOKENS: usize = 2_000;
 const BUDGET_MICROS: f64 = 50.0;
 
 /// The smallest authenticated unary RPC: `/bench.Bench/Ping`, an empty message in and out.
@@ -61,33 +63,43 @@ impl Service<http::Request<tonic::body::Body>> for PingServer {
     }
 }
 
-fn key_and_token() -> (HashMap<String, DecodingKey>, String) {
+/// The key set of a fresh Ed25519 key, and `count` distinct tokens it signed.
+fn key_and_tokens(count: usize) -> (HashMap<String, DecodingKey>, Vec<String>) {
     let document =
         Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
     let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).expect("the key");
     let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        iss: ISSUER.to_owned(),
-        sub: "api_key:bench".to_owned(),
-        iat: now,
-        exp: now + 3600,
-        role: Role::Agent,
-        ws: Some(uuid::Uuid::now_v7()),
-    };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some("bench".to_owned());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_ed_der(document.as_ref()),
-    )
-    .expect("signs");
+    let signing = EncodingKey::from_ed_der(document.as_ref());
+    let tokens = (0..count)
+        .map(|n| {
+            let claims = Claims {
+                iss: ISSUER.to_owned(),
+                sub: format!("api_key:bench-{n}"),
+                iat: now,
+                exp: now + 3600,
+                role: Role::Agent,
+                ws: Some(uuid::Uuid::now_v7()),
+            };
+            jsonwebtoken::encode(&header, &claims, &signing).expect("signs")
+        })
+        .collect();
     let keys = HashMap::from([(
         "bench".to_owned(),
         DecodingKey::from_ed_components(&x).expect("public key"),
     )]);
-    (keys, token)
+    (keys, tokens)
+}
+
+/// Mean time of verifying each of `tokens` once: every one a full Ed25519 verification.
+async fn first_sight(verifier: &Verifier, tokens: &[String]) -> Duration {
+    let started = Instant::now();
+    for token in tokens {
+        verifier.verify(token).await.expect("valid");
+    }
+    started.elapsed() / tokens.len() as u32
 }
 
 fn request(bearer: &str) -> http::Request<()> {
@@ -204,9 +216,11 @@ fn main() {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let (keys, token) = key_and_token();
-        let bearer = format!("Bearer {token}");
+        let (keys, tokens) = key_and_tokens(FIRST_SIGHT_TOKENS + 1);
+        let bearer = format!("Bearer {}", tokens[FIRST_SIGHT_TOKENS]);
         let verifier = Verifier::with_keys(keys);
+        let cold = micros(first_sight(&verifier, &tokens[..FIRST_SIGHT_TOKENS]).await);
+        println!("a token's first verification (Ed25519 signature, claims): {cold:.1} µs over {FIRST_SIGHT_TOKENS} distinct tokens");
         let auth = AuthLayer::new(verifier, &[]);
         let bare = tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, Infallible>(http::Response::new(tonic::body::Body::empty()))
@@ -215,7 +229,7 @@ fn main() {
         let without_layer = per_call(bare, &bearer).await;
         let with_layer = per_call(auth.layer(bare), &bearer).await;
         let layer_cost = micros(with_layer) - micros(without_layer);
-        println!("auth layer alone (Ed25519 verify, claims, caller): {layer_cost:.1} µs/call over {LAYER_CALLS} calls");
+        println!("auth layer alone, a client's token reused (remembered verification, caller): {layer_cost:.1} µs/call over {LAYER_CALLS} calls");
 
         let plain = unary_calls(serve(None).await, &bearer).await;
         let authed = unary_calls(serve(Some(auth)).await, &bearer).await;
@@ -224,7 +238,7 @@ fn main() {
         println!("unary call without auth: mean {plain_mean:.1} µs  p50 {plain_p50:.1} µs  p99 {plain_p99:.1} µs  ({UNARY_CALLS} calls)");
         println!("unary call with auth:    mean {auth_mean:.1} µs  p50 {auth_p50:.1} µs  p99 {auth_p99:.1} µs  ({UNARY_CALLS} calls)");
         let added = auth_p50 - plain_p50;
-        let verdict = if layer_cost < BUDGET_MICROS && added < BUDGET_MICROS { "within" } else { "OVER" };
-        println!("token verification adds {added:.1} µs per call at p50 ({layer_cost:.1} µs alone): {verdict} the {BUDGET_MICROS} µs budget");
+        let verdict = if cold < BUDGET_MICROS && layer_cost < BUDGET_MICROS && added < BUDGET_MICROS { "within" } else { "OVER" };
+        println!("token verification adds {added:.1} µs per call at p50 ({layer_cost:.1} µs alone, {cold:.1} µs on a token's first call): {verdict} the {BUDGET_MICROS} µs budget");
     });
 }

@@ -26,6 +26,10 @@ pub const ISSUER: &str = "ism-workspaces";
 pub const WORKSPACE_HEADER: &str = "x-ism-workspace-id";
 /// Fewest seconds between key refreshes triggered by unknown key ids.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(5);
+/// Seconds a token is still accepted after its `exp`, for clocks a little apart.
+const LEEWAY_SECONDS: u64 = 5;
+/// Verified tokens remembered per process; a client reuses its token for many calls.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 /// What a token may do. Owners can do all a manager can, managers all an agent can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +143,10 @@ pub struct Verifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
     source: Option<WorkspaceServiceClient<Channel>>,
     last_refresh: Mutex<Option<Instant>>,
+    /// Tokens whose signature already checked out, by their exact text, with their key id:
+    /// an Ed25519 verification costs tens of microseconds, a lookup well under one. Expiry
+    /// and the key's presence are checked again on every hit.
+    verified: quick_cache::sync::Cache<String, (String, Claims)>,
 }
 
 impl Verifier {
@@ -148,6 +156,7 @@ impl Verifier {
             keys: RwLock::new(keys),
             source: None,
             last_refresh: Mutex::new(None),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
         })
     }
 
@@ -159,6 +168,7 @@ impl Verifier {
             keys: RwLock::new(HashMap::new()),
             source: Some(WorkspaceServiceClient::new(channel)),
             last_refresh: Mutex::new(None),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
         });
         let weak = Arc::downgrade(&verifier);
         tokio::spawn(async move {
@@ -213,6 +223,15 @@ impl Verifier {
     /// The claims of a valid, unexpired token signed by a known key.
     pub async fn verify(&self, token: &str) -> Result<Claims, Status> {
         let bad = |why: &str| Status::unauthenticated(format!("invalid access token: {why}"));
+        if let Some((kid, claims)) = self.verified.get(token) {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            if claims.exp.saturating_add_unsigned(LEEWAY_SECONDS) < now {
+                return Err(bad("expired"));
+            }
+            if self.lookup(&kid).is_some() {
+                return Ok(claims);
+            }
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed"))?;
         let kid = header.kid.ok_or_else(|| bad("no key id"))?;
         let key = match self.lookup(&kid) {
@@ -234,13 +253,15 @@ impl Verifier {
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECONDS;
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e
             .kind()
         {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => bad("expired"),
             _ => bad("signature or claims rejected"),
         })?;
+        self.verified
+            .insert(token.to_owned(), (kid, data.claims.clone()));
         Ok(data.claims)
     }
 }
@@ -432,5 +453,83 @@ impl ServiceTokens {
             }
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+
+    /// A verifier knowing one key `k1`, and a token of `k1` expiring at `exp`.
+    fn verifier_and_token(exp: i64) -> (Arc<Verifier>, String) {
+        let random = aws_lc_rs::rand::SystemRandom::new();
+        let document = Ed25519KeyPair::generate_pkcs8(&random).expect("a key");
+        let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).expect("the key");
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: "api_key:test".into(),
+            iat: exp - 300,
+            exp,
+            role: Role::Agent,
+            ws: Some(Uuid::now_v7()),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ed_der(document.as_ref()),
+        )
+        .expect("signed");
+        let key = DecodingKey::from_ed_components(&x).expect("public key");
+        (
+            Verifier::with_keys(HashMap::from([("k1".into(), key)])),
+            token,
+        )
+    }
+
+    fn now() -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_accepted_and_a_tampered_copy_is_not() {
+        let (verifier, token) = verifier_and_token(now() + 300);
+        verifier.verify(&token).await.expect("valid");
+        let again = verifier.verify(&token).await.expect("still valid");
+        assert_eq!(again.sub, "api_key:test");
+        let mut tampered = token.clone();
+        tampered.insert(token.len() - 3, 'x');
+        let refused = verifier.verify(&tampered).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_expires_on_time() {
+        // Within the leeway now, past it two seconds later.
+        let (verifier, token) = verifier_and_token(now() - LEEWAY_SECONDS as i64 + 1);
+        verifier.verify(&token).await.expect("within the leeway");
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let refused = verifier.verify(&token).await.unwrap_err();
+        assert!(refused.message().contains("expired"), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_of_a_retired_key_is_refused() {
+        let (verifier, token) = verifier_and_token(now() + 300);
+        verifier.verify(&token).await.expect("valid");
+        verifier
+            .keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let refused = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     }
 }
