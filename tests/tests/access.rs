@@ -308,6 +308,34 @@ fn text(body: &str) -> Option<MessageContent> {
     })
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn in_an_hour() -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: unix_now() + 3600,
+        nanos: 0,
+    }
+}
+
+fn report_of_today() -> conversations::GetReportRequest {
+    let now = unix_now();
+    conversations::GetReportRequest {
+        from: Some(prost_types::Timestamp {
+            seconds: now - 86_400,
+            nanos: 0,
+        }),
+        to: Some(prost_types::Timestamp {
+            seconds: now + 60,
+            nanos: 0,
+        }),
+        group_by: conversations::ReportGrouping::Day as i32,
+    }
+}
+
 /// Every RPC of every service. A new RPC joins with one line here; the test fails until
 /// it does.
 fn isolation_matrix() -> Vec<Case> {
@@ -590,6 +618,89 @@ fn isolation_matrix() -> Vec<Case> {
             }),
             NotFound
         ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/AddComment",
+            conversations.add_comment(|b| conversations::AddCommentRequest {
+                conversation_id: b.conversation_id.clone(),
+                body: "from A".into(),
+                mentioned_user_ids: vec![]
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/SnoozeConversation",
+            conversations.snooze_conversation(|b| conversations::SnoozeConversationRequest {
+                id: b.conversation_id.clone(),
+                until: Some(in_an_hour())
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/WakeConversation",
+            conversations.wake_conversation(|b| conversations::WakeConversationRequest {
+                id: b.conversation_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/CloseConversation",
+            conversations.close_conversation(|b| conversations::CloseConversationRequest {
+                id: b.conversation_id.clone(),
+                ..Default::default()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/AssignConversation",
+            conversations.assign_conversation(|b| conversations::AssignConversationRequest {
+                id: b.conversation_id.clone(),
+                user_id: b.user_id.clone(),
+                team_id: b.team_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UnassignConversation",
+            conversations.unassign_conversation(|b| conversations::UnassignConversationRequest {
+                id: b.conversation_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/AssignNext",
+            conversations.assign_next(|b| conversations::AssignNextRequest {
+                conversation_id: b.conversation_id.clone(),
+                rules: Some(conversations::AssignmentRules {
+                    strategy: conversations::AssignmentStrategy::LeastOpen as i32,
+                    ..Default::default()
+                })
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/GetConversationSettings",
+            conversations
+                .get_conversation_settings(|_b| conversations::GetConversationSettingsRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UpdateConversationSettings",
+            conversations.update_conversation_settings(|_b| {
+                conversations::UpdateConversationSettingsRequest {
+                    settings: Some(conversations::ConversationSettings {
+                        auto_close_minutes: 60,
+                        reply_to_closed: true,
+                        ..Default::default()
+                    }),
+                }
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/GetReport",
+            conversations.get_report(|_b| report_of_today()),
+            OwnWorkspace
+        ),
     ]
 }
 
@@ -838,6 +949,30 @@ fn role_matrix() -> Vec<RoleCase> {
             workspaces.deactivate_user(|a| ws::DeactivateUserRequest {
                 id: a.user_id.clone()
             })
+        ),
+        admin!(
+            "GetConversationSettings",
+            Manager,
+            conversations
+                .get_conversation_settings(|_a| conversations::GetConversationSettingsRequest {})
+        ),
+        admin!(
+            "UpdateConversationSettings",
+            Manager,
+            conversations.update_conversation_settings(|_a| {
+                conversations::UpdateConversationSettingsRequest {
+                    settings: Some(conversations::ConversationSettings {
+                        auto_close_minutes: 1440,
+                        reply_to_closed: true,
+                        ..Default::default()
+                    }),
+                }
+            })
+        ),
+        admin!(
+            "GetReport",
+            Manager,
+            conversations.get_report(|_a| report_of_today())
         ),
         admin!(
             "CreateChannel",
