@@ -64,13 +64,17 @@ struct Side {
     user_id: String,
     team_id: String,
     api_key_id: String,
+    snippet_id: String,
+    inbox_id: String,
 }
 
 impl Side {
     /// Ids a response to another Workspace must never contain (the channel id is left
     /// out: a caller may name it in ResolveContact).
-    fn secret_ids(&self) -> [&str; 8] {
+    fn secret_ids(&self) -> [&str; 10] {
         [
+            &self.snippet_id,
+            &self.inbox_id,
             &self.workspace_id,
             &self.contact_id,
             &self.conversation_id,
@@ -177,7 +181,41 @@ async fn populate(platform: &Platform, clients: &Clients, tenant: Tenant, sender
         .into_inner()
         .api_key
         .unwrap();
+    let mut v = clients.conversations.clone();
+    let snippet = v
+        .create_snippet(authed(
+            &token,
+            conversations::CreateSnippetRequest {
+                shortcut: "thanks".into(),
+                title: "Thanks".into(),
+                body: "Thank you, {{ contact.first_name }}!".into(),
+                personal: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .snippet
+        .unwrap();
+    let inbox = v
+        .create_inbox(authed(
+            &token,
+            conversations::CreateInboxRequest {
+                name: "Waiting".into(),
+                conditions: Some(conversations::InboxConditions {
+                    unread: true,
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .inbox
+        .unwrap();
     Side {
+        snippet_id: snippet.id,
+        inbox_id: inbox.id,
         workspace_id: tenant.workspace_id.clone(),
         channel_id: tenant.channel_id.clone(),
         tenant,
@@ -607,7 +645,8 @@ fn isolation_matrix() -> Vec<Case> {
             conversations.send_message(|b| conversations::SendMessageRequest {
                 conversation_id: b.conversation_id.clone(),
                 content: text("from A"),
-                client_message_id: String::new()
+                client_message_id: String::new(),
+                snippet_id: String::new()
             }),
             NotFound
         ),
@@ -700,6 +739,77 @@ fn isolation_matrix() -> Vec<Case> {
             "ism.conversations.v1.ConversationService/GetReport",
             conversations.get_report(|_b| report_of_today()),
             OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/CreateSnippet",
+            conversations.create_snippet(|_b| conversations::CreateSnippetRequest {
+                shortcut: "from-a".into(),
+                title: "From A".into(),
+                body: "Hello".into(),
+                personal: false
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/ListSnippets",
+            conversations.list_snippets(|_b| conversations::ListSnippetsRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UpdateSnippet",
+            conversations.update_snippet(|b| conversations::UpdateSnippetRequest {
+                id: b.snippet_id.clone(),
+                shortcut: "x".into(),
+                title: "x".into(),
+                body: "x".into()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/DeleteSnippet",
+            conversations.delete_snippet(|b| conversations::DeleteSnippetRequest {
+                id: b.snippet_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/CreateInbox",
+            conversations.create_inbox(|_b| conversations::CreateInboxRequest {
+                name: "A's view".into(),
+                conditions: None
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/ListInboxes",
+            conversations.list_inboxes(|_b| conversations::ListInboxesRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UpdateInbox",
+            conversations.update_inbox(|b| conversations::UpdateInboxRequest {
+                id: b.inbox_id.clone(),
+                name: "x".into(),
+                conditions: None
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/DeleteInbox",
+            conversations.delete_inbox(|b| conversations::DeleteInboxRequest {
+                id: b.inbox_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/ListInboxConversations",
+            conversations.list_inbox_conversations(|b| {
+                conversations::ListInboxConversationsRequest {
+                    inbox_id: b.inbox_id.clone(),
+                    ..Default::default()
+                }
+            }),
+            NotFound
         ),
     ]
 }
@@ -973,6 +1083,57 @@ fn role_matrix() -> Vec<RoleCase> {
             "GetReport",
             Manager,
             conversations.get_report(|_a| report_of_today())
+        ),
+        admin!(
+            "CreateSnippet",
+            Manager,
+            conversations.create_snippet(|_a| conversations::CreateSnippetRequest {
+                shortcut: unique("s"),
+                title: "Shared".into(),
+                body: "Hello".into(),
+                personal: false
+            })
+        ),
+        admin!(
+            "UpdateSnippet",
+            Manager,
+            conversations.update_snippet(|a| conversations::UpdateSnippetRequest {
+                id: a.snippet_id.clone(),
+                shortcut: unique("s"),
+                title: "Shared".into(),
+                body: "Hi".into()
+            })
+        ),
+        admin!(
+            "DeleteSnippet",
+            Manager,
+            conversations.delete_snippet(|a| conversations::DeleteSnippetRequest {
+                id: a.snippet_id.clone()
+            })
+        ),
+        admin!(
+            "CreateInbox",
+            Manager,
+            conversations.create_inbox(|_a| conversations::CreateInboxRequest {
+                name: unique("view"),
+                conditions: None
+            })
+        ),
+        admin!(
+            "UpdateInbox",
+            Manager,
+            conversations.update_inbox(|a| conversations::UpdateInboxRequest {
+                id: a.inbox_id.clone(),
+                name: unique("view"),
+                conditions: None
+            })
+        ),
+        admin!(
+            "DeleteInbox",
+            Manager,
+            conversations.delete_inbox(|a| conversations::DeleteInboxRequest {
+                id: a.inbox_id.clone()
+            })
         ),
         admin!(
             "CreateChannel",

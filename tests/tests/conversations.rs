@@ -131,6 +131,7 @@ async fn snooze_wake_up_and_auto_close_fire_after_a_restart_with_the_clock_moved
                 conversation_id: answered.id.clone(),
                 content: text("we are on it"),
                 client_message_id: String::new(),
+                snippet_id: String::new(),
             },
         ))
         .await
@@ -444,6 +445,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
                 conversation_id: first.id.clone(),
                 content: text("one more thing"),
                 client_message_id: String::new(),
+                snippet_id: String::new(),
             },
         ))
         .await
@@ -459,6 +461,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
                 conversation_id: second.id.clone(),
                 content: text(&"x".repeat(5000)),
                 client_message_id: String::new(),
+                snippet_id: String::new(),
             },
         ))
         .await
@@ -518,4 +521,69 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         receiver.received().is_empty(),
         "no reply, and the comment was not delivered"
     );
+
+    // The team's built-in view holds the open one of its two conversations.
+    let view = client
+        .list_inbox_conversations(authed(
+            &token,
+            conv::ListInboxConversationsRequest {
+                built_in: conv::BuiltInInbox::Team as i32,
+                team_id: team.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(view.total, 1);
+    assert_eq!(view.conversations[0].id, second.id);
+
+    // Snippets: unknown variables are refused when saved; known ones render when sent.
+    let unknown = client
+        .create_snippet(authed(
+            &token,
+            conv::CreateSnippetRequest {
+                shortcut: "size".into(),
+                title: "Size".into(),
+                body: "Your size is {{ contact.shoe_size }}".into(),
+                personal: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (unknown.code(), field(&unknown).as_str()),
+        (Code::InvalidArgument, "body")
+    );
+    let snippet = client
+        .create_snippet(authed(
+            &token,
+            conv::CreateSnippetRequest {
+                shortcut: "got-it".into(),
+                title: "Got it".into(),
+                body: "We got your message{{ contact.last_name }}.".into(),
+                personal: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .snippet
+        .unwrap();
+    let sent = client
+        .send_message(authed(
+            &token,
+            conv::SendMessageRequest {
+                conversation_id: second.id.clone(),
+                content: None,
+                client_message_id: String::new(),
+                snippet_id: snippet.id,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(sent.content, text("We got your message."));
 }

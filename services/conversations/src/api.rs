@@ -16,10 +16,12 @@ use crate::assign;
 use crate::assigner::Assigner;
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::inbox;
 use crate::lifecycle::{self, Closing};
 use crate::publish::emit;
 use crate::report;
 use crate::settings;
+use crate::snippets;
 use crate::store::{self, NewMessage};
 use crate::wire;
 
@@ -48,6 +50,47 @@ fn client_message_id(raw: &str) -> Result<Option<&str>, FieldError> {
 }
 
 impl Api {
+    /// The snippet rendered for the conversation's Contact and the caller.
+    async fn render(
+        &self,
+        caller: &Caller,
+        workspace_id: Uuid,
+        conversation_id: Uuid,
+        snippet_id: Uuid,
+    ) -> Result<MessageContent, Error> {
+        let mut conn = self.pool.acquire().await?;
+        let conversation = store::conversation(&mut conn, workspace_id, conversation_id).await?;
+        let snippet = snippets::visible(&mut conn, workspace_id, &caller.subject, snippet_id)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => FieldError::new("snippet_id", "no such snippet").into(),
+                other => other,
+            })?;
+        drop(conn);
+        let variables = self
+            .assigner
+            .directory
+            .variables(workspace_id, conversation.contact_id, &caller.subject)
+            .await?;
+        let body = snippets::render(&snippet.body, &variables)?;
+        Ok(MessageContent {
+            kind: Some(Kind::Text(Text { body })),
+            ..Default::default()
+        })
+    }
+
+    /// Checks a snippet's fields against the Workspace's Contact Fields.
+    async fn check_snippet(
+        &self,
+        workspace_id: Uuid,
+        shortcut: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<(), Error> {
+        let keys = self.assigner.directory.field_keys(workspace_id).await?;
+        Ok(snippets::validate(shortcut, title, body, &keys)?)
+    }
+
     async fn open_from_workspace(
         &self,
         tx: &mut sqlx::PgConnection,
@@ -91,12 +134,24 @@ impl Api {
         let conversation_id = uuid("conversation_id", &request.conversation_id)?;
         let client_message_id = client_message_id(&request.client_message_id)?;
         let (sender, sender_id) = wire::author(caller);
+        let content = match wire::optional_uuid(&request.snippet_id, "snippet_id")? {
+            None => request.content,
+            Some(_) if request.content.is_some() => {
+                return Err(
+                    FieldError::new("content", "give content or snippet_id, not both").into(),
+                );
+            }
+            Some(snippet_id) => Some(
+                self.render(caller, workspace_id, conversation_id, snippet_id)
+                    .await?,
+            ),
+        };
         let now = self.clock.now();
 
         let mut tx = self.pool.begin().await?;
         let mut conversation =
             store::lock_conversation(&mut tx, workspace_id, conversation_id).await?;
-        let content = wire::outbound_content(request.content.as_ref(), conversation.channel_type)?;
+        let content = wire::outbound_content(content.as_ref(), conversation.channel_type)?;
         if let Some(id) = client_message_id
             && let Some(existing) = store::message_by_client_id(&mut tx, workspace_id, id).await?
         {
@@ -644,6 +699,248 @@ impl ConversationService for Api {
                 let grouping = report::Grouping::try_from(request.group_by)?;
                 let rows = report::report(&self.pool, workspace_id, from, to, grouping).await?;
                 Ok(pb::GetReportResponse { rows })
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn create_snippet(
+        &self,
+        request: Request<pb::CreateSnippetRequest>,
+    ) -> Result<Response<pb::CreateSnippetResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let request = request.into_inner();
+        caller.require(if request.personal {
+            Role::Agent
+        } else {
+            Role::Manager
+        })?;
+        let workspace_id = caller.workspace_id()?;
+        respond(
+            async {
+                let (shortcut, title) = (request.shortcut.trim(), request.title.trim());
+                self.check_snippet(workspace_id, shortcut, title, &request.body)
+                    .await?;
+                let new = snippets::NewSnippet {
+                    workspace_id,
+                    owner: request.personal.then_some(caller.subject.as_str()),
+                    shortcut,
+                    title,
+                    body: &request.body,
+                };
+                let mut conn = self.pool.acquire().await?;
+                let snippet = snippets::create(&mut conn, &new).await?;
+                Ok(pb::CreateSnippetResponse {
+                    snippet: Some(wire::snippet(snippet)),
+                })
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_snippets(
+        &self,
+        request: Request<pb::ListSnippetsRequest>,
+    ) -> Result<Response<pb::ListSnippetsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let workspace_id = caller.workspace_id()?;
+        let request = request.into_inner();
+        respond(
+            async {
+                let limit = paging::page_size(request.page_size)?;
+                let after: Option<(String, Uuid)> = paging::decode_token(&request.page_token)?;
+                let rows = snippets::search(
+                    &self.pool,
+                    workspace_id,
+                    &caller.subject,
+                    request.shortcut_prefix.trim(),
+                    after,
+                    limit + 1,
+                )
+                .await?;
+                let (rows, next_page_token) =
+                    paging::finish(rows, limit, |s| (s.shortcut.to_lowercase(), s.id));
+                Ok(pb::ListSnippetsResponse {
+                    snippets: rows.into_iter().map(wire::snippet).collect(),
+                    next_page_token,
+                })
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn update_snippet(
+        &self,
+        request: Request<pb::UpdateSnippetRequest>,
+    ) -> Result<Response<pb::UpdateSnippetResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Agent)?;
+        let workspace_id = caller.workspace_id()?;
+        let request = request.into_inner();
+        let id = uuid("id", &request.id).map_err(Error::from)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let current = snippets::visible(&mut conn, workspace_id, &caller.subject, id).await?;
+        if current.owner.is_none() {
+            caller.require(Role::Manager)?;
+        }
+        respond(
+            async {
+                let (shortcut, title) = (request.shortcut.trim(), request.title.trim());
+                self.check_snippet(workspace_id, shortcut, title, &request.body)
+                    .await?;
+                let snippet =
+                    snippets::update(&mut conn, id, shortcut, title, &request.body).await?;
+                Ok(pb::UpdateSnippetResponse {
+                    snippet: Some(wire::snippet(snippet)),
+                })
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn delete_snippet(
+        &self,
+        request: Request<pb::DeleteSnippetRequest>,
+    ) -> Result<Response<pb::DeleteSnippetResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Agent)?;
+        let workspace_id = caller.workspace_id()?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let current = snippets::visible(&mut conn, workspace_id, &caller.subject, id).await?;
+        if current.owner.is_none() {
+            caller.require(Role::Manager)?;
+        }
+        snippets::delete(&mut conn, id).await?;
+        Ok(Response::new(pb::DeleteSnippetResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn create_inbox(
+        &self,
+        request: Request<pb::CreateInboxRequest>,
+    ) -> Result<Response<pb::CreateInboxResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Manager)?;
+        let workspace_id = caller.workspace_id()?;
+        let request = request.into_inner();
+        respond(
+            async {
+                let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
+                let mut conn = self.pool.acquire().await?;
+                let created = inbox::create(&mut conn, workspace_id, name, &conditions).await?;
+                Ok(pb::CreateInboxResponse {
+                    inbox: Some(wire::inbox(created)),
+                })
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_inboxes(
+        &self,
+        request: Request<pb::ListInboxesRequest>,
+    ) -> Result<Response<pb::ListInboxesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let workspace_id = caller.workspace_id()?;
+        let request = request.into_inner();
+        respond(
+            async {
+                let limit = paging::page_size(request.page_size)?;
+                let after: Option<(String, Uuid)> = paging::decode_token(&request.page_token)?;
+                let rows = inbox::list(&self.pool, workspace_id, after, limit + 1).await?;
+                let (rows, next_page_token) =
+                    paging::finish(rows, limit, |i| (i.name.to_lowercase(), i.id));
+                Ok(pb::ListInboxesResponse {
+                    inboxes: rows.into_iter().map(wire::inbox).collect(),
+                    next_page_token,
+                })
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn update_inbox(
+        &self,
+        request: Request<pb::UpdateInboxRequest>,
+    ) -> Result<Response<pb::UpdateInboxResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Manager)?;
+        let workspace_id = caller.workspace_id()?;
+        let request = request.into_inner();
+        respond(
+            async {
+                let id = uuid("id", &request.id)?;
+                let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
+                let mut conn = self.pool.acquire().await?;
+                let updated = inbox::update(&mut conn, workspace_id, id, name, &conditions).await?;
+                Ok(pb::UpdateInboxResponse {
+                    inbox: Some(wire::inbox(updated)),
+                })
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn delete_inbox(
+        &self,
+        request: Request<pb::DeleteInboxRequest>,
+    ) -> Result<Response<pb::DeleteInboxResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Manager)?;
+        let workspace_id = caller.workspace_id()?;
+        respond(
+            async {
+                let id = uuid("id", &request.get_ref().id)?;
+                let mut conn = self.pool.acquire().await?;
+                inbox::delete(&mut conn, workspace_id, id).await?;
+                Ok(pb::DeleteInboxResponse {})
+            }
+            .await,
+        )
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_inbox_conversations(
+        &self,
+        request: Request<pb::ListInboxConversationsRequest>,
+    ) -> Result<Response<pb::ListInboxConversationsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let workspace_id = caller.workspace_id()?;
+        let request = request.into_inner();
+        let me = caller
+            .subject
+            .strip_prefix("user:")
+            .and_then(|id| id.parse().ok());
+        respond(
+            async {
+                let limit = paging::page_size(request.page_size)?;
+                let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
+                let filter = match wire::optional_uuid(&request.inbox_id, "inbox_id")? {
+                    Some(id) => {
+                        let mut conn = self.pool.acquire().await?;
+                        let saved = inbox::get(&mut conn, workspace_id, id).await?;
+                        inbox::filter(&saved.conditions(), me, self.clock.now())
+                    }
+                    None => wire::built_in(request.built_in, &request.team_id, me)?,
+                };
+                let rows =
+                    inbox::page(&self.pool, workspace_id, &filter, before, limit + 1).await?;
+                let total = inbox::count(&self.pool, workspace_id, &filter).await?;
+                let (rows, next_page_token) =
+                    paging::finish(rows, limit, |c| (c.last_message_at, c.id));
+                Ok(pb::ListInboxConversationsResponse {
+                    conversations: rows.into_iter().map(wire::conversation).collect(),
+                    next_page_token,
+                    total,
+                })
             }
             .await,
         )

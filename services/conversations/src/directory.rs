@@ -1,8 +1,12 @@
-//! Users and Teams, read from the workspaces service's API with a service token.
+//! Users and Teams, and Contacts, read from the workspaces and contacts services' APIs
+//! with a service token.
 use std::sync::Arc;
 
 use ism_platform::auth::ServiceTokens;
 use ism_platform::paging::FieldError;
+use ism_proto::contacts::v1 as contacts;
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::contacts::v1::field_value::Kind as FieldKind;
 use ism_proto::workspaces::v1 as ws;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use tonic::transport::Channel;
@@ -10,11 +14,13 @@ use uuid::Uuid;
 
 use crate::assign::Candidate;
 use crate::error::Error;
+use crate::snippets::{CONTACT_FIELDS, Variables};
 
-/// The workspaces service, as this service reads it.
+/// The workspaces and contacts services, as this service reads them.
 #[derive(Clone)]
 pub struct Directory {
     client: WorkspaceServiceClient<Channel>,
+    contacts: ContactServiceClient<Channel>,
     tokens: Arc<ServiceTokens>,
 }
 
@@ -33,8 +39,121 @@ fn candidate(user: &ws::User) -> Option<Candidate> {
 }
 
 impl Directory {
-    pub fn new(client: WorkspaceServiceClient<Channel>, tokens: Arc<ServiceTokens>) -> Self {
-        Self { client, tokens }
+    pub fn new(
+        client: WorkspaceServiceClient<Channel>,
+        contacts: ContactServiceClient<Channel>,
+        tokens: Arc<ServiceTokens>,
+    ) -> Self {
+        Self {
+            client,
+            contacts,
+            tokens,
+        }
+    }
+
+    /// The keys of the Workspace's custom Contact Fields.
+    pub async fn field_keys(&self, workspace_id: Uuid) -> Result<Vec<String>, Error> {
+        let request = self
+            .tokens
+            .request(contacts::ListContactFieldsRequest {}, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        let fields = self
+            .contacts
+            .clone()
+            .list_contact_fields(request)
+            .await
+            .map_err(unavailable)?
+            .into_inner()
+            .fields;
+        Ok(fields.into_iter().map(|f| f.key).collect())
+    }
+
+    /// Snippet variables for the Contact and the caller (`user:<id>` gives a name).
+    pub async fn variables(
+        &self,
+        workspace_id: Uuid,
+        contact_id: Uuid,
+        caller: &str,
+    ) -> Result<Variables, Error> {
+        let keys = self.field_keys(workspace_id).await?;
+        let request = contacts::GetContactRequest {
+            id: contact_id.to_string(),
+        };
+        let request = self
+            .tokens
+            .request(request, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        let contact = self
+            .contacts
+            .clone()
+            .get_contact(request)
+            .await
+            .map_err(unavailable)?
+            .into_inner()
+            .contact
+            .unwrap_or_default();
+        let profile = [
+            &contact.first_name,
+            &contact.last_name,
+            &contact.email,
+            &contact.phone,
+            &contact.language,
+            &contact.country,
+            &contact.timezone,
+        ];
+        let mut variables = Variables::default();
+        for (name, value) in CONTACT_FIELDS.iter().zip(profile) {
+            variables
+                .contact
+                .insert((*name).to_owned(), value.clone().into());
+        }
+        let fields: serde_json::Map<String, serde_json::Value> = keys
+            .into_iter()
+            .map(|key| {
+                let value = contact
+                    .custom_fields
+                    .get(&key)
+                    .and_then(|v| v.kind.as_ref())
+                    .map_or_else(String::new, |kind| match kind {
+                        FieldKind::Text(t) | FieldKind::Date(t) => t.clone(),
+                        FieldKind::Number(n) => n.to_string(),
+                        FieldKind::Checkbox(b) => b.to_string(),
+                        FieldKind::Datetime(ts) => ism_platform::convert::from_timestamp(ts)
+                            .map(|at| at.to_rfc3339())
+                            .unwrap_or_default(),
+                    });
+                (key, value.into())
+            })
+            .collect();
+        variables
+            .contact
+            .insert("fields".into(), serde_json::Value::Object(fields));
+        let name = match caller.strip_prefix("user:").and_then(|id| id.parse().ok()) {
+            Some(user_id) => {
+                let request = ws::GetUserRequest {
+                    id: Uuid::to_string(&user_id),
+                };
+                let request = self
+                    .tokens
+                    .request(request, workspace_id)
+                    .await
+                    .map_err(unavailable)?;
+                self.client
+                    .clone()
+                    .get_user(request)
+                    .await
+                    .map_err(unavailable)?
+                    .into_inner()
+                    .user
+                    .map(|u| u.display_name)
+                    .unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        variables.user.insert("name".into(), name);
+        Ok(variables)
     }
 
     /// The active User `user_id` of the Workspace; an error naming `field` otherwise.

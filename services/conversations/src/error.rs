@@ -13,6 +13,9 @@ pub enum Error {
     FailedPrecondition(FieldError),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A unique name is taken; names the field.
+    #[error("{}: {}", .0.field, .0.reason)]
+    AlreadyExists(FieldError),
     /// A race lost to a concurrent change; retrying succeeds.
     #[error("{0}")]
     Aborted(&'static str),
@@ -50,6 +53,11 @@ impl From<Error> for Status {
                 ),
             ),
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+            Error::AlreadyExists(field) => Status::with_error_details(
+                Code::AlreadyExists,
+                field.to_string(),
+                ErrorDetails::with_bad_request_violation(field.field, field.reason.clone()),
+            ),
             Error::Aborted(why) => Status::aborted(why),
             Error::Unavailable(why) => Status::unavailable(why),
             Error::Unexpected(e) => status::unexpected(&e),

@@ -6,10 +6,12 @@ pub mod clock;
 mod directory;
 mod error;
 mod inbound;
+pub mod inbox;
 pub mod lifecycle;
 mod publish;
 pub mod report;
 pub mod settings;
+pub mod snippets;
 pub mod store;
 mod wire;
 
@@ -56,7 +58,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     let tokens = service.service_tokens()?;
     let assigner = Assigner {
         pool: service.pool.clone(),
-        directory: Directory::new(workspaces, tokens.clone()),
+        directory: Directory::new(workspaces, contacts.clone(), tokens.clone()),
     };
     service.consume(
         topology::CONVERSATIONS_INBOUND,

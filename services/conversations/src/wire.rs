@@ -10,8 +10,10 @@ use prost::Message as _;
 use uuid::Uuid;
 
 use crate::assign::{Rules, Strategy};
+use crate::inbox::{self, Assignee, Filter, Inbox};
 use crate::publish::id_or_empty;
 use crate::settings::WorkspaceSettings;
+use crate::snippets::Snippet;
 use crate::store::{Conversation, Message};
 
 /// Longest internal comment, in bytes.
@@ -308,6 +310,64 @@ pub fn settings_from_pb(s: pb::ConversationSettings) -> Result<WorkspaceSettings
     };
     settings.validate()?;
     Ok(settings)
+}
+
+pub fn snippet(s: Snippet) -> pb::Snippet {
+    pb::Snippet {
+        id: s.id.to_string(),
+        shortcut: s.shortcut,
+        title: s.title,
+        body: s.body,
+        personal: s.owner.is_some(),
+        created_at: Some(timestamp(s.created_at)),
+        updated_at: Some(timestamp(s.updated_at)),
+    }
+}
+
+pub fn inbox(i: Inbox) -> pb::Inbox {
+    let conditions = i.conditions();
+    pb::Inbox {
+        id: i.id.to_string(),
+        name: i.name,
+        conditions: Some(conditions),
+        created_at: Some(timestamp(i.created_at)),
+    }
+}
+
+/// A custom inbox's name and conditions, checked.
+pub fn inbox_input(
+    name: &str,
+    conditions: Option<pb::InboxConditions>,
+) -> Result<(&str, pb::InboxConditions), FieldError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(FieldError::new("name", "must have 1 to 100 characters"));
+    }
+    let conditions = conditions.unwrap_or_default();
+    inbox::validate(&conditions)?;
+    Ok((name, conditions))
+}
+
+/// The filter of a built-in view, as `me` sees it.
+pub fn built_in(view: i32, team_id: &str, me: Option<Uuid>) -> Result<Filter, FieldError> {
+    let mut filter = Filter::open();
+    match pb::BuiltInInbox::try_from(view) {
+        Ok(pb::BuiltInInbox::All) => {}
+        Ok(pb::BuiltInInbox::Mine) => filter.assignee = Assignee::Users(me.into_iter().collect()),
+        Ok(pb::BuiltInInbox::Unassigned) => filter.assignee = Assignee::Nobody,
+        Ok(pb::BuiltInInbox::Team) => {
+            let team = optional_uuid(team_id, "team_id")?
+                .ok_or_else(|| FieldError::new("team_id", "is required for the team view"))?;
+            filter.team_ids = vec![team];
+        }
+        _ => {
+            return Err(FieldError::new(
+                "built_in",
+                "name an inbox_id or a built-in view",
+            ));
+        }
+    }
+    Ok(filter)
 }
 
 #[cfg(test)]

@@ -528,3 +528,101 @@ async fn reports_give_medians_percentiles_and_categories_per_channel() {
     assert_eq!(row.closing_categories.get("Spam"), Some(&3));
     db::drop_scratch(pool).await.unwrap();
 }
+
+#[tokio::test]
+async fn inbox_views_combine_status_assignee_team_channel_and_waiting_conditions() {
+    use ism_conversations::inbox::{self, Assignee, Filter};
+    let pool = fresh().await;
+    let workspace_id = Uuid::now_v7();
+    let (me, team) = (Uuid::now_v7(), Uuid::now_v7());
+    let t = now();
+    let (waiting_long, _) = open(&pool, &party(workspace_id), t - Duration::hours(2)).await;
+    write(
+        &pool,
+        &waiting_long,
+        "contact",
+        "w-1",
+        t - Duration::hours(2),
+    )
+    .await;
+    let (mine, _) = open(&pool, &party(workspace_id), t).await;
+    write(&pool, &mine, "contact", "w-2", t).await;
+    write(&pool, &mine, "user", "", t + Duration::seconds(1)).await;
+    let (snoozed, _) = open(&pool, &party(workspace_id), t).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let locked = store::lock_conversation(&mut conn, workspace_id, mine.id)
+        .await
+        .unwrap();
+    ism_conversations::assign(&mut conn, &locked, Some(me), Some(team), "test")
+        .await
+        .unwrap();
+    lifecycle::snooze(
+        &mut conn,
+        workspace_id,
+        snoozed.id,
+        t + Duration::hours(1),
+        t,
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let (elsewhere, _) = open(&pool, &party(Uuid::now_v7()), t).await;
+
+    let ids = |rows: Vec<Conversation>| rows.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let view = |filter: Filter| {
+        let pool = pool.clone();
+        async move {
+            let rows = inbox::page(&pool, workspace_id, &filter, None, 50)
+                .await
+                .unwrap();
+            let total = inbox::count(&pool, workspace_id, &filter).await.unwrap();
+            assert_eq!(total as usize, rows.len());
+            ids(rows)
+        }
+    };
+    let all = view(Filter::open()).await;
+    assert_eq!(
+        all,
+        vec![mine.id, waiting_long.id],
+        "open only, most recent first, own workspace only"
+    );
+    assert!(!all.contains(&elsewhere.id));
+    let unassigned = view(Filter {
+        assignee: Assignee::Nobody,
+        ..Filter::open()
+    })
+    .await;
+    assert_eq!(unassigned, vec![waiting_long.id]);
+    let by_me = view(Filter {
+        assignee: Assignee::Users(vec![me]),
+        team_ids: vec![team],
+        ..Filter::open()
+    })
+    .await;
+    assert_eq!(by_me, vec![mine.id]);
+    let waiting = view(Filter {
+        unread: true,
+        last_message_from: Some("contact"),
+        waiting_since_before: Some(t - Duration::hours(1)),
+        ..Filter::open()
+    })
+    .await;
+    assert_eq!(waiting, vec![waiting_long.id]);
+    let snoozed_view = view(Filter {
+        statuses: vec!["snoozed"],
+        channel_ids: vec![snoozed.channel_id],
+        ..Filter::open()
+    })
+    .await;
+    assert_eq!(snoozed_view, vec![snoozed.id]);
+
+    let first = inbox::page(&pool, workspace_id, &Filter::open(), None, 1)
+        .await
+        .unwrap();
+    let key = (first[0].last_message_at, first[0].id);
+    let second = inbox::page(&pool, workspace_id, &Filter::open(), Some(key), 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(second), vec![waiting_long.id], "keyset pages continue");
+    db::drop_scratch(pool).await.unwrap();
+}
