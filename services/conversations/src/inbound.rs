@@ -2,6 +2,7 @@
 //! contact's conversation; delivery reports move outbound messages' status.
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use ism_platform::auth::ServiceTokens;
 use ism_platform::convert::from_timestamp;
 use ism_platform::events::{self, EventContext, EventHandler, HandlerError};
@@ -13,14 +14,16 @@ use ism_proto::events::v1::{
 };
 use ism_proto::types::v1::{DeliveryStatus, Direction};
 use prost::Message as _;
+use sqlx::PgConnection;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::assigner::Assigner;
 use crate::clock::Clock;
+use crate::error::Error;
 use crate::lifecycle;
 use crate::publish::emit;
-use crate::store::{self, Found, NewMessage, Party};
+use crate::store::{self, Conversation, Found, NewMessage, Party};
 
 /// Stores `gateway.message.received` events.
 pub struct Received {
@@ -82,18 +85,6 @@ impl EventHandler for Received {
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        if store::inbound_exists(
-            &mut tx,
-            workspace_id,
-            channel_id,
-            &received.external_message_id,
-        )
-        .await?
-        {
-            // The same provider message under another event id: already stored.
-            tx.commit().await?;
-            return Ok(());
-        }
         let party = Party {
             workspace_id,
             contact_id,
@@ -101,74 +92,13 @@ impl EventHandler for Received {
             channel_type: received.channel_type,
             contact_external_id: &sender.external_id,
         };
-        let (conversation, found) = store::open_or_find(&mut tx, &party, sent_at).await?;
-        match found {
-            Found::Opened => {
-                let opened = ConversationOpened {
-                    conversation_id: conversation.id.to_string(),
-                    contact_id: contact_id.to_string(),
-                    channel_id: channel_id.to_string(),
-                    opened_by: "contact".into(),
-                    opened_by_id: contact_id.to_string(),
-                };
-                emit(
-                    &mut tx,
-                    "conversations.conversation.opened",
-                    workspace_id,
-                    conversation.id,
-                    &opened,
-                )
-                .await?;
-            }
-            Found::Woken => lifecycle::woken(&mut tx, &conversation, "message").await?,
-            Found::Open => {}
-        }
-        let new = NewMessage {
-            workspace_id,
-            conversation_id: conversation.id,
-            channel_id,
-            direction: "inbound",
-            content: received.content.clone().unwrap_or_default().encode_to_vec(),
-            status: "received",
-            external_message_id: &received.external_message_id,
-            client_message_id: None,
-            sent_at,
-            sender: "contact",
-            sender_id: "",
-            mentions: &[],
+        let Some((conversation, found, message)) =
+            store_received(&mut tx, &party, &received, sent_at, self.clock.now()).await?
+        else {
+            // The same provider message under another event id: already stored.
+            tx.commit().await?;
+            return Ok(());
         };
-        let Some(message) = store::insert_message(&mut tx, &new).await? else {
-            return Err(HandlerError::Transient(anyhow::anyhow!(
-                "a concurrent delivery stored the same provider message; retrying"
-            )));
-        };
-        store::record_message(
-            &mut tx,
-            conversation.id,
-            "contact",
-            sent_at,
-            self.clock.now(),
-        )
-        .await?;
-        let created = MessageCreated {
-            message_id: message.id.to_string(),
-            conversation_id: conversation.id.to_string(),
-            contact_id: contact_id.to_string(),
-            channel_id: channel_id.to_string(),
-            direction: Direction::Inbound as i32,
-            content: received.content,
-            sent_at: received.sent_at,
-            sender: "contact".into(),
-            sender_id: String::new(),
-        };
-        emit(
-            &mut tx,
-            "conversations.message.created",
-            workspace_id,
-            conversation.id,
-            &created,
-        )
-        .await?;
         tx.commit().await?;
         tracing::info!(conversation_id = %conversation.id, message_id = %message.id, "inbound message stored");
         if found != Found::Open {
@@ -177,6 +107,85 @@ impl EventHandler for Received {
         }
         Ok(())
     }
+}
+
+/// Stores a Contact's message in their conversation (opening or waking it) with its
+/// events, in the caller's transaction; `None` when the provider message is already
+/// stored. `now` is the service clock's time.
+pub async fn store_received(
+    tx: &mut PgConnection,
+    party: &Party<'_>,
+    received: &MessageReceived,
+    sent_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<(Conversation, Found, store::Message)>, Error> {
+    let (workspace_id, channel_id, contact_id) =
+        (party.workspace_id, party.channel_id, party.contact_id);
+    if store::inbound_exists(tx, workspace_id, channel_id, &received.external_message_id).await? {
+        return Ok(None);
+    }
+    let (conversation, found) = store::open_or_find(tx, party, sent_at).await?;
+    match found {
+        Found::Opened => {
+            let opened = ConversationOpened {
+                conversation_id: conversation.id.to_string(),
+                contact_id: contact_id.to_string(),
+                channel_id: channel_id.to_string(),
+                opened_by: "contact".into(),
+                opened_by_id: contact_id.to_string(),
+            };
+            emit(
+                tx,
+                "conversations.conversation.opened",
+                workspace_id,
+                conversation.id,
+                &opened,
+            )
+            .await?;
+        }
+        Found::Woken => lifecycle::woken(tx, &conversation, "message").await?,
+        Found::Open => {}
+    }
+    let new = NewMessage {
+        workspace_id,
+        conversation_id: conversation.id,
+        channel_id,
+        direction: "inbound",
+        content: received.content.clone().unwrap_or_default().encode_to_vec(),
+        status: "received",
+        external_message_id: &received.external_message_id,
+        client_message_id: None,
+        sent_at,
+        sender: "contact",
+        sender_id: "",
+        mentions: &[],
+    };
+    let message = store::insert_message(tx, &new)
+        .await?
+        .ok_or(Error::Aborted(
+            "a concurrent delivery stored the same provider message; retrying",
+        ))?;
+    store::record_message(tx, conversation.id, "contact", sent_at, now).await?;
+    let created = MessageCreated {
+        message_id: message.id.to_string(),
+        conversation_id: conversation.id.to_string(),
+        contact_id: contact_id.to_string(),
+        channel_id: channel_id.to_string(),
+        direction: Direction::Inbound as i32,
+        content: received.content.clone(),
+        sent_at: received.sent_at,
+        sender: "contact".into(),
+        sender_id: String::new(),
+    };
+    emit(
+        tx,
+        "conversations.message.created",
+        workspace_id,
+        conversation.id,
+        &created,
+    )
+    .await?;
+    Ok(Some((conversation, found, message)))
 }
 
 fn transient(status: tonic::Status) -> HandlerError {

@@ -5,7 +5,7 @@ mod assigner;
 pub mod clock;
 mod directory;
 mod error;
-mod inbound;
+pub mod inbound;
 pub mod inbox;
 pub mod lifecycle;
 mod publish;

@@ -99,30 +99,30 @@ pub async fn open_or_find(
         if let Some(conversation) = inserted {
             return Ok((conversation, Found::Opened));
         }
-        let active: Option<(Uuid, String)> = sqlx::query_as(
-            "SELECT id, status FROM conversations
+        let active: Option<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONVERSATION} FROM conversations
              WHERE workspace_id = $1 AND contact_id = $2 AND channel_id = $3 AND status <> 'closed'
-             FOR UPDATE",
-        )
+             FOR UPDATE"
+        )))
         .bind(party.workspace_id)
         .bind(party.contact_id)
         .bind(party.channel_id)
         .fetch_optional(&mut *conn)
         .await?;
-        let Some((id, status)) = active else {
+        let Some(active) = active else {
             continue;
         };
+        if active.status == "open" {
+            return Ok((active, Found::Open));
+        }
         let conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE conversations SET status = 'open', snoozed_until = NULL WHERE id = $1 RETURNING {CONVERSATION}"
         )))
-        .bind(id)
+        .bind(active.id)
         .fetch_one(&mut *conn)
         .await?;
-        if status == "snoozed" {
-            cancel_timer(conn, id, "wake").await?;
-            return Ok((conversation, Found::Woken));
-        }
-        return Ok((conversation, Found::Open));
+        cancel_timer(conn, active.id, "wake").await?;
+        return Ok((conversation, Found::Woken));
     }
     Err(Error::Aborted(
         "the conversation changed concurrently; retry",
