@@ -79,8 +79,32 @@ pub async fn open_or_find(
     party: &Party<'_>,
     at: DateTime<Utc>,
 ) -> Result<(Conversation, Found), Error> {
-    // A conversation closed between the insert and the lookup: try again.
+    // A conversation opened concurrently is found on the next round.
     for _ in 0..3 {
+        let active: Option<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONVERSATION} FROM conversations
+             WHERE workspace_id = $1 AND contact_id = $2 AND channel_id = $3 AND status <> 'closed'
+             FOR UPDATE"
+        )))
+        .bind(party.workspace_id)
+        .bind(party.contact_id)
+        .bind(party.channel_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match active {
+            Some(active) if active.status == "open" => return Ok((active, Found::Open)),
+            Some(active) => {
+                let conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE conversations SET status = 'open', snoozed_until = NULL WHERE id = $1 RETURNING {CONVERSATION}"
+                )))
+                .bind(active.id)
+                .fetch_one(&mut *conn)
+                .await?;
+                cancel_timer(conn, active.id, "wake").await?;
+                return Ok((conversation, Found::Woken));
+            }
+            None => {}
+        }
         let inserted: Option<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO conversations (id, workspace_id, contact_id, channel_id, contact_external_id, channel_type,
                                         opened_by, opened_by_id, created_at, last_message_at)
@@ -99,30 +123,6 @@ pub async fn open_or_find(
         if let Some(conversation) = inserted {
             return Ok((conversation, Found::Opened));
         }
-        let active: Option<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONVERSATION} FROM conversations
-             WHERE workspace_id = $1 AND contact_id = $2 AND channel_id = $3 AND status <> 'closed'
-             FOR UPDATE"
-        )))
-        .bind(party.workspace_id)
-        .bind(party.contact_id)
-        .bind(party.channel_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(active) = active else {
-            continue;
-        };
-        if active.status == "open" {
-            return Ok((active, Found::Open));
-        }
-        let conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE conversations SET status = 'open', snoozed_until = NULL WHERE id = $1 RETURNING {CONVERSATION}"
-        )))
-        .bind(active.id)
-        .fetch_one(&mut *conn)
-        .await?;
-        cancel_timer(conn, active.id, "wake").await?;
-        return Ok((conversation, Found::Woken));
     }
     Err(Error::Aborted(
         "the conversation changed concurrently; retry",
@@ -247,8 +247,13 @@ pub async fn record_message(
     sent_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    // The Contact's message stops the auto-close timer in the same statement.
     sqlx::query(
-        "UPDATE conversations SET
+        "WITH stop AS (
+             DELETE FROM conversation_timers
+             WHERE $2 = 'contact' AND conversation_id = $1 AND kind = 'auto_close'
+         )
+         UPDATE conversations SET
              last_message_at   = greatest(last_message_at, $3),
              last_message_from = $2,
              waiting_since     = CASE $2 WHEN 'contact' THEN coalesce(waiting_since, $3)
@@ -262,10 +267,8 @@ pub async fn record_message(
     .bind(sent_at)
     .execute(&mut *conn)
     .await?;
-    match sender {
-        "contact" => cancel_timer(conn, conversation_id, "auto_close").await,
-        "user" => {
-            sqlx::query(
+    if sender == "user" {
+        sqlx::query(
                 "INSERT INTO conversation_timers (conversation_id, kind, workspace_id, due_at)
                  SELECT c.id, 'auto_close', c.workspace_id,
                         $2 + make_interval(mins => coalesce(s.auto_close_minutes, 1440))
@@ -277,10 +280,8 @@ pub async fn record_message(
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            Ok(())
-        }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 /// Forgets a conversation's timer of `kind`.
