@@ -1,9 +1,12 @@
 //! Assignment: explicit assign and unassign, and the one AssignNext decision shared by
 //! workflows and auto-assignment (round-robin or least open, online only, under a cap).
 //!
-//! A decision locks, in this order, the conversation, its pool's cursor row and the
-//! candidates' load rows (sorted by id), so concurrent decisions over overlapping pools
-//! wait for each other instead of handing out the same slot, and never deadlock.
+//! A decision holds the conversation's row lock. Round-robin then locks its pool's cursor
+//! row and the candidates' load rows in id order. Least-open tries the lightest Users one
+//! load row at a time with SKIP LOCKED, so concurrent decisions spread over Users, and
+//! falls back to locking every candidate in id order when some were busy. Either way a
+//! User's count is read under its row lock before it is raised, so no slot beyond the cap
+//! is handed out, and locks taken in id order (or skipped) never deadlock.
 use ism_proto::events::v1::{ConversationAssigned, ConversationUnassigned};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -113,24 +116,6 @@ pub async fn decide(
     assigned_by: &str,
 ) -> Result<Option<Conversation>, Error> {
     let workspace_id = current.workspace_id;
-    let pool = rules
-        .team_id
-        .map_or_else(|| "workspace".to_owned(), |team| format!("team:{team}"));
-    sqlx::query(
-        "INSERT INTO assignment_cursors (workspace_id, pool) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(workspace_id)
-    .bind(&pool)
-    .execute(&mut *conn)
-    .await?;
-    let last: Option<Uuid> = sqlx::query_scalar(
-        "SELECT last_user_id FROM assignment_cursors WHERE workspace_id = $1 AND pool = $2 FOR UPDATE",
-    )
-    .bind(workspace_id)
-    .bind(&pool)
-    .fetch_one(&mut *conn)
-    .await?;
-
     let eligible: Vec<Uuid> = candidates
         .iter()
         .filter(|c| c.online || !rules.online_only)
@@ -146,30 +131,135 @@ pub async fn decide(
     .bind(&eligible)
     .execute(&mut *conn)
     .await?;
-    let loads: Vec<(Uuid, i32)> = sqlx::query_as(
-        "SELECT user_id, open_count FROM agent_load WHERE workspace_id = $1 AND user_id = ANY($2)
-         ORDER BY user_id FOR UPDATE",
-    )
-    .bind(workspace_id)
-    .bind(&eligible)
-    .fetch_all(&mut *conn)
-    .await?;
-
-    let Some(chosen) = choose(&loads, current.assignee_user_id, rules, last) else {
+    let chosen = match rules.strategy {
+        Strategy::LeastOpen => match lightest_free(conn, current, rules, &eligible).await? {
+            Lightest::Chosen(user) => Some(user),
+            Lightest::AllFull => None,
+            Lightest::Busy => locked_choice(conn, current, rules, &eligible, None).await?,
+        },
+        Strategy::RoundRobin => {
+            let pool = rules
+                .team_id
+                .map_or_else(|| "workspace".to_owned(), |team| format!("team:{team}"));
+            sqlx::query(
+                "INSERT INTO assignment_cursors (workspace_id, pool) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(workspace_id)
+            .bind(&pool)
+            .execute(&mut *conn)
+            .await?;
+            let last: Option<Uuid> = sqlx::query_scalar(
+                "SELECT last_user_id FROM assignment_cursors WHERE workspace_id = $1 AND pool = $2 FOR UPDATE",
+            )
+            .bind(workspace_id)
+            .bind(&pool)
+            .fetch_one(&mut *conn)
+            .await?;
+            let chosen = locked_choice(conn, current, rules, &eligible, last).await?;
+            sqlx::query(
+                "UPDATE assignment_cursors SET last_user_id = coalesce($3, last_user_id)
+                 WHERE workspace_id = $1 AND pool = $2",
+            )
+            .bind(workspace_id)
+            .bind(&pool)
+            .bind(chosen)
+            .execute(&mut *conn)
+            .await?;
+            chosen
+        }
+    };
+    let Some(chosen) = chosen else {
         return Ok(None);
     };
-    sqlx::query(
-        "UPDATE assignment_cursors SET last_user_id = $3 WHERE workspace_id = $1 AND pool = $2",
-    )
-    .bind(workspace_id)
-    .bind(&pool)
-    .bind(chosen)
-    .execute(&mut *conn)
-    .await?;
     let team_id = rules.team_id.or(current.assignee_team_id);
     assign(conn, current, Some(chosen), team_id, assigned_by)
         .await
         .map(Some)
+}
+
+/// Locks every eligible User's load row in id order and chooses by `rules`.
+async fn locked_choice(
+    conn: &mut PgConnection,
+    current: &Conversation,
+    rules: &Rules,
+    eligible: &[Uuid],
+    last: Option<Uuid>,
+) -> Result<Option<Uuid>, Error> {
+    let loads: Vec<(Uuid, i32)> = sqlx::query_as(
+        "SELECT user_id, open_count FROM agent_load WHERE workspace_id = $1 AND user_id = ANY($2)
+         ORDER BY user_id FOR UPDATE",
+    )
+    .bind(current.workspace_id)
+    .bind(eligible)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(choose(&loads, current.assignee_user_id, rules, last))
+}
+
+/// What the lock-free attempt of a least-open decision found.
+enum Lightest {
+    Chosen(Uuid),
+    /// Every User is at the cap.
+    AllFull,
+    /// Some User was being decided on concurrently: decide again, waiting.
+    Busy,
+}
+
+/// Tries the Users from lightest to heaviest, locking one load row at a time and skipping
+/// rows another decision holds, so concurrent decisions spread over Users instead of
+/// queueing. Rows it locked without choosing are released (savepoint).
+async fn lightest_free(
+    conn: &mut PgConnection,
+    current: &Conversation,
+    rules: &Rules,
+    eligible: &[Uuid],
+) -> Result<Lightest, Error> {
+    let mut loads: Vec<(Uuid, i32)> = sqlx::query_as(
+        "SELECT user_id, open_count FROM agent_load WHERE workspace_id = $1 AND user_id = ANY($2)",
+    )
+    .bind(current.workspace_id)
+    .bind(eligible)
+    .fetch_all(&mut *conn)
+    .await?;
+    let own = |user: Uuid, count: i32| {
+        if Some(user) == current.assignee_user_id {
+            count - 1
+        } else {
+            count
+        }
+    };
+    loads.sort_by_key(|&(user, count)| (own(user, count), user));
+    sqlx::query("SAVEPOINT lightest_free")
+        .execute(&mut *conn)
+        .await?;
+    let mut busy = false;
+    for (user, _) in loads {
+        let locked: Option<i32> = sqlx::query_scalar(
+            "SELECT open_count FROM agent_load WHERE workspace_id = $1 AND user_id = $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(current.workspace_id)
+        .bind(user)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match locked {
+            None => busy = true,
+            Some(count) if rules.cap == 0 || own(user, count) < rules.cap => {
+                sqlx::query("RELEASE SAVEPOINT lightest_free")
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(Lightest::Chosen(user));
+            }
+            Some(_) => {}
+        }
+    }
+    sqlx::query("ROLLBACK TO SAVEPOINT lightest_free")
+        .execute(&mut *conn)
+        .await?;
+    Ok(if busy {
+        Lightest::Busy
+    } else {
+        Lightest::AllFull
+    })
 }
 
 /// The User to choose from `loads` (sorted by id): under the cap (not counting the
