@@ -538,6 +538,48 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
     assert_eq!(view.total, 1);
     assert_eq!(view.conversations[0].id, second.id);
 
+    // A bot's reply (the integrations service's token) is not a response.
+    let bot_token = w
+        .issue_service_token(ws::IssueServiceTokenRequest {
+            service: "integrations".into(),
+            secret: "dev-service-secret-change-me".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let mut as_bot = authed(
+        &bot_token,
+        conv::SendMessageRequest {
+            conversation_id: second.id.clone(),
+            content: text("I am a bot; a person will answer soon"),
+            client_message_id: String::new(),
+            snippet_id: String::new(),
+        },
+    );
+    as_bot
+        .metadata_mut()
+        .insert("x-ism-workspace-id", tenant.workspace_id.parse().unwrap());
+    let bot_message = client
+        .send_message(as_bot)
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(bot_message.sender, conv::Party::Bot as i32);
+    let after_bot = get(&client, &token, &second.id).await;
+    let metrics = after_bot.metrics.unwrap();
+    assert_eq!(
+        (metrics.first_response_seconds, metrics.response_count),
+        (None, 0)
+    );
+    assert_eq!(after_bot.last_message_from, conv::Party::Bot as i32);
+    assert!(
+        after_bot.waiting_since.is_some(),
+        "the Contact still waits for a person"
+    );
+
     // Snippets: unknown variables are refused when saved; known ones render when sent.
     let unknown = client
         .create_snippet(authed(
@@ -586,4 +628,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         .message
         .unwrap();
     assert_eq!(sent.content, text("We got your message."));
+    let answered = get(&client, &token, &second.id).await;
+    assert_eq!(answered.metrics.unwrap().response_count, 1);
+    assert_eq!(answered.waiting_since, None);
 }
