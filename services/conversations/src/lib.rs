@@ -114,6 +114,7 @@ async fn run_timers(
                         assigner.best_effort("reassign woken", reassigned).await;
                     }
                     let mut freed: Vec<_> = fired.closed.iter().map(|&(ws, _)| ws).collect();
+                    freed.sort();
                     freed.dedup();
                     for workspace_id in freed {
                         let drained =
