@@ -65,13 +65,17 @@ struct Side {
     user_id: String,
     team_id: String,
     api_key_id: String,
+    snippet_id: String,
+    inbox_id: String,
 }
 
 impl Side {
     /// Ids a response to another Workspace must never contain (the channel id is left
     /// out: a caller may name it in ResolveContact).
-    fn secret_ids(&self) -> [&str; 8] {
+    fn secret_ids(&self) -> [&str; 10] {
         [
+            &self.snippet_id,
+            &self.inbox_id,
             &self.workspace_id,
             &self.contact_id,
             &self.conversation_id,
@@ -178,7 +182,41 @@ async fn populate(platform: &Platform, clients: &Clients, tenant: Tenant, sender
         .into_inner()
         .api_key
         .unwrap();
+    let mut v = clients.conversations.clone();
+    let snippet = v
+        .create_snippet(authed(
+            &token,
+            conversations::CreateSnippetRequest {
+                shortcut: "thanks".into(),
+                title: "Thanks".into(),
+                body: "Thank you, {{ contact.first_name }}!".into(),
+                personal: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .snippet
+        .unwrap();
+    let inbox = v
+        .create_inbox(authed(
+            &token,
+            conversations::CreateInboxRequest {
+                name: "Waiting".into(),
+                conditions: Some(conversations::InboxConditions {
+                    unread: true,
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .inbox
+        .unwrap();
     Side {
+        snippet_id: snippet.id,
+        inbox_id: inbox.id,
         workspace_id: tenant.workspace_id.clone(),
         channel_id: tenant.channel_id.clone(),
         tenant,
@@ -316,6 +354,34 @@ fn text(body: &str) -> Option<MessageContent> {
         kind: Some(message_content::Kind::Text(Text { body: body.into() })),
         ..Default::default()
     })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn in_an_hour() -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: unix_now() + 3600,
+        nanos: 0,
+    }
+}
+
+fn report_of_today() -> conversations::GetReportRequest {
+    let now = unix_now();
+    conversations::GetReportRequest {
+        from: Some(prost_types::Timestamp {
+            seconds: now - 86_400,
+            nanos: 0,
+        }),
+        to: Some(prost_types::Timestamp {
+            seconds: now + 60,
+            nanos: 0,
+        }),
+        group_by: conversations::ReportGrouping::Day as i32,
+    }
 }
 
 /// Every RPC of every service. A new RPC joins with one line here; the test fails until
@@ -589,7 +655,8 @@ fn isolation_matrix() -> Vec<Case> {
             conversations.send_message(|b| conversations::SendMessageRequest {
                 conversation_id: b.conversation_id.clone(),
                 content: text("from A"),
-                client_message_id: String::new()
+                client_message_id: String::new(),
+                snippet_id: String::new()
             }),
             NotFound
         ),
@@ -597,6 +664,160 @@ fn isolation_matrix() -> Vec<Case> {
             "ism.conversations.v1.ConversationService/GetMessage",
             conversations.get_message(|b| conversations::GetMessageRequest {
                 id: b.message_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/AddComment",
+            conversations.add_comment(|b| conversations::AddCommentRequest {
+                conversation_id: b.conversation_id.clone(),
+                body: "from A".into(),
+                mentioned_user_ids: vec![]
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/SnoozeConversation",
+            conversations.snooze_conversation(|b| conversations::SnoozeConversationRequest {
+                id: b.conversation_id.clone(),
+                until: Some(in_an_hour())
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/WakeConversation",
+            conversations.wake_conversation(|b| conversations::WakeConversationRequest {
+                id: b.conversation_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/CloseConversation",
+            conversations.close_conversation(|b| conversations::CloseConversationRequest {
+                id: b.conversation_id.clone(),
+                ..Default::default()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/AssignConversation",
+            conversations.assign_conversation(|b| conversations::AssignConversationRequest {
+                id: b.conversation_id.clone(),
+                user_id: b.user_id.clone(),
+                team_id: b.team_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UnassignConversation",
+            conversations.unassign_conversation(|b| conversations::UnassignConversationRequest {
+                id: b.conversation_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/AssignNext",
+            conversations.assign_next(|b| conversations::AssignNextRequest {
+                conversation_id: b.conversation_id.clone(),
+                rules: Some(conversations::AssignmentRules {
+                    strategy: conversations::AssignmentStrategy::LeastOpen as i32,
+                    ..Default::default()
+                })
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/GetConversationSettings",
+            conversations
+                .get_conversation_settings(|_b| conversations::GetConversationSettingsRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UpdateConversationSettings",
+            conversations.update_conversation_settings(|_b| {
+                conversations::UpdateConversationSettingsRequest {
+                    settings: Some(conversations::ConversationSettings {
+                        auto_close_minutes: 60,
+                        reply_to_closed: true,
+                        ..Default::default()
+                    }),
+                }
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/GetReport",
+            conversations.get_report(|_b| report_of_today()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/CreateSnippet",
+            conversations.create_snippet(|_b| conversations::CreateSnippetRequest {
+                shortcut: "from-a".into(),
+                title: "From A".into(),
+                body: "Hello".into(),
+                personal: false
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/ListSnippets",
+            conversations.list_snippets(|_b| conversations::ListSnippetsRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UpdateSnippet",
+            conversations.update_snippet(|b| conversations::UpdateSnippetRequest {
+                id: b.snippet_id.clone(),
+                shortcut: "x".into(),
+                title: "x".into(),
+                body: "x".into()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/DeleteSnippet",
+            conversations.delete_snippet(|b| conversations::DeleteSnippetRequest {
+                id: b.snippet_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/CreateInbox",
+            conversations.create_inbox(|_b| conversations::CreateInboxRequest {
+                name: "A's view".into(),
+                conditions: None
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/ListInboxes",
+            conversations.list_inboxes(|_b| conversations::ListInboxesRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/UpdateInbox",
+            conversations.update_inbox(|b| conversations::UpdateInboxRequest {
+                id: b.inbox_id.clone(),
+                name: "x".into(),
+                conditions: None
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/DeleteInbox",
+            conversations.delete_inbox(|b| conversations::DeleteInboxRequest {
+                id: b.inbox_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/ListInboxConversations",
+            conversations.list_inbox_conversations(|b| {
+                conversations::ListInboxConversationsRequest {
+                    inbox_id: b.inbox_id.clone(),
+                    ..Default::default()
+                }
             }),
             NotFound
         ),
@@ -847,6 +1068,81 @@ fn role_matrix() -> Vec<RoleCase> {
             Manager,
             workspaces.deactivate_user(|a| ws::DeactivateUserRequest {
                 id: a.user_id.clone()
+            })
+        ),
+        admin!(
+            "GetConversationSettings",
+            Manager,
+            conversations
+                .get_conversation_settings(|_a| conversations::GetConversationSettingsRequest {})
+        ),
+        admin!(
+            "UpdateConversationSettings",
+            Manager,
+            conversations.update_conversation_settings(|_a| {
+                conversations::UpdateConversationSettingsRequest {
+                    settings: Some(conversations::ConversationSettings {
+                        auto_close_minutes: 1440,
+                        reply_to_closed: true,
+                        ..Default::default()
+                    }),
+                }
+            })
+        ),
+        admin!(
+            "GetReport",
+            Manager,
+            conversations.get_report(|_a| report_of_today())
+        ),
+        admin!(
+            "CreateSnippet",
+            Manager,
+            conversations.create_snippet(|_a| conversations::CreateSnippetRequest {
+                shortcut: unique("s"),
+                title: "Shared".into(),
+                body: "Hello".into(),
+                personal: false
+            })
+        ),
+        admin!(
+            "UpdateSnippet",
+            Manager,
+            conversations.update_snippet(|a| conversations::UpdateSnippetRequest {
+                id: a.snippet_id.clone(),
+                shortcut: unique("s"),
+                title: "Shared".into(),
+                body: "Hi".into()
+            })
+        ),
+        admin!(
+            "DeleteSnippet",
+            Manager,
+            conversations.delete_snippet(|a| conversations::DeleteSnippetRequest {
+                id: a.snippet_id.clone()
+            })
+        ),
+        admin!(
+            "CreateInbox",
+            Manager,
+            conversations.create_inbox(|_a| conversations::CreateInboxRequest {
+                name: unique("view"),
+                conditions: None
+            })
+        ),
+        admin!(
+            "UpdateInbox",
+            Manager,
+            conversations.update_inbox(|a| conversations::UpdateInboxRequest {
+                id: a.inbox_id.clone(),
+                name: unique("view"),
+                conditions: None
+            })
+        ),
+        admin!(
+            "DeleteInbox",
+            Manager,
+            conversations.delete_inbox(|a| conversations::DeleteInboxRequest {
+                id: a.inbox_id.clone()
             })
         ),
         admin!(

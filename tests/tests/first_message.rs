@@ -105,6 +105,7 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
                 conversation_id: conversation.id.clone(),
                 content: text("Yes, it left this morning."),
                 client_message_id: "reply-1".into(),
+                snippet_id: String::new(),
             },
         ))
         .await
@@ -153,6 +154,7 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
                 conversation_id: conversation.id.clone(),
                 content: text("Yes, it left this morning."),
                 client_message_id: "reply-1".into(),
+                snippet_id: String::new(),
             },
         ))
         .await
@@ -208,6 +210,7 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
                     conversation_id: conversation.id.clone(),
                     content: text(client_id),
                     client_message_id: client_id.into(),
+                    snippet_id: String::new(),
                 },
             ))
             .await

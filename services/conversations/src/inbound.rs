@@ -2,23 +2,35 @@
 //! contact's conversation; delivery reports move outbound messages' status.
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use ism_platform::auth::ServiceTokens;
 use ism_platform::convert::from_timestamp;
 use ism_platform::events::{self, EventContext, EventHandler, HandlerError};
 use ism_proto::contacts::v1::ResolveContactRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
-use ism_proto::events::v1::{Event, MessageCreated, MessageReceived, MessageStatusChanged};
+use ism_proto::events::v1::{
+    ConversationMessageStatusChanged, ConversationOpened, Event, MessageCreated, MessageReceived,
+    MessageStatusChanged, UserAvailabilityChanged,
+};
 use ism_proto::types::v1::{DeliveryStatus, Direction};
 use prost::Message as _;
+use sqlx::PgConnection;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::store::{self, NewMessage, Party};
+use crate::assigner::Assigner;
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::lifecycle;
+use crate::publish::emit;
+use crate::store::{self, Conversation, Found, NewMessage, Party};
 
 /// Stores `gateway.message.received` events.
 pub struct Received {
     pub contacts: ContactServiceClient<Channel>,
     pub tokens: Arc<ServiceTokens>,
+    pub clock: Clock,
+    pub assigner: Assigner,
 }
 
 fn permanent(what: &str) -> HandlerError {
@@ -77,45 +89,103 @@ impl EventHandler for Received {
             workspace_id,
             contact_id,
             channel_id,
+            channel_type: received.channel_type,
             contact_external_id: &sender.external_id,
         };
-        let conversation = store::open_or_find(&mut tx, &party, sent_at).await?;
-        let new = NewMessage {
-            workspace_id,
-            conversation_id: conversation.id,
-            channel_id,
-            direction: "inbound",
-            content: received.content.clone().unwrap_or_default().encode_to_vec(),
-            status: "received",
-            external_message_id: &received.external_message_id,
-            client_message_id: None,
-            sent_at,
-        };
-        let Some(message) = store::insert_message(&mut tx, &new).await? else {
+        let Some((conversation, found, message)) =
+            store_received(&mut tx, &party, &received, sent_at, self.clock.now()).await?
+        else {
             // The same provider message under another event id: already stored.
             tx.commit().await?;
             return Ok(());
         };
-        let created = MessageCreated {
-            message_id: message.id.to_string(),
-            conversation_id: conversation.id.to_string(),
-            contact_id: contact_id.to_string(),
-            channel_id: channel_id.to_string(),
-            direction: Direction::Inbound as i32,
-            content: received.content,
-            sent_at: received.sent_at,
-        };
-        let event = events::new_event(
-            "conversations.message.created",
-            workspace_id,
-            &conversation.id.to_string(),
-            &created,
-        );
-        events::enqueue(&mut tx, &event).await?;
         tx.commit().await?;
         tracing::info!(conversation_id = %conversation.id, message_id = %message.id, "inbound message stored");
+        if found != Found::Open {
+            let assigned = self.assigner.auto_assign(workspace_id, conversation.id);
+            self.assigner.best_effort("auto-assign", assigned).await;
+        }
         Ok(())
     }
+}
+
+/// Stores a Contact's message in their conversation (opening or waking it) with its
+/// events, in the caller's transaction; `None` when the provider message is already
+/// stored. `now` is the service clock's time.
+pub async fn store_received(
+    tx: &mut PgConnection,
+    party: &Party<'_>,
+    received: &MessageReceived,
+    sent_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<(Conversation, Found, store::Message)>, Error> {
+    let (workspace_id, channel_id, contact_id) =
+        (party.workspace_id, party.channel_id, party.contact_id);
+    if store::inbound_exists(tx, workspace_id, channel_id, &received.external_message_id).await? {
+        return Ok(None);
+    }
+    let (conversation, found) = store::open_or_find(tx, party, sent_at).await?;
+    match found {
+        Found::Opened => {
+            let opened = ConversationOpened {
+                conversation_id: conversation.id.to_string(),
+                contact_id: contact_id.to_string(),
+                channel_id: channel_id.to_string(),
+                opened_by: "contact".into(),
+                opened_by_id: contact_id.to_string(),
+            };
+            emit(
+                tx,
+                "conversations.conversation.opened",
+                workspace_id,
+                conversation.id,
+                &opened,
+            )
+            .await?;
+        }
+        Found::Woken => lifecycle::woken(tx, &conversation, "message").await?,
+        Found::Open => {}
+    }
+    let new = NewMessage {
+        workspace_id,
+        conversation_id: conversation.id,
+        channel_id,
+        direction: "inbound",
+        content: received.content.clone().unwrap_or_default().encode_to_vec(),
+        status: "received",
+        external_message_id: &received.external_message_id,
+        client_message_id: None,
+        sent_at,
+        sender: "contact",
+        sender_id: "",
+        mentions: &[],
+    };
+    let message = store::insert_message(tx, &new)
+        .await?
+        .ok_or(Error::Aborted(
+            "a concurrent delivery stored the same provider message; retrying",
+        ))?;
+    store::record_message(tx, conversation.id, "contact", sent_at, now).await?;
+    let created = MessageCreated {
+        message_id: message.id.to_string(),
+        conversation_id: conversation.id.to_string(),
+        contact_id: contact_id.to_string(),
+        channel_id: channel_id.to_string(),
+        direction: Direction::Inbound as i32,
+        content: received.content.clone(),
+        sent_at: received.sent_at,
+        sender: "contact".into(),
+        sender_id: String::new(),
+    };
+    emit(
+        tx,
+        "conversations.message.created",
+        workspace_id,
+        conversation.id,
+        &created,
+    )
+    .await?;
+    Ok(Some((conversation, found, message)))
 }
 
 fn transient(status: tonic::Status) -> HandlerError {
@@ -154,7 +224,7 @@ impl EventHandler for StatusReports {
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        store::advance_status(
+        let advanced = store::advance_status(
             &mut tx,
             workspace_id,
             message_id,
@@ -163,7 +233,48 @@ impl EventHandler for StatusReports {
             &report.external_message_id,
         )
         .await?;
+        if let Some(advanced) = advanced {
+            let changed = ConversationMessageStatusChanged {
+                message_id: message_id.to_string(),
+                conversation_id: advanced.conversation_id.to_string(),
+                status: report.status,
+                reason: report.reason.clone(),
+            };
+            emit(
+                &mut tx,
+                "conversations.message.status_changed",
+                workspace_id,
+                advanced.conversation_id,
+                &changed,
+            )
+            .await?;
+        }
         tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Hands out the unassigned backlog when a User comes online
+/// (`workspaces.user.availability_changed`).
+pub struct Availability {
+    pub assigner: Assigner,
+}
+
+impl EventHandler for Availability {
+    async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
+        let changed: UserAvailabilityChanged =
+            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
+        let workspace_id: Uuid = event
+            .workspace_id
+            .parse()
+            .map_err(|_| permanent("workspace_id"))?;
+        if changed.availability == "online" {
+            self.assigner.drain_backlog(workspace_id).await?;
+        }
+        // Recorded only after the hand-out, so a failed one is retried.
+        if let Some(tx) = ctx.begin().await? {
+            tx.commit().await?;
+        }
         Ok(())
     }
 }

@@ -1,10 +1,22 @@
 //! The conversations service: where Users work on a Contact's conversations.
 mod api;
+mod assign;
+mod assigner;
+pub mod clock;
+mod directory;
 mod error;
-mod inbound;
+pub mod inbound;
+pub mod inbox;
+pub mod lifecycle;
+mod publish;
+pub mod report;
+pub mod settings;
+pub mod snippets;
 pub mod store;
+mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
@@ -12,33 +24,112 @@ use ism_platform::grpc;
 use ism_platform::service::Service;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1::conversation_service_server::ConversationServiceServer;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
+use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
+pub use assign::{Candidate, Rules, Strategy, assign, decide, oldest_unassigned};
 pub use error::Error;
+
+use crate::assigner::Assigner;
+use crate::clock::Clock;
+use crate::directory::Directory;
 
 /// This service's name in events it emits and status reports it claims.
 const SERVICE: &str = "conversations";
+/// Timers fired per transaction.
+const TIMER_BATCH: i64 = 100;
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Runs the conversations service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let clock = Clock::offset_by(settings.conversations.clock_offset_seconds);
+    let poll = Duration::from_millis(settings.conversations.timer_poll_ms.max(10));
     let mut service =
         Service::start(ServiceName::Conversations, settings, shutdown, &MIGRATOR).await?;
     let contacts =
         ContactServiceClient::new(grpc::channel(service.endpoint(ServiceName::Contacts))?);
+    let workspaces =
+        WorkspaceServiceClient::new(grpc::channel(service.endpoint(ServiceName::Workspaces))?);
     let tokens = service.service_tokens()?;
+    let assigner = Assigner {
+        pool: service.pool.clone(),
+        directory: Directory::new(workspaces, contacts.clone(), tokens.clone()),
+    };
     service.consume(
         topology::CONVERSATIONS_INBOUND,
-        inbound::Received { contacts, tokens },
+        inbound::Received {
+            contacts,
+            tokens,
+            clock,
+            assigner: assigner.clone(),
+        },
     );
     service.consume(topology::CONVERSATIONS_STATUS, inbound::StatusReports);
+    service.consume(
+        topology::CONVERSATIONS_AVAILABILITY,
+        inbound::Availability {
+            assigner: assigner.clone(),
+        },
+    );
+    service.spawn(run_timers(
+        service.pool.clone(),
+        clock,
+        poll,
+        assigner.clone(),
+        service.shutdown.clone(),
+    ));
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(ConversationServiceServer::new(api::Api {
         pool: service.pool.clone(),
+        clock,
+        assigner,
     }));
     service.serve(routes, verifier, &[]).await
+}
+
+/// Fires due snooze wake-ups and auto-closes every `poll` until `shutdown`; what a crash
+/// interrupts stays due and fires after the restart.
+async fn run_timers(
+    pool: PgPool,
+    clock: Clock,
+    poll: Duration,
+    assigner: Assigner,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(poll) => {}
+        }
+        loop {
+            match lifecycle::fire_due(&pool, clock.now(), TIMER_BATCH).await {
+                Ok(fired) => {
+                    for &(workspace_id, id) in &fired.woken {
+                        let reassigned = assigner.auto_assign(workspace_id, id);
+                        assigner.best_effort("reassign woken", reassigned).await;
+                    }
+                    let mut freed: Vec<_> = fired.closed.iter().map(|&(ws, _)| ws).collect();
+                    freed.sort();
+                    freed.dedup();
+                    for workspace_id in freed {
+                        let drained =
+                            async { assigner.drain_backlog(workspace_id).await.map(|_| ()) };
+                        assigner.best_effort("hand out the backlog", drained).await;
+                    }
+                    if fired.woken.len() + fired.closed.len() < TIMER_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "firing conversation timers failed; retrying");
+                    break;
+                }
+            }
+        }
+    }
 }

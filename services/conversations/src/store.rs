@@ -12,9 +12,22 @@ pub struct Conversation {
     pub contact_id: Uuid,
     pub channel_id: Uuid,
     pub contact_external_id: String,
+    pub channel_type: i32,
     pub status: String,
+    pub opened_by: String,
+    pub opened_by_id: String,
     pub created_at: DateTime<Utc>,
     pub last_message_at: DateTime<Utc>,
+    pub snoozed_until: Option<DateTime<Utc>>,
+    pub assignee_user_id: Option<Uuid>,
+    pub assignee_team_id: Option<Uuid>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub closing_category: String,
+    pub closing_summary: String,
+    pub first_response_at: Option<DateTime<Utc>>,
+    pub response_count: i32,
+    pub last_message_from: String,
+    pub waiting_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -28,48 +41,123 @@ pub struct Message {
     pub external_message_id: String,
     pub sent_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    pub sender: String,
+    pub sender_id: String,
+    pub mentions: Vec<Uuid>,
 }
 
-const CONVERSATION: &str = "id, workspace_id, contact_id, channel_id, contact_external_id, status, created_at, last_message_at";
-const MESSAGE: &str = "id, conversation_id, direction, content, status, failure_reason, external_message_id, sent_at, created_at";
+pub(crate) const CONVERSATION: &str = "id, workspace_id, contact_id, channel_id, contact_external_id, channel_type, status, \
+     opened_by, opened_by_id, created_at, last_message_at, snoozed_until, assignee_user_id, assignee_team_id, \
+     closed_at, closing_category, closing_summary, first_response_at, response_count, last_message_from, waiting_since";
+const MESSAGE: &str = "id, conversation_id, direction, content, status, failure_reason, external_message_id, sent_at, \
+     created_at, sender, sender_id, mentions";
 
 /// Who a conversation is with, on which channel.
 pub struct Party<'a> {
     pub workspace_id: Uuid,
     pub contact_id: Uuid,
     pub channel_id: Uuid,
+    pub channel_type: i32,
     pub contact_external_id: &'a str,
 }
 
-/// The contact's active conversation on the channel, woken if snoozed, or a new one.
+/// What finding the Contact's conversation did to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// A new conversation was opened.
+    Opened,
+    /// A snoozed conversation was woken.
+    Woken,
+    /// The open conversation.
+    Open,
+}
+
+/// The contact's active conversation on the channel, woken if snoozed, or a new one
+/// opened by the Contact at `at`.
 pub async fn open_or_find(
     conn: &mut PgConnection,
     party: &Party<'_>,
     at: DateTime<Utc>,
+) -> Result<(Conversation, Found), Error> {
+    // A conversation opened concurrently is found on the next round.
+    for _ in 0..3 {
+        let active: Option<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONVERSATION} FROM conversations
+             WHERE workspace_id = $1 AND contact_id = $2 AND channel_id = $3 AND status <> 'closed'
+             FOR UPDATE"
+        )))
+        .bind(party.workspace_id)
+        .bind(party.contact_id)
+        .bind(party.channel_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match active {
+            Some(active) if active.status == "open" => return Ok((active, Found::Open)),
+            Some(active) => {
+                let conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE conversations SET status = 'open', snoozed_until = NULL WHERE id = $1 RETURNING {CONVERSATION}"
+                )))
+                .bind(active.id)
+                .fetch_one(&mut *conn)
+                .await?;
+                cancel_timer(conn, active.id, "wake").await?;
+                return Ok((conversation, Found::Woken));
+            }
+            None => {}
+        }
+        let inserted: Option<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO conversations (id, workspace_id, contact_id, channel_id, contact_external_id, channel_type,
+                                        opened_by, opened_by_id, created_at, last_message_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'contact', $3::text, $7, $7) ON CONFLICT DO NOTHING
+             RETURNING {CONVERSATION}"
+        )))
+        .bind(Uuid::now_v7())
+        .bind(party.workspace_id)
+        .bind(party.contact_id)
+        .bind(party.channel_id)
+        .bind(party.contact_external_id)
+        .bind(party.channel_type)
+        .bind(at)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(conversation) = inserted {
+            return Ok((conversation, Found::Opened));
+        }
+    }
+    Err(Error::Aborted(
+        "the conversation changed concurrently; retry",
+    ))
+}
+
+/// A conversation opened from our side (a User's or a workflow's reply after the last
+/// one closed).
+pub async fn open_from_workspace(
+    conn: &mut PgConnection,
+    closed: &Conversation,
+    opened_by: &str,
+    opened_by_id: &str,
+    at: DateTime<Utc>,
 ) -> Result<Conversation, Error> {
-    sqlx::query(
-        "INSERT INTO conversations (id, workspace_id, contact_id, channel_id, contact_external_id, opened_by, last_message_at)
-         VALUES ($1, $2, $3, $4, $5, 'contact', $6) ON CONFLICT DO NOTHING",
-    )
-    .bind(Uuid::now_v7())
-    .bind(party.workspace_id)
-    .bind(party.contact_id)
-    .bind(party.channel_id)
-    .bind(party.contact_external_id)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE conversations SET status = 'open', last_message_at = greatest(last_message_at, $4)
-         WHERE workspace_id = $1 AND contact_id = $2 AND channel_id = $3 AND status <> 'closed'
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO conversations (id, workspace_id, contact_id, channel_id, contact_external_id, channel_type,
+                                    opened_by, opened_by_id, created_at, last_message_at, waiting_since)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, NULL) ON CONFLICT DO NOTHING
          RETURNING {CONVERSATION}"
     )))
-    .bind(party.workspace_id)
-    .bind(party.contact_id)
-    .bind(party.channel_id)
+    .bind(Uuid::now_v7())
+    .bind(closed.workspace_id)
+    .bind(closed.contact_id)
+    .bind(closed.channel_id)
+    .bind(&closed.contact_external_id)
+    .bind(closed.channel_type)
+    .bind(opened_by)
+    .bind(opened_by_id)
     .bind(at)
-    .fetch_one(&mut *conn)
-    .await?)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::Aborted(
+        "the Contact opened a new conversation meanwhile; reply there",
+    ))
 }
 
 /// A new message row.
@@ -77,12 +165,17 @@ pub struct NewMessage<'a> {
     pub workspace_id: Uuid,
     pub conversation_id: Uuid,
     pub channel_id: Uuid,
+    /// `inbound`, `outbound` or `internal`.
     pub direction: &'a str,
     pub content: Vec<u8>,
     pub status: &'a str,
     pub external_message_id: &'a str,
     pub client_message_id: Option<&'a str>,
     pub sent_at: DateTime<Utc>,
+    /// `contact`, `user`, `workflow`, `bot` or `broadcast`.
+    pub sender: &'a str,
+    pub sender_id: &'a str,
+    pub mentions: &'a [Uuid],
 }
 
 /// Inserts `message`; `None` when it already exists (same inbound id or client id).
@@ -92,8 +185,8 @@ pub async fn insert_message(
 ) -> Result<Option<Message>, Error> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO messages (id, workspace_id, conversation_id, channel_id, direction, content, status,
-                               external_message_id, client_message_id, sent_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING {MESSAGE}"
+                               external_message_id, client_message_id, sent_at, sender, sender_id, mentions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING {MESSAGE}"
     )))
     .bind(Uuid::now_v7())
     .bind(message.workspace_id)
@@ -105,7 +198,28 @@ pub async fn insert_message(
     .bind(message.external_message_id)
     .bind(message.client_message_id)
     .bind(message.sent_at)
+    .bind(message.sender)
+    .bind(message.sender_id)
+    .bind(message.mentions)
     .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Whether the provider message is already stored.
+pub async fn inbound_exists(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    channel_id: Uuid,
+    external_message_id: &str,
+) -> Result<bool, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE workspace_id = $1 AND channel_id = $2
+                        AND external_message_id = $3 AND direction = 'inbound')",
+    )
+    .bind(workspace_id)
+    .bind(channel_id)
+    .bind(external_message_id)
+    .fetch_one(conn)
     .await?)
 }
 
@@ -123,19 +237,70 @@ pub async fn message_by_client_id(
     .await?)
 }
 
-pub async fn touch(
+/// Applies a new message to its conversation: activity, waiting time, responses, and
+/// the auto-close timer, which only a User's reply starts and the Contact's message
+/// stops. `now` is the service clock's time, `sent_at` the message's.
+pub async fn record_message(
     conn: &mut PgConnection,
     conversation_id: Uuid,
-    at: DateTime<Utc>,
+    sender: &str,
+    sent_at: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    // The Contact's message stops the auto-close timer in the same statement.
     sqlx::query(
-        "UPDATE conversations SET last_message_at = greatest(last_message_at, $2) WHERE id = $1",
+        "WITH stop AS (
+             DELETE FROM conversation_timers
+             WHERE $2 = 'contact' AND conversation_id = $1 AND kind = 'auto_close'
+         )
+         UPDATE conversations SET
+             last_message_at   = greatest(last_message_at, $3),
+             last_message_from = $2,
+             waiting_since     = CASE $2 WHEN 'contact' THEN coalesce(waiting_since, $3)
+                                         WHEN 'user' THEN NULL ELSE waiting_since END,
+             first_response_at = CASE WHEN $2 = 'user' THEN coalesce(first_response_at, $3) ELSE first_response_at END,
+             response_count    = response_count + (CASE WHEN $2 = 'user' THEN 1 ELSE 0 END)
+         WHERE id = $1",
     )
     .bind(conversation_id)
-    .bind(at)
+    .bind(sender)
+    .bind(sent_at)
     .execute(&mut *conn)
     .await?;
+    if sender == "user" {
+        sqlx::query(
+                "INSERT INTO conversation_timers (conversation_id, kind, workspace_id, due_at)
+                 SELECT c.id, 'auto_close', c.workspace_id,
+                        $2 + make_interval(mins => coalesce(s.auto_close_minutes, 1440))
+                 FROM conversations c LEFT JOIN workspace_settings s ON s.workspace_id = c.workspace_id
+                 WHERE c.id = $1
+                 ON CONFLICT (conversation_id, kind) DO UPDATE SET due_at = excluded.due_at",
+            )
+            .bind(conversation_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
+}
+
+/// Forgets a conversation's timer of `kind`.
+pub async fn cancel_timer(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    kind: &str,
+) -> Result<(), Error> {
+    sqlx::query("DELETE FROM conversation_timers WHERE conversation_id = $1 AND kind = $2")
+        .bind(conversation_id)
+        .bind(kind)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The message's conversation, when the message is ours and the status moved forward.
+pub struct Advanced {
+    pub conversation_id: Uuid,
 }
 
 /// Moves a message's delivery status forward; a late or repeated report never moves it
@@ -147,25 +312,26 @@ pub async fn advance_status(
     status: &str,
     reason: &str,
     external_message_id: &str,
-) -> Result<bool, Error> {
-    let updated = sqlx::query(
+) -> Result<Option<Advanced>, Error> {
+    let updated: Option<(Uuid,)> = sqlx::query_as(
         "UPDATE messages SET status = $3, failure_reason = $4,
              external_message_id = CASE WHEN $5 = '' THEN external_message_id ELSE $5 END
          WHERE workspace_id = $1 AND id = $2 AND direction = 'outbound'
            AND (CASE status WHEN 'pending' THEN 1 WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 5 END)
-             < (CASE $3 WHEN 'pending' THEN 1 WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 5 END)",
+             < (CASE $3 WHEN 'pending' THEN 1 WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 5 END)
+         RETURNING conversation_id",
     )
     .bind(workspace_id)
     .bind(id)
     .bind(status)
     .bind(reason)
     .bind(external_message_id)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(updated == 1)
+    .fetch_optional(conn)
+    .await?;
+    Ok(updated.map(|(conversation_id,)| Advanced { conversation_id }))
 }
 
+/// One conversation of the Workspace.
 pub async fn conversation(
     conn: &mut PgConnection,
     workspace_id: Uuid,
@@ -173,6 +339,22 @@ pub async fn conversation(
 ) -> Result<Conversation, Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONVERSATION} FROM conversations WHERE workspace_id = $1 AND id = $2"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("conversation"))
+}
+
+/// One conversation of the Workspace, locked until the transaction ends.
+pub async fn lock_conversation(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> Result<Conversation, Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONVERSATION} FROM conversations WHERE workspace_id = $1 AND id = $2 FOR UPDATE"
     )))
     .bind(workspace_id)
     .bind(id)

@@ -80,6 +80,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub gateway: GatewaySettings,
+    pub conversations: ConversationsSettings,
     pub services: BTreeMap<ServiceName, ServiceEndpoint>,
 }
 
@@ -185,6 +186,15 @@ pub struct GatewaySettings {
     /// Earlier keys, still accepted for reading during a rotation.
     #[serde(default)]
     pub credentials_previous_keys: Vec<SecretString>,
+}
+
+/// The conversations service's timers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConversationsSettings {
+    /// How often due snooze wake-ups and auto-closes are looked for.
+    pub timer_poll_ms: u64,
+    /// Seconds added to the system clock for every lifecycle decision (tests, drills).
+    pub clock_offset_seconds: i64,
 }
 
 /// Where a service listens and how the others reach it.

@@ -30,9 +30,17 @@ pub const CONVERSATIONS_STATUS: QueueSpec = QueueSpec {
     patterns: &["gateway.message.status"],
 };
 
+/// Conversations hands out its unassigned backlog when a User comes online.
+pub const CONVERSATIONS_AVAILABILITY: QueueSpec = QueueSpec {
+    service: "conversations",
+    name: "availability",
+    patterns: &["workspaces.user.availability_changed"],
+};
+
 /// All of them.
 pub const QUEUES: &[QueueSpec] = &[
     GATEWAY_DELIVERY,
     CONVERSATIONS_INBOUND,
     CONVERSATIONS_STATUS,
+    CONVERSATIONS_AVAILABILITY,
 ];

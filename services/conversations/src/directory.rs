@@ -1,0 +1,248 @@
+//! Users and Teams, and Contacts, read from the workspaces and contacts services' APIs
+//! with a service token.
+use std::sync::Arc;
+
+use ism_platform::auth::ServiceTokens;
+use ism_platform::paging::FieldError;
+use ism_proto::contacts::v1 as contacts;
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::contacts::v1::field_value::Kind as FieldKind;
+use ism_proto::workspaces::v1 as ws;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::assign::Candidate;
+use crate::error::Error;
+use crate::snippets::{CONTACT_FIELDS, Variables};
+
+/// The workspaces and contacts services, as this service reads them.
+#[derive(Clone)]
+pub struct Directory {
+    client: WorkspaceServiceClient<Channel>,
+    contacts: ContactServiceClient<Channel>,
+    tokens: Arc<ServiceTokens>,
+}
+
+fn unavailable(status: tonic::Status) -> Error {
+    Error::Unavailable(format!("workspaces: {}", status.message()))
+}
+
+fn candidate(user: &ws::User) -> Option<Candidate> {
+    if user.deactivated_at.is_some() {
+        return None;
+    }
+    Some(Candidate {
+        user_id: user.id.parse().ok()?,
+        online: user.availability == ws::Availability::Online as i32,
+    })
+}
+
+impl Directory {
+    pub fn new(
+        client: WorkspaceServiceClient<Channel>,
+        contacts: ContactServiceClient<Channel>,
+        tokens: Arc<ServiceTokens>,
+    ) -> Self {
+        Self {
+            client,
+            contacts,
+            tokens,
+        }
+    }
+
+    /// The keys of the Workspace's custom Contact Fields.
+    pub async fn field_keys(&self, workspace_id: Uuid) -> Result<Vec<String>, Error> {
+        let request = self
+            .tokens
+            .request(contacts::ListContactFieldsRequest {}, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        let fields = self
+            .contacts
+            .clone()
+            .list_contact_fields(request)
+            .await
+            .map_err(unavailable)?
+            .into_inner()
+            .fields;
+        Ok(fields.into_iter().map(|f| f.key).collect())
+    }
+
+    /// Snippet variables for the Contact and the caller (`user:<id>` gives a name).
+    pub async fn variables(
+        &self,
+        workspace_id: Uuid,
+        contact_id: Uuid,
+        caller: &str,
+    ) -> Result<Variables, Error> {
+        let keys = self.field_keys(workspace_id).await?;
+        let request = contacts::GetContactRequest {
+            id: contact_id.to_string(),
+        };
+        let request = self
+            .tokens
+            .request(request, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        let contact = self
+            .contacts
+            .clone()
+            .get_contact(request)
+            .await
+            .map_err(unavailable)?
+            .into_inner()
+            .contact
+            .unwrap_or_default();
+        let profile = [
+            &contact.first_name,
+            &contact.last_name,
+            &contact.email,
+            &contact.phone,
+            &contact.language,
+            &contact.country,
+            &contact.timezone,
+        ];
+        let mut variables = Variables::default();
+        for (name, value) in CONTACT_FIELDS.iter().zip(profile) {
+            variables
+                .contact
+                .insert((*name).to_owned(), value.clone().into());
+        }
+        let fields: serde_json::Map<String, serde_json::Value> = keys
+            .into_iter()
+            .map(|key| {
+                let value = contact
+                    .custom_fields
+                    .get(&key)
+                    .and_then(|v| v.kind.as_ref())
+                    .map_or_else(String::new, |kind| match kind {
+                        FieldKind::Text(t) | FieldKind::Date(t) => t.clone(),
+                        FieldKind::Number(n) => n.to_string(),
+                        FieldKind::Checkbox(b) => b.to_string(),
+                        FieldKind::Datetime(ts) => ism_platform::convert::from_timestamp(ts)
+                            .map(|at| at.to_rfc3339())
+                            .unwrap_or_default(),
+                    });
+                (key, value.into())
+            })
+            .collect();
+        variables
+            .contact
+            .insert("fields".into(), serde_json::Value::Object(fields));
+        let name = match caller.strip_prefix("user:").and_then(|id| id.parse().ok()) {
+            Some(user_id) => {
+                let request = ws::GetUserRequest {
+                    id: Uuid::to_string(&user_id),
+                };
+                let request = self
+                    .tokens
+                    .request(request, workspace_id)
+                    .await
+                    .map_err(unavailable)?;
+                self.client
+                    .clone()
+                    .get_user(request)
+                    .await
+                    .map_err(unavailable)?
+                    .into_inner()
+                    .user
+                    .map(|u| u.display_name)
+                    .unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        variables.user.insert("name".into(), name);
+        Ok(variables)
+    }
+
+    /// The active User `user_id` of the Workspace; an error naming `field` otherwise.
+    pub async fn user(
+        &self,
+        workspace_id: Uuid,
+        user_id: Uuid,
+        field: &'static str,
+    ) -> Result<Candidate, Error> {
+        let request = ws::GetUserRequest {
+            id: user_id.to_string(),
+        };
+        let request = self
+            .tokens
+            .request(request, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        let user = match self.client.clone().get_user(request).await {
+            Ok(response) => response.into_inner().user,
+            Err(status) if status.code() == tonic::Code::NotFound => None,
+            Err(status) => return Err(unavailable(status)),
+        };
+        user.as_ref()
+            .and_then(candidate)
+            .ok_or_else(|| FieldError::new(field, "is not an active User of this Workspace").into())
+    }
+
+    /// The Team's active members, or every active User of the Workspace for `None`; an
+    /// unknown Team is an error naming `field`.
+    pub async fn candidates(
+        &self,
+        workspace_id: Uuid,
+        team_id: Option<Uuid>,
+        field: &'static str,
+    ) -> Result<Vec<Candidate>, Error> {
+        let mut users = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let (page, next) = match team_id {
+                Some(team_id) => {
+                    let request = ws::ListTeamMembersRequest {
+                        team_id: team_id.to_string(),
+                        page_size: 100,
+                        page_token,
+                    };
+                    let request = self
+                        .tokens
+                        .request(request, workspace_id)
+                        .await
+                        .map_err(unavailable)?;
+                    match self.client.clone().list_team_members(request).await {
+                        Ok(r) => {
+                            let r = r.into_inner();
+                            (r.users, r.next_page_token)
+                        }
+                        Err(status) if status.code() == tonic::Code::NotFound => {
+                            return Err(
+                                FieldError::new(field, "is not a Team of this Workspace").into()
+                            );
+                        }
+                        Err(status) => return Err(unavailable(status)),
+                    }
+                }
+                None => {
+                    let request = ws::ListUsersRequest {
+                        page_size: 100,
+                        page_token,
+                        include_deactivated: false,
+                    };
+                    let request = self
+                        .tokens
+                        .request(request, workspace_id)
+                        .await
+                        .map_err(unavailable)?;
+                    let r = self
+                        .client
+                        .clone()
+                        .list_users(request)
+                        .await
+                        .map_err(unavailable)?
+                        .into_inner();
+                    (r.users, r.next_page_token)
+                }
+            };
+            users.extend(page.iter().filter_map(candidate));
+            if next.is_empty() {
+                return Ok(users);
+            }
+            page_token = next;
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Snippets: canned replies whose variables ({{contact.first_name}}, custom fields as
+//! {{contact.fields.<key>}}, {{user.name}}) are checked when saved and rendered, with
+//! strict undefined, when sent.
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use ism_platform::paging::FieldError;
+use minijinja::{Environment, UndefinedBehavior};
+use sqlx::{FromRow, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// Profile fields of a Contact a snippet may name as `contact.<name>`.
+pub const CONTACT_FIELDS: &[&str] = &[
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "language",
+    "country",
+    "timezone",
+];
+/// Longest snippet body, in bytes.
+const MAX_BODY: usize = 4096;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Snippet {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub owner: Option<String>,
+    pub shortcut: String,
+    pub title: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+/// The shortcut, title and body to store, or the field that is wrong; `field_keys` are
+/// the Workspace's custom Contact Field keys.
+pub fn validate(
+    shortcut: &str,
+    title: &str,
+    body: &str,
+    field_keys: &[String],
+) -> Result<(), FieldError> {
+    let shortcut_ok = !shortcut.is_empty()
+        && shortcut.len() <= 32
+        && shortcut
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !shortcut_ok {
+        return Err(FieldError::new(
+            "shortcut",
+            "1 to 32 letters, digits, '-' or '_'",
+        ));
+    }
+    if title.trim().is_empty() || title.chars().count() > 100 {
+        return Err(FieldError::new("title", "must have 1 to 100 characters"));
+    }
+    if body.trim().is_empty() || body.len() > MAX_BODY {
+        return Err(FieldError::new(
+            "body",
+            format!("must have 1 to {MAX_BODY} bytes"),
+        ));
+    }
+    let env = environment();
+    let template = env
+        .template_from_str(body)
+        .map_err(|e| FieldError::new("body", format!("not a valid template: {e}")))?;
+    for variable in template.undeclared_variables(true) {
+        let known = match variable.split_once('.') {
+            Some(("contact", rest)) => match rest.split_once('.') {
+                Some(("fields", key)) => field_keys.iter().any(|k| k == key),
+                None => CONTACT_FIELDS.contains(&rest),
+                _ => false,
+            },
+            Some(("user", "name")) => true,
+            _ => false,
+        };
+        if !known {
+            return Err(FieldError::new(
+                "body",
+                format!(
+                    "unknown variable {{{{{variable}}}}}: use contact.<{}>, contact.fields.<custom field key> or user.name",
+                    CONTACT_FIELDS.join("|")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a snippet's variables stand for at send time.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Variables {
+    /// Profile fields and `fields` (every custom field of the Workspace, "" when unset).
+    pub contact: BTreeMap<String, serde_json::Value>,
+    pub user: BTreeMap<String, String>,
+}
+
+/// `body` with its variables replaced; an error naming `snippet_id` if one is unknown.
+pub fn render(body: &str, variables: &Variables) -> Result<String, FieldError> {
+    environment()
+        .render_str(body, variables)
+        .map_err(|e| FieldError::new("snippet_id", format!("cannot render the snippet: {e}")))
+}
+
+const COLUMNS: &str = "id, workspace_id, owner, shortcut, title, body, created_at, updated_at";
+
+/// A new snippet; `owner` set for a personal one.
+pub struct NewSnippet<'a> {
+    pub workspace_id: Uuid,
+    pub owner: Option<&'a str>,
+    pub shortcut: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+}
+
+fn taken(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::AlreadyExists(FieldError::new(
+                "shortcut",
+                "another snippet in this scope has this shortcut",
+            ))
+        }
+        _ => e.into(),
+    }
+}
+
+pub async fn create(conn: &mut PgConnection, new: &NewSnippet<'_>) -> Result<Snippet, Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO snippets (id, workspace_id, owner, shortcut, title, body) VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING {COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(new.workspace_id)
+    .bind(new.owner)
+    .bind(new.shortcut)
+    .bind(new.title)
+    .bind(new.body)
+    .fetch_one(conn)
+    .await
+    .map_err(taken)
+}
+
+/// A snippet the caller `subject` can see: shared, or their own.
+pub async fn visible(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    subject: &str,
+    id: Uuid,
+) -> Result<Snippet, Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM snippets WHERE workspace_id = $1 AND id = $2 AND (owner IS NULL OR owner = $3)"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(subject)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(Error::NotFound("snippet"))
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    shortcut: &str,
+    title: &str,
+    body: &str,
+) -> Result<Snippet, Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE snippets SET shortcut = $2, title = $3, body = $4, updated_at = now() WHERE id = $1
+         RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(shortcut)
+    .bind(title)
+    .bind(body)
+    .fetch_one(conn)
+    .await
+    .map_err(taken)
+}
+
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+    sqlx::query("DELETE FROM snippets WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Snippets `subject` sees whose shortcut starts with `prefix`, by shortcut, after
+/// the keyset position `after`.
+pub async fn search(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    subject: &str,
+    prefix: &str,
+    after: Option<(String, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Snippet>, Error> {
+    let (shortcut, id) = after.unzip();
+    let pattern = format!(
+        "{}%",
+        prefix
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM snippets
+         WHERE workspace_id = $1 AND (owner IS NULL OR owner = $2) AND lower(shortcut) LIKE $3
+           AND ($4::text IS NULL OR (lower(shortcut), id) > ($4, $5))
+         ORDER BY lower(shortcut), id LIMIT $6"
+    )))
+    .bind(workspace_id)
+    .bind(subject)
+    .bind(pattern)
+    .bind(shortcut)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_must_be_known_when_saved() {
+        let keys = vec!["plan".to_owned()];
+        let ok =
+            "Hi {{ contact.first_name }}, your {{ contact.fields.plan }} plan. {{ user.name }}";
+        assert!(validate("hi", "Hi", ok, &keys).is_ok());
+        for bad in [
+            "{{ contact.shoe_size }}",
+            "{{ contact.fields.tier }}",
+            "{{ account.name }}",
+            "{{ contact }}",
+            "{{ unclosed",
+        ] {
+            assert_eq!(
+                validate("hi", "Hi", bad, &keys).unwrap_err().field,
+                "body",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            validate("a b", "Hi", ok, &keys).unwrap_err().field,
+            "shortcut"
+        );
+    }
+
+    #[test]
+    fn rendering_fills_contact_fields_and_the_user_name() {
+        let mut variables = Variables::default();
+        variables.contact.insert("first_name".into(), "Ada".into());
+        variables
+            .contact
+            .insert("fields".into(), serde_json::json!({"plan": "Gold"}));
+        variables.user.insert("name".into(), "Grace".into());
+        assert_eq!(
+            render(
+                "Hi {{ contact.first_name }}, {{ contact.fields.plan }} here. {{ user.name }}",
+                &variables
+            )
+            .unwrap(),
+            "Hi Ada, Gold here. Grace"
+        );
+        assert_eq!(
+            render("{{ contact.last_name }}", &variables)
+                .unwrap_err()
+                .field,
+            "snippet_id",
+            "strict: a missing value is an error, not an empty string"
+        );
+    }
+}

@@ -1,0 +1,634 @@
+//! Conversations through the real binary: lifecycle timers that survive a restart with
+//! the clock moved forward, assignment against the workspaces service's Users and Teams,
+//! closing notes, comments and the bad inputs that change nothing.
+use std::time::Duration;
+
+use ism_e2e::{Platform, Receiver, Tenant, authed, eventually};
+use ism_proto::conversations::v1 as conv;
+use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
+use ism_proto::types::v1::{MessageContent, Text, message_content::Kind};
+use ism_proto::workspaces::v1 as ws;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
+use serde_json::json;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn text(body: &str) -> Option<MessageContent> {
+    Some(MessageContent {
+        kind: Some(Kind::Text(Text {
+            body: body.to_owned(),
+        })),
+        ..Default::default()
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn at(seconds: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+/// The field a rich error names.
+fn field(status: &Status) -> String {
+    let details = status.get_error_details();
+    if let Some(bad) = details.bad_request() {
+        return bad.field_violations[0].field.clone();
+    }
+    details
+        .precondition_failure()
+        .map(|p| p.violations[0].subject.clone())
+        .unwrap_or_default()
+}
+
+/// Posts a message from `sender` and returns the conversation it lands in.
+async fn message_from(
+    platform: &Platform,
+    tenant: &Tenant,
+    token: &str,
+    sender: &str,
+    id: &str,
+) -> conv::Conversation {
+    let body = serde_json::to_vec(&json!({"message_id": id, "from": {"id": sender}, "text": "hi"}))
+        .unwrap();
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
+    assert_eq!(code, 200);
+    let client = platform.conversations().await;
+    eventually(WAIT, "the message's conversation", || {
+        let mut client = client.clone();
+        let token = token.to_owned();
+        let id = id.to_owned();
+        async move {
+            let list = client
+                .list_conversations(authed(&token, conv::ListConversationsRequest::default()))
+                .await
+                .ok()?
+                .into_inner();
+            for c in list.conversations {
+                let request = conv::ListMessagesRequest {
+                    conversation_id: c.id.clone(),
+                    ..Default::default()
+                };
+                let messages = client
+                    .list_messages(authed(&token, request))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .messages;
+                if messages.iter().any(|m| m.external_message_id == id) {
+                    return Some(c);
+                }
+            }
+            None
+        }
+    })
+    .await
+}
+
+async fn get(
+    client: &ConversationServiceClient<Channel>,
+    token: &str,
+    id: &str,
+) -> conv::Conversation {
+    client
+        .clone()
+        .get_conversation(authed(
+            token,
+            conv::GetConversationRequest { id: id.into() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversation
+        .unwrap()
+}
+
+#[tokio::test]
+async fn snooze_wake_up_and_auto_close_fire_after_a_restart_with_the_clock_moved_forward() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_CONVERSATIONS__TIMER_POLL_MS", "200");
+    let tenant = platform.bootstrap(&receiver.url);
+    let first = platform.spawn("all");
+    platform.wait_ready().await;
+    let token = platform.token(&tenant).await;
+    let mut client = platform.conversations().await;
+
+    let answered = message_from(&platform, &tenant, &token, "c1", "m-1").await;
+    assert_eq!(answered.opened_by, conv::Party::Contact as i32);
+    client
+        .send_message(authed(
+            &token,
+            conv::SendMessageRequest {
+                conversation_id: answered.id.clone(),
+                content: text("we are on it"),
+                client_message_id: String::new(),
+                snippet_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let snoozed = message_from(&platform, &tenant, &token, "c2", "m-2").await;
+    let past = client
+        .snooze_conversation(authed(
+            &token,
+            conv::SnoozeConversationRequest {
+                id: snoozed.id.clone(),
+                until: at(unix_now() - 60),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (past.code(), field(&past).as_str()),
+        (Code::InvalidArgument, "until")
+    );
+    let two_hours = unix_now() + 2 * 3600;
+    let reply = client
+        .snooze_conversation(authed(
+            &token,
+            conv::SnoozeConversationRequest {
+                id: snoozed.id.clone(),
+                until: at(two_hours),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversation
+        .unwrap();
+    assert_eq!(reply.status, conv::ConversationStatus::Snoozed as i32);
+    assert_eq!(reply.snoozed_until.unwrap().seconds, two_hours);
+
+    // A day and an hour later, in a new process: the timers were durable.
+    platform.kill(first);
+    platform.set(
+        "ISM_CONVERSATIONS__CLOCK_OFFSET_SECONDS",
+        &(25 * 3600).to_string(),
+    );
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let client = platform.conversations().await;
+    let closed = eventually(WAIT, "the auto-close", || {
+        let client = client.clone();
+        let token = token.clone();
+        let id = answered.id.clone();
+        async move {
+            let c = get(&client, &token, &id).await;
+            (c.status == conv::ConversationStatus::Closed as i32).then_some(c)
+        }
+    })
+    .await;
+    assert!(closed.closed_at.unwrap().seconds >= unix_now() + 24 * 3600);
+    assert_eq!(closed.metrics.unwrap().response_count, 1);
+    let woken = get(&client, &token, &snoozed.id).await;
+    assert_eq!(
+        woken.status,
+        conv::ConversationStatus::Open as i32,
+        "woken, and not auto-closed: no User replied there"
+    );
+    assert_eq!(woken.snoozed_until, None);
+
+    let again = message_from(&platform, &tenant, &token, "c1", "m-3").await;
+    assert_ne!(
+        again.id, answered.id,
+        "a message after closing opens a new conversation"
+    );
+    assert_eq!(again.contact_id, answered.contact_id);
+}
+
+struct Team {
+    id: String,
+    online: String,
+    offline: String,
+}
+
+async fn team_of_two(w: &mut WorkspaceServiceClient<Channel>, token: &str) -> Team {
+    let mut users = Vec::new();
+    for (name, availability) in [
+        ("on", ws::Availability::Online),
+        ("off", ws::Availability::Offline),
+    ] {
+        let user = w
+            .create_user(authed(
+                token,
+                ws::CreateUserRequest {
+                    email: format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple()),
+                    display_name: name.into(),
+                    role: ws::Role::Agent as i32,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        w.set_user_availability(authed(
+            token,
+            ws::SetUserAvailabilityRequest {
+                user_id: user.id.clone(),
+                availability: availability as i32,
+            },
+        ))
+        .await
+        .unwrap();
+        users.push(user.id);
+    }
+    let team = w
+        .create_team(authed(
+            token,
+            ws::CreateTeamRequest {
+                name: "Support".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .team
+        .unwrap();
+    for user_id in &users {
+        w.add_team_member(authed(
+            token,
+            ws::AddTeamMemberRequest {
+                team_id: team.id.clone(),
+                user_id: user_id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    }
+    Team {
+        id: team.id,
+        online: users[0].clone(),
+        offline: users[1].clone(),
+    }
+}
+
+#[tokio::test]
+async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlog() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let other = platform.bootstrap(&receiver.url);
+    let token = platform.token(&tenant).await;
+    let mut w =
+        WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
+    let team = team_of_two(&mut w, &token).await;
+    let mut client = platform.conversations().await;
+    let first = message_from(&platform, &tenant, &token, "c1", "a-1").await;
+    let second = message_from(&platform, &tenant, &token, "c2", "a-2").await;
+
+    let stranger = client
+        .assign_conversation(authed(
+            &token,
+            conv::AssignConversationRequest {
+                id: first.id.clone(),
+                user_id: other.owner_user_id.clone(),
+                team_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (stranger.code(), field(&stranger).as_str()),
+        (Code::InvalidArgument, "user_id")
+    );
+    let unknown_team = client
+        .assign_conversation(authed(
+            &token,
+            conv::AssignConversationRequest {
+                id: first.id.clone(),
+                user_id: String::new(),
+                team_id: uuid::Uuid::new_v4().to_string(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (unknown_team.code(), field(&unknown_team).as_str()),
+        (Code::InvalidArgument, "team_id")
+    );
+    assert_eq!(
+        get(&client, &token, &first.id).await.assignee_user_id,
+        "",
+        "nothing changed"
+    );
+
+    let rules = conv::AssignmentRules {
+        strategy: conv::AssignmentStrategy::LeastOpen as i32,
+        team_id: team.id.clone(),
+        online_only: true,
+        cap: 1,
+    };
+    let decided = client
+        .assign_next(authed(
+            &token,
+            conv::AssignNextRequest {
+                conversation_id: first.id.clone(),
+                rules: Some(rules.clone()),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(decided.assigned);
+    let assigned = decided.conversation.unwrap();
+    assert_eq!(
+        (
+            assigned.assignee_user_id.as_str(),
+            assigned.assignee_team_id.as_str()
+        ),
+        (team.online.as_str(), team.id.as_str())
+    );
+    let full = client
+        .assign_next(authed(
+            &token,
+            conv::AssignNextRequest {
+                conversation_id: second.id.clone(),
+                rules: Some(rules.clone()),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !full.assigned,
+        "the online User is at the cap, the other is offline"
+    );
+
+    // Auto-assignment: the backlog goes to the User who comes online.
+    client
+        .update_conversation_settings(authed(
+            &token,
+            conv::UpdateConversationSettingsRequest {
+                settings: Some(conv::ConversationSettings {
+                    auto_close_minutes: 1440,
+                    closing_notes: conv::ClosingNotes::CategoryRequired as i32,
+                    closing_categories: vec!["Resolved".into(), "Spam".into()],
+                    reply_to_closed: false,
+                    auto_assign: Some(rules),
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    w.set_user_availability(authed(
+        &token,
+        ws::SetUserAvailabilityRequest {
+            user_id: team.offline.clone(),
+            availability: ws::Availability::Online as i32,
+        },
+    ))
+    .await
+    .unwrap();
+    eventually(WAIT, "the backlog handed out", || {
+        let client = client.clone();
+        let token = token.clone();
+        let id = second.id.clone();
+        let expected = team.offline.clone();
+        async move { (get(&client, &token, &id).await.assignee_user_id == expected).then_some(()) }
+    })
+    .await;
+
+    // Closing notes as the Workspace requires them.
+    let missing = client
+        .close_conversation(authed(
+            &token,
+            conv::CloseConversationRequest {
+                id: first.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (missing.code(), field(&missing).as_str()),
+        (Code::InvalidArgument, "closing_category")
+    );
+    assert_eq!(
+        get(&client, &token, &first.id).await.status,
+        conv::ConversationStatus::Open as i32
+    );
+    let closed = client
+        .close_conversation(authed(
+            &token,
+            conv::CloseConversationRequest {
+                id: first.id.clone(),
+                closing_category: "resolved".into(),
+                closing_summary: "refund sent".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversation
+        .unwrap();
+    assert_eq!(
+        (
+            closed.closing_category.as_str(),
+            closed.closing_summary.as_str()
+        ),
+        ("Resolved", "refund sent")
+    );
+
+    let forbidden = client
+        .send_message(authed(
+            &token,
+            conv::SendMessageRequest {
+                conversation_id: first.id.clone(),
+                content: text("one more thing"),
+                client_message_id: String::new(),
+                snippet_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (forbidden.code(), field(&forbidden).as_str()),
+        (Code::FailedPrecondition, "conversation_id")
+    );
+    let too_long = client
+        .send_message(authed(
+            &token,
+            conv::SendMessageRequest {
+                conversation_id: second.id.clone(),
+                content: text(&"x".repeat(5000)),
+                client_message_id: String::new(),
+                snippet_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (too_long.code(), field(&too_long).as_str()),
+        (Code::InvalidArgument, "content.text.body")
+    );
+
+    // Internal comments mention Users of the Workspace only and are never delivered.
+    let foreign = client
+        .add_comment(authed(
+            &token,
+            conv::AddCommentRequest {
+                conversation_id: second.id.clone(),
+                body: "look".into(),
+                mentioned_user_ids: vec![other.owner_user_id.clone()],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (foreign.code(), field(&foreign).as_str()),
+        (Code::InvalidArgument, "mentioned_user_ids")
+    );
+    let comment = client
+        .add_comment(authed(
+            &token,
+            conv::AddCommentRequest {
+                conversation_id: second.id.clone(),
+                body: "@on can you take a look?".into(),
+                mentioned_user_ids: vec![team.online.clone()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert!(comment.internal);
+    assert_eq!(comment.mentioned_user_ids, vec![team.online.clone()]);
+    let messages = client
+        .list_messages(authed(
+            &token,
+            conv::ListMessagesRequest {
+                conversation_id: second.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(messages.len(), 2, "the inbound message and the comment");
+    assert!(messages[0].internal);
+    assert!(
+        receiver.received().is_empty(),
+        "no reply, and the comment was not delivered"
+    );
+
+    // The team's built-in view holds the open one of its two conversations.
+    let view = client
+        .list_inbox_conversations(authed(
+            &token,
+            conv::ListInboxConversationsRequest {
+                built_in: conv::BuiltInInbox::Team as i32,
+                team_id: team.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(view.total, 1);
+    assert_eq!(view.conversations[0].id, second.id);
+
+    // A bot's reply (the integrations service's token) is not a response.
+    let bot_token = w
+        .issue_service_token(ws::IssueServiceTokenRequest {
+            service: "integrations".into(),
+            secret: "dev-service-secret-change-me".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let mut as_bot = authed(
+        &bot_token,
+        conv::SendMessageRequest {
+            conversation_id: second.id.clone(),
+            content: text("I am a bot; a person will answer soon"),
+            client_message_id: String::new(),
+            snippet_id: String::new(),
+        },
+    );
+    as_bot
+        .metadata_mut()
+        .insert("x-ism-workspace-id", tenant.workspace_id.parse().unwrap());
+    let bot_message = client
+        .send_message(as_bot)
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(bot_message.sender, conv::Party::Bot as i32);
+    let after_bot = get(&client, &token, &second.id).await;
+    let metrics = after_bot.metrics.unwrap();
+    assert_eq!(
+        (metrics.first_response_seconds, metrics.response_count),
+        (None, 0)
+    );
+    assert_eq!(after_bot.last_message_from, conv::Party::Bot as i32);
+    assert!(
+        after_bot.waiting_since.is_some(),
+        "the Contact still waits for a person"
+    );
+
+    // Snippets: unknown variables are refused when saved; known ones render when sent.
+    let unknown = client
+        .create_snippet(authed(
+            &token,
+            conv::CreateSnippetRequest {
+                shortcut: "size".into(),
+                title: "Size".into(),
+                body: "Your size is {{ contact.shoe_size }}".into(),
+                personal: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (unknown.code(), field(&unknown).as_str()),
+        (Code::InvalidArgument, "body")
+    );
+    let snippet = client
+        .create_snippet(authed(
+            &token,
+            conv::CreateSnippetRequest {
+                shortcut: "got-it".into(),
+                title: "Got it".into(),
+                body: "We got your message{{ contact.last_name }}.".into(),
+                personal: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .snippet
+        .unwrap();
+    let sent = client
+        .send_message(authed(
+            &token,
+            conv::SendMessageRequest {
+                conversation_id: second.id.clone(),
+                content: None,
+                client_message_id: String::new(),
+                snippet_id: snippet.id,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(sent.content, text("We got your message."));
+    let answered = get(&client, &token, &second.id).await;
+    assert_eq!(answered.metrics.unwrap().response_count, 1);
+    assert_eq!(answered.waiting_since, None);
+}
