@@ -36,12 +36,12 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
         )
     };
     assert!(
-        store::accept_inbound(&pool, &channel, "p-1", &event())
+        store::accept_inbound(&pool, &channel, "p-1", None, &event())
             .await
             .unwrap()
     );
     assert!(
-        !store::accept_inbound(&pool, &channel, "p-1", &event())
+        !store::accept_inbound(&pool, &channel, "p-1", None, &event())
             .await
             .unwrap(),
         "a provider retry is recognised"
