@@ -83,6 +83,19 @@ impl FakeProvider {
     }
 }
 
+impl FakeProvider {
+    /// When each request whose path ends with `path_end` arrived.
+    pub fn arrivals(&self, path_end: &str) -> Vec<Instant> {
+        let inner = self.inner.lock().expect("provider lock");
+        inner
+            .calls
+            .iter()
+            .filter(|c| c.path.ends_with(path_end))
+            .map(|c| c.at)
+            .collect()
+    }
+}
+
 async fn answer(
     State(inner): State<Arc<Mutex<Inner>>>,
     method: Method,
