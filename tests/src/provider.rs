@@ -71,19 +71,6 @@ impl FakeProvider {
             .push((path_end.to_owned(), code, body.to_owned()));
     }
 
-    /// Every request so far whose path ends with `path_end`.
-    pub fn calls(&self, path_end: &str) -> Vec<Call> {
-        let inner = self.inner.lock().expect("provider lock");
-        inner
-            .calls
-            .iter()
-            .filter(|c| c.path.ends_with(path_end))
-            .cloned()
-            .collect()
-    }
-}
-
-impl FakeProvider {
     /// When each request whose path ends with `path_end` arrived.
     pub fn arrivals(&self, path_end: &str) -> Vec<Instant> {
         let inner = self.inner.lock().expect("provider lock");
@@ -92,6 +79,17 @@ impl FakeProvider {
             .iter()
             .filter(|c| c.path.ends_with(path_end))
             .map(|c| c.at)
+            .collect()
+    }
+
+    /// Every request so far whose path ends with `path_end`.
+    pub fn calls(&self, path_end: &str) -> Vec<Call> {
+        let inner = self.inner.lock().expect("provider lock");
+        inner
+            .calls
+            .iter()
+            .filter(|c| c.path.ends_with(path_end))
+            .cloned()
             .collect()
     }
 }

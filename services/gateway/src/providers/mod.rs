@@ -420,6 +420,15 @@ mod tests {
                 let _ = parse(kind, &body);
             }
         }
+
+        #[test]
+        fn no_provider_answer_makes_a_sender_panic(code in 100u16..600, json in json_value()) {
+            let reply = outbound::Reply::sample(code, &json.to_string());
+            for answer in [custom::answer, meta::answer, whatsapp::answer, telegram::answer,
+                twilio::answer, line::answer, viber::answer] {
+                let _ = answer(&reply);
+            }
+        }
     }
 
     /// JSON built from the providers' own field names, so the parsers go deep.
@@ -471,6 +480,16 @@ mod tests {
             "button_reply",
             "field",
             "status",
+            "error",
+            "error_code",
+            "error_subcode",
+            "description",
+            "ok",
+            "result",
+            "parameters",
+            "retry_after",
+            "sentMessages",
+            "sid",
         ]);
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
