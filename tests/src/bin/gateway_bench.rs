@@ -49,7 +49,7 @@ struct Webhook {
     url: String,
     content_type: &'static str,
     header: (&'static str, String),
-    body: Vec<u8>,
+    body: bytes::Bytes,
 }
 
 #[tokio::main]
@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         baseline::confirmed_publishes(&format!("{}.bench.baseline", platform.id), BASELINE_FOR)
             .await?;
     let bare = bare_handler().await?;
-    let bare_latency = fire(&[prepared_bare(&bare)]).await?;
+    let bare_latency = fire(Arc::new(vec![prepared_bare(&bare)])).await?;
 
     // One channel of each provider type, all calling the stand-in.
     let mut channels = Vec::new();
@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         "acceptance: {WEBHOOK_RATE} webhooks/s for {} s across 6 providers",
         WEBHOOK_FOR.as_secs()
     );
-    let accepted = fire(&webhooks).await?;
+    let accepted = fire(Arc::new(webhooks)).await?;
 
     eprintln!("outbound: {OUTBOUND} messages to {RECIPIENTS} recipients, unthrottled");
     let fast = connect(
@@ -375,7 +375,7 @@ fn prepare(public: &str, channel: &gw::Channel, n: u64, telegram_secret: &str) -
         url,
         content_type,
         header,
-        body,
+        body: body.into(),
     }
 }
 
@@ -393,7 +393,7 @@ fn prepared_bare(url: &str) -> Webhook {
         url: url.to_owned(),
         content_type: "application/json",
         header: ("x-bench", "1".into()),
-        body: br#"{"object":"page","entry":[]}"#.to_vec(),
+        body: bytes::Bytes::from_static(br#"{"object":"page","entry":[]}"#),
     }
 }
 
@@ -406,38 +406,26 @@ struct Latency {
 
 /// POSTs `webhooks` (cycling if fewer) at [`WEBHOOK_RATE`] for [`WEBHOOK_FOR`], each on
 /// schedule whether or not earlier ones were answered; the answers' latencies.
-async fn fire(webhooks: &[Webhook]) -> anyhow::Result<Latency> {
+async fn fire(webhooks: Arc<Vec<Webhook>>) -> anyhow::Result<Latency> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()?;
     let total = WEBHOOK_RATE * WEBHOOK_FOR.as_secs();
     let started = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
-    let webhooks: Arc<Vec<(String, &'static str, (&'static str, String), bytes::Bytes)>> = Arc::new(
-        webhooks
-            .iter()
-            .map(|w| {
-                (
-                    w.url.clone(),
-                    w.content_type,
-                    w.header.clone(),
-                    bytes::Bytes::from(w.body.clone()),
-                )
-            })
-            .collect(),
-    );
     for n in 0..total {
         let due = started + Duration::from_micros(n * 1_000_000 / WEBHOOK_RATE);
         tokio::time::sleep_until(due).await;
         let (http, webhooks) = (http.clone(), webhooks.clone());
         tasks.spawn(async move {
-            let (url, content_type, (name, value), body) = &webhooks[n as usize % webhooks.len()];
+            let webhook = &webhooks[n as usize % webhooks.len()];
+            let (name, value) = &webhook.header;
             let sent = Instant::now();
             let ok = http
-                .post(url)
-                .header("content-type", *content_type)
+                .post(&webhook.url)
+                .header("content-type", webhook.content_type)
                 .header(*name, value)
-                .body(body.clone())
+                .body(webhook.body.clone())
                 .send()
                 .await
                 .is_ok_and(|r| r.status().as_u16() == 200);
