@@ -1,6 +1,7 @@
 //! Outbound delivery: requests arrive as events and are queued durably; a worker sends
 //! them, retries transient failures with backoff and jitter, and reports every final
 //! status as `gateway.message.status`.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,10 +163,26 @@ impl Worker {
                 }
             };
             let full = due.len() >= worker.settings.delivery_concurrency;
+            // The batch's channels, read once: a channel disconnected meanwhile is absent.
+            let mut ids: Vec<Uuid> = due.iter().map(|d| d.channel_id).collect();
+            ids.sort();
+            ids.dedup();
+            let channels: Result<HashMap<Uuid, Arc<store::Channel>>, String> =
+                match store::channels_by_id(&worker.pool, &ids).await {
+                    Ok(rows) => Ok(rows.into_iter().map(|c| (c.id, Arc::new(c))).collect()),
+                    Err(e) => Err(e.to_string()),
+                };
+            let channels = Arc::new(channels);
             futures::stream::iter(due)
                 .for_each_concurrent(worker.settings.delivery_concurrency, |delivery| {
-                    let worker = worker.clone();
-                    async move { worker.attempt(delivery).await }
+                    let (worker, channels) = (worker.clone(), channels.clone());
+                    async move {
+                        let channel = match channels.as_ref() {
+                            Ok(found) => Ok(found.get(&delivery.channel_id).cloned()),
+                            Err(e) => Err(e.clone()),
+                        };
+                        worker.attempt(delivery, channel).await
+                    }
                 })
                 .await;
             if !full {
@@ -180,8 +197,12 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %delivery.message_id, attempt = delivery.attempts + 1))]
-    async fn attempt(&self, delivery: Delivery) {
-        let outcome = match store::channel_by_id(&self.pool, delivery.channel_id).await {
+    async fn attempt(
+        &self,
+        delivery: Delivery,
+        channel: Result<Option<Arc<store::Channel>>, String>,
+    ) {
+        let outcome = match channel {
             Ok(Some(channel)) => match self.send(&channel, &delivery).await {
                 Step::Done(outcome) => outcome,
                 Step::Postpone(wait) => {

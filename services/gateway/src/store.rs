@@ -149,6 +149,16 @@ pub async fn channel_by_id(pool: &PgPool, id: Uuid) -> Result<Option<Channel>, E
     .await?)
 }
 
+/// The live channels among `ids`, for a batch of deliveries.
+pub async fn channels_by_id(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Channel>, Error> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ANY($1) AND deleted_at IS NULL"
+    )))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// A live channel of `workspace_id`.
 pub async fn channel(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Channel, Error> {
     match channel_by_id(pool, id).await? {
