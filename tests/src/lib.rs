@@ -1,8 +1,11 @@
 //! Boots the real `ism` binary for a test, with its own databases, exchange and ports,
 //! against the machine's Postgres, Redis and RabbitMQ; and a stand-in for the business
 //! system that receives outbound messages.
+pub mod baseline;
 pub mod platform;
+pub mod provider;
 pub mod receiver;
 
 pub use platform::{Platform, Tenant, authed, eventually, sign};
+pub use provider::FakeProvider;
 pub use receiver::Receiver;

@@ -609,6 +609,39 @@ fn isolation_matrix() -> Vec<Case> {
             OwnWorkspace
         ),
         rpc!(
+            "ism.gateway.v1.GatewayService/ConnectChannel",
+            gateway.connect_channel(|_b| gateway::ConnectChannelRequest {
+                r#type: ChannelType::Custom as i32,
+                name: "A3".into(),
+                outbound_url: "http://127.0.0.1:9/out".into(),
+                ..Default::default()
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.gateway.v1.GatewayService/UpdateChannel",
+            gateway.update_channel(|b| gateway::UpdateChannelRequest {
+                id: b.channel_id.clone(),
+                name: Some("taken over".into()),
+                ..Default::default()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.gateway.v1.GatewayService/TestChannel",
+            gateway.test_channel(|b| gateway::TestChannelRequest {
+                id: b.channel_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.gateway.v1.GatewayService/DeleteChannel",
+            gateway.delete_channel(|b| gateway::DeleteChannelRequest {
+                id: b.channel_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
             "ism.contacts.v1.ContactService/ResolveContact",
             contacts.resolve_contact(|b| contacts::ResolveContactRequest {
                 channel_id: b.channel_id.clone(),
@@ -1152,6 +1185,39 @@ fn role_matrix() -> Vec<RoleCase> {
                 r#type: ChannelType::Custom as i32,
                 name: unique("ch"),
                 outbound_url: "http://127.0.0.1:9/out".into()
+            })
+        ),
+        admin!(
+            "ConnectChannel",
+            Manager,
+            gateway.connect_channel(|_a| gateway::ConnectChannelRequest {
+                r#type: ChannelType::Custom as i32,
+                name: unique("ch"),
+                outbound_url: "http://127.0.0.1:9/out".into(),
+                ..Default::default()
+            })
+        ),
+        admin!(
+            "UpdateChannel",
+            Manager,
+            gateway.update_channel(|a| gateway::UpdateChannelRequest {
+                id: a.channel_id.clone(),
+                rate_limit_per_second: Some(5),
+                ..Default::default()
+            })
+        ),
+        admin!(
+            "TestChannel",
+            Manager,
+            gateway.test_channel(|a| gateway::TestChannelRequest {
+                id: a.channel_id.clone()
+            })
+        ),
+        admin!(
+            "DeleteChannel",
+            Manager,
+            gateway.delete_channel(|a| gateway::DeleteChannelRequest {
+                id: a.channel_id.clone()
             })
         ),
     ]

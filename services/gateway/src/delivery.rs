@@ -1,6 +1,7 @@
 //! Outbound delivery: requests arrive as events and are queued durably; a worker sends
 //! them, retries transient failures with backoff and jitter, and reports every final
 //! status as `gateway.message.status`.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use ism_platform::ratelimit::{Decision, Limiter};
+use ism_proto::types::v1::message_content::Kind as Content;
+
+use crate::api::api_base_url;
 use crate::credentials::{Cipher, Credentials};
-use crate::providers::{Kind, custom};
+use crate::providers::Kind;
+use crate::providers::outbound::{self, Failure, Outgoing};
 use crate::store::{self, Delivery, Outcome};
 
 /// Queues `*.delivery.requested` events as deliveries.
@@ -112,6 +118,12 @@ pub(crate) fn status_event(
     )
 }
 
+/// How long a Contact's last message keeps the reply window open.
+const REPLY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// How far ahead a delivery may reserve a slot of its channel's rate limit, waiting for
+/// it while holding its lease; beyond that it is put back.
+const RESERVE_AHEAD: Duration = Duration::from_secs(1);
+
 /// Sends due deliveries until `shutdown`.
 pub struct Worker {
     pub pool: PgPool,
@@ -119,6 +131,17 @@ pub struct Worker {
     pub cipher: Arc<Cipher>,
     pub settings: GatewaySettings,
     pub wake: Arc<Notify>,
+    /// Per-channel (and per-chat) throughput limits, shared by every replica.
+    pub limiter: Arc<Limiter>,
+    /// The gateway's public URL, without a trailing slash (status callbacks).
+    pub public_url: String,
+}
+
+/// What stopped a delivery before the provider was called, or the attempt's outcome.
+enum Step {
+    Done(Outcome),
+    /// The rate limit said wait: back in the queue without counting an attempt.
+    Postpone(Duration),
 }
 
 impl Worker {
@@ -140,10 +163,26 @@ impl Worker {
                 }
             };
             let full = due.len() >= worker.settings.delivery_concurrency;
+            // The batch's channels, read once: a channel disconnected meanwhile is absent.
+            let mut ids: Vec<Uuid> = due.iter().map(|d| d.channel_id).collect();
+            ids.sort();
+            ids.dedup();
+            let channels: Result<HashMap<Uuid, Arc<store::Channel>>, String> =
+                match store::channels_by_id(&worker.pool, &ids).await {
+                    Ok(rows) => Ok(rows.into_iter().map(|c| (c.id, Arc::new(c))).collect()),
+                    Err(e) => Err(e.to_string()),
+                };
+            let channels = Arc::new(channels);
             futures::stream::iter(due)
                 .for_each_concurrent(worker.settings.delivery_concurrency, |delivery| {
-                    let worker = worker.clone();
-                    async move { worker.attempt(delivery).await }
+                    let (worker, channels) = (worker.clone(), channels.clone());
+                    async move {
+                        let channel = match channels.as_ref() {
+                            Ok(found) => Ok(found.get(&delivery.channel_id).cloned()),
+                            Err(e) => Err(e.clone()),
+                        };
+                        worker.attempt(delivery, channel).await
+                    }
                 })
                 .await;
             if !full {
@@ -158,9 +197,25 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %delivery.message_id, attempt = delivery.attempts + 1))]
-    async fn attempt(&self, delivery: Delivery) {
-        let outcome = match store::channel_by_id(&self.pool, delivery.channel_id).await {
-            Ok(Some(channel)) => self.send(&channel, &delivery).await,
+    async fn attempt(
+        &self,
+        delivery: Delivery,
+        channel: Result<Option<Arc<store::Channel>>, String>,
+    ) {
+        let outcome = match channel {
+            Ok(Some(channel)) => match self.send(&channel, &delivery).await {
+                Step::Done(outcome) => outcome,
+                Step::Postpone(wait) => {
+                    metrics::counter!("ism_deliveries_postponed_total").increment(1);
+                    if let Err(e) =
+                        store::postpone(&self.pool, delivery.message_id, wait.as_millis() as i64)
+                            .await
+                    {
+                        tracing::warn!(error = %e, "postponing a delivery failed");
+                    }
+                    return;
+                }
+            },
             Ok(None) => Outcome::Failed {
                 reason: "the channel was disconnected".to_owned(),
                 kind: "refused",
@@ -243,115 +298,132 @@ impl Worker {
             .as_millis() as i64
     }
 
-    async fn send(&self, channel: &store::Channel, delivery: &Delivery) -> Outcome {
+    /// Waits for a slot of `key`'s rate limit; `Some(wait)` when none is near.
+    async fn slot(&self, key: &str, rate: f64, message_id: Uuid) -> Option<Duration> {
+        let burst = (rate / 10.0).ceil() as u32;
+        match self.limiter.take(key, rate, burst, RESERVE_AHEAD).await {
+            Decision::Allow => None,
+            Decision::After(wait) => {
+                tokio::time::sleep(wait).await;
+                None
+            }
+            // Spread the waiting deliveries over the next second so they do not all
+            // come back at the same instant.
+            Decision::Limit(wait) => {
+                Some(wait + Duration::from_millis((message_id.as_u128() % 1000) as u64))
+            }
+        }
+    }
+
+    async fn send(&self, channel: &store::Channel, delivery: &Delivery) -> Step {
+        let failed = |reason: String, kind| Step::Done(Outcome::Failed { reason, kind });
         let content = match MessageContent::decode(delivery.content.as_slice()) {
             Ok(content) => content,
-            Err(e) => {
-                return Outcome::Failed {
-                    reason: format!("unreadable message content: {e}"),
-                    kind: "internal",
-                };
-            }
+            Err(e) => return failed(format!("unreadable message content: {e}"), "internal"),
         };
         let credentials = match &channel.credentials {
             Some(sealed) => match self.cipher.open(channel.id, sealed) {
                 Ok(credentials) => credentials,
                 Err(e) => {
-                    return Outcome::Failed {
-                        reason: format!("the channel's credentials cannot be read: {e}"),
-                        kind: "internal",
-                    };
+                    return failed(
+                        format!("the channel's credentials cannot be read: {e}"),
+                        "internal",
+                    );
                 }
             },
             None => Credentials::Custom {
                 webhook_secret: channel.webhook_secret.clone(),
             },
         };
-        let (Some(Kind::Custom), Credentials::Custom { webhook_secret }) =
-            (Kind::parse(&channel.kind), &credentials)
-        else {
-            return Outcome::Failed {
-                reason: format!(
-                    "sending on {} channels is not available in this version",
-                    channel.kind
-                ),
-                kind: "refused",
-            };
+        let Some(kind) = Kind::parse(&channel.kind) else {
+            return failed(format!("unknown channel type {}", channel.kind), "internal");
         };
-        let message = match custom::outbound(
-            delivery.message_id.to_string(),
-            channel.id.to_string(),
-            &delivery.recipient,
-            &content,
-        ) {
-            Ok(message) => message,
-            Err(reason) => {
-                return Outcome::Failed {
-                    reason,
-                    kind: "refused",
-                };
-            }
-        };
-        let body = match serde_json::to_vec(&message) {
-            Ok(body) => body,
-            Err(e) => {
-                return Outcome::Failed {
-                    reason: format!("cannot encode the message: {e}"),
-                    kind: "internal",
-                };
-            }
-        };
-        let response = self
-            .http
-            .post(&channel.outbound_url)
-            .timeout(Duration::from_millis(self.settings.delivery_timeout_ms))
-            .header("content-type", "application/json")
-            .header("x-ism-message-id", delivery.message_id.to_string())
-            .header(
-                custom::signature::HEADER,
-                custom::signature::sign(webhook_secret.as_bytes(), &body),
-            )
-            .body(body)
-            .send()
-            .await;
-        let retry = |reason: String, kind| Outcome::Retry {
-            after_ms: self.backoff_ms(delivery.attempts),
-            reason,
-            kind,
-        };
-        match response {
-            Err(e) if e.is_timeout() => {
-                retry("the receiver did not answer in time".to_owned(), "timeout")
-            }
-            Err(e) => retry(format!("cannot reach the receiver: {e}"), "unreachable"),
-            Ok(response) => {
-                let code = response.status();
-                let text = response.text().await.unwrap_or_default();
-                let snippet: String = text.chars().take(200).collect();
-                if code.is_success() {
-                    let external_message_id = serde_json::from_str::<serde_json::Value>(&text)
-                        .ok()
-                        .and_then(|v| {
-                            v.get("message_id")
-                                .and_then(|id| id.as_str())
-                                .map(str::to_owned)
-                        })
-                        .unwrap_or_default();
-                    Outcome::Sent {
-                        external_message_id,
-                    }
-                } else if code.is_server_error() || code.as_u16() == 429 || code.as_u16() == 408 {
-                    let reason = format!("the receiver answered HTTP {}: {snippet}", code.as_u16());
-                    retry(reason, "receiver_error")
-                } else {
-                    Outcome::Failed {
-                        reason: format!(
-                            "the receiver refused the message with HTTP {}: {snippet}",
-                            code.as_u16()
+        if kind.has_reply_window() && !matches!(content.kind, Some(Content::Template(_))) {
+            match store::last_inbound(&self.pool, channel.id, &delivery.recipient).await {
+                Ok(Some(at)) if chrono::Utc::now() - at > REPLY_WINDOW => {
+                    return failed(
+                        format!(
+                            "outside the 24-hour reply window: the Contact last wrote at {}; use a template",
+                            at.format("%Y-%m-%d %H:%M UTC")
                         ),
-                        kind: "refused",
-                    }
+                        "window",
+                    );
                 }
+                Ok(_) => {}
+                Err(e) => {
+                    return Step::Done(Outcome::Retry {
+                        after_ms: self.backoff_ms(delivery.attempts),
+                        reason: format!("database: {e}"),
+                        kind: "internal",
+                    });
+                }
+            }
+        }
+        if let Some(rate) = kind.per_chat_rate_limit() {
+            let key = format!("chat:{}:{}", channel.id, delivery.recipient);
+            if let Some(wait) = self.slot(&key, rate, delivery.message_id).await {
+                return Step::Postpone(wait);
+            }
+        }
+        let rate = if channel.rate_limit_per_second > 0 {
+            f64::from(channel.rate_limit_per_second)
+        } else {
+            f64::from(kind.default_rate_limit_per_second())
+        };
+        if let Some(wait) = self
+            .slot(
+                &format!("channel:{}", channel.id),
+                rate,
+                delivery.message_id,
+            )
+            .await
+        {
+            return Step::Postpone(wait);
+        }
+        let status_callback = format!(
+            "{}/webhooks/{}/{}",
+            self.public_url,
+            kind.as_str(),
+            channel.id
+        );
+        let out = Outgoing {
+            message_id: delivery.message_id,
+            channel_id: channel.id,
+            channel_name: &channel.name,
+            recipient: &delivery.recipient,
+            content: &content,
+            status_callback: &status_callback,
+            outbound_url: &channel.outbound_url,
+        };
+        let base = api_base_url(Some(kind), &channel.api_base_url);
+        let timeout = Duration::from_millis(self.settings.delivery_timeout_ms);
+        let result = outbound::send(&self.http, timeout, kind, base, &credentials, &out).await;
+        let retry = |reason: String, after: Option<Duration>, kind| {
+            Step::Done(Outcome::Retry {
+                after_ms: after.map_or_else(
+                    || self.backoff_ms(delivery.attempts),
+                    |d| d.as_millis() as i64,
+                ),
+                reason,
+                kind,
+            })
+        };
+        match result {
+            Ok(external_message_id) => Step::Done(Outcome::Sent {
+                external_message_id,
+            }),
+            Err(Failure::RateLimited { after, reason }) => retry(reason, after, "rate_limited"),
+            Err(Failure::Transient(reason)) => retry(reason, None, "transient"),
+            Err(Failure::Auth(reason)) => {
+                // Every later message would fail the same way until the credentials change.
+                if let Err(e) = store::set_health(&self.pool, channel.id, false, &reason).await {
+                    tracing::warn!(error = %e, "flagging the channel unhealthy failed");
+                }
+                failed(reason, "auth")
+            }
+            Err(failure) => {
+                let label = failure.label();
+                failed(failure.reason().to_owned(), label)
             }
         }
     }

@@ -289,8 +289,16 @@ async fn accept(
     // Keyed by the Contact so one person's messages are applied in order.
     let key = format!("{}:{}", channel.id, message.sender_id);
     let event = events::new_event(event_type, channel.workspace_id, &key, &payload);
-    let accepted =
-        store::accept_inbound(&state.pool, channel, &message.external_message_id, &event).await?;
+    let sent_at = message.sent_at.unwrap_or_else(chrono::Utc::now);
+    let from = (kind.has_reply_window() && !echo).then_some((message.sender_id.as_str(), sent_at));
+    let accepted = store::accept_inbound(
+        &state.pool,
+        channel,
+        &message.external_message_id,
+        from,
+        &event,
+    )
+    .await?;
     Ok(accepted.then_some(inbound_id))
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
+use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
 use ism_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
 use sqlx::migrate::Migrator;
@@ -54,6 +55,8 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         cipher: cipher.clone(),
         settings: settings.gateway.clone(),
         wake,
+        limiter: Limiter::new(ServiceName::Gateway, &settings.redis, &settings.rate_limit),
+        public_url: public_url.clone(),
     };
     service.spawn(worker.run(shutdown.clone()));
 

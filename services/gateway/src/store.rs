@@ -149,6 +149,16 @@ pub async fn channel_by_id(pool: &PgPool, id: Uuid) -> Result<Option<Channel>, E
     .await?)
 }
 
+/// The live channels among `ids`, for a batch of deliveries.
+pub async fn channels_by_id(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Channel>, Error> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ANY($1) AND deleted_at IS NULL"
+    )))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// A live channel of `workspace_id`.
 pub async fn channel(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Channel, Error> {
     match channel_by_id(pool, id).await? {
@@ -174,12 +184,14 @@ pub async fn list_channels(
     .await?)
 }
 
-/// Records an inbound message and its event in one transaction. `false` when the
-/// provider already delivered this message id (a retry): nothing is written.
+/// Records an inbound message and its event in one transaction, and, for a Contact's
+/// own message (`from` is set), when that Contact last wrote. `false` when the provider
+/// already delivered this message id (a retry): nothing is written.
 pub async fn accept_inbound(
     pool: &PgPool,
     channel: &Channel,
     external_message_id: &str,
+    from: Option<(&str, DateTime<Utc>)>,
     event: &Event,
 ) -> Result<bool, Error> {
     let mut tx = pool.begin().await?;
@@ -197,9 +209,36 @@ pub async fn accept_inbound(
     if inserted == 0 {
         return Ok(false);
     }
+    if let Some((contact, at)) = from {
+        sqlx::query(
+            "INSERT INTO reply_windows (channel_id, contact, last_inbound_at) VALUES ($1, $2, $3)
+             ON CONFLICT (channel_id, contact) DO UPDATE
+             SET last_inbound_at = greatest(reply_windows.last_inbound_at, excluded.last_inbound_at)",
+        )
+        .bind(channel.id)
+        .bind(contact)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
     events::enqueue(&mut tx, event).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// When `contact` last wrote on `channel_id`, if we ever saw them write.
+pub async fn last_inbound(
+    pool: &PgPool,
+    channel_id: Uuid,
+    contact: &str,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT last_inbound_at FROM reply_windows WHERE channel_id = $1 AND contact = $2",
+    )
+    .bind(channel_id)
+    .bind(contact)
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// An outbound delivery being worked on.
@@ -224,9 +263,15 @@ pub async fn claim_due(
     Ok(sqlx::query_as(
         "UPDATE deliveries SET status = 'sending', locked_until = now() + make_interval(secs => $2), updated_at = now()
          WHERE message_id IN (
-             SELECT message_id FROM deliveries
+             SELECT message_id FROM deliveries d
              WHERE next_attempt_at <= now()
                AND (status = 'queued' OR (status = 'sending' AND locked_until < now()))
+               -- One recipient's messages leave in the order they were asked for.
+               AND NOT EXISTS (
+                   SELECT 1 FROM deliveries e
+                   WHERE e.channel_id = d.channel_id AND e.recipient = d.recipient
+                     AND e.status IN ('queued', 'sending')
+                     AND (e.created_at, e.message_id) < (d.created_at, d.message_id))
              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING message_id, workspace_id, channel_id, requested_by, recipient, content, attempts",
     )
@@ -251,6 +296,21 @@ pub enum Outcome {
         reason: String,
         kind: &'static str,
     },
+}
+
+/// Puts a claimed delivery back, due after `after_ms`, without counting an attempt
+/// (the channel's rate limit said wait).
+pub async fn postpone(pool: &PgPool, message_id: Uuid, after_ms: i64) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'queued', locked_until = NULL,
+             next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+         WHERE message_id = $1",
+    )
+    .bind(message_id)
+    .bind(after_ms as f64 / 1000.0)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Stores an attempt's outcome and, for a final one, the status event, atomically.

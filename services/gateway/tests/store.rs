@@ -5,12 +5,8 @@ use ism_platform::{db, events};
 use ism_proto::events::v1::MessageReceived;
 use uuid::Uuid;
 
-#[tokio::test]
-async fn an_inbound_message_and_its_event_are_recorded_once() {
-    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
-        .await
-        .unwrap();
-    let channel = Channel {
+fn custom_channel() -> Channel {
+    Channel {
         id: Uuid::now_v7(),
         workspace_id: Uuid::now_v7(),
         kind: "custom".into(),
@@ -25,8 +21,17 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
         rate_limit_per_second: 0,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
-    };
-    let channel = store::create_channel(&pool, &channel).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_inbound_message_and_its_event_are_recorded_once() {
+    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
+        .await
+        .unwrap();
+    let channel = store::create_channel(&pool, &custom_channel())
+        .await
+        .unwrap();
     let event = || {
         events::new_event(
             "gateway.message.received",
@@ -36,12 +41,12 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
         )
     };
     assert!(
-        store::accept_inbound(&pool, &channel, "p-1", &event())
+        store::accept_inbound(&pool, &channel, "p-1", None, &event())
             .await
             .unwrap()
     );
     assert!(
-        !store::accept_inbound(&pool, &channel, "p-1", &event())
+        !store::accept_inbound(&pool, &channel, "p-1", None, &event())
             .await
             .unwrap(),
         "a provider retry is recognised"
@@ -87,6 +92,120 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
     assert_eq!(
         (status.as_str(), attempts, error.as_str()),
         ("queued", 1, "HTTP 503")
+    );
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
+    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
+        .await
+        .unwrap();
+    let channel = store::create_channel(&pool, &custom_channel())
+        .await
+        .unwrap();
+    let queue = |recipient: &'static str| {
+        let pool = pool.clone();
+        let channel = channel.clone();
+        async move {
+            let id = Uuid::now_v7();
+            sqlx::query("INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content, created_at)
+                         VALUES ($1, $2, $3, 'conversations', $4, '', clock_timestamp())")
+                .bind(id)
+                .bind(channel.workspace_id)
+                .bind(channel.id)
+                .bind(recipient)
+                .execute(&pool)
+                .await
+                .unwrap();
+            id
+        }
+    };
+    let (a1, a2, b1) = (queue("a").await, queue("a").await, queue("b").await);
+
+    let mut claimed: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message_id)
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, vec![a1, b1], "a's second waits for its first");
+    let first = store::claim_due(&pool, 10, 30.0).await.unwrap();
+    assert!(
+        first.is_empty(),
+        "nothing else is due while a1 is being sent"
+    );
+
+    // A rate-limit postponement keeps a1 ahead of a2.
+    store::postpone(&pool, a1, 0).await.unwrap();
+    let again: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message_id)
+        .collect();
+    assert_eq!(again, vec![a1]);
+    let delivery = store::Delivery {
+        message_id: a1,
+        workspace_id: channel.workspace_id,
+        channel_id: channel.id,
+        requested_by: "conversations".into(),
+        recipient: "a".into(),
+        content: Vec::new(),
+        attempts: 0,
+    };
+    let sent = Outcome::Sent {
+        external_message_id: "p-a1".into(),
+    };
+    store::finish_attempt(&pool, &delivery, &sent, None)
+        .await
+        .unwrap();
+    let next: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message_id)
+        .collect();
+    assert_eq!(next, vec![a2], "once a1 is sent, a2 goes");
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back() {
+    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
+        .await
+        .unwrap();
+    let channel = store::create_channel(&pool, &custom_channel())
+        .await
+        .unwrap();
+    let event = || {
+        events::new_event(
+            "gateway.message.received",
+            channel.workspace_id,
+            "k",
+            &MessageReceived::default(),
+        )
+    };
+    assert_eq!(
+        store::last_inbound(&pool, channel.id, "c1").await.unwrap(),
+        None
+    );
+    let recent = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let older = recent - chrono::TimeDelta::days(3);
+    for (id, at) in [("m1", recent), ("m2", older)] {
+        store::accept_inbound(&pool, &channel, id, Some(("c1", at)), &event())
+            .await
+            .unwrap();
+    }
+    let last = store::last_inbound(&pool, channel.id, "c1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        last.timestamp_micros(),
+        recent.timestamp_micros(),
+        "a late-arriving older message does not close the window"
     );
     db::drop_scratch(pool).await.unwrap();
 }

@@ -21,28 +21,33 @@ use crate::config::{RateLimitSettings, RedisSettings, ServiceName};
 /// Seconds between two fail-open warnings, so an outage does not flood the log.
 const WARN_EVERY_SECONDS: i64 = 10;
 
-/// Takes one token from the bucket in KEYS[1]; ARGV: refill rate per second, burst.
-/// Returns {allowed (0/1), milliseconds until a token is available}. Uses the server's
+/// Takes one token from the bucket in KEYS[1]; ARGV: refill rate per second, burst, and
+/// how far ahead (ms) a caller may reserve a token (0: only tokens available now).
+/// Returns {allowed (0/1), milliseconds to wait}: when allowed, the wait before using
+/// the reserved token; when not, the wait until one can be reserved. Uses the server's
 /// clock so replicas with skewed clocks share one bucket correctly.
 const TOKEN_BUCKET: &str = r"
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local ahead = tonumber(ARGV[3] or '0')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local needed = 1 - ahead * rate / 1000
 local allowed = 0
 local wait = 0
-if tokens >= 1 then
+if tokens >= needed then
   tokens = tokens - 1
   allowed = 1
+  if tokens < 0 then wait = math.ceil(-tokens * 1000 / rate) end
 else
-  wait = math.ceil((1 - tokens) * 1000 / rate)
+  wait = math.ceil((needed - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + ahead + 1000)
 return {allowed, wait}
 ";
 
@@ -50,6 +55,8 @@ return {allowed, wait}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allow,
+    /// A token is reserved: use it after this long.
+    After(Duration),
     /// Over the limit; a token is available after this long.
     Limit(Duration),
 }
@@ -94,17 +101,34 @@ impl Limiter {
 
     /// Takes a token for `workspace`; `Allow` whenever Redis cannot answer in time.
     pub async fn check(&self, workspace: &str) -> Decision {
+        self.take(
+            workspace,
+            self.settings.requests_per_second,
+            self.settings.burst,
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// Takes a token from the bucket `key` (under this limiter's prefix) refilling at
+    /// `rate` per second up to `burst`, reserving one up to `ahead` in the future;
+    /// `Allow` whenever Redis cannot answer in time.
+    pub async fn take(&self, key: &str, rate: f64, burst: u32, ahead: Duration) -> Decision {
         let Some(mut redis) = self.redis.clone() else {
             return Decision::Allow;
         };
-        let mut invocation = self.script.key(format!("{}:{workspace}", self.prefix));
+        let mut invocation = self.script.key(format!("{}:{key}", self.prefix));
         invocation
-            .arg(self.settings.requests_per_second)
-            .arg(self.settings.burst);
+            .arg(rate)
+            .arg(burst.max(1))
+            .arg(ahead.as_millis() as u64);
         let timeout = Duration::from_millis(self.settings.redis_timeout_ms);
         let answer =
             tokio::time::timeout(timeout, invocation.invoke_async::<(i64, i64)>(&mut redis)).await;
         match answer {
+            Ok(Ok((1, wait_ms))) if wait_ms > 0 => {
+                Decision::After(Duration::from_millis(wait_ms as u64))
+            }
             Ok(Ok((1, _))) => Decision::Allow,
             Ok(Ok((_, wait_ms))) => Decision::Limit(Duration::from_millis(wait_ms.max(1) as u64)),
             Ok(Err(e)) => self.fail_open(&e.to_string()),
@@ -215,7 +239,7 @@ where
         };
         Box::pin(async move {
             match limiter.check(&workspace.to_string()).await {
-                Decision::Allow => inner.call(request).await,
+                Decision::Allow | Decision::After(_) => inner.call(request).await,
                 Decision::Limit(wait) => {
                     metrics::counter!("ism_rate_limited_total").increment(1);
                     Ok(exhausted(wait).into_http())

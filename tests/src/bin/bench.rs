@@ -4,18 +4,16 @@
 //!
 //! Boots `ism serve all` like the end-to-end tests do (set `ISM_BIN` to bench a release
 //! build); `make bench` runs it through `scripts/bench.sh`.
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use ism_e2e::{Platform, Receiver, Tenant, sign};
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use ism_e2e::{Platform, Receiver, Tenant, baseline, sign};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{Connection, ConnectionProperties};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinSet;
@@ -39,10 +37,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 /// Length of each baseline.
 const BASELINE_FOR: Duration = Duration::from_secs(4);
-/// Publishes awaiting their confirm in the RabbitMQ baseline.
-const CONFIRM_WINDOW: usize = 256;
-/// Body size of the RabbitMQ baseline's messages, about that of a platform event.
-const EVENT_BYTES: usize = 512;
 /// Connections of the wider Postgres baseline, as many as a service pool has.
 const INSERT_CONNECTIONS: usize = 10;
 /// Linux reports process CPU time in ticks of 1/100 s (USER_HZ) on every architecture
@@ -76,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
         platform.id
     );
 
-    let rabbitmq = rabbitmq_baseline(&format!("{}.bench.baseline", platform.id)).await?;
+    let rabbitmq =
+        baseline::confirmed_publishes(&format!("{}.bench.baseline", platform.id), BASELINE_FOR)
+            .await?;
     let inserts_one = postgres_baseline(&conversations, 1).await?;
     let inserts_many = postgres_baseline(&conversations, INSERT_CONNECTIONS).await?;
 
@@ -364,59 +360,6 @@ async fn queue_depth(queue: &str) -> anyhow::Result<u32> {
     Ok(depth)
 }
 
-/// Confirmed persistent publishes per second from one connection and channel to a durable
-/// queue of its own, with up to [`CONFIRM_WINDOW`] publishes awaiting their confirm.
-async fn rabbitmq_baseline(queue: &str) -> anyhow::Result<f64> {
-    let conn = Connection::connect(AMQP, ConnectionProperties::default()).await?;
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(queue.into(), durable, FieldTable::default())
-        .await?;
-    let body = vec![b'x'; EVENT_BYTES];
-    let properties = BasicProperties::default().with_delivery_mode(2);
-    let publishing = async {
-        let mut window: VecDeque<PublisherConfirm> = VecDeque::with_capacity(CONFIRM_WINDOW);
-        let mut confirmed = 0u64;
-        let started = Instant::now();
-        while started.elapsed() < BASELINE_FOR {
-            if window.len() == CONFIRM_WINDOW
-                && let Some(confirm) = window.pop_front()
-            {
-                anyhow::ensure!(confirm.await?.is_ack(), "RabbitMQ refused a publish");
-                confirmed += 1;
-            }
-            let confirm = channel
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    properties.clone(),
-                )
-                .await?;
-            window.push_back(confirm);
-        }
-        for confirm in window {
-            anyhow::ensure!(confirm.await?.is_ack(), "RabbitMQ refused a publish");
-            confirmed += 1;
-        }
-        Ok(confirmed as f64 / started.elapsed().as_secs_f64())
-    };
-    let rate = publishing.await;
-    channel
-        .queue_delete(queue.into(), QueueDeleteOptions::default())
-        .await?;
-    conn.close(200, "done".into()).await?;
-    rate
-}
-
 /// Single-row INSERTs per second (one statement each, autocommit) into a table shaped
 /// like `messages`, over `connections` connections inserting side by side.
 async fn postgres_baseline(db: &PgPool, connections: usize) -> anyhow::Result<f64> {
@@ -682,7 +625,10 @@ fn report(r: &Report) {
     println!();
     println!("baselines: one client of this machine's RabbitMQ and Postgres, same run");
     line(
-        &format!("RabbitMQ confirmed publishes /s (window {CONFIRM_WINDOW})"),
+        &format!(
+            "RabbitMQ confirmed publishes /s (window {})",
+            baseline::CONFIRM_WINDOW
+        ),
         thousands(r.rabbitmq),
         "",
         "",
@@ -700,8 +646,9 @@ fn report(r: &Report) {
         "",
     );
     println!(
-        "  RabbitMQ: persistent {EVENT_BYTES}-byte messages to a durable queue, one connection and \
-         channel in confirm mode"
+        "  RabbitMQ: persistent {}-byte messages to a durable queue, one connection and \
+         channel in confirm mode",
+        baseline::EVENT_BYTES
     );
     println!(
         "  Postgres: one autocommit INSERT per statement into a table shaped like messages \

@@ -4,6 +4,7 @@ pub mod client;
 pub mod custom;
 pub mod line;
 pub mod meta;
+pub mod outbound;
 pub mod telegram;
 pub mod twilio;
 pub mod viber;
@@ -112,6 +113,20 @@ impl Kind {
             Kind::Line => 2000,
             Kind::Viber => 100,
         }
+    }
+
+    /// Whether the provider lets a business answer freely only within 24 hours of the
+    /// Contact's last message (templates aside): Meta's products and WhatsApp.
+    pub fn has_reply_window(self) -> bool {
+        matches!(
+            self,
+            Kind::Messenger | Kind::Instagram | Kind::WhatsApp | Kind::TwilioWhatsApp
+        )
+    }
+
+    /// Whether the provider also limits messages per chat (Telegram: 1 per second).
+    pub fn per_chat_rate_limit(self) -> Option<f64> {
+        (self == Kind::Telegram).then_some(1.0)
     }
 
     /// Whether `credentials` are the kind this channel type needs.
@@ -405,6 +420,15 @@ mod tests {
                 let _ = parse(kind, &body);
             }
         }
+
+        #[test]
+        fn no_provider_answer_makes_a_sender_panic(code in 100u16..600, json in json_value()) {
+            let reply = outbound::Reply::sample(code, &json.to_string());
+            for answer in [custom::answer, meta::answer, whatsapp::answer, telegram::answer,
+                twilio::answer, line::answer, viber::answer] {
+                let _ = answer(&reply);
+            }
+        }
     }
 
     /// JSON built from the providers' own field names, so the parsers go deep.
@@ -456,6 +480,16 @@ mod tests {
             "button_reply",
             "field",
             "status",
+            "error",
+            "error_code",
+            "error_subcode",
+            "description",
+            "ok",
+            "result",
+            "parameters",
+            "retry_after",
+            "sentMessages",
+            "sid",
         ]);
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use ism_proto::types::v1::{Media, MediaType, MessageContent, Text, message_content::Kind};
 use serde::{Deserialize, Serialize};
 
+use super::outbound::{Failure, Outgoing, Reply};
+
 /// An inbound webhook body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,6 +168,54 @@ pub fn outbound<'a>(
         text,
         media,
     })
+}
+
+/// The signed POST of `out` to the channel's outbound URL.
+pub fn request(
+    http: &reqwest::Client,
+    webhook_secret: &str,
+    out: &Outgoing<'_>,
+) -> Result<reqwest::RequestBuilder, Failure> {
+    let message = outbound(
+        out.message_id.to_string(),
+        out.channel_id.to_string(),
+        out.recipient,
+        out.content,
+    )
+    .map_err(Failure::Refused)?;
+    let body = serde_json::to_vec(&message)
+        .map_err(|e| Failure::Refused(format!("cannot encode the message: {e}")))?;
+    Ok(http
+        .post(out.outbound_url)
+        .header("content-type", "application/json")
+        .header("x-ism-message-id", out.message_id.to_string())
+        .header(
+            signature::HEADER,
+            signature::sign(webhook_secret.as_bytes(), &body),
+        )
+        .body(body))
+}
+
+/// The business system's answer: 2xx is sent (with its `message_id`, if any); 5xx, 408
+/// and 429 are retried; any other status refuses the message.
+pub fn answer(reply: &Reply) -> Result<String, Failure> {
+    let code = reply.code;
+    if (200..300).contains(&code) {
+        return Ok(reply.text("/message_id"));
+    }
+    let snippet = &reply.snippet;
+    match code {
+        429 => Err(Failure::RateLimited {
+            after: reply.retry_after,
+            reason: format!("the receiver answered HTTP 429: {snippet}"),
+        }),
+        408 | 500..=599 => Err(Failure::Transient(format!(
+            "the receiver answered HTTP {code}: {snippet}"
+        ))),
+        _ => Err(Failure::Refused(format!(
+            "the receiver refused the message with HTTP {code}: {snippet}"
+        ))),
+    }
 }
 
 #[cfg(test)]

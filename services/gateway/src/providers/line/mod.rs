@@ -187,5 +187,9 @@ fn event_item(event: Event) -> Item {
     }
 }
 
+mod send;
+
+pub use send::{answer, message};
+
 #[cfg(test)]
 mod tests;

@@ -64,3 +64,59 @@ fn the_verify_button_sends_no_events_and_other_shapes_are_refused() {
     );
     assert!(parse(br#"{"destination":"U"}"#).is_err());
 }
+
+#[test]
+fn pushes_carry_quick_replies_and_errors_map_to_what_they_mean() {
+    use crate::providers::outbound::{Failure, Outgoing, Reply};
+    use ism_proto::types::v1::Button;
+    let content = MessageContent {
+        kind: Some(Content::Text(Text {
+            body: "Hello".into(),
+        })),
+        buttons: vec![Button {
+            title: "Buy".into(),
+            payload: "action=buy".into(),
+            url: String::new(),
+        }],
+        ..Default::default()
+    };
+    let body = message(&Outgoing::sample("U4af4980629", &content)).unwrap();
+    assert_eq!(body["to"], "U4af4980629");
+    assert_eq!(body["messages"][0]["text"], "Hello");
+    assert_eq!(
+        body["messages"][0]["quickReply"]["items"][0]["action"]["data"],
+        "action=buy"
+    );
+    // Messaging API reference, "Send push message" and "Error responses".
+    assert_eq!(
+        answer(&Reply::sample(
+            200,
+            r#"{"sentMessages":[{"id":"461230966842064897","quoteToken":"IStG5h1Tz7b..."}]}"#
+        )),
+        Ok("461230966842064897".into())
+    );
+    assert_eq!(
+        answer(&Reply::sample(
+            409,
+            r#"{"message":"The retry key is already accepted"}"#
+        )),
+        Ok(String::new())
+    );
+    assert!(matches!(
+        answer(&Reply::sample(
+            401,
+            r#"{"message":"Authentication failed due to the following reason: invalid token."}"#
+        )),
+        Err(Failure::Auth(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            429,
+            r#"{"message":"The API rate limit has been exceeded. Try again later."}"#
+        )),
+        Err(Failure::RateLimited { .. })
+    ));
+    assert!(
+        matches!(answer(&Reply::sample(400, r#"{"message":"The request body has 1 error(s)","details":[{"message":"May not be empty","property":"messages[0].text"}]}"#)), Err(Failure::Refused(r)) if r.contains("May not be empty"))
+    );
+}

@@ -369,5 +369,9 @@ fn attachment_content(attachment: &Attachment, caption: Option<&str>) -> Option<
     }))
 }
 
+mod send;
+
+pub use send::{answer, message};
+
 #[cfg(test)]
 mod tests;

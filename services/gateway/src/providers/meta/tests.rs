@@ -1,6 +1,7 @@
 use axum::http::{HeaderMap, HeaderValue};
 
 use super::*;
+use crate::providers::outbound::{Failure, Outgoing, Reply};
 
 fn only(items: Vec<Item>) -> Item {
     assert_eq!(items.len(), 1, "{items:?}");
@@ -40,6 +41,32 @@ fn the_signature_is_hmac_sha256_of_the_raw_body_under_the_app_secret() {
     assert!(!verify(
         "Jefe",
         &webhook(body, Box::leak(Box::new(HeaderMap::new())))
+    ));
+}
+
+#[test]
+fn matches_the_published_x_hub_signature_256_example() {
+    // The X-Hub-Signature-256 scheme's published example (GitHub's webhook docs,
+    // "Validating webhook deliveries"): Meta signs the same way with the app secret.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        SIGNATURE_HEADER,
+        HeaderValue::from_static(
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ),
+    );
+    let hook = |body: &'static [u8]| Webhook {
+        headers: &headers,
+        body,
+        url: "",
+    };
+    assert!(verify(
+        "It's a Secret to Everybody",
+        &hook(b"Hello, World!")
+    ));
+    assert!(!verify(
+        "It's a Secret to Everybody",
+        &hook(b"Hello, World?")
     ));
 }
 
@@ -154,4 +181,89 @@ fn instagram_webhooks_share_the_shape_and_other_objects_are_refused() {
         .iter()
         .all(|i| matches!(i, Item::Ignored(_)))
     );
+}
+
+#[test]
+fn text_with_quick_replies_and_buttons_with_links_take_their_send_api_shapes() {
+    let button = |title: &str, payload: &str, url: &str| ism_proto::types::v1::Button {
+        title: title.into(),
+        payload: payload.into(),
+        url: url.into(),
+    };
+    let mut content = MessageContent {
+        kind: Some(Content::Text(Text {
+            body: "Pick a color".into(),
+        })),
+        buttons: vec![button("Red", "RED", "")],
+        ..Default::default()
+    };
+    let body = send::message(&Outgoing::sample("PSID", &content)).unwrap();
+    assert_eq!(body["recipient"]["id"], "PSID");
+    assert_eq!(body["messaging_type"], "RESPONSE");
+    assert_eq!(body["message"]["quick_replies"][0]["payload"], "RED");
+    content
+        .buttons
+        .push(button("Shop", "", "https://shop.example"));
+    let body = send::message(&Outgoing::sample("PSID", &content)).unwrap();
+    assert_eq!(
+        body["message"]["attachment"]["payload"]["template_type"],
+        "button"
+    );
+    assert_eq!(
+        body["message"]["attachment"]["payload"]["buttons"][1]["type"],
+        "web_url"
+    );
+    let location = MessageContent {
+        kind: Some(Content::Location(Location::default())),
+        ..Default::default()
+    };
+    assert!(matches!(
+        send::message(&Outgoing::sample("PSID", &location)),
+        Err(Failure::Refused(_))
+    ));
+}
+
+#[test]
+fn send_api_errors_map_to_what_they_mean() {
+    // Messenger Platform error codes reference.
+    assert_eq!(
+        answer(&Reply::sample(200, r#"{"recipient_id":"1254477777772919","message_id":"m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM_QPpz5jdCK48PnKAjSdjfipqxqMvK8ma6AC8fplwlqLP_5cgXIbu7I3rBN0P"}"#)),
+        Ok("m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM_QPpz5jdCK48PnKAjSdjfipqxqMvK8ma6AC8fplwlqLP_5cgXIbu7I3rBN0P".into())
+    );
+    let window = answer(&Reply::sample(
+        400,
+        r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278,"fbtrace_id":"A"}}"#,
+    ));
+    assert!(
+        matches!(window, Err(Failure::Window(ref r)) if r.contains("24-hour")),
+        "{window:?}"
+    );
+    assert!(matches!(
+        answer(&Reply::sample(
+            400,
+            r#"{"error":{"message":"(#551) This person isn't available right now.","code":551}}"#
+        )),
+        Err(Failure::Recipient(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            400,
+            r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","code":613}}"#
+        )),
+        Err(Failure::RateLimited { .. })
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            401,
+            r#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190}}"#
+        )),
+        Err(Failure::Auth(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            500,
+            r#"{"error":{"message":"An unexpected error has occurred.","code":2}}"#
+        )),
+        Err(Failure::Transient(_))
+    ));
 }

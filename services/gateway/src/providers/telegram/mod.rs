@@ -249,5 +249,9 @@ fn message_item(message: Message, edited: bool) -> Item {
     })
 }
 
+mod send;
+
+pub use send::{answer, message};
+
 #[cfg(test)]
 mod tests;

@@ -80,3 +80,98 @@ fn other_updates_are_acknowledged_and_bad_shapes_refused() {
     ));
     assert!(parse(br#"{"message":{"text":"no update id"}}"#).is_err());
 }
+
+#[test]
+fn photos_replies_and_keyboards_take_the_bot_api_shapes() {
+    use crate::providers::outbound::Outgoing;
+    use ism_proto::types::v1::Button;
+    let content = MessageContent {
+        kind: Some(Content::Media(Media {
+            r#type: MediaType::Image as i32,
+            url: "https://example.com/a.jpg".into(),
+            caption: "look".into(),
+        })),
+        buttons: vec![
+            Button {
+                title: "Yes".into(),
+                payload: "yes".into(),
+                url: String::new(),
+            },
+            Button {
+                title: "Site".into(),
+                payload: String::new(),
+                url: "https://example.com".into(),
+            },
+        ],
+        reply_to_external_id: "1111111:1365".into(),
+    };
+    let (method, body) = send::message(&Outgoing::sample("1111111", &content)).unwrap();
+    assert_eq!(method, "sendPhoto");
+    assert_eq!(body["chat_id"], "1111111");
+    assert_eq!(body["photo"], "https://example.com/a.jpg");
+    assert_eq!(body["reply_parameters"]["message_id"], 1365);
+    assert_eq!(
+        body["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+        "yes"
+    );
+    assert_eq!(
+        body["reply_markup"]["inline_keyboard"][1][0]["url"],
+        "https://example.com"
+    );
+}
+
+#[test]
+fn bot_api_answers_map_to_what_they_mean() {
+    use crate::providers::outbound::{Failure, Reply};
+    use std::time::Duration;
+    assert_eq!(
+        answer(&Reply::sample(
+            200,
+            r#"{"ok":true,"result":{"message_id":1366,"date":1441645600,"chat":{"id":1111111,"type":"private"},"text":"hi"}}"#
+        )),
+        Ok("1111111:1366".into()),
+        "the id matches the one inbound messages of the chat carry"
+    );
+    assert_eq!(
+        answer(&Reply::sample(
+            429,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#
+        )),
+        Err(Failure::RateLimited {
+            after: Some(Duration::from_secs(7)),
+            reason: "Telegram: Too Many Requests: retry after 7".into()
+        })
+    );
+    assert!(matches!(
+        answer(&Reply::sample(
+            403,
+            r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#
+        )),
+        Err(Failure::Recipient(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#
+        )),
+        Err(Failure::Recipient(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            401,
+            r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#
+        )),
+        Err(Failure::Auth(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: message text is empty"}"#
+        )),
+        Err(Failure::Refused(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(502, "Bad Gateway")),
+        Err(Failure::Transient(_))
+    ));
+}

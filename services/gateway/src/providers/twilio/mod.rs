@@ -195,5 +195,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, String> {
     Ok(vec![message(kind, sid.to_owned())])
 }
 
+mod send;
+
+pub use send::{answer, message};
+
 #[cfg(test)]
 mod tests;

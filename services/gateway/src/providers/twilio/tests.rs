@@ -106,3 +106,81 @@ fn status_callbacks_become_receipts() {
     ));
     assert!(parse(b"hello=world").unwrap_err().contains("MessageSid"));
 }
+
+#[test]
+fn whatsapp_addresses_templates_and_status_callbacks_go_in_the_form() {
+    use crate::providers::outbound::Outgoing;
+    let template = MessageContent {
+        kind: Some(Content::Template(ism_proto::types::v1::Template {
+            name: "HXb5b62575e6e4ff6129ad7c8efe1f983e".into(),
+            language: "en".into(),
+            variables: vec!["12/1".into(), "3pm".into()],
+        })),
+        ..Default::default()
+    };
+    let out = Outgoing {
+        status_callback: "https://gw.example/webhooks/twilio_whatsapp/c",
+        ..Outgoing::sample("+15005550006", &template)
+    };
+    let form = message(true, "+14155238886", &out).unwrap();
+    let get = |k: &str| {
+        form.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("To"), Some("whatsapp:+15005550006"));
+    assert_eq!(get("From"), Some("whatsapp:+14155238886"));
+    assert_eq!(
+        get("ContentSid"),
+        Some("HXb5b62575e6e4ff6129ad7c8efe1f983e")
+    );
+    assert_eq!(get("ContentVariables"), Some(r#"{"1":"12/1","2":"3pm"}"#));
+    assert_eq!(
+        get("StatusCallback"),
+        Some("https://gw.example/webhooks/twilio_whatsapp/c")
+    );
+    let text = MessageContent {
+        kind: Some(Content::Text(Text { body: "hi".into() })),
+        ..Default::default()
+    };
+    let form = message(
+        false,
+        "MG9752274e9e519418a7406176694466fa",
+        &Outgoing::sample("+1", &text),
+    )
+    .unwrap();
+    assert!(form.contains(&(
+        "MessagingServiceSid",
+        "MG9752274e9e519418a7406176694466fa".into()
+    )));
+}
+
+#[test]
+fn twilio_errors_map_to_what_they_mean() {
+    use crate::providers::outbound::{Failure, Reply};
+    // The Messages resource's response and Twilio's error dictionary.
+    assert_eq!(
+        answer(&Reply::sample(
+            201,
+            r#"{"sid":"SM1f0e8ae6ade43cb3c0ce4525424e404f","status":"queued","to":"+15558675310"}"#
+        )),
+        Ok("SM1f0e8ae6ade43cb3c0ce4525424e404f".into())
+    );
+    let error = |status: u16, code: i64| {
+        answer(&Reply::sample(
+            status,
+            &format!(
+                r#"{{"code":{code},"message":"m","more_info":"https://www.twilio.com/docs/errors/{code}","status":{status}}}"#
+            ),
+        ))
+    };
+    assert!(matches!(error(400, 21211), Err(Failure::Recipient(_))));
+    assert!(matches!(error(400, 21610), Err(Failure::Recipient(_))));
+    assert!(matches!(error(400, 63016), Err(Failure::Window(r)) if r.contains("template")));
+    assert!(matches!(
+        error(429, 20429),
+        Err(Failure::RateLimited { .. })
+    ));
+    assert!(matches!(error(401, 20003), Err(Failure::Auth(_))));
+    assert!(matches!(error(503, 20500), Err(Failure::Transient(_))));
+}

@@ -157,5 +157,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, String> {
     }
 }
 
+mod send;
+
+pub use send::{answer, message};
+
 #[cfg(test)]
 mod tests;

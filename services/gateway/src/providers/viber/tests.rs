@@ -1,6 +1,7 @@
 use axum::http::{HeaderMap, HeaderValue};
 
 use super::*;
+use crate::providers::outbound::{Failure, Outgoing, Reply};
 
 #[test]
 fn the_signature_is_hex_hmac_sha256_of_the_body_under_the_auth_token() {
@@ -62,4 +63,88 @@ fn delivered_seen_and_failed_become_receipts() {
         Item::Ignored(_)
     ));
     assert!(parse(br#"{"event":"message","timestamp":1}"#).is_err());
+}
+
+#[test]
+fn matches_the_viber_sdks_signature_test() {
+    // viber-bot-python tests/api/test_api.py, test_verify_signature.
+    let body =
+        br#"{"event":"webhook","timestamp":4977069964384421269,"message_token":1478683725125}"#;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        SIGNATURE_HEADER,
+        HeaderValue::from_static(
+            "d21b343448c8aee33b8e93768ef6ceb64a6ba6163099973a2b8bd028fea510ef",
+        ),
+    );
+    let hook = Webhook {
+        headers: &headers,
+        body,
+        url: "",
+    };
+    assert!(verify(
+        "44dafb7e0f40021e-61a47a1e6778d187-f2c5a676a07050b3",
+        &hook
+    ));
+    assert!(!verify(
+        "44dafb7e0f40021e-61a47a1e6778d187-f2c5a676a07050b4",
+        &hook
+    ));
+}
+
+#[test]
+fn sends_in_the_channels_name_and_maps_viber_statuses() {
+    // REST Bot API, "Send message": response and error codes.
+    let content = MessageContent {
+        kind: Some(Content::Text(Text {
+            body: "Hello world!".into(),
+        })),
+        buttons: vec![ism_proto::types::v1::Button {
+            title: "Yes".into(),
+            payload: "YES".into(),
+            url: String::new(),
+        }],
+        ..Default::default()
+    };
+    let out = Outgoing {
+        channel_name: "A very long shop name that Viber would cut",
+        ..Outgoing::sample("01234567890A=", &content)
+    };
+    let body = message(&out).unwrap();
+    assert_eq!(body["receiver"], "01234567890A=");
+    assert_eq!(body["type"], "text");
+    assert_eq!(body["sender"]["name"].as_str().unwrap().chars().count(), 28);
+    assert_eq!(body["keyboard"]["Buttons"][0]["ActionBody"], "YES");
+    assert_eq!(
+        answer(&Reply::sample(
+            200,
+            r#"{"status":0,"status_message":"ok","message_token":5741311803571721087,"chat_hostname":"SN-CHAT-05_"}"#
+        )),
+        Ok("5741311803571721087".into())
+    );
+    assert!(matches!(
+        answer(&Reply::sample(
+            200,
+            r#"{"status":6,"status_message":"receiverNotSubscribed"}"#
+        )),
+        Err(Failure::Recipient(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            200,
+            r#"{"status":2,"status_message":"invalidAuthToken"}"#
+        )),
+        Err(Failure::Auth(_))
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(
+            200,
+            r#"{"status":12,"status_message":"tooManyRequests"}"#
+        )),
+        Err(Failure::RateLimited { .. })
+    ));
+    assert!(matches!(
+        answer(&Reply::sample(502, "bad gateway")),
+        Err(Failure::Transient(_))
+    ));
 }

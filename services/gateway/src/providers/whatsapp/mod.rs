@@ -353,5 +353,9 @@ fn status_item(status: Status) -> Item {
     })
 }
 
+mod send;
+
+pub use send::{answer, message};
+
 #[cfg(test)]
 mod tests;

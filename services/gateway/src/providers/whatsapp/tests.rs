@@ -106,3 +106,81 @@ fn other_shapes_are_refused_with_a_reason() {
     );
     assert!(parse(br#"{"hello":"world"}"#).is_err());
 }
+
+#[test]
+fn templates_media_and_replies_take_the_cloud_api_shapes() {
+    use crate::providers::outbound::Outgoing;
+    let template = MessageContent {
+        kind: Some(Content::Template(ism_proto::types::v1::Template {
+            name: "order_update".into(),
+            language: "en_US".into(),
+            variables: vec!["Ada".into(), "#1234".into()],
+        })),
+        ..Default::default()
+    };
+    let body = send::message(&Outgoing::sample("16315551181", &template)).unwrap();
+    assert_eq!(body["messaging_product"], "whatsapp");
+    assert_eq!(body["to"], "16315551181");
+    assert_eq!(body["type"], "template");
+    assert_eq!(body["template"]["language"]["code"], "en_US");
+    assert_eq!(
+        body["template"]["components"][0]["parameters"][1]["text"],
+        "#1234"
+    );
+    let image = MessageContent {
+        kind: Some(Content::Media(Media {
+            r#type: MediaType::Image as i32,
+            url: "https://example.com/a.jpg".into(),
+            caption: "look".into(),
+        })),
+        reply_to_external_id: "wamid.HBgLM".into(),
+        ..Default::default()
+    };
+    let body = send::message(&Outgoing::sample("1", &image)).unwrap();
+    assert_eq!(body["image"]["link"], "https://example.com/a.jpg");
+    assert_eq!(body["context"]["message_id"], "wamid.HBgLM");
+    let buttons = MessageContent {
+        kind: Some(Content::Text(Text {
+            body: "Confirm?".into(),
+        })),
+        buttons: vec![ism_proto::types::v1::Button {
+            title: "Yes".into(),
+            payload: "YES".into(),
+            url: String::new(),
+        }],
+        ..Default::default()
+    };
+    let body = send::message(&Outgoing::sample("1", &buttons)).unwrap();
+    assert_eq!(
+        body["interactive"]["action"]["buttons"][0]["reply"]["id"],
+        "YES"
+    );
+}
+
+#[test]
+fn cloud_api_errors_map_to_what_they_mean() {
+    use crate::providers::outbound::{Failure, Reply};
+    // Cloud API "Send messages" response and the error-codes reference.
+    assert_eq!(
+        answer(&Reply::sample(
+            200,
+            r#"{"messaging_product":"whatsapp","contacts":[{"input":"+16505551234","wa_id":"16505551234"}],"messages":[{"id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3N0EyQUJDMjFEQ0ZCMDAA"}]}"#
+        )),
+        Ok("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3N0EyQUJDMjFEQ0ZCMDAA".into())
+    );
+    let error = |code: i64| {
+        answer(&Reply::sample(
+            400,
+            &format!(
+                r#"{{"error":{{"message":"title","type":"OAuthException","code":{code},"error_data":{{"messaging_product":"whatsapp","details":"d"}},"fbtrace_id":"A"}}}}"#
+            ),
+        ))
+    };
+    assert!(matches!(error(131047), Err(Failure::Window(r)) if r.contains("use a template")));
+    assert!(matches!(error(130429), Err(Failure::RateLimited { .. })));
+    assert!(matches!(error(131056), Err(Failure::RateLimited { .. })));
+    assert!(matches!(error(131026), Err(Failure::Recipient(_))));
+    assert!(matches!(error(190), Err(Failure::Auth(_))));
+    assert!(matches!(error(131000), Err(Failure::Transient(_))));
+    assert!(matches!(error(132001), Err(Failure::Refused(r)) if r.contains("template")));
+}

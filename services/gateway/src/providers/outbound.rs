@@ -1,0 +1,287 @@
+//! Sending one message through a provider's API, and what its answer means: the
+//! provider's message id, or a [`Failure`] in one of the canonical kinds the delivery
+//! worker acts on (retry, fail, flag the channel).
+use std::time::Duration;
+
+use ism_proto::types::v1::MessageContent;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Kind, custom, line, meta, telegram, twilio, viber, whatsapp};
+use crate::credentials::Credentials;
+
+/// One message to send.
+pub struct Outgoing<'a> {
+    /// Our id: providers that take an idempotency key get it (LINE's retry key).
+    pub message_id: Uuid,
+    pub channel_id: Uuid,
+    /// The channel's name: Viber shows it as the sender.
+    pub channel_name: &'a str,
+    /// The recipient's id on the channel.
+    pub recipient: &'a str,
+    pub content: &'a MessageContent,
+    /// Our webhook URL for this channel, for providers that take a status callback.
+    pub status_callback: &'a str,
+    /// A custom channel's outbound URL.
+    pub outbound_url: &'a str,
+}
+
+/// Why a send did not succeed, by what should happen next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Outside the provider's reply window: only a template can reach the Contact now.
+    Window(String),
+    /// Too many messages: retry after the provider's delay, or our backoff.
+    RateLimited {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// The recipient cannot be reached (unknown, blocked, unsubscribed): permanent.
+    Recipient(String),
+    /// The provider refused our credentials or configuration: the channel is unhealthy.
+    Auth(String),
+    /// Worth retrying with backoff (timeouts, 5xx, temporary provider errors).
+    Transient(String),
+    /// The provider (or we) cannot send this content: permanent.
+    Refused(String),
+}
+
+impl Failure {
+    /// The reason shown to a person.
+    pub fn reason(&self) -> &str {
+        match self {
+            Failure::Window(r)
+            | Failure::RateLimited { reason: r, .. }
+            | Failure::Recipient(r)
+            | Failure::Auth(r)
+            | Failure::Transient(r)
+            | Failure::Refused(r) => r,
+        }
+    }
+
+    /// A low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Failure::Window(_) => "window",
+            Failure::RateLimited { .. } => "rate_limited",
+            Failure::Recipient(_) => "recipient",
+            Failure::Auth(_) => "auth",
+            Failure::Transient(_) => "transient",
+            Failure::Refused(_) => "refused",
+        }
+    }
+}
+
+/// A provider's HTTP answer.
+pub struct Reply {
+    pub code: u16,
+    /// The `Retry-After` header, in seconds, when present.
+    pub retry_after: Option<Duration>,
+    /// The body as JSON (Null when it is not JSON).
+    pub body: Value,
+    /// The body's first characters, for reasons.
+    pub snippet: String,
+}
+
+impl Reply {
+    /// A string or number at `pointer`, as text ("" when absent).
+    pub fn text(&self, pointer: &str) -> String {
+        match self.body.pointer(pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    pub fn int(&self, pointer: &str) -> Option<i64> {
+        self.body.pointer(pointer).and_then(Value::as_i64)
+    }
+}
+
+/// Reads a provider's answer: its message id, or why not.
+type Classify = fn(&Reply) -> Result<String, Failure>;
+
+/// Sends `out` on a channel of `kind` whose API is at `base`; the provider's message id.
+pub async fn send(
+    http: &reqwest::Client,
+    timeout: Duration,
+    kind: Kind,
+    base: &str,
+    credentials: &Credentials,
+    out: &Outgoing<'_>,
+) -> Result<String, Failure> {
+    let (request, classify): (reqwest::RequestBuilder, Classify) = match (kind, credentials) {
+        (Kind::Custom, Credentials::Custom { webhook_secret }) => {
+            (custom::request(http, webhook_secret, out)?, custom::answer)
+        }
+        (
+            Kind::Messenger | Kind::Instagram,
+            Credentials::Meta {
+                account_id,
+                access_token,
+                ..
+            },
+        ) => (
+            http.post(format!("{base}/{account_id}/messages"))
+                .bearer_auth(access_token)
+                .json(&meta::message(out)?),
+            meta::answer,
+        ),
+        (
+            Kind::WhatsApp,
+            Credentials::WhatsApp {
+                phone_number_id,
+                access_token,
+                ..
+            },
+        ) => (
+            http.post(format!("{base}/{phone_number_id}/messages"))
+                .bearer_auth(access_token)
+                .json(&whatsapp::message(out)?),
+            whatsapp::answer,
+        ),
+        (Kind::Telegram, Credentials::Telegram { bot_token, .. }) => {
+            let (method, body) = telegram::message(out)?;
+            (
+                http.post(format!("{base}/bot{bot_token}/{method}"))
+                    .json(&body),
+                telegram::answer,
+            )
+        }
+        (
+            Kind::TwilioSms | Kind::TwilioWhatsApp,
+            Credentials::Twilio {
+                account_sid,
+                auth_token,
+                from,
+            },
+        ) => (
+            http.post(format!(
+                "{base}/2010-04-01/Accounts/{account_sid}/Messages.json"
+            ))
+            .basic_auth(account_sid, Some(auth_token))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(twilio::message(kind == Kind::TwilioWhatsApp, from, out)?)
+                    .finish(),
+            ),
+            twilio::answer,
+        ),
+        (
+            Kind::Line,
+            Credentials::Line {
+                channel_access_token,
+                ..
+            },
+        ) => (
+            http.post(format!("{base}/v2/bot/message/push"))
+                .bearer_auth(channel_access_token)
+                // LINE accepts a retry key once: a repeated send is answered 409.
+                .header("x-line-retry-key", out.message_id.to_string())
+                .json(&line::message(out)?),
+            line::answer,
+        ),
+        (Kind::Viber, Credentials::Viber { auth_token }) => (
+            http.post(format!("{base}/pa/send_message"))
+                .header("x-viber-auth-token", auth_token)
+                .json(&viber::message(out)?),
+            viber::answer,
+        ),
+        _ => {
+            return Err(Failure::Auth(
+                "the channel's credentials do not match its type".into(),
+            ));
+        }
+    };
+    let response = request.timeout(timeout).send().await.map_err(|e| {
+        if e.is_timeout() {
+            Failure::Transient("the provider did not answer in time".into())
+        } else {
+            Failure::Transient(format!("cannot reach the provider: {e}"))
+        }
+    })?;
+    let code = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(super::retry_after);
+    let bytes = response.bytes().await.unwrap_or_default();
+    let reply = Reply {
+        code,
+        retry_after,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        snippet: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+    };
+    classify(&reply)
+}
+
+/// The canonical answer to HTTP statuses a provider gave no better words for.
+pub fn by_status(provider: &str, reply: &Reply, detail: &str) -> Failure {
+    let detail = if detail.is_empty() {
+        reply.snippet.as_str()
+    } else {
+        detail
+    };
+    let reason = format!("{provider} answered HTTP {}: {detail}", reply.code);
+    match reply.code {
+        429 => Failure::RateLimited {
+            after: reply.retry_after,
+            reason,
+        },
+        401 | 403 => Failure::Auth(reason),
+        408 | 500..=599 => Failure::Transient(reason),
+        _ => Failure::Refused(reason),
+    }
+}
+
+/// The refusal for content a provider cannot carry.
+pub fn unsupported(provider: &str, what: &str) -> Failure {
+    Failure::Refused(format!("{provider} cannot send {what}"))
+}
+
+/// The name of the content's kind, for refusals.
+pub fn kind_name(content: &MessageContent) -> &'static str {
+    use ism_proto::types::v1::message_content::Kind as C;
+    match &content.kind {
+        Some(C::Text(_)) => "text",
+        Some(C::Media(_)) => "media",
+        Some(C::Location(_)) => "a location",
+        Some(C::Contact(_)) => "a contact card",
+        Some(C::Template(_)) => "a template (templates are WhatsApp's)",
+        Some(C::ButtonReply(_)) => "a button reply (Contacts send those)",
+        Some(C::Reaction(_)) => "a reaction",
+        None => "an empty message",
+    }
+}
+
+#[cfg(test)]
+impl Reply {
+    /// A provider's answer as a test receives it.
+    pub fn sample(code: u16, body: &str) -> Self {
+        Reply {
+            code,
+            retry_after: None,
+            body: serde_json::from_str(body).unwrap_or(Value::Null),
+            snippet: body.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl<'a> Outgoing<'a> {
+    /// `content` to `recipient` on a channel named "shop".
+    pub fn sample(recipient: &'a str, content: &'a MessageContent) -> Self {
+        Outgoing {
+            message_id: Uuid::nil(),
+            channel_id: Uuid::nil(),
+            channel_name: "shop",
+            recipient,
+            content,
+            status_callback: "",
+            outbound_url: "",
+        }
+    }
+}

@@ -1,0 +1,784 @@
+//! Every provider through the real binary: a signed webhook in the provider's own format
+//! becomes a stored message; a reply leaves through a local stand-in of the provider's
+//! send API; its status (and the provider's receipts) come back to the conversation.
+//! Provider errors end as statuses a person understands.
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use ism_e2e::{FakeProvider, Platform, Receiver, authed, eventually, sign};
+use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
+use ism_proto::conversations::v1::{
+    Conversation, GetMessageRequest, ListConversationsRequest, ListMessagesRequest, Message,
+    SendMessageRequest,
+};
+use ism_proto::gateway::v1 as gw;
+use ism_proto::gateway::v1::channel_credentials::Kind as Given;
+use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
+use ism_proto::types::v1::{
+    ChannelType, DeliveryStatus, MessageContent, Template, Text, message_content::Kind,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+const WAIT: Duration = Duration::from_secs(30);
+const APP_SECRET: &str = "meta-app-secret";
+const VERIFY_TOKEN: &str = "meatyhamhock";
+const TWILIO_TOKEN: &str = "twilio-auth-token";
+const LINE_SECRET: &str = "line-channel-secret";
+const VIBER_TOKEN: &str = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9";
+
+/// A platform whose gateway knows its public URL (Twilio signs it), a tenant, a token.
+struct World {
+    platform: Platform,
+    token: String,
+    provider: FakeProvider,
+    gateway: GatewayServiceClient<Channel>,
+    conversations: ConversationServiceClient<Channel>,
+    http: reqwest::Client,
+}
+
+impl World {
+    async fn start() -> Self {
+        let receiver = Receiver::start().await;
+        let provider = FakeProvider::start().await;
+        let mut platform = Platform::new();
+        let public = format!("http://127.0.0.1:{}", platform.http_port);
+        platform.set("ISM_GATEWAY__PUBLIC_URL", &public);
+        let tenant = platform.bootstrap(&receiver.url);
+        platform.spawn("all");
+        platform.wait_ready().await;
+        let token = platform.token(&tenant).await;
+        let gateway =
+            GatewayServiceClient::new(platform.channel("gateway").connect().await.unwrap());
+        let conversations = platform.conversations().await;
+        Self {
+            platform,
+            token,
+            provider,
+            gateway,
+            conversations,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn connect(&self, kind: ChannelType, credentials: Given) -> gw::Channel {
+        self.gateway
+            .clone()
+            .connect_channel(authed(
+                &self.token,
+                gw::ConnectChannelRequest {
+                    r#type: kind as i32,
+                    name: format!("{kind:?} shop"),
+                    credentials: Some(gw::ChannelCredentials {
+                        kind: Some(credentials),
+                    }),
+                    api_base_url: self.provider.url.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .channel
+            .unwrap()
+    }
+
+    fn url(&self, channel: &gw::Channel) -> String {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.platform.http_port, channel.webhook_path
+        )
+    }
+
+    /// POSTs a webhook with `headers`; the status code and the body.
+    async fn post(
+        &self,
+        channel: &gw::Channel,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut request = self
+            .http
+            .post(self.url(channel))
+            .header("content-type", content_type)
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
+    /// The conversation opened on `channel`, once it exists.
+    async fn conversation(&self, channel: &gw::Channel) -> Conversation {
+        eventually(WAIT, "the conversation", || {
+            let mut client = self.conversations.clone();
+            let (token, channel_id) = (self.token.clone(), channel.id.clone());
+            async move {
+                client
+                    .list_conversations(authed(
+                        &token,
+                        ListConversationsRequest {
+                            page_size: 100,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .conversations
+                    .into_iter()
+                    .find(|c| c.channel_id == channel_id)
+            }
+        })
+        .await
+    }
+
+    async fn messages(&self, conversation: &Conversation) -> Vec<Message> {
+        self.conversations
+            .clone()
+            .list_messages(authed(
+                &self.token,
+                ListMessagesRequest {
+                    conversation_id: conversation.id.clone(),
+                    page_size: 100,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .messages
+    }
+
+    async fn send(&self, conversation: &Conversation, content: MessageContent) -> Message {
+        self.conversations
+            .clone()
+            .send_message(authed(
+                &self.token,
+                SendMessageRequest {
+                    conversation_id: conversation.id.clone(),
+                    content: Some(content),
+                    client_message_id: uuid::Uuid::new_v4().to_string(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap()
+    }
+
+    /// The message once its status is `status`.
+    async fn status(&self, message: &Message, status: DeliveryStatus) -> Message {
+        eventually(WAIT, &format!("{status:?} for {}", message.id), || {
+            let mut client = self.conversations.clone();
+            let (token, id) = (self.token.clone(), message.id.clone());
+            async move {
+                let m = client
+                    .get_message(authed(&token, GetMessageRequest { id }))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .message?;
+                (m.status == status as i32).then_some(m)
+            }
+        })
+        .await
+    }
+}
+
+fn text(body: &str) -> MessageContent {
+    MessageContent {
+        kind: Some(Kind::Text(Text {
+            body: body.to_owned(),
+        })),
+        ..Default::default()
+    }
+}
+
+fn meta_credentials(account_id: &str) -> Given {
+    Given::Meta(gw::MetaCredentials {
+        account_id: account_id.into(),
+        access_token: "page-token".into(),
+        app_secret: APP_SECRET.into(),
+        verify_token: VERIFY_TOKEN.into(),
+    })
+}
+
+fn whatsapp_credentials() -> Given {
+    Given::Whatsapp(gw::WhatsAppCredentials {
+        phone_number_id: "106540352242922".into(),
+        access_token: "system-user-token".into(),
+        app_secret: APP_SECRET.into(),
+        verify_token: VERIFY_TOKEN.into(),
+    })
+}
+
+fn telegram_credentials() -> Given {
+    Given::Telegram(gw::TelegramCredentials {
+        bot_token: "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11".into(),
+    })
+}
+
+fn twilio_credentials() -> Given {
+    Given::Twilio(gw::TwilioCredentials {
+        account_sid: "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX".into(),
+        auth_token: TWILIO_TOKEN.into(),
+        from: "+15017122661".into(),
+    })
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn whatsapp_body(value: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": value}]}]})).unwrap()
+}
+
+fn whatsapp_text(id: &str, from: &str, at: i64) -> Vec<u8> {
+    whatsapp_body(json!({"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": from}],
+        "messages": [{"from": from, "id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": "hello"}}]}))
+}
+
+fn hub(body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![("x-hub-signature-256", sign(APP_SECRET, body))]
+}
+
+/// Twilio's signature: base64 HMAC-SHA1 of the URL and the sorted parameters.
+fn twilio_signature(url: &str, body: &str) -> String {
+    let mut params: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    params.sort();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    for (k, v) in params {
+        mac.update(k.as_bytes());
+        mac.update(v.as_bytes());
+    }
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn base64_hmac(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn hex_hmac(secret: &str, body: &[u8]) -> String {
+    sign(secret, body).trim_start_matches("sha256=").to_owned()
+}
+
+#[tokio::test]
+async fn every_provider_round_trips_through_the_real_binary() {
+    let world = World::start().await;
+    let now = now_seconds();
+
+    // Each case: the channel, its signed inbound webhook (sent twice: a provider retry),
+    // the path the reply must reach, and how the provider reports it delivered.
+    struct Case {
+        channel: gw::Channel,
+        content_type: &'static str,
+        inbound: Vec<u8>,
+        headers: Vec<(&'static str, String)>,
+        send_path: String,
+        recipient: &'static str,
+    }
+    let messenger = world
+        .connect(ChannelType::Messenger, meta_credentials("1234567890"))
+        .await;
+    let messenger_in = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
+        "messaging": [{"sender": {"id": "PSID-1"}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,
+            "message": {"mid": "m_inbound_1", "text": "hello, world!"}}]}]})).unwrap();
+    let whatsapp = world
+        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .await;
+    let whatsapp_in = whatsapp_text("wamid.inbound1", "16315551181", now);
+    let telegram = world
+        .connect(ChannelType::Telegram, telegram_credentials())
+        .await;
+    let telegram_in = serde_json::to_vec(&json!({"update_id": 10000, "message": {"message_id": 1365, "date": now,
+        "chat": {"id": 1111111, "type": "private", "first_name": "Test"},
+        "from": {"id": 1111111, "is_bot": false, "first_name": "Test", "last_name": "User"}, "text": "/start"}})).unwrap();
+    let twilio = world
+        .connect(ChannelType::TwilioSms, twilio_credentials())
+        .await;
+    let twilio_in = "ToCountry=US&SmsMessageSid=SMinbound1&NumMedia=0&SmsStatus=received&Body=Hello&To=%2B15017122661&MessageSid=SMinbound1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B15558675310&ApiVersion=2010-04-01".to_owned();
+    let line = world
+        .connect(
+            ChannelType::Line,
+            Given::Line(gw::LineCredentials {
+                channel_secret: LINE_SECRET.into(),
+                channel_access_token: "line-token".into(),
+            }),
+        )
+        .await;
+    let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
+        "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZR", "source": {"type": "user", "userId": "U4af4980629"},
+        "message": {"id": "444573844083572737", "type": "text", "text": "Good Morning!!"}}]})).unwrap();
+    let viber = world
+        .connect(
+            ChannelType::Viber,
+            Given::Viber(gw::ViberCredentials {
+                auth_token: VIBER_TOKEN.into(),
+            }),
+        )
+        .await;
+    let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238145_u64,
+        "sender": {"id": "01234567890A=", "name": "John McClane"}, "message": {"type": "text", "text": "a message to the service"}})).unwrap();
+
+    // Connecting the Telegram channel set its webhook with the secret it now checks.
+    let set = world.provider.calls("/setWebhook");
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].json()["url"], world.url(&telegram).as_str());
+    let telegram_secret = set[0].json()["secret_token"].as_str().unwrap().to_owned();
+
+    let cases = vec![
+        Case {
+            headers: hub(&messenger_in),
+            channel: messenger,
+            content_type: "application/json",
+            inbound: messenger_in,
+            send_path: "/1234567890/messages".into(),
+            recipient: "PSID-1",
+        },
+        Case {
+            headers: hub(&whatsapp_in),
+            channel: whatsapp,
+            content_type: "application/json",
+            inbound: whatsapp_in,
+            send_path: "/106540352242922/messages".into(),
+            recipient: "16315551181",
+        },
+        Case {
+            headers: vec![("x-telegram-bot-api-secret-token", telegram_secret)],
+            channel: telegram,
+            content_type: "application/json",
+            inbound: telegram_in,
+            send_path: "/sendMessage".into(),
+            recipient: "1111111",
+        },
+        Case {
+            headers: vec![(
+                "x-twilio-signature",
+                twilio_signature(&world.url(&twilio), &twilio_in),
+            )],
+            channel: twilio,
+            content_type: "application/x-www-form-urlencoded",
+            inbound: twilio_in.into_bytes(),
+            send_path: "/Messages.json".into(),
+            recipient: "+15558675310",
+        },
+        Case {
+            headers: vec![("x-line-signature", base64_hmac(LINE_SECRET, &line_in))],
+            channel: line,
+            content_type: "application/json",
+            inbound: line_in,
+            send_path: "/v2/bot/message/push".into(),
+            recipient: "U4af4980629",
+        },
+        Case {
+            headers: vec![(
+                "x-viber-content-signature",
+                hex_hmac(VIBER_TOKEN, &viber_in),
+            )],
+            channel: viber,
+            content_type: "application/json",
+            inbound: viber_in,
+            send_path: "/pa/send_message".into(),
+            recipient: "01234567890A=",
+        },
+    ];
+
+    for case in &cases {
+        let kind = case.channel.r#type;
+        for attempt in 0..2 {
+            let (code, answer) = world
+                .post(
+                    &case.channel,
+                    case.content_type,
+                    &case.headers,
+                    &case.inbound,
+                )
+                .await;
+            assert_eq!(code, 200, "{kind} webhook attempt {attempt}: {answer}");
+        }
+        let conversation = world.conversation(&case.channel).await;
+        let reply = world.send(&conversation, text("Thanks for writing!")).await;
+        let call = eventually(WAIT, "the provider's send API call", || {
+            let calls = world.provider.calls(&case.send_path);
+            async move { calls.into_iter().next() }
+        })
+        .await;
+        let body = call
+            .form("Body")
+            .unwrap_or_else(|| String::from_utf8_lossy(&call.body).into_owned());
+        assert!(
+            body.contains("Thanks for writing!"),
+            "{kind}: the reply's text reaches the provider: {body}"
+        );
+        let to = call
+            .form("To")
+            .or_else(|| {
+                let json = call.json();
+                ["/recipient/id", "/to", "/chat_id", "/receiver"]
+                    .iter()
+                    .find_map(|p| json.pointer(p).and_then(|v| v.as_str()).map(str::to_owned))
+            })
+            .unwrap_or_default();
+        assert_eq!(to, case.recipient, "{kind}: addressed to the Contact");
+        let sent = world.status(&reply, DeliveryStatus::Sent).await;
+        assert!(
+            !sent.external_message_id.is_empty(),
+            "{kind}: the provider's id is kept"
+        );
+        let messages = world.messages(&conversation).await;
+        assert_eq!(
+            messages.len(),
+            2,
+            "{kind}: the provider's retry stored no second message"
+        );
+    }
+
+    // Receipts: WhatsApp statuses, Twilio status callbacks, Viber and Messenger delivery
+    // events move the sent replies forward.
+    for case in &cases {
+        let conversation = world.conversation(&case.channel).await;
+        let reply = world
+            .messages(&conversation)
+            .await
+            .into_iter()
+            .find(|m| m.status == DeliveryStatus::Sent as i32)
+            .unwrap();
+        let id = reply.external_message_id.clone();
+        let (headers, content_type, body): (Vec<(&str, String)>, &str, Vec<u8>) =
+            match ChannelType::try_from(case.channel.r#type).unwrap() {
+                ChannelType::Whatsapp => {
+                    let body = whatsapp_body(json!({"messaging_product": "whatsapp", "statuses": [
+                        {"id": id, "status": "delivered", "timestamp": now.to_string(), "recipient_id": case.recipient}]}));
+                    (hub(&body), "application/json", body)
+                }
+                ChannelType::Messenger => {
+                    let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": 1,
+                        "messaging": [{"sender": {"id": case.recipient}, "recipient": {"id": "1234567890"},
+                            "delivery": {"mids": [id], "watermark": now * 1000}}]}]})).unwrap();
+                    (hub(&body), "application/json", body)
+                }
+                ChannelType::TwilioSms => {
+                    let body = format!(
+                        "SmsSid={id}&SmsStatus=delivered&MessageStatus=delivered&To=%2B15558675310&MessageSid={id}&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B15017122661&ApiVersion=2010-04-01"
+                    );
+                    let signature = twilio_signature(&world.url(&case.channel), &body);
+                    (
+                        vec![("x-twilio-signature", signature)],
+                        "application/x-www-form-urlencoded",
+                        body.into_bytes(),
+                    )
+                }
+                ChannelType::Viber => {
+                    let body = format!(
+                        r#"{{"event":"delivered","timestamp":{},"message_token":{id},"user_id":"01234567890A="}}"#,
+                        now * 1000
+                    )
+                    .into_bytes();
+                    (
+                        vec![("x-viber-content-signature", hex_hmac(VIBER_TOKEN, &body))],
+                        "application/json",
+                        body,
+                    )
+                }
+                // Telegram and LINE report no delivery to bots.
+                _ => continue,
+            };
+        let (code, answer) = world
+            .post(&case.channel, content_type, &headers, &body)
+            .await;
+        assert_eq!(code, 200, "{answer}");
+        world.status(&reply, DeliveryStatus::Delivered).await;
+    }
+}
+
+#[tokio::test]
+async fn provider_errors_end_as_statuses_a_person_understands() {
+    let world = World::start().await;
+    let whatsapp = world
+        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .await;
+    let hook = |id: &str, from: &str, at: i64| {
+        let body = whatsapp_text(id, from, at);
+        (hub(&body), body)
+    };
+
+    // A Contact who last wrote two days ago: refused before calling WhatsApp.
+    let (headers, body) = hook("wamid.old", "4915100000001", now_seconds() - 2 * 86_400);
+    assert_eq!(
+        world
+            .post(&whatsapp, "application/json", &headers, &body)
+            .await
+            .0,
+        200
+    );
+    let old = world.conversation(&whatsapp).await;
+    let late = world.send(&old, text("Sorry for the wait")).await;
+    let failed = world.status(&late, DeliveryStatus::Failed).await;
+    assert!(
+        failed.failure_reason.contains("24-hour")
+            && failed.failure_reason.contains("use a template"),
+        "{}",
+        failed.failure_reason
+    );
+    assert!(
+        world.provider.calls("/messages").is_empty(),
+        "nothing reached WhatsApp"
+    );
+    // A template still goes, with its variables.
+    let template = world
+        .send(
+            &old,
+            MessageContent {
+                kind: Some(Kind::Template(Template {
+                    name: "order_update".into(),
+                    language: "en_US".into(),
+                    variables: vec!["Ada".into()],
+                })),
+                ..Default::default()
+            },
+        )
+        .await;
+    world.status(&template, DeliveryStatus::Sent).await;
+    let call = &world.provider.calls("/messages")[0];
+    assert_eq!(
+        call.json()["template"]["components"][0]["parameters"][0]["text"],
+        "Ada"
+    );
+    assert_eq!(
+        call.headers["authorization"].to_str().unwrap(),
+        "Bearer system-user-token"
+    );
+
+    // WhatsApp's own answers: rate limited (retried, then accepted), then an unknown
+    // recipient (failed for good, with WhatsApp's reason).
+    world.provider.script(
+        "/messages",
+        400,
+        r#"{"error":{"message":"(#130429) Rate limit hit","type":"OAuthException","code":130429,"error_data":{"messaging_product":"whatsapp","details":"Cloud API message throughput has been reached."},"fbtrace_id":"A"}}"#,
+    );
+    let hello = || MessageContent {
+        kind: Some(Kind::Template(Template {
+            name: "hello_world".into(),
+            language: "en_US".into(),
+            variables: vec![],
+        })),
+        ..Default::default()
+    };
+    let retried = world.send(&old, hello()).await;
+    world.status(&retried, DeliveryStatus::Sent).await;
+    assert_eq!(
+        world.provider.calls("/messages").len(),
+        3,
+        "one refusal, one retry"
+    );
+    world.provider.script(
+        "/messages",
+        400,
+        r#"{"error":{"message":"(#131026) Message undeliverable","type":"OAuthException","code":131026,"error_data":{"messaging_product":"whatsapp","details":"Message Undeliverable."},"fbtrace_id":"B"}}"#,
+    );
+    let undeliverable = world.send(&old, hello()).await;
+    let failed = world.status(&undeliverable, DeliveryStatus::Failed).await;
+    assert!(
+        failed.failure_reason.contains("131026")
+            && failed.failure_reason.contains("cannot receive"),
+        "{}",
+        failed.failure_reason
+    );
+
+    // Telegram: one chat's messages leave in order, at most one a second; a revoked bot
+    // token fails the message and flags the channel unhealthy.
+    let telegram = world
+        .connect(ChannelType::Telegram, telegram_credentials())
+        .await;
+    let secret = world.provider.calls("/setWebhook")[0].json()["secret_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let update = serde_json::to_vec(
+        &json!({"update_id": 1, "message": {"message_id": 1, "date": now_seconds(),
+        "chat": {"id": 2222, "type": "private"}, "text": "hi"}}),
+    )
+    .unwrap();
+    let headers = vec![("x-telegram-bot-api-secret-token", secret)];
+    assert_eq!(
+        world
+            .post(&telegram, "application/json", &headers, &update)
+            .await
+            .0,
+        200
+    );
+    let chat = world.conversation(&telegram).await;
+    let mut sent = Vec::new();
+    for word in ["one", "two", "three"] {
+        sent.push(world.send(&chat, text(word)).await);
+    }
+    for message in &sent {
+        world.status(message, DeliveryStatus::Sent).await;
+    }
+    let calls = world.provider.calls("/sendMessage");
+    let words: Vec<String> = calls
+        .iter()
+        .map(|c| c.json()["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        words,
+        ["one", "two", "three"],
+        "in the order they were sent"
+    );
+    for pair in calls.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            gap >= Duration::from_millis(900),
+            "Telegram allows one message a second per chat: {gap:?}"
+        );
+    }
+    world.provider.script(
+        "/sendMessage",
+        401,
+        r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#,
+    );
+    let refused = world.send(&chat, text("four")).await;
+    let failed = world.status(&refused, DeliveryStatus::Failed).await;
+    assert!(
+        failed.failure_reason.contains("Unauthorized"),
+        "{}",
+        failed.failure_reason
+    );
+    let channel = world
+        .gateway
+        .clone()
+        .get_channel(authed(
+            &world.token,
+            gw::GetChannelRequest {
+                id: telegram.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap();
+    assert_eq!(channel.health, gw::ChannelHealth::Unhealthy as i32);
+    assert!(
+        channel.health_reason.contains("Unauthorized"),
+        "{}",
+        channel.health_reason
+    );
+}
+
+#[tokio::test]
+async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
+    let world = World::start().await;
+    let whatsapp = world
+        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .await;
+    let instagram = world
+        .connect(
+            ChannelType::Instagram,
+            meta_credentials("17841400000000000"),
+        )
+        .await;
+    let body = whatsapp_text("wamid.bad", "16315551181", now_seconds());
+
+    // Meta's verification handshake: the right token echoes the challenge.
+    let get = |query: &str| {
+        world
+            .http
+            .get(format!("{}?{query}", world.url(&instagram)))
+            .send()
+    };
+    let ok = get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock")
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let wrong = get("hub.mode=subscribe&hub.challenge=1&hub.verify_token=guess")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 403);
+
+    let (code, _) = world.post(&whatsapp, "application/json", &[], &body).await;
+    assert_eq!(code, 401, "unsigned");
+    let forged = vec![("x-hub-signature-256", sign("not-the-app-secret", &body))];
+    let (code, answer) = world
+        .post(&whatsapp, "application/json", &forged, &body)
+        .await;
+    assert_eq!(code, 401, "{answer}");
+    assert!(answer.contains("X-Hub-Signature-256"), "{answer}");
+    let not_whatsapp = br#"{"object":"page","entry":[]}"#;
+    let (code, answer) = world
+        .post(
+            &whatsapp,
+            "application/json",
+            &hub(not_whatsapp),
+            not_whatsapp,
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(answer.contains("whatsapp_business_account"), "{answer}");
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    assert_eq!(
+        world
+            .post(&whatsapp, "application/json", &hub(&huge), &huge)
+            .await
+            .0,
+        413
+    );
+    let elsewhere = gw::Channel {
+        webhook_path: format!("/webhooks/whatsapp/{}", uuid::Uuid::now_v7()),
+        ..whatsapp.clone()
+    };
+    assert_eq!(
+        world
+            .post(&elsewhere, "application/json", &hub(&body), &body)
+            .await
+            .0,
+        404
+    );
+    // An event of a kind we do not handle is acknowledged, so Meta does not retry it.
+    let other = whatsapp_body(
+        json!({"messaging_product": "whatsapp", "statuses": [], "messages": [
+        {"from": "1", "id": "wamid.unsupported", "timestamp": "1", "type": "unsupported", "errors": [{"code": 131051}]}]}),
+    );
+    assert_eq!(
+        world
+            .post(&whatsapp, "application/json", &hub(&other), &other)
+            .await
+            .0,
+        200
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let list = world
+        .conversations
+        .clone()
+        .list_conversations(authed(&world.token, ListConversationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        list.conversations.is_empty(),
+        "nothing stored: {:?}",
+        list.conversations
+    );
+}
