@@ -166,6 +166,7 @@ impl World {
                     conversation_id: conversation.id.clone(),
                     content: Some(content),
                     client_message_id: uuid::Uuid::new_v4().to_string(),
+                    ..Default::default()
                 },
             ))
             .await
