@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
+use ism_e2e::oversize::declared_length_status;
 use ism_e2e::{FakeProvider, Platform, Receiver, authed, eventually, sign};
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::conversations::v1::{
@@ -738,11 +739,16 @@ async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
     assert_eq!(code, 400);
     assert!(answer.contains("whatsapp_business_account"), "{answer}");
     let huge = vec![b' '; 2 * 1024 * 1024];
+    let mut headers = hub(&huge);
+    headers.push(("content-type", "application/json".into()));
     assert_eq!(
-        world
-            .post(&whatsapp, "application/json", &hub(&huge), &huge)
-            .await
-            .0,
+        declared_length_status(
+            world.platform.http_port,
+            &whatsapp.webhook_path,
+            &headers,
+            huge.len()
+        )
+        .await,
         413
     );
     let elsewhere = gw::Channel {

@@ -2,7 +2,8 @@
 //! message stores one message.
 use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, authed};
+use ism_e2e::oversize::declared_length_status;
+use ism_e2e::{Platform, Receiver, authed, sign};
 use ism_proto::conversations::v1::ListConversationsRequest;
 use serde_json::json;
 
@@ -48,7 +49,15 @@ async fn bad_webhooks_are_refused_with_a_reason_and_change_nothing() {
         &json!({"message_id": "m3", "from": {"id": "c1"}, "text": "x".repeat(1_100_000)}),
     )
     .unwrap();
-    assert_eq!(platform.webhook(channel, Some(secret), &huge).await.0, 413);
+    let headers = [
+        ("content-type", "application/json".to_owned()),
+        ("x-ism-signature", sign(secret, &huge)),
+    ];
+    let path = format!("/webhooks/custom/{channel}");
+    assert_eq!(
+        declared_length_status(platform.http_port, &path, &headers, huge.len()).await,
+        413
+    );
 
     assert_eq!(
         platform

@@ -15,6 +15,7 @@ use ism_proto::events::v1::{MessageReceived, Sender};
 use ism_proto::types::v1::DeliveryStatus;
 use serde_json::json;
 use sqlx::PgPool;
+use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -42,7 +43,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .layer(DefaultBodyLimit::max(body_limit))
+        // Refused from the declared Content-Length before reading a byte (a chunked body
+        // is cut off at the limit), rather than after buffering up to the limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(body_limit))
         .with_state(state)
 }
 
