@@ -25,11 +25,12 @@ const SERVICES: [&str; 7] = [
 const POSTGRES: &str = "postgres://ism:ism@127.0.0.1:5432/postgres";
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Queues the platform declares, for cleanup.
-const QUEUES: [&str; 4] = [
+const QUEUES: [&str; 5] = [
     "gateway.delivery",
     "conversations.inbound",
     "conversations.status",
     "conversations.availability",
+    "conversations.merges",
 ];
 
 /// The `ism` binary built by `cargo build -p ism` (the Makefile does it first).

@@ -8,6 +8,7 @@ mod error;
 pub mod inbound;
 pub mod inbox;
 pub mod lifecycle;
+pub mod merges;
 mod publish;
 pub mod report;
 pub mod settings;
@@ -76,6 +77,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
             assigner: assigner.clone(),
         },
     );
+    service.consume(topology::CONVERSATIONS_MERGES, merges::Merges { clock });
     service.spawn(run_timers(
         service.pool.clone(),
         clock,

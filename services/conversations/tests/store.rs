@@ -2,6 +2,7 @@
 //! metrics, assignment decisions under concurrency, and reports.
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use ism_conversations::lifecycle::{self, Closing};
+use ism_conversations::merges;
 use ism_conversations::settings::{self, WorkspaceSettings};
 use ism_conversations::store::{self, Conversation, Found, NewMessage, Party};
 use ism_conversations::{Candidate, Error, Rules, Strategy, decide};
@@ -625,4 +626,60 @@ async fn inbox_views_combine_status_assignee_team_channel_and_waiting_conditions
         .unwrap();
     assert_eq!(ids(second), vec![waiting_long.id], "keyset pages continue");
     db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_merged_contacts_conversations_move_to_the_survivor_and_one_stays_active_per_channel() {
+    let pool = fresh().await;
+    let workspace_id = Uuid::now_v7();
+    let at = now();
+    let source_here = party(workspace_id);
+    let source_elsewhere = Party {
+        channel_id: Uuid::now_v7(),
+        ..source_here
+    };
+    let target_here = Party {
+        contact_id: Uuid::now_v7(),
+        ..source_here
+    };
+    let other_workspace = Party {
+        workspace_id: Uuid::now_v7(),
+        ..source_here
+    };
+    let (clashing, _) = open(&pool, &source_here, at).await;
+    let (alone, _) = open(&pool, &source_elsewhere, at).await;
+    let (surviving, _) = open(&pool, &target_here, at).await;
+    let (untouched, _) = open(&pool, &other_workspace, at).await;
+
+    let mut conn = pool.acquire().await.unwrap();
+    let moved = merges::move_conversations(
+        &mut conn,
+        workspace_id,
+        source_here.contact_id,
+        target_here.contact_id,
+        at,
+    )
+    .await
+    .unwrap();
+    drop(conn);
+
+    assert_eq!(moved, 2);
+    let clashing = get(&pool, &clashing).await;
+    assert_eq!(clashing.contact_id, target_here.contact_id);
+    assert_eq!(clashing.status, "closed");
+    let alone = get(&pool, &alone).await;
+    assert_eq!(
+        (alone.contact_id, alone.status.as_str()),
+        (target_here.contact_id, "open")
+    );
+    assert_eq!(alone.opened_by_id, target_here.contact_id.to_string());
+    assert_eq!(get(&pool, &surviving).await.status, "open");
+    let untouched = get(&pool, &untouched).await;
+    assert_eq!(
+        untouched.contact_id, source_here.contact_id,
+        "another workspace"
+    );
+    // The survivor's next message on the shared channel joins its own conversation.
+    let (next, found) = open(&pool, &target_here, at).await;
+    assert_eq!((next.id, found), (surviving.id, Found::Open));
 }

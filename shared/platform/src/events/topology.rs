@@ -37,10 +37,18 @@ pub const CONVERSATIONS_AVAILABILITY: QueueSpec = QueueSpec {
     patterns: &["workspaces.user.availability_changed"],
 };
 
+/// Conversations moves a merged Contact's conversations to the surviving Contact.
+pub const CONVERSATIONS_MERGES: QueueSpec = QueueSpec {
+    service: "conversations",
+    name: "merges",
+    patterns: &["contacts.contact.merged"],
+};
+
 /// All of them.
 pub const QUEUES: &[QueueSpec] = &[
     GATEWAY_DELIVERY,
     CONVERSATIONS_INBOUND,
     CONVERSATIONS_STATUS,
     CONVERSATIONS_AVAILABILITY,
+    CONVERSATIONS_MERGES,
 ];
