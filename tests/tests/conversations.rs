@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use ism_e2e::{Platform, Receiver, Tenant, authed, eventually};
+use ism_proto::contacts::v1 as ct;
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1 as conv;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::types::v1::{MessageContent, Text, message_content::Kind};
@@ -631,4 +633,60 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
     let answered = get(&client, &token, &second.id).await;
     assert_eq!(answered.metrics.unwrap().response_count, 1);
     assert_eq!(answered.waiting_since, None);
+}
+
+#[tokio::test]
+async fn merging_two_contacts_moves_the_merged_ones_conversations_to_the_survivor() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let token = platform.token(&tenant).await;
+    let stays = message_from(&platform, &tenant, &token, "ada-phone", "m1").await;
+    let goes = message_from(&platform, &tenant, &token, "ada-laptop", "m2").await;
+    assert_ne!(stays.contact_id, goes.contact_id);
+
+    let mut contacts =
+        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
+    let target = contacts
+        .get_contact(authed(
+            &token,
+            ct::GetContactRequest {
+                id: stays.contact_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    contacts
+        .merge_contacts(authed(
+            &token,
+            ct::MergeContactsRequest {
+                target_id: target.id.clone(),
+                source_id: goes.contact_id.clone(),
+                target_version: target.version,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
+    let conversations = platform.conversations().await;
+    let moved = eventually(WAIT, "the merged Contact's conversation to move", || {
+        let conversations = conversations.clone();
+        let (token, id, survivor) = (token.clone(), goes.id.clone(), stays.contact_id.clone());
+        async move {
+            let moved = get(&conversations, &token, &id).await;
+            (moved.contact_id == survivor).then_some(moved)
+        }
+    })
+    .await;
+    assert_eq!(moved.contact_id, stays.contact_id);
+    // Both were open on the same channel: the survivor's stays open, the merged one closes.
+    assert_eq!(moved.status, conv::ConversationStatus::Closed as i32);
+    assert_eq!(
+        get(&conversations, &token, &stays.id).await.status,
+        conv::ConversationStatus::Open as i32
+    );
 }

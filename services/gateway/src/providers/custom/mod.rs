@@ -141,7 +141,7 @@ pub fn outbound<'a>(
         Some(Kind::Text(text)) => (Some(text.body.as_str()), None),
         Some(Kind::Media(media)) => {
             let kind = match MediaType::try_from(media.r#type) {
-                Ok(MediaType::Image) => MediaKind::Image,
+                Ok(MediaType::Image | MediaType::Sticker) => MediaKind::Image,
                 Ok(MediaType::Video) => MediaKind::Video,
                 Ok(MediaType::Audio) => MediaKind::Audio,
                 _ => MediaKind::File,

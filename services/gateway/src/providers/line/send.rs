@@ -11,7 +11,7 @@ pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
     let mut message = match &content.kind {
         Some(Content::Text(text)) => json!({"type": "text", "text": text.body}),
         Some(Content::Media(media)) => match MediaType::try_from(media.r#type) {
-            Ok(MediaType::Image) => json!({"type": "image",
+            Ok(MediaType::Image | MediaType::Sticker) => json!({"type": "image",
                 "originalContentUrl": media.url, "previewImageUrl": media.url}),
             Ok(MediaType::Video) => json!({"type": "video",
                 "originalContentUrl": media.url, "previewImageUrl": media.url}),

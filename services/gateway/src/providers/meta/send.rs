@@ -41,7 +41,7 @@ pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
         }
         Some(Content::Media(media)) => {
             let kind = match MediaType::try_from(media.r#type) {
-                Ok(MediaType::Image) => "image",
+                Ok(MediaType::Image | MediaType::Sticker) => "image",
                 Ok(MediaType::Video) => "video",
                 Ok(MediaType::Audio) => "audio",
                 _ => "file",

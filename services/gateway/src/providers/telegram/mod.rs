@@ -197,7 +197,7 @@ fn message_item(message: Message, edited: bool) -> Item {
     } else if let Some(file) = message.voice.as_ref().or(message.audio.as_ref()) {
         Some(media(MediaType::Audio, file))
     } else if let Some(file) = &message.sticker {
-        Some(media(MediaType::Image, file))
+        Some(media(MediaType::Sticker, file))
     } else if let Some(file) = &message.document {
         Some(media(MediaType::File, file))
     } else if let Some(venue) = message.venue {

@@ -14,12 +14,13 @@ pub fn message(out: &Outgoing<'_>) -> Result<(&'static str, Value), Failure> {
         Some(Content::Media(media)) => {
             let (method, field) = match MediaType::try_from(media.r#type) {
                 Ok(MediaType::Image) => ("sendPhoto", "photo"),
+                Ok(MediaType::Sticker) => ("sendSticker", "sticker"),
                 Ok(MediaType::Video) => ("sendVideo", "video"),
                 Ok(MediaType::Audio) => ("sendAudio", "audio"),
                 _ => ("sendDocument", "document"),
             };
             let mut body = json!({ field: media.url });
-            if !media.caption.is_empty() {
+            if !media.caption.is_empty() && method != "sendSticker" {
                 body["caption"] = json!(media.caption);
             }
             (method, body)

@@ -175,3 +175,29 @@ fn bot_api_answers_map_to_what_they_mean() {
         Err(Failure::Transient(_))
     ));
 }
+
+#[test]
+fn stickers_arrive_as_stickers_and_leave_through_send_sticker() {
+    // A sticker Update as the Bot API documents the Sticker object (file_id, dimensions).
+    let body = br#"{"update_id":10001,"message":{"date":1441645532,"chat":{"id":1111111,"type":"private"},"message_id":1366,"from":{"id":1111111,"is_bot":false,"first_name":"Test"},"sticker":{"file_id":"CAACAgIAAxkBAAE","file_unique_id":"AgADBQAD","width":512,"height":512,"is_animated":false,"is_video":false,"type":"regular"}}}"#;
+    let m = message(parse(body).unwrap());
+    assert!(
+        matches!(&m.content.kind, Some(Content::Media(media)) if media.r#type == MediaType::Sticker as i32),
+        "{:?}",
+        m.content
+    );
+
+    use crate::providers::outbound::Outgoing;
+    let content = MessageContent {
+        kind: Some(Content::Media(Media {
+            r#type: MediaType::Sticker as i32,
+            url: "https://example.com/s.webp".into(),
+            caption: "stickers take no caption".into(),
+        })),
+        ..Default::default()
+    };
+    let (method, body) = send::message(&Outgoing::sample("1111111", &content)).unwrap();
+    assert_eq!(method, "sendSticker");
+    assert_eq!(body["sticker"], "https://example.com/s.webp");
+    assert!(body.get("caption").is_none(), "{body}");
+}

@@ -111,7 +111,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, String> {
                     body: message.media.clone(),
                 }),
                 "picture" => media(MediaType::Image, message.text.clone()),
-                "sticker" => media(MediaType::Image, String::new()),
+                "sticker" => media(MediaType::Sticker, String::new()),
                 "video" => media(MediaType::Video, message.text.clone()),
                 "file" => media(MediaType::File, message.file_name.clone()),
                 "location" => match &message.location {

@@ -13,7 +13,12 @@ pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
     let content = out.content;
     let mut body = match &content.kind {
         Some(Content::Text(text)) => json!({"type": "text", "text": text.body}),
-        Some(Content::Media(media)) if media.r#type == MediaType::Image as i32 => {
+        Some(Content::Media(media))
+            if matches!(
+                MediaType::try_from(media.r#type),
+                Ok(MediaType::Image | MediaType::Sticker)
+            ) =>
+        {
             json!({"type": "picture", "text": media.caption, "media": media.url})
         }
         Some(Content::Media(media)) => json!({"type": "url", "media": media.url}),

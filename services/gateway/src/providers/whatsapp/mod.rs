@@ -261,7 +261,7 @@ fn message_item(message: Message, sender_name: String) -> Item {
     let kind = match message.kind.as_str() {
         "text" => message.text.map(|t| Content::Text(Text { body: t.body })),
         "image" => message.image.map(|m| media(MediaType::Image, m)),
-        "sticker" => message.sticker.map(|m| media(MediaType::Image, m)),
+        "sticker" => message.sticker.map(|m| media(MediaType::Sticker, m)),
         "video" => message.video.map(|m| media(MediaType::Video, m)),
         "audio" => message.audio.map(|m| media(MediaType::Audio, m)),
         "document" => message.document.map(|m| media(MediaType::File, m)),

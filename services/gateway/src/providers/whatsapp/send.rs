@@ -37,12 +37,13 @@ pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
         Some(Content::Media(media)) => {
             let kind = match MediaType::try_from(media.r#type) {
                 Ok(MediaType::Image) => "image",
+                Ok(MediaType::Sticker) => "sticker",
                 Ok(MediaType::Video) => "video",
                 Ok(MediaType::Audio) => "audio",
                 _ => "document",
             };
             let mut value = json!({"link": media.url});
-            if !media.caption.is_empty() && kind != "audio" {
+            if !media.caption.is_empty() && !matches!(kind, "audio" | "sticker") {
                 value["caption"] = json!(media.caption);
             }
             (kind, value)
