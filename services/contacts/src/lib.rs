@@ -1,8 +1,12 @@
 //! The contacts service: the one place that knows who a person is across every channel.
 mod api;
 mod error;
+mod export;
 pub mod fields;
+pub mod filter;
 pub mod profile;
+pub mod search;
+pub mod segments;
 pub mod store;
 pub mod tags;
 

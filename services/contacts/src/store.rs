@@ -45,7 +45,7 @@ pub const COLUMNS: &str = "id, workspace_id, first_name, last_name, email, phone
      timezone, picture_url, last_interaction_at, blocked, custom, version, created_at, updated_at, deleted_at";
 
 /// The same columns qualified by the alias `c`.
-const C_COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, c.language, \
+pub(crate) const C_COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, c.language, \
      c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.custom, c.version, \
      c.created_at, c.updated_at, c.deleted_at";
 

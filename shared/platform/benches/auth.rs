@@ -45,7 +45,10 @@ impl Service<http::Request<tonic::body::Body>> for PingServer {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -59,8 +62,8 @@ impl Service<http::Request<tonic::body::Body>> for PingServer {
 }
 
 fn key_and_token() -> (HashMap<String, DecodingKey>, String) {
-    let document = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-        .expect("a key");
+    let document =
+        Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
     let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).expect("the key");
     let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
     let now = chrono::Utc::now().timestamp();
@@ -74,8 +77,12 @@ fn key_and_token() -> (HashMap<String, DecodingKey>, String) {
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some("bench".to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(document.as_ref()))
-        .expect("signs");
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ed_der(document.as_ref()),
+    )
+    .expect("signs");
     let keys = HashMap::from([(
         "bench".to_owned(),
         DecodingKey::from_ed_components(&x).expect("public key"),
@@ -98,12 +105,27 @@ where
     S::Error: std::fmt::Debug,
 {
     for _ in 0..1_000 {
-        service.ready().await.expect("ready").call(request(bearer)).await.expect("answers");
+        service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(bearer))
+            .await
+            .expect("answers");
     }
     let started = Instant::now();
     for _ in 0..LAYER_CALLS {
-        let response = service.ready().await.expect("ready").call(request(bearer)).await.expect("answers");
-        assert!(response.headers().get("grpc-status").is_none(), "the token was refused");
+        let response = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(bearer))
+            .await
+            .expect("answers");
+        assert!(
+            response.headers().get("grpc-status").is_none(),
+            "the token was refused"
+        );
     }
     started.elapsed() / LAYER_CALLS
 }
@@ -114,10 +136,19 @@ async fn serve(auth: Option<AuthLayer>) -> String {
     let incoming = TcpIncoming::from(listener);
     match auth {
         Some(auth) => {
-            tokio::spawn(Server::builder().layer(auth).add_service(PingServer).serve_with_incoming(incoming));
+            tokio::spawn(
+                Server::builder()
+                    .layer(auth)
+                    .add_service(PingServer)
+                    .serve_with_incoming(incoming),
+            );
         }
         None => {
-            tokio::spawn(Server::builder().add_service(PingServer).serve_with_incoming(incoming));
+            tokio::spawn(
+                Server::builder()
+                    .add_service(PingServer)
+                    .serve_with_incoming(incoming),
+            );
         }
     }
     format!("http://{address}")
