@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::export::Exporter;
 use crate::fields::{self, FieldKind, NewField};
 use crate::filter::{self, Filter};
+use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
 use crate::search::{self, Sort};
 use crate::segments;
@@ -613,18 +614,59 @@ impl ContactService for Api {
         Ok(Response::new(pb::DeleteSegmentResponse {}))
     }
 
+    #[tracing::instrument(skip_all, err)]
     async fn merge_contacts(
         &self,
-        _request: Request<pb::MergeContactsRequest>,
+        request: Request<pb::MergeContactsRequest>,
     ) -> Result<Response<pb::MergeContactsResponse>, Status> {
-        Err(Status::unimplemented("later"))
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let r = request.into_inner();
+        if r.target_version <= 0 {
+            return Err(Error::from(FieldError::new(
+                "target_version",
+                "the version of the target as read is required",
+            ))
+            .into());
+        }
+        let m = Merge {
+            target: uuid("target_id", &r.target_id).map_err(Error::from)?,
+            source: uuid("source_id", &r.source_id).map_err(Error::from)?,
+            target_version: r.target_version,
+            conflicts: Side::from_proto(r.conflicts),
+            choices: r
+                .field_choices
+                .into_iter()
+                .map(|(k, v)| (k, Side::from_proto(v)))
+                .collect(),
+        };
+        let contact = merge::merge(&self.pool, workspace_id, &m).await?;
+        Ok(Response::new(pb::MergeContactsResponse {
+            contact: Some(self.one(contact).await?),
+        }))
     }
 
+    #[tracing::instrument(skip_all, err)]
     async fn list_duplicates(
         &self,
-        _request: Request<pb::ListDuplicatesRequest>,
+        request: Request<pb::ListDuplicatesRequest>,
     ) -> Result<Response<pb::ListDuplicatesResponse>, Status> {
-        Err(Status::unimplemented("later"))
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let limit = paging::page_size(r.page_size).map_err(Error::from)?;
+        let after = paging::decode_token(&r.page_token).map_err(Error::from)?;
+        let rows = merge::duplicates(&self.pool, workspace_id, after, limit + 1).await?;
+        let (rows, next_page_token) = paging::finish(rows, limit, |d| (d.reason, d.value.clone()));
+        Ok(Response::new(pb::ListDuplicatesResponse {
+            groups: rows
+                .into_iter()
+                .map(|d| pb::DuplicateGroup {
+                    reason: d.reason,
+                    value: d.value,
+                    contact_ids: d.ids.iter().map(Uuid::to_string).collect(),
+                })
+                .collect(),
+            next_page_token,
+        }))
     }
 
     async fn import_contacts(

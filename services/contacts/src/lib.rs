@@ -4,6 +4,7 @@ mod error;
 mod export;
 pub mod fields;
 pub mod filter;
+pub mod merge;
 pub mod profile;
 pub mod search;
 pub mod segments;

@@ -1087,3 +1087,171 @@ mod filters {
         db::drop_scratch(pool).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
+    use ism_contacts::merge::{self, Merge, Side};
+    let pool = fresh().await;
+    let (ws, channel) = (Uuid::now_v7(), Uuid::now_v7());
+    fields::create(
+        &pool,
+        ws,
+        &field("plan", FieldKind::Select, &["free", "pro"]),
+    )
+    .await
+    .unwrap();
+    fields::create(&pool, ws, &field("note", FieldKind::Text, &[]))
+        .await
+        .unwrap();
+    let (target, _) = store::resolve(
+        &pool,
+        ws,
+        &IdentityKey {
+            channel_id: channel,
+            external_id: "t",
+            display_name: "Ada Lovelace",
+        },
+    )
+    .await
+    .unwrap();
+    let patch = Patch {
+        email: Some("Ada@Example.com".into()),
+        custom: HashMap::from([("plan".into(), text("pro"))]),
+        ..Patch::default()
+    };
+    let target = store::update(&pool, ws, target.id, 1, &patch)
+        .await
+        .unwrap();
+    let (source, _) = store::resolve(
+        &pool,
+        ws,
+        &IdentityKey {
+            channel_id: channel,
+            external_id: "s",
+            display_name: "Augusta King",
+        },
+    )
+    .await
+    .unwrap();
+    let patch = Patch {
+        email: Some("ada@example.com".into()),
+        phone: Some("+4915112345678".into()),
+        custom: HashMap::from([("plan".into(), text("free")), ("note".into(), text("n"))]),
+        ..Patch::default()
+    };
+    store::update(&pool, ws, source.id, 1, &patch)
+        .await
+        .unwrap();
+    store::set_blocked(&pool, ws, source.id, true)
+        .await
+        .unwrap();
+    tags::add(&pool, ws, &[target.id], &["vip".into()])
+        .await
+        .unwrap();
+    tags::add(&pool, ws, &[source.id], &["vip".into(), "math".into()])
+        .await
+        .unwrap();
+
+    // Equal normalized emails are suggested, never merged by themselves.
+    let groups = merge::duplicates(&pool, ws, None, 10).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(
+        (
+            groups[0].reason,
+            groups[0].value.as_str(),
+            groups[0].ids.clone()
+        ),
+        (1, "ada@example.com", vec![target.id, source.id])
+    );
+    assert!(
+        merge::duplicates(&pool, Uuid::now_v7(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let request = |version, source_id, choices: &[(&str, Side)]| Merge {
+        target: target.id,
+        source: source_id,
+        target_version: version,
+        conflicts: Side::Target,
+        choices: choices.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+    };
+    // Bad requests change nothing.
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(1, source.id, &[])).await,
+        Err(Error::StaleVersion { current: 2 })
+    ));
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(2, target.id, &[])).await,
+        Err(Error::Invalid(e)) if e.field == "source_id"
+    ));
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(2, source.id, &[("shoe", Side::Source)])).await,
+        Err(Error::Invalid(e)) if e.field == "field_choices"
+    ));
+    let foreign = store::create(&pool, Uuid::now_v7(), &Profile::default(), &HashMap::new())
+        .await
+        .unwrap();
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(2, foreign.id, &[])).await,
+        Err(Error::ContactNotFound)
+    ));
+    assert_eq!(events(&pool, "contacts.contact.merged").await, 0);
+
+    let merged = merge::merge(
+        &pool,
+        ws,
+        &request(2, source.id, &[("first_name", Side::Source)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (merged.first_name.as_str(), merged.last_name.as_str()),
+        ("Augusta", "Lovelace"),
+        "first name chosen from the source, last name kept by the default rule"
+    );
+    assert_eq!(
+        merged.phone, "+4915112345678",
+        "a value only the source had"
+    );
+    assert_eq!(merged.custom["plan"], "pro");
+    assert_eq!(merged.custom["note"], "n");
+    assert!(merged.blocked);
+    assert_eq!(merged.version, 3);
+    let identities = store::identities(&pool, ws, &[target.id]).await.unwrap();
+    assert_eq!(identities.len(), 2);
+    assert_eq!(
+        store::tags_of(&pool, ws, &[target.id]).await.unwrap()[&target.id],
+        ["math", "vip"]
+    );
+    assert!(matches!(
+        store::get(&pool, ws, source.id).await,
+        Err(Error::ContactNotFound)
+    ));
+    assert!(matches!(
+        store::restore(&pool, ws, source.id).await,
+        Err(Error::ContactNotFound)
+    ));
+    assert_eq!(events(&pool, "contacts.contact.merged").await, 1);
+    assert!(
+        merge::duplicates(&pool, ws, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The person writing again on the source's identity reaches the target.
+    let (again, created) = store::resolve(
+        &pool,
+        ws,
+        &IdentityKey {
+            channel_id: channel,
+            external_id: "s",
+            display_name: "",
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.id, created), (target.id, false));
+    db::drop_scratch(pool).await.unwrap();
+}
