@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::export::Exporter;
 use crate::fields::{self, FieldKind, NewField};
 use crate::filter::{self, Filter};
+use crate::import;
 use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
 use crate::search::{self, Sort};
@@ -669,18 +670,61 @@ impl ContactService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, err)]
     async fn import_contacts(
         &self,
-        _request: Request<tonic::Streaming<pb::ImportContactsRequest>>,
+        request: Request<tonic::Streaming<pb::ImportContactsRequest>>,
     ) -> Result<Response<pb::ImportContactsResponse>, Status> {
-        Err(Status::unimplemented("later"))
+        use pb::import_contacts_request::Part;
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let mut parts = request.into_inner();
+        let settings = match parts.message().await? {
+            Some(pb::ImportContactsRequest {
+                part: Some(Part::Settings(s)),
+            }) => s,
+            _ => {
+                return Err(Error::from(FieldError::new(
+                    "settings",
+                    "the first message must carry the settings",
+                ))
+                .into());
+            }
+        };
+        let mut data = Vec::new();
+        while let Some(message) = parts.message().await? {
+            let Some(Part::Data(chunk)) = message.part else {
+                return Err(Error::from(FieldError::new(
+                    "settings",
+                    "only the first message carries settings",
+                ))
+                .into());
+            };
+            if data.len() + chunk.len() > import::MAX_BYTES {
+                return Err(Error::from(FieldError::new(
+                    "data",
+                    format!("at most {} bytes", import::MAX_BYTES),
+                ))
+                .into());
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let outcome = import::run(&self.pool, workspace_id, &settings, &data).await?;
+        Ok(Response::new(pb::ImportContactsResponse {
+            import: Some(outcome.to_proto()),
+        }))
     }
 
+    #[tracing::instrument(skip_all, err)]
     async fn get_import(
         &self,
-        _request: Request<pb::GetImportRequest>,
+        request: Request<pb::GetImportRequest>,
     ) -> Result<Response<pb::GetImportResponse>, Status> {
-        Err(Status::unimplemented("later"))
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let outcome = import::get(&self.pool, workspace_id, id).await?;
+        Ok(Response::new(pb::GetImportResponse {
+            import: Some(outcome.to_proto()),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]

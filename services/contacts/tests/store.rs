@@ -1255,3 +1255,232 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     assert_eq!((again.id, created), (target.id, false));
     db::drop_scratch(pool).await.unwrap();
 }
+
+fn mapping(pairs: &[(&str, &str)]) -> Vec<ism_proto::contacts::v1::ColumnMapping> {
+    pairs
+        .iter()
+        .map(|(column, field)| ism_proto::contacts::v1::ColumnMapping {
+            column: column.to_string(),
+            field: field.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn imports_apply_each_valid_row_whole_and_report_the_others() {
+    use ism_contacts::import;
+    use ism_proto::contacts::v1::{ImportMatch, ImportSettings};
+    let pool = fresh().await;
+    let ws = Uuid::now_v7();
+    fields::create(
+        &pool,
+        ws,
+        &field("plan", FieldKind::Select, &["free", "pro"]),
+    )
+    .await
+    .unwrap();
+    fields::create(&pool, ws, &field("score", FieldKind::Number, &[]))
+        .await
+        .unwrap();
+    fields::create(&pool, ws, &field("vip", FieldKind::Checkbox, &[]))
+        .await
+        .unwrap();
+    fields::create(&pool, ws, &field("birthday", FieldKind::Date, &[]))
+        .await
+        .unwrap();
+    let ada = Profile {
+        email: "ada@example.com".into(),
+        ..Profile::default()
+    };
+    let ada = store::create(
+        &pool,
+        ws,
+        &ada,
+        &HashMap::from([("plan".into(), text("free"))]),
+    )
+    .await
+    .unwrap();
+    let settings = ImportSettings {
+        columns: mapping(&[
+            ("Email", "email"),
+            ("First", "first_name"),
+            ("Phone", "phone"),
+            ("Plan", "plan"),
+            ("Score", "score"),
+            ("VIP", "vip"),
+            ("Tags", "tags"),
+            ("Birthday", "birthday"),
+        ]),
+        r#match: ImportMatch::Email as i32,
+        channel_id: String::new(),
+    };
+    let csv = "Email,First,Phone,Plan,Score,VIP,Tags,Birthday,Ignored\n\
+        ADA@example.com,Ada,,pro,,,vip; math,,x\n\
+        grace@navy.mil,Grace,+49 151 12345678,free,3.5,yes,,1906-12-09,x\n\
+        bad-email,X,,,,,,,x\n\
+        alan@example.org,Alan,,gold,abc,,,,x\n\
+        ann@example.org,Ann,,,,,,2023-02-30,x\n\
+        grace@navy.mil,Dup,,,,,,,x\n\
+        short,row\n";
+    let outcome = import::run(&pool, ws, &settings, csv.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.rows,
+            outcome.created,
+            outcome.updated,
+            outcome.failed
+        ),
+        (7, 1, 1, 5)
+    );
+    let report = String::from_utf8(outcome.error_report.clone()).unwrap();
+    let lines: Vec<(&str, &str)> = report
+        .lines()
+        .map(|l| {
+            let mut cells = l.splitn(3, ',');
+            (cells.next().unwrap(), cells.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("row", "column"),
+            ("4", "Email"),
+            ("5", "Plan"),
+            ("5", "Score"),
+            ("6", "Birthday"),
+            ("7", ""),
+            ("8", ""),
+        ],
+        "{report}"
+    );
+
+    let ada = store::get(&pool, ws, ada.id).await.unwrap();
+    assert_eq!((ada.first_name.as_str(), ada.version), ("Ada", 2));
+    assert_eq!(ada.custom["plan"], "pro");
+    assert_eq!(
+        store::tags_of(&pool, ws, &[ada.id]).await.unwrap()[&ada.id],
+        ["math", "vip"]
+    );
+    let everyone = store::list(&pool, ws, None, 100).await.unwrap();
+    assert_eq!(everyone.len(), 2, "rejected rows created nothing");
+    let grace = everyone.iter().find(|c| c.first_name == "Grace").unwrap();
+    assert_eq!(grace.phone, "+4915112345678");
+    assert_eq!(grace.custom["score"], 3.5);
+    assert_eq!(grace.custom["vip"], true);
+    assert_eq!(grace.custom["birthday"], "1906-12-09");
+    assert_eq!(events(&pool, "contacts.contact.created").await, 2);
+    assert_eq!(events(&pool, "contacts.contact.updated").await, 1);
+    assert_eq!(events(&pool, "contacts.contact.field_changed").await, 1);
+    assert_eq!(events(&pool, "contacts.tag.added").await, 2);
+
+    let again = import::get(&pool, ws, outcome.id).await.unwrap();
+    assert_eq!(again.error_report, outcome.error_report);
+    assert!(matches!(
+        import::get(&pool, Uuid::now_v7(), outcome.id).await,
+        Err(Error::ImportNotFound)
+    ));
+
+    // A key shared by two Contacts is ambiguous: the row is rejected, nothing merged.
+    let twin = Profile {
+        email: "grace@navy.mil".into(),
+        ..Profile::default()
+    };
+    store::create(&pool, ws, &twin, &HashMap::new())
+        .await
+        .unwrap();
+    let outcome = import::run(
+        &pool,
+        ws,
+        &settings,
+        b"Email,First,Phone,Plan,Score,VIP,Tags,Birthday\ngrace@navy.mil,G,,,,,,\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!((outcome.updated, outcome.failed), (0, 1));
+    assert!(
+        String::from_utf8(outcome.error_report)
+            .unwrap()
+            .contains("matches 2 Contacts")
+    );
+
+    // Bad settings fail the whole import before anything is read.
+    let bad = [
+        (
+            mapping(&[("Email", "shoe_size")]),
+            ImportMatch::Email,
+            "settings.columns",
+        ),
+        (
+            mapping(&[("First", "first_name")]),
+            ImportMatch::Email,
+            "settings.match",
+        ),
+        (
+            mapping(&[("Email", "email")]),
+            ImportMatch::Unspecified,
+            "settings.match",
+        ),
+        (
+            mapping(&[("Mail", "email")]),
+            ImportMatch::Email,
+            "settings.columns",
+        ),
+        (
+            mapping(&[("Email", "email"), ("First", "email")]),
+            ImportMatch::Email,
+            "settings.columns",
+        ),
+        (
+            mapping(&[("Email", "external_id")]),
+            ImportMatch::ExternalId,
+            "settings.channel_id",
+        ),
+    ];
+    for (columns, by, field) in bad {
+        let settings = ImportSettings {
+            columns,
+            r#match: by as i32,
+            channel_id: String::new(),
+        };
+        let err = import::run(&pool, ws, &settings, b"Email,First\na@b.c,A\n")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(e) if e.field == field),
+            "{err:?}"
+        );
+    }
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn imports_by_external_id_create_identities_that_resolve_later() {
+    use ism_contacts::import;
+    use ism_proto::contacts::v1::{ImportMatch, ImportSettings};
+    let pool = fresh().await;
+    let (ws, channel) = (Uuid::now_v7(), Uuid::now_v7());
+    let settings = ImportSettings {
+        columns: mapping(&[("id", "external_id"), ("name", "first_name")]),
+        r#match: ImportMatch::ExternalId as i32,
+        channel_id: channel.to_string(),
+    };
+    let first = import::run(&pool, ws, &settings, b"id,name\nu1,Ada\nu2,Grace\n")
+        .await
+        .unwrap();
+    assert_eq!((first.created, first.updated, first.failed), (2, 0, 0));
+    let second = import::run(&pool, ws, &settings, b"id,name\nu1,Augusta\nu3,Alan\n")
+        .await
+        .unwrap();
+    assert_eq!((second.created, second.updated, second.failed), (1, 1, 0));
+    let key = IdentityKey {
+        channel_id: channel,
+        external_id: "u1",
+        display_name: "",
+    };
+    let (u1, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    assert_eq!((u1.first_name.as_str(), created), ("Augusta", false));
+    assert_eq!(store::list(&pool, ws, None, 100).await.unwrap().len(), 3);
+    db::drop_scratch(pool).await.unwrap();
+}
