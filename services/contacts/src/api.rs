@@ -150,6 +150,10 @@ impl Api {
                 loop {
                     let rows =
                         search::batch(&api.pool, workspace_id, &filter, &tags, after, size).await?;
+                    // An empty batch goes out only first, so an export still has its header.
+                    if rows.is_empty() && !first {
+                        return Ok(());
+                    }
                     let last = rows.len() < size as usize;
                     after = rows.last().map(|c| c.id).or(after);
                     let contacts = api.render(workspace_id, rows).await?;
