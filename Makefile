@@ -43,6 +43,6 @@ lint-deploy:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: throughput, latency and memory of the first flow, beside this machine's raw ceilings
+## bench: the first flow's throughput, latency and memory, and contacts at 1M Contacts, beside this machine's raw ceilings
 bench: infra
 	@scripts/bench.sh
