@@ -20,6 +20,29 @@ CREATE INDEX contacts_live_name ON contacts (workspace_id, name_key, id) WHERE d
 CREATE INDEX contacts_live_interaction ON contacts
     (workspace_id, (coalesce(last_interaction_at, '-infinity'::timestamptz)), id) WHERE deleted_at IS NULL;
 CREATE INDEX contacts_live_id ON contacts (workspace_id, id) WHERE deleted_at IS NULL;
+-- The ids of the Contact's Tags, kept equal to its contact_tags rows by a trigger, so a
+-- tag condition is one more GIN bitmap that Postgres ANDs with the other conditions'
+-- instead of a semi-join probed row by row.
+ALTER TABLE contacts ADD COLUMN tag_ids uuid[] NOT NULL DEFAULT '{}';
+UPDATE contacts c SET tag_ids = t.ids
+FROM (SELECT contact_id, array_agg(tag_id) AS ids FROM contact_tags GROUP BY contact_id) t
+WHERE t.contact_id = c.id;
+CREATE INDEX contacts_tag_ids ON contacts USING gin (tag_ids);
+
+CREATE FUNCTION contact_tags_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE contacts SET tag_ids = array_append(tag_ids, NEW.tag_id)
+        WHERE id = NEW.contact_id AND NOT tag_ids @> ARRAY[NEW.tag_id];
+    ELSE
+        UPDATE contacts SET tag_ids = array_remove(tag_ids, OLD.tag_id)
+        WHERE id = OLD.contact_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER contact_tags_sync AFTER INSERT OR DELETE ON contact_tags
+    FOR EACH ROW EXECUTE FUNCTION contact_tags_sync();
+
 -- Containment (custom @> '{"plan":"pro"}') for equality on custom fields.
 CREATE INDEX contacts_custom ON contacts USING gin (custom jsonb_path_ops);
 -- Substring search over name, email and phone.

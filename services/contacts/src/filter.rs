@@ -495,8 +495,8 @@ fn stored_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Tag ids by lower-cased name, resolved before a query so tag conditions are plain
-/// semi-joins on `contact_tags`.
+/// Tag ids by lower-cased name, resolved before a query so tag conditions are array
+/// tests on `contacts.tag_ids` (served by its GIN index).
 pub type TagIds = std::collections::HashMap<String, Uuid>;
 
 impl Filter {
@@ -562,28 +562,19 @@ fn push_condition(
         Condition::Field(target, test) => push_field(q, target, test),
         Condition::Tags(op, names) => {
             let ids: Vec<Uuid> = names.iter().filter_map(|n| tags.get(n)).copied().collect();
-            let has = |q: &mut QueryBuilder<Postgres>, ids: Vec<Uuid>| {
-                q.push("EXISTS (SELECT 1 FROM contact_tags ct WHERE ct.contact_id = c.id AND ct.tag_id = ANY(")
-                    .push_bind(ids)
-                    .push("))");
-            };
             match op {
                 pb::TagOperator::HasAll if ids.len() < names.len() => {
                     q.push("FALSE");
                 }
                 pb::TagOperator::HasAll => {
-                    for (i, id) in ids.into_iter().enumerate() {
-                        if i > 0 {
-                            q.push(" AND ");
-                        }
-                        has(q, vec![id]);
-                    }
+                    q.push("c.tag_ids @> ").push_bind(ids).push("::uuid[]");
                 }
                 pb::TagOperator::HasNone => {
-                    q.push("NOT ");
-                    has(q, ids);
+                    q.push("NOT c.tag_ids && ").push_bind(ids).push("::uuid[]");
                 }
-                _ => has(q, ids),
+                _ => {
+                    q.push("c.tag_ids && ").push_bind(ids).push("::uuid[]");
+                }
             }
         }
         Condition::Channels { on, ids } => {
