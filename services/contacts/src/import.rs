@@ -19,7 +19,7 @@ use crate::profile::{self, Profile};
 use crate::store::{COLUMNS, Contact};
 
 /// Largest CSV file, in bytes.
-pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Rows applied per transaction.
 const CHUNK: usize = 5000;
 /// Most tags in one cell.
