@@ -221,7 +221,9 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         display_name: "Alan Turing",
     };
     let (alan, _) = store::resolve(&pool, ws, &key).await.unwrap();
-    tags::add(&pool, ws, &[alan.id], &["vip".into()]).await.unwrap();
+    tags::add(&pool, ws, &[alan.id], &["vip".into()])
+        .await
+        .unwrap();
     let blocked = store::set_blocked(&pool, ws, alan.id, true).await.unwrap();
     assert!(blocked.blocked);
     store::set_blocked(&pool, ws, alan.id, true).await.unwrap();
@@ -267,7 +269,10 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         Err(Error::ContactNotFound)
     ));
     assert_eq!(store::purge(&pool, 100).await.unwrap(), 1);
-    assert_eq!(tags::list(&pool, ws).await.unwrap(), [("vip".to_owned(), 0)]);
+    assert_eq!(
+        tags::list(&pool, ws).await.unwrap(),
+        [("vip".to_owned(), 0)]
+    );
     assert_eq!(events(&pool, "contacts.contact.deleted").await, 2);
     db::drop_scratch(pool).await.unwrap();
 }
