@@ -4,6 +4,7 @@ use ism_platform::convert::{timestamp, uuid};
 use ism_platform::paging::{self, FieldError};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
+use std::collections::HashMap;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -64,23 +65,32 @@ impl Api {
             return Ok(Vec::new());
         }
         let ids: Vec<_> = contacts.iter().map(|c| c.id).collect();
-        let identities = store::identities(&self.pool, workspace_id, &ids).await?;
-        let mut tags = store::tags_of(&self.pool, workspace_id, &ids).await?;
-        let schema = fields::schema(&mut *self.pool.acquire().await?, workspace_id).await?;
+        // Three independent lookups, on three connections at once.
+        let (found, mut tags, schema) = tokio::try_join!(
+            store::identities(&self.pool, workspace_id, &ids),
+            store::tags_of(&self.pool, workspace_id, &ids),
+            async {
+                let mut conn = self.pool.acquire().await?;
+                fields::schema(&mut conn, workspace_id).await
+            },
+        )?;
+        let mut identities: HashMap<Uuid, Vec<pb::ChannelIdentity>> = HashMap::new();
+        for i in found {
+            identities
+                .entry(i.contact_id)
+                .or_default()
+                .push(pb::ChannelIdentity {
+                    channel_id: i.channel_id.to_string(),
+                    external_id: i.external_id,
+                    display_name: i.display_name,
+                });
+        }
         Ok(contacts
             .into_iter()
             .map(|c| pb::Contact {
                 id: c.id.to_string(),
                 workspace_id: c.workspace_id.to_string(),
-                identities: identities
-                    .iter()
-                    .filter(|i| i.contact_id == c.id)
-                    .map(|i| pb::ChannelIdentity {
-                        channel_id: i.channel_id.to_string(),
-                        external_id: i.external_id.clone(),
-                        display_name: i.display_name.clone(),
-                    })
-                    .collect(),
+                identities: identities.remove(&c.id).unwrap_or_default(),
                 created_at: Some(timestamp(c.created_at)),
                 custom_fields: schema.to_proto(&c.custom),
                 tags: tags.remove(&c.id).unwrap_or_default(),

@@ -144,11 +144,14 @@ pub async fn search(
                 .push_bind(after.id)
                 .push(")");
         }
+        // A literal limit (a checked page size): with a bound one, a generic prepared plan
+        // cannot tell a short page from a long scan and may walk the sort index instead of
+        // intersecting the filter's indexes.
         q.push(format!(
-            " ORDER BY {} {dir}, c.id {dir} LIMIT ",
-            sort.by.expr()
-        ))
-        .push_bind(page_size + 1);
+            " ORDER BY {} {dir}, c.id {dir} LIMIT {}",
+            sort.by.expr(),
+            page_size + 1
+        ));
         let rows: Vec<Keyed> = q.build_query_as().fetch_all(pool).await?;
         Ok::<_, Error>(rows)
     };
@@ -189,6 +192,6 @@ pub async fn batch(
     if let Some(after) = after {
         q.push(" AND c.id > ").push_bind(after);
     }
-    q.push(" ORDER BY c.id LIMIT ").push_bind(limit);
+    q.push(format!(" ORDER BY c.id LIMIT {limit}"));
     Ok(q.build_query_as().fetch_all(pool).await?)
 }
