@@ -46,6 +46,7 @@ lint-deploy:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: throughput, latency and memory of the first flow, beside this machine's raw ceilings
+## bench: every benchmark (auth, flow, gateway, contacts, conversations) beside this machine's
+##        baselines; BENCH="flow contacts" runs only those named
 bench: infra
-	@scripts/bench.sh
+	@scripts/bench.sh $(BENCH)

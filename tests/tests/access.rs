@@ -67,15 +67,19 @@ struct Side {
     api_key_id: String,
     snippet_id: String,
     inbox_id: String,
+    segment_id: String,
+    import_id: String,
 }
 
 impl Side {
     /// Ids a response to another Workspace must never contain (the channel id is left
     /// out: a caller may name it in ResolveContact).
-    fn secret_ids(&self) -> [&str; 10] {
+    fn secret_ids(&self) -> [&str; 12] {
         [
             &self.snippet_id,
             &self.inbox_id,
+            &self.segment_id,
+            &self.import_id,
             &self.workspace_id,
             &self.contact_id,
             &self.conversation_id,
@@ -86,6 +90,29 @@ impl Side {
             &self.tenant.owner_user_id,
         ]
     }
+}
+
+/// An ImportContacts upload of one row with `email`.
+fn import_stream(
+    email: &str,
+) -> impl futures::Stream<Item = contacts::ImportContactsRequest> + Send + 'static {
+    use contacts::import_contacts_request::Part;
+    let settings = contacts::ImportSettings {
+        columns: vec![contacts::ColumnMapping {
+            column: "email".into(),
+            field: "email".into(),
+        }],
+        r#match: contacts::ImportMatch::Email as i32,
+        channel_id: String::new(),
+    };
+    futures::stream::iter([
+        contacts::ImportContactsRequest {
+            part: Some(Part::Settings(settings)),
+        },
+        contacts::ImportContactsRequest {
+            part: Some(Part::Data(format!("email\n{email}\n").into_bytes())),
+        },
+    ])
 }
 
 async fn populate(platform: &Platform, clients: &Clients, tenant: Tenant, sender: &str) -> Side {
@@ -214,9 +241,57 @@ async fn populate(platform: &Platform, clients: &Clients, tenant: Tenant, sender
         .into_inner()
         .inbox
         .unwrap();
+    let mut k = clients.contacts.clone();
+    k.add_tags(authed(
+        &token,
+        contacts::AddTagsRequest {
+            contact_ids: vec![conversation.contact_id.clone()],
+            tags: vec![format!("tag-{sender}")],
+        },
+    ))
+    .await
+    .unwrap();
+    k.create_contact_field(authed(
+        &token,
+        contacts::CreateContactFieldRequest {
+            field: Some(contacts::ContactField {
+                key: "tier".into(),
+                label: "Tier".into(),
+                r#type: contacts::FieldType::Text as i32,
+                ..Default::default()
+            }),
+        },
+    ))
+    .await
+    .unwrap();
+    let segment = k
+        .create_segment(authed(
+            &token,
+            contacts::CreateSegmentRequest {
+                name: format!("segment-{sender}"),
+                filter: Some(contacts::Filter::default()),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .segment
+        .unwrap();
+    let import = k
+        .import_contacts(authed(
+            &token,
+            import_stream(&format!("{sender}@example.com")),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .import
+        .unwrap();
     Side {
         snippet_id: snippet.id,
         inbox_id: inbox.id,
+        segment_id: segment.id,
+        import_id: import.id,
         workspace_id: tenant.workspace_id.clone(),
         channel_id: tenant.channel_id.clone(),
         tenant,
@@ -295,6 +370,20 @@ async fn snapshot(clients: &Clients, side: &Side) -> Vec<String> {
         ),
         format!(
             "{:?}",
+            k.list_contact_fields(authed(t, contacts::ListContactFieldsRequest {}))
+                .await
+        ),
+        format!(
+            "{:?}",
+            k.list_tags(authed(t, contacts::ListTagsRequest {})).await
+        ),
+        format!(
+            "{:?}",
+            k.list_segments(authed(t, contacts::ListSegmentsRequest::default()))
+                .await
+        ),
+        format!(
+            "{:?}",
             v.list_conversations(authed(
                 t,
                 conversations::ListConversationsRequest::default()
@@ -331,6 +420,24 @@ struct Case {
 
 /// `rpc!("Service/Method", client.method(|b| request), Expect)`: one line per RPC.
 macro_rules! rpc {
+    ($rpc:literal, stream $client:ident . $method:ident(|$b:ident| $request:expr), $expect:ident) => {
+        Case {
+            rpc: $rpc,
+            expect: Expect::$expect,
+            call: |clients: Clients, token: String, $b: Arc<Side>| -> Reply {
+                Box::pin(async move {
+                    let mut client = clients.$client;
+                    let request = $request;
+                    let mut stream = client.$method(authed(&token, request)).await?.into_inner();
+                    let mut all = Vec::new();
+                    while let Some(message) = stream.message().await? {
+                        all.push(format!("{message:?}"));
+                    }
+                    Ok(all.join("\n"))
+                })
+            },
+        }
+    };
     ($rpc:literal, $client:ident . $method:ident(|$b:ident| $request:expr), $expect:ident) => {
         Case {
             rpc: $rpc,
@@ -661,6 +768,193 @@ fn isolation_matrix() -> Vec<Case> {
             "ism.contacts.v1.ContactService/ListContacts",
             contacts.list_contacts(|_b| contacts::ListContactsRequest::default()),
             OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/CreateContact",
+            contacts.create_contact(|_b| contacts::CreateContactRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/UpdateContact",
+            contacts.update_contact(|b| contacts::UpdateContactRequest {
+                id: b.contact_id.clone(),
+                version: 1,
+                first_name: Some("from A".into()),
+                ..Default::default()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/SetContactBlocked",
+            contacts.set_contact_blocked(|b| contacts::SetContactBlockedRequest {
+                id: b.contact_id.clone(),
+                blocked: true
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/AddTags",
+            contacts.add_tags(|b| contacts::AddTagsRequest {
+                contact_ids: vec![b.contact_id.clone()],
+                tags: vec!["from-a".into()]
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/RemoveTags",
+            contacts.remove_tags(|b| contacts::RemoveTagsRequest {
+                contact_ids: vec![b.contact_id.clone()],
+                tags: vec!["tag-cb".into()]
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/ListTags",
+            contacts.list_tags(|_b| contacts::ListTagsRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/RenameTag",
+            contacts.rename_tag(|_b| contacts::RenameTagRequest {
+                name: "tag-cb".into(),
+                new_name: "from-a".into()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/DeleteTag",
+            contacts.delete_tag(|_b| contacts::DeleteTagRequest {
+                name: "tag-cb".into()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/MergeContacts",
+            contacts.merge_contacts(|b| contacts::MergeContactsRequest {
+                target_id: b.contact_id.clone(),
+                source_id: uuid::Uuid::now_v7().to_string(),
+                target_version: 1,
+                ..Default::default()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/ListDuplicates",
+            contacts.list_duplicates(|_b| contacts::ListDuplicatesRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/DeleteContact",
+            contacts.delete_contact(|b| contacts::DeleteContactRequest {
+                id: b.contact_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/RestoreContact",
+            contacts.restore_contact(|b| contacts::RestoreContactRequest {
+                id: b.contact_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/CreateContactField",
+            contacts.create_contact_field(|_b| contacts::CreateContactFieldRequest {
+                field: Some(contacts::ContactField {
+                    key: "from_a".into(),
+                    label: "From A".into(),
+                    r#type: contacts::FieldType::Number as i32,
+                    ..Default::default()
+                })
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/ListContactFields",
+            contacts.list_contact_fields(|_b| contacts::ListContactFieldsRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/UpdateContactField",
+            contacts.update_contact_field(|_b| contacts::UpdateContactFieldRequest {
+                field: Some(contacts::ContactField {
+                    key: "tier".into(),
+                    label: "Changed by A".into(),
+                    r#type: contacts::FieldType::Text as i32,
+                    ..Default::default()
+                })
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/DeleteContactField",
+            contacts.delete_contact_field(|_b| contacts::DeleteContactFieldRequest {
+                key: "tier".into()
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/SearchContacts",
+            contacts.search_contacts(|_b| contacts::SearchContactsRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/StreamContacts",
+            stream contacts.stream_contacts(|_b| contacts::StreamContactsRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/ExportContacts",
+            stream contacts.export_contacts(|_b| contacts::ExportContactsRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/CreateSegment",
+            contacts.create_segment(|_b| contacts::CreateSegmentRequest {
+                name: "from A".into(),
+                filter: None
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/GetSegment",
+            contacts.get_segment(|b| contacts::GetSegmentRequest {
+                id: b.segment_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/ListSegments",
+            contacts.list_segments(|_b| contacts::ListSegmentsRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/UpdateSegment",
+            contacts.update_segment(|b| contacts::UpdateSegmentRequest {
+                id: b.segment_id.clone(),
+                name: "from A".into(),
+                filter: None
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/DeleteSegment",
+            contacts.delete_segment(|b| contacts::DeleteSegmentRequest {
+                id: b.segment_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/ImportContacts",
+            contacts.import_contacts(|_b| import_stream("from-a@example.com")),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/GetImport",
+            contacts.get_import(|b| contacts::GetImportRequest {
+                id: b.import_id.clone()
+            }),
+            NotFound
         ),
         rpc!(
             "ism.conversations.v1.ConversationService/ListConversations",
@@ -1198,6 +1492,81 @@ fn role_matrix() -> Vec<RoleCase> {
             })
         ),
         admin!(
+            "CreateContactField",
+            Manager,
+            contacts.create_contact_field(|_a| contacts::CreateContactFieldRequest {
+                field: Some(contacts::ContactField {
+                    key: "f_".to_owned() + &uuid::Uuid::new_v4().simple().to_string()[..8],
+                    label: "F".into(),
+                    r#type: contacts::FieldType::Text as i32,
+                    ..Default::default()
+                })
+            })
+        ),
+        admin!(
+            "UpdateContactField",
+            Manager,
+            contacts.update_contact_field(|_a| contacts::UpdateContactFieldRequest {
+                field: Some(contacts::ContactField {
+                    key: "tier".into(),
+                    label: unique("Tier"),
+                    r#type: contacts::FieldType::Text as i32,
+                    ..Default::default()
+                })
+            })
+        ),
+        admin!(
+            "DeleteContactField",
+            Manager,
+            contacts.delete_contact_field(|_a| contacts::DeleteContactFieldRequest {
+                key: "tier".into()
+            })
+        ),
+        admin!(
+            "RenameTag",
+            Manager,
+            contacts.rename_tag(|_a| contacts::RenameTagRequest {
+                name: "tag-ca".into(),
+                new_name: unique("tag")
+            })
+        ),
+        admin!(
+            "DeleteTag",
+            Manager,
+            contacts.delete_tag(|_a| contacts::DeleteTagRequest {
+                name: "tag-ca".into()
+            })
+        ),
+        admin!(
+            "DeleteSegment",
+            Manager,
+            contacts.delete_segment(|a| contacts::DeleteSegmentRequest {
+                id: a.segment_id.clone()
+            })
+        ),
+        admin!(
+            "ImportContacts",
+            Manager,
+            contacts.import_contacts(|_a| import_stream("role@example.com"))
+        ),
+        admin!(
+            "GetImport",
+            Manager,
+            contacts.get_import(|a| contacts::GetImportRequest {
+                id: a.import_id.clone()
+            })
+        ),
+        admin!(
+            "MergeContacts",
+            Manager,
+            contacts.merge_contacts(|a| contacts::MergeContactsRequest {
+                target_id: a.contact_id.clone(),
+                source_id: uuid::Uuid::now_v7().to_string(),
+                target_version: 1,
+                ..Default::default()
+            })
+        ),
+        admin!(
             "UpdateChannel",
             Manager,
             gateway.update_channel(|a| gateway::UpdateChannelRequest {
@@ -1218,6 +1587,20 @@ fn role_matrix() -> Vec<RoleCase> {
             Manager,
             gateway.delete_channel(|a| gateway::DeleteChannelRequest {
                 id: a.channel_id.clone()
+            })
+        ),
+        admin!(
+            "DeleteContact",
+            Manager,
+            contacts.delete_contact(|a| contacts::DeleteContactRequest {
+                id: a.contact_id.clone()
+            })
+        ),
+        admin!(
+            "RestoreContact",
+            Manager,
+            contacts.restore_contact(|a| contacts::RestoreContactRequest {
+                id: a.contact_id.clone()
             })
         ),
     ]

@@ -281,3 +281,307 @@ async fn contacts_fields_and_tags_through_the_server() {
         .unwrap_err();
     assert_eq!(violated_field(&page), "page_size");
 }
+
+fn import_request(
+    csv: &str,
+) -> impl futures::Stream<Item = ImportContactsRequest> + Send + 'static {
+    use import_contacts_request::Part;
+    let settings = ImportSettings {
+        columns: ["email", "first_name", "plan", "tags"]
+            .iter()
+            .map(|c| ColumnMapping {
+                column: c.to_string(),
+                field: c.to_string(),
+            })
+            .collect(),
+        r#match: ImportMatch::Email as i32,
+        channel_id: String::new(),
+    };
+    // The file arrives in two chunks split mid-row.
+    let (head, tail) = csv.split_at(csv.len() / 2);
+    futures::stream::iter([
+        ImportContactsRequest {
+            part: Some(Part::Settings(settings)),
+        },
+        ImportContactsRequest {
+            part: Some(Part::Data(head.as_bytes().to_vec())),
+        },
+        ImportContactsRequest {
+            part: Some(Part::Data(tail.as_bytes().to_vec())),
+        },
+    ])
+}
+
+fn plan_is(value: &str) -> Filter {
+    Filter {
+        groups: vec![ConditionGroup {
+            conditions: vec![Condition {
+                kind: Some(condition::Kind::Field(FieldCondition {
+                    field: "plan".into(),
+                    operator: FieldOperator::Is as i32,
+                    values: vec![text(value)],
+                })),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn search_segments_streams_merges_imports_and_exports_through_the_server() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let owner = platform.token(&tenant).await;
+    let agent = agent_token(&platform, &owner).await;
+    let mut client: ContactServiceClient<Channel> =
+        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
+    client
+        .create_contact_field(authed(
+            &owner,
+            CreateContactFieldRequest {
+                field: Some(ContactField {
+                    key: "plan".into(),
+                    label: "Plan".into(),
+                    r#type: FieldType::Select as i32,
+                    options: vec!["free".into(), "pro".into()],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+
+    // Import: valid rows applied, the bad one reported; the report can be fetched again.
+    let csv = "email,first_name,plan,tags\n\
+        ada@example.com,Ada,pro,vip\n\
+        grace@navy.mil,Grace,free,\n\
+        alan@example.org,Alan,gold,\n";
+    let import = client
+        .import_contacts(authed(&owner, import_request(csv)))
+        .await
+        .unwrap()
+        .into_inner()
+        .import
+        .unwrap();
+    assert_eq!(
+        (import.rows, import.created, import.updated, import.failed),
+        (3, 2, 0, 1)
+    );
+    let report = String::from_utf8(import.error_report.clone()).unwrap();
+    assert!(report.starts_with("row,column,reason\n4,plan,"), "{report}");
+    let fetched = client
+        .get_import(authed(&owner, GetImportRequest { id: import.id }))
+        .await
+        .unwrap()
+        .into_inner()
+        .import
+        .unwrap();
+    assert_eq!(fetched.error_report, import.error_report);
+    let denied = client
+        .import_contacts(authed(&agent, import_request(csv)))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // Search with a filter, a total count and keyset pages.
+    let search = |filter: Filter, page_token: String| SearchContactsRequest {
+        audience: Some(search_contacts_request::Audience::Filter(filter)),
+        page_size: 1,
+        page_token,
+        ..Default::default()
+    };
+    let page = client
+        .search_contacts(authed(&agent, search(plan_is("pro"), String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.total_count, 1);
+    assert_eq!(page.contacts[0].first_name, "Ada");
+    assert_eq!(page.contacts[0].tags, ["vip"]);
+    let everyone = client
+        .search_contacts(authed(&agent, search(Filter::default(), String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(everyone.total_count, 2);
+    let second = client
+        .search_contacts(authed(
+            &agent,
+            search(Filter::default(), everyone.next_page_token.clone()),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(second.contacts[0].id, everyone.contacts[0].id);
+    assert!(second.next_page_token.is_empty());
+
+    // A malformed filter or page size changes nothing and names the field.
+    let mut unknown_operator = plan_is("pro");
+    if let Some(condition::Kind::Field(f)) = &mut unknown_operator.groups[0].conditions[0].kind {
+        f.operator = 99;
+    }
+    let bad = client
+        .search_contacts(authed(&agent, search(unknown_operator, String::new())))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&bad), "filter");
+    let mut big = search(Filter::default(), String::new());
+    big.page_size = 101;
+    let bad = client
+        .search_contacts(authed(&agent, big))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&bad), "page_size");
+
+    // Segments are saved filters; the stream yields every match in batches.
+    let segment = client
+        .create_segment(authed(
+            &agent,
+            CreateSegmentRequest {
+                name: "Pros".into(),
+                filter: Some(plan_is("pro")),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .segment
+        .unwrap();
+    let mut stream = client
+        .stream_contacts(authed(
+            &agent,
+            StreamContactsRequest {
+                audience: Some(stream_contacts_request::Audience::SegmentId(
+                    segment.id.clone(),
+                )),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(batch) = stream.message().await.unwrap() {
+        streamed.extend(batch.contacts.into_iter().map(|c| c.first_name));
+    }
+    assert_eq!(streamed, ["Ada"]);
+    let mut stream = client
+        .stream_contacts(authed(
+            &agent,
+            StreamContactsRequest {
+                batch_size: 1,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut batches = 0;
+    while stream.message().await.unwrap().is_some() {
+        batches += 1;
+    }
+    assert_eq!(batches, 2);
+
+    // Export: a header with the custom keys, then one line per Contact.
+    let mut export = client
+        .export_contacts(authed(&agent, ExportContactsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut csv_out = Vec::new();
+    while let Some(chunk) = export.message().await.unwrap() {
+        csv_out.extend(chunk.data);
+    }
+    let csv_out = String::from_utf8(csv_out).unwrap();
+    let lines: Vec<&str> = csv_out.lines().collect();
+    assert!(lines[0].starts_with("id,first_name,") && lines[0].ends_with(",tags,plan"));
+    assert_eq!(lines.len(), 3);
+
+    // Duplicates are suggested; a merge is the caller's choice.
+    let twin = client
+        .create_contact(authed(
+            &agent,
+            CreateContactRequest {
+                profile: Some(ContactProfile {
+                    first_name: "Augusta".into(),
+                    email: "ADA@example.com".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    let groups = client
+        .list_duplicates(authed(&agent, ListDuplicatesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].reason, DuplicateReason::Email as i32);
+    let ada_id = page.contacts[0].id.clone();
+    assert_eq!(groups[0].contact_ids, [ada_id.clone(), twin.id.clone()]);
+    let merge = MergeContactsRequest {
+        target_id: ada_id.clone(),
+        source_id: twin.id.clone(),
+        target_version: 1,
+        conflicts: MergeSide::Source as i32,
+        ..Default::default()
+    };
+    let denied = client
+        .merge_contacts(authed(&agent, merge.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let stale = client
+        .merge_contacts(authed(
+            &owner,
+            MergeContactsRequest {
+                target_version: 7,
+                ..merge.clone()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
+    let merged = client
+        .merge_contacts(authed(&owner, merge))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    assert_eq!(
+        (merged.first_name.as_str(), merged.tags.clone()),
+        ("Augusta", vec!["vip".to_owned()])
+    );
+    let gone = client
+        .get_contact(authed(&agent, GetContactRequest { id: twin.id }))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // A Segment whose field was deleted since no longer runs.
+    client
+        .delete_contact_field(authed(
+            &owner,
+            DeleteContactFieldRequest { key: "plan".into() },
+        ))
+        .await
+        .unwrap();
+    let stale_segment = client
+        .search_contacts(authed(
+            &agent,
+            SearchContactsRequest {
+                audience: Some(search_contacts_request::Audience::SegmentId(segment.id)),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale_segment.code(), Code::FailedPrecondition);
+}

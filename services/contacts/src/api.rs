@@ -4,18 +4,40 @@ use ism_platform::convert::{timestamp, uuid};
 use ism_platform::paging::{self, FieldError};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use futures::Stream;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::export::Exporter;
 use crate::fields::{self, FieldKind, NewField};
+use crate::filter::{self, Filter};
+use crate::import;
+use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
+use crate::search::{self, Sort};
+use crate::segments;
 use crate::store::{self, Contact, IdentityKey, Patch};
 use crate::tags;
 
+#[derive(Clone)]
 pub struct Api {
     pub pool: PgPool,
+}
+
+/// A server stream of `T`, fed by a task through a small channel so the database work of
+/// the next batch overlaps the sending of this one.
+type Feed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn feed<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Feed<T> {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// The caller's Workspace once its role allows `role`.
@@ -43,23 +65,32 @@ impl Api {
             return Ok(Vec::new());
         }
         let ids: Vec<_> = contacts.iter().map(|c| c.id).collect();
-        let identities = store::identities(&self.pool, workspace_id, &ids).await?;
-        let mut tags = store::tags_of(&self.pool, workspace_id, &ids).await?;
-        let schema = fields::schema(&mut *self.pool.acquire().await?, workspace_id).await?;
+        // Three independent lookups, on three connections at once.
+        let (found, mut tags, schema) = tokio::try_join!(
+            store::identities(&self.pool, workspace_id, &ids),
+            store::tags_of(&self.pool, workspace_id, &ids),
+            async {
+                let mut conn = self.pool.acquire().await?;
+                fields::schema(&mut conn, workspace_id).await
+            },
+        )?;
+        let mut identities: HashMap<Uuid, Vec<pb::ChannelIdentity>> = HashMap::new();
+        for i in found {
+            identities
+                .entry(i.contact_id)
+                .or_default()
+                .push(pb::ChannelIdentity {
+                    channel_id: i.channel_id.to_string(),
+                    external_id: i.external_id,
+                    display_name: i.display_name,
+                });
+        }
         Ok(contacts
             .into_iter()
             .map(|c| pb::Contact {
                 id: c.id.to_string(),
                 workspace_id: c.workspace_id.to_string(),
-                identities: identities
-                    .iter()
-                    .filter(|i| i.contact_id == c.id)
-                    .map(|i| pb::ChannelIdentity {
-                        channel_id: i.channel_id.to_string(),
-                        external_id: i.external_id.clone(),
-                        display_name: i.display_name.clone(),
-                    })
-                    .collect(),
+                identities: identities.remove(&c.id).unwrap_or_default(),
                 created_at: Some(timestamp(c.created_at)),
                 custom_fields: schema.to_proto(&c.custom),
                 tags: tags.remove(&c.id).unwrap_or_default(),
@@ -77,6 +108,77 @@ impl Api {
                 version: c.version,
             })
             .collect())
+    }
+
+    /// The checked Filter of a request's audience: its own Filter, a Segment's, or none
+    /// (every Contact). A Segment whose Filter no longer fits the fields (one was deleted
+    /// since) is FAILED_PRECONDITION.
+    async fn audience(
+        &self,
+        workspace_id: Uuid,
+        filter: Option<&pb::Filter>,
+        segment_id: Option<&str>,
+    ) -> Result<Filter, Error> {
+        let schema = fields::schema(&mut *self.pool.acquire().await?, workspace_id).await?;
+        if let Some(id) = segment_id {
+            let id = uuid("segment_id", id)?;
+            let segment = segments::get(&self.pool, workspace_id, id).await?;
+            return filter::check(&segment.filter()?, &schema).map_err(|e| {
+                Error::Precondition(format!(
+                    "segment {:?} no longer fits the contact fields: {e}",
+                    segment.name
+                ))
+            });
+        }
+        Ok(filter::check(
+            filter.unwrap_or(&pb::Filter::default()),
+            &schema,
+        )?)
+    }
+
+    /// Streams every Contact of `filter` after `after`, in batches of `size`, each turned
+    /// into a message by `wrap`; stops early when the caller goes away.
+    fn stream<T, F>(
+        &self,
+        workspace_id: Uuid,
+        filter: Filter,
+        after: Option<Uuid>,
+        size: i64,
+        wrap: F,
+    ) -> mpsc::Receiver<Result<T, Status>>
+    where
+        T: Send + 'static,
+        F: Fn(Vec<pb::Contact>, bool) -> T + Send + Sync + 'static,
+    {
+        let (tx, rx) = mpsc::channel(2);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let result: Result<(), Error> = async {
+                let tags = search::tag_ids(&api.pool, workspace_id, &filter).await?;
+                let mut after = after;
+                let mut first = true;
+                loop {
+                    let rows =
+                        search::batch(&api.pool, workspace_id, &filter, &tags, after, size).await?;
+                    // An empty batch goes out only first, so an export still has its header.
+                    if rows.is_empty() && !first {
+                        return Ok(());
+                    }
+                    let last = rows.len() < size as usize;
+                    after = rows.last().map(|c| c.id).or(after);
+                    let contacts = api.render(workspace_id, rows).await?;
+                    if tx.send(Ok(wrap(contacts, first))).await.is_err() || last {
+                        return Ok(());
+                    }
+                    first = false;
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e.into())).await;
+            }
+        });
+        rx
     }
 
     async fn one(&self, contact: Contact) -> Result<pb::Contact, Error> {
@@ -98,8 +200,43 @@ fn new_field(field: Option<pb::ContactField>) -> Result<NewField, FieldError> {
     })
 }
 
+fn audience_of_search(
+    a: &Option<pb::search_contacts_request::Audience>,
+) -> (Option<&pb::Filter>, Option<&str>) {
+    use pb::search_contacts_request::Audience as A;
+    match a {
+        Some(A::Filter(f)) => (Some(f), None),
+        Some(A::SegmentId(id)) => (None, Some(id)),
+        None => (None, None),
+    }
+}
+
+fn audience_of_stream(
+    a: &Option<pb::stream_contacts_request::Audience>,
+) -> (Option<&pb::Filter>, Option<&str>) {
+    use pb::stream_contacts_request::Audience as A;
+    match a {
+        Some(A::Filter(f)) => (Some(f), None),
+        Some(A::SegmentId(id)) => (None, Some(id)),
+        None => (None, None),
+    }
+}
+
+fn audience_of_export(
+    a: &Option<pb::export_contacts_request::Audience>,
+) -> (Option<&pb::Filter>, Option<&str>) {
+    use pb::export_contacts_request::Audience as A;
+    match a {
+        Some(A::Filter(f)) => (Some(f), None),
+        Some(A::SegmentId(id)) => (None, Some(id)),
+        None => (None, None),
+    }
+}
+
 #[tonic::async_trait]
 impl ContactService for Api {
+    type StreamContactsStream = Feed<pb::StreamContactsResponse>;
+    type ExportContactsStream = Feed<pb::ExportContactsResponse>;
     #[tracing::instrument(skip_all, err)]
     async fn resolve_contact(
         &self,
@@ -362,5 +499,268 @@ impl ContactService for Api {
         let name = tags::name("name", &request.get_ref().name).map_err(Error::from)?;
         tags::delete(&self.pool, workspace_id, &name).await?;
         Ok(Response::new(pb::DeleteTagResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn search_contacts(
+        &self,
+        request: Request<pb::SearchContactsRequest>,
+    ) -> Result<Response<pb::SearchContactsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let limit = paging::page_size(r.page_size).map_err(Error::from)?;
+        let sort = Sort::from_proto(r.sort.as_ref()).map_err(Error::from)?;
+        let (f, segment) = audience_of_search(&r.audience);
+        let filter = self.audience(workspace_id, f, segment).await?;
+        let page = search::search(
+            &self.pool,
+            workspace_id,
+            &filter,
+            sort,
+            limit,
+            &r.page_token,
+            !r.skip_count,
+        )
+        .await?;
+        Ok(Response::new(pb::SearchContactsResponse {
+            contacts: self.render(workspace_id, page.contacts).await?,
+            next_page_token: page.next_page_token,
+            total_count: page.total.unwrap_or(-1),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn stream_contacts(
+        &self,
+        request: Request<pb::StreamContactsRequest>,
+    ) -> Result<Response<Self::StreamContactsStream>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let size = match r.batch_size {
+            0 => 500,
+            n @ 1..=1000 => i64::from(n),
+            _ => {
+                return Err(Error::from(FieldError::new("batch_size", "must be 0 to 1000")).into());
+            }
+        };
+        let after = if r.after_id.is_empty() {
+            None
+        } else {
+            Some(uuid("after_id", &r.after_id).map_err(Error::from)?)
+        };
+        let (f, segment) = audience_of_stream(&r.audience);
+        let filter = self.audience(workspace_id, f, segment).await?;
+        let rx = self.stream(workspace_id, filter, after, size, |contacts, _| {
+            pb::StreamContactsResponse { contacts }
+        });
+        Ok(Response::new(feed(rx)))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn create_segment(
+        &self,
+        request: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let filter = r.filter.unwrap_or_default();
+        let segment = segments::create(&self.pool, workspace_id, &r.name, &filter).await?;
+        Ok(Response::new(pb::CreateSegmentResponse {
+            segment: Some(segment.to_proto()?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn get_segment(
+        &self,
+        request: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::GetSegmentResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let segment = segments::get(&self.pool, workspace_id, id).await?;
+        Ok(Response::new(pb::GetSegmentResponse {
+            segment: Some(segment.to_proto()?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_segments(
+        &self,
+        request: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let limit = paging::page_size(r.page_size).map_err(Error::from)?;
+        let after = paging::decode_token(&r.page_token).map_err(Error::from)?;
+        let rows = segments::list(&self.pool, workspace_id, after, limit + 1).await?;
+        let (rows, next_page_token) = paging::finish(rows, limit, |s| (s.name.clone(), s.id));
+        Ok(Response::new(pb::ListSegmentsResponse {
+            segments: rows
+                .iter()
+                .map(segments::Segment::to_proto)
+                .collect::<Result<_, _>>()?,
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn update_segment(
+        &self,
+        request: Request<pb::UpdateSegmentRequest>,
+    ) -> Result<Response<pb::UpdateSegmentResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let id = uuid("id", &r.id).map_err(Error::from)?;
+        let filter = r.filter.unwrap_or_default();
+        let segment = segments::update(&self.pool, workspace_id, id, &r.name, &filter).await?;
+        Ok(Response::new(pb::UpdateSegmentResponse {
+            segment: Some(segment.to_proto()?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn delete_segment(
+        &self,
+        request: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        segments::delete(&self.pool, workspace_id, id).await?;
+        Ok(Response::new(pb::DeleteSegmentResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn merge_contacts(
+        &self,
+        request: Request<pb::MergeContactsRequest>,
+    ) -> Result<Response<pb::MergeContactsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let r = request.into_inner();
+        if r.target_version <= 0 {
+            return Err(Error::from(FieldError::new(
+                "target_version",
+                "the version of the target as read is required",
+            ))
+            .into());
+        }
+        let m = Merge {
+            target: uuid("target_id", &r.target_id).map_err(Error::from)?,
+            source: uuid("source_id", &r.source_id).map_err(Error::from)?,
+            target_version: r.target_version,
+            conflicts: Side::from_proto(r.conflicts),
+            choices: r
+                .field_choices
+                .into_iter()
+                .map(|(k, v)| (k, Side::from_proto(v)))
+                .collect(),
+        };
+        let contact = merge::merge(&self.pool, workspace_id, &m).await?;
+        Ok(Response::new(pb::MergeContactsResponse {
+            contact: Some(self.one(contact).await?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_duplicates(
+        &self,
+        request: Request<pb::ListDuplicatesRequest>,
+    ) -> Result<Response<pb::ListDuplicatesResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let limit = paging::page_size(r.page_size).map_err(Error::from)?;
+        let after = paging::decode_token(&r.page_token).map_err(Error::from)?;
+        let rows = merge::duplicates(&self.pool, workspace_id, after, limit + 1).await?;
+        let (rows, next_page_token) = paging::finish(rows, limit, |d| (d.reason, d.value.clone()));
+        Ok(Response::new(pb::ListDuplicatesResponse {
+            groups: rows
+                .into_iter()
+                .map(|d| pb::DuplicateGroup {
+                    reason: d.reason,
+                    value: d.value,
+                    contact_ids: d.ids.iter().map(Uuid::to_string).collect(),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn import_contacts(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportContactsRequest>>,
+    ) -> Result<Response<pb::ImportContactsResponse>, Status> {
+        use pb::import_contacts_request::Part;
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let mut parts = request.into_inner();
+        let settings = match parts.message().await? {
+            Some(pb::ImportContactsRequest {
+                part: Some(Part::Settings(s)),
+            }) => s,
+            _ => {
+                return Err(Error::from(FieldError::new(
+                    "settings",
+                    "the first message must carry the settings",
+                ))
+                .into());
+            }
+        };
+        let mut data = Vec::new();
+        while let Some(message) = parts.message().await? {
+            let Some(Part::Data(chunk)) = message.part else {
+                return Err(Error::from(FieldError::new(
+                    "settings",
+                    "only the first message carries settings",
+                ))
+                .into());
+            };
+            if data.len() + chunk.len() > import::MAX_BYTES {
+                return Err(Error::from(FieldError::new(
+                    "data",
+                    format!("at most {} bytes", import::MAX_BYTES),
+                ))
+                .into());
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let outcome = import::run(&self.pool, workspace_id, &settings, &data).await?;
+        Ok(Response::new(pb::ImportContactsResponse {
+            import: Some(outcome.to_proto()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn get_import(
+        &self,
+        request: Request<pb::GetImportRequest>,
+    ) -> Result<Response<pb::GetImportResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let outcome = import::get(&self.pool, workspace_id, id).await?;
+        Ok(Response::new(pb::GetImportResponse {
+            import: Some(outcome.to_proto()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn export_contacts(
+        &self,
+        request: Request<pb::ExportContactsRequest>,
+    ) -> Result<Response<Self::ExportContactsStream>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let (f, segment) = audience_of_export(&r.audience);
+        let filter = self.audience(workspace_id, f, segment).await?;
+        let schema = fields::schema(
+            &mut *self.pool.acquire().await.map_err(Error::from)?,
+            workspace_id,
+        )
+        .await?;
+        let exporter = Exporter::new(schema.fields.into_keys().collect());
+        let rx = self.stream(workspace_id, filter, None, 1000, move |contacts, first| {
+            pb::ExportContactsResponse {
+                data: exporter.chunk(&contacts, first),
+            }
+        });
+        Ok(Response::new(feed(rx)))
     }
 }

@@ -13,6 +13,10 @@ pub enum Error {
     FieldNotFound,
     #[error("tag not found")]
     TagNotFound,
+    #[error("segment not found")]
+    SegmentNotFound,
+    #[error("import not found")]
+    ImportNotFound,
     /// The caller read an older version than the current one.
     #[error("version: the contact changed since it was read (now at version {current})")]
     StaleVersion { current: i64 },
@@ -35,9 +39,11 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
             Error::Invalid(field) => status::invalid(&field),
-            Error::ContactNotFound | Error::FieldNotFound | Error::TagNotFound => {
-                Status::not_found(e.to_string())
-            }
+            Error::ContactNotFound
+            | Error::FieldNotFound
+            | Error::TagNotFound
+            | Error::SegmentNotFound
+            | Error::ImportNotFound => Status::not_found(e.to_string()),
             Error::StaleVersion { .. } | Error::Precondition(_) => {
                 Status::failed_precondition(e.to_string())
             }

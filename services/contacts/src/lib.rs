@@ -1,8 +1,14 @@
 //! The contacts service: the one place that knows who a person is across every channel.
 mod api;
 mod error;
+mod export;
 pub mod fields;
+pub mod filter;
+pub mod import;
+pub mod merge;
 pub mod profile;
+pub mod search;
+pub mod segments;
 pub mod store;
 pub mod tags;
 
@@ -34,13 +40,17 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     service.serve(routes, verifier, &[]).await
 }
 
-/// Purges Contacts whose restore period ended, in small batches, every few minutes.
+/// Purges Contacts whose restore period ended, in small batches, and imports older than
+/// 30 days, every few minutes.
 async fn purge_deleted(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tick.tick() => {}
+        }
+        if let Err(e) = import::purge(&pool, 30).await {
+            tracing::warn!(error = %e, "purging old imports failed; retrying later");
         }
         loop {
             match store::purge(&pool, 1000).await {

@@ -45,7 +45,7 @@ pub const COLUMNS: &str = "id, workspace_id, first_name, last_name, email, phone
      timezone, picture_url, last_interaction_at, blocked, custom, version, created_at, updated_at, deleted_at";
 
 /// The same columns qualified by the alias `c`.
-const C_COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, c.language, \
+pub(crate) const C_COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, c.language, \
      c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.custom, c.version, \
      c.created_at, c.updated_at, c.deleted_at";
 
@@ -383,7 +383,21 @@ pub async fn update(
         tx.rollback().await?;
         return Ok(current);
     }
-    let contact: Contact = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let contact = save(&mut tx, workspace_id, id, &next, custom).await?;
+    emit_changes(&mut tx, &schema, &contact, changed, field_changes).await?;
+    tx.commit().await?;
+    Ok(contact)
+}
+
+/// Writes a Contact's default fields and custom values and bumps its version.
+pub(crate) async fn save(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    next: &Profile,
+    custom: serde_json::Map<String, Value>,
+) -> Result<Contact, Error> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, language = $7,
              country = $8, timezone = $9, picture_url = $10, custom = $11,
              version = version + 1, updated_at = now()
@@ -400,11 +414,8 @@ pub async fn update(
     .bind(&next.timezone)
     .bind(&next.picture_url)
     .bind(Value::Object(custom))
-    .fetch_one(&mut *tx)
-    .await?;
-    emit_changes(&mut tx, &schema, &contact, changed, field_changes).await?;
-    tx.commit().await?;
-    Ok(contact)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// The events of one change to a Contact: `updated`, then one `field_changed` per value.
@@ -498,7 +509,7 @@ pub async fn restore(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Cont
     let mut tx = pool.begin().await?;
     let contact: Option<Contact> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE contacts SET deleted_at = NULL, version = version + 1, updated_at = now()
-         WHERE workspace_id = $1 AND id = $2 AND deleted_at > now() - $3::interval
+         WHERE workspace_id = $1 AND id = $2 AND deleted_at > now() - $3::interval AND merged_into IS NULL
          RETURNING {COLUMNS}"
     )))
     .bind(workspace_id)

@@ -221,6 +221,9 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         display_name: "Alan Turing",
     };
     let (alan, _) = store::resolve(&pool, ws, &key).await.unwrap();
+    tags::add(&pool, ws, &[alan.id], &["vip".into()])
+        .await
+        .unwrap();
     let blocked = store::set_blocked(&pool, ws, alan.id, true).await.unwrap();
     assert!(blocked.blocked);
     store::set_blocked(&pool, ws, alan.id, true).await.unwrap();
@@ -266,6 +269,10 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         Err(Error::ContactNotFound)
     ));
     assert_eq!(store::purge(&pool, 100).await.unwrap(), 1);
+    assert_eq!(
+        tags::list(&pool, ws).await.unwrap(),
+        [("vip".to_owned(), 0)]
+    );
     assert_eq!(events(&pool, "contacts.contact.deleted").await, 2);
     db::drop_scratch(pool).await.unwrap();
 }
@@ -400,5 +407,1087 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
         tags::delete(&pool, ws, "gold").await,
         Err(Error::TagNotFound)
     ));
+    db::drop_scratch(pool).await.unwrap();
+}
+
+mod filters {
+    use std::collections::{BTreeSet, HashMap};
+
+    use ism_contacts::fields::{self, FieldKind};
+    use ism_contacts::filter;
+    use ism_contacts::profile::Profile;
+    use ism_contacts::search::{self, Sort, SortBy};
+    use ism_contacts::store::{self, IdentityKey, Patch};
+    use ism_contacts::tags;
+    use ism_platform::db;
+    use ism_proto::contacts::v1::field_value::Kind;
+    use ism_proto::contacts::v1::{self as pb, FieldOperator as Op};
+    use uuid::Uuid;
+
+    use super::{field, fresh};
+
+    fn v(kind: Kind) -> pb::FieldValue {
+        pb::FieldValue { kind: Some(kind) }
+    }
+
+    fn t(s: &str) -> pb::FieldValue {
+        v(Kind::Text(s.into()))
+    }
+
+    fn n(x: f64) -> pb::FieldValue {
+        v(Kind::Number(x))
+    }
+
+    fn d(s: &str) -> pb::FieldValue {
+        v(Kind::Date(s.into()))
+    }
+
+    fn at(rfc3339: &str) -> pb::FieldValue {
+        let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+        v(Kind::Datetime(prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        }))
+    }
+
+    fn fc(field: &str, op: Op, values: Vec<pb::FieldValue>) -> pb::Condition {
+        pb::Condition {
+            kind: Some(pb::condition::Kind::Field(pb::FieldCondition {
+                field: field.into(),
+                operator: op as i32,
+                values,
+            })),
+        }
+    }
+
+    fn tagged(op: pb::TagOperator, names: &[&str]) -> pb::Condition {
+        pb::Condition {
+            kind: Some(pb::condition::Kind::Tags(pb::TagCondition {
+                operator: op as i32,
+                tags: names.iter().map(|s| s.to_string()).collect(),
+            })),
+        }
+    }
+
+    fn on(op: pb::ChannelOperator, channel: Uuid) -> pb::Condition {
+        pb::Condition {
+            kind: Some(pb::condition::Kind::Channels(pb::ChannelCondition {
+                operator: op as i32,
+                channel_ids: vec![channel.to_string()],
+            })),
+        }
+    }
+
+    fn group(any: bool, conditions: Vec<pb::Condition>) -> pb::ConditionGroup {
+        pb::ConditionGroup {
+            r#match: if any { pb::Match::Any } else { pb::Match::All } as i32,
+            conditions,
+        }
+    }
+
+    fn only(condition: pb::Condition) -> pb::Filter {
+        pb::Filter {
+            groups: vec![group(false, vec![condition])],
+            ..Default::default()
+        }
+    }
+
+    /// Four people with every kind of value, tags and identities.
+    async fn people(pool: &sqlx::PgPool, ws: Uuid, a: Uuid, b: Uuid) {
+        for (key, kind, options) in [
+            ("plan", FieldKind::Select, &["free", "pro"][..]),
+            ("score", FieldKind::Number, &[]),
+            ("birthday", FieldKind::Date, &[]),
+            ("renewal", FieldKind::DateTime, &[]),
+            ("vip", FieldKind::Checkbox, &[]),
+            ("note", FieldKind::Text, &[]),
+            ("work_email", FieldKind::Email, &[]),
+            ("site", FieldKind::Url, &[]),
+            ("mobile", FieldKind::Phone, &[]),
+        ] {
+            fields::create(pool, ws, &field(key, kind, options))
+                .await
+                .unwrap();
+        }
+        let ada = Profile {
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: "ada@example.com".into(),
+            phone: "+4915112345678".into(),
+            country: "GB".into(),
+            ..Profile::default()
+        };
+        let ada_values = HashMap::from([
+            ("plan".into(), t("pro")),
+            ("score".into(), n(10.0)),
+            ("birthday".into(), d("1815-12-10")),
+            ("renewal".into(), at("2030-01-01T10:00:00Z")),
+            ("vip".into(), v(Kind::Checkbox(true))),
+            ("note".into(), t("Analytical Engine")),
+            ("work_email".into(), t("ada@engine.org")),
+            ("site".into(), t("https://ada.example.com/")),
+            ("mobile".into(), t("+4915112345679")),
+        ]);
+        let ada = store::create(pool, ws, &ada, &ada_values).await.unwrap();
+        let grace = Profile {
+            first_name: "Grace".into(),
+            last_name: "Hopper".into(),
+            email: "grace@navy.mil".into(),
+            country: "US".into(),
+            ..Profile::default()
+        };
+        let grace_values = HashMap::from([
+            ("plan".into(), t("free")),
+            ("score".into(), n(3.5)),
+            ("birthday".into(), d("1906-12-09")),
+            ("renewal".into(), at("2029-06-15T00:00:00Z")),
+            ("vip".into(), v(Kind::Checkbox(false))),
+            ("note".into(), t("compilers")),
+        ]);
+        let grace = store::create(pool, ws, &grace, &grace_values)
+            .await
+            .unwrap();
+        let alan = Profile {
+            first_name: "Alan".into(),
+            last_name: "Turing".into(),
+            ..Profile::default()
+        };
+        let alan = store::create(pool, ws, &alan, &HashMap::from([("score".into(), n(-1.0))]))
+            .await
+            .unwrap();
+        store::set_blocked(pool, ws, alan.id, true).await.unwrap();
+        let key = IdentityKey {
+            channel_id: a,
+            external_id: "ann-1",
+            display_name: "Ann Smith",
+        };
+        let (ann, _) = store::resolve(pool, ws, &key).await.unwrap();
+        let patch = Patch {
+            email: Some("ann@example.org".into()),
+            custom: HashMap::from([("plan".into(), t("pro"))]),
+            ..Patch::default()
+        };
+        store::update(pool, ws, ann.id, 1, &patch).await.unwrap();
+        let key = IdentityKey {
+            channel_id: b,
+            external_id: "grace",
+            display_name: "",
+        };
+        // Grace's identity on channel B: attach by resolving, then moving it.
+        let (stub, _) = store::resolve(pool, ws, &key).await.unwrap();
+        sqlx::query("UPDATE channel_identities SET contact_id = $1 WHERE contact_id = $2")
+            .bind(grace.id)
+            .bind(stub.id)
+            .execute(pool)
+            .await
+            .unwrap();
+        store::delete(pool, ws, stub.id).await.unwrap();
+        let key = IdentityKey {
+            channel_id: a,
+            external_id: "ada-1",
+            display_name: "",
+        };
+        let (stub, _) = store::resolve(pool, ws, &key).await.unwrap();
+        sqlx::query("UPDATE channel_identities SET contact_id = $1 WHERE contact_id = $2")
+            .bind(ada.id)
+            .bind(stub.id)
+            .execute(pool)
+            .await
+            .unwrap();
+        store::delete(pool, ws, stub.id).await.unwrap();
+        tags::add(pool, ws, &[ada.id], &["VIP".into(), "math".into()])
+            .await
+            .unwrap();
+        tags::add(pool, ws, &[grace.id], &["math".into()])
+            .await
+            .unwrap();
+    }
+
+    async fn names(pool: &sqlx::PgPool, ws: Uuid, filter: &pb::Filter) -> BTreeSet<String> {
+        let schema = fields::schema(&mut pool.acquire().await.unwrap(), ws)
+            .await
+            .unwrap();
+        let checked = filter::check(filter, &schema).unwrap();
+        let sort = Sort {
+            by: SortBy::Created,
+            ascending: true,
+        };
+        let page = search::search(pool, ws, &checked, sort, 100, "", true)
+            .await
+            .unwrap();
+        assert_eq!(page.total, Some(page.contacts.len() as i64));
+        page.contacts.into_iter().map(|c| c.first_name).collect()
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn every_operator_on_every_type_selects_the_right_contacts() {
+        let pool = fresh().await;
+        let (ws, a, b) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        people(&pool, ws, a, b).await;
+        use pb::ChannelOperator as Ch;
+        use pb::TagOperator as Tg;
+        let cases: Vec<(&str, pb::Filter, &[&str])> = vec![
+            (
+                "everyone",
+                pb::Filter::default(),
+                &["Ada", "Grace", "Alan", "Ann"],
+            ),
+            (
+                "text is, any case",
+                only(fc("first_name", Op::Is, vec![t("ADA"), t("alan")])),
+                &["Ada", "Alan"],
+            ),
+            (
+                "text is not",
+                only(fc("last_name", Op::IsNot, vec![t("lovelace")])),
+                &["Grace", "Alan", "Ann"],
+            ),
+            (
+                "contains",
+                only(fc("note", Op::Contains, vec![t("ENGINE")])),
+                &["Ada"],
+            ),
+            (
+                "contains escapes wildcards",
+                only(fc("note", Op::Contains, vec![t("%")])),
+                &[],
+            ),
+            (
+                "starts with on name",
+                only(fc("name", Op::StartsWith, vec![t("an")])),
+                &["Ann"],
+            ),
+            (
+                "starts with on a custom email",
+                only(fc("work_email", Op::StartsWith, vec![t("ada@")])),
+                &["Ada"],
+            ),
+            (
+                "url is",
+                only(fc("site", Op::Is, vec![t("https://ada.example.com/")])),
+                &["Ada"],
+            ),
+            (
+                "phone is",
+                only(fc("mobile", Op::Is, vec![t("+4915112345679")])),
+                &["Ada"],
+            ),
+            (
+                "default email is empty",
+                only(fc("email", Op::IsEmpty, vec![])),
+                &["Alan"],
+            ),
+            (
+                "default phone not empty",
+                only(fc("phone", Op::IsNotEmpty, vec![])),
+                &["Ada"],
+            ),
+            (
+                "country is",
+                only(fc("country", Op::Is, vec![t("us")])),
+                &["Grace"],
+            ),
+            (
+                "select is",
+                only(fc("plan", Op::Is, vec![t("pro")])),
+                &["Ada", "Ann"],
+            ),
+            (
+                "select is not (empty included)",
+                only(fc("plan", Op::IsNot, vec![t("pro")])),
+                &["Grace", "Alan"],
+            ),
+            (
+                "select is empty",
+                only(fc("plan", Op::IsEmpty, vec![])),
+                &["Alan"],
+            ),
+            (
+                "custom is not empty",
+                only(fc("note", Op::IsNotEmpty, vec![])),
+                &["Ada", "Grace"],
+            ),
+            (
+                "number is",
+                only(fc("score", Op::Is, vec![n(3.5), n(-1.0)])),
+                &["Grace", "Alan"],
+            ),
+            (
+                "number is not",
+                only(fc("score", Op::IsNot, vec![n(10.0)])),
+                &["Grace", "Alan", "Ann"],
+            ),
+            (
+                "greater than",
+                only(fc("score", Op::GreaterThan, vec![n(3.5)])),
+                &["Ada"],
+            ),
+            (
+                "less than",
+                only(fc("score", Op::LessThan, vec![n(3.5)])),
+                &["Alan"],
+            ),
+            (
+                "number between, inclusive",
+                only(fc("score", Op::Between, vec![n(-1.0), n(3.5)])),
+                &["Grace", "Alan"],
+            ),
+            (
+                "date is",
+                only(fc("birthday", Op::Is, vec![d("1815-12-10")])),
+                &["Ada"],
+            ),
+            (
+                "date before",
+                only(fc("birthday", Op::Before, vec![d("1900-01-01")])),
+                &["Ada"],
+            ),
+            (
+                "date after",
+                only(fc("birthday", Op::After, vec![d("1815-12-10")])),
+                &["Grace"],
+            ),
+            (
+                "date between",
+                only(fc(
+                    "birthday",
+                    Op::Between,
+                    vec![d("1800-01-01"), d("1906-12-09")],
+                )),
+                &["Ada", "Grace"],
+            ),
+            (
+                "date within last days",
+                only(fc("birthday", Op::WithinLastDays, vec![n(30.0)])),
+                &[],
+            ),
+            (
+                "datetime is a day",
+                only(fc("renewal", Op::Is, vec![d("2030-01-01")])),
+                &["Ada"],
+            ),
+            (
+                "datetime before",
+                only(fc("renewal", Op::Before, vec![at("2030-01-01T00:00:00Z")])),
+                &["Grace"],
+            ),
+            (
+                "datetime after a day",
+                only(fc("renewal", Op::After, vec![d("2029-06-15")])),
+                &["Ada"],
+            ),
+            (
+                "datetime between",
+                only(fc(
+                    "renewal",
+                    Op::Between,
+                    vec![d("2029-01-01"), d("2029-12-31")],
+                )),
+                &["Grace"],
+            ),
+            (
+                "created within last days",
+                only(fc("created_at", Op::WithinLastDays, vec![n(1.0)])),
+                &["Ada", "Grace", "Alan", "Ann"],
+            ),
+            (
+                "created before",
+                only(fc("created_at", Op::Before, vec![d("2000-01-01")])),
+                &[],
+            ),
+            (
+                "never interacted",
+                only(fc("last_interaction_at", Op::IsEmpty, vec![])),
+                &["Ada", "Grace", "Alan"],
+            ),
+            (
+                "checkbox is",
+                only(fc("vip", Op::Is, vec![v(Kind::Checkbox(true))])),
+                &["Ada"],
+            ),
+            (
+                "checkbox unset is false",
+                only(fc("vip", Op::IsNot, vec![v(Kind::Checkbox(true))])),
+                &["Grace", "Alan", "Ann"],
+            ),
+            (
+                "blocked",
+                only(fc("blocked", Op::Is, vec![v(Kind::Checkbox(true))])),
+                &["Alan"],
+            ),
+            (
+                "has any tag, any case",
+                only(tagged(Tg::HasAny, &["vip", "nope"])),
+                &["Ada"],
+            ),
+            (
+                "has all tags",
+                only(tagged(Tg::HasAll, &["math", "VIP"])),
+                &["Ada"],
+            ),
+            (
+                "has all with an unknown tag",
+                only(tagged(Tg::HasAll, &["math", "nope"])),
+                &[],
+            ),
+            (
+                "has none",
+                only(tagged(Tg::HasNone, &["math"])),
+                &["Alan", "Ann"],
+            ),
+            (
+                "identity on a channel",
+                only(on(Ch::HasIdentityOn, a)),
+                &["Ada", "Ann"],
+            ),
+            (
+                "no identity on a channel",
+                only(on(Ch::HasNoIdentityOn, b)),
+                &["Ada", "Alan", "Ann"],
+            ),
+            (
+                "free text over name",
+                pb::Filter {
+                    text: "HOPP".into(),
+                    ..Default::default()
+                },
+                &["Grace"],
+            ),
+            (
+                "free text over email",
+                pb::Filter {
+                    text: "example".into(),
+                    ..Default::default()
+                },
+                &["Ada", "Ann"],
+            ),
+            (
+                "free text over phone",
+                pb::Filter {
+                    text: "+49151".into(),
+                    ..Default::default()
+                },
+                &["Ada"],
+            ),
+            (
+                "AND inside a group",
+                pb::Filter {
+                    groups: vec![group(
+                        false,
+                        vec![
+                            fc("plan", Op::Is, vec![t("pro")]),
+                            tagged(Tg::HasAny, &["math"]),
+                        ],
+                    )],
+                    ..Default::default()
+                },
+                &["Ada"],
+            ),
+            (
+                "OR inside a group",
+                pb::Filter {
+                    groups: vec![group(
+                        true,
+                        vec![
+                            fc("plan", Op::Is, vec![t("free")]),
+                            fc("blocked", Op::Is, vec![v(Kind::Checkbox(true))]),
+                        ],
+                    )],
+                    ..Default::default()
+                },
+                &["Grace", "Alan"],
+            ),
+            (
+                "groups combined with OR",
+                pb::Filter {
+                    r#match: pb::Match::Any as i32,
+                    groups: vec![
+                        group(false, vec![fc("first_name", Op::Is, vec![t("ada")])]),
+                        group(
+                            false,
+                            vec![
+                                fc("first_name", Op::Is, vec![t("ann")]),
+                                fc("plan", Op::Is, vec![t("pro")]),
+                            ],
+                        ),
+                    ],
+                    ..Default::default()
+                },
+                &["Ada", "Ann"],
+            ),
+            (
+                "groups combined with AND, and free text",
+                pb::Filter {
+                    groups: vec![
+                        group(false, vec![fc("plan", Op::Is, vec![t("pro")])]),
+                        group(
+                            true,
+                            vec![tagged(Tg::HasAny, &["vip"]), on(Ch::HasIdentityOn, a)],
+                        ),
+                    ],
+                    text: "smith".into(),
+                    ..Default::default()
+                },
+                &["Ann"],
+            ),
+        ];
+        for (what, filter, expected) in cases {
+            assert_eq!(names(&pool, ws, &filter).await, set(expected), "{what}");
+        }
+        // Another workspace's filter sees none of these.
+        assert!(
+            names(&pool, Uuid::now_v7(), &pb::Filter::default())
+                .await
+                .is_empty()
+        );
+        db::drop_scratch(pool).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn malformed_filters_name_the_bad_part() {
+        let pool = fresh().await;
+        let ws = Uuid::now_v7();
+        people(&pool, ws, Uuid::now_v7(), Uuid::now_v7()).await;
+        let schema = fields::schema(&mut pool.acquire().await.unwrap(), ws)
+            .await
+            .unwrap();
+        let cases = [
+            (
+                only(fc("shoe_size", Op::Is, vec![n(1.0)])),
+                "no such contact field",
+            ),
+            (
+                only(fc("plan", Op::Unspecified, vec![t("pro")])),
+                "unknown operator",
+            ),
+            (
+                only(fc("score", Op::Contains, vec![t("1")])),
+                "does not apply",
+            ),
+            (
+                only(fc("plan", Op::GreaterThan, vec![t("pro")])),
+                "does not apply",
+            ),
+            (only(fc("vip", Op::IsEmpty, vec![])), "does not apply"),
+            (only(fc("score", Op::Is, vec![t("1")])), "a finite number"),
+            (only(fc("score", Op::Between, vec![n(1.0)])), "takes 2"),
+            (
+                only(fc("birthday", Op::Before, vec![d("1999-02-30")])),
+                "YYYY-MM-DD",
+            ),
+            (
+                only(fc("birthday", Op::WithinLastDays, vec![n(0.5)])),
+                "whole number",
+            ),
+            (only(fc("email", Op::IsEmpty, vec![t("x")])), "takes 0"),
+            (only(fc("name", Op::StartsWith, vec![])), "takes 1"),
+            (
+                only(tagged(pb::TagOperator::Unspecified, &["x"])),
+                "unknown tag operator",
+            ),
+            (only(tagged(pb::TagOperator::HasAny, &[])), "1 to 50"),
+            (
+                only(pb::Condition {
+                    kind: Some(pb::condition::Kind::Channels(pb::ChannelCondition {
+                        operator: pb::ChannelOperator::HasIdentityOn as i32,
+                        channel_ids: vec!["nope".into()],
+                    })),
+                }),
+                "not a channel id",
+            ),
+            (only(pb::Condition { kind: None }), "is required"),
+        ];
+        for (filter, reason) in cases {
+            let err = filter::check(&filter, &schema).unwrap_err();
+            assert_eq!(err.field, "filter");
+            assert!(
+                err.reason.starts_with("groups[0].conditions[0]."),
+                "{}",
+                err.reason
+            );
+            assert!(err.reason.contains(reason), "{} lacks {reason}", err.reason);
+        }
+        db::drop_scratch(pool).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn pages_are_stable_keyset_pages_in_every_order() {
+        let pool = fresh().await;
+        let ws = Uuid::now_v7();
+        people(&pool, ws, Uuid::now_v7(), Uuid::now_v7()).await;
+        let all = filter::check(&pb::Filter::default(), &Default::default()).unwrap();
+        for by in [
+            SortBy::Created,
+            SortBy::Name,
+            SortBy::LastInteraction,
+            SortBy::Updated,
+        ] {
+            for ascending in [true, false] {
+                let sort = Sort { by, ascending };
+                let whole = search::search(&pool, ws, &all, sort, 100, "", false)
+                    .await
+                    .unwrap();
+                assert_eq!(whole.total, None);
+                let mut paged = Vec::new();
+                let mut token = String::new();
+                loop {
+                    let page = search::search(&pool, ws, &all, sort, 1, &token, true)
+                        .await
+                        .unwrap();
+                    assert_eq!(page.total, Some(4));
+                    paged.extend(page.contacts.into_iter().map(|c| c.id));
+                    if page.next_page_token.is_empty() {
+                        break;
+                    }
+                    token = page.next_page_token;
+                }
+                let expected: Vec<Uuid> = whole.contacts.iter().map(|c| c.id).collect();
+                assert_eq!(paged, expected, "{sort:?}");
+            }
+        }
+        let by_name = Sort {
+            by: SortBy::Name,
+            ascending: true,
+        };
+        let names: Vec<String> = search::search(&pool, ws, &all, by_name, 100, "", false)
+            .await
+            .unwrap()
+            .contacts
+            .into_iter()
+            .map(|c| c.first_name)
+            .collect();
+        assert_eq!(names, ["Ada", "Alan", "Ann", "Grace"]);
+        // A token of one order is refused by another.
+        let page = search::search(&pool, ws, &all, by_name, 1, "", false)
+            .await
+            .unwrap();
+        let other = Sort {
+            by: SortBy::Created,
+            ascending: true,
+        };
+        let err = search::search(&pool, ws, &all, other, 1, &page.next_page_token, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ism_contacts::Error::Invalid(e) if e.field == "page_token"));
+
+        // Batches walk every match in id order.
+        let tags = search::tag_ids(&pool, ws, &all).await.unwrap();
+        let mut after = None;
+        let mut streamed = Vec::new();
+        loop {
+            let batch = search::batch(&pool, ws, &all, &tags, after, 3)
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            after = batch.last().map(|c| c.id);
+            streamed.extend(batch.into_iter().map(|c| c.id));
+        }
+        let mut sorted = streamed.clone();
+        sorted.sort();
+        assert_eq!((streamed.len(), &streamed), (4, &sorted));
+        db::drop_scratch(pool).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
+    use ism_contacts::merge::{self, Merge, Side};
+    let pool = fresh().await;
+    let (ws, channel) = (Uuid::now_v7(), Uuid::now_v7());
+    fields::create(
+        &pool,
+        ws,
+        &field("plan", FieldKind::Select, &["free", "pro"]),
+    )
+    .await
+    .unwrap();
+    fields::create(&pool, ws, &field("note", FieldKind::Text, &[]))
+        .await
+        .unwrap();
+    let (target, _) = store::resolve(
+        &pool,
+        ws,
+        &IdentityKey {
+            channel_id: channel,
+            external_id: "t",
+            display_name: "Ada Lovelace",
+        },
+    )
+    .await
+    .unwrap();
+    let patch = Patch {
+        email: Some("Ada@Example.com".into()),
+        custom: HashMap::from([("plan".into(), text("pro"))]),
+        ..Patch::default()
+    };
+    let target = store::update(&pool, ws, target.id, 1, &patch)
+        .await
+        .unwrap();
+    let (source, _) = store::resolve(
+        &pool,
+        ws,
+        &IdentityKey {
+            channel_id: channel,
+            external_id: "s",
+            display_name: "Augusta King",
+        },
+    )
+    .await
+    .unwrap();
+    let patch = Patch {
+        email: Some("ada@example.com".into()),
+        phone: Some("+4915112345678".into()),
+        custom: HashMap::from([("plan".into(), text("free")), ("note".into(), text("n"))]),
+        ..Patch::default()
+    };
+    store::update(&pool, ws, source.id, 1, &patch)
+        .await
+        .unwrap();
+    store::set_blocked(&pool, ws, source.id, true)
+        .await
+        .unwrap();
+    tags::add(&pool, ws, &[target.id], &["vip".into()])
+        .await
+        .unwrap();
+    tags::add(&pool, ws, &[source.id], &["vip".into(), "math".into()])
+        .await
+        .unwrap();
+
+    // Equal normalized emails are suggested, never merged by themselves.
+    let groups = merge::duplicates(&pool, ws, None, 10).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(
+        (
+            groups[0].reason,
+            groups[0].value.as_str(),
+            groups[0].ids.clone()
+        ),
+        (1, "ada@example.com", vec![target.id, source.id])
+    );
+    assert!(
+        merge::duplicates(&pool, Uuid::now_v7(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let request = |version, source_id, choices: &[(&str, Side)]| Merge {
+        target: target.id,
+        source: source_id,
+        target_version: version,
+        conflicts: Side::Target,
+        choices: choices.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
+    };
+    // Bad requests change nothing.
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(1, source.id, &[])).await,
+        Err(Error::StaleVersion { current: 2 })
+    ));
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(2, target.id, &[])).await,
+        Err(Error::Invalid(e)) if e.field == "source_id"
+    ));
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(2, source.id, &[("shoe", Side::Source)])).await,
+        Err(Error::Invalid(e)) if e.field == "field_choices"
+    ));
+    let foreign = store::create(&pool, Uuid::now_v7(), &Profile::default(), &HashMap::new())
+        .await
+        .unwrap();
+    assert!(matches!(
+        merge::merge(&pool, ws, &request(2, foreign.id, &[])).await,
+        Err(Error::ContactNotFound)
+    ));
+    assert_eq!(events(&pool, "contacts.contact.merged").await, 0);
+
+    let merged = merge::merge(
+        &pool,
+        ws,
+        &request(2, source.id, &[("first_name", Side::Source)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (merged.first_name.as_str(), merged.last_name.as_str()),
+        ("Augusta", "Lovelace"),
+        "first name chosen from the source, last name kept by the default rule"
+    );
+    assert_eq!(
+        merged.phone, "+4915112345678",
+        "a value only the source had"
+    );
+    assert_eq!(merged.custom["plan"], "pro");
+    assert_eq!(merged.custom["note"], "n");
+    assert!(merged.blocked);
+    assert_eq!(merged.version, 3);
+    let identities = store::identities(&pool, ws, &[target.id]).await.unwrap();
+    assert_eq!(identities.len(), 2);
+    assert_eq!(
+        store::tags_of(&pool, ws, &[target.id]).await.unwrap()[&target.id],
+        ["math", "vip"]
+    );
+    assert!(matches!(
+        store::get(&pool, ws, source.id).await,
+        Err(Error::ContactNotFound)
+    ));
+    assert!(matches!(
+        store::restore(&pool, ws, source.id).await,
+        Err(Error::ContactNotFound)
+    ));
+    assert_eq!(events(&pool, "contacts.contact.merged").await, 1);
+    assert!(
+        merge::duplicates(&pool, ws, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The person writing again on the source's identity reaches the target.
+    let (again, created) = store::resolve(
+        &pool,
+        ws,
+        &IdentityKey {
+            channel_id: channel,
+            external_id: "s",
+            display_name: "",
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.id, created), (target.id, false));
+    db::drop_scratch(pool).await.unwrap();
+}
+
+fn mapping(pairs: &[(&str, &str)]) -> Vec<ism_proto::contacts::v1::ColumnMapping> {
+    pairs
+        .iter()
+        .map(|(column, field)| ism_proto::contacts::v1::ColumnMapping {
+            column: column.to_string(),
+            field: field.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn imports_apply_each_valid_row_whole_and_report_the_others() {
+    use ism_contacts::import;
+    use ism_proto::contacts::v1::{ImportMatch, ImportSettings};
+    let pool = fresh().await;
+    let ws = Uuid::now_v7();
+    fields::create(
+        &pool,
+        ws,
+        &field("plan", FieldKind::Select, &["free", "pro"]),
+    )
+    .await
+    .unwrap();
+    fields::create(&pool, ws, &field("score", FieldKind::Number, &[]))
+        .await
+        .unwrap();
+    fields::create(&pool, ws, &field("vip", FieldKind::Checkbox, &[]))
+        .await
+        .unwrap();
+    fields::create(&pool, ws, &field("birthday", FieldKind::Date, &[]))
+        .await
+        .unwrap();
+    let ada = Profile {
+        email: "ada@example.com".into(),
+        ..Profile::default()
+    };
+    let ada = store::create(
+        &pool,
+        ws,
+        &ada,
+        &HashMap::from([("plan".into(), text("free"))]),
+    )
+    .await
+    .unwrap();
+    let settings = ImportSettings {
+        columns: mapping(&[
+            ("Email", "email"),
+            ("First", "first_name"),
+            ("Phone", "phone"),
+            ("Plan", "plan"),
+            ("Score", "score"),
+            ("VIP", "vip"),
+            ("Tags", "tags"),
+            ("Birthday", "birthday"),
+        ]),
+        r#match: ImportMatch::Email as i32,
+        channel_id: String::new(),
+    };
+    let csv = "Email,First,Phone,Plan,Score,VIP,Tags,Birthday,Ignored\n\
+        ADA@example.com,Ada,,pro,,,vip; math,,x\n\
+        grace@navy.mil,Grace,+49 151 12345678,free,3.5,yes,,1906-12-09,x\n\
+        bad-email,X,,,,,,,x\n\
+        alan@example.org,Alan,,gold,abc,,,,x\n\
+        ann@example.org,Ann,,,,,,2023-02-30,x\n\
+        grace@navy.mil,Dup,,,,,,,x\n\
+        short,row\n";
+    let outcome = import::run(&pool, ws, &settings, csv.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            outcome.rows,
+            outcome.created,
+            outcome.updated,
+            outcome.failed
+        ),
+        (7, 1, 1, 5)
+    );
+    let report = String::from_utf8(outcome.error_report.clone()).unwrap();
+    let lines: Vec<(&str, &str)> = report
+        .lines()
+        .map(|l| {
+            let mut cells = l.splitn(3, ',');
+            (cells.next().unwrap(), cells.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("row", "column"),
+            ("4", "Email"),
+            ("5", "Plan"),
+            ("5", "Score"),
+            ("6", "Birthday"),
+            ("7", ""),
+            ("8", ""),
+        ],
+        "{report}"
+    );
+
+    let ada = store::get(&pool, ws, ada.id).await.unwrap();
+    assert_eq!((ada.first_name.as_str(), ada.version), ("Ada", 2));
+    assert_eq!(ada.custom["plan"], "pro");
+    assert_eq!(
+        store::tags_of(&pool, ws, &[ada.id]).await.unwrap()[&ada.id],
+        ["math", "vip"]
+    );
+    let everyone = store::list(&pool, ws, None, 100).await.unwrap();
+    assert_eq!(everyone.len(), 2, "rejected rows created nothing");
+    let grace = everyone.iter().find(|c| c.first_name == "Grace").unwrap();
+    assert_eq!(grace.phone, "+4915112345678");
+    assert_eq!(grace.custom["score"], 3.5);
+    assert_eq!(grace.custom["vip"], true);
+    assert_eq!(grace.custom["birthday"], "1906-12-09");
+    assert_eq!(events(&pool, "contacts.contact.created").await, 2);
+    assert_eq!(events(&pool, "contacts.contact.updated").await, 1);
+    assert_eq!(events(&pool, "contacts.contact.field_changed").await, 1);
+    assert_eq!(events(&pool, "contacts.tag.added").await, 2);
+
+    let again = import::get(&pool, ws, outcome.id).await.unwrap();
+    assert_eq!(again.error_report, outcome.error_report);
+    assert!(matches!(
+        import::get(&pool, Uuid::now_v7(), outcome.id).await,
+        Err(Error::ImportNotFound)
+    ));
+
+    // A key shared by two Contacts is ambiguous: the row is rejected, nothing merged.
+    let twin = Profile {
+        email: "grace@navy.mil".into(),
+        ..Profile::default()
+    };
+    store::create(&pool, ws, &twin, &HashMap::new())
+        .await
+        .unwrap();
+    let outcome = import::run(
+        &pool,
+        ws,
+        &settings,
+        b"Email,First,Phone,Plan,Score,VIP,Tags,Birthday\ngrace@navy.mil,G,,,,,,\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!((outcome.updated, outcome.failed), (0, 1));
+    assert!(
+        String::from_utf8(outcome.error_report)
+            .unwrap()
+            .contains("matches 2 Contacts")
+    );
+
+    // Bad settings fail the whole import before anything is read.
+    let bad = [
+        (
+            mapping(&[("Email", "shoe_size")]),
+            ImportMatch::Email,
+            "settings.columns",
+        ),
+        (
+            mapping(&[("First", "first_name")]),
+            ImportMatch::Email,
+            "settings.match",
+        ),
+        (
+            mapping(&[("Email", "email")]),
+            ImportMatch::Unspecified,
+            "settings.match",
+        ),
+        (
+            mapping(&[("Mail", "email")]),
+            ImportMatch::Email,
+            "settings.columns",
+        ),
+        (
+            mapping(&[("Email", "email"), ("First", "email")]),
+            ImportMatch::Email,
+            "settings.columns",
+        ),
+        (
+            mapping(&[("Email", "external_id")]),
+            ImportMatch::ExternalId,
+            "settings.channel_id",
+        ),
+    ];
+    for (columns, by, field) in bad {
+        let settings = ImportSettings {
+            columns,
+            r#match: by as i32,
+            channel_id: String::new(),
+        };
+        let err = import::run(&pool, ws, &settings, b"Email,First\na@b.c,A\n")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(e) if e.field == field),
+            "{err:?}"
+        );
+    }
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn imports_by_external_id_create_identities_that_resolve_later() {
+    use ism_contacts::import;
+    use ism_proto::contacts::v1::{ImportMatch, ImportSettings};
+    let pool = fresh().await;
+    let (ws, channel) = (Uuid::now_v7(), Uuid::now_v7());
+    let settings = ImportSettings {
+        columns: mapping(&[("id", "external_id"), ("name", "first_name")]),
+        r#match: ImportMatch::ExternalId as i32,
+        channel_id: channel.to_string(),
+    };
+    let first = import::run(&pool, ws, &settings, b"id,name\nu1,Ada\nu2,Grace\n")
+        .await
+        .unwrap();
+    assert_eq!((first.created, first.updated, first.failed), (2, 0, 0));
+    let second = import::run(&pool, ws, &settings, b"id,name\nu1,Augusta\nu3,Alan\n")
+        .await
+        .unwrap();
+    assert_eq!((second.created, second.updated, second.failed), (1, 1, 0));
+    let key = IdentityKey {
+        channel_id: channel,
+        external_id: "u1",
+        display_name: "",
+    };
+    let (u1, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    assert_eq!((u1.first_name.as_str(), created), ("Augusta", false));
+    assert_eq!(store::list(&pool, ws, None, 100).await.unwrap().len(), 3);
     db::drop_scratch(pool).await.unwrap();
 }

@@ -1,0 +1,89 @@
+//! CSV export: one header line, then one line per Contact, written batch by batch.
+use chrono::SecondsFormat;
+use ism_platform::convert::from_timestamp;
+use ism_proto::contacts::v1::{self as pb, field_value::Kind};
+
+/// The default columns, before `tags` and the custom field keys.
+const DEFAULT_COLUMNS: [&str; 12] = [
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "language",
+    "country",
+    "timezone",
+    "picture_url",
+    "blocked",
+    "created_at",
+    "last_interaction_at",
+];
+
+/// Writes Contacts as CSV with the default columns, `tags`, then `custom_keys`.
+pub struct Exporter {
+    custom_keys: Vec<String>,
+}
+
+fn time(ts: &Option<prost_types::Timestamp>) -> String {
+    ts.as_ref()
+        .and_then(from_timestamp)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+/// The CSV cell of a custom value; import reads the same forms back.
+pub fn cell(value: &pb::FieldValue) -> String {
+    match &value.kind {
+        Some(Kind::Text(t)) | Some(Kind::Date(t)) => t.clone(),
+        Some(Kind::Number(n)) => n.to_string(),
+        Some(Kind::Checkbox(b)) => b.to_string(),
+        Some(Kind::Datetime(ts)) => time(&Some(*ts)),
+        None => String::new(),
+    }
+}
+
+impl Exporter {
+    pub fn new(mut custom_keys: Vec<String>) -> Self {
+        custom_keys.sort();
+        Exporter { custom_keys }
+    }
+
+    /// The header line (when `header`) and one line per Contact.
+    pub fn chunk(&self, contacts: &[pb::Contact], header: bool) -> Vec<u8> {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let mut write = |record: Vec<String>| {
+            // Writing to memory fails only on an allocation failure.
+            let _ = out.write_record(&record);
+        };
+        if header {
+            let mut names: Vec<String> = DEFAULT_COLUMNS.iter().map(|s| s.to_string()).collect();
+            names.push("tags".into());
+            names.extend(self.custom_keys.iter().cloned());
+            write(names);
+        }
+        for c in contacts {
+            let mut record = vec![
+                c.id.clone(),
+                c.first_name.clone(),
+                c.last_name.clone(),
+                c.email.clone(),
+                c.phone.clone(),
+                c.language.clone(),
+                c.country.clone(),
+                c.timezone.clone(),
+                c.picture_url.clone(),
+                c.blocked.to_string(),
+                time(&c.created_at),
+                time(&c.last_interaction_at),
+                c.tags.join(";"),
+            ];
+            record.extend(
+                self.custom_keys
+                    .iter()
+                    .map(|k| c.custom_fields.get(k).map(cell).unwrap_or_default()),
+            );
+            write(record);
+        }
+        out.into_inner().unwrap_or_default()
+    }
+}

@@ -1,0 +1,846 @@
+//! CSV import: columns mapped to fields, every row validated on its own, then applied
+//! in bulk, chunk by chunk, each chunk in one transaction with its events. A row is
+//! applied whole or not at all; a rejected row gets a line in the error report.
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use ism_platform::convert::timestamp;
+use ism_platform::events::{self, new_event};
+use ism_platform::paging::FieldError;
+use ism_proto::contacts::v1::{self as pb, field_value::Kind};
+use ism_proto::events::v1::{ContactCreated, ContactTagChanged, Event};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::fields::{FieldKind, Schema};
+use crate::profile::{self, Profile};
+use crate::store::{COLUMNS, Contact};
+
+/// Largest CSV file, in bytes.
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Rows applied per transaction.
+const CHUNK: usize = 5000;
+/// Most tags in one cell.
+const MAX_TAGS: usize = 50;
+/// Times a chunk is tried again when a new identity raced a first message.
+const ATTEMPTS: usize = 3;
+
+/// The default fields an import can set, in [`Profile`] order.
+const PROFILE_FIELDS: [&str; 8] = [
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "language",
+    "country",
+    "timezone",
+    "picture_url",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    Profile(usize),
+    Custom(String, FieldKind),
+    Tags,
+    ExternalId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MatchBy {
+    Nothing,
+    Email,
+    Phone,
+    ExternalId,
+}
+
+/// Import settings checked against the Workspace's fields.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    columns: Vec<(String, Target)>,
+    match_by: MatchBy,
+    channel_id: Option<Uuid>,
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
+    FieldError::new(field, reason)
+}
+
+impl Settings {
+    pub fn check(s: &pb::ImportSettings, schema: &Schema) -> Result<Self, FieldError> {
+        if s.columns.is_empty() || s.columns.len() > 300 {
+            return Err(bad("settings.columns", "1 to 300 column mappings"));
+        }
+        let mut columns = Vec::with_capacity(s.columns.len());
+        for c in &s.columns {
+            let target = match c.field.as_str() {
+                "tags" => Target::Tags,
+                "external_id" => Target::ExternalId,
+                f => match PROFILE_FIELDS.iter().position(|p| *p == f) {
+                    Some(i) => Target::Profile(i),
+                    None => match schema.fields.get(f) {
+                        Some(def) => Target::Custom(f.to_owned(), def.kind),
+                        None => {
+                            return Err(bad(
+                                "settings.columns",
+                                format!("{f:?} is not a field that can be imported"),
+                            ));
+                        }
+                    },
+                },
+            };
+            if c.column.is_empty() {
+                return Err(bad("settings.columns", "a column header is required"));
+            }
+            if columns
+                .iter()
+                .any(|(col, t)| *col == c.column || *t == target)
+            {
+                return Err(bad(
+                    "settings.columns",
+                    format!(
+                        "column {:?} or field {:?} is mapped twice",
+                        c.column, c.field
+                    ),
+                ));
+            }
+            columns.push((c.column.clone(), target));
+        }
+        let maps = |t: &Target| columns.iter().any(|(_, c)| c == t);
+        let match_by = match pb::ImportMatch::try_from(s.r#match) {
+            Ok(pb::ImportMatch::None) => MatchBy::Nothing,
+            Ok(pb::ImportMatch::Email) if maps(&Target::Profile(2)) => MatchBy::Email,
+            Ok(pb::ImportMatch::Phone) if maps(&Target::Profile(3)) => MatchBy::Phone,
+            Ok(pb::ImportMatch::ExternalId) if maps(&Target::ExternalId) => MatchBy::ExternalId,
+            Ok(pb::ImportMatch::Email | pb::ImportMatch::Phone | pb::ImportMatch::ExternalId) => {
+                return Err(bad(
+                    "settings.match",
+                    "the field matched by must be mapped to a column",
+                ));
+            }
+            _ => return Err(bad("settings.match", "how rows match Contacts is required")),
+        };
+        if maps(&Target::ExternalId) && match_by != MatchBy::ExternalId {
+            return Err(bad(
+                "settings.columns",
+                "external_id is mapped only when matching by external id",
+            ));
+        }
+        let channel_id = match match_by {
+            MatchBy::ExternalId => Some(
+                s.channel_id
+                    .parse()
+                    .map_err(|_| bad("settings.channel_id", "a channel id is required"))?,
+            ),
+            _ => None,
+        };
+        Ok(Settings {
+            columns,
+            match_by,
+            channel_id,
+        })
+    }
+}
+
+/// One valid row: only the cells that had a value.
+#[derive(Debug, Clone, Default)]
+struct Row {
+    line: u64,
+    profile: [Option<String>; 8],
+    custom: BTreeMap<String, Value>,
+    tags: Vec<String>,
+    external_id: Option<String>,
+}
+
+impl Row {
+    /// The value this row is matched by.
+    fn key(&self, by: MatchBy) -> Option<&str> {
+        match by {
+            MatchBy::Nothing => None,
+            MatchBy::Email => self.profile[2].as_deref(),
+            MatchBy::Phone => self.profile[3].as_deref(),
+            MatchBy::ExternalId => self.external_id.as_deref(),
+        }
+    }
+}
+
+/// A rejected row's reason: line, column header (empty for the row) and why.
+type Problem = (u64, String, String);
+
+fn custom_kind(kind: FieldKind, cell: &str) -> Result<Kind, String> {
+    Ok(match kind {
+        FieldKind::Number => Kind::Number(
+            cell.parse::<f64>()
+                .map_err(|_| format!("{cell:?} is not a number"))?,
+        ),
+        FieldKind::Checkbox => match cell.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Kind::Checkbox(true),
+            "false" | "no" | "0" => Kind::Checkbox(false),
+            _ => return Err(format!("{cell:?} is not true/false, yes/no or 1/0")),
+        },
+        FieldKind::Date => Kind::Date(cell.to_owned()),
+        FieldKind::DateTime => Kind::Datetime(timestamp(
+            DateTime::parse_from_rfc3339(cell)
+                .map_err(|_| format!("{cell:?} is not an RFC 3339 date and time"))?
+                .with_timezone(&Utc),
+        )),
+        _ => Kind::Text(cell.to_owned()),
+    })
+}
+
+/// Reads one record into a row, or every problem it has.
+fn parse(
+    settings: &Settings,
+    schema: &Schema,
+    positions: &[usize],
+    record: &csv::StringRecord,
+    line: u64,
+) -> Result<Row, Vec<Problem>> {
+    let mut row = Row {
+        line,
+        ..Row::default()
+    };
+    let mut problems = Vec::new();
+    let cell = |i: usize| record.get(positions[i]).map(str::trim).unwrap_or("");
+    let country = settings
+        .columns
+        .iter()
+        .position(|(_, t)| *t == Target::Profile(5))
+        .map(|i| cell(i).to_ascii_uppercase())
+        .unwrap_or_default();
+    for (i, (column, target)) in settings.columns.iter().enumerate() {
+        let value = cell(i);
+        if value.is_empty() {
+            continue;
+        }
+        let checked: Result<(), String> = match target {
+            Target::Profile(p) => {
+                let normalized = match p {
+                    0 => profile::name("first_name", value),
+                    1 => profile::name("last_name", value),
+                    2 => profile::email(value),
+                    3 => profile::phone(value, &country),
+                    4 => profile::language(value),
+                    5 => profile::country(value),
+                    6 => profile::timezone(value),
+                    _ => profile::url(value),
+                };
+                normalized
+                    .map(|v| row.profile[*p] = Some(v))
+                    .map_err(|e| e.reason)
+            }
+            Target::Custom(key, kind) => custom_kind(*kind, value).and_then(|k| {
+                let def = schema
+                    .fields
+                    .get(key)
+                    .ok_or_else(|| format!("{key}: no such contact field"))?;
+                match def.validate(Some(&k)) {
+                    Ok(Some(v)) => {
+                        row.custom.insert(key.clone(), v);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e.reason),
+                }
+            }),
+            Target::Tags => {
+                let names: Result<Vec<String>, String> = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| crate::tags::name("tags", t).map_err(|e| e.reason))
+                    .collect();
+                names.and_then(|names| {
+                    if names.len() > MAX_TAGS {
+                        return Err(format!("at most {MAX_TAGS} tags"));
+                    }
+                    row.tags = names;
+                    Ok(())
+                })
+            }
+            Target::ExternalId if value.len() > 256 => Err("at most 256 bytes".into()),
+            Target::ExternalId => {
+                row.external_id = Some(value.to_owned());
+                Ok(())
+            }
+        };
+        if let Err(reason) = checked {
+            problems.push((line, column.clone(), reason));
+        }
+    }
+    if problems.is_empty()
+        && settings.match_by != MatchBy::Nothing
+        && row.key(settings.match_by).is_none()
+    {
+        let column = settings
+            .columns
+            .iter()
+            .find(|(_, t)| match settings.match_by {
+                MatchBy::Email => *t == Target::Profile(2),
+                MatchBy::Phone => *t == Target::Profile(3),
+                _ => *t == Target::ExternalId,
+            })
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default();
+        problems.push((line, column, "empty, but rows are matched by it".into()));
+    }
+    if problems.is_empty() {
+        Ok(row)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The outcome of an import.
+#[derive(Debug, Clone, FromRow)]
+pub struct Outcome {
+    pub id: Uuid,
+    pub rows: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub failed: i64,
+    pub error_report: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Outcome {
+    pub fn to_proto(&self) -> pb::Import {
+        pb::Import {
+            id: self.id.to_string(),
+            rows: self.rows,
+            created: self.created,
+            updated: self.updated,
+            failed: self.failed,
+            error_report: self.error_report.clone(),
+            created_at: Some(timestamp(self.created_at)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    created: i64,
+    updated: i64,
+    problems: Vec<Problem>,
+}
+
+/// Imports `data` (a CSV file with a header line) by `settings`, then stores the outcome.
+pub async fn run(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    settings: &pb::ImportSettings,
+    data: &[u8],
+) -> Result<Outcome, Error> {
+    let schema = crate::fields::schema(&mut *pool.acquire().await?, workspace_id).await?;
+    let settings = Settings::check(settings, &schema)?;
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(data);
+    let headers = reader
+        .headers()
+        .map_err(|e| bad("data", format!("the header line cannot be read: {e}")))?
+        .clone();
+    let positions = settings
+        .columns
+        .iter()
+        .map(|(column, _)| {
+            headers
+                .iter()
+                .position(|h| h.trim() == column)
+                .ok_or_else(|| {
+                    bad(
+                        "settings.columns",
+                        format!("the file has no column {column:?}"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut tally = Tally::default();
+    let mut rows = 0i64;
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for record in reader.records() {
+        rows += 1;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or_default();
+                tally
+                    .problems
+                    .push((line, String::new(), format!("unreadable: {e}")));
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or_default();
+        if record.len() != headers.len() {
+            let reason = format!("{} cells, the header has {}", record.len(), headers.len());
+            tally.problems.push((line, String::new(), reason));
+            continue;
+        }
+        let row = match parse(&settings, &schema, &positions, &record, line) {
+            Ok(row) => row,
+            Err(problems) => {
+                tally.problems.extend(problems);
+                continue;
+            }
+        };
+        if let Some(key) = row.key(settings.match_by) {
+            if let Some(first) = seen.get(key) {
+                let reason = format!("row {first} has the same {key:?}");
+                tally.problems.push((line, String::new(), reason));
+                continue;
+            }
+            seen.insert(key.to_owned(), line);
+        }
+        chunk.push(row);
+        if chunk.len() == CHUNK {
+            apply_with_retries(pool, workspace_id, &settings, &schema, &chunk, &mut tally).await?;
+            chunk.clear();
+        }
+    }
+    apply_with_retries(pool, workspace_id, &settings, &schema, &chunk, &mut tally).await?;
+    tally.problems.sort_by_key(|p| p.0);
+
+    let mut report = csv::Writer::from_writer(Vec::new());
+    let mut write = |record: &[&str]| {
+        report
+            .write_record(record)
+            .map_err(|e| Error::Unexpected(e.into()))
+    };
+    write(&["row", "column", "reason"])?;
+    for (line, column, reason) in &tally.problems {
+        write(&[&line.to_string(), column, reason])?;
+    }
+    let report = report
+        .into_inner()
+        .map_err(|e| Error::Unexpected(anyhow::anyhow!("error report: {e}")))?;
+    let failed = rows - tally.created - tally.updated;
+    Ok(sqlx::query_as(
+        "INSERT INTO contact_imports (id, workspace_id, rows, created, updated, failed, error_report)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id, rows, created, updated, failed, error_report, created_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(workspace_id)
+    .bind(rows)
+    .bind(tally.created)
+    .bind(tally.updated)
+    .bind(failed)
+    .bind(report)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// An earlier import of the Workspace.
+pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Outcome, Error> {
+    sqlx::query_as(
+        "SELECT id, rows, created, updated, failed, error_report, created_at
+         FROM contact_imports WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(Error::ImportNotFound)
+}
+
+/// Forgets imports older than `days` (their reports with them).
+pub async fn purge(pool: &PgPool, days: i32) -> Result<u64, Error> {
+    Ok(sqlx::query(
+        "DELETE FROM contact_imports WHERE created_at < now() - make_interval(days => $1)",
+    )
+    .bind(days)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Why a chunk must be tried again: a first message created one of its identities.
+struct Raced;
+
+async fn apply_with_retries(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    settings: &Settings,
+    schema: &Schema,
+    chunk: &[Row],
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    for _ in 0..ATTEMPTS {
+        let mut tx = pool.begin().await?;
+        match apply(&mut tx, workspace_id, settings, schema, chunk).await? {
+            Ok(done) => {
+                tx.commit().await?;
+                tally.created += done.created;
+                tally.updated += done.updated;
+                tally.problems.extend(done.problems);
+                return Ok(());
+            }
+            Err(Raced) => tx.rollback().await?,
+        }
+    }
+    Err(Error::Unexpected(anyhow::anyhow!(
+        "identities kept racing first messages over {ATTEMPTS} attempts"
+    )))
+}
+
+/// Applies one chunk of valid rows in the caller's transaction.
+async fn apply(
+    tx: &mut PgConnection,
+    workspace_id: Uuid,
+    settings: &Settings,
+    schema: &Schema,
+    chunk: &[Row],
+) -> Result<Result<Tally, Raced>, Error> {
+    let mut done = Tally::default();
+    let matches = find(tx, workspace_id, settings, chunk).await?;
+    let existing: HashMap<Uuid, Contact> = {
+        let ids: Vec<Uuid> = matches
+            .values()
+            .filter_map(|ids| match ids.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            })
+            .collect();
+        let rows: Vec<Contact> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE"
+        )))
+        .bind(workspace_id)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.into_iter().map(|c| (c.id, c)).collect()
+    };
+
+    let mut events: Vec<Event> = Vec::new();
+    let mut inserts = Columns::default();
+    let mut updates = Columns::default();
+    let mut identities: (Vec<String>, Vec<Uuid>) = Default::default();
+    let mut tag_pairs: (Vec<Uuid>, Vec<String>) = Default::default();
+    let defaults = schema.defaults();
+    for row in chunk {
+        let matched = row.key(settings.match_by).and_then(|k| matches.get(k));
+        let contact_id = match matched.map(Vec::as_slice) {
+            Some([id]) => {
+                let Some(current) = existing.get(id) else {
+                    continue;
+                };
+                let (profile, custom, changed) = updated(current, row);
+                if !changed.is_empty() {
+                    updates.push(current.id, &profile, custom);
+                    events.push(new_event(
+                        "contacts.contact.updated",
+                        workspace_id,
+                        &current.id.to_string(),
+                        &ism_proto::events::v1::ContactUpdated {
+                            contact_id: current.id.to_string(),
+                            version: current.version + 1,
+                            changed: changed.iter().map(|(k, _, _)| k.clone()).collect(),
+                        },
+                    ));
+                    for (key, old, new) in changed {
+                        if let Some(def) = schema.fields.get(&key) {
+                            events.push(new_event(
+                                "contacts.contact.field_changed",
+                                workspace_id,
+                                &current.id.to_string(),
+                                &ism_proto::events::v1::ContactFieldChanged {
+                                    contact_id: current.id.to_string(),
+                                    old_value: old.as_ref().and_then(|v| def.to_proto_value(v)),
+                                    new_value: new.as_ref().and_then(|v| def.to_proto_value(v)),
+                                    key,
+                                },
+                            ));
+                        }
+                    }
+                }
+                done.updated += 1;
+                current.id
+            }
+            Some(several) if several.len() > 1 => {
+                done.problems.push((
+                    row.line,
+                    String::new(),
+                    format!("matches {} Contacts; merge them first", several.len()),
+                ));
+                continue;
+            }
+            _ => {
+                let id = Uuid::now_v7();
+                let profile = Profile {
+                    first_name: row.profile[0].clone().unwrap_or_default(),
+                    last_name: row.profile[1].clone().unwrap_or_default(),
+                    email: row.profile[2].clone().unwrap_or_default(),
+                    phone: row.profile[3].clone().unwrap_or_default(),
+                    language: row.profile[4].clone().unwrap_or_default(),
+                    country: row.profile[5].clone().unwrap_or_default(),
+                    timezone: row.profile[6].clone().unwrap_or_default(),
+                    picture_url: row.profile[7].clone().unwrap_or_default(),
+                };
+                let mut custom = defaults.clone();
+                custom.extend(row.custom.iter().map(|(k, v)| (k.clone(), v.clone())));
+                inserts.push(id, &profile, custom);
+                let (channel_id, external_id) = match (settings.channel_id, &row.external_id) {
+                    (Some(ch), Some(x)) => {
+                        identities.0.push(x.clone());
+                        identities.1.push(id);
+                        (ch.to_string(), x.clone())
+                    }
+                    _ => (String::new(), String::new()),
+                };
+                events.push(new_event(
+                    "contacts.contact.created",
+                    workspace_id,
+                    &id.to_string(),
+                    &ContactCreated {
+                        contact_id: id.to_string(),
+                        channel_id,
+                        external_id,
+                    },
+                ));
+                done.created += 1;
+                id
+            }
+        };
+        for tag in &row.tags {
+            tag_pairs.0.push(contact_id);
+            tag_pairs.1.push(tag.clone());
+        }
+    }
+
+    inserts.insert(tx, workspace_id).await?;
+    updates.update(tx, workspace_id).await?;
+    if let Some(channel_id) = settings.channel_id {
+        let n = identities.0.len() as u64;
+        let placed = sqlx::query(
+            "INSERT INTO channel_identities (workspace_id, channel_id, external_id, contact_id)
+             SELECT $1, $2, x, c FROM unnest($3::text[], $4::uuid[]) AS i(x, c)
+             ON CONFLICT (workspace_id, channel_id, external_id) DO UPDATE
+                SET contact_id = EXCLUDED.contact_id, created_at = now()
+                WHERE channel_identities.contact_id IN
+                    (SELECT id FROM contacts WHERE workspace_id = $1 AND deleted_at IS NOT NULL)",
+        )
+        .bind(workspace_id)
+        .bind(channel_id)
+        .bind(&identities.0)
+        .bind(&identities.1)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if placed != n {
+            return Ok(Err(Raced));
+        }
+    }
+    if !tag_pairs.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO tags (id, workspace_id, name)
+             SELECT gen_random_uuid(), $1, n FROM unnest($2::text[]) AS n ON CONFLICT DO NOTHING",
+        )
+        .bind(workspace_id)
+        .bind(&tag_pairs.1)
+        .execute(&mut *tx)
+        .await?;
+        let added: Vec<(Uuid, String)> = sqlx::query_as(
+            "WITH added AS (
+                 INSERT INTO contact_tags (workspace_id, tag_id, contact_id)
+                 SELECT DISTINCT $1, t.id, p.c FROM unnest($2::uuid[], $3::text[]) AS p(c, n)
+                 JOIN tags t ON t.workspace_id = $1 AND lower(t.name) = lower(p.n)
+                 ON CONFLICT DO NOTHING RETURNING contact_id, tag_id)
+             SELECT a.contact_id, t.name FROM added a JOIN tags t ON t.id = a.tag_id",
+        )
+        .bind(workspace_id)
+        .bind(&tag_pairs.0)
+        .bind(&tag_pairs.1)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (contact_id, tag) in added {
+            events.push(new_event(
+                "contacts.tag.added",
+                workspace_id,
+                &contact_id.to_string(),
+                &ContactTagChanged {
+                    contact_id: contact_id.to_string(),
+                    tag,
+                },
+            ));
+        }
+    }
+    events::enqueue_all(tx, &events).await?;
+    Ok(Ok(done))
+}
+
+/// The live Contacts each row's key matches (several when duplicates share it).
+async fn find(
+    tx: &mut PgConnection,
+    workspace_id: Uuid,
+    settings: &Settings,
+    chunk: &[Row],
+) -> Result<HashMap<String, Vec<Uuid>>, Error> {
+    let keys: Vec<String> = chunk
+        .iter()
+        .filter_map(|r| r.key(settings.match_by).map(str::to_owned))
+        .collect();
+    let sql = match settings.match_by {
+        MatchBy::Nothing => return Ok(HashMap::new()),
+        MatchBy::Email => {
+            "SELECT email, array_agg(id) FROM contacts
+             WHERE workspace_id = $1 AND deleted_at IS NULL AND email = ANY($2) GROUP BY email"
+        }
+        MatchBy::Phone => {
+            "SELECT phone, array_agg(id) FROM contacts
+             WHERE workspace_id = $1 AND deleted_at IS NULL AND phone = ANY($2) GROUP BY phone"
+        }
+        MatchBy::ExternalId => {
+            "SELECT i.external_id, array_agg(c.id) FROM channel_identities i
+             JOIN contacts c ON c.id = i.contact_id AND c.deleted_at IS NULL
+             WHERE i.workspace_id = $1 AND i.external_id = ANY($2) AND i.channel_id = $3
+             GROUP BY i.external_id"
+        }
+    };
+    let mut query = sqlx::query_as(sql).bind(workspace_id).bind(&keys);
+    if let Some(channel_id) = settings.channel_id {
+        query = query.bind(channel_id);
+    }
+    let rows: Vec<(String, Vec<Uuid>)> = query.fetch_all(&mut *tx).await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A changed custom value: key, old, new.
+type Change = (String, Option<Value>, Option<Value>);
+
+/// The Contact after the row's values, and what changed (default fields carry no values).
+fn updated(current: &Contact, row: &Row) -> (Profile, serde_json::Map<String, Value>, Vec<Change>) {
+    let olds = [
+        &current.first_name,
+        &current.last_name,
+        &current.email,
+        &current.phone,
+        &current.language,
+        &current.country,
+        &current.timezone,
+        &current.picture_url,
+    ];
+    let mut changes = Vec::new();
+    let mut next: Vec<String> = Vec::with_capacity(8);
+    for (i, old) in olds.iter().enumerate() {
+        match &row.profile[i] {
+            Some(new) if new != *old => {
+                changes.push((PROFILE_FIELDS[i].to_owned(), None, None));
+                next.push(new.clone());
+            }
+            _ => next.push((*old).clone()),
+        }
+    }
+    let mut custom = match &current.custom {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    for (key, value) in &row.custom {
+        let old = custom.insert(key.clone(), value.clone());
+        if old.as_ref() != Some(value) {
+            changes.push((key.clone(), old, Some(value.clone())));
+        }
+    }
+    let mut next = next.into_iter();
+    let mut take = || next.next().unwrap_or_default();
+    let profile = Profile {
+        first_name: take(),
+        last_name: take(),
+        email: take(),
+        phone: take(),
+        language: take(),
+        country: take(),
+        timezone: take(),
+        picture_url: take(),
+    };
+    (profile, custom, changes)
+}
+
+/// Contacts to write, column by column, for one `unnest`.
+#[derive(Default)]
+struct Columns {
+    ids: Vec<Uuid>,
+    text: [Vec<String>; 8],
+    custom: Vec<Value>,
+}
+
+impl Columns {
+    fn push(&mut self, id: Uuid, p: &Profile, custom: serde_json::Map<String, Value>) {
+        self.ids.push(id);
+        let values = [
+            &p.first_name,
+            &p.last_name,
+            &p.email,
+            &p.phone,
+            &p.language,
+            &p.country,
+            &p.timezone,
+            &p.picture_url,
+        ];
+        for (column, value) in self.text.iter_mut().zip(values) {
+            column.push(value.clone());
+        }
+        self.custom.push(Value::Object(custom));
+    }
+
+    async fn insert(&self, tx: &mut PgConnection, workspace_id: Uuid) -> Result<(), Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let t = &self.text;
+        sqlx::query(
+            "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, phone, language,
+                 country, timezone, picture_url, custom)
+             SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu FROM unnest($2::uuid[], $3::text[],
+                 $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                 $10::text[], $11::jsonb[]) AS r(id, f, l, e, p, lang, co, tz, pic, cu)",
+        )
+        .bind(workspace_id)
+        .bind(&self.ids)
+        .bind(&t[0])
+        .bind(&t[1])
+        .bind(&t[2])
+        .bind(&t[3])
+        .bind(&t[4])
+        .bind(&t[5])
+        .bind(&t[6])
+        .bind(&t[7])
+        .bind(&self.custom)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn update(&self, tx: &mut PgConnection, workspace_id: Uuid) -> Result<(), Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let t = &self.text;
+        sqlx::query(
+            "UPDATE contacts c SET first_name = r.f, last_name = r.l, email = r.e, phone = r.p,
+                 language = r.lang, country = r.co, timezone = r.tz, picture_url = r.pic,
+                 custom = r.cu, version = c.version + 1, updated_at = now()
+             FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                 $8::text[], $9::text[], $10::text[], $11::jsonb[])
+                 AS r(id, f, l, e, p, lang, co, tz, pic, cu)
+             WHERE c.workspace_id = $1 AND c.id = r.id",
+        )
+        .bind(workspace_id)
+        .bind(&self.ids)
+        .bind(&t[0])
+        .bind(&t[1])
+        .bind(&t[2])
+        .bind(&t[3])
+        .bind(&t[4])
+        .bind(&t[5])
+        .bind(&t[6])
+        .bind(&t[7])
+        .bind(&self.custom)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
