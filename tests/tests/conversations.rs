@@ -651,7 +651,6 @@ async fn merging_two_contacts_moves_the_merged_ones_conversations_to_the_survivo
             &token,
             ct::GetContactRequest {
                 id: stays.contact_id.clone(),
-                ..Default::default()
             },
         ))
         .await
