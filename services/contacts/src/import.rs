@@ -786,40 +786,25 @@ impl Columns {
         self.custom.push(Value::Object(custom));
     }
 
+    /// Creates the columns' contacts.
     async fn insert(&self, tx: &mut PgConnection, workspace_id: Uuid) -> Result<(), Error> {
-        if self.ids.is_empty() {
-            return Ok(());
-        }
-        let t = &self.text;
-        sqlx::query(
+        self.write(
+            tx,
+            workspace_id,
             "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, phone, language,
                  country, timezone, picture_url, custom)
              SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu FROM unnest($2::uuid[], $3::text[],
                  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                  $10::text[], $11::jsonb[]) AS r(id, f, l, e, p, lang, co, tz, pic, cu)",
         )
-        .bind(workspace_id)
-        .bind(&self.ids)
-        .bind(&t[0])
-        .bind(&t[1])
-        .bind(&t[2])
-        .bind(&t[3])
-        .bind(&t[4])
-        .bind(&t[5])
-        .bind(&t[6])
-        .bind(&t[7])
-        .bind(&self.custom)
-        .execute(tx)
-        .await?;
-        Ok(())
+        .await
     }
 
+    /// Overwrites the columns' contacts with their values.
     async fn update(&self, tx: &mut PgConnection, workspace_id: Uuid) -> Result<(), Error> {
-        if self.ids.is_empty() {
-            return Ok(());
-        }
-        let t = &self.text;
-        sqlx::query(
+        self.write(
+            tx,
+            workspace_id,
             "UPDATE contacts c SET first_name = r.f, last_name = r.l, email = r.e, phone = r.p,
                  language = r.lang, country = r.co, timezone = r.tz, picture_url = r.pic,
                  custom = r.cu, version = c.version + 1, updated_at = now()
@@ -828,19 +813,34 @@ impl Columns {
                  AS r(id, f, l, e, p, lang, co, tz, pic, cu)
              WHERE c.workspace_id = $1 AND c.id = r.id",
         )
-        .bind(workspace_id)
-        .bind(&self.ids)
-        .bind(&t[0])
-        .bind(&t[1])
-        .bind(&t[2])
-        .bind(&t[3])
-        .bind(&t[4])
-        .bind(&t[5])
-        .bind(&t[6])
-        .bind(&t[7])
-        .bind(&self.custom)
-        .execute(tx)
-        .await?;
+        .await
+    }
+
+    /// Runs `sql` with the workspace as $1 and the columns as arrays $2 to $11.
+    async fn write(
+        &self,
+        tx: &mut PgConnection,
+        workspace_id: Uuid,
+        sql: &'static str,
+    ) -> Result<(), Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let t = &self.text;
+        sqlx::query(sql)
+            .bind(workspace_id)
+            .bind(&self.ids)
+            .bind(&t[0])
+            .bind(&t[1])
+            .bind(&t[2])
+            .bind(&t[3])
+            .bind(&t[4])
+            .bind(&t[5])
+            .bind(&t[6])
+            .bind(&t[7])
+            .bind(&self.custom)
+            .execute(tx)
+            .await?;
         Ok(())
     }
 }
