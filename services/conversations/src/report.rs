@@ -58,6 +58,39 @@ fn row(rows: &mut BTreeMap<String, pb::ReportRow>, key: String) -> &mut pb::Repo
 
 type Timing = (String, i64, Option<f64>, Option<f64>);
 
+/// The rows of `sql`, a query grouped by key over `$1` the workspace and `[$2, $3)`.
+async fn grouped<T>(
+    pool: &PgPool,
+    sql: String,
+    workspace_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<T>, Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(workspace_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Per group: the conversations whose `at` falls in the range, and the median and p90
+/// seconds from their creation to `end`, among those that reached it.
+fn timing_sql(grouping: Grouping, at: &str, end: &str) -> String {
+    format!(
+        "SELECT {key} AS key, count(*),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM {end} - c.created_at)::float8)
+                    FILTER (WHERE {end} IS NOT NULL),
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM {end} - c.created_at)::float8)
+                    FILTER (WHERE {end} IS NOT NULL)
+         FROM conversations c WHERE c.workspace_id = $1 AND {at} >= $2 AND {at} < $3 GROUP BY 1",
+        key = grouping.key(at)
+    )
+}
+
 /// One row per group with any activity in `[from, to)`, ordered by key.
 pub async fn report(
     pool: &PgPool,
@@ -68,20 +101,8 @@ pub async fn report(
 ) -> Result<Vec<pb::ReportRow>, Error> {
     let mut rows: BTreeMap<String, pb::ReportRow> = BTreeMap::new();
 
-    let opened: Vec<Timing> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {key} AS key, count(*),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.first_response_at - c.created_at)::float8)
-                    FILTER (WHERE c.first_response_at IS NOT NULL),
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM c.first_response_at - c.created_at)::float8)
-                    FILTER (WHERE c.first_response_at IS NOT NULL)
-         FROM conversations c WHERE c.workspace_id = $1 AND c.created_at >= $2 AND c.created_at < $3 GROUP BY 1",
-        key = grouping.key("c.created_at")
-    )))
-    .bind(workspace_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
+    let sql = timing_sql(grouping, "c.created_at", "c.first_response_at");
+    let opened: Vec<Timing> = grouped(pool, sql, workspace_id, from, to).await?;
     for (key, count, median, p90) in opened {
         let r = row(&mut rows, key);
         r.opened = count;
@@ -89,18 +110,8 @@ pub async fn report(
         r.first_response_p90_seconds = p90;
     }
 
-    let closed: Vec<Timing> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {key} AS key, count(*),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.closed_at - c.created_at)::float8),
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM c.closed_at - c.created_at)::float8)
-         FROM conversations c WHERE c.workspace_id = $1 AND c.closed_at >= $2 AND c.closed_at < $3 GROUP BY 1",
-        key = grouping.key("c.closed_at")
-    )))
-    .bind(workspace_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
+    let sql = timing_sql(grouping, "c.closed_at", "c.closed_at");
+    let closed: Vec<Timing> = grouped(pool, sql, workspace_id, from, to).await?;
     for (key, count, median, p90) in closed {
         let r = row(&mut rows, key);
         r.closed = count;
@@ -108,36 +119,28 @@ pub async fn report(
         r.resolution_p90_seconds = p90;
     }
 
-    let categories: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT {key} AS key, c.closing_category, count(*)
          FROM conversations c WHERE c.workspace_id = $1 AND c.closed_at >= $2 AND c.closed_at < $3
            AND c.closing_category <> '' GROUP BY 1, 2",
         key = grouping.key("c.closed_at")
-    )))
-    .bind(workspace_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
+    );
+    let categories: Vec<(String, String, i64)> = grouped(pool, sql, workspace_id, from, to).await?;
     for (key, category, count) in categories {
         row(&mut rows, key)
             .closing_categories
             .insert(category, count);
     }
 
-    let messages: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT {key} AS key, count(*) FILTER (WHERE m.direction = 'inbound'),
                 count(*) FILTER (WHERE m.direction = 'outbound')
          FROM messages m JOIN conversations c ON c.id = m.conversation_id
          WHERE m.workspace_id = $1 AND m.sent_at >= $2 AND m.sent_at < $3 AND m.direction <> 'internal'
          GROUP BY 1",
         key = grouping.key("m.sent_at")
-    )))
-    .bind(workspace_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
+    );
+    let messages: Vec<(String, i64, i64)> = grouped(pool, sql, workspace_id, from, to).await?;
     for (key, inbound, outbound) in messages {
         let r = row(&mut rows, key);
         r.messages_in = inbound;
