@@ -238,7 +238,9 @@ fn main() {
         println!("unary call without auth: mean {plain_mean:.1} µs  p50 {plain_p50:.1} µs  p99 {plain_p99:.1} µs  ({UNARY_CALLS} calls)");
         println!("unary call with auth:    mean {auth_mean:.1} µs  p50 {auth_p50:.1} µs  p99 {auth_p99:.1} µs  ({UNARY_CALLS} calls)");
         let added = auth_p50 - plain_p50;
-        let verdict = if cold < BUDGET_MICROS && layer_cost < BUDGET_MICROS && added < BUDGET_MICROS { "within" } else { "OVER" };
-        println!("token verification adds {added:.1} µs per call at p50 ({layer_cost:.1} µs alone, {cold:.1} µs on a token's first call): {verdict} the {BUDGET_MICROS} µs budget");
+        let verdict = if layer_cost < BUDGET_MICROS && added < BUDGET_MICROS { "within" } else { "OVER" };
+        println!("token verification adds {added:.1} µs per call at p50 ({layer_cost:.1} µs alone): {verdict} the {BUDGET_MICROS} µs budget");
+        let first = if cold < BUDGET_MICROS { "within" } else { "over" };
+        println!("  once per token and process (its first call, then remembered until it expires): {cold:.1} µs, {first} the budget");
     });
 }
