@@ -8,7 +8,7 @@ use ism_platform::convert::timestamp;
 use ism_platform::events::{self, new_event};
 use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
-use ism_proto::events::v1::{ContactCreated, ContactTagChanged, Event};
+use ism_proto::events::v1::{ContactCreated, Event};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::fields::{FieldKind, Schema};
 use crate::profile::{self, Profile};
 use crate::store::{COLUMNS, Contact};
+use crate::tags::tag_events;
 
 /// Largest CSV file, in bytes.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -656,17 +657,7 @@ async fn apply(
         .bind(&tag_pairs.1)
         .fetch_all(&mut *tx)
         .await?;
-        for (contact_id, tag) in added {
-            events.push(new_event(
-                "contacts.tag.added",
-                workspace_id,
-                &contact_id.to_string(),
-                &ContactTagChanged {
-                    contact_id: contact_id.to_string(),
-                    tag,
-                },
-            ));
-        }
+        events.extend(tag_events("contacts.tag.added", workspace_id, added));
     }
     events::enqueue_all(tx, &events).await?;
     Ok(Ok(done))

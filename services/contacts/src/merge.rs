@@ -1,9 +1,10 @@
 //! Merging two Contacts that are one person, and suggesting which ones might be.
 use std::collections::{BTreeSet, HashMap};
 
+use ism_platform::events;
 use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1 as pb;
-use ism_proto::events::v1::{ContactMerged, ContactTagChanged};
+use ism_proto::events::v1::ContactMerged;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -12,6 +13,7 @@ use crate::error::Error;
 use crate::fields;
 use crate::profile::Profile;
 use crate::store::{self, COLUMNS, Contact, emit};
+use crate::tags::tag_events;
 
 /// Which Contact's value wins a conflict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,20 +243,12 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     if !changed.is_empty() {
         store::emit_changes(&mut tx, &schema, &contact, changed, field_changes).await?;
     }
-    for tag in gained {
-        let payload = ContactTagChanged {
-            contact_id: m.target.to_string(),
-            tag,
-        };
-        emit(
-            &mut tx,
-            "contacts.tag.added",
-            workspace_id,
-            m.target,
-            &payload,
-        )
-        .await?;
-    }
+    let gained = gained.into_iter().map(|tag| (m.target, tag));
+    events::enqueue_all(
+        &mut tx,
+        &tag_events("contacts.tag.added", workspace_id, gained),
+    )
+    .await?;
     tx.commit().await?;
     Ok(contact)
 }

@@ -1,12 +1,37 @@
 //! Tags: manual labels on Contacts, created on first use, renamed and deleted across
 //! the Workspace.
+use ism_platform::events;
 use ism_platform::paging::FieldError;
-use ism_proto::events::v1::{ContactTagChanged, TagDeleted, TagRenamed};
+use ism_proto::events::v1::{ContactTagChanged, Event, TagDeleted, TagRenamed};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::Error;
 use crate::store::emit;
+
+/// One `event_type` event (`contacts.tag.added` or `.removed`) per (Contact, Tag) pair,
+/// keyed by the Contact, for one bulk outbox insert.
+pub(crate) fn tag_events(
+    event_type: &str,
+    workspace_id: Uuid,
+    pairs: impl IntoIterator<Item = (Uuid, String)>,
+) -> Vec<Event> {
+    pairs
+        .into_iter()
+        .map(|(contact_id, tag)| {
+            let contact_id = contact_id.to_string();
+            events::new_event(
+                event_type,
+                workspace_id,
+                &contact_id,
+                &ContactTagChanged {
+                    contact_id: contact_id.clone(),
+                    tag,
+                },
+            )
+        })
+        .collect()
+}
 
 /// Most Contacts one AddTags / RemoveTags call touches.
 pub const MAX_CONTACTS: usize = 1000;
@@ -97,22 +122,14 @@ pub async fn add(
     .bind(&distinct)
     .fetch_all(&mut *tx)
     .await?;
-    for (contact_id, tag) in &added {
-        let payload = ContactTagChanged {
-            contact_id: contact_id.to_string(),
-            tag: tag.clone(),
-        };
-        emit(
-            &mut tx,
-            "contacts.tag.added",
-            workspace_id,
-            *contact_id,
-            &payload,
-        )
-        .await?;
-    }
+    let count = added.len() as i64;
+    events::enqueue_all(
+        &mut tx,
+        &tag_events("contacts.tag.added", workspace_id, added),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(added.len() as i64)
+    Ok(count)
 }
 
 /// Removes `tags` from `contacts`; emits `contacts.tag.removed` per removed pair.
@@ -135,22 +152,14 @@ pub async fn remove(
     .bind(contacts)
     .fetch_all(&mut *tx)
     .await?;
-    for (contact_id, tag) in &removed {
-        let payload = ContactTagChanged {
-            contact_id: contact_id.to_string(),
-            tag: tag.clone(),
-        };
-        emit(
-            &mut tx,
-            "contacts.tag.removed",
-            workspace_id,
-            *contact_id,
-            &payload,
-        )
-        .await?;
-    }
+    let count = removed.len() as i64;
+    events::enqueue_all(
+        &mut tx,
+        &tag_events("contacts.tag.removed", workspace_id, removed),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(removed.len() as i64)
+    Ok(count)
 }
 
 /// Every Tag of the Workspace with how many live Contacts carry it, alphabetically.

@@ -1,12 +1,12 @@
 //! Signed access tokens: claims, local verification with the workspaces service's public
 //! keys, the tower layer every gRPC server runs, and service tokens for outgoing calls.
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use ism_proto::workspaces::v1::GetPublicKeysRequest;
 use ism_proto::workspaces::v1::IssueServiceTokenRequest;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
@@ -300,8 +300,6 @@ pub struct AuthService<S> {
     public: &'static [&'static str],
 }
 
-type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
@@ -313,7 +311,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

@@ -4,12 +4,12 @@
 //! passes, a warning is logged and `ism_rate_limit_fail_open_total` counts it.
 //!
 //! [`AuthLayer`]: crate::auth::AuthLayer
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use tonic::{Code, Status};
@@ -206,8 +206,6 @@ pub struct RateLimit<S> {
     limiter: Option<Arc<Limiter>>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
 impl<S, B> tower::Service<http::Request<B>> for RateLimit<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
@@ -219,7 +217,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
