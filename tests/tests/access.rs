@@ -2515,3 +2515,91 @@ async fn traffic_flows_when_redis_is_down() {
         "fail-open is counted"
     );
 }
+
+#[tokio::test]
+async fn an_organizations_workspaces_are_created_listed_renamed_and_archived() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let clients = Clients::of(&platform).await;
+    let owner = platform.token(&tenant).await;
+    let mut w = clients.workspaces.clone();
+    let names = |list: ws::ListWorkspacesResponse| {
+        let mut names: Vec<String> = list.workspaces.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names
+    };
+
+    let created = w
+        .create_workspace(authed(
+            &owner,
+            ws::CreateWorkspaceRequest {
+                name: "Europe".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let europe = created.workspace.unwrap();
+    let europe_token = w
+        .exchange_api_key(ws::ExchangeApiKeyRequest {
+            api_key: created.owner_api_key.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    w.update_workspace(authed(
+        &europe_token,
+        ws::UpdateWorkspaceRequest {
+            name: Some("Europe and Africa".into()),
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    w.rename_organization(authed(
+        &owner,
+        ws::RenameOrganizationRequest {
+            name: "Demo Group".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let listed = w
+        .list_workspaces(authed(&owner, ws::ListWorkspacesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(listed), ["Europe and Africa", "demo"]);
+    let organization = w
+        .get_organization(authed(&europe_token, ws::GetOrganizationRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    assert_eq!(organization.name, "Demo Group");
+
+    w.archive_workspace(authed(
+        &owner,
+        ws::ArchiveWorkspaceRequest {
+            id: europe.id.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+    let listed = w
+        .list_workspaces(authed(&owner, ws::ListWorkspacesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(listed), ["demo"]);
+    let refused = w
+        .exchange_api_key(ws::ExchangeApiKeyRequest {
+            api_key: created.owner_api_key,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+}
