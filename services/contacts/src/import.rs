@@ -674,15 +674,19 @@ async fn find(
         .iter()
         .filter_map(|r| r.key(settings.match_by).map(str::to_owned))
         .collect();
+    // Keys are never empty; saying so lets the partial email / phone index answer,
+    // where a scan of the Workspace would compare every Contact with the whole chunk.
     let sql = match settings.match_by {
         MatchBy::Nothing => return Ok(HashMap::new()),
         MatchBy::Email => {
             "SELECT email, array_agg(id) FROM contacts
-             WHERE workspace_id = $1 AND deleted_at IS NULL AND email = ANY($2) GROUP BY email"
+             WHERE workspace_id = $1 AND deleted_at IS NULL AND email <> '' AND email = ANY($2)
+             GROUP BY email"
         }
         MatchBy::Phone => {
             "SELECT phone, array_agg(id) FROM contacts
-             WHERE workspace_id = $1 AND deleted_at IS NULL AND phone = ANY($2) GROUP BY phone"
+             WHERE workspace_id = $1 AND deleted_at IS NULL AND phone <> '' AND phone = ANY($2)
+             GROUP BY phone"
         }
         MatchBy::ExternalId => {
             "SELECT i.external_id, array_agg(c.id) FROM channel_identities i
