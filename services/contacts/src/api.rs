@@ -5,6 +5,7 @@ use ism_platform::paging::{self, FieldError};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use sqlx::PgPool;
@@ -17,6 +18,7 @@ use crate::export::Exporter;
 use crate::fields::{self, FieldKind, NewField};
 use crate::filter::{self, Filter};
 use crate::import;
+use crate::interactions::Interactions;
 use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
 use crate::search::{self, Sort};
@@ -27,6 +29,8 @@ use crate::tags;
 #[derive(Clone)]
 pub struct Api {
     pub pool: PgPool,
+    /// Interaction times of resolved Contacts, written in bulk.
+    pub interactions: Arc<Interactions>,
 }
 
 /// A server stream of `T`, fed by a task through a small channel so the database work of
@@ -256,7 +260,10 @@ impl ContactService for Api {
             external_id,
             display_name: request.display_name.trim(),
         };
-        let (contact, created) = store::resolve(&self.pool, workspace_id, &key).await?;
+        let (mut contact, created) = store::resolve(&self.pool, workspace_id, &key).await?;
+        if !created {
+            self.interactions.record(&mut contact.contact);
+        }
         Ok(Response::new(pb::ResolveContactResponse {
             contact: Some(to_proto(contact)),
             created,

@@ -185,10 +185,11 @@ pub async fn tags_of(
     Ok(out)
 }
 
-/// The Contact with this identity, created (with its event) when there is none. Safe
-/// under concurrency: the identity's primary key lets exactly one creator win; the
-/// others roll back and read the winner. An identity of a deleted Contact moves to the
-/// new one: a person who writes again after being deleted starts afresh.
+/// The Contact with this identity, created (with its event, and the interaction time
+/// set) when there is none. Safe under concurrency: the identity's primary key lets
+/// exactly one creator win; the others roll back and read the winner. An identity of a
+/// deleted Contact moves to the new one: a person who writes again after being deleted
+/// starts afresh.
 pub async fn resolve(
     pool: &PgPool,
     workspace_id: Uuid,
@@ -257,10 +258,7 @@ pub async fn resolve(
     }
 }
 
-/// The live Contact with this identity, whole, in one statement that also records that
-/// the Contact just wrote: at most once a minute per Contact, so a busy conversation
-/// does not turn every message into a write; not a change of the profile, so neither
-/// the version nor an event.
+/// The live Contact with this identity, whole, in one indexed read.
 async fn find_by_identity(
     pool: &PgPool,
     workspace_id: Uuid,
@@ -270,35 +268,21 @@ async fn find_by_identity(
     struct Row {
         #[sqlx(flatten)]
         contact: Contact,
-        touched_at: Option<DateTime<Utc>>,
         #[sqlx(flatten)]
         extras: Extras,
     }
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH hit AS (
-             SELECT c.id FROM channel_identities i JOIN contacts c ON c.id = i.contact_id
-             WHERE i.workspace_id = $1 AND i.channel_id = $2 AND i.external_id = $3
-               AND c.deleted_at IS NULL
-         ), touched AS (
-             UPDATE contacts c SET last_interaction_at = now() FROM hit
-             WHERE c.id = hit.id AND c.deleted_at IS NULL
-               AND (c.last_interaction_at IS NULL OR c.last_interaction_at < now() - interval '1 minute')
-             RETURNING c.last_interaction_at
-         )
-         SELECT {C_COLUMNS}, (SELECT last_interaction_at FROM touched) AS touched_at, {EXTRAS}
-         FROM hit JOIN contacts c ON c.id = hit.id"
+        "SELECT {C_COLUMNS}, {EXTRAS}
+         FROM channel_identities i JOIN contacts c ON c.id = i.contact_id
+         WHERE i.workspace_id = $1 AND i.channel_id = $2 AND i.external_id = $3
+           AND c.deleted_at IS NULL"
     )))
     .bind(workspace_id)
     .bind(key.channel_id)
     .bind(key.external_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|mut r| {
-        if r.touched_at.is_some() {
-            r.contact.last_interaction_at = r.touched_at;
-        }
-        r.extras.complete(r.contact)
-    }))
+    Ok(row.map(|r| r.extras.complete(r.contact)))
 }
 
 fn split_name(display_name: &str) -> (String, String) {

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 
 use ism_contacts::Error;
 use ism_contacts::fields::{self, FieldKind, NewField};
+use ism_contacts::interactions::Interactions;
 use ism_contacts::profile::Profile;
 use ism_contacts::store::{self, IdentityKey, Patch};
 use ism_contacts::tags;
@@ -68,6 +69,73 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
     let (other, created) = store::resolve(&pool, Uuid::now_v7(), &key).await.unwrap();
     assert!(created);
     assert!(!ids.contains(&other.contact.id));
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bulk() {
+    let pool = fresh().await;
+    let (ws, channel) = (Uuid::now_v7(), Uuid::now_v7());
+    fields::create(&pool, ws, &field("plan", FieldKind::Select, &["pro"]))
+        .await
+        .unwrap();
+    let key = IdentityKey {
+        channel_id: channel,
+        external_id: "+4915112345678",
+        display_name: "Ada Lovelace",
+    };
+    let (first, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    assert!(created);
+    let id = first.contact.id;
+    tags::add(&pool, ws, &[id], &["VIP".into(), "beta".into()])
+        .await
+        .unwrap();
+    let patch = Patch {
+        custom: HashMap::from([("plan".into(), text("pro"))]),
+        ..Patch::default()
+    };
+    store::update(&pool, ws, id, 1, &patch).await.unwrap();
+    sqlx::query("UPDATE contacts SET last_interaction_at = now() - interval '2 hours'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let (mut known, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    assert!(!created);
+    assert_eq!(known.contact.id, id);
+    assert_eq!(known.tags, ["beta", "VIP"]);
+    assert_eq!(known.custom_fields["plan"], text("pro"));
+    let identities: Vec<_> = known
+        .identities
+        .iter()
+        .map(|i| (i.channel_id, i.external_id.as_str(), i.display_name.as_str()))
+        .collect();
+    assert_eq!(identities, [(channel, "+4915112345678", "Ada Lovelace")]);
+
+    let interactions = Interactions::default();
+    let stored_before = known.contact.last_interaction_at.unwrap();
+    interactions.record(&mut known.contact);
+    let shown = known.contact.last_interaction_at.unwrap();
+    assert!(shown - stored_before > chrono::Duration::hours(1));
+    // A second message within the minute shows the same time and adds no write.
+    let (mut again, _) = store::resolve(&pool, ws, &key).await.unwrap();
+    interactions.record(&mut again.contact);
+    assert_eq!(again.contact.last_interaction_at, Some(shown));
+
+    assert_eq!(interactions.flush(&pool).await.unwrap(), 1);
+    assert_eq!(interactions.flush(&pool).await.unwrap(), 0);
+    let stored: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT last_interaction_at FROM contacts WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.timestamp_micros(), shown.timestamp_micros());
+    assert_eq!(
+        events(&pool, "contacts.contact.updated").await,
+        1,
+        "an interaction is not a profile change"
+    );
     db::drop_scratch(pool).await.unwrap();
 }
 
