@@ -108,7 +108,13 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
     let identities: Vec<_> = known
         .identities
         .iter()
-        .map(|i| (i.channel_id, i.external_id.as_str(), i.display_name.as_str()))
+        .map(|i| {
+            (
+                i.channel_id,
+                i.external_id.as_str(),
+                i.display_name.as_str(),
+            )
+        })
         .collect();
     assert_eq!(identities, [(channel, "+4915112345678", "Ada Lovelace")]);
 
