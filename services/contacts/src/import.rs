@@ -417,10 +417,10 @@ pub async fn run(
                 &schema,
                 full,
             ));
-            if applying.len() == IN_FLIGHT {
-                if let Some(done) = applying.next().await {
-                    tally.add(done?);
-                }
+            if applying.len() == IN_FLIGHT
+                && let Some(done) = applying.next().await
+            {
+                tally.add(done?);
             }
         }
     }
