@@ -5,6 +5,7 @@ mod export;
 pub mod fields;
 pub mod filter;
 pub mod import;
+pub mod matching;
 pub mod merge;
 pub mod profile;
 pub mod search;
