@@ -801,7 +801,16 @@ async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_
     // Six Contacts write in turn; the newest conversation is the most recently active.
     let mut c = Vec::new();
     for n in 1..=6 {
-        c.push(message_from(&platform, &tenant, &token, &format!("p{n}"), &format!("v-{n}")).await);
+        c.push(
+            message_from(
+                &platform,
+                &tenant,
+                &token,
+                &format!("p{n}"),
+                &format!("v-{n}"),
+            )
+            .await,
+        );
     }
     let stranger = message_from(&platform, &other, &other_token, "p1", "w-1").await;
     // c1..c4 are VIPs; c1..c3 on the pro plan, c4 free; c1 and c3 are called Ada.
@@ -998,7 +1007,11 @@ async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_
         .unwrap()
         .into_inner()
         .contact_ids;
-    assert_eq!(foreign, vec![c[0].contact_id.clone()], "never the other Workspace's");
+    assert_eq!(
+        foreign,
+        vec![c[0].contact_id.clone()],
+        "never the other Workspace's"
+    );
 
     // A Filter contacts refuses is refused when saved, naming the field; nothing changes.
     let unknown_field = conv::InboxConditions {

@@ -945,9 +945,8 @@ impl ConversationService for Api {
                 let view = match wire::optional_uuid(&request.inbox_id, "inbox_id")? {
                     Some(id) => {
                         let mut conn = self.pool.acquire().await?;
-                        let conditions = inbox::get(&mut conn, workspace_id, id)
-                            .await?
-                            .conditions();
+                        let conditions =
+                            inbox::get(&mut conn, workspace_id, id).await?.conditions();
                         View {
                             conversations: inbox::filter(&conditions, me, self.clock.now()),
                             contacts: conditions.contact_filter,
@@ -960,7 +959,14 @@ impl ConversationService for Api {
                 };
                 let directory = &self.assigner.directory;
                 let (rows, total) = tokio::try_join!(
-                    view::page(&self.pool, directory, workspace_id, &view, before, limit + 1),
+                    view::page(
+                        &self.pool,
+                        directory,
+                        workspace_id,
+                        &view,
+                        before,
+                        limit + 1
+                    ),
                     view::count(&self.pool, directory, workspace_id, &view),
                 )?;
                 let (rows, next_page_token) =

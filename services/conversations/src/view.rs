@@ -27,9 +27,12 @@ pub struct View {
 /// inbox's state, not the caller's request.
 fn stale(e: Error) -> Error {
     match e {
-        Error::Invalid(f) if f.field == CONTACT_FILTER => Error::FailedPrecondition(
-            FieldError::new("inbox_id", format!("its contact filter no longer fits: {}", f.reason)),
-        ),
+        Error::Invalid(f) if f.field == CONTACT_FILTER => {
+            Error::FailedPrecondition(FieldError::new(
+                "inbox_id",
+                format!("its contact filter no longer fits: {}", f.reason),
+            ))
+        }
         other => other,
     }
 }
