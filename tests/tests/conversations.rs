@@ -1,6 +1,7 @@
 //! Conversations through the real binary: lifecycle timers that survive a restart with
 //! the clock moved forward, assignment against the workspaces service's Users and Teams,
-//! closing notes, comments and the bad inputs that change nothing.
+//! closing notes, comments, custom inboxes over the real contacts service, a burst of
+//! inbound events stored once, and the bad inputs that change nothing.
 use std::time::Duration;
 
 use ism_e2e::{Platform, Receiver, Tenant, authed, eventually};
@@ -1056,4 +1057,161 @@ async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_
         names,
         ["My pro VIPs", "Regulars", "Unassigned Adas", "VIPs"]
     );
+}
+
+/// A `gateway.message.received` event of `tenant`'s channel, all on one partition.
+fn received_event(tenant: &Tenant, channel_id: &str, id: &str, sender: &str, sent: i64) -> Vec<u8> {
+    use ism_proto::events::v1::{Event, MessageReceived, Sender};
+    use prost::Message as _;
+    let payload = MessageReceived {
+        channel_id: channel_id.into(),
+        channel_type: ism_proto::types::v1::ChannelType::Custom as i32,
+        external_message_id: id.into(),
+        sender: Some(Sender {
+            external_id: sender.into(),
+            display_name: String::new(),
+        }),
+        content: text(id),
+        sent_at: at(sent),
+        ..Default::default()
+    };
+    Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        r#type: "gateway.message.received".into(),
+        workspace_id: tenant.workspace_id.clone(),
+        occurred_at: at(sent),
+        payload: Some(prost_types::Any::from_msg(&payload).unwrap()),
+        partition_key: "burst".into(),
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test]
+async fn a_burst_of_inbound_events_is_stored_once_in_order_and_a_bad_one_among_them_is_dead_lettered()
+ {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let token = platform.token(&tenant).await;
+    // A first message through the webhook: every service is up and trusts the others.
+    message_from(&platform, &tenant, &token, "w", "warm-up").await;
+    let conn = Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let publish = |events: Vec<Vec<u8>>| {
+        let channel = channel.clone();
+        let exchange = platform.exchange();
+        async move {
+            for event in &events {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        "gateway.message.received".into(),
+                        BasicPublishOptions::default(),
+                        event,
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // One lane receives each burst at once: 30 messages of 3 senders, one event
+    // delivered twice in the first burst, and one whose channel id is not a UUID in the
+    // middle of the second.
+    let start = unix_now() - 600;
+    let mut events: Vec<Vec<u8>> = (0..30)
+        .map(|i| {
+            let id = format!("burst-{i:02}");
+            received_event(
+                &tenant,
+                &tenant.channel_id,
+                &id,
+                &format!("s{}", i % 3),
+                start + i,
+            )
+        })
+        .collect();
+    let mut second = events.split_off(20);
+    events.insert(10, events[4].clone());
+    publish(events).await;
+    assert_eq!(platform.stored_external_ids(&tenant, 21).await.len(), 21);
+    let bad = received_event(&tenant, "not-a-channel", "bad", "s0", start);
+    second.insert(5, bad.clone());
+    publish(second).await;
+
+    let dlq = format!("{}.dlq", platform.queue("conversations.inbound"));
+    let dead = eventually(WAIT, "the bad event dead-lettered", || {
+        let channel = channel.clone();
+        let dlq = dlq.clone();
+        async move {
+            channel
+                .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    assert_eq!(dead.data, bad);
+
+    let mut ids = platform.stored_external_ids(&tenant, 31).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(platform.stored_external_ids(&tenant, 31).await.len(), 31);
+    ids.sort();
+    let mut expected: Vec<String> = (0..30).map(|i| format!("burst-{i:02}")).collect();
+    expected.push("warm-up".into());
+    assert_eq!(
+        ids, expected,
+        "every message once, the repeated event not doubled"
+    );
+
+    // One conversation per sender, its messages newest first by the provider's time.
+    let client = platform.conversations().await;
+    let conversations = client
+        .clone()
+        .list_conversations(authed(&token, conv::ListConversationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations;
+    assert_eq!(conversations.len(), 4);
+    let mut sizes = Vec::new();
+    for c in conversations {
+        let messages = client
+            .clone()
+            .list_messages(authed(
+                &token,
+                conv::ListMessagesRequest {
+                    conversation_id: c.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        let ids: Vec<_> = messages
+            .iter()
+            .map(|m| m.external_message_id.clone())
+            .collect();
+        let mut newest_first = ids.clone();
+        newest_first.sort_by(|a, b| b.cmp(a));
+        assert_eq!(ids, newest_first);
+        sizes.push(ids.len());
+    }
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        [1, 10, 10, 10],
+        "the warm-up, then one conversation per sender"
+    );
+    let _ = channel.close(200, "done".into()).await;
 }
