@@ -19,6 +19,7 @@ use crate::fields::{self, FieldKind, NewField};
 use crate::filter::{self, Filter};
 use crate::import;
 use crate::interactions::Interactions;
+use crate::matching;
 use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
 use crate::search::{self, Sort};
@@ -561,6 +562,21 @@ impl ContactService for Api {
             pb::StreamContactsResponse { contacts }
         });
         Ok(Response::new(feed(rx)))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn match_contacts(
+        &self,
+        request: Request<pb::MatchContactsRequest>,
+    ) -> Result<Response<pb::MatchContactsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let candidates = matching::candidates(&r.contact_ids).map_err(Error::from)?;
+        let filter = self.audience(workspace_id, r.filter.as_ref(), None).await?;
+        let matched = matching::matching(&self.pool, workspace_id, &filter, &candidates).await?;
+        Ok(Response::new(pb::MatchContactsResponse {
+            contact_ids: matched.iter().map(Uuid::to_string).collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
