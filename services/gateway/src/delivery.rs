@@ -21,7 +21,7 @@ use ism_platform::ratelimit::{Decision, Limiter};
 use ism_proto::types::v1::message_content::Kind as Content;
 
 use crate::api::api_base_url;
-use crate::credentials::{Cipher, Credentials};
+use crate::credentials::Cipher;
 use crate::providers::Kind;
 use crate::providers::outbound::{self, Failure, Outgoing};
 use crate::store::{self, Delivery, Outcome};
@@ -321,19 +321,14 @@ impl Worker {
             Ok(content) => content,
             Err(e) => return failed(format!("unreadable message content: {e}"), "internal"),
         };
-        let credentials = match &channel.credentials {
-            Some(sealed) => match self.cipher.open(channel.id, sealed) {
-                Ok(credentials) => credentials,
-                Err(e) => {
-                    return failed(
-                        format!("the channel's credentials cannot be read: {e}"),
-                        "internal",
-                    );
-                }
-            },
-            None => Credentials::Custom {
-                webhook_secret: channel.webhook_secret.clone(),
-            },
+        let credentials = match channel.credentials(&self.cipher) {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                return failed(
+                    format!("the channel's credentials cannot be read: {e}"),
+                    "internal",
+                );
+            }
         };
         let Some(kind) = Kind::parse(&channel.kind) else {
             return failed(format!("unknown channel type {}", channel.kind), "internal");

@@ -5,7 +5,7 @@ use ism_proto::events::v1::Event;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::credentials::{Cipher, Credentials};
+use crate::credentials::{Cipher, Credentials, OpenError};
 use crate::error::Error;
 
 /// A channel row. `credentials` is sealed (see [`crate::credentials::Cipher`]);
@@ -28,6 +28,19 @@ pub struct Channel {
     pub rate_limit_per_second: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Channel {
+    /// The channel's credentials, opened with `cipher`.
+    pub fn credentials(&self, cipher: &Cipher) -> Result<Credentials, OpenError> {
+        match &self.credentials {
+            Some(sealed) => cipher.open(self.id, sealed),
+            // Created before credentials were sealed; sealed at the next start.
+            None => Ok(Credentials::Custom {
+                webhook_secret: self.webhook_secret.clone(),
+            }),
+        }
+    }
 }
 
 const CHANNEL_COLUMNS: &str = "id, workspace_id, type, name, outbound_url, webhook_secret, credentials, api_base_url, account_id, healthy, health_reason, rate_limit_per_second, created_at, updated_at";
