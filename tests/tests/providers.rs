@@ -789,3 +789,170 @@ async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
         list.conversations
     );
 }
+
+/// The media link of the conversation's first message.
+async fn media_link(world: &World, channel: &gw::Channel) -> String {
+    let conversation = world.conversation(channel).await;
+    let messages = world.messages(&conversation).await;
+    match messages.first().and_then(|m| m.content.clone()).and_then(|c| c.kind) {
+        Some(Kind::Media(media)) => media.url,
+        other => panic!("not a media message: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line() {
+    let world = World::start().await;
+    let now = now_seconds();
+    let public = format!("http://127.0.0.1:{}/media/", world.platform.http_port);
+
+    let whatsapp = world
+        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .await;
+    world
+        .provider
+        .keep_media("1013859600285441", "image/jpeg", b"a receipt photographed");
+    let whatsapp_in = whatsapp_body(json!({"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": "16315551181"}],
+        "messages": [{"from": "16315551181", "id": "wamid.image1", "timestamp": now.to_string(), "type": "image",
+            "image": {"caption": "my receipt", "mime_type": "image/jpeg", "sha256": "HASH", "id": "1013859600285441"}}]}));
+    let (code, answer) = world
+        .post(&whatsapp, "application/json", &hub(&whatsapp_in), &whatsapp_in)
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let telegram = world
+        .connect(ChannelType::Telegram, telegram_credentials())
+        .await;
+    let secret = world.provider.calls("/setWebhook")[0].json()["secret_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world.provider.keep_media(
+        "BQACAgIAAxkBAAIBaGVvZ3Rl",
+        "application/pdf",
+        b"%PDF-1.7 an invoice",
+    );
+    let telegram_in = serde_json::to_vec(&json!({"update_id": 20, "message": {"message_id": 7, "date": now,
+        "chat": {"id": 3333, "type": "private", "first_name": "Ada"}, "from": {"id": 3333, "is_bot": false, "first_name": "Ada"},
+        "document": {"file_name": "invoice.pdf", "mime_type": "application/pdf", "file_id": "BQACAgIAAxkBAAIBaGVvZ3Rl",
+            "file_unique_id": "AgADBAAD", "file_size": 19}}})).unwrap();
+    let (code, answer) = world
+        .post(
+            &telegram,
+            "application/json",
+            &[("x-telegram-bot-api-secret-token", secret)],
+            &telegram_in,
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let line = world
+        .connect(
+            ChannelType::Line,
+            Given::Line(gw::LineCredentials {
+                channel_secret: LINE_SECRET.into(),
+                channel_access_token: "line-token".into(),
+            }),
+        )
+        .await;
+    world
+        .provider
+        .keep_media("325708", "image/png", b"a png from a LINE chat");
+    let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
+        "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZS", "source": {"type": "user", "userId": "U77"},
+        "message": {"id": "325708", "type": "image", "contentProvider": {"type": "line"}}}]})).unwrap();
+    let (code, answer) = world
+        .post(
+            &line,
+            "application/json",
+            &[("x-line-signature", base64_hmac(LINE_SECRET, &line_in))],
+            &line_in,
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    // Each message carries a gateway link that gives the provider's bytes.
+    let mut links = Vec::new();
+    for (channel, content_type, bytes) in [
+        (&whatsapp, "image/jpeg", &b"a receipt photographed"[..]),
+        (&telegram, "application/pdf", &b"%PDF-1.7 an invoice"[..]),
+        (&line, "image/png", &b"a png from a LINE chat"[..]),
+    ] {
+        let link = media_link(&world, channel).await;
+        assert!(link.starts_with(&public), "{link}");
+        let response = world.http.get(&link).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{link}");
+        assert_eq!(response.headers()["content-type"], content_type);
+        assert_eq!(response.bytes().await.unwrap().as_ref(), bytes);
+        links.push(link);
+    }
+    let download = &world.provider.calls("/whatsapp/media/1013859600285441")[0];
+    assert_eq!(
+        download.headers["authorization"].to_str().unwrap(),
+        "Bearer system-user-token",
+        "WhatsApp's download URL is fetched with the channel's token"
+    );
+
+    // A link cannot be forged or extended.
+    let (whatsapp_link, telegram_link, line_link) = (&links[0], &links[1], &links[2]);
+    let forged = whatsapp_link.replace("sig=", "sig=AA");
+    assert_eq!(world.http.get(&forged).send().await.unwrap().status(), 403);
+    let (path, query) = whatsapp_link.split_once('?').unwrap();
+    let expires: i64 = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "expires")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let extended = format!(
+        "{path}?{}",
+        query.replace(
+            &format!("expires={expires}"),
+            &format!("expires={}", expires + 86_400)
+        )
+    );
+    let response = world.http.get(&extended).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("signature"));
+    let unsigned = world.http.get(path).send().await.unwrap();
+    assert_eq!(unsigned.status(), 403);
+
+    // The provider's refusals come back as 502 with its reason.
+    world.provider.script(
+        "/getFile",
+        400,
+        r#"{"ok":false,"error_code":400,"description":"Bad Request: file is too big"}"#,
+    );
+    let response = world.http.get(telegram_link).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let reason = response.text().await.unwrap();
+    assert!(reason.contains("file is too big"), "{reason}");
+    world.provider.script(
+        "/1013859600285441",
+        400,
+        r#"{"error":{"message":"Unsupported get request. Object with ID '1013859600285441' does not exist","type":"GraphMethodException","code":100,"error_subcode":33,"fbtrace_id":"Ax"}}"#,
+    );
+    let response = world.http.get(whatsapp_link).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let reason = response.text().await.unwrap();
+    assert!(
+        reason.contains("WhatsApp") && reason.contains("does not exist"),
+        "{reason}"
+    );
+
+    // A disconnected channel's links lead nowhere.
+    world
+        .gateway
+        .clone()
+        .delete_channel(authed(
+            &world.token,
+            gw::DeleteChannelRequest {
+                id: line.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(world.http.get(line_link).send().await.unwrap().status(), 404);
+}
