@@ -246,12 +246,10 @@ mod tests {
         )
     }
 
-    /// A path segment decoded as the router decodes it ('+' is itself in a path).
     fn percent_decoded(segment: &str) -> String {
-        url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
-            .next()
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
             .unwrap()
-            .1
             .into_owned()
     }
 
