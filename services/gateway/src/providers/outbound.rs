@@ -175,12 +175,19 @@ pub async fn send(
                 access_token,
                 ..
             },
-        ) => (
-            http.post(format!("{base}/{account_id}/messages"))
-                .bearer_auth(access_token)
-                .json(&meta::message(out)?),
-            meta::answer,
-        ),
+        ) => {
+            let object = if kind == Kind::Instagram {
+                meta::Object::Instagram
+            } else {
+                meta::Object::Page
+            };
+            (
+                http.post(format!("{base}/{account_id}/messages"))
+                    .bearer_auth(access_token)
+                    .json(&meta::message(out, object)?),
+                meta::answer,
+            )
+        }
         (
             Kind::WhatsApp,
             Credentials::WhatsApp {
