@@ -528,7 +528,11 @@ async fn every_provider_round_trips_through_the_real_binary() {
                     } else {
                         (delivered, "+15017122661")
                     };
-                    let word = if status == DeliveryStatus::Read { "read" } else { "delivered" };
+                    let word = if status == DeliveryStatus::Read {
+                        "read"
+                    } else {
+                        "delivered"
+                    };
                     let body = url::form_urlencoded::Serializer::new(String::new())
                         .extend_pairs([
                             ("SmsSid", id.as_str()),
@@ -854,7 +858,11 @@ async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
 async fn media_link(world: &World, channel: &gw::Channel) -> String {
     let conversation = world.conversation(channel).await;
     let messages = world.messages(&conversation).await;
-    match messages.first().and_then(|m| m.content.clone()).and_then(|c| c.kind) {
+    match messages
+        .first()
+        .and_then(|m| m.content.clone())
+        .and_then(|c| c.kind)
+    {
         Some(Kind::Media(media)) => media.url,
         other => panic!("not a media message: {other:?}"),
     }
@@ -878,7 +886,12 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         "messages": [{"from": "16315551181", "id": "wamid.image1", "timestamp": now.to_string(), "type": "image",
             "image": {"caption": "my receipt", "mime_type": "image/jpeg", "sha256": "HASH", "id": "1013859600285441"}}]}));
     let (code, answer) = world
-        .post(&whatsapp, "application/json", &hub(&whatsapp_in), &whatsapp_in)
+        .post(
+            &whatsapp,
+            "application/json",
+            &hub(&whatsapp_in),
+            &whatsapp_in,
+        )
         .await;
     assert_eq!(code, 200, "{answer}");
 
@@ -1014,7 +1027,10 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         ))
         .await
         .unwrap();
-    assert_eq!(world.http.get(line_link).send().await.unwrap().status(), 404);
+    assert_eq!(
+        world.http.get(line_link).send().await.unwrap().status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -1087,7 +1103,10 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
     let gone = world
         .send(
             &chat,
-            media(MediaType::File, &format!("{}/d/missing.pdf", world.provider.url)),
+            media(
+                MediaType::File,
+                &format!("{}/d/missing.pdf", world.provider.url),
+            ),
         )
         .await;
     let failed = world.status(&gone, DeliveryStatus::Failed).await;
@@ -1140,7 +1159,12 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
             "message": {"mid": "m_question", "text": "does it come in blue?"}}]}]})).unwrap();
     assert_eq!(
         world
-            .post(&messenger, "application/json", &hub(&messenger_in), &messenger_in)
+            .post(
+                &messenger,
+                "application/json",
+                &hub(&messenger_in),
+                &messenger_in
+            )
             .await
             .0,
         200

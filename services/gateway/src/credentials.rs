@@ -8,10 +8,10 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use aws_lc_rs::rand::SecureRandom;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use ism_platform::config::GatewaySettings;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// The secrets of one channel, by provider. Never logged: `Debug` shows only the kind.

@@ -64,10 +64,7 @@ impl MediaLinks {
 
     /// Links under `public_url`, signed with keys derived from the credentials keys.
     pub fn from_settings(settings: &GatewaySettings, public_url: &str) -> anyhow::Result<Self> {
-        Self::new(
-            public_url,
-            credentials::derived_keys(settings, PURPOSE)?,
-        )
+        Self::new(public_url, credentials::derived_keys(settings, PURPOSE)?)
     }
 
     fn mac(key: &[u8; 32], channel_id: Uuid, id: &str, expires: i64) -> Hmac<Sha256> {
@@ -170,7 +167,10 @@ pub async fn serve(
         Ok(None) => return unknown(),
         Err(e) => {
             tracing::error!(error = %e, "loading the channel failed");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable; retry");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable; retry",
+            );
         }
     };
     let Some(kind) = Kind::parse(&channel.kind) else {
@@ -180,7 +180,10 @@ pub async fn serve(
         Ok(credentials) => credentials,
         Err(e) => {
             tracing::error!(error = %e, "the channel's credentials cannot be opened");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable; retry");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable; retry",
+            );
         }
     };
     let base = providers::media::base_url(kind, &channel.api_base_url);
@@ -210,7 +213,10 @@ fn stream(response: reqwest::Response) -> Response {
         }
     }
     // The bytes behind a link never change; only the link's holder may keep them.
-    headers.insert(CACHE_CONTROL, "private, max-age=86400".parse().expect("valid"));
+    headers.insert(
+        CACHE_CONTROL,
+        "private, max-age=86400".parse().expect("valid"),
+    );
     let chunks = futures::stream::unfold(Some(response), |response| async move {
         let mut response = response?;
         match response.chunk().await {
@@ -280,7 +286,10 @@ mod tests {
             links.verify(c, &id, expires, &sig, now + TimeDelta::hours(2)),
             Err(Refusal::Expired)
         );
-        assert_eq!(links.verify(c, &id, expires, "!!", now), Err(Refusal::Forged));
+        assert_eq!(
+            links.verify(c, &id, expires, "!!", now),
+            Err(Refusal::Forged)
+        );
     }
 
     #[test]

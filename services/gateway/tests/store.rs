@@ -1,5 +1,5 @@
 //! The gateway store on a fresh Postgres database.
-use ism_gateway::store::{self, Channel, Outcome};
+use ism_gateway::store::{self, Channel, Finished, Outcome};
 use ism_platform::config::ServiceName;
 use ism_platform::{db, events};
 use ism_proto::events::v1::MessageReceived;
@@ -77,9 +77,16 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
         reason: "HTTP 503".into(),
         kind: "receiver_error",
     };
-    store::finish_attempt(&pool, &claimed[0], &retry, None)
-        .await
-        .unwrap();
+    store::finish_attempts(
+        &pool,
+        &[Finished {
+            message_id: claimed[0].message_id,
+            outcome: retry,
+            event: None,
+        }],
+    )
+    .await
+    .unwrap();
     assert!(
         store::claim_due(&pool, 10, 30.0).await.unwrap().is_empty(),
         "not due before its backoff"
@@ -146,21 +153,26 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
         .map(|d| d.message_id)
         .collect();
     assert_eq!(again, vec![a1]);
-    let delivery = store::Delivery {
-        message_id: a1,
-        workspace_id: channel.workspace_id,
-        channel_id: channel.id,
-        requested_by: "conversations".into(),
-        recipient: "a".into(),
-        content: Vec::new(),
-        attempts: 0,
-    };
     let sent = Outcome::Sent {
         external_message_id: "p-a1".into(),
     };
-    store::finish_attempt(&pool, &delivery, &sent, None)
-        .await
-        .unwrap();
+    store::finish_attempts(
+        &pool,
+        &[Finished {
+            message_id: a1,
+            outcome: sent,
+            event: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let external: String =
+        sqlx::query_scalar("SELECT external_message_id FROM deliveries WHERE message_id = $1")
+            .bind(a1)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(external, "p-a1");
     let next: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
         .await
         .unwrap()
@@ -187,10 +199,8 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
             &MessageReceived::default(),
         )
     };
-    assert_eq!(
-        store::last_inbound(&pool, channel.id, "c1").await.unwrap(),
-        None
-    );
+    let c1 = [(channel.id, "c1".to_owned())];
+    assert!(store::last_inbound(&pool, &c1).await.unwrap().is_empty());
     let recent = chrono::Utc::now() - chrono::TimeDelta::hours(1);
     let older = recent - chrono::TimeDelta::days(3);
     for (id, at) in [("m1", recent), ("m2", older)] {
@@ -198,10 +208,7 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
             .await
             .unwrap();
     }
-    let last = store::last_inbound(&pool, channel.id, "c1")
-        .await
-        .unwrap()
-        .unwrap();
+    let last = store::last_inbound(&pool, &c1).await.unwrap()[&c1[0]];
     assert_eq!(
         last.timestamp_micros(),
         recent.timestamp_micros(),

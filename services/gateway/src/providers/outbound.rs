@@ -120,7 +120,11 @@ impl MediaFile {
             .path_segments()
             .and_then(|mut s| s.next_back())
             .filter(|s| !s.is_empty())
-            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
             .unwrap_or_else(|| "file".to_owned());
         Ok(MediaFile { size, name })
     }

@@ -39,9 +39,7 @@ pub fn message(out: &Outgoing<'_>, file: Option<&MediaFile>) -> Result<Value, Fa
         (Some(Content::Media(media)), _) if needs_size(content).is_none() => {
             json!({"type": "picture", "text": media.caption, "media": media.url})
         }
-        (Some(Content::Media(media)), Some(file))
-            if media.r#type == MediaType::Video as i32 =>
-        {
+        (Some(Content::Media(media)), Some(file)) if media.r#type == MediaType::Video as i32 => {
             within("videos", file.size, MAX_VIDEO_BYTES)?;
             json!({"type": "video", "media": media.url, "size": file.size})
         }

@@ -181,7 +181,11 @@ fn videos_and_files_go_natively_with_their_size_and_name() {
     };
     let body = message(&Outgoing::sample("01234567890A=", &document), Some(&named)).unwrap();
     assert_eq!(
-        (body["type"].as_str(), body["size"].as_u64(), body["file_name"].as_str()),
+        (
+            body["type"].as_str(),
+            body["size"].as_u64(),
+            body["file_name"].as_str()
+        ),
         (Some("file"), Some(20_000), Some("invoice 1.pdf"))
     );
     let audio = media(MediaType::Audio, "https://shop.example/a.mp3");
