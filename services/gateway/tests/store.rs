@@ -216,3 +216,90 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
     );
     db::drop_scratch(pool).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
+    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
+        .await
+        .unwrap();
+    let channel = store::create_channel(&pool, &custom_channel())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for recipient in ["a", "b", "c"] {
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content) VALUES ($1, $2, $3, 'conversations', $4, '')")
+            .bind(id)
+            .bind(channel.workspace_id)
+            .bind(channel.id)
+            .bind(recipient)
+            .execute(&pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    assert_eq!(store::claim_due(&pool, 10, 30.0).await.unwrap().len(), 3);
+    let event = || {
+        events::new_event(
+            "gateway.message.status",
+            channel.workspace_id,
+            "k",
+            &MessageReceived::default(),
+        )
+    };
+    let finished = [
+        Finished {
+            message_id: ids[0],
+            outcome: Outcome::Sent {
+                external_message_id: "p-a".into(),
+            },
+            event: Some(event()),
+        },
+        Finished {
+            message_id: ids[1],
+            outcome: Outcome::Failed {
+                reason: "the recipient is blocked".into(),
+                kind: "recipient",
+            },
+            event: Some(event()),
+        },
+        Finished {
+            message_id: ids[2],
+            outcome: Outcome::Retry {
+                after_ms: 60_000,
+                reason: "HTTP 503".into(),
+                kind: "transient",
+            },
+            event: None,
+        },
+    ];
+    store::finish_attempts(&pool, &finished).await.unwrap();
+
+    let rows: Vec<(String, String, String, i32, bool)> = sqlx::query_as(
+        "SELECT status, external_message_id, last_error, attempts, next_attempt_at > now()
+         FROM deliveries ORDER BY recipient",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("sent".into(), "p-a".into(), String::new(), 1, false),
+            (
+                "failed".into(),
+                String::new(),
+                "the recipient is blocked".into(),
+                1,
+                false
+            ),
+            ("queued".into(), String::new(), "HTTP 503".into(), 1, true),
+        ]
+    );
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox, 2, "one status event per final outcome");
+    db::drop_scratch(pool).await.unwrap();
+}
