@@ -1,7 +1,10 @@
 //! A stand-in for the providers' send APIs (Graph API for Messenger, Instagram and
-//! WhatsApp; Telegram Bot API; Twilio Messages; LINE push; Viber send_message): records
-//! every request and answers as the provider documents, or as scripted (its error
-//! bodies), so the gateway's real HTTP client is exercised end to end.
+//! WhatsApp; Telegram Bot API; Twilio Messages; LINE push; Viber send_message) and
+//! their media APIs (WhatsApp media URLs, Telegram getFile and file downloads, LINE
+//! message content): records every request and answers as the provider documents, or
+//! as scripted (its error bodies), so the gateway's real HTTP client is exercised end to
+//! end. It also hosts plain files, as a business's own media server would.
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -9,6 +12,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// One request the provider got.
@@ -36,11 +40,24 @@ impl Call {
     }
 }
 
+/// Bytes the provider keeps, with their type.
+#[derive(Clone)]
+struct File {
+    content_type: String,
+    bytes: Bytes,
+}
+
 #[derive(Default)]
 struct Inner {
+    /// This server's own URL: WhatsApp's media lookups answer with a download URL.
+    url: String,
     calls: Vec<Call>,
     /// Answers for the next sends whose path ends with the key, in order.
     script: Vec<(String, u16, String)>,
+    /// Inbound media by provider id (WhatsApp media id, Telegram file id, LINE message id).
+    media: HashMap<String, File>,
+    /// Plain files by path, as any web server serves them.
+    files: HashMap<String, File>,
 }
 
 /// A local HTTP server speaking the providers' send APIs.
@@ -52,12 +69,15 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     pub async fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().fallback(answer).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let inner = Arc::new(Mutex::new(Inner {
+            url: url.clone(),
+            ..Inner::default()
+        }));
+        let app = Router::new().fallback(answer).with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { inner, url }
     }
@@ -69,6 +89,31 @@ impl FakeProvider {
         inner
             .script
             .push((path_end.to_owned(), code, body.to_owned()));
+    }
+
+    /// Keeps `bytes` as the inbound media `id`, served by each provider's media API.
+    pub fn keep_media(&self, id: &str, content_type: &str, bytes: &[u8]) {
+        let mut inner = self.inner.lock().expect("provider lock");
+        inner.media.insert(
+            id.to_owned(),
+            File {
+                content_type: content_type.to_owned(),
+                bytes: Bytes::copy_from_slice(bytes),
+            },
+        );
+    }
+
+    /// Serves `bytes` at `path` (GET, and HEAD with its length); the file's URL.
+    pub fn host_file(&self, path: &str, content_type: &str, bytes: &[u8]) -> String {
+        let mut inner = self.inner.lock().expect("provider lock");
+        inner.files.insert(
+            path.to_owned(),
+            File {
+                content_type: content_type.to_owned(),
+                bytes: Bytes::copy_from_slice(bytes),
+            },
+        );
+        format!("{}{path}", self.url)
     }
 
     /// When each request whose path ends with `path_end` arrived.
@@ -100,11 +145,12 @@ async fn answer(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+) -> Response {
     let mut inner = inner.lock().expect("provider lock");
     let path = uri.path().to_owned();
+    let bearer = headers.contains_key("authorization");
     inner.calls.push(Call {
-        method,
+        method: method.clone(),
         path: path.clone(),
         headers,
         body: body.clone(),
@@ -122,7 +168,13 @@ async fn answer(
             StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
             json_type,
             body,
-        );
+        )
+            .into_response();
+    }
+    if method == Method::GET || method == Method::HEAD {
+        if let Some(response) = media(&inner, &path, uri.query().unwrap_or_default(), bearer) {
+            return response;
+        }
     }
     let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (code, reply) = if path.ends_with("/setWebhook") || path.ends_with("/deleteWebhook") {
@@ -176,4 +228,86 @@ async fn answer(
         json_type,
         reply.to_string(),
     )
+        .into_response()
+}
+
+/// The media APIs, as documented: WhatsApp `GET /{media id}` (a download URL, fetched
+/// with the same bearer token), Telegram `getFile` and `/file/bot{token}/{file_path}`,
+/// LINE `GET /v2/bot/message/{id}/content`; and plain hosted files. `None` for other paths.
+fn media(inner: &Inner, path: &str, query: &str, bearer: bool) -> Option<Response> {
+    let bytes = |file: &File| {
+        (
+            StatusCode::OK,
+            [("content-type", file.content_type.clone())],
+            file.bytes.clone(),
+        )
+            .into_response()
+    };
+    let json = |code: u16, body: Value| {
+        (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+            [("content-type", "application/json".to_owned())],
+            body.to_string(),
+        )
+            .into_response()
+    };
+    let no_token = || {
+        json(
+            401,
+            json!({"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}),
+        )
+    };
+    if let Some(file) = inner.files.get(path) {
+        return Some(bytes(file));
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [id] if inner.media.contains_key(*id) => Some(if !bearer {
+            no_token()
+        } else {
+            let file = &inner.media[*id];
+            json(
+                200,
+                json!({"messaging_product": "whatsapp", "url": format!("{}/whatsapp/media/{id}", inner.url),
+                    "mime_type": file.content_type, "sha256": "", "file_size": file.bytes.len(), "id": id}),
+            )
+        }),
+        ["whatsapp", "media", id] => Some(match inner.media.get(*id) {
+            Some(file) if bearer => bytes(file),
+            Some(_) => no_token(),
+            None => json(404, json!({"error": {"message": "Not found", "code": 100}})),
+        }),
+        [bot, "getFile"] if bot.starts_with("bot") => {
+            let id = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "file_id")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            Some(match inner.media.get(&id) {
+                Some(file) => json(
+                    200,
+                    json!({"ok": true, "result": {"file_id": id, "file_unique_id": "AgADBAAD",
+                        "file_size": file.bytes.len(), "file_path": format!("documents/{id}")}}),
+                ),
+                None => json(
+                    400,
+                    json!({"ok": false, "error_code": 400, "description": "Bad Request: invalid file_id"}),
+                ),
+            })
+        }
+        ["file", bot, "documents", id] if bot.starts_with("bot") => {
+            Some(match inner.media.get(*id) {
+                Some(file) => bytes(file),
+                None => json(
+                    404,
+                    json!({"ok": false, "error_code": 404, "description": "Not Found"}),
+                ),
+            })
+        }
+        ["v2", "bot", "message", id, "content"] => Some(match inner.media.get(*id) {
+            Some(file) if bearer => bytes(file),
+            Some(_) => json(401, json!({"message": "Authentication failed"})),
+            None => json(404, json!({"message": "Not found"})),
+        }),
+        _ => None,
+    }
 }

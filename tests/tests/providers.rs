@@ -18,7 +18,8 @@ use ism_proto::gateway::v1 as gw;
 use ism_proto::gateway::v1::channel_credentials::Kind as Given;
 use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use ism_proto::types::v1::{
-    ChannelType, DeliveryStatus, MessageContent, Template, Text, message_content::Kind,
+    ChannelType, DeliveryStatus, Media, MediaType, MessageContent, Template, Text,
+    message_content::Kind,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -305,6 +306,15 @@ async fn every_provider_round_trips_through_the_real_binary() {
     let messenger_in = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
         "messaging": [{"sender": {"id": "PSID-1"}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,
             "message": {"mid": "m_inbound_1", "text": "hello, world!"}}]}]})).unwrap();
+    let instagram = world
+        .connect(
+            ChannelType::Instagram,
+            meta_credentials("17841400000000000"),
+        )
+        .await;
+    let instagram_in = serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": now * 1000,
+        "messaging": [{"sender": {"id": "IGSID-1"}, "recipient": {"id": "17841400000000000"}, "timestamp": now * 1000,
+            "message": {"mid": "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx", "text": "is this in stock?"}}]}]})).unwrap();
     let whatsapp = world
         .connect(ChannelType::Whatsapp, whatsapp_credentials())
         .await;
@@ -319,6 +329,10 @@ async fn every_provider_round_trips_through_the_real_binary() {
         .connect(ChannelType::TwilioSms, twilio_credentials())
         .await;
     let twilio_in = "ToCountry=US&SmsMessageSid=SMinbound1&NumMedia=0&SmsStatus=received&Body=Hello&To=%2B15017122661&MessageSid=SMinbound1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B15558675310&ApiVersion=2010-04-01".to_owned();
+    let twilio_whatsapp = world
+        .connect(ChannelType::TwilioWhatsapp, twilio_credentials())
+        .await;
+    let twilio_whatsapp_in = "SmsMessageSid=SMwhatsapp1&NumMedia=0&ProfileName=Ada&MessageType=text&WaId=15558675311&SmsStatus=received&Body=Hola&To=whatsapp%3A%2B15017122661&NumSegments=1&MessageSid=SMwhatsapp1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=whatsapp%3A%2B15558675311&ApiVersion=2010-04-01".to_owned();
     let line = world
         .connect(
             ChannelType::Line,
@@ -358,6 +372,14 @@ async fn every_provider_round_trips_through_the_real_binary() {
             recipient: "PSID-1",
         },
         Case {
+            headers: hub(&instagram_in),
+            channel: instagram,
+            content_type: "application/json",
+            inbound: instagram_in,
+            send_path: "/17841400000000000/messages".into(),
+            recipient: "IGSID-1",
+        },
+        Case {
             headers: hub(&whatsapp_in),
             channel: whatsapp,
             content_type: "application/json",
@@ -383,6 +405,17 @@ async fn every_provider_round_trips_through_the_real_binary() {
             inbound: twilio_in.into_bytes(),
             send_path: "/Messages.json".into(),
             recipient: "+15558675310",
+        },
+        Case {
+            headers: vec![(
+                "x-twilio-signature",
+                twilio_signature(&world.url(&twilio_whatsapp), &twilio_whatsapp_in),
+            )],
+            channel: twilio_whatsapp,
+            content_type: "application/x-www-form-urlencoded",
+            inbound: twilio_whatsapp_in.into_bytes(),
+            send_path: "/Messages.json".into(),
+            recipient: "whatsapp:+15558675311",
         },
         Case {
             headers: vec![("x-line-signature", base64_hmac(LINE_SECRET, &line_in))],
@@ -419,10 +452,12 @@ async fn every_provider_round_trips_through_the_real_binary() {
             assert_eq!(code, 200, "{kind} webhook attempt {attempt}: {answer}");
         }
         let conversation = world.conversation(&case.channel).await;
+        // Both Twilio channels send to the same path: this reply's call is the next one.
+        let before = world.provider.calls(&case.send_path).len();
         let reply = world.send(&conversation, text("Thanks for writing!")).await;
         let call = eventually(WAIT, "the provider's send API call", || {
             let calls = world.provider.calls(&case.send_path);
-            async move { calls.into_iter().next() }
+            async move { calls.into_iter().nth(before) }
         })
         .await;
         let body = call
@@ -455,8 +490,8 @@ async fn every_provider_round_trips_through_the_real_binary() {
         );
     }
 
-    // Receipts: WhatsApp statuses, Twilio status callbacks, Viber and Messenger delivery
-    // events move the sent replies forward.
+    // Receipts: WhatsApp statuses, Twilio status callbacks (SMS and WhatsApp), Viber and
+    // Messenger delivery events, Instagram's read events move the sent replies forward.
     for case in &cases {
         let conversation = world.conversation(&case.channel).await;
         let reply = world
@@ -466,28 +501,56 @@ async fn every_provider_round_trips_through_the_real_binary() {
             .find(|m| m.status == DeliveryStatus::Sent as i32)
             .unwrap();
         let id = reply.external_message_id.clone();
-        let (headers, content_type, body): (Vec<(&str, String)>, &str, Vec<u8>) =
+        let delivered = DeliveryStatus::Delivered;
+        let (headers, content_type, body, status): (Vec<(&str, String)>, &str, Vec<u8>, _) =
             match ChannelType::try_from(case.channel.r#type).unwrap() {
                 ChannelType::Whatsapp => {
                     let body = whatsapp_body(json!({"messaging_product": "whatsapp", "statuses": [
                         {"id": id, "status": "delivered", "timestamp": now.to_string(), "recipient_id": case.recipient}]}));
-                    (hub(&body), "application/json", body)
+                    (hub(&body), "application/json", body, delivered)
                 }
                 ChannelType::Messenger => {
                     let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": 1,
                         "messaging": [{"sender": {"id": case.recipient}, "recipient": {"id": "1234567890"},
                             "delivery": {"mids": [id], "watermark": now * 1000}}]}]})).unwrap();
-                    (hub(&body), "application/json", body)
+                    (hub(&body), "application/json", body, delivered)
                 }
-                ChannelType::TwilioSms => {
-                    let body = format!(
-                        "SmsSid={id}&SmsStatus=delivered&MessageStatus=delivered&To=%2B15558675310&MessageSid={id}&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B15017122661&ApiVersion=2010-04-01"
-                    );
+                // Instagram reports reads (messaging_seen), not deliveries.
+                ChannelType::Instagram => {
+                    let body = serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": 1,
+                        "messaging": [{"sender": {"id": case.recipient}, "recipient": {"id": "17841400000000000"},
+                            "timestamp": now * 1000, "read": {"mid": id}}]}]})).unwrap();
+                    (hub(&body), "application/json", body, DeliveryStatus::Read)
+                }
+                kind @ (ChannelType::TwilioSms | ChannelType::TwilioWhatsapp) => {
+                    let (status, from) = if kind == ChannelType::TwilioWhatsapp {
+                        (DeliveryStatus::Read, "whatsapp:+15017122661")
+                    } else {
+                        (delivered, "+15017122661")
+                    };
+                    let word = if status == DeliveryStatus::Read {
+                        "read"
+                    } else {
+                        "delivered"
+                    };
+                    let body = url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs([
+                            ("SmsSid", id.as_str()),
+                            ("SmsStatus", word),
+                            ("MessageStatus", word),
+                            ("To", case.recipient),
+                            ("MessageSid", id.as_str()),
+                            ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
+                            ("From", from),
+                            ("ApiVersion", "2010-04-01"),
+                        ])
+                        .finish();
                     let signature = twilio_signature(&world.url(&case.channel), &body);
                     (
                         vec![("x-twilio-signature", signature)],
                         "application/x-www-form-urlencoded",
                         body.into_bytes(),
+                        status,
                     )
                 }
                 ChannelType::Viber => {
@@ -500,6 +563,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
                         vec![("x-viber-content-signature", hex_hmac(VIBER_TOKEN, &body))],
                         "application/json",
                         body,
+                        delivered,
                     )
                 }
                 // Telegram and LINE report no delivery to bots.
@@ -509,7 +573,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
             .post(&case.channel, content_type, &headers, &body)
             .await;
         assert_eq!(code, 200, "{answer}");
-        world.status(&reply, DeliveryStatus::Delivered).await;
+        world.status(&reply, status).await;
     }
 }
 
@@ -788,4 +852,335 @@ async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
         "nothing stored: {:?}",
         list.conversations
     );
+}
+
+/// The media link of the conversation's first message.
+async fn media_link(world: &World, channel: &gw::Channel) -> String {
+    let conversation = world.conversation(channel).await;
+    let messages = world.messages(&conversation).await;
+    match messages
+        .first()
+        .and_then(|m| m.content.clone())
+        .and_then(|c| c.kind)
+    {
+        Some(Kind::Media(media)) => media.url,
+        other => panic!("not a media message: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line() {
+    let world = World::start().await;
+    let now = now_seconds();
+    let public = format!("http://127.0.0.1:{}/media/", world.platform.http_port);
+
+    let whatsapp = world
+        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .await;
+    world
+        .provider
+        .keep_media("1013859600285441", "image/jpeg", b"a receipt photographed");
+    let whatsapp_in = whatsapp_body(json!({"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": "16315551181"}],
+        "messages": [{"from": "16315551181", "id": "wamid.image1", "timestamp": now.to_string(), "type": "image",
+            "image": {"caption": "my receipt", "mime_type": "image/jpeg", "sha256": "HASH", "id": "1013859600285441"}}]}));
+    let (code, answer) = world
+        .post(
+            &whatsapp,
+            "application/json",
+            &hub(&whatsapp_in),
+            &whatsapp_in,
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let telegram = world
+        .connect(ChannelType::Telegram, telegram_credentials())
+        .await;
+    let secret = world.provider.calls("/setWebhook")[0].json()["secret_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world.provider.keep_media(
+        "BQACAgIAAxkBAAIBaGVvZ3Rl",
+        "application/pdf",
+        b"%PDF-1.7 an invoice",
+    );
+    let telegram_in = serde_json::to_vec(&json!({"update_id": 20, "message": {"message_id": 7, "date": now,
+        "chat": {"id": 3333, "type": "private", "first_name": "Ada"}, "from": {"id": 3333, "is_bot": false, "first_name": "Ada"},
+        "document": {"file_name": "invoice.pdf", "mime_type": "application/pdf", "file_id": "BQACAgIAAxkBAAIBaGVvZ3Rl",
+            "file_unique_id": "AgADBAAD", "file_size": 19}}})).unwrap();
+    let (code, answer) = world
+        .post(
+            &telegram,
+            "application/json",
+            &[("x-telegram-bot-api-secret-token", secret)],
+            &telegram_in,
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let line = world
+        .connect(
+            ChannelType::Line,
+            Given::Line(gw::LineCredentials {
+                channel_secret: LINE_SECRET.into(),
+                channel_access_token: "line-token".into(),
+            }),
+        )
+        .await;
+    world
+        .provider
+        .keep_media("325708", "image/png", b"a png from a LINE chat");
+    let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
+        "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZS", "source": {"type": "user", "userId": "U77"},
+        "message": {"id": "325708", "type": "image", "contentProvider": {"type": "line"}}}]})).unwrap();
+    let (code, answer) = world
+        .post(
+            &line,
+            "application/json",
+            &[("x-line-signature", base64_hmac(LINE_SECRET, &line_in))],
+            &line_in,
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    // Each message carries a gateway link that gives the provider's bytes.
+    let mut links = Vec::new();
+    for (channel, content_type, bytes) in [
+        (&whatsapp, "image/jpeg", &b"a receipt photographed"[..]),
+        (&telegram, "application/pdf", &b"%PDF-1.7 an invoice"[..]),
+        (&line, "image/png", &b"a png from a LINE chat"[..]),
+    ] {
+        let link = media_link(&world, channel).await;
+        assert!(link.starts_with(&public), "{link}");
+        let response = world.http.get(&link).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{link}");
+        assert_eq!(response.headers()["content-type"], content_type);
+        assert_eq!(response.bytes().await.unwrap().as_ref(), bytes);
+        links.push(link);
+    }
+    let download = &world.provider.calls("/whatsapp/media/1013859600285441")[0];
+    assert_eq!(
+        download.headers["authorization"].to_str().unwrap(),
+        "Bearer system-user-token",
+        "WhatsApp's download URL is fetched with the channel's token"
+    );
+
+    // A link cannot be forged or extended.
+    let (whatsapp_link, telegram_link, line_link) = (&links[0], &links[1], &links[2]);
+    let forged = whatsapp_link.replace("sig=", "sig=AA");
+    assert_eq!(world.http.get(&forged).send().await.unwrap().status(), 403);
+    let (path, query) = whatsapp_link.split_once('?').unwrap();
+    let expires: i64 = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "expires")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let extended = format!(
+        "{path}?{}",
+        query.replace(
+            &format!("expires={expires}"),
+            &format!("expires={}", expires + 86_400)
+        )
+    );
+    let response = world.http.get(&extended).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("signature"));
+    let unsigned = world.http.get(path).send().await.unwrap();
+    assert_eq!(unsigned.status(), 403);
+
+    // The provider's refusals come back as 502 with its reason.
+    world.provider.script(
+        "/getFile",
+        400,
+        r#"{"ok":false,"error_code":400,"description":"Bad Request: file is too big"}"#,
+    );
+    let response = world.http.get(telegram_link).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let reason = response.text().await.unwrap();
+    assert!(reason.contains("file is too big"), "{reason}");
+    world.provider.script(
+        "/1013859600285441",
+        400,
+        r#"{"error":{"message":"Unsupported get request. Object with ID '1013859600285441' does not exist","type":"GraphMethodException","code":100,"error_subcode":33,"fbtrace_id":"Ax"}}"#,
+    );
+    let response = world.http.get(whatsapp_link).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let reason = response.text().await.unwrap();
+    assert!(
+        reason.contains("WhatsApp") && reason.contains("does not exist"),
+        "{reason}"
+    );
+
+    // A disconnected channel's links lead nowhere.
+    world
+        .gateway
+        .clone()
+        .delete_channel(authed(
+            &world.token,
+            gw::DeleteChannelRequest {
+                id: line.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        world.http.get(line_link).send().await.unwrap().status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
+    let world = World::start().await;
+    let now = now_seconds();
+    let viber = world
+        .connect(
+            ChannelType::Viber,
+            Given::Viber(gw::ViberCredentials {
+                auth_token: VIBER_TOKEN.into(),
+            }),
+        )
+        .await;
+    let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238146_u64,
+        "sender": {"id": "01234567890B=", "name": "Jane"}, "message": {"type": "text", "text": "send me the manual"}})).unwrap();
+    let signed = vec![(
+        "x-viber-content-signature",
+        hex_hmac(VIBER_TOKEN, &viber_in),
+    )];
+    assert_eq!(
+        world
+            .post(&viber, "application/json", &signed, &viber_in)
+            .await
+            .0,
+        200
+    );
+    let chat = world.conversation(&viber).await;
+    let media = |kind: MediaType, url: &str| MessageContent {
+        kind: Some(Kind::Media(Media {
+            r#type: kind as i32,
+            url: url.to_owned(),
+            caption: "the manual".into(),
+        })),
+        ..Default::default()
+    };
+
+    // Viber's video and file messages carry the size its server gives.
+    let video_url = world
+        .provider
+        .host_file("/v/setup.mp4", "video/mp4", &[7u8; 4096]);
+    let video = world.send(&chat, media(MediaType::Video, &video_url)).await;
+    world.status(&video, DeliveryStatus::Sent).await;
+    let manual_url =
+        world
+            .provider
+            .host_file("/d/user%20manual.pdf", "application/pdf", &[1u8; 1500]);
+    let file = world.send(&chat, media(MediaType::File, &manual_url)).await;
+    world.status(&file, DeliveryStatus::Sent).await;
+    let sent: Vec<serde_json::Value> = world
+        .provider
+        .calls("/pa/send_message")
+        .iter()
+        .map(|c| c.json())
+        .collect();
+    assert_eq!(
+        (sent[0]["type"].as_str(), sent[0]["size"].as_u64()),
+        (Some("video"), Some(4096))
+    );
+    assert_eq!(sent[0]["media"], video_url.as_str());
+    assert_eq!(
+        (
+            sent[1]["type"].as_str(),
+            sent[1]["size"].as_u64(),
+            sent[1]["file_name"].as_str()
+        ),
+        (Some("file"), Some(1500), Some("user manual.pdf"))
+    );
+    // A file its server does not have fails with why, before reaching Viber.
+    let gone = world
+        .send(
+            &chat,
+            media(
+                MediaType::File,
+                &format!("{}/d/missing.pdf", world.provider.url),
+            ),
+        )
+        .await;
+    let failed = world.status(&gone, DeliveryStatus::Failed).await;
+    assert!(
+        failed.failure_reason.contains("missing.pdf") && failed.failure_reason.contains("404"),
+        "{}",
+        failed.failure_reason
+    );
+    assert_eq!(world.provider.calls("/pa/send_message").len(), 2);
+
+    // LINE has no file message: the Contact gets the caption and the link.
+    let line = world
+        .connect(
+            ChannelType::Line,
+            Given::Line(gw::LineCredentials {
+                channel_secret: LINE_SECRET.into(),
+                channel_access_token: "line-token".into(),
+            }),
+        )
+        .await;
+    let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
+        "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZT", "source": {"type": "user", "userId": "U99"},
+        "message": {"id": "444573844083572799", "type": "text", "text": "the manual please"}}]})).unwrap();
+    let signed = vec![("x-line-signature", base64_hmac(LINE_SECRET, &line_in))];
+    assert_eq!(
+        world
+            .post(&line, "application/json", &signed, &line_in)
+            .await
+            .0,
+        200
+    );
+    let line_chat = world.conversation(&line).await;
+    let linked = world
+        .send(&line_chat, media(MediaType::File, &manual_url))
+        .await;
+    world.status(&linked, DeliveryStatus::Sent).await;
+    let push = world.provider.calls("/v2/bot/message/push")[0].json();
+    assert_eq!(push["messages"][0]["type"], "text");
+    assert_eq!(
+        push["messages"][0]["text"],
+        format!("the manual\n{manual_url}").as_str()
+    );
+
+    // A Messenger reply names the message it answers.
+    let messenger = world
+        .connect(ChannelType::Messenger, meta_credentials("1234567890"))
+        .await;
+    let messenger_in = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
+        "messaging": [{"sender": {"id": "PSID-9"}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,
+            "message": {"mid": "m_question", "text": "does it come in blue?"}}]}]})).unwrap();
+    assert_eq!(
+        world
+            .post(
+                &messenger,
+                "application/json",
+                &hub(&messenger_in),
+                &messenger_in
+            )
+            .await
+            .0,
+        200
+    );
+    let messenger_chat = world.conversation(&messenger).await;
+    let answer = world
+        .send(
+            &messenger_chat,
+            MessageContent {
+                reply_to_external_id: "m_question".into(),
+                ..text("It does.")
+            },
+        )
+        .await;
+    world.status(&answer, DeliveryStatus::Sent).await;
+    let call = world.provider.calls("/1234567890/messages")[0].json();
+    assert_eq!(call["reply_to"]["mid"], "m_question");
+    assert_eq!(call["message"]["text"], "It does.");
 }

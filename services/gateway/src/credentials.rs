@@ -8,6 +8,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use aws_lc_rs::rand::SecureRandom;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use ism_platform::config::GatewaySettings;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -95,16 +96,41 @@ pub enum OpenError {
     Corrupt,
 }
 
-fn key(encoded: &str, name: &str) -> anyhow::Result<Key> {
-    let bytes = STANDARD
+fn key_bytes(encoded: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+    STANDARD
         .decode(encoded.trim())
-        .map_err(|e| anyhow::anyhow!("{name} is not base64: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{name} is not base64: {e}"))
+}
+
+fn key(encoded: &str, name: &str) -> anyhow::Result<Key> {
+    let bytes = key_bytes(encoded, name)?;
     let aead = Aes256Gcm::new_from_slice(&bytes)
         .map_err(|_| anyhow::anyhow!("{name} must be 32 bytes, base64-encoded"))?;
     let digest = Sha256::digest([b"ism-credentials-key:".as_slice(), &bytes].concat());
     let mut id = [0u8; KEY_ID_LEN];
     id.copy_from_slice(&digest[..KEY_ID_LEN]);
     Ok(Key { id, aead })
+}
+
+/// Keys for `purpose`, derived from the configured credentials keys (HMAC-SHA256 of the
+/// purpose under each), the current one first: they rotate with the credentials key and
+/// an earlier one stays valid while it is listed in `credentials_previous_keys`.
+pub fn derived_keys(settings: &GatewaySettings, purpose: &str) -> anyhow::Result<Vec<[u8; 32]>> {
+    std::iter::once(settings.credentials_key.expose_secret())
+        .chain(
+            settings
+                .credentials_previous_keys
+                .iter()
+                .map(|k| k.expose_secret()),
+        )
+        .map(|encoded| {
+            let bytes = key_bytes(encoded, "gateway.credentials_key")?;
+            let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&bytes)
+                .map_err(|_| anyhow::anyhow!("an HMAC key of any length is accepted"))?;
+            mac.update(purpose.as_bytes());
+            Ok(mac.finalize().into_bytes().into())
+        })
+        .collect()
 }
 
 impl Cipher {

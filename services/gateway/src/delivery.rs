@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ism_platform::config::GatewaySettings;
 use ism_platform::events::{self, EventContext, EventHandler, HandlerError};
@@ -137,6 +138,52 @@ pub struct Worker {
     pub public_url: String,
 }
 
+/// What a batch of claimed deliveries shares, read once: their channels (a channel
+/// disconnected meanwhile is absent) with opened credentials, and when the Contacts of
+/// reply-window channels last wrote.
+struct Batch {
+    channels: HashMap<Uuid, (store::Channel, Result<Credentials, String>)>,
+    last_inbound: HashMap<(Uuid, String), DateTime<Utc>>,
+}
+
+impl Batch {
+    async fn load(worker: &Worker, due: &[Delivery]) -> Result<Batch, crate::Error> {
+        if due.is_empty() {
+            return Ok(Batch {
+                channels: HashMap::new(),
+                last_inbound: HashMap::new(),
+            });
+        }
+        let mut ids: Vec<Uuid> = due.iter().map(|d| d.channel_id).collect();
+        ids.sort();
+        ids.dedup();
+        let channels: HashMap<Uuid, _> = store::channels_by_id(&worker.pool, &ids)
+            .await?
+            .into_iter()
+            .map(|channel| {
+                let credentials = channel
+                    .credentials(&worker.cipher)
+                    .map_err(|e| format!("the channel's credentials cannot be read: {e}"));
+                (channel.id, (channel, credentials))
+            })
+            .collect();
+        let windowed: Vec<(Uuid, String)> = due
+            .iter()
+            .filter(|d| {
+                channels
+                    .get(&d.channel_id)
+                    .is_some_and(|(c, _)| Kind::parse(&c.kind).is_some_and(Kind::has_reply_window))
+            })
+            .map(|d| (d.channel_id, d.recipient.clone()))
+            .collect();
+        let last_inbound = store::last_inbound(&worker.pool, &windowed).await?;
+        Ok(Batch {
+            channels,
+            last_inbound,
+        })
+    }
+}
+
 /// What stopped a delivery before the provider was called, or the attempt's outcome.
 enum Step {
     Done(Outcome),
@@ -163,28 +210,20 @@ impl Worker {
                 }
             };
             let full = due.len() >= worker.settings.delivery_concurrency;
-            // The batch's channels, read once: a channel disconnected meanwhile is absent.
-            let mut ids: Vec<Uuid> = due.iter().map(|d| d.channel_id).collect();
-            ids.sort();
-            ids.dedup();
-            let channels: Result<HashMap<Uuid, Arc<store::Channel>>, String> =
-                match store::channels_by_id(&worker.pool, &ids).await {
-                    Ok(rows) => Ok(rows.into_iter().map(|c| (c.id, Arc::new(c))).collect()),
-                    Err(e) => Err(e.to_string()),
-                };
-            let channels = Arc::new(channels);
-            futures::stream::iter(due)
-                .for_each_concurrent(worker.settings.delivery_concurrency, |delivery| {
-                    let (worker, channels) = (worker.clone(), channels.clone());
-                    async move {
-                        let channel = match channels.as_ref() {
-                            Ok(found) => Ok(found.get(&delivery.channel_id).cloned()),
-                            Err(e) => Err(e.clone()),
-                        };
-                        worker.attempt(delivery, channel).await
-                    }
+            let batch = Arc::new(Batch::load(&worker, &due).await.map_err(|e| e.to_string()));
+            let finished: Vec<store::Finished> = futures::stream::iter(due)
+                .map(|delivery| {
+                    let (worker, batch) = (worker.clone(), batch.clone());
+                    async move { worker.attempt(delivery, &batch).await }
                 })
+                .buffer_unordered(worker.settings.delivery_concurrency)
+                .filter_map(std::future::ready)
+                .collect()
                 .await;
+            if let Err(e) = store::finish_attempts(&worker.pool, &finished).await {
+                // The leases run out and the deliveries are attempted again.
+                tracing::warn!(error = %e, "recording delivery attempts failed");
+            }
             if !full {
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -196,14 +235,26 @@ impl Worker {
         Ok(())
     }
 
+    /// One attempt; `None` when the rate limit put the delivery back.
     #[tracing::instrument(skip_all, fields(message_id = %delivery.message_id, attempt = delivery.attempts + 1))]
     async fn attempt(
         &self,
         delivery: Delivery,
-        channel: Result<Option<Arc<store::Channel>>, String>,
-    ) {
+        batch: &Result<Batch, String>,
+    ) -> Option<store::Finished> {
+        let channel = batch.as_ref().map(|b| {
+            b.channels
+                .get(&delivery.channel_id)
+                .map(|(channel, credentials)| {
+                    let key = (channel.id, delivery.recipient.clone());
+                    (channel, credentials, b.last_inbound.get(&key).copied())
+                })
+        });
         let outcome = match channel {
-            Ok(Some(channel)) => match self.send(&channel, &delivery).await {
+            Ok(Some((channel, credentials, last_inbound))) => match self
+                .send(channel, credentials, last_inbound, &delivery)
+                .await
+            {
                 Step::Done(outcome) => outcome,
                 Step::Postpone(wait) => {
                     metrics::counter!("ism_deliveries_postponed_total").increment(1);
@@ -213,7 +264,7 @@ impl Worker {
                     {
                         tracing::warn!(error = %e, "postponing a delivery failed");
                     }
-                    return;
+                    return None;
                 }
             },
             Ok(None) => Outcome::Failed {
@@ -261,11 +312,11 @@ impl Worker {
         };
         metrics::counter!("ism_deliveries_total", "outcome" => label, "reason" => kind)
             .increment(1);
-        if let Err(e) = store::finish_attempt(&self.pool, &delivery, &outcome, event.as_ref()).await
-        {
-            // The lease runs out and the delivery is attempted again.
-            tracing::warn!(error = %e, "recording a delivery attempt failed");
-        }
+        Some(store::Finished {
+            message_id: delivery.message_id,
+            outcome,
+            event,
+        })
     }
 
     fn status(
@@ -315,49 +366,38 @@ impl Worker {
         }
     }
 
-    async fn send(&self, channel: &store::Channel, delivery: &Delivery) -> Step {
+    /// Sends `delivery` on `channel`, whose Contact last wrote at `last_inbound` if known.
+    async fn send(
+        &self,
+        channel: &store::Channel,
+        credentials: &Result<Credentials, String>,
+        last_inbound: Option<DateTime<Utc>>,
+        delivery: &Delivery,
+    ) -> Step {
         let failed = |reason: String, kind| Step::Done(Outcome::Failed { reason, kind });
         let content = match MessageContent::decode(delivery.content.as_slice()) {
             Ok(content) => content,
             Err(e) => return failed(format!("unreadable message content: {e}"), "internal"),
         };
-        let credentials = match &channel.credentials {
-            Some(sealed) => match self.cipher.open(channel.id, sealed) {
-                Ok(credentials) => credentials,
-                Err(e) => {
-                    return failed(
-                        format!("the channel's credentials cannot be read: {e}"),
-                        "internal",
-                    );
-                }
-            },
-            None => Credentials::Custom {
-                webhook_secret: channel.webhook_secret.clone(),
-            },
+        let credentials = match credentials {
+            Ok(credentials) => credentials,
+            Err(reason) => return failed(reason.clone(), "internal"),
         };
         let Some(kind) = Kind::parse(&channel.kind) else {
             return failed(format!("unknown channel type {}", channel.kind), "internal");
         };
-        if kind.has_reply_window() && !matches!(content.kind, Some(Content::Template(_))) {
-            match store::last_inbound(&self.pool, channel.id, &delivery.recipient).await {
-                Ok(Some(at)) if chrono::Utc::now() - at > REPLY_WINDOW => {
-                    return failed(
-                        format!(
-                            "outside the 24-hour reply window: the Contact last wrote at {}; use a template",
-                            at.format("%Y-%m-%d %H:%M UTC")
-                        ),
-                        "window",
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Step::Done(Outcome::Retry {
-                        after_ms: self.backoff_ms(delivery.attempts),
-                        reason: format!("database: {e}"),
-                        kind: "internal",
-                    });
-                }
-            }
+        if kind.has_reply_window()
+            && !matches!(content.kind, Some(Content::Template(_)))
+            && let Some(at) = last_inbound
+            && Utc::now() - at > REPLY_WINDOW
+        {
+            return failed(
+                format!(
+                    "outside the 24-hour reply window: the Contact last wrote at {}; use a template",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                "window",
+            );
         }
         if let Some(rate) = kind.per_chat_rate_limit() {
             let key = format!("chat:{}:{}", channel.id, delivery.recipient);
@@ -397,7 +437,7 @@ impl Worker {
         };
         let base = api_base_url(Some(kind), &channel.api_base_url);
         let timeout = Duration::from_millis(self.settings.delivery_timeout_ms);
-        let result = outbound::send(&self.http, timeout, kind, base, &credentials, &out).await;
+        let result = outbound::send(&self.http, timeout, kind, base, credentials, &out).await;
         let retry = |reason: String, after: Option<Duration>, kind| {
             Step::Done(Outcome::Retry {
                 after_ms: after.map_or_else(

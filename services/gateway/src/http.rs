@@ -24,6 +24,7 @@ use crate::channel_cache::{ChannelCache, Connected};
 use crate::credentials::Cipher;
 use crate::delivery;
 use crate::intake::Intake;
+use crate::media::{self, MediaLinks};
 use crate::providers::{
     self, Handshake, InboundMessage, Item, Kind, Receipt, ReceiptTarget, Webhook,
 };
@@ -37,6 +38,10 @@ pub struct AppState {
     pub intake: Intake,
     /// The gateway's public URL, without a trailing slash: Twilio signs the URL it called.
     pub public_url: String,
+    /// Signed links to inbound media the providers keep.
+    pub media: Arc<MediaLinks>,
+    /// Fetches those media from the providers.
+    pub media_http: reqwest::Client,
 }
 
 /// Routes for webhooks (bodies over `body_limit` bytes are refused with 413) and health.
@@ -46,6 +51,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "/webhooks/{provider}/{channel_id}",
             post(webhook).get(verification),
         )
+        .route("/media/{channel_id}/{id}", get(media::serve))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         // Refused from the declared Content-Length before reading a byte (a chunked body
@@ -63,7 +69,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// A JSON error answer with a reason.
-fn refuse(code: StatusCode, reason: impl Into<String>) -> Response {
+pub(crate) fn refuse(code: StatusCode, reason: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": reason.into() }))).into_response()
 }
 
@@ -182,6 +188,7 @@ async fn receive(
             return refuse(StatusCode::BAD_REQUEST, reason);
         }
     };
+    let items = state.media.linked(kind, found.channel.id, items);
     let stored = match store_items(state, kind, &found.channel, items).await {
         Ok(stored) => stored,
         Err(e) => {

@@ -6,6 +6,7 @@ mod delivery;
 mod error;
 mod http;
 mod intake;
+mod media;
 pub mod providers;
 pub mod store;
 
@@ -26,6 +27,10 @@ pub use api::create_channel;
 pub use error::Error;
 pub use providers::custom::signature::{HEADER as SIGNATURE_HEADER, sign};
 
+const USER_AGENT: &str = "IS-Messenger/0.1";
+const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MEDIA_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
@@ -43,9 +48,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     if resealed > 0 {
         tracing::info!(resealed, "channel credentials sealed with the current key");
     }
-    let http_client = reqwest::Client::builder()
-        .user_agent("IS-Messenger/0.1")
-        .build()?;
+    let http_client = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
     let public_url = settings.gateway.public_url.trim_end_matches('/').to_owned();
     let wake = Arc::new(Notify::new());
     service.consume(
@@ -77,6 +80,16 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
             channels: channels.clone(),
             intake: intake::Intake::start(service.pool.clone()),
             public_url: public_url.clone(),
+            media: Arc::new(media::MediaLinks::from_settings(
+                &settings.gateway,
+                &public_url,
+            )?),
+            media_http: reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .connect_timeout(MEDIA_CONNECT_TIMEOUT)
+                // Per read, not overall: a large file may take long to stream.
+                .read_timeout(MEDIA_READ_TIMEOUT)
+                .build()?,
         },
         settings.gateway.body_limit_bytes,
     );

@@ -7,7 +7,7 @@ use ism_proto::events::v1::Event;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::credentials::{Cipher, Credentials};
+use crate::credentials::{Cipher, Credentials, OpenError};
 use crate::error::Error;
 
 /// A channel row. `credentials` is sealed (see [`crate::credentials::Cipher`]);
@@ -30,6 +30,19 @@ pub struct Channel {
     pub rate_limit_per_second: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Channel {
+    /// The channel's credentials, opened with `cipher`.
+    pub fn credentials(&self, cipher: &Cipher) -> Result<Credentials, OpenError> {
+        match &self.credentials {
+            Some(sealed) => cipher.open(self.id, sealed),
+            // Created before credentials were sealed; sealed at the next start.
+            None => Ok(Credentials::Custom {
+                webhook_secret: self.webhook_secret.clone(),
+            }),
+        }
+    }
 }
 
 const CHANNEL_COLUMNS: &str = "id, workspace_id, type, name, outbound_url, webhook_secret, credentials, api_base_url, account_id, healthy, health_reason, rate_limit_per_second, created_at, updated_at";
@@ -258,19 +271,28 @@ pub async fn accept_inbound(pool: &PgPool, arrivals: Vec<Arrival>) -> Result<Vec
     Ok(new)
 }
 
-/// When `contact` last wrote on `channel_id`, if we ever saw them write.
+/// When each of `contacts` (channel, contact) last wrote, for those we ever saw write.
 pub async fn last_inbound(
     pool: &PgPool,
-    channel_id: Uuid,
-    contact: &str,
-) -> Result<Option<DateTime<Utc>>, Error> {
-    Ok(sqlx::query_scalar(
-        "SELECT last_inbound_at FROM reply_windows WHERE channel_id = $1 AND contact = $2",
+    contacts: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), DateTime<Utc>>, Error> {
+    if contacts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (channels, names): (Vec<Uuid>, Vec<String>) = contacts.iter().cloned().unzip();
+    let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT w.channel_id, w.contact, w.last_inbound_at FROM reply_windows w
+         JOIN unnest($1::uuid[], $2::text[]) AS c(channel_id, contact)
+           ON w.channel_id = c.channel_id AND w.contact = c.contact",
     )
-    .bind(channel_id)
-    .bind(contact)
-    .fetch_optional(pool)
-    .await?)
+    .bind(channels)
+    .bind(names)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(channel, contact, at)| ((channel, contact), at))
+        .collect())
 }
 
 /// An outbound delivery being worked on.
@@ -345,54 +367,60 @@ pub async fn postpone(pool: &PgPool, message_id: Uuid, after_ms: i64) -> Result<
     Ok(())
 }
 
-/// Stores an attempt's outcome and, for a final one, the status event, atomically.
-pub async fn finish_attempt(
-    pool: &PgPool,
-    delivery: &Delivery,
-    outcome: &Outcome,
-    event: Option<&Event>,
-) -> Result<(), Error> {
+/// One delivery attempt's end: its outcome and, for a final one, the status event.
+pub struct Finished {
+    pub message_id: Uuid,
+    pub outcome: Outcome,
+    pub event: Option<Event>,
+}
+
+/// Stores the outcomes of a batch of attempts and their status events in one
+/// transaction: one statement for the deliveries, one for the events.
+pub async fn finish_attempts(pool: &PgPool, finished: &[Finished]) -> Result<(), Error> {
+    if finished.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(finished.len());
+    let mut statuses = Vec::with_capacity(finished.len());
+    let mut external_ids = Vec::with_capacity(finished.len());
+    let mut errors = Vec::with_capacity(finished.len());
+    let mut delays = Vec::with_capacity(finished.len());
+    for attempt in finished {
+        let (status, external, error, delay) = match &attempt.outcome {
+            Outcome::Sent {
+                external_message_id,
+            } => ("sent", external_message_id.as_str(), "", 0.0),
+            Outcome::Retry {
+                after_ms, reason, ..
+            } => ("queued", "", reason.as_str(), *after_ms as f64 / 1000.0),
+            Outcome::Failed { reason, .. } => ("failed", "", reason.as_str(), 0.0),
+        };
+        ids.push(attempt.message_id);
+        statuses.push(status);
+        external_ids.push(external);
+        errors.push(error);
+        delays.push(delay);
+    }
     let mut tx = pool.begin().await?;
-    match outcome {
-        Outcome::Sent {
-            external_message_id,
-        } => {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, external_message_id = $2,
-                     locked_until = NULL, last_error = '', updated_at = now() WHERE message_id = $1",
-            )
-            .bind(delivery.message_id)
-            .bind(external_message_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Outcome::Retry {
-            after_ms, reason, ..
-        } => {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'queued', attempts = attempts + 1, last_error = $2, locked_until = NULL,
-                     next_attempt_at = now() + make_interval(secs => $3), updated_at = now() WHERE message_id = $1",
-            )
-            .bind(delivery.message_id)
-            .bind(reason)
-            .bind(*after_ms as f64 / 1000.0)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Outcome::Failed { reason, .. } => {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = $2, locked_until = NULL,
-                     updated_at = now() WHERE message_id = $1",
-            )
-            .bind(delivery.message_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    if let Some(event) = event {
-        events::enqueue(&mut tx, event).await?;
-    }
+    sqlx::query(
+        "UPDATE deliveries d SET status = u.status, attempts = d.attempts + 1, last_error = u.last_error,
+             external_message_id = CASE WHEN u.status = 'sent' THEN u.external_message_id ELSE d.external_message_id END,
+             next_attempt_at = CASE WHEN u.status = 'queued' THEN now() + make_interval(secs => u.delay)
+                                    ELSE d.next_attempt_at END,
+             locked_until = NULL, updated_at = now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[])
+             AS u(message_id, status, external_message_id, last_error, delay)
+         WHERE d.message_id = u.message_id",
+    )
+    .bind(ids)
+    .bind(statuses)
+    .bind(external_ids)
+    .bind(errors)
+    .bind(delays)
+    .execute(&mut *tx)
+    .await?;
+    let events: Vec<Event> = finished.iter().filter_map(|f| f.event.clone()).collect();
+    events::enqueue_all(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(())
 }

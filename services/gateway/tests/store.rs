@@ -1,6 +1,6 @@
 //! The gateway store on a fresh Postgres database.
 use chrono::{DateTime, Utc};
-use ism_gateway::store::{self, Arrival, Channel, Outcome};
+use ism_gateway::store::{self, Arrival, Channel, Finished, Outcome};
 use ism_platform::config::ServiceName;
 use ism_platform::events::TracedEvent;
 use ism_platform::{db, events};
@@ -93,9 +93,16 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
         reason: "HTTP 503".into(),
         kind: "receiver_error",
     };
-    store::finish_attempt(&pool, &claimed[0], &retry, None)
-        .await
-        .unwrap();
+    store::finish_attempts(
+        &pool,
+        &[Finished {
+            message_id: claimed[0].message_id,
+            outcome: retry,
+            event: None,
+        }],
+    )
+    .await
+    .unwrap();
     assert!(
         store::claim_due(&pool, 10, 30.0).await.unwrap().is_empty(),
         "not due before its backoff"
@@ -162,21 +169,26 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
         .map(|d| d.message_id)
         .collect();
     assert_eq!(again, vec![a1]);
-    let delivery = store::Delivery {
-        message_id: a1,
-        workspace_id: channel.workspace_id,
-        channel_id: channel.id,
-        requested_by: "conversations".into(),
-        recipient: "a".into(),
-        content: Vec::new(),
-        attempts: 0,
-    };
     let sent = Outcome::Sent {
         external_message_id: "p-a1".into(),
     };
-    store::finish_attempt(&pool, &delivery, &sent, None)
-        .await
-        .unwrap();
+    store::finish_attempts(
+        &pool,
+        &[Finished {
+            message_id: a1,
+            outcome: sent,
+            event: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let external: String =
+        sqlx::query_scalar("SELECT external_message_id FROM deliveries WHERE message_id = $1")
+            .bind(a1)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(external, "p-a1");
     let next: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
         .await
         .unwrap()
@@ -195,10 +207,8 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
     let channel = store::create_channel(&pool, &custom_channel())
         .await
         .unwrap();
-    assert_eq!(
-        store::last_inbound(&pool, channel.id, "c1").await.unwrap(),
-        None
-    );
+    let c1 = [(channel.id, "c1".to_owned())];
+    assert!(store::last_inbound(&pool, &c1).await.unwrap().is_empty());
     let recent = chrono::Utc::now() - chrono::TimeDelta::hours(1);
     let older = recent - chrono::TimeDelta::days(3);
     let oldest = older - chrono::TimeDelta::days(1);
@@ -209,14 +219,98 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
     let batch =
         [("m2", older), ("m3", oldest)].map(|(id, at)| arrival(&channel, id, Some(("c1", at))));
     store::accept_inbound(&pool, batch.into()).await.unwrap();
-    let last = store::last_inbound(&pool, channel.id, "c1")
-        .await
-        .unwrap()
-        .unwrap();
+    let last = store::last_inbound(&pool, &c1).await.unwrap()[&c1[0]];
     assert_eq!(
         last.timestamp_micros(),
         recent.timestamp_micros(),
         "a late-arriving older message does not close the window"
     );
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
+    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
+        .await
+        .unwrap();
+    let channel = store::create_channel(&pool, &custom_channel())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for recipient in ["a", "b", "c"] {
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content) VALUES ($1, $2, $3, 'conversations', $4, '')")
+            .bind(id)
+            .bind(channel.workspace_id)
+            .bind(channel.id)
+            .bind(recipient)
+            .execute(&pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    assert_eq!(store::claim_due(&pool, 10, 30.0).await.unwrap().len(), 3);
+    let event = || {
+        events::new_event(
+            "gateway.message.status",
+            channel.workspace_id,
+            "k",
+            &MessageReceived::default(),
+        )
+    };
+    let finished = [
+        Finished {
+            message_id: ids[0],
+            outcome: Outcome::Sent {
+                external_message_id: "p-a".into(),
+            },
+            event: Some(event()),
+        },
+        Finished {
+            message_id: ids[1],
+            outcome: Outcome::Failed {
+                reason: "the recipient is blocked".into(),
+                kind: "recipient",
+            },
+            event: Some(event()),
+        },
+        Finished {
+            message_id: ids[2],
+            outcome: Outcome::Retry {
+                after_ms: 60_000,
+                reason: "HTTP 503".into(),
+                kind: "transient",
+            },
+            event: None,
+        },
+    ];
+    store::finish_attempts(&pool, &finished).await.unwrap();
+
+    let rows: Vec<(String, String, String, i32, bool)> = sqlx::query_as(
+        "SELECT status, external_message_id, last_error, attempts, next_attempt_at > now()
+         FROM deliveries ORDER BY recipient",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("sent".into(), "p-a".into(), String::new(), 1, false),
+            (
+                "failed".into(),
+                String::new(),
+                "the recipient is blocked".into(),
+                1,
+                false
+            ),
+            ("queued".into(), String::new(), "HTTP 503".into(), 1, true),
+        ]
+    );
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox, 2, "one status event per final outcome");
     db::drop_scratch(pool).await.unwrap();
 }

@@ -1,5 +1,6 @@
 //! Calls to the providers' APIs that channel management makes: checking credentials
-//! ("who am I") and Telegram's setWebhook / deleteWebhook.
+//! ("who am I") and Telegram's setWebhook / deleteWebhook; and the JSON answers other
+//! calls read.
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -10,7 +11,7 @@ use crate::credentials::Credentials;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A provider's answer: the HTTP status and the JSON body (Null when not JSON).
-async fn answer(request: reqwest::RequestBuilder) -> Result<(u16, Value), String> {
+pub(super) async fn answer(request: reqwest::RequestBuilder) -> Result<(u16, Value), String> {
     let response = request
         .timeout(TIMEOUT)
         .send()
@@ -21,7 +22,7 @@ async fn answer(request: reqwest::RequestBuilder) -> Result<(u16, Value), String
     Ok((code, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
-fn text(value: &Value, pointer: &str) -> String {
+pub(super) fn text(value: &Value, pointer: &str) -> String {
     match value.pointer(pointer) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),

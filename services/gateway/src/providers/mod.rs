@@ -3,6 +3,7 @@
 pub mod client;
 pub mod custom;
 pub mod line;
+pub mod media;
 pub mod meta;
 pub mod outbound;
 pub mod telegram;
@@ -122,6 +123,17 @@ impl Kind {
             self,
             Kind::Messenger | Kind::Instagram | Kind::WhatsApp | Kind::TwilioWhatsApp
         )
+    }
+
+    /// How the references start that this provider's inbound media arrive as, when it
+    /// keeps them behind its API (see [`media`]).
+    pub fn media_reference(self) -> Option<&'static str> {
+        match self {
+            Kind::WhatsApp => Some(whatsapp::MEDIA_REFERENCE),
+            Kind::Telegram => Some(telegram::MEDIA_REFERENCE),
+            Kind::Line => Some(line::MEDIA_REFERENCE),
+            _ => None,
+        }
     }
 
     /// Whether the provider also limits messages per chat (Telegram: 1 per second).

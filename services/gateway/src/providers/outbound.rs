@@ -72,6 +72,64 @@ impl Failure {
     }
 }
 
+/// What a media file's server says of it, for providers that need it up front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaFile {
+    /// In bytes.
+    pub size: u64,
+    /// The URL's last path segment, or "file".
+    pub name: String,
+}
+
+impl MediaFile {
+    /// Asks the server behind `url` (HEAD) for the file's size.
+    pub async fn probe(
+        http: &reqwest::Client,
+        timeout: Duration,
+        url: &str,
+    ) -> Result<MediaFile, Failure> {
+        let parsed =
+            url::Url::parse(url).map_err(|e| Failure::Refused(format!("media URL {url}: {e}")))?;
+        let response = http
+            .head(parsed.clone())
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("cannot reach the media at {url}: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let reason = format!("the media at {url} answered HTTP {}", status.as_u16());
+            return Err(if status.is_server_error() {
+                Failure::Transient(reason)
+            } else {
+                Failure::Refused(reason)
+            });
+        }
+        let size = response
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|size| *size > 0)
+            .ok_or_else(|| {
+                Failure::Refused(format!(
+                    "the media at {url} gives no size (Content-Length), which the provider needs"
+                ))
+            })?;
+        let name = parsed
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_else(|| "file".to_owned());
+        Ok(MediaFile { size, name })
+    }
+}
+
 /// A provider's HTTP answer.
 pub struct Reply {
     pub code: u16,
@@ -121,12 +179,19 @@ pub async fn send(
                 access_token,
                 ..
             },
-        ) => (
-            http.post(format!("{base}/{account_id}/messages"))
-                .bearer_auth(access_token)
-                .json(&meta::message(out)?),
-            meta::answer,
-        ),
+        ) => {
+            let object = if kind == Kind::Instagram {
+                meta::Object::Instagram
+            } else {
+                meta::Object::Page
+            };
+            (
+                http.post(format!("{base}/{account_id}/messages"))
+                    .bearer_auth(access_token)
+                    .json(&meta::message(out, object)?),
+                meta::answer,
+            )
+        }
         (
             Kind::WhatsApp,
             Credentials::WhatsApp {
@@ -182,12 +247,18 @@ pub async fn send(
                 .json(&line::message(out)?),
             line::answer,
         ),
-        (Kind::Viber, Credentials::Viber { auth_token }) => (
-            http.post(format!("{base}/pa/send_message"))
-                .header("x-viber-auth-token", auth_token)
-                .json(&viber::message(out)?),
-            viber::answer,
-        ),
+        (Kind::Viber, Credentials::Viber { auth_token }) => {
+            let file = match viber::needs_size(out.content) {
+                Some(url) => Some(MediaFile::probe(http, timeout, url).await?),
+                None => None,
+            };
+            (
+                http.post(format!("{base}/pa/send_message"))
+                    .header("x-viber-auth-token", auth_token)
+                    .json(&viber::message(out, file.as_ref())?),
+                viber::answer,
+            )
+        }
         _ => {
             return Err(Failure::Auth(
                 "the channel's credentials do not match its type".into(),

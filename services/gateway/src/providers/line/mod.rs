@@ -92,10 +92,12 @@ struct Postback {
     data: String,
 }
 
-/// Message content LINE keeps for us: `GET {api-data base}/v2/bot/message/{id}/content`
-/// with the channel access token.
+/// How a content reference starts: LINE keeps the message's content for us, `GET
+/// {api-data base}/v2/bot/message/{id}/content` with the channel access token.
+pub const MEDIA_REFERENCE: &str = "line:content/";
+
 pub fn content_reference(message_id: &str) -> String {
-    format!("line:content/{message_id}")
+    format!("{MEDIA_REFERENCE}{message_id}")
 }
 
 /// Normalizes a LINE webhook.

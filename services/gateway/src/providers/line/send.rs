@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use crate::providers::outbound::{Failure, Outgoing, Reply, by_status, kind_name, unsupported};
 
 /// The push body for `out`. Buttons become quick replies (postback, or URI when the
-/// button opens a URL).
+/// button opens a URL). LINE has no file message: a file goes as a text with its
+/// caption and link, which LINE shows as a link the Contact can open.
 pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
     let content = out.content;
     let mut message = match &content.kind {
@@ -18,7 +19,14 @@ pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
             // LINE requires a duration; the client shows the real one once loaded.
             Ok(MediaType::Audio) => json!({"type": "audio",
                 "originalContentUrl": media.url, "duration": 1000}),
-            _ => return Err(unsupported("LINE", "files")),
+            _ => {
+                let text = if media.caption.is_empty() {
+                    media.url.clone()
+                } else {
+                    format!("{}\n{}", media.caption, media.url)
+                };
+                json!({"type": "text", "text": text})
+            }
         },
         Some(Content::Location(at)) => json!({"type": "location",
             "title": if at.name.is_empty() { "Location" } else { &at.name },

@@ -120,3 +120,22 @@ fn pushes_carry_quick_replies_and_errors_map_to_what_they_mean() {
         matches!(answer(&Reply::sample(400, r#"{"message":"The request body has 1 error(s)","details":[{"message":"May not be empty","property":"messages[0].text"}]}"#)), Err(Failure::Refused(r)) if r.contains("May not be empty"))
     );
 }
+
+#[test]
+fn a_file_goes_as_its_caption_and_link_since_line_has_no_file_message() {
+    use crate::providers::outbound::Outgoing;
+    let file = MessageContent {
+        kind: Some(Content::Media(Media {
+            r#type: MediaType::File as i32,
+            url: "https://shop.example/d/invoice.pdf".into(),
+            caption: "Your invoice".into(),
+        })),
+        ..Default::default()
+    };
+    let body = message(&Outgoing::sample("U4af4980629", &file)).unwrap();
+    assert_eq!(body["messages"][0]["type"], "text");
+    assert_eq!(
+        body["messages"][0]["text"],
+        "Your invoice\nhttps://shop.example/d/invoice.pdf"
+    );
+}

@@ -2,11 +2,14 @@
 use ism_proto::types::v1::{MediaType, message_content::Kind as Content};
 use serde_json::{Value, json};
 
+use super::Object;
 use crate::providers::outbound::{Failure, Outgoing, Reply, by_status, kind_name, unsupported};
 
 /// The Send API body for `out`. Buttons become quick replies, or a button template
-/// when one of them opens a URL.
-pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
+/// when one of them opens a URL. On Messenger a reply names the message it answers
+/// (`reply_to.mid`, Graph API "Page Messages"); Instagram's messaging API documents no
+/// replies, so there it goes without.
+pub fn message(out: &Outgoing<'_>, object: Object) -> Result<Value, Failure> {
     let content = out.content;
     let message = match &content.kind {
         Some(Content::Text(text)) if content.buttons.iter().any(|b| !b.url.is_empty()) => {
@@ -50,11 +53,15 @@ pub fn message(out: &Outgoing<'_>) -> Result<Value, Failure> {
         }
         _ => return Err(unsupported("Messenger", kind_name(content))),
     };
-    Ok(json!({
+    let mut body = json!({
         "recipient": {"id": out.recipient},
         "messaging_type": "RESPONSE",
         "message": message,
-    }))
+    });
+    if object == Object::Page && !content.reply_to_external_id.is_empty() {
+        body["reply_to"] = json!({"mid": content.reply_to_external_id});
+    }
+    Ok(body)
 }
 
 /// The Send API's answer: `message_id`, or the Graph error mapped to its meaning.

@@ -197,14 +197,14 @@ fn text_with_quick_replies_and_buttons_with_links_take_their_send_api_shapes() {
         buttons: vec![button("Red", "RED", "")],
         ..Default::default()
     };
-    let body = send::message(&Outgoing::sample("PSID", &content)).unwrap();
+    let body = send::message(&Outgoing::sample("PSID", &content), Object::Page).unwrap();
     assert_eq!(body["recipient"]["id"], "PSID");
     assert_eq!(body["messaging_type"], "RESPONSE");
     assert_eq!(body["message"]["quick_replies"][0]["payload"], "RED");
     content
         .buttons
         .push(button("Shop", "", "https://shop.example"));
-    let body = send::message(&Outgoing::sample("PSID", &content)).unwrap();
+    let body = send::message(&Outgoing::sample("PSID", &content), Object::Page).unwrap();
     assert_eq!(
         body["message"]["attachment"]["payload"]["template_type"],
         "button"
@@ -218,9 +218,26 @@ fn text_with_quick_replies_and_buttons_with_links_take_their_send_api_shapes() {
         ..Default::default()
     };
     assert!(matches!(
-        send::message(&Outgoing::sample("PSID", &location)),
+        send::message(&Outgoing::sample("PSID", &location), Object::Page),
         Err(Failure::Refused(_))
     ));
+}
+
+#[test]
+fn a_reply_names_its_message_on_messenger_and_goes_without_on_instagram() {
+    let reply = MessageContent {
+        kind: Some(Content::Text(Text {
+            body: "Yes, in blue too".into(),
+        })),
+        reply_to_external_id: "m_earlier".into(),
+        ..Default::default()
+    };
+    let body = send::message(&Outgoing::sample("PSID", &reply), Object::Page).unwrap();
+    assert_eq!(body["reply_to"]["mid"], "m_earlier");
+    assert_eq!(body["message"]["text"], "Yes, in blue too");
+    let body = send::message(&Outgoing::sample("IGSID", &reply), Object::Instagram).unwrap();
+    assert!(body.get("reply_to").is_none(), "{body}");
+    assert_eq!(body["message"]["text"], "Yes, in blue too");
 }
 
 #[test]

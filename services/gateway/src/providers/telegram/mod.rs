@@ -129,9 +129,12 @@ struct CallbackMessage {
     chat: Chat,
 }
 
-/// A file the Bot API resolves (getFile, with the bot token) to a download URL.
+/// How a file reference starts: the Bot API resolves the file id after it (getFile,
+/// with the bot token) to a download path.
+pub const MEDIA_REFERENCE: &str = "telegram:file/";
+
 pub fn file_reference(file_id: &str) -> String {
-    format!("telegram:file/{file_id}")
+    format!("{MEDIA_REFERENCE}{file_id}")
 }
 
 fn full_name(user: &User) -> String {

@@ -159,7 +159,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, String> {
 
 mod send;
 
-pub use send::{answer, message};
+pub use send::{answer, message, needs_size};
 
 #[cfg(test)]
 mod tests;

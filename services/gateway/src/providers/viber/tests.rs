@@ -110,7 +110,7 @@ fn sends_in_the_channels_name_and_maps_viber_statuses() {
         channel_name: "A very long shop name that Viber would cut",
         ..Outgoing::sample("01234567890A=", &content)
     };
-    let body = message(&out).unwrap();
+    let body = message(&out, None).unwrap();
     assert_eq!(body["receiver"], "01234567890A=");
     assert_eq!(body["type"], "text");
     assert_eq!(body["sender"]["name"].as_str().unwrap().chars().count(), 28);
@@ -146,5 +146,69 @@ fn sends_in_the_channels_name_and_maps_viber_statuses() {
     assert!(matches!(
         answer(&Reply::sample(502, "bad gateway")),
         Err(Failure::Transient(_))
+    ));
+}
+
+#[test]
+fn videos_and_files_go_natively_with_their_size_and_name() {
+    use crate::providers::outbound::MediaFile;
+    let media = |kind: MediaType, url: &str| MessageContent {
+        kind: Some(Content::Media(Media {
+            r#type: kind as i32,
+            url: url.into(),
+            caption: "see this".into(),
+        })),
+        ..Default::default()
+    };
+    let video = media(MediaType::Video, "https://shop.example/v/unboxing.mp4");
+    let file = MediaFile {
+        size: 10_000,
+        name: "unboxing.mp4".into(),
+    };
+    assert_eq!(
+        needs_size(&video),
+        Some("https://shop.example/v/unboxing.mp4")
+    );
+    // REST Bot API, "Video message" and "File message".
+    let body = message(&Outgoing::sample("01234567890A=", &video), Some(&file)).unwrap();
+    assert_eq!(body["type"], "video");
+    assert_eq!(body["media"], "https://shop.example/v/unboxing.mp4");
+    assert_eq!(body["size"], 10_000);
+    let document = media(MediaType::File, "https://shop.example/d/invoice%201.pdf");
+    let named = MediaFile {
+        size: 20_000,
+        name: "invoice 1.pdf".into(),
+    };
+    let body = message(&Outgoing::sample("01234567890A=", &document), Some(&named)).unwrap();
+    assert_eq!(
+        (
+            body["type"].as_str(),
+            body["size"].as_u64(),
+            body["file_name"].as_str()
+        ),
+        (Some("file"), Some(20_000), Some("invoice 1.pdf"))
+    );
+    let audio = media(MediaType::Audio, "https://shop.example/a.mp3");
+    let body = message(&Outgoing::sample("1", &audio), Some(&file)).unwrap();
+    assert_eq!(body["type"], "file", "Viber has no audio message");
+    let image = media(MediaType::Image, "https://shop.example/a.jpg");
+    assert_eq!(needs_size(&image), None);
+    assert_eq!(
+        message(&Outgoing::sample("1", &image), None).unwrap()["type"],
+        "picture"
+    );
+
+    let huge = MediaFile {
+        size: 27 * 1024 * 1024,
+        name: "long.mp4".into(),
+    };
+    let refused = message(&Outgoing::sample("1", &video), Some(&huge)).unwrap_err();
+    assert!(
+        matches!(&refused, Failure::Refused(r) if r.contains("26 MB")),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        message(&Outgoing::sample("1", &video), None),
+        Err(Failure::Refused(_))
     ));
 }

@@ -185,10 +185,12 @@ struct ErrorBody {
     message: String,
 }
 
-/// A media reference the Graph API resolves (with the channel's token) to a short-lived
-/// download URL: `GET {api_base_url}/{media id}`.
+/// How a media reference starts: the Graph API resolves the id after it (with the
+/// channel's token) to a short-lived download URL, `GET {api_base_url}/{media id}`.
+pub const MEDIA_REFERENCE: &str = "whatsapp:media/";
+
 pub fn media_reference(id: &str) -> String {
-    format!("whatsapp:media/{id}")
+    format!("{MEDIA_REFERENCE}{id}")
 }
 
 /// A reason a person understands for a WhatsApp error code.
