@@ -63,15 +63,9 @@ impl Channels {
     }
 
     fn open(&self, channel: &Channel) -> Result<Credentials, Error> {
-        match &channel.credentials {
-            Some(sealed) => self
-                .cipher
-                .open(channel.id, sealed)
-                .map_err(|e| Error::Unexpected(e.into())),
-            None => Ok(Credentials::Custom {
-                webhook_secret: channel.webhook_secret.clone(),
-            }),
-        }
+        channel
+            .credentials(&self.cipher)
+            .map_err(|e| Error::Unexpected(e.into()))
     }
 
     /// Connects a channel in `workspace_id`; returns it with, for a custom channel, its

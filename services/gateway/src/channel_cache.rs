@@ -55,15 +55,9 @@ impl ChannelCache {
             self.entries.remove(&id);
             return Ok(None);
         };
-        let credentials = match &channel.credentials {
-            Some(sealed) => cipher.open(channel.id, sealed).map_err(|e| {
-                anyhow::anyhow!("the credentials of channel {id} cannot be opened: {e}")
-            })?,
-            // Created before credentials were sealed; sealed at the next start.
-            None => Credentials::Custom {
-                webhook_secret: channel.webhook_secret.clone(),
-            },
-        };
+        let credentials = channel.credentials(cipher).map_err(|e| {
+            anyhow::anyhow!("the credentials of channel {id} cannot be opened: {e}")
+        })?;
         let connected = Arc::new(Connected {
             channel,
             credentials,

@@ -73,7 +73,7 @@ pub(crate) fn refuse(code: StatusCode, reason: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": reason.into() }))).into_response()
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     refuse(
         StatusCode::SERVICE_UNAVAILABLE,
         "temporarily unavailable; retry",
