@@ -109,7 +109,10 @@ impl Directory {
                     .map_or_else(|| status.message().to_owned(), |v| v.description.clone());
                 Err(Error::Invalid(FieldError::new(CONTACT_FILTER, reason)))
             }
-            Err(status) => Err(unavailable(status)),
+            Err(status) => Err(Error::Unavailable(format!(
+                "contacts: {}",
+                status.message()
+            ))),
         }
     }
 
