@@ -171,10 +171,10 @@ async fn answer(
         )
             .into_response();
     }
-    if method == Method::GET || method == Method::HEAD {
-        if let Some(response) = media(&inner, &path, uri.query().unwrap_or_default(), bearer) {
-            return response;
-        }
+    if (method == Method::GET || method == Method::HEAD)
+        && let Some(response) = media(&inner, &path, uri.query().unwrap_or_default(), bearer)
+    {
+        return response;
     }
     let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (code, reply) = if path.ends_with("/setWebhook") || path.ends_with("/deleteWebhook") {

@@ -14,7 +14,7 @@ use ism_proto::events::v1::{DeliveryRequested, Event, MessageStatusChanged};
 use ism_proto::types::v1::{DeliveryStatus, MessageContent};
 use prost::Message;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -121,6 +121,8 @@ pub(crate) fn status_event(
 
 /// How long a Contact's last message keeps the reply window open.
 const REPLY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// Claimed batches being sent at once, sharing `delivery_concurrency`.
+const BATCHES_IN_FLIGHT: usize = 4;
 /// How far ahead a delivery may reserve a slot of its channel's rate limit, waiting for
 /// it while holding its lease; beyond that it is put back.
 const RESERVE_AHEAD: Duration = Duration::from_secs(1);
@@ -194,35 +196,33 @@ enum Step {
 impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let lease = self.settings.delivery_timeout_ms as f64 / 1000.0 * 2.0 + 5.0;
+        let concurrency = self.settings.delivery_concurrency.max(1);
+        // Several smaller batches in flight: the next is claimed while earlier ones are
+        // at the provider, and no more than `delivery_concurrency` are sent at once.
+        let batch_size = concurrency.div_ceil(BATCHES_IN_FLIGHT);
+        let slots = Arc::new(Semaphore::new(concurrency));
         let worker = Arc::new(self);
         while !shutdown.is_cancelled() {
-            let due = match store::claim_due(
-                &worker.pool,
-                worker.settings.delivery_concurrency as i64,
-                lease,
-            )
-            .await
-            {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_many_owned(batch_size as u32) => permit?,
+            };
+            let due = match store::claim_due(&worker.pool, batch_size as i64, lease).await {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming deliveries failed");
                     Vec::new()
                 }
             };
-            let full = due.len() >= worker.settings.delivery_concurrency;
-            let batch = Arc::new(Batch::load(&worker, &due).await.map_err(|e| e.to_string()));
-            let finished: Vec<store::Finished> = futures::stream::iter(due)
-                .map(|delivery| {
-                    let (worker, batch) = (worker.clone(), batch.clone());
-                    async move { worker.attempt(delivery, &batch).await }
-                })
-                .buffer_unordered(worker.settings.delivery_concurrency)
-                .filter_map(std::future::ready)
-                .collect()
-                .await;
-            if let Err(e) = store::finish_attempts(&worker.pool, &finished).await {
-                // The leases run out and the deliveries are attempted again.
-                tracing::warn!(error = %e, "recording delivery attempts failed");
+            let full = due.len() >= batch_size;
+            if !due.is_empty() {
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    worker.clone().deliver(due).await;
+                    drop(permit);
+                    // Deliveries waiting behind these recipients' are due now.
+                    worker.wake.notify_one();
+                });
             }
             if !full {
                 tokio::select! {
@@ -232,7 +232,27 @@ impl Worker {
                 }
             }
         }
+        // The batches in flight finish and are recorded.
+        let _ = slots.acquire_many(concurrency as u32).await;
         Ok(())
+    }
+
+    /// Sends a claimed batch and records its outcomes.
+    async fn deliver(self: Arc<Self>, due: Vec<Delivery>) {
+        let batch = Arc::new(Batch::load(&self, &due).await.map_err(|e| e.to_string()));
+        let finished: Vec<store::Finished> = futures::stream::iter(due)
+            .map(|delivery| {
+                let (worker, batch) = (self.clone(), batch.clone());
+                async move { worker.attempt(delivery, &batch).await }
+            })
+            .buffer_unordered(self.settings.delivery_concurrency.max(1))
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        if let Err(e) = store::finish_attempts(&self.pool, &finished).await {
+            // The leases run out and the deliveries are attempted again.
+            tracing::warn!(error = %e, "recording delivery attempts failed");
+        }
     }
 
     /// One attempt; `None` when the rate limit put the delivery back.
