@@ -298,7 +298,7 @@ async fn accept(
     let arrival = Arrival {
         workspace_id: channel.workspace_id,
         channel_id: channel.id,
-        window: (kind.has_reply_window() && !echo).then(|| (message.sender_id, sent_at)),
+        window: (kind.has_reply_window() && !echo).then_some((message.sender_id, sent_at)),
         external_message_id: message.external_message_id,
         event: TracedEvent::here(event),
     };
