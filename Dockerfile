@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # IS-Messenger: one image, one binary (`ism`) that runs every service.
 #   docker buildx build -t is-messenger/ism:0.1.0 .
 #   docker run --rm is-messenger/ism:0.1.0 --help

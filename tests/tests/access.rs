@@ -904,6 +904,14 @@ fn isolation_matrix() -> Vec<Case> {
             OwnWorkspace
         ),
         rpc!(
+            "ism.contacts.v1.ContactService/MatchContacts",
+            contacts.match_contacts(|b| contacts::MatchContactsRequest {
+                filter: None,
+                contact_ids: vec![b.contact_id.clone()]
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
             "ism.contacts.v1.ContactService/ExportContacts",
             stream contacts.export_contacts(|_b| contacts::ExportContactsRequest::default()),
             OwnWorkspace

@@ -1,6 +1,7 @@
 //! Conversations through the real binary: lifecycle timers that survive a restart with
 //! the clock moved forward, assignment against the workspaces service's Users and Teams,
-//! closing notes, comments and the bad inputs that change nothing.
+//! closing notes, comments, custom inboxes over the real contacts service, a burst of
+//! inbound events stored once, and the bad inputs that change nothing.
 use std::time::Duration;
 
 use ism_e2e::{Platform, Receiver, Tenant, authed, eventually};
@@ -688,4 +689,529 @@ async fn merging_two_contacts_moves_the_merged_ones_conversations_to_the_survivo
         get(&conversations, &token, &stays.id).await.status,
         conv::ConversationStatus::Open as i32
     );
+}
+
+/// A Contact Filter of one group whose conditions must all hold.
+fn all_of(conditions: Vec<ct::condition::Kind>) -> Option<ct::Filter> {
+    Some(ct::Filter {
+        groups: vec![ct::ConditionGroup {
+            conditions: conditions
+                .into_iter()
+                .map(|kind| ct::Condition { kind: Some(kind) })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+fn tags(operator: ct::TagOperator, names: &[&str]) -> ct::condition::Kind {
+    ct::condition::Kind::Tags(ct::TagCondition {
+        operator: operator as i32,
+        tags: names.iter().map(|&n| n.to_owned()).collect(),
+    })
+}
+
+fn field_is(field: &str, value: &str) -> ct::condition::Kind {
+    ct::condition::Kind::Field(ct::FieldCondition {
+        field: field.into(),
+        operator: ct::FieldOperator::Is as i32,
+        values: vec![ct::FieldValue {
+            kind: Some(ct::field_value::Kind::Text(value.into())),
+        }],
+    })
+}
+
+/// Every page of an inbox (`page_size` 1), with the total each page reported.
+async fn every_page(
+    client: &ConversationServiceClient<Channel>,
+    token: &str,
+    inbox_id: &str,
+) -> (Vec<String>, Vec<i64>) {
+    let (mut ids, mut totals, mut page_token) = (Vec::new(), Vec::new(), String::new());
+    loop {
+        let page = client
+            .clone()
+            .list_inbox_conversations(authed(
+                token,
+                conv::ListInboxConversationsRequest {
+                    inbox_id: inbox_id.into(),
+                    page_size: 1,
+                    page_token,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.conversations.len() <= 1);
+        ids.extend(page.conversations.into_iter().map(|c| c.id));
+        totals.push(page.total);
+        if page.next_page_token.is_empty() {
+            return (ids, totals);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+async fn create_inbox(
+    client: &ConversationServiceClient<Channel>,
+    token: &str,
+    name: &str,
+    conditions: conv::InboxConditions,
+) -> Result<conv::Inbox, Status> {
+    client
+        .clone()
+        .create_inbox(authed(
+            token,
+            conv::CreateInboxRequest {
+                name: name.into(),
+                conditions: Some(conditions),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().inbox.unwrap())
+}
+
+#[tokio::test]
+async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_conditions() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let other = platform.bootstrap(&receiver.url);
+    let token = platform.token(&tenant).await;
+    let other_token = platform.token(&other).await;
+    let client = platform.conversations().await;
+    let mut contacts =
+        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
+    contacts
+        .create_contact_field(authed(
+            &token,
+            ct::CreateContactFieldRequest {
+                field: Some(ct::ContactField {
+                    key: "plan".into(),
+                    label: "Plan".into(),
+                    r#type: ct::FieldType::Select as i32,
+                    options: vec!["free".into(), "pro".into()],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+
+    // Six Contacts write in turn; the newest conversation is the most recently active.
+    let mut c = Vec::new();
+    for n in 1..=6 {
+        c.push(
+            message_from(
+                &platform,
+                &tenant,
+                &token,
+                &format!("p{n}"),
+                &format!("v-{n}"),
+            )
+            .await,
+        );
+    }
+    let stranger = message_from(&platform, &other, &other_token, "p1", "w-1").await;
+    // c1..c4 are VIPs; c1..c3 on the pro plan, c4 free; c1 and c3 are called Ada.
+    contacts
+        .add_tags(authed(
+            &token,
+            ct::AddTagsRequest {
+                contact_ids: c[..4].iter().map(|c| c.contact_id.clone()).collect(),
+                tags: vec!["VIP".into()],
+            },
+        ))
+        .await
+        .unwrap();
+    for (i, plan, first_name) in [
+        (0, "pro", "Ada"),
+        (1, "pro", "Grace"),
+        (2, "pro", "Ada"),
+        (3, "free", "Alan"),
+    ] {
+        let contact = contacts
+            .get_contact(authed(
+                &token,
+                ct::GetContactRequest {
+                    id: c[i].contact_id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .contact
+            .unwrap();
+        contacts
+            .update_contact(authed(
+                &token,
+                ct::UpdateContactRequest {
+                    id: contact.id,
+                    version: contact.version,
+                    first_name: Some(first_name.into()),
+                    custom_fields: [(
+                        "plan".to_owned(),
+                        ct::FieldValue {
+                            kind: Some(ct::field_value::Kind::Text(plan.into())),
+                        },
+                    )]
+                    .into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    // The other Workspace's Contact is a VIP too, and never shows.
+    contacts
+        .add_tags(authed(
+            &other_token,
+            ct::AddTagsRequest {
+                contact_ids: vec![stranger.contact_id.clone()],
+                tags: vec!["VIP".into()],
+            },
+        ))
+        .await
+        .unwrap();
+    // c1, c2 and c4 are the owner's; c3 is closed.
+    for i in [0, 1, 3] {
+        client
+            .clone()
+            .assign_conversation(authed(
+                &token,
+                conv::AssignConversationRequest {
+                    id: c[i].id.clone(),
+                    user_id: tenant.owner_user_id.clone(),
+                    team_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    client
+        .clone()
+        .close_conversation(authed(
+            &token,
+            conv::CloseConversationRequest {
+                id: c[2].id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+
+    // Tags and a custom field with status and assignee: the owner's open pro VIPs.
+    let pro_vips = create_inbox(
+        &client,
+        &token,
+        "My pro VIPs",
+        conv::InboxConditions {
+            statuses: vec![conv::ConversationStatus::Open as i32],
+            assignee: conv::AssigneeCondition::Users as i32,
+            assignee_user_ids: vec![tenant.owner_user_id.clone()],
+            contact_filter: all_of(vec![
+                tags(ct::TagOperator::HasAny, &["vip"]),
+                field_is("plan", "pro"),
+            ]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        every_page(&client, &token, &pro_vips.id).await,
+        (vec![c[1].id.clone(), c[0].id.clone()], vec![2, 2]),
+        "newest first, one per page, the same total on each"
+    );
+
+    // A name with the unassigned condition and any status: only the closed Ada.
+    let unassigned_adas = create_inbox(
+        &client,
+        &token,
+        "Unassigned Adas",
+        conv::InboxConditions {
+            assignee: conv::AssigneeCondition::Unassigned as i32,
+            contact_filter: all_of(vec![field_is("first_name", "ada")]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        every_page(&client, &token, &unassigned_adas.id).await,
+        (vec![c[2].id.clone()], vec![1])
+    );
+
+    // Open conversations of Contacts without the Tag; a Tag added later takes effect at
+    // once.
+    let regulars = create_inbox(
+        &client,
+        &token,
+        "Regulars",
+        conv::InboxConditions {
+            statuses: vec![conv::ConversationStatus::Open as i32],
+            contact_filter: all_of(vec![tags(ct::TagOperator::HasNone, &["vip"])]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        every_page(&client, &token, &regulars.id).await,
+        (vec![c[5].id.clone(), c[4].id.clone()], vec![2, 2])
+    );
+    contacts
+        .add_tags(authed(
+            &token,
+            ct::AddTagsRequest {
+                contact_ids: vec![c[5].contact_id.clone()],
+                tags: vec!["vip".into()],
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        every_page(&client, &token, &regulars.id).await,
+        (vec![c[4].id.clone()], vec![1])
+    );
+
+    // Every VIP of the Workspace, and none of the other one's.
+    let vips = create_inbox(
+        &client,
+        &token,
+        "VIPs",
+        conv::InboxConditions {
+            contact_filter: all_of(vec![tags(ct::TagOperator::HasAny, &["vip"])]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (ids, totals) = every_page(&client, &token, &vips.id).await;
+    assert_eq!(
+        ids,
+        [5, 3, 2, 1, 0].map(|i| c[i].id.clone()).to_vec(),
+        "c6 (tagged since), c4, c3, c2, c1"
+    );
+    assert_eq!(totals, vec![5; 5]);
+    assert!(!ids.contains(&stranger.id));
+    let foreign = contacts
+        .match_contacts(authed(
+            &token,
+            ct::MatchContactsRequest {
+                filter: all_of(vec![tags(ct::TagOperator::HasAny, &["vip"])]),
+                contact_ids: vec![stranger.contact_id.clone(), c[0].contact_id.clone()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact_ids;
+    assert_eq!(
+        foreign,
+        vec![c[0].contact_id.clone()],
+        "never the other Workspace's"
+    );
+
+    // A Filter contacts refuses is refused when saved, naming the field; nothing changes.
+    let unknown_field = conv::InboxConditions {
+        contact_filter: all_of(vec![field_is("shoe_size", "42")]),
+        ..Default::default()
+    };
+    let refused = create_inbox(&client, &token, "Shoes", unknown_field.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), field(&refused).as_str()),
+        (Code::InvalidArgument, "conditions.contact_filter")
+    );
+    assert!(refused.message().contains("shoe_size"), "{refused:?}");
+    let refused = client
+        .clone()
+        .update_inbox(authed(
+            &token,
+            conv::UpdateInboxRequest {
+                id: vips.id.clone(),
+                name: "Shoes".into(),
+                conditions: Some(unknown_field),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), field(&refused).as_str()),
+        (Code::InvalidArgument, "conditions.contact_filter")
+    );
+    let names: Vec<_> = client
+        .clone()
+        .list_inboxes(authed(&token, conv::ListInboxesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .inboxes
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["My pro VIPs", "Regulars", "Unassigned Adas", "VIPs"]
+    );
+}
+
+/// A `gateway.message.received` event of `tenant`'s channel, all on one partition.
+fn received_event(tenant: &Tenant, channel_id: &str, id: &str, sender: &str, sent: i64) -> Vec<u8> {
+    use ism_proto::events::v1::{Event, MessageReceived, Sender};
+    use prost::Message as _;
+    let payload = MessageReceived {
+        channel_id: channel_id.into(),
+        channel_type: ism_proto::types::v1::ChannelType::Custom as i32,
+        external_message_id: id.into(),
+        sender: Some(Sender {
+            external_id: sender.into(),
+            display_name: String::new(),
+        }),
+        content: text(id),
+        sent_at: at(sent),
+        ..Default::default()
+    };
+    Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        r#type: "gateway.message.received".into(),
+        workspace_id: tenant.workspace_id.clone(),
+        occurred_at: at(sent),
+        payload: Some(prost_types::Any::from_msg(&payload).unwrap()),
+        partition_key: "burst".into(),
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test]
+async fn a_burst_of_inbound_events_is_stored_once_in_order_and_a_bad_one_among_them_is_dead_lettered()
+ {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let token = platform.token(&tenant).await;
+    // A first message through the webhook: every service is up and trusts the others.
+    message_from(&platform, &tenant, &token, "w", "warm-up").await;
+    let conn = Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let publish = |events: Vec<Vec<u8>>| {
+        let channel = channel.clone();
+        let exchange = platform.exchange();
+        async move {
+            for event in &events {
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        "gateway.message.received".into(),
+                        BasicPublishOptions::default(),
+                        event,
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // One lane receives each burst at once: 30 messages of 3 senders, one event
+    // delivered twice in the first burst, and one whose channel id is not a UUID in the
+    // middle of the second.
+    let start = unix_now() - 600;
+    let mut events: Vec<Vec<u8>> = (0..30)
+        .map(|i| {
+            let id = format!("burst-{i:02}");
+            received_event(
+                &tenant,
+                &tenant.channel_id,
+                &id,
+                &format!("s{}", i % 3),
+                start + i,
+            )
+        })
+        .collect();
+    let mut second = events.split_off(20);
+    events.insert(10, events[4].clone());
+    publish(events).await;
+    assert_eq!(platform.stored_external_ids(&tenant, 21).await.len(), 21);
+    let bad = received_event(&tenant, "not-a-channel", "bad", "s0", start);
+    second.insert(5, bad.clone());
+    publish(second).await;
+
+    let dlq = format!("{}.dlq", platform.queue("conversations.inbound"));
+    let dead = eventually(WAIT, "the bad event dead-lettered", || {
+        let channel = channel.clone();
+        let dlq = dlq.clone();
+        async move {
+            channel
+                .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    assert_eq!(dead.data, bad);
+
+    let mut ids = platform.stored_external_ids(&tenant, 31).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(platform.stored_external_ids(&tenant, 31).await.len(), 31);
+    ids.sort();
+    let mut expected: Vec<String> = (0..30).map(|i| format!("burst-{i:02}")).collect();
+    expected.push("warm-up".into());
+    assert_eq!(
+        ids, expected,
+        "every message once, the repeated event not doubled"
+    );
+
+    // One conversation per sender, its messages newest first by the provider's time.
+    let client = platform.conversations().await;
+    let conversations = client
+        .clone()
+        .list_conversations(authed(&token, conv::ListConversationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations;
+    assert_eq!(conversations.len(), 4);
+    let mut sizes = Vec::new();
+    for c in conversations {
+        let messages = client
+            .clone()
+            .list_messages(authed(
+                &token,
+                conv::ListMessagesRequest {
+                    conversation_id: c.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
+        let ids: Vec<_> = messages
+            .iter()
+            .map(|m| m.external_message_id.clone())
+            .collect();
+        let mut newest_first = ids.clone();
+        newest_first.sort_by(|a, b| b.cmp(a));
+        assert_eq!(ids, newest_first);
+        sizes.push(ids.len());
+    }
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        [1, 10, 10, 10],
+        "the warm-up, then one conversation per sender"
+    );
+    let _ = channel.close(200, "done".into()).await;
 }

@@ -4,8 +4,8 @@ use ism_platform::convert::{timestamp, uuid};
 use ism_platform::paging::{self, FieldError};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
-use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use sqlx::PgPool;
@@ -18,16 +18,20 @@ use crate::export::Exporter;
 use crate::fields::{self, FieldKind, NewField};
 use crate::filter::{self, Filter};
 use crate::import;
+use crate::interactions::Interactions;
+use crate::matching;
 use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
 use crate::search::{self, Sort};
 use crate::segments;
-use crate::store::{self, Contact, IdentityKey, Patch};
+use crate::store::{self, Contact, Full, IdentityKey, Patch};
 use crate::tags;
 
 #[derive(Clone)]
 pub struct Api {
     pub pool: PgPool,
+    /// Interaction times of resolved Contacts, written in bulk.
+    pub interactions: Arc<Interactions>,
 }
 
 /// A server stream of `T`, fed by a task through a small channel so the database work of
@@ -61,52 +65,10 @@ impl Api {
         workspace_id: Uuid,
         contacts: Vec<Contact>,
     ) -> Result<Vec<pb::Contact>, Error> {
-        if contacts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<_> = contacts.iter().map(|c| c.id).collect();
-        // Three independent lookups, on three connections at once.
-        let (found, mut tags, schema) = tokio::try_join!(
-            store::identities(&self.pool, workspace_id, &ids),
-            store::tags_of(&self.pool, workspace_id, &ids),
-            async {
-                let mut conn = self.pool.acquire().await?;
-                fields::schema(&mut conn, workspace_id).await
-            },
-        )?;
-        let mut identities: HashMap<Uuid, Vec<pb::ChannelIdentity>> = HashMap::new();
-        for i in found {
-            identities
-                .entry(i.contact_id)
-                .or_default()
-                .push(pb::ChannelIdentity {
-                    channel_id: i.channel_id.to_string(),
-                    external_id: i.external_id,
-                    display_name: i.display_name,
-                });
-        }
-        Ok(contacts
+        Ok(store::complete(&self.pool, workspace_id, contacts)
+            .await?
             .into_iter()
-            .map(|c| pb::Contact {
-                id: c.id.to_string(),
-                workspace_id: c.workspace_id.to_string(),
-                identities: identities.remove(&c.id).unwrap_or_default(),
-                created_at: Some(timestamp(c.created_at)),
-                custom_fields: schema.to_proto(&c.custom),
-                tags: tags.remove(&c.id).unwrap_or_default(),
-                last_interaction_at: c.last_interaction_at.map(timestamp),
-                updated_at: Some(timestamp(c.updated_at)),
-                first_name: c.first_name,
-                last_name: c.last_name,
-                email: c.email,
-                phone: c.phone,
-                language: c.language,
-                country: c.country,
-                timezone: c.timezone,
-                picture_url: c.picture_url,
-                blocked: c.blocked,
-                version: c.version,
-            })
+            .map(to_proto)
             .collect())
     }
 
@@ -155,21 +117,31 @@ impl Api {
         tokio::spawn(async move {
             let result: Result<(), Error> = async {
                 let tags = search::tag_ids(&api.pool, workspace_id, &filter).await?;
+                let read =
+                    |after| search::batch(&api.pool, workspace_id, &filter, &tags, after, size);
                 let mut after = after;
+                let mut rows = read(after).await?;
                 let mut first = true;
                 loop {
-                    let rows =
-                        search::batch(&api.pool, workspace_id, &filter, &tags, after, size).await?;
                     // An empty batch goes out only first, so an export still has its header.
                     if rows.is_empty() && !first {
                         return Ok(());
                     }
                     let last = rows.len() < size as usize;
                     after = rows.last().map(|c| c.id).or(after);
-                    let contacts = api.render(workspace_id, rows).await?;
+                    // The next batch is read while this one is rendered.
+                    let (contacts, next) =
+                        tokio::try_join!(api.render(workspace_id, rows), async {
+                            if last {
+                                Ok(Vec::new())
+                            } else {
+                                read(after).await
+                            }
+                        })?;
                     if tx.send(Ok(wrap(contacts, first))).await.is_err() || last {
                         return Ok(());
                     }
+                    rows = next;
                     first = false;
                 }
             }
@@ -185,6 +157,39 @@ impl Api {
         let mut all = self.render(contact.workspace_id, vec![contact]).await?;
         all.pop()
             .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("contact vanished while reading")))
+    }
+}
+
+/// The API form of a Contact.
+fn to_proto(full: Full) -> pb::Contact {
+    let c = full.contact;
+    pb::Contact {
+        id: c.id.to_string(),
+        workspace_id: c.workspace_id.to_string(),
+        identities: full
+            .identities
+            .into_iter()
+            .map(|i| pb::ChannelIdentity {
+                channel_id: i.channel_id.to_string(),
+                external_id: i.external_id,
+                display_name: i.display_name,
+            })
+            .collect(),
+        created_at: Some(timestamp(c.created_at)),
+        custom_fields: full.custom_fields,
+        tags: full.tags,
+        last_interaction_at: c.last_interaction_at.map(timestamp),
+        updated_at: Some(timestamp(c.updated_at)),
+        first_name: c.first_name,
+        last_name: c.last_name,
+        email: c.email,
+        phone: c.phone,
+        language: c.language,
+        country: c.country,
+        timezone: c.timezone,
+        picture_url: c.picture_url,
+        blocked: c.blocked,
+        version: c.version,
     }
 }
 
@@ -256,9 +261,12 @@ impl ContactService for Api {
             external_id,
             display_name: request.display_name.trim(),
         };
-        let (contact, created) = store::resolve(&self.pool, workspace_id, &key).await?;
+        let (mut contact, created) = store::resolve(&self.pool, workspace_id, &key).await?;
+        if !created {
+            self.interactions.record(&mut contact.contact);
+        }
         Ok(Response::new(pb::ResolveContactResponse {
-            contact: Some(self.one(contact).await?),
+            contact: Some(to_proto(contact)),
             created,
         }))
     }
@@ -554,6 +562,21 @@ impl ContactService for Api {
             pb::StreamContactsResponse { contacts }
         });
         Ok(Response::new(feed(rx)))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn match_contacts(
+        &self,
+        request: Request<pb::MatchContactsRequest>,
+    ) -> Result<Response<pb::MatchContactsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let candidates = matching::candidates(&r.contact_ids).map_err(Error::from)?;
+        let filter = self.audience(workspace_id, r.filter.as_ref(), None).await?;
+        let matched = matching::matching(&self.pool, workspace_id, &filter, &candidates).await?;
+        Ok(Response::new(pb::MatchContactsResponse {
+            contact_ids: matched.iter().map(Uuid::to_string).collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]

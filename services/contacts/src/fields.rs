@@ -70,7 +70,7 @@ impl FieldKind {
         }
     }
 
-    fn parse(stored: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(stored: &str) -> Result<Self, Error> {
         Ok(match stored {
             "text" => FieldKind::Text,
             "number" => FieldKind::Number,
@@ -87,6 +87,28 @@ impl FieldKind {
                 )));
             }
         })
+    }
+
+    /// The API value of a stored JSON value (skipped when it no longer fits the kind).
+    pub fn to_proto_value(self, stored: &Value) -> Option<pb::FieldValue> {
+        let kind = match (self, stored) {
+            (FieldKind::Number, Value::Number(n)) => Kind::Number(n.as_f64()?),
+            (FieldKind::Checkbox, Value::Bool(b)) => Kind::Checkbox(*b),
+            (FieldKind::Date, Value::String(s)) => Kind::Date(s.clone()),
+            (FieldKind::DateTime, Value::String(s)) => {
+                Kind::Datetime(timestamp(DateTime::parse_from_rfc3339(s).ok()?.to_utc()))
+            }
+            (
+                FieldKind::Text
+                | FieldKind::Email
+                | FieldKind::Phone
+                | FieldKind::Url
+                | FieldKind::Select,
+                Value::String(s),
+            ) => Kind::Text(s.clone()),
+            _ => return None,
+        };
+        Some(pb::FieldValue { kind: Some(kind) })
     }
 
     /// The kind of a request's type, or an error naming `field`.
@@ -221,24 +243,7 @@ impl FieldDef {
 
     /// The API value of a stored JSON value (skipped when it no longer fits the type).
     pub fn to_proto_value(&self, stored: &Value) -> Option<pb::FieldValue> {
-        let kind = match (self.kind, stored) {
-            (FieldKind::Number, Value::Number(n)) => Kind::Number(n.as_f64()?),
-            (FieldKind::Checkbox, Value::Bool(b)) => Kind::Checkbox(*b),
-            (FieldKind::Date, Value::String(s)) => Kind::Date(s.clone()),
-            (FieldKind::DateTime, Value::String(s)) => {
-                Kind::Datetime(timestamp(DateTime::parse_from_rfc3339(s).ok()?.to_utc()))
-            }
-            (
-                FieldKind::Text
-                | FieldKind::Email
-                | FieldKind::Phone
-                | FieldKind::Url
-                | FieldKind::Select,
-                Value::String(s),
-            ) => Kind::Text(s.clone()),
-            _ => return None,
-        };
-        Some(pb::FieldValue { kind: Some(kind) })
+        self.kind.to_proto_value(stored)
     }
 
     pub fn to_proto(&self) -> pb::ContactField {
@@ -283,15 +288,7 @@ impl Schema {
 
     /// The API values of a stored `custom` object, dropping keys no longer defined.
     pub fn to_proto(&self, custom: &Value) -> HashMap<String, pb::FieldValue> {
-        let Value::Object(map) = custom else {
-            return HashMap::new();
-        };
-        map.iter()
-            .filter_map(|(k, v)| {
-                let def = self.fields.get(k)?;
-                Some((k.clone(), def.to_proto_value(v)?))
-            })
-            .collect()
+        values_to_proto(custom, |key| self.fields.get(key).map(|def| def.kind))
     }
 
     /// Default values of every field that has one.
@@ -301,6 +298,20 @@ impl Schema {
             .filter_map(|f| Some((f.key.clone(), f.default_value.clone()?)))
             .collect()
     }
+}
+
+/// The API values of a stored `custom` object, each by the kind `kind_of` gives its key;
+/// keys without one (no longer defined) are dropped.
+pub fn values_to_proto(
+    custom: &Value,
+    kind_of: impl Fn(&str) -> Option<FieldKind>,
+) -> HashMap<String, pb::FieldValue> {
+    let Value::Object(map) = custom else {
+        return HashMap::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| Some((k.clone(), kind_of(k)?.to_proto_value(v)?)))
+        .collect()
 }
 
 /// The field definitions of a Workspace.

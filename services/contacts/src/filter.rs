@@ -18,6 +18,9 @@ const MAX_VALUES: usize = 100;
 const MAX_TEXT: usize = 200;
 /// Largest WITHIN_LAST_DAYS.
 const MAX_DAYS: f64 = 36_500.0;
+/// Longest name prefix in `contacts.name_prefixes`; a longer one is matched by its first
+/// characters there and checked whole by LIKE.
+const NAME_PREFIX: usize = 3;
 
 /// A filter that passed [`check`]: every field known, every operator fitting its type.
 #[derive(Debug, Clone, Default)]
@@ -630,9 +633,14 @@ fn push_field(q: &mut QueryBuilder<Postgres>, target: &Target, test: &Test) {
         (_, Test::Like { pattern, prefix }) => {
             push_text(q, target);
             q.push(" LIKE ").push_bind(pattern.clone());
-            // A byte-order range lets the name index serve a prefix even in a generic
-            // plan, where LIKE with a parameter cannot.
             if let (Target::TextColumn("c.name_key"), Some(prefix)) = (target, prefix) {
+                // The filter index holds each name's first characters, so it intersects
+                // a name prefix with the Tags and custom values inside one index scan.
+                q.push(" AND c.name_prefixes @> ARRAY[")
+                    .push_bind(prefix.chars().take(NAME_PREFIX).collect::<String>())
+                    .push("]::text[]");
+                // A byte-order range lets the name index serve a prefix even in a generic
+                // plan, where LIKE with a parameter cannot: the way to a page by name.
                 q.push(" AND c.name_key >= ").push_bind(prefix.clone());
                 if let Some(end) = prefix_end(prefix) {
                     q.push(" AND c.name_key < ").push_bind(end);

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use ism_platform::convert::timestamp;
 use ism_platform::events::{self, new_event};
 use ism_platform::paging::FieldError;
@@ -23,6 +25,9 @@ use crate::tags::tag_events;
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Rows applied per transaction.
 const CHUNK: usize = 5000;
+/// Chunks applied at once, each on its own connection: Postgres spends most of an
+/// import maintaining indexes, which one backend does on one core.
+const IN_FLIGHT: usize = 2;
 /// Most tags in one cell.
 const MAX_TAGS: usize = 50;
 /// Times a chunk is tried again when a new identity raced a first message.
@@ -326,6 +331,14 @@ struct Tally {
     problems: Vec<Problem>,
 }
 
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.problems.extend(other.problems);
+    }
+}
+
 /// Imports `data` (a CSV file with a header line) by `settings`, then stores the outcome.
 pub async fn run(
     pool: &PgPool,
@@ -360,6 +373,7 @@ pub async fn run(
     let mut rows = 0i64;
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut chunk = Vec::with_capacity(CHUNK);
+    let mut applying = FuturesUnordered::new();
     for record in reader.records() {
         rows += 1;
         let record = match record {
@@ -395,11 +409,31 @@ pub async fn run(
         }
         chunk.push(row);
         if chunk.len() == CHUNK {
-            apply_with_retries(pool, workspace_id, &settings, &schema, &chunk, &mut tally).await?;
-            chunk.clear();
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            applying.push(apply_with_retries(
+                pool,
+                workspace_id,
+                &settings,
+                &schema,
+                full,
+            ));
+            if applying.len() == IN_FLIGHT
+                && let Some(done) = applying.next().await
+            {
+                tally.add(done?);
+            }
         }
     }
-    apply_with_retries(pool, workspace_id, &settings, &schema, &chunk, &mut tally).await?;
+    applying.push(apply_with_retries(
+        pool,
+        workspace_id,
+        &settings,
+        &schema,
+        chunk,
+    ));
+    while let Some(done) = applying.next().await {
+        tally.add(done?);
+    }
     tally.problems.sort_by_key(|p| p.0);
 
     let mut report = csv::Writer::from_writer(Vec::new());
@@ -459,26 +493,23 @@ pub async fn purge(pool: &PgPool, days: i32) -> Result<u64, Error> {
 /// Why a chunk must be tried again: a first message created one of its identities.
 struct Raced;
 
+/// Applies one chunk in its own transaction, again when a first message raced it.
 async fn apply_with_retries(
     pool: &PgPool,
     workspace_id: Uuid,
     settings: &Settings,
     schema: &Schema,
-    chunk: &[Row],
-    tally: &mut Tally,
-) -> Result<(), Error> {
+    chunk: Vec<Row>,
+) -> Result<Tally, Error> {
     if chunk.is_empty() {
-        return Ok(());
+        return Ok(Tally::default());
     }
     for _ in 0..ATTEMPTS {
         let mut tx = pool.begin().await?;
-        match apply(&mut tx, workspace_id, settings, schema, chunk).await? {
+        match apply(&mut tx, workspace_id, settings, schema, &chunk).await? {
             Ok(done) => {
                 tx.commit().await?;
-                tally.created += done.created;
-                tally.updated += done.updated;
-                tally.problems.extend(done.problems);
-                return Ok(());
+                return Ok(done);
             }
             Err(Raced) => tx.rollback().await?,
         }
@@ -636,9 +667,12 @@ async fn apply(
         }
     }
     if !tag_pairs.0.is_empty() {
+        // New Tags in one order, so chunks applied at once wait on each other's, never
+        // deadlock.
         sqlx::query(
             "INSERT INTO tags (id, workspace_id, name)
-             SELECT gen_random_uuid(), $1, n FROM unnest($2::text[]) AS n ON CONFLICT DO NOTHING",
+             SELECT gen_random_uuid(), $1, n FROM unnest($2::text[]) AS n ORDER BY lower(n)
+             ON CONFLICT DO NOTHING",
         )
         .bind(workspace_id)
         .bind(&tag_pairs.1)
@@ -674,15 +708,19 @@ async fn find(
         .iter()
         .filter_map(|r| r.key(settings.match_by).map(str::to_owned))
         .collect();
+    // Keys are never empty; saying so lets the partial email / phone index answer,
+    // where a scan of the Workspace would compare every Contact with the whole chunk.
     let sql = match settings.match_by {
         MatchBy::Nothing => return Ok(HashMap::new()),
         MatchBy::Email => {
             "SELECT email, array_agg(id) FROM contacts
-             WHERE workspace_id = $1 AND deleted_at IS NULL AND email = ANY($2) GROUP BY email"
+             WHERE workspace_id = $1 AND deleted_at IS NULL AND email <> '' AND email = ANY($2)
+             GROUP BY email"
         }
         MatchBy::Phone => {
             "SELECT phone, array_agg(id) FROM contacts
-             WHERE workspace_id = $1 AND deleted_at IS NULL AND phone = ANY($2) GROUP BY phone"
+             WHERE workspace_id = $1 AND deleted_at IS NULL AND phone <> '' AND phone = ANY($2)
+             GROUP BY phone"
         }
         MatchBy::ExternalId => {
             "SELECT i.external_id, array_agg(c.id) FROM channel_identities i

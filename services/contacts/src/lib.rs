@@ -5,6 +5,8 @@ mod export;
 pub mod fields;
 pub mod filter;
 pub mod import;
+pub mod interactions;
+pub mod matching;
 pub mod merge;
 pub mod profile;
 pub mod search;
@@ -33,9 +35,16 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         service.pool.clone(),
         service.shutdown.clone(),
     ));
+    let interactions = Arc::new(interactions::Interactions::default());
+    service.spawn({
+        let (interactions, pool) = (interactions.clone(), service.pool.clone());
+        let shutdown = service.shutdown.clone();
+        async move { interactions.run(pool, shutdown).await }
+    });
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(ContactServiceServer::new(api::Api {
         pool: service.pool.clone(),
+        interactions,
     }));
     service.serve(routes, verifier, &[]).await
 }

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 
 use ism_contacts::Error;
 use ism_contacts::fields::{self, FieldKind, NewField};
+use ism_contacts::interactions::Interactions;
 use ism_contacts::profile::Profile;
 use ism_contacts::store::{self, IdentityKey, Patch};
 use ism_contacts::tags;
@@ -35,7 +36,7 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
         .map(Result::unwrap)
         .collect();
 
-    let ids: std::collections::HashSet<_> = results.iter().map(|(c, _)| c.id).collect();
+    let ids: std::collections::HashSet<_> = results.iter().map(|(c, _)| c.contact.id).collect();
     assert_eq!(ids.len(), 1, "one contact for one person");
     assert_eq!(
         results.iter().filter(|(_, created)| *created).count(),
@@ -57,7 +58,7 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
         (1, 1),
         "no orphan contact rows, one created event"
     );
-    assert_eq!(results[0].0.first_name, "Grace");
+    assert_eq!(results[0].0.contact.first_name, "Grace");
 
     // The same identity in another workspace is another person.
     let key = IdentityKey {
@@ -67,7 +68,80 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
     };
     let (other, created) = store::resolve(&pool, Uuid::now_v7(), &key).await.unwrap();
     assert!(created);
-    assert!(!ids.contains(&other.id));
+    assert!(!ids.contains(&other.contact.id));
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bulk() {
+    let pool = fresh().await;
+    let (ws, channel) = (Uuid::now_v7(), Uuid::now_v7());
+    fields::create(&pool, ws, &field("plan", FieldKind::Select, &["pro"]))
+        .await
+        .unwrap();
+    let key = IdentityKey {
+        channel_id: channel,
+        external_id: "+4915112345678",
+        display_name: "Ada Lovelace",
+    };
+    let (first, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    assert!(created);
+    let id = first.contact.id;
+    tags::add(&pool, ws, &[id], &["VIP".into(), "beta".into()])
+        .await
+        .unwrap();
+    let patch = Patch {
+        custom: HashMap::from([("plan".into(), text("pro"))]),
+        ..Patch::default()
+    };
+    store::update(&pool, ws, id, 1, &patch).await.unwrap();
+    sqlx::query("UPDATE contacts SET last_interaction_at = now() - interval '2 hours'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let (mut known, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    assert!(!created);
+    assert_eq!(known.contact.id, id);
+    assert_eq!(known.tags, ["beta", "VIP"]);
+    assert_eq!(known.custom_fields["plan"], text("pro"));
+    let identities: Vec<_> = known
+        .identities
+        .iter()
+        .map(|i| {
+            (
+                i.channel_id,
+                i.external_id.as_str(),
+                i.display_name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(identities, [(channel, "+4915112345678", "Ada Lovelace")]);
+
+    let interactions = Interactions::default();
+    let stored_before = known.contact.last_interaction_at.unwrap();
+    interactions.record(&mut known.contact);
+    let shown = known.contact.last_interaction_at.unwrap();
+    assert!(shown - stored_before > chrono::Duration::hours(1));
+    // A second message within the minute shows the same time and adds no write.
+    let (mut again, _) = store::resolve(&pool, ws, &key).await.unwrap();
+    interactions.record(&mut again.contact);
+    assert_eq!(again.contact.last_interaction_at, Some(shown));
+
+    assert_eq!(interactions.flush(&pool).await.unwrap(), 1);
+    assert_eq!(interactions.flush(&pool).await.unwrap(), 0);
+    let stored: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT last_interaction_at FROM contacts WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.timestamp_micros(), shown.timestamp_micros());
+    assert_eq!(
+        events(&pool, "contacts.contact.updated").await,
+        1,
+        "an interaction is not a profile change"
+    );
     db::drop_scratch(pool).await.unwrap();
 }
 
@@ -221,51 +295,55 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         display_name: "Alan Turing",
     };
     let (alan, _) = store::resolve(&pool, ws, &key).await.unwrap();
-    tags::add(&pool, ws, &[alan.id], &["vip".into()])
+    tags::add(&pool, ws, &[alan.contact.id], &["vip".into()])
         .await
         .unwrap();
-    let blocked = store::set_blocked(&pool, ws, alan.id, true).await.unwrap();
+    let blocked = store::set_blocked(&pool, ws, alan.contact.id, true)
+        .await
+        .unwrap();
     assert!(blocked.blocked);
-    store::set_blocked(&pool, ws, alan.id, true).await.unwrap();
+    store::set_blocked(&pool, ws, alan.contact.id, true)
+        .await
+        .unwrap();
     assert_eq!(events(&pool, "contacts.contact.blocked").await, 1);
 
-    store::delete(&pool, ws, alan.id).await.unwrap();
+    store::delete(&pool, ws, alan.contact.id).await.unwrap();
     assert!(matches!(
-        store::get(&pool, ws, alan.id).await,
+        store::get(&pool, ws, alan.contact.id).await,
         Err(Error::ContactNotFound)
     ));
     assert!(store::list(&pool, ws, None, 10).await.unwrap().is_empty());
     assert!(matches!(
-        store::delete(&pool, ws, alan.id).await,
+        store::delete(&pool, ws, alan.contact.id).await,
         Err(Error::ContactNotFound)
     ));
-    let restored = store::restore(&pool, ws, alan.id).await.unwrap();
+    let restored = store::restore(&pool, ws, alan.contact.id).await.unwrap();
     assert!(restored.deleted_at.is_none());
     assert!(matches!(
-        store::restore(&pool, ws, alan.id).await,
+        store::restore(&pool, ws, alan.contact.id).await,
         Err(Error::ContactNotFound)
     ));
 
-    store::delete(&pool, ws, alan.id).await.unwrap();
+    store::delete(&pool, ws, alan.contact.id).await.unwrap();
     let (again, created) = store::resolve(&pool, ws, &key).await.unwrap();
     assert!(created);
-    assert_ne!(again.id, alan.id);
+    assert_ne!(again.contact.id, alan.contact.id);
     let (same, created) = store::resolve(&pool, ws, &key).await.unwrap();
     assert!(!created);
-    assert_eq!(same.id, again.id);
+    assert_eq!(same.contact.id, again.contact.id);
     assert!(
-        same.last_interaction_at.is_some(),
+        same.contact.last_interaction_at.is_some(),
         "a first message is an interaction"
     );
 
     // Past the restore period it is purged and cannot come back.
     sqlx::query("UPDATE contacts SET deleted_at = now() - interval '31 days' WHERE id = $1")
-        .bind(alan.id)
+        .bind(alan.contact.id)
         .execute(&pool)
         .await
         .unwrap();
     assert!(matches!(
-        store::restore(&pool, ws, alan.id).await,
+        store::restore(&pool, ws, alan.contact.id).await,
         Err(Error::ContactNotFound)
     ));
     assert_eq!(store::purge(&pool, 100).await.unwrap(), 1);
@@ -306,7 +384,7 @@ async fn field_definitions_change_safely() {
         display_name: "",
     };
     let (r, _) = store::resolve(&pool, ws, &key).await.unwrap();
-    assert_eq!(r.custom["plan"], "free");
+    assert_eq!(r.contact.custom["plan"], "free");
 
     // The type never changes; an option in use cannot go; an unused one can.
     let retyped = field("plan", FieldKind::Text, &[]);
@@ -567,7 +645,9 @@ mod filters {
             custom: HashMap::from([("plan".into(), t("pro"))]),
             ..Patch::default()
         };
-        store::update(pool, ws, ann.id, 1, &patch).await.unwrap();
+        store::update(pool, ws, ann.contact.id, 1, &patch)
+            .await
+            .unwrap();
         let key = IdentityKey {
             channel_id: b,
             external_id: "grace",
@@ -577,11 +657,11 @@ mod filters {
         let (stub, _) = store::resolve(pool, ws, &key).await.unwrap();
         sqlx::query("UPDATE channel_identities SET contact_id = $1 WHERE contact_id = $2")
             .bind(grace.id)
-            .bind(stub.id)
+            .bind(stub.contact.id)
             .execute(pool)
             .await
             .unwrap();
-        store::delete(pool, ws, stub.id).await.unwrap();
+        store::delete(pool, ws, stub.contact.id).await.unwrap();
         let key = IdentityKey {
             channel_id: a,
             external_id: "ada-1",
@@ -590,11 +670,11 @@ mod filters {
         let (stub, _) = store::resolve(pool, ws, &key).await.unwrap();
         sqlx::query("UPDATE channel_identities SET contact_id = $1 WHERE contact_id = $2")
             .bind(ada.id)
-            .bind(stub.id)
+            .bind(stub.contact.id)
             .execute(pool)
             .await
             .unwrap();
-        store::delete(pool, ws, stub.id).await.unwrap();
+        store::delete(pool, ws, stub.contact.id).await.unwrap();
         tags::add(pool, ws, &[ada.id], &["VIP".into(), "math".into()])
             .await
             .unwrap();
@@ -1126,7 +1206,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         custom: HashMap::from([("plan".into(), text("pro"))]),
         ..Patch::default()
     };
-    let target = store::update(&pool, ws, target.id, 1, &patch)
+    let target = store::update(&pool, ws, target.contact.id, 1, &patch)
         .await
         .unwrap();
     let (source, _) = store::resolve(
@@ -1146,18 +1226,23 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         custom: HashMap::from([("plan".into(), text("free")), ("note".into(), text("n"))]),
         ..Patch::default()
     };
-    store::update(&pool, ws, source.id, 1, &patch)
+    store::update(&pool, ws, source.contact.id, 1, &patch)
         .await
         .unwrap();
-    store::set_blocked(&pool, ws, source.id, true)
+    store::set_blocked(&pool, ws, source.contact.id, true)
         .await
         .unwrap();
     tags::add(&pool, ws, &[target.id], &["vip".into()])
         .await
         .unwrap();
-    tags::add(&pool, ws, &[source.id], &["vip".into(), "math".into()])
-        .await
-        .unwrap();
+    tags::add(
+        &pool,
+        ws,
+        &[source.contact.id],
+        &["vip".into(), "math".into()],
+    )
+    .await
+    .unwrap();
 
     // Equal normalized emails are suggested, never merged by themselves.
     let groups = merge::duplicates(&pool, ws, None, 10).await.unwrap();
@@ -1168,7 +1253,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
             groups[0].value.as_str(),
             groups[0].ids.clone()
         ),
-        (1, "ada@example.com", vec![target.id, source.id])
+        (1, "ada@example.com", vec![target.id, source.contact.id])
     );
     assert!(
         merge::duplicates(&pool, Uuid::now_v7(), None, 10)
@@ -1186,7 +1271,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     };
     // Bad requests change nothing.
     assert!(matches!(
-        merge::merge(&pool, ws, &request(1, source.id, &[])).await,
+        merge::merge(&pool, ws, &request(1, source.contact.id, &[])).await,
         Err(Error::StaleVersion { current: 2 })
     ));
     assert!(matches!(
@@ -1194,7 +1279,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         Err(Error::Invalid(e)) if e.field == "source_id"
     ));
     assert!(matches!(
-        merge::merge(&pool, ws, &request(2, source.id, &[("shoe", Side::Source)])).await,
+        merge::merge(&pool, ws, &request(2, source.contact.id, &[("shoe", Side::Source)])).await,
         Err(Error::Invalid(e)) if e.field == "field_choices"
     ));
     let foreign = store::create(&pool, Uuid::now_v7(), &Profile::default(), &HashMap::new())
@@ -1209,7 +1294,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     let merged = merge::merge(
         &pool,
         ws,
-        &request(2, source.id, &[("first_name", Side::Source)]),
+        &request(2, source.contact.id, &[("first_name", Side::Source)]),
     )
     .await
     .unwrap();
@@ -1233,11 +1318,11 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         ["math", "vip"]
     );
     assert!(matches!(
-        store::get(&pool, ws, source.id).await,
+        store::get(&pool, ws, source.contact.id).await,
         Err(Error::ContactNotFound)
     ));
     assert!(matches!(
-        store::restore(&pool, ws, source.id).await,
+        store::restore(&pool, ws, source.contact.id).await,
         Err(Error::ContactNotFound)
     ));
     assert_eq!(events(&pool, "contacts.contact.merged").await, 1);
@@ -1259,7 +1344,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     )
     .await
     .unwrap();
-    assert_eq!((again.id, created), (target.id, false));
+    assert_eq!((again.contact.id, created), (target.id, false));
     db::drop_scratch(pool).await.unwrap();
 }
 
@@ -1487,7 +1572,10 @@ async fn imports_by_external_id_create_identities_that_resolve_later() {
         display_name: "",
     };
     let (u1, created) = store::resolve(&pool, ws, &key).await.unwrap();
-    assert_eq!((u1.first_name.as_str(), created), ("Augusta", false));
+    assert_eq!(
+        (u1.contact.first_name.as_str(), created),
+        ("Augusta", false)
+    );
     assert_eq!(store::list(&pool, ws, None, 100).await.unwrap().len(), 3);
     db::drop_scratch(pool).await.unwrap();
 }

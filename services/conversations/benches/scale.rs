@@ -1,6 +1,7 @@
 //! Conversations at scale: one Workspace with 100,000 conversations and 5,000,000
 //! messages on a scratch database. Prints each figure beside its aim and beside plain
 //! Postgres doing the same query shape in the same run.
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -137,19 +138,22 @@ async fn inbox_views(
             format!("SELECT count(*) FROM conversations WHERE workspace_id = $1 AND {plain_where}");
         for _ in 0..SAMPLES {
             let started = Instant::now();
-            let page = inbox::page(pool, workspace_id, &filter, None, 51).await?;
-            let total = inbox::count(pool, workspace_id, &filter).await?;
+            // As ListInboxConversations does: the page and the count at once.
+            let (page, total) = tokio::try_join!(
+                inbox::page(pool, workspace_id, &filter, None, 51),
+                inbox::count(pool, workspace_id, &filter),
+            )?;
             ours.push(started.elapsed());
             assert!(page.len() as i64 <= total);
             let started = Instant::now();
-            let _: Vec<(Uuid,)> = sqlx::query_as(sqlx::AssertSqlSafe(plain_sql.clone()))
-                .bind(workspace_id)
-                .fetch_all(pool)
-                .await?;
-            let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(plain_count.clone()))
-                .bind(workspace_id)
-                .fetch_one(pool)
-                .await?;
+            let _: (Vec<(Uuid,)>, i64) = tokio::try_join!(
+                sqlx::query_as(sqlx::AssertSqlSafe(plain_sql.clone()))
+                    .bind(workspace_id)
+                    .fetch_all(pool),
+                sqlx::query_scalar(sqlx::AssertSqlSafe(plain_count.clone()))
+                    .bind(workspace_id)
+                    .fetch_one(pool),
+            )?;
             plain.push(started.elapsed());
         }
         line(
@@ -221,75 +225,105 @@ where
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Messages a lane's batch stores in one transaction in the benchmark.
+const BATCH: usize = 8;
+
 async fn inserts(pool: &PgPool, workspace_id: Uuid) -> anyhow::Result<()> {
     const N: usize = 20_000;
     let contacts: Vec<Uuid> = (0..2_000).map(|_| Uuid::now_v7()).collect();
     let channel_id = Uuid::now_v7();
     let run = Uuid::now_v7();
-    let ours = {
+    // Stores messages `first..first + count` in one transaction, as a batch of the
+    // inbound consumer does.
+    let store = move |pool: PgPool, contacts: Arc<Vec<Uuid>>, first: usize, count: usize| async move {
+        let now = Utc::now();
+        let mut tx = pool.begin().await?;
+        for i in first..first + count {
+            let external = format!("{run}-{i}");
+            let received = MessageReceived {
+                channel_id: channel_id.to_string(),
+                external_message_id: external.clone(),
+                sender: Some(Sender {
+                    external_id: external.clone(),
+                    display_name: String::new(),
+                }),
+                ..Default::default()
+            };
+            let party = Party {
+                workspace_id,
+                contact_id: contacts[i % contacts.len()],
+                channel_id,
+                channel_type: 1,
+                contact_external_id: &external,
+            };
+            ism_conversations::inbound::store_received(&mut tx, &party, &received, now, now)
+                .await?;
+        }
+        tx.commit().await?;
+        anyhow::Ok(())
+    };
+    let contacts = Arc::new(contacts);
+    let single = {
         let (pool, contacts) = (pool.clone(), contacts.clone());
-        rate(N, move |i| {
-            let (pool, contacts) = (pool.clone(), contacts.clone());
-            async move {
-                let external = format!("{run}-{i}");
-                let received = MessageReceived {
-                    channel_id: channel_id.to_string(),
-                    external_message_id: external.clone(),
-                    sender: Some(Sender {
-                        external_id: external.clone(),
-                        display_name: String::new(),
-                    }),
-                    ..Default::default()
-                };
-                let party = Party {
-                    workspace_id,
-                    contact_id: contacts[i % contacts.len()],
-                    channel_id,
-                    channel_type: 1,
-                    contact_external_id: &external,
-                };
-                let now = Utc::now();
-                let mut tx = pool.begin().await?;
-                ism_conversations::inbound::store_received(&mut tx, &party, &received, now, now)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            }
+        rate(N, move |i| store(pool.clone(), contacts.clone(), i, 1)).await?
+    };
+    let batched = {
+        let (pool, contacts) = (pool.clone(), contacts.clone());
+        rate(N / BATCH, move |i| {
+            store(pool.clone(), contacts.clone(), N + i * BATCH, BATCH)
         })
         .await?
+            * BATCH as f64
     };
     let (target, target_channel): (Uuid, Uuid) =
         sqlx::query_as("SELECT id, channel_id FROM conversations WHERE workspace_id = $1 LIMIT 1")
             .bind(workspace_id)
             .fetch_one(pool)
             .await?;
-    let plain = {
+    // The same rows inserted plainly, `count` per transaction.
+    let plain_store = move |pool: PgPool, first: usize, count: usize| async move {
+        let mut tx = pool.begin().await?;
+        for i in first..first + count {
+            sqlx::query(
+                "INSERT INTO messages (id, workspace_id, conversation_id, channel_id, direction, content, status,
+                                       external_message_id, sent_at)
+                 VALUES ($1, $2, $3, $4, 'inbound', '\\x00'::bytea, 'received', $5, now())",
+            )
+            .bind(Uuid::now_v7())
+            .bind(workspace_id)
+            .bind(target)
+            .bind(target_channel)
+            .bind(format!("plain-{run}-{i}"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        anyhow::Ok(())
+    };
+    let plain_single = {
         let pool = pool.clone();
-        rate(N, move |i| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query(
-                    "INSERT INTO messages (id, workspace_id, conversation_id, channel_id, direction, content, status,
-                                           external_message_id, sent_at)
-                     VALUES ($1, $2, $3, $4, 'inbound', '\\x00'::bytea, 'received', $5, now())",
-                )
-                .bind(Uuid::now_v7())
-                .bind(workspace_id)
-                .bind(target)
-                .bind(target_channel)
-                .bind(format!("plain-{run}-{i}"))
-                .execute(&pool)
-                .await?;
-                Ok(())
-            }
+        rate(N, move |i| plain_store(pool.clone(), i, 1)).await?
+    };
+    let plain_batched = {
+        let pool = pool.clone();
+        rate(N / BATCH, move |i| {
+            plain_store(pool.clone(), N + i * BATCH, BATCH)
         })
         .await?
+            * BATCH as f64
     };
     line(
-        "inbound message stored (event handler's transaction), /s",
-        ours,
+        "inbound message stored, one per transaction, /s",
+        single,
         ">= 3000/s",
-        plain,
+        plain_single,
+        "/s",
+    );
+    line(
+        &format!("inbound message stored, {BATCH} per transaction (a batch), /s"),
+        batched,
+        ">= 3000/s",
+        plain_batched,
         "/s",
     );
     Ok(())

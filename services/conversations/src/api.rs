@@ -23,6 +23,7 @@ use crate::report;
 use crate::settings;
 use crate::snippets;
 use crate::store::{self, NewMessage};
+use crate::view::{self, View};
 use crate::wire;
 
 pub struct Api {
@@ -50,6 +51,22 @@ fn client_message_id(raw: &str) -> Result<Option<&str>, FieldError> {
 }
 
 impl Api {
+    /// Has the contacts service check a view's Contact Filter, so a bad one is refused
+    /// when saved, naming `conditions.contact_filter`.
+    async fn check_contact_filter(
+        &self,
+        workspace_id: Uuid,
+        conditions: &pb::InboxConditions,
+    ) -> Result<(), Error> {
+        if let Some(filter) = &conditions.contact_filter {
+            self.assigner
+                .directory
+                .match_contacts(workspace_id, filter, &[])
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The snippet rendered for the conversation's Contact and the caller.
     async fn render(
         &self,
@@ -831,6 +848,7 @@ impl ConversationService for Api {
         respond(
             async {
                 let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
+                self.check_contact_filter(workspace_id, &conditions).await?;
                 let mut conn = self.pool.acquire().await?;
                 let created = inbox::create(&mut conn, workspace_id, name, &conditions).await?;
                 Ok(pb::CreateInboxResponse {
@@ -878,6 +896,7 @@ impl ConversationService for Api {
             async {
                 let id = uuid("id", &request.id)?;
                 let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
+                self.check_contact_filter(workspace_id, &conditions).await?;
                 let mut conn = self.pool.acquire().await?;
                 let updated = inbox::update(&mut conn, workspace_id, id, name, &conditions).await?;
                 Ok(pb::UpdateInboxResponse {
@@ -923,17 +942,33 @@ impl ConversationService for Api {
             async {
                 let limit = paging::page_size(request.page_size)?;
                 let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
-                let filter = match wire::optional_uuid(&request.inbox_id, "inbox_id")? {
+                let view = match wire::optional_uuid(&request.inbox_id, "inbox_id")? {
                     Some(id) => {
                         let mut conn = self.pool.acquire().await?;
-                        let saved = inbox::get(&mut conn, workspace_id, id).await?;
-                        inbox::filter(&saved.conditions(), me, self.clock.now())
+                        let conditions =
+                            inbox::get(&mut conn, workspace_id, id).await?.conditions();
+                        View {
+                            conversations: inbox::filter(&conditions, me, self.clock.now()),
+                            contacts: conditions.contact_filter,
+                        }
                     }
-                    None => wire::built_in(request.built_in, &request.team_id, me)?,
+                    None => View {
+                        conversations: wire::built_in(request.built_in, &request.team_id, me)?,
+                        contacts: None,
+                    },
                 };
-                let rows =
-                    inbox::page(&self.pool, workspace_id, &filter, before, limit + 1).await?;
-                let total = inbox::count(&self.pool, workspace_id, &filter).await?;
+                let directory = &self.assigner.directory;
+                let (rows, total) = tokio::try_join!(
+                    view::page(
+                        &self.pool,
+                        directory,
+                        workspace_id,
+                        &view,
+                        before,
+                        limit + 1
+                    ),
+                    view::count(&self.pool, directory, workspace_id, &view),
+                )?;
                 let (rows, next_page_token) =
                     paging::finish(rows, limit, |c| (c.last_message_at, c.id));
                 Ok(pb::ListInboxConversationsResponse {

@@ -2,9 +2,10 @@
 //! workflows and auto-assignment (round-robin or least open, online only, under a cap).
 //!
 //! A decision holds the conversation's row lock. Round-robin then locks its pool's cursor
-//! row and the candidates' load rows in id order. Least-open tries the lightest Users one
-//! load row at a time with SKIP LOCKED, so concurrent decisions spread over Users, and
-//! falls back to locking every candidate in id order when some were busy. Either way a
+//! row and the candidates' load rows in id order. Least-open locks the lightest User
+//! under the cap with SKIP LOCKED in one statement, so concurrent decisions spread over
+//! Users, and falls back to locking every candidate in id order when the only ones under
+//! the cap were busy. Either way a
 //! User's count is read under its row lock before it is raised, so no slot beyond the cap
 //! is handed out, and locks taken in id order (or skipped) never deadlock.
 use ism_proto::events::v1::{ConversationAssigned, ConversationUnassigned};
@@ -205,56 +206,42 @@ enum Lightest {
     Busy,
 }
 
-/// Tries the Users from lightest to heaviest, locking one load row at a time and skipping
-/// rows another decision holds, so concurrent decisions spread over Users instead of
-/// queueing. Rows it locked without choosing are released (savepoint).
+/// Locks the lightest User under the cap in one statement, skipping load rows another
+/// decision holds, so concurrent decisions spread over Users instead of queueing. The cap
+/// is tested again on the row as locked (its latest version), so a count raised meanwhile
+/// is never taken beyond the cap.
 async fn lightest_free(
     conn: &mut PgConnection,
     current: &Conversation,
     rules: &Rules,
     eligible: &[Uuid],
 ) -> Result<Lightest, Error> {
-    let mut loads: Vec<(Uuid, i32)> = sqlx::query_as(
-        "SELECT user_id, open_count FROM agent_load WHERE workspace_id = $1 AND user_id = ANY($2)",
-    )
+    // `$3` is the conversation's own assignee: it does not count against them.
+    const UNDER_CAP: &str = "workspace_id = $1 AND user_id = ANY($2)
+         AND ($4 = 0 OR open_count - (user_id IS NOT DISTINCT FROM $3)::int < $4)";
+    let chosen: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT user_id FROM agent_load WHERE {UNDER_CAP}
+         ORDER BY open_count - (user_id IS NOT DISTINCT FROM $3)::int, user_id
+         LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )))
     .bind(current.workspace_id)
     .bind(eligible)
-    .fetch_all(&mut *conn)
+    .bind(current.assignee_user_id)
+    .bind(rules.cap)
+    .fetch_optional(&mut *conn)
     .await?;
-    let own = |user: Uuid, count: i32| {
-        if Some(user) == current.assignee_user_id {
-            count - 1
-        } else {
-            count
-        }
-    };
-    loads.sort_by_key(|&(user, count)| (own(user, count), user));
-    sqlx::query("SAVEPOINT lightest_free")
-        .execute(&mut *conn)
-        .await?;
-    let mut busy = false;
-    for (user, _) in loads {
-        let locked: Option<i32> = sqlx::query_scalar(
-            "SELECT open_count FROM agent_load WHERE workspace_id = $1 AND user_id = $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(current.workspace_id)
-        .bind(user)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match locked {
-            None => busy = true,
-            Some(count) if rules.cap == 0 || own(user, count) < rules.cap => {
-                sqlx::query("RELEASE SAVEPOINT lightest_free")
-                    .execute(&mut *conn)
-                    .await?;
-                return Ok(Lightest::Chosen(user));
-            }
-            Some(_) => {}
-        }
+    if let Some(user) = chosen {
+        return Ok(Lightest::Chosen(user));
     }
-    sqlx::query("ROLLBACK TO SAVEPOINT lightest_free")
-        .execute(&mut *conn)
-        .await?;
+    let busy: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM agent_load WHERE {UNDER_CAP})"
+    )))
+    .bind(current.workspace_id)
+    .bind(eligible)
+    .bind(current.assignee_user_id)
+    .bind(rules.cap)
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(if busy {
         Lightest::Busy
     } else {

@@ -1,5 +1,6 @@
 //! Users and Teams, and Contacts, read from the workspaces and contacts services' APIs
 //! with a service token.
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use ism_platform::auth::ServiceTokens;
@@ -10,6 +11,7 @@ use ism_proto::contacts::v1::field_value::Kind as FieldKind;
 use ism_proto::workspaces::v1 as ws;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::assign::Candidate;
@@ -23,6 +25,11 @@ pub struct Directory {
     contacts: ContactServiceClient<Channel>,
     tokens: Arc<ServiceTokens>,
 }
+
+/// Most candidates one MatchContacts call may name (the contacts service's limit).
+pub const MAX_CANDIDATES: usize = 10_000;
+/// The field of a view's Contact conditions, as errors name it.
+pub const CONTACT_FILTER: &str = "conditions.contact_filter";
 
 fn unavailable(status: tonic::Status) -> Error {
     Error::Unavailable(format!("workspaces: {}", status.message()))
@@ -67,6 +74,43 @@ impl Directory {
             .into_inner()
             .fields;
         Ok(fields.into_iter().map(|f| f.key).collect())
+    }
+
+    /// Which of `candidates` are Contacts of the Workspace matching `filter` (at most
+    /// [`MAX_CANDIDATES`] per call). With no candidates it only checks the Filter; a
+    /// Filter contacts refuses comes back as its field error.
+    pub async fn match_contacts(
+        &self,
+        workspace_id: Uuid,
+        filter: &contacts::Filter,
+        candidates: &[Uuid],
+    ) -> Result<HashSet<Uuid>, Error> {
+        let request = contacts::MatchContactsRequest {
+            filter: Some(filter.clone()),
+            contact_ids: candidates.iter().map(Uuid::to_string).collect(),
+        };
+        let request = self
+            .tokens
+            .request(request, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        match self.contacts.clone().match_contacts(request).await {
+            Ok(response) => Ok(response
+                .into_inner()
+                .contact_ids
+                .iter()
+                .filter_map(|id| id.parse().ok())
+                .collect()),
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                let reason = status
+                    .get_error_details()
+                    .bad_request()
+                    .and_then(|b| b.field_violations.first())
+                    .map_or_else(|| status.message().to_owned(), |v| v.description.clone());
+                Err(Error::Invalid(FieldError::new(CONTACT_FILTER, reason)))
+            }
+            Err(status) => Err(unavailable(status)),
+        }
     }
 
     /// Snippet variables for the Contact and the caller (`user:<id>` gives a name).

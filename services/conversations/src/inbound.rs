@@ -1,11 +1,12 @@
 //! Applying the gateway's events: inbound messages become stored messages in the
 //! contact's conversation; delivery reports move outbound messages' status.
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ism_platform::auth::ServiceTokens;
 use ism_platform::convert::from_timestamp;
-use ism_platform::events::{self, EventContext, EventHandler, HandlerError};
+use ism_platform::events::{self, Batch, EventContext, EventHandler, HandlerError};
 use ism_proto::contacts::v1::ResolveContactRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::events::v1::{
@@ -25,7 +26,8 @@ use crate::lifecycle;
 use crate::publish::emit;
 use crate::store::{self, Conversation, Found, NewMessage, Party};
 
-/// Stores `gateway.message.received` events.
+/// Stores `gateway.message.received` events, several per transaction when the queue
+/// has a backlog.
 pub struct Received {
     pub contacts: ContactServiceClient<Channel>,
     pub tokens: Arc<ServiceTokens>,
@@ -33,31 +35,83 @@ pub struct Received {
     pub assigner: Assigner,
 }
 
+/// Deliveries of one lane stored in one transaction.
+const BATCH: usize = 32;
+
 fn permanent(what: &str) -> HandlerError {
     HandlerError::Permanent(format!("{what} is missing or not a UUID"))
 }
 
-impl EventHandler for Received {
-    async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
+/// An inbound message event, read.
+struct Inbound {
+    event_id: String,
+    workspace_id: Uuid,
+    channel_id: Uuid,
+    received: MessageReceived,
+    sent_at: DateTime<Utc>,
+}
+
+impl Inbound {
+    fn of(event: &Event) -> Result<Self, HandlerError> {
         let received: MessageReceived =
-            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
-        let workspace_id: Uuid = event
+            events::decode_payload(event).map_err(HandlerError::Permanent)?;
+        let workspace_id = event
             .workspace_id
             .parse()
             .map_err(|_| permanent("workspace_id"))?;
-        let channel_id: Uuid = received
+        let channel_id = received
             .channel_id
             .parse()
             .map_err(|_| permanent("channel_id"))?;
-        let sender = received.sender.clone().unwrap_or_default();
+        let sent_at = received
+            .sent_at
+            .as_ref()
+            .and_then(from_timestamp)
+            .unwrap_or_else(chrono::Utc::now);
+        Ok(Self {
+            event_id: event.id.clone(),
+            workspace_id,
+            channel_id,
+            received,
+            sent_at,
+        })
+    }
+
+    fn external_id(&self) -> &str {
+        self.received
+            .sender
+            .as_ref()
+            .map_or("", |s| s.external_id.as_str())
+    }
+
+    /// Who wrote: the Workspace, Channel and the sender's id there.
+    fn sender(&self) -> (Uuid, Uuid, &str) {
+        (self.workspace_id, self.channel_id, self.external_id())
+    }
+
+    fn party(&self, contact_id: Uuid) -> Party<'_> {
+        Party {
+            workspace_id: self.workspace_id,
+            contact_id,
+            channel_id: self.channel_id,
+            channel_type: self.received.channel_type,
+            contact_external_id: self.external_id(),
+        }
+    }
+}
+
+impl Received {
+    /// The Contact who wrote, found or created by the contacts service.
+    async fn resolve(&self, inbound: &Inbound) -> Result<Uuid, HandlerError> {
+        let sender = inbound.received.sender.clone().unwrap_or_default();
         let request = ResolveContactRequest {
-            channel_id: received.channel_id.clone(),
-            external_id: sender.external_id.clone(),
-            display_name: sender.display_name.clone(),
+            channel_id: inbound.received.channel_id.clone(),
+            external_id: sender.external_id,
+            display_name: sender.display_name,
         };
         let request = self
             .tokens
-            .request(request, workspace_id)
+            .request(request, inbound.workspace_id)
             .await
             .map_err(transient)?;
         let contact = self
@@ -75,36 +129,76 @@ impl EventHandler for Received {
             .into_inner()
             .contact
             .ok_or_else(|| HandlerError::Permanent("contacts answered without a contact".into()))?;
-        let contact_id: Uuid = contact.id.parse().map_err(|_| permanent("contact.id"))?;
-        let sent_at = received
-            .sent_at
-            .as_ref()
-            .and_then(from_timestamp)
-            .unwrap_or_else(chrono::Utc::now);
+        contact.id.parse().map_err(|_| permanent("contact.id"))
+    }
 
+    /// Assigns what a stored message opened or woke, once committed.
+    async fn after_commit(&self, stored: &[(Uuid, Conversation, Found, store::Message)]) {
+        for (workspace_id, conversation, found, message) in stored {
+            tracing::info!(conversation_id = %conversation.id, message_id = %message.id, "inbound message stored");
+            if *found != Found::Open {
+                let assigned = self.assigner.auto_assign(*workspace_id, conversation.id);
+                self.assigner.best_effort("auto-assign", assigned).await;
+            }
+        }
+    }
+}
+
+impl EventHandler for Received {
+    async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
+        let inbound = Inbound::of(&event)?;
+        let contact_id = self.resolve(&inbound).await?;
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        let party = Party {
-            workspace_id,
-            contact_id,
-            channel_id,
-            channel_type: received.channel_type,
-            contact_external_id: &sender.external_id,
-        };
-        let Some((conversation, found, message)) =
-            store_received(&mut tx, &party, &received, sent_at, self.clock.now()).await?
-        else {
-            // The same provider message under another event id: already stored.
-            tx.commit().await?;
-            return Ok(());
-        };
+        let party = inbound.party(contact_id);
+        let now = self.clock.now();
+        let stored =
+            store_received(&mut tx, &party, &inbound.received, inbound.sent_at, now).await?;
         tx.commit().await?;
-        tracing::info!(conversation_id = %conversation.id, message_id = %message.id, "inbound message stored");
-        if found != Found::Open {
-            let assigned = self.assigner.auto_assign(workspace_id, conversation.id);
-            self.assigner.best_effort("auto-assign", assigned).await;
+        // `None`: the same provider message under another event id, already stored.
+        if let Some((conversation, found, message)) = stored {
+            self.after_commit(&[(inbound.workspace_id, conversation, found, message)])
+                .await;
         }
+        Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH
+    }
+
+    async fn handle_batch(&self, batch: Batch) -> Result<(), HandlerError> {
+        let inbound = batch
+            .events()
+            .map(Inbound::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Each sender once, all at once, before the transaction begins.
+        let mut seen = HashSet::new();
+        let senders: Vec<&Inbound> = inbound.iter().filter(|i| seen.insert(i.sender())).collect();
+        let resolved =
+            futures::future::try_join_all(senders.iter().map(|i| self.resolve(i))).await?;
+        let contacts: HashMap<_, Uuid> = senders.iter().map(|i| i.sender()).zip(resolved).collect();
+        let (mut tx, fresh) = batch.begin().await?;
+        let fresh: HashSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
+        let now = self.clock.now();
+        let mut stored = Vec::new();
+        for inbound in inbound
+            .iter()
+            .filter(|i| fresh.contains(i.event_id.as_str()))
+        {
+            let contact_id = contacts.get(&inbound.sender()).copied().ok_or_else(|| {
+                HandlerError::Transient(anyhow::anyhow!("a sender was not resolved"))
+            })?;
+            let party = inbound.party(contact_id);
+            if let Some((conversation, found, message)) =
+                store_received(&mut tx, &party, &inbound.received, inbound.sent_at, now).await?
+            {
+                stored.push((inbound.workspace_id, conversation, found, message));
+            }
+        }
+        tx.commit().await?;
+        self.after_commit(&stored).await;
         Ok(())
     }
 }

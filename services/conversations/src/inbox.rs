@@ -207,6 +207,18 @@ pub async fn count(pool: &PgPool, workspace_id: Uuid, filter: &Filter) -> Result
     Ok(q.build_query_scalar().fetch_one(pool).await?)
 }
 
+/// The view's conversations counted per Contact.
+pub async fn count_per_contact(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    filter: &Filter,
+) -> Result<Vec<(Uuid, i64)>, Error> {
+    let mut q = QueryBuilder::new("SELECT contact_id, count(*) FROM conversations");
+    push_where(&mut q, workspace_id, filter);
+    q.push(" GROUP BY contact_id");
+    Ok(q.build_query_as().fetch_all(pool).await?)
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct Inbox {
     pub id: Uuid,

@@ -14,6 +14,7 @@ pub mod report;
 pub mod settings;
 pub mod snippets;
 pub mod store;
+mod view;
 mod wire;
 
 use std::sync::Arc;

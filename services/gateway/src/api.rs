@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::channel_cache::ChannelCache;
 use crate::credentials::{Cipher, Credentials};
 use crate::error::Error;
 use crate::providers::{Kind, client};
@@ -24,6 +25,8 @@ use crate::store::{self, Channel};
 pub struct Channels {
     pub pool: PgPool,
     pub cipher: Arc<Cipher>,
+    /// What webhooks remember of channels, forgotten as they change.
+    pub webhook_channels: ChannelCache,
     pub http: reqwest::Client,
     /// The gateway's public URL, without a trailing slash.
     pub public_url: String,
@@ -60,15 +63,9 @@ impl Channels {
     }
 
     fn open(&self, channel: &Channel) -> Result<Credentials, Error> {
-        match &channel.credentials {
-            Some(sealed) => self
-                .cipher
-                .open(channel.id, sealed)
-                .map_err(|e| Error::Unexpected(e.into())),
-            None => Ok(Credentials::Custom {
-                webhook_secret: channel.webhook_secret.clone(),
-            }),
-        }
+        channel
+            .credentials(&self.cipher)
+            .map_err(|e| Error::Unexpected(e.into()))
     }
 
     /// Connects a channel in `workspace_id`; returns it with, for a custom channel, its
@@ -210,6 +207,7 @@ impl Channels {
         }
         channel.credentials = Some(self.cipher.seal(id, &credentials)?);
         let channel = store::update_channel(&self.pool, &channel).await?;
+        self.webhook_channels.forget(id);
         Ok(self.to_pb(channel))
     }
 
@@ -219,7 +217,9 @@ impl Channels {
             let base = api_base_url(Some(Kind::Telegram), &channel.api_base_url);
             client::telegram_delete_webhook(&self.http, base, &bot_token).await;
         }
-        store::delete_channel(&self.pool, workspace_id, id).await
+        store::delete_channel(&self.pool, workspace_id, id).await?;
+        self.webhook_channels.forget(id);
+        Ok(())
     }
 
     async fn test(&self, workspace_id: Uuid, id: Uuid) -> Result<pb::TestChannelResponse, Error> {
@@ -532,6 +532,8 @@ pub async fn create_channel(
         cipher: Arc::new(Cipher::from_settings(&settings.gateway)?),
         http: reqwest::Client::new(),
         public_url: settings.gateway.public_url.trim_end_matches('/').to_owned(),
+        // No webhooks are served by this process: nothing to forget.
+        webhook_channels: ChannelCache::new(std::time::Duration::ZERO),
     };
     channels
         .connect(workspace_id, &legacy_request(request)?)

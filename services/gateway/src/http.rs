@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ism_platform::convert::timestamp;
-use ism_platform::{events, telemetry};
+use ism_platform::events::{self, TracedEvent};
+use ism_platform::telemetry;
 use ism_proto::events::v1::{MessageReceived, Sender};
 use ism_proto::types::v1::DeliveryStatus;
 use serde_json::json;
@@ -19,18 +20,22 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::credentials::{Cipher, Credentials};
+use crate::channel_cache::{ChannelCache, Connected};
+use crate::credentials::Cipher;
 use crate::delivery;
+use crate::intake::Intake;
 use crate::media::{self, MediaLinks};
 use crate::providers::{
     self, Handshake, InboundMessage, Item, Kind, Receipt, ReceiptTarget, Webhook,
 };
-use crate::store::{self, Channel};
+use crate::store::{self, Arrival, Channel};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub cipher: Arc<Cipher>,
+    pub channels: ChannelCache,
+    pub intake: Intake,
     /// The gateway's public URL, without a trailing slash: Twilio signs the URL it called.
     pub public_url: String,
     /// Signed links to inbound media the providers keep.
@@ -68,7 +73,7 @@ pub(crate) fn refuse(code: StatusCode, reason: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": reason.into() }))).into_response()
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     refuse(
         StatusCode::SERVICE_UNAVAILABLE,
         "temporarily unavailable; retry",
@@ -80,29 +85,18 @@ async fn connected(
     state: &AppState,
     provider: &str,
     channel_id: &str,
-) -> Result<(Kind, Channel, Credentials), Response> {
+) -> Result<(Kind, Arc<Connected>), Response> {
     let not_found = || refuse(StatusCode::NOT_FOUND, "unknown channel");
     let kind = Kind::parse(provider).ok_or_else(not_found)?;
     let id = channel_id.parse::<Uuid>().map_err(|_| not_found())?;
-    let channel = match store::channel_by_id(&state.pool, id).await {
-        Ok(Some(channel)) if channel.kind == kind.as_str() => channel,
-        Ok(_) => return Err(not_found()),
+    match state.channels.get(&state.pool, &state.cipher, id).await {
+        Ok(Some(found)) if found.channel.kind == kind.as_str() => Ok((kind, found)),
+        Ok(_) => Err(not_found()),
         Err(e) => {
             tracing::error!(error = %e, "loading the channel failed");
-            return Err(unavailable());
+            Err(unavailable())
         }
-    };
-    let credentials = match &channel.credentials {
-        Some(sealed) => state.cipher.open(channel.id, sealed).map_err(|e| {
-            tracing::error!(error = %e, "the channel's credentials cannot be opened");
-            unavailable()
-        })?,
-        // Created before credentials were sealed; sealed at the next start.
-        None => Credentials::Custom {
-            webhook_secret: channel.webhook_secret.clone(),
-        },
-    };
-    Ok((kind, channel, credentials))
+    }
 }
 
 async fn verification(
@@ -110,11 +104,11 @@ async fn verification(
     Path((provider, channel_id)): Path<(String, String)>,
     uri: Uri,
 ) -> Response {
-    let (kind, _, credentials) = match connected(&state, &provider, &channel_id).await {
+    let (kind, found) = match connected(&state, &provider, &channel_id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match providers::handshake(kind, &credentials, uri.query().unwrap_or_default()) {
+    match providers::handshake(kind, &found.credentials, uri.query().unwrap_or_default()) {
         Handshake::Accept(challenge) => (StatusCode::OK, challenge).into_response(),
         Handshake::Forbidden => {
             tracing::warn!(provider, "verification handshake with a wrong verify token");
@@ -169,7 +163,7 @@ async fn receive(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let (kind, channel, credentials) = match connected(state, provider, channel_id).await {
+    let (kind, found) = match connected(state, provider, channel_id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -183,7 +177,7 @@ async fn receive(
         body,
         url: &url,
     };
-    if let Err(reason) = providers::verify(kind, &credentials, &webhook) {
+    if let Err(reason) = providers::verify(kind, &found.credentials, &webhook) {
         tracing::warn!(%reason, "webhook signature refused");
         return refuse(StatusCode::UNAUTHORIZED, reason);
     }
@@ -194,8 +188,8 @@ async fn receive(
             return refuse(StatusCode::BAD_REQUEST, reason);
         }
     };
-    let items = state.media.linked(kind, channel.id, items);
-    let stored = match store_items(state, kind, &channel, items).await {
+    let items = state.media.linked(kind, found.channel.id, items);
+    let stored = match store_items(state, kind, &found.channel, items).await {
         Ok(stored) => stored,
         Err(e) => {
             tracing::error!(error = %e, "storing the webhook failed");
@@ -301,15 +295,14 @@ async fn accept(
     let key = format!("{}:{}", channel.id, message.sender_id);
     let event = events::new_event(event_type, channel.workspace_id, &key, &payload);
     let sent_at = message.sent_at.unwrap_or_else(chrono::Utc::now);
-    let from = (kind.has_reply_window() && !echo).then_some((message.sender_id.as_str(), sent_at));
-    let accepted = store::accept_inbound(
-        &state.pool,
-        channel,
-        &message.external_message_id,
-        from,
-        &event,
-    )
-    .await?;
+    let arrival = Arrival {
+        workspace_id: channel.workspace_id,
+        channel_id: channel.id,
+        window: (kind.has_reply_window() && !echo).then(|| (message.sender_id, sent_at)),
+        external_message_id: message.external_message_id,
+        event: TracedEvent::here(event),
+    };
+    let accepted = state.intake.accept(arrival).await?;
     Ok(accepted.then_some(inbound_id))
 }
 

@@ -1,9 +1,11 @@
 //! The gateway: channels and their credentials, provider webhooks in, delivery out.
 mod api;
+mod channel_cache;
 pub mod credentials;
 mod delivery;
 mod error;
 mod http;
+mod intake;
 mod media;
 pub mod providers;
 pub mod store;
@@ -69,10 +71,14 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
     tracing::info!(%address, "webhooks listening");
+    let channels =
+        channel_cache::ChannelCache::new(Duration::from_millis(settings.gateway.channel_cache_ms));
     let app = http::router(
         http::AppState {
             pool: service.pool.clone(),
             cipher: cipher.clone(),
+            channels: channels.clone(),
+            intake: intake::Intake::start(service.pool.clone()),
             public_url: public_url.clone(),
             media: Arc::new(media::MediaLinks::from_settings(
                 &settings.gateway,
@@ -102,6 +108,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
             cipher,
             http: http_client,
             public_url,
+            webhook_channels: channels,
         },
     }));
     service.serve(routes, verifier, &[]).await

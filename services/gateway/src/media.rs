@@ -19,9 +19,8 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::credentials;
-use crate::http::{AppState, refuse};
+use crate::http::{AppState, refuse, unavailable};
 use crate::providers::{self, Item, Kind};
-use crate::store;
 
 /// How long a link works: about as long as the providers keep inbound media.
 pub const LINK_LIFETIME: TimeDelta = TimeDelta::days(30);
@@ -162,32 +161,24 @@ pub async fn serve(
     if let Err(refusal) = verified {
         return refuse(StatusCode::FORBIDDEN, refusal.reason());
     }
-    let channel = match store::channel_by_id(&state.pool, channel_id).await {
-        Ok(Some(channel)) => channel,
+    let found = match state
+        .channels
+        .get(&state.pool, &state.cipher, channel_id)
+        .await
+    {
+        Ok(Some(found)) => found,
         Ok(None) => return unknown(),
         Err(e) => {
             tracing::error!(error = %e, "loading the channel failed");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable; retry",
-            );
+            return unavailable();
         }
     };
-    let Some(kind) = Kind::parse(&channel.kind) else {
+    let Some(kind) = Kind::parse(&found.channel.kind) else {
         return unknown();
     };
-    let credentials = match channel.credentials(&state.cipher) {
-        Ok(credentials) => credentials,
-        Err(e) => {
-            tracing::error!(error = %e, "the channel's credentials cannot be opened");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable; retry",
-            );
-        }
-    };
+    let (channel, credentials) = (&found.channel, &found.credentials);
     let base = providers::media::base_url(kind, &channel.api_base_url);
-    let fetched = providers::media::fetch(&state.media_http, kind, base, &credentials, &id).await;
+    let fetched = providers::media::fetch(&state.media_http, kind, base, credentials, &id).await;
     let label = kind.as_str();
     match fetched {
         Ok(response) => {

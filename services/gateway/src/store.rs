@@ -1,8 +1,8 @@
 //! Channels, accepted inbound messages and outbound deliveries in Postgres.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use ism_platform::events;
+use ism_platform::events::{self, TracedEvent};
 use ism_proto::events::v1::Event;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
@@ -199,46 +199,76 @@ pub async fn list_channels(
     .await?)
 }
 
-/// Records an inbound message and its event in one transaction, and, for a Contact's
-/// own message (`from` is set), when that Contact last wrote. `false` when the provider
-/// already delivered this message id (a retry): nothing is written.
-pub async fn accept_inbound(
-    pool: &PgPool,
-    channel: &Channel,
-    external_message_id: &str,
-    from: Option<(&str, DateTime<Utc>)>,
-    event: &Event,
-) -> Result<bool, Error> {
+/// An inbound message to record: its dedupe key, the reply window it opens, and its event.
+pub struct Arrival {
+    pub workspace_id: Uuid,
+    pub channel_id: Uuid,
+    pub external_message_id: String,
+    /// The Contact's provider id and when they wrote, on channels with a reply window.
+    pub window: Option<(String, DateTime<Utc>)>,
+    pub event: TracedEvent,
+}
+
+/// Records `arrivals` in one transaction: each new message with its event (and the reply
+/// window it opens), each one already recorded (a provider retry, or the same message
+/// twice in the batch) skipped. Returns, in order, whether each was new.
+pub async fn accept_inbound(pool: &PgPool, arrivals: Vec<Arrival>) -> Result<Vec<bool>, Error> {
     let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO inbound_messages (id, workspace_id, channel_id, external_message_id) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (channel_id, external_message_id) DO NOTHING",
+    let recorded: Vec<(Uuid, String)> = sqlx::query_as(
+        "INSERT INTO inbound_messages (id, workspace_id, channel_id, external_message_id)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[])
+         ON CONFLICT (channel_id, external_message_id) DO NOTHING
+         RETURNING channel_id, external_message_id",
     )
-    .bind(Uuid::now_v7())
-    .bind(channel.workspace_id)
-    .bind(channel.id)
-    .bind(external_message_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
+    .bind(arrivals.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+    .bind(arrivals.iter().map(|a| a.workspace_id).collect::<Vec<_>>())
+    .bind(arrivals.iter().map(|a| a.channel_id).collect::<Vec<_>>())
+    .bind(
+        arrivals
+            .iter()
+            .map(|a| a.external_message_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut unclaimed: HashSet<(Uuid, String)> = recorded.into_iter().collect();
+    let new: Vec<bool> = arrivals
+        .iter()
+        .map(|a| unclaimed.remove(&(a.channel_id, a.external_message_id.clone())))
+        .collect();
+
+    // One row per (channel, contact): an upsert may not touch a row twice.
+    let mut windows: HashMap<(Uuid, &str), DateTime<Utc>> = HashMap::new();
+    for (arrival, _) in arrivals.iter().zip(&new).filter(|(_, new)| **new) {
+        if let Some((contact, at)) = &arrival.window {
+            let latest = windows.entry((arrival.channel_id, contact)).or_insert(*at);
+            *latest = (*latest).max(*at);
+        }
     }
-    if let Some((contact, at)) = from {
+    if !windows.is_empty() {
+        let (keys, times): (Vec<_>, Vec<_>) = windows.into_iter().unzip();
+        let (channels, contacts): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
         sqlx::query(
-            "INSERT INTO reply_windows (channel_id, contact, last_inbound_at) VALUES ($1, $2, $3)
+            "INSERT INTO reply_windows (channel_id, contact, last_inbound_at)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
              ON CONFLICT (channel_id, contact) DO UPDATE
              SET last_inbound_at = greatest(reply_windows.last_inbound_at, excluded.last_inbound_at)",
         )
-        .bind(channel.id)
-        .bind(contact)
-        .bind(at)
+        .bind(channels)
+        .bind(contacts)
+        .bind(times)
         .execute(&mut *tx)
         .await?;
     }
-    events::enqueue(&mut tx, event).await?;
+    let events: Vec<TracedEvent> = arrivals
+        .into_iter()
+        .zip(&new)
+        .filter(|(_, new)| **new)
+        .map(|(a, _)| a.event)
+        .collect();
+    events::enqueue_traced(&mut tx, &events).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(new)
 }
 
 /// When each of `contacts` (channel, contact) last wrote, for those we ever saw write.

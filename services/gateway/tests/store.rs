@@ -1,6 +1,8 @@
 //! The gateway store on a fresh Postgres database.
-use ism_gateway::store::{self, Channel, Finished, Outcome};
+use chrono::{DateTime, Utc};
+use ism_gateway::store::{self, Arrival, Channel, Finished, Outcome};
 use ism_platform::config::ServiceName;
+use ism_platform::events::TracedEvent;
 use ism_platform::{db, events};
 use ism_proto::events::v1::MessageReceived;
 use uuid::Uuid;
@@ -24,6 +26,23 @@ fn custom_channel() -> Channel {
     }
 }
 
+/// A message `id` arriving on `channel`, from a Contact with a reply window when given.
+fn arrival(channel: &Channel, id: &str, window: Option<(&str, DateTime<Utc>)>) -> Arrival {
+    let event = events::new_event(
+        "gateway.message.received",
+        channel.workspace_id,
+        "k",
+        &MessageReceived::default(),
+    );
+    Arrival {
+        workspace_id: channel.workspace_id,
+        channel_id: channel.id,
+        external_message_id: id.into(),
+        window: window.map(|(contact, at)| (contact.into(), at)),
+        event: TracedEvent::here(event),
+    }
+}
+
 #[tokio::test]
 async fn an_inbound_message_and_its_event_are_recorded_once() {
     let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
@@ -32,30 +51,27 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
     let channel = store::create_channel(&pool, &custom_channel())
         .await
         .unwrap();
-    let event = || {
-        events::new_event(
-            "gateway.message.received",
-            channel.workspace_id,
-            "k",
-            &MessageReceived::default(),
-        )
-    };
-    assert!(
-        store::accept_inbound(&pool, &channel, "p-1", None, &event())
-            .await
-            .unwrap()
+    let one = |id| vec![arrival(&channel, id, None)];
+    assert_eq!(
+        store::accept_inbound(&pool, one("p-1")).await.unwrap(),
+        [true]
     );
-    assert!(
-        !store::accept_inbound(&pool, &channel, "p-1", None, &event())
-            .await
-            .unwrap(),
+    assert_eq!(
+        store::accept_inbound(&pool, one("p-1")).await.unwrap(),
+        [false],
         "a provider retry is recognised"
+    );
+    let batch = ["p-2", "p-1", "p-2", "p-3"].map(|id| arrival(&channel, id, None));
+    assert_eq!(
+        store::accept_inbound(&pool, batch.into()).await.unwrap(),
+        [true, false, false, true],
+        "within one batch, a retry and a message given twice are recognised too"
     );
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_outbox")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(outbox, 1, "a duplicate writes no second event");
+    assert_eq!(outbox, 3, "a duplicate writes no second event");
 
     // A due delivery is claimed by one worker; a second claim finds nothing while leased,
     // and the retry outcome puts it back in the future.
@@ -191,23 +207,18 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
     let channel = store::create_channel(&pool, &custom_channel())
         .await
         .unwrap();
-    let event = || {
-        events::new_event(
-            "gateway.message.received",
-            channel.workspace_id,
-            "k",
-            &MessageReceived::default(),
-        )
-    };
     let c1 = [(channel.id, "c1".to_owned())];
     assert!(store::last_inbound(&pool, &c1).await.unwrap().is_empty());
     let recent = chrono::Utc::now() - chrono::TimeDelta::hours(1);
     let older = recent - chrono::TimeDelta::days(3);
-    for (id, at) in [("m1", recent), ("m2", older)] {
-        store::accept_inbound(&pool, &channel, id, Some(("c1", at)), &event())
-            .await
-            .unwrap();
-    }
+    let oldest = older - chrono::TimeDelta::days(1);
+    // One message alone, then two more of the same Contact in one batch.
+    store::accept_inbound(&pool, vec![arrival(&channel, "m1", Some(("c1", recent)))])
+        .await
+        .unwrap();
+    let batch =
+        [("m2", older), ("m3", oldest)].map(|(id, at)| arrival(&channel, id, Some(("c1", at))));
+    store::accept_inbound(&pool, batch.into()).await.unwrap();
     let last = store::last_inbound(&pool, &c1).await.unwrap()[&c1[0]];
     assert_eq!(
         last.timestamp_micros(),

@@ -181,6 +181,8 @@ pub struct GatewaySettings {
     pub delivery_max_attempts: i32,
     pub delivery_retry_base_ms: u64,
     pub delivery_concurrency: usize,
+    /// How long a webhook may use a channel's row and credentials read earlier.
+    pub channel_cache_ms: u64,
     /// Base64 of the 32-byte AES-256-GCM key sealing channel credentials.
     pub credentials_key: SecretString,
     /// Earlier keys, still accepted for reading during a rotation.

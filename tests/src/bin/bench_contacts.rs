@@ -204,9 +204,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "plain Postgres runs the same SQL shape (page: tag array overlap, JSONB containment, \
-         name range, keyset order; stream: the same filter in id order; import: one unnest \
-         insert per 5,000 rows; resolve: identity lookup and last-interaction update) without \
-         the service's validation, rendering and events."
+         name prefixes and range, keyset order; stream: the same filter in id order; import: one unnest \
+         insert per 5,000 rows; resolve: the identity lookup, interaction times being written in \
+         bulk beside the calls) without the service's validation, rendering and events."
     );
     Ok(())
 }
@@ -415,41 +415,65 @@ fn shape(i: usize) -> Filter {
 }
 
 /// The WHERE of run `i`'s filter in plain SQL, binding $1 workspace, $2 tag ids, $3 the
-/// containment document, $4 the LIKE pattern, $5 and $6 the name range.
+/// containment document, $4 the LIKE pattern, $5 and $6 the name range, $7 the name's
+/// indexed prefixes.
 const PLAIN_WHERE: &str = "c.workspace_id = $1 AND c.deleted_at IS NULL
      AND c.tag_ids && $2
      AND c.custom @> $3
-     AND c.name_key LIKE $4 AND c.name_key >= $5 AND c.name_key < $6";
+     AND c.name_key LIKE $4 AND c.name_prefixes @> $7 AND c.name_key >= $5 AND c.name_key < $6";
 
-fn plain_binds(tags: &[Uuid], i: usize) -> (Vec<Uuid>, serde_json::Value, String, String, String) {
+/// The binds of [`PLAIN_WHERE`] for run `i`.
+struct PlainBinds {
+    tags: Vec<Uuid>,
+    doc: serde_json::Value,
+    pattern: String,
+    from: String,
+    to: String,
+    prefixes: Vec<String>,
+}
+
+fn plain_binds(tags: &[Uuid], i: usize) -> PlainBinds {
     let prefix = PREFIXES[i % PREFIXES.len()];
     let mut end = prefix.to_owned();
     if let Some(last) = end.pop() {
         end.push(char::from_u32(last as u32 + 1).unwrap_or(last));
     }
-    (
-        vec![tags[i % tags.len()]],
-        serde_json::json!({ "plan": PLANS[i % PLANS.len()] }),
-        format!("{prefix}%"),
-        prefix.to_owned(),
-        end,
-    )
+    PlainBinds {
+        tags: vec![tags[i % tags.len()]],
+        doc: serde_json::json!({ "plan": PLANS[i % PLANS.len()] }),
+        pattern: format!("{prefix}%"),
+        from: prefix.to_owned(),
+        to: end,
+        prefixes: vec![prefix.chars().take(3).collect()],
+    }
+}
+
+impl PlainBinds {
+    fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        workspace: Uuid,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(workspace)
+            .bind(self.tags)
+            .bind(self.doc)
+            .bind(self.pattern)
+            .bind(self.from)
+            .bind(self.to)
+            .bind(self.prefixes)
+    }
 }
 
 async fn plain_page(pool: &PgPool, workspace: Uuid, tags: &[Uuid], i: usize) -> anyhow::Result<()> {
-    let (ids, doc, pattern, from, to) = plain_binds(tags, i);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM contacts c WHERE {PLAIN_WHERE}
          ORDER BY c.created_at DESC, c.id DESC LIMIT 51"
-    )))
-    .bind(workspace)
-    .bind(ids)
-    .bind(doc)
-    .bind(pattern)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
+    )));
+    let rows = plain_binds(tags, i)
+        .bind(query, workspace)
+        .fetch_all(pool)
+        .await?;
     anyhow::ensure!(!rows.is_empty(), "an empty page");
     Ok(())
 }
@@ -460,18 +484,16 @@ async fn plain_count(
     tags: &[Uuid],
     i: usize,
 ) -> anyhow::Result<()> {
-    let (ids, doc, pattern, from, to) = plain_binds(tags, i);
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM contacts c WHERE {PLAIN_WHERE}"
-    )))
-    .bind(workspace)
-    .bind(ids)
-    .bind(doc)
-    .bind(pattern)
-    .bind(from)
-    .bind(to)
-    .fetch_one(pool)
-    .await?;
+    )));
+    let n: i64 = sqlx::Row::try_get(
+        &plain_binds(tags, i)
+            .bind(query, workspace)
+            .fetch_one(pool)
+            .await?,
+        0,
+    )?;
     anyhow::ensure!(n > 0, "nothing counted");
     Ok(())
 }
@@ -684,7 +706,8 @@ async fn resolve(platform: &Platform, tenant: &Tenant, token: &str) -> anyhow::R
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The same lookup and last-interaction update, from as many concurrent tasks.
+/// The same identity lookup, from as many concurrent tasks (the service writes
+/// interaction times in bulk, beside its calls).
 async fn plain_resolve(pool: &PgPool, workspace: Uuid, channel: Uuid) -> anyhow::Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -707,14 +730,7 @@ async fn plain_resolve(pool: &PgPool, workspace: Uuid, channel: Uuid) -> anyhow:
                 .fetch_optional(&pool)
                 .await?
                 .context("an identity was missing")?;
-                let id: Uuid = sqlx::Row::try_get(&row, "id")?;
-                sqlx::query(
-                    "UPDATE contacts SET last_interaction_at = now() WHERE id = $1
-                       AND (last_interaction_at IS NULL OR last_interaction_at < now() - interval '1 minute')",
-                )
-                .bind(id)
-                .execute(&pool)
-                .await?;
+                let _: Uuid = sqlx::Row::try_get(&row, "id")?;
                 done.fetch_add(1, Ordering::Relaxed);
             }
             anyhow::Ok(())

@@ -1,6 +1,7 @@
 //! Consuming events: one durable queue per consumer, handlers that commit before the ack,
 //! duplicates dropped by event id, transient failures retried with backoff, poison
 //! messages dead-lettered with their reason.
+use std::collections::HashSet;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -69,6 +70,61 @@ impl EventContext {
     }
 }
 
+/// Several deliveries of one lane, to apply in one transaction: one commit instead of
+/// one per event when a queue has a backlog.
+pub struct Batch {
+    pool: PgPool,
+    consumer: Arc<str>,
+    events: Vec<(Uuid, Event)>,
+}
+
+impl Batch {
+    /// Begins the batch's transaction with every event marked processed in it, and the
+    /// events no earlier delivery applied, in delivery order (a duplicate once). Commit
+    /// it to apply them all exactly once.
+    pub async fn begin(
+        &self,
+    ) -> Result<(Transaction<'static, Postgres>, Vec<Event>), HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids: Vec<Uuid> = self.events.iter().map(|(id, _)| *id).collect();
+        // Inbox rows in id order, so two overlapping batches never wait on each other in
+        // opposite orders.
+        ids.sort_unstable();
+        ids.dedup();
+        let fresh: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO platform_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])
+             ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(&*self.consumer)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut fresh: HashSet<Uuid> = fresh.into_iter().collect();
+        let events = self
+            .events
+            .iter()
+            .filter(|(id, _)| fresh.remove(id))
+            .map(|(_, event)| event.clone())
+            .collect();
+        Ok((tx, events))
+    }
+
+    /// The batch's events in delivery order, duplicates included.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().map(|(_, event)| event)
+    }
+
+    /// How many deliveries the batch holds.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether the batch holds no delivery (never, as handed to a handler).
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
 /// Applies events of the routing keys it was bound to.
 pub trait EventHandler: Send + Sync + 'static {
     /// Applies `event`; state changes go through `ctx.begin()`'s transaction.
@@ -77,6 +133,24 @@ pub trait EventHandler: Send + Sync + 'static {
         event: Event,
         ctx: EventContext,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Most deliveries of one lane, already received, that [`EventHandler::handle_batch`]
+    /// applies together; 1 (the default) applies each alone through `handle`.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Applies a batch in `batch.begin()`'s one transaction. On any error nothing of it
+    /// is applied and each event goes through `handle` alone, with its own retries and
+    /// dead-lettering.
+    fn handle_batch(&self, batch: Batch) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            Err(HandlerError::Transient(anyhow::anyhow!(
+                "{} events: this handler applies events one by one",
+                batch.len()
+            )))
+        }
+    }
 }
 
 /// A named consumer of a service: its queue, bindings and handler.
@@ -154,8 +228,19 @@ impl<H: EventHandler> Consumer<H> {
             let (tx, mut rx) = mpsc::unbounded_channel::<(Delivery, Event)>();
             let lane = lane.clone();
             workers.push(tokio::spawn(async move {
-                while let Some((delivery, event)) = rx.recv().await {
-                    lane.process(delivery, event).await;
+                let size = lane.handler.batch_size().max(1);
+                while let Some(first) = rx.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < size {
+                        match rx.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    match <[_; 1]>::try_from(batch) {
+                        Ok([(delivery, event)]) => lane.process(delivery, event).await,
+                        Err(batch) => lane.process_batch(batch).await,
+                    }
                 }
             }));
             senders.push(tx);
@@ -250,6 +335,58 @@ impl<H: EventHandler> Lane<H> {
         self.apply(delivery, event).instrument(span).await;
     }
 
+    /// Applies deliveries together and acks them after the commit; when that fails,
+    /// each goes through [`Lane::process`] alone.
+    async fn process_batch(&self, deliveries: Vec<(Delivery, Event)>) {
+        let started = Instant::now();
+        let events: Option<Vec<(Uuid, Event)>> = deliveries
+            .iter()
+            .map(|(_, event)| Some((event.id.parse().ok()?, event.clone())))
+            .collect();
+        let result = match events {
+            Some(events) => {
+                let span = tracing::info_span!(
+                    "event.consume_batch",
+                    consumer = %self.consumer,
+                    size = events.len(),
+                );
+                let batch = Batch {
+                    pool: self.pool.clone(),
+                    consumer: self.consumer.clone(),
+                    events,
+                };
+                self.handler.handle_batch(batch).instrument(span).await
+            }
+            None => Err(HandlerError::Permanent("an event id is not a UUID".into())),
+        };
+        if let Err(e) = result {
+            tracing::info!(consumer = %self.consumer, error = %e, size = deliveries.len(), "batch not applied; applying its events one by one");
+            for (delivery, event) in deliveries {
+                self.process(delivery, event).await;
+            }
+            return;
+        }
+        let each = started.elapsed().as_secs_f64() / deliveries.len() as f64;
+        for (delivery, event) in deliveries {
+            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                // Applied and committed: the redelivery is dropped by the inbox.
+                tracing::warn!(error = %e, "ack failed after commit");
+            }
+            self.record(&event, "processed", each);
+        }
+    }
+
+    /// The metrics of one event's handling.
+    fn record(&self, event: &Event, outcome: &'static str, seconds: f64) {
+        metrics::counter!("ism_events_consumed_total", "consumer" => self.consumer.to_string(), "outcome" => outcome).increment(1);
+        metrics::histogram!("ism_event_handle_seconds", "consumer" => self.consumer.to_string())
+            .record(seconds);
+        if let Some(lag) = lag_seconds(event) {
+            metrics::histogram!("ism_event_lag_seconds", "consumer" => self.consumer.to_string())
+                .record(lag);
+        }
+    }
+
     async fn apply(&self, delivery: Delivery, event: Event) {
         let started = Instant::now();
         let Ok(event_id) = event.id.parse::<Uuid>() else {
@@ -304,13 +441,7 @@ impl<H: EventHandler> Lane<H> {
                 "dead_lettered"
             }
         };
-        metrics::counter!("ism_events_consumed_total", "consumer" => self.consumer.to_string(), "outcome" => outcome).increment(1);
-        metrics::histogram!("ism_event_handle_seconds", "consumer" => self.consumer.to_string())
-            .record(started.elapsed().as_secs_f64());
-        if let Some(lag) = lag_seconds(&event) {
-            metrics::histogram!("ism_event_lag_seconds", "consumer" => self.consumer.to_string())
-                .record(lag);
-        }
+        self.record(&event, outcome, started.elapsed().as_secs_f64());
     }
 
     /// Re-publishes the delivery to the dead-letter exchange with `reason`, then acks it.

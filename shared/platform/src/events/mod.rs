@@ -8,7 +8,7 @@ mod relay;
 pub mod topology;
 
 pub use amqp::{Amqp, DEAD_LETTER_REASON_HEADER};
-pub use consumer::{Consumer, EventContext, EventHandler, HandlerError};
+pub use consumer::{Batch, Consumer, EventContext, EventHandler, HandlerError};
 pub use envelope::{decode_payload, new_event};
-pub use outbox::{enqueue, enqueue_all};
+pub use outbox::{TracedEvent, enqueue, enqueue_all, enqueue_traced};
 pub use relay::run_relay;

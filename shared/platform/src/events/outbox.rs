@@ -1,4 +1,6 @@
 //! Writing events in the caller's transaction.
+use std::collections::BTreeMap;
+
 use ism_proto::events::v1::Event;
 use prost::Message;
 use sqlx::PgConnection;
@@ -27,18 +29,49 @@ pub async fn enqueue(conn: &mut PgConnection, event: &Event) -> sqlx::Result<()>
     Ok(())
 }
 
+/// An event with the trace context it was raised in, for a writer that stores events
+/// raised by many requests in one transaction.
+#[derive(Debug, Clone)]
+pub struct TracedEvent {
+    pub event: Event,
+    pub trace: BTreeMap<String, String>,
+}
+
+impl TracedEvent {
+    /// `event`, carrying the current span's trace context.
+    pub fn here(event: Event) -> Self {
+        Self {
+            event,
+            trace: telemetry::current_context_headers(),
+        }
+    }
+}
+
 /// Stores many events in the outbox with one statement (bulk writes such as imports),
 /// within the caller's transaction; in the given order.
 pub async fn enqueue_all(conn: &mut PgConnection, events: &[Event]) -> sqlx::Result<()> {
-    if events.is_empty() {
+    let trace = telemetry::current_context_headers();
+    insert(conn, events.iter().map(|event| (event, &trace))).await
+}
+
+/// Stores many events, each with its own trace context, with one statement, within the
+/// caller's transaction; in the given order.
+pub async fn enqueue_traced(conn: &mut PgConnection, events: &[TracedEvent]) -> sqlx::Result<()> {
+    insert(conn, events.iter().map(|e| (&e.event, &e.trace))).await
+}
+
+async fn insert<'a>(
+    conn: &mut PgConnection,
+    events: impl ExactSizeIterator<Item = (&'a Event, &'a BTreeMap<String, String>)>,
+) -> sqlx::Result<()> {
+    if events.len() == 0 {
         return Ok(());
     }
-    let headers = serde_json::to_value(telemetry::current_context_headers())
-        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     let mut ids = Vec::with_capacity(events.len());
     let mut keys = Vec::with_capacity(events.len());
     let mut bodies = Vec::with_capacity(events.len());
-    for event in events {
+    let mut traces = Vec::with_capacity(events.len());
+    for (event, trace) in events {
         ids.push(
             event
                 .id
@@ -47,17 +80,19 @@ pub async fn enqueue_all(conn: &mut PgConnection, events: &[Event]) -> sqlx::Res
         );
         keys.push(event.r#type.clone());
         bodies.push(event.encode_to_vec());
+        traces.push(serde_json::to_value(trace).map_err(|e| sqlx::Error::Protocol(e.to_string()))?);
     }
     sqlx::query(
         "INSERT INTO platform_outbox (id, routing_key, body, headers)
-         SELECT id, routing_key, body, $4 FROM unnest($1::uuid[], $2::text[], $3::bytea[])
-             WITH ORDINALITY AS e(id, routing_key, body, n)
+         SELECT id, routing_key, body, headers
+         FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::jsonb[])
+             WITH ORDINALITY AS e(id, routing_key, body, headers, n)
          ORDER BY n",
     )
     .bind(ids)
     .bind(keys)
     .bind(bodies)
-    .bind(headers)
+    .bind(traces)
     .execute(conn)
     .await?;
     Ok(())
