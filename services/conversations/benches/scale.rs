@@ -225,8 +225,9 @@ where
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Messages a lane's batch stores in one transaction in the benchmark.
-const BATCH: usize = 8;
+/// Messages a lane's batch stores in one transaction: the inbound consumer's largest
+/// batch, which a lane has waiting under load (`amqp.prefetch` 512 over 16 lanes).
+const BATCH: usize = 32;
 
 async fn inserts(pool: &PgPool, workspace_id: Uuid) -> anyhow::Result<()> {
     const N: usize = 20_000;
