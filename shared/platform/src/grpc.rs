@@ -74,12 +74,18 @@ pub async fn serve(
         .timeout(Duration::from_millis(settings.grpc.request_timeout_ms))
         .layer(stack)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-            stopping.cancelled().await;
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-        });
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY, a response's last small frame waits for the caller's
+            // delayed ACK (about 40 ms); the builder's own setting is ignored for an
+            // incoming stream.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                stopping.cancelled().await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            },
+        );
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,
