@@ -229,15 +229,10 @@ impl<H: EventHandler> Consumer<H> {
             let lane = lane.clone();
             workers.push(tokio::spawn(async move {
                 let size = lane.handler.batch_size().max(1);
-                while let Some(first) = rx.recv().await {
-                    let mut batch = vec![first];
-                    while batch.len() < size {
-                        match rx.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
-                        }
-                    }
-                    match <[_; 1]>::try_from(batch) {
+                let mut batch = Vec::with_capacity(size);
+                // Waits for one delivery, then takes those already waiting, up to `size`.
+                while rx.recv_many(&mut batch, size).await > 0 {
+                    match <[_; 1]>::try_from(std::mem::take(&mut batch)) {
                         Ok([(delivery, event)]) => lane.process(delivery, event).await,
                         Err(batch) => lane.process_batch(batch).await,
                     }
