@@ -5,6 +5,7 @@ use ism_platform::config::ServiceName;
 use ism_platform::events::TracedEvent;
 use ism_platform::{db, events};
 use ism_proto::events::v1::MessageReceived;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 fn custom_channel() -> Channel {
@@ -26,6 +27,17 @@ fn custom_channel() -> Channel {
     }
 }
 
+/// A fresh gateway database holding one custom channel.
+async fn scratch_with_channel() -> (PgPool, Channel) {
+    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
+        .await
+        .unwrap();
+    let channel = store::create_channel(&pool, &custom_channel())
+        .await
+        .unwrap();
+    (pool, channel)
+}
+
 /// A message `id` arriving on `channel`, from a Contact with a reply window when given.
 fn arrival(channel: &Channel, id: &str, window: Option<(&str, DateTime<Utc>)>) -> Arrival {
     let event = events::new_event(
@@ -45,12 +57,7 @@ fn arrival(channel: &Channel, id: &str, window: Option<(&str, DateTime<Utc>)>) -
 
 #[tokio::test]
 async fn an_inbound_message_and_its_event_are_recorded_once() {
-    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
-        .await
-        .unwrap();
-    let channel = store::create_channel(&pool, &custom_channel())
-        .await
-        .unwrap();
+    let (pool, channel) = scratch_with_channel().await;
     let one = |id| vec![arrival(&channel, id, None)];
     assert_eq!(
         store::accept_inbound(&pool, one("p-1")).await.unwrap(),
@@ -121,12 +128,7 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
 
 #[tokio::test]
 async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
-    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
-        .await
-        .unwrap();
-    let channel = store::create_channel(&pool, &custom_channel())
-        .await
-        .unwrap();
+    let (pool, channel) = scratch_with_channel().await;
     let queue = |recipient: &'static str| {
         let pool = pool.clone();
         let channel = channel.clone();
@@ -201,12 +203,7 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
 
 #[tokio::test]
 async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back() {
-    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
-        .await
-        .unwrap();
-    let channel = store::create_channel(&pool, &custom_channel())
-        .await
-        .unwrap();
+    let (pool, channel) = scratch_with_channel().await;
     let c1 = [(channel.id, "c1".to_owned())];
     assert!(store::last_inbound(&pool, &c1).await.unwrap().is_empty());
     let recent = chrono::Utc::now() - chrono::TimeDelta::hours(1);
@@ -230,12 +227,7 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
 
 #[tokio::test]
 async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
-    let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
-        .await
-        .unwrap();
-    let channel = store::create_channel(&pool, &custom_channel())
-        .await
-        .unwrap();
+    let (pool, channel) = scratch_with_channel().await;
     let mut ids = Vec::new();
     for recipient in ["a", "b", "c"] {
         let id = Uuid::now_v7();
