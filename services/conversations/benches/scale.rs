@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use ism_conversations::inbound::Arrival;
 use ism_conversations::inbox::{self, Assignee, Filter};
 use ism_conversations::store::{self, Party};
 use ism_conversations::{Candidate, Rules, Strategy, decide};
@@ -238,10 +239,12 @@ async fn inserts(pool: &PgPool, workspace_id: Uuid) -> anyhow::Result<()> {
     // inbound consumer does.
     let store = move |pool: PgPool, contacts: Arc<Vec<Uuid>>, first: usize, count: usize| async move {
         let now = Utc::now();
-        let mut tx = pool.begin().await?;
-        for i in first..first + count {
-            let external = format!("{run}-{i}");
-            let received = MessageReceived {
+        let externals: Vec<String> = (first..first + count)
+            .map(|i| format!("{run}-{i}"))
+            .collect();
+        let received: Vec<MessageReceived> = externals
+            .iter()
+            .map(|external| MessageReceived {
                 channel_id: channel_id.to_string(),
                 external_message_id: external.clone(),
                 sender: Some(Sender {
@@ -249,17 +252,24 @@ async fn inserts(pool: &PgPool, workspace_id: Uuid) -> anyhow::Result<()> {
                     display_name: String::new(),
                 }),
                 ..Default::default()
-            };
-            let party = Party {
-                workspace_id,
-                contact_id: contacts[i % contacts.len()],
-                channel_id,
-                channel_type: 1,
-                contact_external_id: &external,
-            };
-            ism_conversations::inbound::store_received(&mut tx, &party, &received, now, now)
-                .await?;
-        }
+            })
+            .collect();
+        let arrivals: Vec<Arrival<'_>> = (first..first + count)
+            .zip(&received)
+            .map(|(i, received)| Arrival {
+                party: Party {
+                    workspace_id,
+                    contact_id: contacts[i % contacts.len()],
+                    channel_id,
+                    channel_type: 1,
+                    contact_external_id: &received.external_message_id,
+                },
+                received,
+                sent_at: now,
+            })
+            .collect();
+        let mut tx = pool.begin().await?;
+        ism_conversations::inbound::store_arrivals(&mut tx, &arrivals).await?;
         tx.commit().await?;
         anyhow::Ok(())
     };

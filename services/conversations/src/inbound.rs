@@ -20,7 +20,6 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::assigner::Assigner;
-use crate::clock::Clock;
 use crate::error::Error;
 use crate::lifecycle;
 use crate::publish::emit;
@@ -31,7 +30,6 @@ use crate::store::{self, Conversation, Found, NewMessage, Party};
 pub struct Received {
     pub contacts: ContactServiceClient<Channel>,
     pub tokens: Arc<ServiceTokens>,
-    pub clock: Clock,
     pub assigner: Assigner,
 }
 
@@ -89,13 +87,17 @@ impl Inbound {
         (self.workspace_id, self.channel_id, self.external_id())
     }
 
-    fn party(&self, contact_id: Uuid) -> Party<'_> {
-        Party {
-            workspace_id: self.workspace_id,
-            contact_id,
-            channel_id: self.channel_id,
-            channel_type: self.received.channel_type,
-            contact_external_id: self.external_id(),
+    fn arrival(&self, contact_id: Uuid) -> Arrival<'_> {
+        Arrival {
+            party: Party {
+                workspace_id: self.workspace_id,
+                contact_id,
+                channel_id: self.channel_id,
+                channel_type: self.received.channel_type,
+                contact_external_id: self.external_id(),
+            },
+            received: &self.received,
+            sent_at: self.sent_at,
         }
     }
 }
@@ -132,12 +134,19 @@ impl Received {
         contact.id.parse().map_err(|_| permanent("contact.id"))
     }
 
-    /// Assigns what a stored message opened or woke, once committed.
-    async fn after_commit(&self, stored: &[(Uuid, Conversation, Found, store::Message)]) {
-        for (workspace_id, conversation, found, message) in stored {
+    /// Assigns what the stored messages opened or woke, once committed.
+    async fn after_commit(&self, stored: &[Stored]) {
+        for Stored {
+            conversation,
+            found,
+            message,
+        } in stored
+        {
             tracing::info!(conversation_id = %conversation.id, message_id = %message.id, "inbound message stored");
             if *found != Found::Open {
-                let assigned = self.assigner.auto_assign(*workspace_id, conversation.id);
+                let assigned = self
+                    .assigner
+                    .auto_assign(conversation.workspace_id, conversation.id);
                 self.assigner.best_effort("auto-assign", assigned).await;
             }
         }
@@ -151,16 +160,10 @@ impl EventHandler for Received {
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        let party = inbound.party(contact_id);
-        let now = self.clock.now();
-        let stored =
-            store_received(&mut tx, &party, &inbound.received, inbound.sent_at, now).await?;
+        let arrival = inbound.arrival(contact_id);
+        let stored = store_arrivals(&mut tx, &[arrival]).await?;
         tx.commit().await?;
-        // `None`: the same provider message under another event id, already stored.
-        if let Some((conversation, found, message)) = stored {
-            self.after_commit(&[(inbound.workspace_id, conversation, found, message)])
-                .await;
-        }
+        self.after_commit(&stored).await;
         Ok(())
     }
 
@@ -181,105 +184,194 @@ impl EventHandler for Received {
         let contacts: HashMap<_, Uuid> = senders.iter().map(|i| i.sender()).zip(resolved).collect();
         let (mut tx, fresh) = batch.begin().await?;
         let fresh: HashSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
-        let now = self.clock.now();
-        let mut stored = Vec::new();
-        for inbound in inbound
+        let arrivals = inbound
             .iter()
             .filter(|i| fresh.contains(i.event_id.as_str()))
-        {
-            let contact_id = contacts.get(&inbound.sender()).copied().ok_or_else(|| {
-                HandlerError::Transient(anyhow::anyhow!("a sender was not resolved"))
-            })?;
-            let party = inbound.party(contact_id);
-            if let Some((conversation, found, message)) =
-                store_received(&mut tx, &party, &inbound.received, inbound.sent_at, now).await?
-            {
-                stored.push((inbound.workspace_id, conversation, found, message));
-            }
-        }
+            .map(|i| {
+                let contact_id = contacts.get(&i.sender()).copied().ok_or_else(|| {
+                    HandlerError::Transient(anyhow::anyhow!("a sender was not resolved"))
+                })?;
+                Ok(i.arrival(contact_id))
+            })
+            .collect::<Result<Vec<_>, HandlerError>>()?;
+        let stored = store_arrivals(&mut tx, &arrivals).await?;
         tx.commit().await?;
         self.after_commit(&stored).await;
         Ok(())
     }
 }
 
-/// Stores a Contact's message in their conversation (opening or waking it) with its
-/// events, in the caller's transaction; `None` when the provider message is already
-/// stored. `now` is the service clock's time.
-pub async fn store_received(
-    tx: &mut PgConnection,
-    party: &Party<'_>,
-    received: &MessageReceived,
-    sent_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<Option<(Conversation, Found, store::Message)>, Error> {
-    let (workspace_id, channel_id, contact_id) =
-        (party.workspace_id, party.channel_id, party.contact_id);
-    if store::inbound_exists(tx, workspace_id, channel_id, &received.external_message_id).await? {
-        return Ok(None);
+/// A Contact's message to store: who wrote, what, and when they sent it.
+pub struct Arrival<'a> {
+    pub party: Party<'a>,
+    pub received: &'a MessageReceived,
+    pub sent_at: DateTime<Utc>,
+}
+
+impl<'a> Arrival<'a> {
+    /// Workspace, Channel and the provider's message id: stored once.
+    fn provider_key(&self) -> (Uuid, Uuid, &'a str) {
+        (
+            self.party.workspace_id,
+            self.party.channel_id,
+            self.received.external_message_id.as_str(),
+        )
     }
-    let (conversation, found) = store::open_or_find(tx, party, sent_at).await?;
+}
+
+/// A message stored, with its conversation and what storing it did to it.
+pub struct Stored {
+    pub conversation: Conversation,
+    pub found: Found,
+    pub message: store::Message,
+}
+
+/// Stores Contacts' messages in their conversations (opening or waking them) with
+/// their events, in the caller's transaction and with a handful of statements however
+/// many there are. A provider message already stored, or given twice, is stored once.
+pub async fn store_arrivals(
+    tx: &mut PgConnection,
+    arrivals: &[Arrival<'_>],
+) -> Result<Vec<Stored>, Error> {
+    let keys: Vec<_> = arrivals.iter().map(Arrival::provider_key).collect();
+    let already = store::stored_inbound(tx, &keys).await?;
+    let mut seen = HashSet::new();
+    let fresh: Vec<&Arrival<'_>> = arrivals
+        .iter()
+        .filter(|a| {
+            let (w, c, e) = a.provider_key();
+            !already.contains(&(w, c, e.to_owned())) && seen.insert((w, c, e))
+        })
+        .collect();
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parties: Vec<_> = fresh.iter().map(|a| a.party.key()).collect();
+    let mut active = store::lock_active(tx, &parties).await?;
+    // Each conversation once: found open, or opened or woken (and announced) by the
+    // first of its messages.
+    let mut conversations: HashMap<_, (Conversation, Found)> = HashMap::new();
+    for arrival in &fresh {
+        let party = arrival.party.key();
+        if conversations.contains_key(&party) {
+            continue;
+        }
+        let found = match active.remove(&party) {
+            Some(open) if open.status == "open" => (open, Found::Open),
+            _ => {
+                let (conversation, found) =
+                    store::open_or_find(tx, &arrival.party, arrival.sent_at).await?;
+                announce(tx, &conversation, found).await?;
+                (conversation, found)
+            }
+        };
+        conversations.insert(party, found);
+    }
+    let new: Vec<NewMessage<'_>> = fresh
+        .iter()
+        .map(|a| NewMessage {
+            workspace_id: a.party.workspace_id,
+            conversation_id: conversations[&a.party.key()].0.id,
+            channel_id: a.party.channel_id,
+            direction: "inbound",
+            content: a
+                .received
+                .content
+                .clone()
+                .unwrap_or_default()
+                .encode_to_vec(),
+            status: "received",
+            external_message_id: &a.received.external_message_id,
+            client_message_id: None,
+            sent_at: a.sent_at,
+            sender: "contact",
+            sender_id: "",
+            mentions: &[],
+        })
+        .collect();
+    let messages = store::insert_messages(tx, &new).await?;
+    if messages.len() != new.len() {
+        return Err(Error::Aborted(
+            "a concurrent delivery stored the same provider message; retrying",
+        ));
+    }
+    let applied: Vec<_> = messages
+        .iter()
+        .map(|m| (m.conversation_id, m.sent_at))
+        .collect();
+    store::record_inbound(tx, &applied).await?;
+    let created: Vec<Event> = fresh
+        .iter()
+        .zip(&messages)
+        .map(|(a, message)| {
+            let created = MessageCreated {
+                message_id: message.id.to_string(),
+                conversation_id: message.conversation_id.to_string(),
+                contact_id: a.party.contact_id.to_string(),
+                channel_id: a.party.channel_id.to_string(),
+                direction: Direction::Inbound as i32,
+                content: a.received.content.clone(),
+                sent_at: a.received.sent_at,
+                sender: "contact".into(),
+                sender_id: String::new(),
+            };
+            events::new_event(
+                "conversations.message.created",
+                a.party.workspace_id,
+                &message.conversation_id.to_string(),
+                &created,
+            )
+        })
+        .collect();
+    events::enqueue_all(tx, &created).await?;
+    let mut announced = HashSet::new();
+    Ok(fresh
+        .iter()
+        .zip(messages)
+        .map(|(a, message)| {
+            let (conversation, found) = &conversations[&a.party.key()];
+            // Only a conversation's first message opened or woke it.
+            let found = if announced.insert(conversation.id) {
+                *found
+            } else {
+                Found::Open
+            };
+            Stored {
+                conversation: conversation.clone(),
+                found,
+                message,
+            }
+        })
+        .collect())
+}
+
+/// The event of a conversation the Contact's message opened or woke.
+async fn announce(
+    tx: &mut PgConnection,
+    conversation: &Conversation,
+    found: Found,
+) -> Result<(), Error> {
     match found {
         Found::Opened => {
             let opened = ConversationOpened {
                 conversation_id: conversation.id.to_string(),
-                contact_id: contact_id.to_string(),
-                channel_id: channel_id.to_string(),
+                contact_id: conversation.contact_id.to_string(),
+                channel_id: conversation.channel_id.to_string(),
                 opened_by: "contact".into(),
-                opened_by_id: contact_id.to_string(),
+                opened_by_id: conversation.contact_id.to_string(),
             };
             emit(
                 tx,
                 "conversations.conversation.opened",
-                workspace_id,
+                conversation.workspace_id,
                 conversation.id,
                 &opened,
             )
-            .await?;
+            .await
         }
-        Found::Woken => lifecycle::woken(tx, &conversation, "message").await?,
-        Found::Open => {}
+        Found::Woken => lifecycle::woken(tx, conversation, "message").await,
+        Found::Open => Ok(()),
     }
-    let new = NewMessage {
-        workspace_id,
-        conversation_id: conversation.id,
-        channel_id,
-        direction: "inbound",
-        content: received.content.clone().unwrap_or_default().encode_to_vec(),
-        status: "received",
-        external_message_id: &received.external_message_id,
-        client_message_id: None,
-        sent_at,
-        sender: "contact",
-        sender_id: "",
-        mentions: &[],
-    };
-    let message = store::insert_message(tx, &new)
-        .await?
-        .ok_or(Error::Aborted(
-            "a concurrent delivery stored the same provider message; retrying",
-        ))?;
-    store::record_message(tx, conversation.id, "contact", sent_at, now).await?;
-    let created = MessageCreated {
-        message_id: message.id.to_string(),
-        conversation_id: conversation.id.to_string(),
-        contact_id: contact_id.to_string(),
-        channel_id: channel_id.to_string(),
-        direction: Direction::Inbound as i32,
-        content: received.content.clone(),
-        sent_at: received.sent_at,
-        sender: "contact".into(),
-        sender_id: String::new(),
-    };
-    emit(
-        tx,
-        "conversations.message.created",
-        workspace_id,
-        conversation.id,
-        &created,
-    )
-    .await?;
-    Ok(Some((conversation, found, message)))
 }
 
 fn transient(status: tonic::Status) -> HandlerError {

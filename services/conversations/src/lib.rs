@@ -67,7 +67,6 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         inbound::Received {
             contacts,
             tokens,
-            clock,
             assigner: assigner.clone(),
         },
     );

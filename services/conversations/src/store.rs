@@ -1,4 +1,6 @@
 //! Conversations and messages in Postgres.
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
@@ -59,6 +61,13 @@ pub struct Party<'a> {
     pub channel_id: Uuid,
     pub channel_type: i32,
     pub contact_external_id: &'a str,
+}
+
+impl Party<'_> {
+    /// Workspace, Contact and Channel: the party's one active conversation at most.
+    pub fn key(&self) -> (Uuid, Uuid, Uuid) {
+        (self.workspace_id, self.contact_id, self.channel_id)
+    }
 }
 
 /// What finding the Contact's conversation did to it.
@@ -129,6 +138,31 @@ pub async fn open_or_find(
     ))
 }
 
+/// The active conversations of `parties` (workspace, contact, channel), locked until
+/// the transaction ends, by party.
+pub async fn lock_active(
+    conn: &mut PgConnection,
+    parties: &[(Uuid, Uuid, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid, Uuid), Conversation>, Error> {
+    // Locked in id order, so two batches sharing conversations never deadlock.
+    let active: Vec<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONVERSATION} FROM conversations
+         WHERE (workspace_id, contact_id, channel_id) IN
+               (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]))
+           AND status <> 'closed'
+         ORDER BY id FOR UPDATE"
+    )))
+    .bind(parties.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind(parties.iter().map(|p| p.1).collect::<Vec<_>>())
+    .bind(parties.iter().map(|p| p.2).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(active
+        .into_iter()
+        .map(|c| ((c.workspace_id, c.contact_id, c.channel_id), c))
+        .collect())
+}
+
 /// A conversation opened from our side (a User's or a workflow's reply after the last
 /// one closed).
 pub async fn open_from_workspace(
@@ -183,44 +217,75 @@ pub async fn insert_message(
     conn: &mut PgConnection,
     message: &NewMessage<'_>,
 ) -> Result<Option<Message>, Error> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO messages (id, workspace_id, conversation_id, channel_id, direction, content, status,
-                               external_message_id, client_message_id, sent_at, sender, sender_id, mentions)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING {MESSAGE}"
-    )))
-    .bind(Uuid::now_v7())
-    .bind(message.workspace_id)
-    .bind(message.conversation_id)
-    .bind(message.channel_id)
-    .bind(message.direction)
-    .bind(&message.content)
-    .bind(message.status)
-    .bind(message.external_message_id)
-    .bind(message.client_message_id)
-    .bind(message.sent_at)
-    .bind(message.sender)
-    .bind(message.sender_id)
-    .bind(message.mentions)
-    .fetch_optional(&mut *conn)
-    .await?)
+    Ok(insert_messages(conn, std::slice::from_ref(message))
+        .await?
+        .pop())
 }
 
-/// Whether the provider message is already stored.
-pub async fn inbound_exists(
+/// Inserts `messages` with one statement, in order; those that already exist (same
+/// inbound id or client id) are left out of the answer.
+pub async fn insert_messages(
     conn: &mut PgConnection,
-    workspace_id: Uuid,
-    channel_id: Uuid,
-    external_message_id: &str,
-) -> Result<bool, Error> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE workspace_id = $1 AND channel_id = $2
-                        AND external_message_id = $3 AND direction = 'inbound')",
+    messages: &[NewMessage<'_>],
+) -> Result<Vec<Message>, Error> {
+    let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::now_v7()).collect();
+    let column = |f: fn(&NewMessage<'_>) -> String| messages.iter().map(f).collect::<Vec<_>>();
+    let mut inserted: Vec<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO messages (id, workspace_id, conversation_id, channel_id, direction, content, status,
+                               external_message_id, client_message_id, sent_at, sender, sender_id, mentions)
+         SELECT id, w, c, ch, d, body, st, ext, client, sent, s, sid, string_to_array(mentions, ',')::uuid[]
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::bytea[], $7::text[],
+                     $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
+              WITH ORDINALITY AS m(id, w, c, ch, d, body, st, ext, client, sent, s, sid, mentions, n)
+         ORDER BY n
+         ON CONFLICT DO NOTHING RETURNING {MESSAGE}"
+    )))
+    .bind(&ids)
+    .bind(messages.iter().map(|m| m.workspace_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.channel_id).collect::<Vec<_>>())
+    .bind(column(|m| m.direction.to_owned()))
+    .bind(messages.iter().map(|m| m.content.as_slice()).collect::<Vec<_>>())
+    .bind(column(|m| m.status.to_owned()))
+    .bind(column(|m| m.external_message_id.to_owned()))
+    .bind(messages.iter().map(|m| m.client_message_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.sent_at).collect::<Vec<_>>())
+    .bind(column(|m| m.sender.to_owned()))
+    .bind(column(|m| m.sender_id.to_owned()))
+    // Arrays of arrays must be rectangular in Postgres, so each row's mentions travel
+    // as one comma-separated string.
+    .bind(column(|m| {
+        m.mentions
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }))
+    .fetch_all(&mut *conn)
+    .await?;
+    // RETURNING promises no order.
+    let position: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    inserted.sort_by_key(|m| position.get(&m.id).copied());
+    Ok(inserted)
+}
+
+/// Which of the provider messages `(workspace, channel, provider id)` are already stored.
+pub async fn stored_inbound(
+    conn: &mut PgConnection,
+    keys: &[(Uuid, Uuid, &str)],
+) -> Result<HashSet<(Uuid, Uuid, String)>, Error> {
+    let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "SELECT workspace_id, channel_id, external_message_id FROM messages
+         WHERE (workspace_id, channel_id, external_message_id) IN
+               (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]))
+           AND direction = 'inbound'",
     )
-    .bind(workspace_id)
-    .bind(channel_id)
-    .bind(external_message_id)
-    .fetch_one(conn)
-    .await?)
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 pub async fn message_by_client_id(
@@ -247,17 +312,14 @@ pub async fn record_message(
     sent_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    // The Contact's message stops the auto-close timer in the same statement.
+    if sender == "contact" {
+        return record_inbound(conn, &[(conversation_id, sent_at)]).await;
+    }
     sqlx::query(
-        "WITH stop AS (
-             DELETE FROM conversation_timers
-             WHERE $2 = 'contact' AND conversation_id = $1 AND kind = 'auto_close'
-         )
-         UPDATE conversations SET
+        "UPDATE conversations SET
              last_message_at   = greatest(last_message_at, $3),
              last_message_from = $2,
-             waiting_since     = CASE $2 WHEN 'contact' THEN coalesce(waiting_since, $3)
-                                         WHEN 'user' THEN NULL ELSE waiting_since END,
+             waiting_since     = CASE WHEN $2 = 'user' THEN NULL ELSE waiting_since END,
              first_response_at = CASE WHEN $2 = 'user' THEN coalesce(first_response_at, $3) ELSE first_response_at END,
              response_count    = response_count + (CASE WHEN $2 = 'user' THEN 1 ELSE 0 END)
          WHERE id = $1",
@@ -281,6 +343,36 @@ pub async fn record_message(
             .execute(&mut *conn)
             .await?;
     }
+    Ok(())
+}
+
+/// Applies Contacts' messages `(conversation, sent at)` to their conversations with one
+/// statement: activity, the wait that the earliest one starts, and the auto-close
+/// timer they stop.
+pub async fn record_inbound(
+    conn: &mut PgConnection,
+    messages: &[(Uuid, DateTime<Utc>)],
+) -> Result<(), Error> {
+    let (conversations, sent): (Vec<Uuid>, Vec<DateTime<Utc>>) = messages.iter().copied().unzip();
+    sqlx::query(
+        "WITH m AS (
+             SELECT conversation_id, min(sent_at) AS first, max(sent_at) AS last
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS m(conversation_id, sent_at)
+             GROUP BY conversation_id
+         ), stop AS (
+             DELETE FROM conversation_timers t USING m
+             WHERE t.conversation_id = m.conversation_id AND t.kind = 'auto_close'
+         )
+         UPDATE conversations c SET
+             last_message_at   = greatest(c.last_message_at, m.last),
+             last_message_from = 'contact',
+             waiting_since     = coalesce(c.waiting_since, m.first)
+         FROM m WHERE c.id = m.conversation_id",
+    )
+    .bind(conversations)
+    .bind(sent)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

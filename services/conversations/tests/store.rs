@@ -1,6 +1,7 @@
 //! The conversations store on a fresh Postgres database: lifecycle and its timers,
 //! metrics, assignment decisions under concurrency, and reports.
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use ism_conversations::inbound::{Arrival, store_arrivals};
 use ism_conversations::lifecycle::{self, Closing};
 use ism_conversations::merges;
 use ism_conversations::settings::{self, WorkspaceSettings};
@@ -8,6 +9,7 @@ use ism_conversations::store::{self, Conversation, Found, NewMessage, Party};
 use ism_conversations::{Candidate, Error, Rules, Strategy, decide};
 use ism_platform::config::ServiceName;
 use ism_platform::db;
+use ism_proto::events::v1::MessageReceived;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -95,12 +97,106 @@ async fn inbound_messages_are_stored_once_in_one_active_conversation() {
     );
     write(&pool, &first, "contact", "p-1", t).await;
     let mut conn = pool.acquire().await.unwrap();
-    assert!(
-        store::inbound_exists(&mut conn, party.workspace_id, party.channel_id, "p-1")
-            .await
-            .unwrap(),
-        "a redelivered provider id is recognised"
+    let stored = store::stored_inbound(
+        &mut conn,
+        &[
+            (party.workspace_id, party.channel_id, "p-1"),
+            (party.workspace_id, party.channel_id, "p-2"),
+            (Uuid::now_v7(), party.channel_id, "p-1"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [(party.workspace_id, party.channel_id, "p-1".to_owned())].into(),
+        "a redelivered provider id is recognised, in its own workspace only"
     );
+    drop(conn);
+    db::drop_scratch(pool).await.unwrap();
+}
+
+fn received(external: &str) -> MessageReceived {
+    MessageReceived {
+        external_message_id: external.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_arrivals_stores_each_provider_message_once_and_opens_wakes_or_finds() {
+    let pool = fresh().await;
+    let workspace_id = Uuid::now_v7();
+    let (new, snoozed, open_one) = (
+        party(workspace_id),
+        party(workspace_id),
+        party(workspace_id),
+    );
+    let t = now();
+    let (asleep, _) = open(&pool, &snoozed, t).await;
+    let (awake, _) = open(&pool, &open_one, t).await;
+    write(&pool, &awake, "contact", "o-0", t).await;
+    let mut conn = pool.acquire().await.unwrap();
+    lifecycle::snooze(
+        &mut conn,
+        workspace_id,
+        asleep.id,
+        t + Duration::hours(3),
+        t,
+    )
+    .await
+    .unwrap();
+    let messages = [
+        (&new, received("n-1"), t + Duration::seconds(1)),
+        (&new, received("n-2"), t + Duration::seconds(2)),
+        (&snoozed, received("s-1"), t + Duration::seconds(3)),
+        (&open_one, received("o-0"), t + Duration::seconds(4)),
+        (&open_one, received("o-1"), t + Duration::seconds(5)),
+        (&new, received("n-1"), t + Duration::seconds(6)),
+    ];
+    let arrivals: Vec<Arrival<'_>> = messages
+        .iter()
+        .map(|(party, received, sent_at)| Arrival {
+            party: Party { ..**party },
+            received,
+            sent_at: *sent_at,
+        })
+        .collect();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    let stored = store_arrivals(&mut tx, &arrivals).await.unwrap();
+    tx.commit().await.unwrap();
+    let summary: Vec<(&str, Found)> = stored
+        .iter()
+        .map(|s| (s.message.external_message_id.as_str(), s.found))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("n-1", Found::Opened),
+            ("n-2", Found::Open),
+            ("s-1", Found::Woken),
+            ("o-1", Found::Open),
+        ],
+        "the stored o-0 and the repeated n-1 are left out; each conversation opened or woken once"
+    );
+    assert_eq!(stored[0].conversation.id, stored[1].conversation.id);
+    assert_eq!(stored[2].conversation.id, asleep.id);
+    assert_eq!(stored[3].conversation.id, awake.id);
+    let woken = get(&pool, &asleep).await;
+    assert_eq!((woken.status.as_str(), woken.snoozed_until), ("open", None));
+    let opened = get(&pool, &stored[0].conversation).await;
+    assert_eq!(opened.last_message_at, t + Duration::seconds(2));
+    assert_eq!(opened.waiting_since, Some(t + Duration::seconds(1)));
+    assert_eq!(opened.last_message_from, "contact");
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT routing_key FROM platform_outbox ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let count = |kind: &str| events.iter().filter(|e| e.as_str() == kind).count();
+    assert_eq!(count("conversations.message.created"), 4);
+    assert_eq!(count("conversations.conversation.opened"), 1);
+    assert_eq!(count("conversations.conversation.woken"), 1);
     drop(conn);
     db::drop_scratch(pool).await.unwrap();
 }
