@@ -144,13 +144,17 @@ pub async fn lock_active(
     conn: &mut PgConnection,
     parties: &[(Uuid, Uuid, Uuid)],
 ) -> Result<HashMap<(Uuid, Uuid, Uuid), Conversation>, Error> {
-    // Locked in id order, so two batches sharing conversations never deadlock.
+    // Locked one party at a time in party order, so two batches sharing conversations
+    // never wait on each other in opposite orders; one index probe each.
+    let mut parties = parties.to_vec();
+    parties.sort_unstable();
+    parties.dedup();
     let active: Vec<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CONVERSATION} FROM conversations
-         WHERE (workspace_id, contact_id, channel_id) IN
-               (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]))
-           AND status <> 'closed'
-         ORDER BY id FOR UPDATE"
+        "SELECT c.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS p(w, ct, ch)
+         CROSS JOIN LATERAL (
+             SELECT {CONVERSATION} FROM conversations
+             WHERE workspace_id = p.w AND contact_id = p.ct AND channel_id = p.ch AND status <> 'closed'
+             LIMIT 1 FOR UPDATE) AS c"
     )))
     .bind(parties.iter().map(|p| p.0).collect::<Vec<_>>())
     .bind(parties.iter().map(|p| p.1).collect::<Vec<_>>())
@@ -274,11 +278,15 @@ pub async fn stored_inbound(
     conn: &mut PgConnection,
     keys: &[(Uuid, Uuid, &str)],
 ) -> Result<HashSet<(Uuid, Uuid, String)>, Error> {
+    // One index probe per key (LATERAL ... LIMIT 1): a join the planner may hash would
+    // read the whole table once its statistics are stale.
     let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
-        "SELECT workspace_id, channel_id, external_message_id FROM messages
-         WHERE (workspace_id, channel_id, external_message_id) IN
-               (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]))
-           AND direction = 'inbound'",
+        "SELECT k.w, k.ch, k.ext FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(w, ch, ext)
+         CROSS JOIN LATERAL (
+             SELECT 1 FROM messages m
+             WHERE m.workspace_id = k.w AND m.channel_id = k.ch AND m.external_message_id = k.ext
+               AND m.direction = 'inbound'
+             LIMIT 1) AS hit",
     )
     .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
@@ -353,24 +361,27 @@ pub async fn record_inbound(
     conn: &mut PgConnection,
     messages: &[(Uuid, DateTime<Utc>)],
 ) -> Result<(), Error> {
-    let (conversations, sent): (Vec<Uuid>, Vec<DateTime<Utc>>) = messages.iter().copied().unzip();
+    let mut spans: HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    for &(conversation_id, sent_at) in messages {
+        let span = spans.entry(conversation_id).or_insert((sent_at, sent_at));
+        *span = (span.0.min(sent_at), span.1.max(sent_at));
+    }
+    let (ids, spans): (Vec<Uuid>, Vec<_>) = spans.into_iter().unzip();
+    let (first, last): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = spans.into_iter().unzip();
+    // `id = ANY` keeps both to index probes whatever the statistics say.
     sqlx::query(
-        "WITH m AS (
-             SELECT conversation_id, min(sent_at) AS first, max(sent_at) AS last
-             FROM unnest($1::uuid[], $2::timestamptz[]) AS m(conversation_id, sent_at)
-             GROUP BY conversation_id
-         ), stop AS (
-             DELETE FROM conversation_timers t USING m
-             WHERE t.conversation_id = m.conversation_id AND t.kind = 'auto_close'
+        "WITH stop AS (
+             DELETE FROM conversation_timers WHERE conversation_id = ANY($1) AND kind = 'auto_close'
          )
-         UPDATE conversations c SET
-             last_message_at   = greatest(c.last_message_at, m.last),
+         UPDATE conversations SET
+             last_message_at   = greatest(last_message_at, ($3::timestamptz[])[array_position($1, id)]),
              last_message_from = 'contact',
-             waiting_since     = coalesce(c.waiting_since, m.first)
-         FROM m WHERE c.id = m.conversation_id",
+             waiting_since     = coalesce(waiting_since, ($2::timestamptz[])[array_position($1, id)])
+         WHERE id = ANY($1)",
     )
-    .bind(conversations)
-    .bind(sent)
+    .bind(ids)
+    .bind(first)
+    .bind(last)
     .execute(conn)
     .await?;
     Ok(())
