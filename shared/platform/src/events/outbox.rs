@@ -1,11 +1,12 @@
 //! Writing events in the caller's transaction.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ism_proto::events::v1::Event;
 use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::relay;
 use crate::telemetry;
 
 /// Stores `event` in the outbox within the caller's transaction; the relay publishes it
@@ -56,7 +57,9 @@ async fn insert<'a>(
     let mut keys = Vec::with_capacity(events.len());
     let mut bodies = Vec::with_capacity(events.len());
     let mut traces = Vec::with_capacity(events.len());
+    let mut services = BTreeSet::new();
     for (event, trace) in events {
+        services.insert(event.r#type.split('.').next().unwrap_or_default());
         ids.push(
             event
                 .id
@@ -80,5 +83,8 @@ async fn insert<'a>(
     .bind(traces)
     .execute(conn)
     .await?;
+    for service in services {
+        relay::wake(service);
+    }
     Ok(())
 }

@@ -1,21 +1,52 @@
 //! Publishes outbox rows with publisher confirms and marks them published. Rows stay
 //! pending until RabbitMQ confirms them, so a crash or a broker outage loses nothing;
 //! a crash between confirm and mark publishes twice, which consumers absorb by event id.
-use std::collections::BTreeMap;
+//!
+//! Writers in this process wake their service's relay when they enqueue (see [`wake`]);
+//! a poll every second finds what other processes wrote and never woke us for.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
-use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Amqp;
 
-/// How often the relay looks even without a notification (missed NOTIFY, other replica).
+/// How often the relay looks even without a wake-up (rows of another process, or of a
+/// transaction that committed after the look its wake-up caused).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// After a wake-up that found nothing (the writer had not committed yet), the relay
+/// looks again after 1, 2, 4, ... ms, this many times, before waiting for the poll.
+const SETTLE_LOOKS: u32 = 8;
+
+/// Each service's relay wake-up, by service name.
+static WAKES: LazyLock<Mutex<HashMap<String, Arc<Notify>>>> = LazyLock::new(Default::default);
+
+fn wake_of(service: &str) -> Arc<Notify> {
+    WAKES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(service.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// Wakes the relay of `service`, the first part of the type of the events it emits
+/// (`<service>.<noun>.<verb>`). Writers call it as they enqueue, before their commit,
+/// which is why a relay that finds nothing looks again shortly.
+///
+/// Postgres' LISTEN/NOTIFY would wake relays in every process, but a committing
+/// transaction that notified holds one cluster-wide lock through its WAL flush, which
+/// serialises every such commit of every service.
+pub(crate) fn wake(service: &str) {
+    wake_of(service).notify_one();
+}
 /// Published rows are kept this long for inspection, then pruned.
 const KEEP_PUBLISHED: &str = "1 hour";
 
@@ -50,14 +81,24 @@ async fn relay_once(
 ) -> anyhow::Result<()> {
     let conn = amqp.connect().await?;
     let channel = amqp.publisher(&conn).await?;
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen("platform_outbox").await?;
+    let wake = wake_of(service);
     tracing::info!(service, "outbox relay connected");
     let mut last_prune = tokio::time::Instant::now();
     // Due at once, so that the backlog is on /metrics from the first scrape.
     let mut next_gauge = last_prune;
+    // Looks left after a wake-up that found nothing yet, and the wait before the next.
+    let (mut settle_looks, mut settle_wait) = (0, Duration::ZERO);
     loop {
-        while publish_batch(service, pool, amqp, &channel).await? {}
+        let mut published = false;
+        while let Some(full) = publish_batch(service, pool, amqp, &channel).await? {
+            published = true;
+            if !full {
+                break;
+            }
+        }
+        if published {
+            settle_looks = 0;
+        }
         if tokio::time::Instant::now() >= next_gauge {
             metrics::gauge!("ism_outbox_backlog", "service" => service)
                 .set(backlog(pool).await? as f64);
@@ -67,26 +108,34 @@ async fn relay_once(
             prune(pool).await?;
             last_prune = tokio::time::Instant::now();
         }
+        let next_look = if settle_looks > 0 {
+            settle_looks -= 1;
+            settle_wait *= 2;
+            settle_wait / 2
+        } else {
+            POLL_INTERVAL
+        };
         tokio::select! {
             _ = shutdown.cancelled() => {
                 // One last pass so events committed before shutdown leave now.
-                while publish_batch(service, pool, amqp, &channel).await? {}
+                while publish_batch(service, pool, amqp, &channel).await?.is_some_and(|full| full) {}
                 let _ = conn.close(200, "shutdown".into()).await;
                 return Ok(());
             }
-            notification = listener.recv() => { notification?; }
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = wake.notified() => (settle_looks, settle_wait) = (SETTLE_LOOKS, Duration::from_millis(1)),
+            _ = tokio::time::sleep(next_look) => {}
         }
     }
 }
 
-/// Publishes one batch; true when it was full (more may be waiting).
+/// Publishes one batch: `None` when nothing was pending, else whether the batch was
+/// full (more may be waiting).
 async fn publish_batch(
     service: &'static str,
     pool: &PgPool,
     amqp: &Amqp,
     channel: &Channel,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<bool>> {
     let batch = amqp.settings.relay_batch;
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
@@ -97,7 +146,7 @@ async fn publish_batch(
     .fetch_all(&mut *tx)
     .await?;
     if rows.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let mut confirms = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
@@ -138,7 +187,7 @@ async fn publish_batch(
     tx.commit().await?;
     metrics::counter!("ism_outbox_published_total", "service" => service)
         .increment(ids.len() as u64);
-    Ok(ids.len() as i64 == batch)
+    Ok(Some(ids.len() as i64 == batch))
 }
 
 async fn prune(pool: &PgPool) -> sqlx::Result<()> {
