@@ -368,7 +368,6 @@ pub async fn record_inbound(
     }
     let (ids, spans): (Vec<Uuid>, Vec<_>) = spans.into_iter().unzip();
     let (first, last): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = spans.into_iter().unzip();
-    // `id = ANY` keeps both to index probes whatever the statistics say.
     sqlx::query(
         "WITH stop AS (
              DELETE FROM conversation_timers WHERE conversation_id = ANY($1) AND kind = 'auto_close'
@@ -379,6 +378,8 @@ pub async fn record_inbound(
              waiting_since     = coalesce(waiting_since, ($2::timestamptz[])[array_position($1, id)])
          WHERE id = ANY($1)",
     )
+    // Planned afresh each time: a plan cached while the table was small would scan it.
+    .persistent(false)
     .bind(ids)
     .bind(first)
     .bind(last)

@@ -326,9 +326,12 @@ pub async fn claim_due(
                    WHERE e.channel_id = d.channel_id AND e.recipient = d.recipient
                      AND e.status IN ('queued', 'sending')
                      AND (e.created_at, e.message_id) < (d.created_at, d.message_id))
-             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             ORDER BY next_attempt_at, created_at, message_id LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING message_id, workspace_id, channel_id, requested_by, recipient, content, attempts",
     )
+    // Planned afresh each time: a plan cached while the queue was empty would sort the
+    // whole table once it is not.
+    .persistent(false)
     .bind(limit)
     .bind(lease_seconds)
     .fetch_all(pool)
@@ -412,6 +415,8 @@ pub async fn finish_attempts(pool: &PgPool, finished: &[Finished]) -> Result<(),
              AS u(message_id, status, external_message_id, last_error, delay)
          WHERE d.message_id = u.message_id",
     )
+    // Planned afresh each time: a plan cached while the queue was empty would scan it.
+    .persistent(false)
     .bind(ids)
     .bind(statuses)
     .bind(external_ids)

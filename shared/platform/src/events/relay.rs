@@ -181,6 +181,9 @@ async fn publish_batch(
         anyhow::ensure!(confirmation.is_ack(), "RabbitMQ refused a publish (nack)");
     }
     sqlx::query("UPDATE platform_outbox SET published_at = now() WHERE id = ANY($1)")
+        // Planned afresh each time: a plan cached while the outbox was empty scans it
+        // whole once it holds an hour of events.
+        .persistent(false)
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
