@@ -840,7 +840,7 @@ impl Columns {
              FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                  $8::text[], $9::text[], $10::text[], $11::jsonb[])
                  AS r(id, f, l, e, p, lang, co, tz, pic, cu)
-             WHERE c.workspace_id = $1 AND c.id = r.id",
+             WHERE c.workspace_id = $1 AND c.id = ANY($2) AND c.id = r.id",
         )
         .await
     }

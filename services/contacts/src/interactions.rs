@@ -61,9 +61,12 @@ impl Interactions {
         rows.sort_unstable();
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = rows.iter().copied().unzip();
         let written = sqlx::query(
+            // `c.id = ANY` keeps the contacts side to index probes; joined to the
+            // list alone, the planner hashed it over a scan of every Contact.
             "UPDATE contacts c SET last_interaction_at = u.at
              FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
-             WHERE c.id = u.id AND (c.last_interaction_at IS NULL OR c.last_interaction_at < u.at)",
+             WHERE c.id = ANY($1) AND c.id = u.id
+               AND (c.last_interaction_at IS NULL OR c.last_interaction_at < u.at)",
         )
         .bind(&ids)
         .bind(&times)

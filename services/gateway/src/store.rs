@@ -413,10 +413,8 @@ pub async fn finish_attempts(pool: &PgPool, finished: &[Finished]) -> Result<(),
              locked_until = NULL, updated_at = now()
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[])
              AS u(message_id, status, external_message_id, last_error, delay)
-         WHERE d.message_id = u.message_id",
+         WHERE d.message_id = ANY($1) AND d.message_id = u.message_id",
     )
-    // Planned afresh each time: a plan cached while the queue was empty would scan it.
-    .persistent(false)
     .bind(ids)
     .bind(statuses)
     .bind(external_ids)
