@@ -227,7 +227,7 @@ where
 }
 
 /// Messages a lane's batch stores in one transaction: the inbound consumer's largest
-/// batch, which a lane has waiting under load (`amqp.prefetch` 512 over 16 lanes).
+/// batch, which a lane has waiting under load (`amqp.prefetch` 512 over 4 lanes).
 const BATCH: usize = 32;
 
 async fn inserts(pool: &PgPool, workspace_id: Uuid) -> anyhow::Result<()> {
