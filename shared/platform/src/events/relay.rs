@@ -207,3 +207,27 @@ async fn backlog(pool: &PgPool) -> sqlx::Result<i64> {
         .fetch_one(pool)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{wake, wake_of};
+
+    #[tokio::test]
+    async fn an_enqueue_wakes_its_own_services_relay_only() {
+        let (gateway, conversations) = (wake_of("test-gateway"), wake_of("test-conversations"));
+        // Rung before the relay waits, as when a writer enqueues while the relay publishes:
+        // the wake-up is kept for it.
+        wake("test-gateway");
+        tokio::time::timeout(Duration::from_secs(1), gateway.notified())
+            .await
+            .expect("the gateway relay is woken");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), conversations.notified())
+                .await
+                .is_err(),
+            "another service's relay sleeps on"
+        );
+    }
+}
