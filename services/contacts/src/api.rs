@@ -7,9 +7,10 @@ use ism_proto::contacts::v1::contact_service_server::ContactService;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -99,7 +100,9 @@ impl Api {
     }
 
     /// Streams every Contact of `filter` after `after`, in batches of `size`, each turned
-    /// into a message by `wrap`; stops early when the caller goes away.
+    /// into a message by `wrap`; stops early when the caller goes away. Three stages run
+    /// at once: a reader fetches the next batches, two batches are completed with their
+    /// identities and Tags, and the one before is sent.
     fn stream<T, F>(
         &self,
         workspace_id: Uuid,
@@ -113,41 +116,47 @@ impl Api {
         F: Fn(Vec<pb::Contact>, bool) -> T + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::channel(2);
+        let (read_tx, read_rx) = mpsc::channel(2);
         let api = self.clone();
+        let pool = self.pool.clone();
+        // The reader stops when the sender below stops listening.
         tokio::spawn(async move {
             let result: Result<(), Error> = async {
-                let tags = search::tag_ids(&api.pool, workspace_id, &filter).await?;
-                let read =
-                    |after| search::batch(&api.pool, workspace_id, &filter, &tags, after, size);
+                let tags = search::tag_ids(&pool, workspace_id, &filter).await?;
                 let mut after = after;
-                let mut rows = read(after).await?;
-                let mut first = true;
                 loop {
-                    // An empty batch goes out only first, so an export still has its header.
-                    if rows.is_empty() && !first {
-                        return Ok(());
-                    }
+                    let rows =
+                        search::batch(&pool, workspace_id, &filter, &tags, after, size).await?;
                     let last = rows.len() < size as usize;
                     after = rows.last().map(|c| c.id).or(after);
-                    // The next batch is read while this one is rendered.
-                    let (contacts, next) =
-                        tokio::try_join!(api.render(workspace_id, rows), async {
-                            if last {
-                                Ok(Vec::new())
-                            } else {
-                                read(after).await
-                            }
-                        })?;
-                    if tx.send(Ok(wrap(contacts, first))).await.is_err() || last {
+                    if read_tx.send(Ok(rows)).await.is_err() || last {
                         return Ok(());
                     }
-                    rows = next;
-                    first = false;
                 }
             }
             .await;
             if let Err(e) = result {
-                let _ = tx.send(Err(e.into())).await;
+                let _ = read_tx.send(Err(e)).await;
+            }
+        });
+        tokio::spawn(async move {
+            let mut batches = ReceiverStream::new(read_rx)
+                .map_ok(|rows| api.render(workspace_id, rows))
+                .try_buffered(2);
+            let mut first = true;
+            loop {
+                let message = match batches.try_next().await {
+                    // An empty batch goes out only first, so an export still has its header.
+                    Ok(Some(contacts)) if contacts.is_empty() && !first => return,
+                    Ok(Some(contacts)) => Ok(wrap(contacts, first)),
+                    Ok(None) => return,
+                    Err(e) => Err(e.into()),
+                };
+                let failed = message.is_err();
+                if tx.send(message).await.is_err() || failed {
+                    return;
+                }
+                first = false;
             }
         });
         rx
