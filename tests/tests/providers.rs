@@ -117,6 +117,26 @@ impl World {
         )
     }
 
+    /// POSTs a webhook that must be accepted (200).
+    async fn accepted(
+        &self,
+        channel: &gw::Channel,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) {
+        let (status, answer) = self.post(channel, content_type, headers, body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// The secret the gateway gave Telegram with the first webhook it set.
+    fn telegram_secret(&self) -> String {
+        self.provider.calls("/setWebhook")[0].json()["secret_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// The conversation opened on `channel`, once it exists.
     async fn conversation(&self, channel: &gw::Channel) -> Conversation {
         eventually(WAIT, "the conversation", || {
@@ -238,6 +258,19 @@ fn twilio_credentials() -> Given {
     })
 }
 
+fn line_credentials() -> Given {
+    Given::Line(gw::LineCredentials {
+        channel_secret: LINE_SECRET.into(),
+        channel_access_token: "line-token".into(),
+    })
+}
+
+fn viber_credentials() -> Given {
+    Given::Viber(gw::ViberCredentials {
+        auth_token: VIBER_TOKEN.into(),
+    })
+}
+
 fn now_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -333,26 +366,11 @@ async fn every_provider_round_trips_through_the_real_binary() {
         .connect(ChannelType::TwilioWhatsapp, twilio_credentials())
         .await;
     let twilio_whatsapp_in = "SmsMessageSid=SMwhatsapp1&NumMedia=0&ProfileName=Ada&MessageType=text&WaId=15558675311&SmsStatus=received&Body=Hola&To=whatsapp%3A%2B15017122661&NumSegments=1&MessageSid=SMwhatsapp1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=whatsapp%3A%2B15558675311&ApiVersion=2010-04-01".to_owned();
-    let line = world
-        .connect(
-            ChannelType::Line,
-            Given::Line(gw::LineCredentials {
-                channel_secret: LINE_SECRET.into(),
-                channel_access_token: "line-token".into(),
-            }),
-        )
-        .await;
+    let line = world.connect(ChannelType::Line, line_credentials()).await;
     let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
         "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZR", "source": {"type": "user", "userId": "U4af4980629"},
         "message": {"id": "444573844083572737", "type": "text", "text": "Good Morning!!"}}]})).unwrap();
-    let viber = world
-        .connect(
-            ChannelType::Viber,
-            Given::Viber(gw::ViberCredentials {
-                auth_token: VIBER_TOKEN.into(),
-            }),
-        )
-        .await;
+    let viber = world.connect(ChannelType::Viber, viber_credentials()).await;
     let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238145_u64,
         "sender": {"id": "01234567890A=", "name": "John McClane"}, "message": {"type": "text", "text": "a message to the service"}})).unwrap();
 
@@ -360,7 +378,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
     let set = world.provider.calls("/setWebhook");
     assert_eq!(set.len(), 1);
     assert_eq!(set[0].json()["url"], world.url(&telegram).as_str());
-    let telegram_secret = set[0].json()["secret_token"].as_str().unwrap().to_owned();
+    let telegram_secret = world.telegram_secret();
 
     let cases = vec![
         Case {
@@ -590,13 +608,9 @@ async fn provider_errors_end_as_statuses_a_person_understands() {
 
     // A Contact who last wrote two days ago: refused before calling WhatsApp.
     let (headers, body) = hook("wamid.old", "4915100000001", now_seconds() - 2 * 86_400);
-    assert_eq!(
-        world
-            .post(&whatsapp, "application/json", &headers, &body)
-            .await
-            .0,
-        200
-    );
+    world
+        .accepted(&whatsapp, "application/json", &headers, &body)
+        .await;
     let old = world.conversation(&whatsapp).await;
     let late = world.send(&old, text("Sorry for the wait")).await;
     let failed = world.status(&late, DeliveryStatus::Failed).await;
@@ -676,23 +690,16 @@ async fn provider_errors_end_as_statuses_a_person_understands() {
     let telegram = world
         .connect(ChannelType::Telegram, telegram_credentials())
         .await;
-    let secret = world.provider.calls("/setWebhook")[0].json()["secret_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret = world.telegram_secret();
     let update = serde_json::to_vec(
         &json!({"update_id": 1, "message": {"message_id": 1, "date": now_seconds(),
         "chat": {"id": 2222, "type": "private"}, "text": "hi"}}),
     )
     .unwrap();
     let headers = vec![("x-telegram-bot-api-secret-token", secret)];
-    assert_eq!(
-        world
-            .post(&telegram, "application/json", &headers, &update)
-            .await
-            .0,
-        200
-    );
+    world
+        .accepted(&telegram, "application/json", &headers, &update)
+        .await;
     let chat = world.conversation(&telegram).await;
     let mut sent = Vec::new();
     for word in ["one", "two", "three"] {
@@ -885,23 +892,19 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": "16315551181"}],
         "messages": [{"from": "16315551181", "id": "wamid.image1", "timestamp": now.to_string(), "type": "image",
             "image": {"caption": "my receipt", "mime_type": "image/jpeg", "sha256": "HASH", "id": "1013859600285441"}}]}));
-    let (code, answer) = world
-        .post(
+    world
+        .accepted(
             &whatsapp,
             "application/json",
             &hub(&whatsapp_in),
             &whatsapp_in,
         )
         .await;
-    assert_eq!(code, 200, "{answer}");
 
     let telegram = world
         .connect(ChannelType::Telegram, telegram_credentials())
         .await;
-    let secret = world.provider.calls("/setWebhook")[0].json()["secret_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret = world.telegram_secret();
     world.provider.keep_media(
         "BQACAgIAAxkBAAIBaGVvZ3Rl",
         "application/pdf",
@@ -911,40 +914,30 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         "chat": {"id": 3333, "type": "private", "first_name": "Ada"}, "from": {"id": 3333, "is_bot": false, "first_name": "Ada"},
         "document": {"file_name": "invoice.pdf", "mime_type": "application/pdf", "file_id": "BQACAgIAAxkBAAIBaGVvZ3Rl",
             "file_unique_id": "AgADBAAD", "file_size": 19}}})).unwrap();
-    let (code, answer) = world
-        .post(
+    world
+        .accepted(
             &telegram,
             "application/json",
             &[("x-telegram-bot-api-secret-token", secret)],
             &telegram_in,
         )
         .await;
-    assert_eq!(code, 200, "{answer}");
 
-    let line = world
-        .connect(
-            ChannelType::Line,
-            Given::Line(gw::LineCredentials {
-                channel_secret: LINE_SECRET.into(),
-                channel_access_token: "line-token".into(),
-            }),
-        )
-        .await;
+    let line = world.connect(ChannelType::Line, line_credentials()).await;
     world
         .provider
         .keep_media("325708", "image/png", b"a png from a LINE chat");
     let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
         "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZS", "source": {"type": "user", "userId": "U77"},
         "message": {"id": "325708", "type": "image", "contentProvider": {"type": "line"}}}]})).unwrap();
-    let (code, answer) = world
-        .post(
+    world
+        .accepted(
             &line,
             "application/json",
             &[("x-line-signature", base64_hmac(LINE_SECRET, &line_in))],
             &line_in,
         )
         .await;
-    assert_eq!(code, 200, "{answer}");
 
     // Each message carries a gateway link that gives the provider's bytes.
     let mut links = Vec::new();
@@ -1037,27 +1030,16 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
 async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
     let world = World::start().await;
     let now = now_seconds();
-    let viber = world
-        .connect(
-            ChannelType::Viber,
-            Given::Viber(gw::ViberCredentials {
-                auth_token: VIBER_TOKEN.into(),
-            }),
-        )
-        .await;
+    let viber = world.connect(ChannelType::Viber, viber_credentials()).await;
     let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238146_u64,
         "sender": {"id": "01234567890B=", "name": "Jane"}, "message": {"type": "text", "text": "send me the manual"}})).unwrap();
     let signed = vec![(
         "x-viber-content-signature",
         hex_hmac(VIBER_TOKEN, &viber_in),
     )];
-    assert_eq!(
-        world
-            .post(&viber, "application/json", &signed, &viber_in)
-            .await
-            .0,
-        200
-    );
+    world
+        .accepted(&viber, "application/json", &signed, &viber_in)
+        .await;
     let chat = world.conversation(&viber).await;
     let media = |kind: MediaType, url: &str| MessageContent {
         kind: Some(Kind::Media(Media {
@@ -1118,26 +1100,14 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
     assert_eq!(world.provider.calls("/pa/send_message").len(), 2);
 
     // LINE has no file message: the Contact gets the caption and the link.
-    let line = world
-        .connect(
-            ChannelType::Line,
-            Given::Line(gw::LineCredentials {
-                channel_secret: LINE_SECRET.into(),
-                channel_access_token: "line-token".into(),
-            }),
-        )
-        .await;
+    let line = world.connect(ChannelType::Line, line_credentials()).await;
     let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
         "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZT", "source": {"type": "user", "userId": "U99"},
         "message": {"id": "444573844083572799", "type": "text", "text": "the manual please"}}]})).unwrap();
     let signed = vec![("x-line-signature", base64_hmac(LINE_SECRET, &line_in))];
-    assert_eq!(
-        world
-            .post(&line, "application/json", &signed, &line_in)
-            .await
-            .0,
-        200
-    );
+    world
+        .accepted(&line, "application/json", &signed, &line_in)
+        .await;
     let line_chat = world.conversation(&line).await;
     let linked = world
         .send(&line_chat, media(MediaType::File, &manual_url))

@@ -232,8 +232,13 @@ pub async fn insert_messages(
     conn: &mut PgConnection,
     messages: &[NewMessage<'_>],
 ) -> Result<Vec<Message>, Error> {
+    fn column<'m, 'a, T>(
+        messages: &'m [NewMessage<'a>],
+        field: impl Fn(&'m NewMessage<'a>) -> T,
+    ) -> Vec<T> {
+        messages.iter().map(field).collect()
+    }
     let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::now_v7()).collect();
-    let column = |f: fn(&NewMessage<'_>) -> String| messages.iter().map(f).collect::<Vec<_>>();
     let mut inserted: Vec<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO messages (id, workspace_id, conversation_id, channel_id, direction, content, status,
                                external_message_id, client_message_id, sent_at, sender, sender_id, mentions)
@@ -245,20 +250,20 @@ pub async fn insert_messages(
          ON CONFLICT DO NOTHING RETURNING {MESSAGE}"
     )))
     .bind(&ids)
-    .bind(messages.iter().map(|m| m.workspace_id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.channel_id).collect::<Vec<_>>())
-    .bind(column(|m| m.direction.to_owned()))
-    .bind(messages.iter().map(|m| m.content.as_slice()).collect::<Vec<_>>())
-    .bind(column(|m| m.status.to_owned()))
-    .bind(column(|m| m.external_message_id.to_owned()))
-    .bind(messages.iter().map(|m| m.client_message_id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.sent_at).collect::<Vec<_>>())
-    .bind(column(|m| m.sender.to_owned()))
-    .bind(column(|m| m.sender_id.to_owned()))
+    .bind(column(messages, |m| m.workspace_id))
+    .bind(column(messages, |m| m.conversation_id))
+    .bind(column(messages, |m| m.channel_id))
+    .bind(column(messages, |m| m.direction))
+    .bind(column(messages, |m| m.content.as_slice()))
+    .bind(column(messages, |m| m.status))
+    .bind(column(messages, |m| m.external_message_id))
+    .bind(column(messages, |m| m.client_message_id))
+    .bind(column(messages, |m| m.sent_at))
+    .bind(column(messages, |m| m.sender))
+    .bind(column(messages, |m| m.sender_id))
     // Arrays of arrays must be rectangular in Postgres, so each row's mentions travel
     // as one comma-separated string.
-    .bind(column(|m| {
+    .bind(column(messages, |m| {
         m.mentions
             .iter()
             .map(Uuid::to_string)

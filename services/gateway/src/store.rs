@@ -281,9 +281,13 @@ pub async fn last_inbound(
     }
     let (channels, names): (Vec<Uuid>, Vec<String>) = contacts.iter().cloned().unzip();
     let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT w.channel_id, w.contact, w.last_inbound_at FROM reply_windows w
-         JOIN unnest($1::uuid[], $2::text[]) AS c(channel_id, contact)
-           ON w.channel_id = c.channel_id AND w.contact = c.contact",
+        // One key probe per contact (ADR 15): a join to the list may be hashed over
+        // every reply window.
+        "SELECT w.channel_id, w.contact, w.last_inbound_at
+         FROM unnest($1::uuid[], $2::text[]) AS c(channel_id, contact)
+         CROSS JOIN LATERAL (
+             SELECT channel_id, contact, last_inbound_at FROM reply_windows
+             WHERE channel_id = c.channel_id AND contact = c.contact) AS w",
     )
     .bind(channels)
     .bind(names)

@@ -39,6 +39,23 @@ async fn scratch_with_channel() -> (PgPool, Channel) {
 }
 
 /// A message `id` arriving on `channel`, from a Contact with a reply window when given.
+/// Queues a delivery to `recipient` on `channel`, asked for now; its message id.
+async fn queue_delivery(pool: &PgPool, channel: &Channel, recipient: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content, created_at)
+         VALUES ($1, $2, $3, 'conversations', $4, '', clock_timestamp())",
+    )
+    .bind(id)
+    .bind(channel.workspace_id)
+    .bind(channel.id)
+    .bind(recipient)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
 fn arrival(channel: &Channel, id: &str, window: Option<(&str, DateTime<Utc>)>) -> Arrival {
     let event = events::new_event(
         "gateway.message.received",
@@ -82,13 +99,7 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
 
     // A due delivery is claimed by one worker; a second claim finds nothing while leased,
     // and the retry outcome puts it back in the future.
-    sqlx::query("INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content) VALUES ($1, $2, $3, 'conversations', 'c1', '')")
-        .bind(Uuid::now_v7())
-        .bind(channel.workspace_id)
-        .bind(channel.id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    queue_delivery(&pool, &channel, "c1").await;
     let claimed = store::claim_due(&pool, 10, 30.0).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert!(
@@ -129,23 +140,7 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
 #[tokio::test]
 async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
     let (pool, channel) = scratch_with_channel().await;
-    let queue = |recipient: &'static str| {
-        let pool = pool.clone();
-        let channel = channel.clone();
-        async move {
-            let id = Uuid::now_v7();
-            sqlx::query("INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content, created_at)
-                         VALUES ($1, $2, $3, 'conversations', $4, '', clock_timestamp())")
-                .bind(id)
-                .bind(channel.workspace_id)
-                .bind(channel.id)
-                .bind(recipient)
-                .execute(&pool)
-                .await
-                .unwrap();
-            id
-        }
-    };
+    let queue = |recipient| queue_delivery(&pool, &channel, recipient);
     let (a1, a2, b1) = (queue("a").await, queue("a").await, queue("b").await);
 
     let mut claimed: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
@@ -230,16 +225,7 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
     let (pool, channel) = scratch_with_channel().await;
     let mut ids = Vec::new();
     for recipient in ["a", "b", "c"] {
-        let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content) VALUES ($1, $2, $3, 'conversations', $4, '')")
-            .bind(id)
-            .bind(channel.workspace_id)
-            .bind(channel.id)
-            .bind(recipient)
-            .execute(&pool)
-            .await
-            .unwrap();
-        ids.push(id);
+        ids.push(queue_delivery(&pool, &channel, recipient).await);
     }
     assert_eq!(store::claim_due(&pool, 10, 30.0).await.unwrap().len(), 3);
     let event = || {

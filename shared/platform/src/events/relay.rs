@@ -24,6 +24,8 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// After a wake-up that found nothing (the writer had not committed yet), the relay
 /// looks again after 1, 2, 4, ... ms, this many times, before waiting for the poll.
 const SETTLE_LOOKS: u32 = 8;
+/// Published rows are kept this long for inspection, then pruned.
+const KEEP_PUBLISHED: &str = "1 hour";
 
 /// Each service's relay wake-up, by service name.
 static WAKES: LazyLock<Mutex<HashMap<String, Arc<Notify>>>> = LazyLock::new(Default::default);
@@ -47,8 +49,6 @@ fn wake_of(service: &str) -> Arc<Notify> {
 pub(crate) fn wake(service: &str) {
     wake_of(service).notify_one();
 }
-/// Published rows are kept this long for inspection, then pruned.
-const KEEP_PUBLISHED: &str = "1 hour";
 
 /// Runs until `shutdown`, reconnecting to RabbitMQ and Postgres as needed.
 pub async fn run_relay(
@@ -86,8 +86,8 @@ async fn relay_once(
     let mut last_prune = tokio::time::Instant::now();
     // Due at once, so that the backlog is on /metrics from the first scrape.
     let mut next_gauge = last_prune;
-    // Looks left after a wake-up that found nothing yet, and the wait before the next.
-    let (mut settle_looks, mut settle_wait) = (0, Duration::ZERO);
+    // The looks left after a wake-up, each `1 << n` ms after the one before.
+    let mut settle = 0..0;
     loop {
         let mut published = false;
         while let Some(full) = publish_batch(service, pool, amqp, &channel).await? {
@@ -97,7 +97,7 @@ async fn relay_once(
             }
         }
         if published {
-            settle_looks = 0;
+            settle = 0..0;
         }
         if tokio::time::Instant::now() >= next_gauge {
             metrics::gauge!("ism_outbox_backlog", "service" => service)
@@ -108,13 +108,9 @@ async fn relay_once(
             prune(pool).await?;
             last_prune = tokio::time::Instant::now();
         }
-        let next_look = if settle_looks > 0 {
-            settle_looks -= 1;
-            settle_wait *= 2;
-            settle_wait / 2
-        } else {
-            POLL_INTERVAL
-        };
+        let next_look = settle
+            .next()
+            .map_or(POLL_INTERVAL, |n| Duration::from_millis(1 << n));
         tokio::select! {
             _ = shutdown.cancelled() => {
                 // One last pass so events committed before shutdown leave now.
@@ -122,7 +118,7 @@ async fn relay_once(
                 let _ = conn.close(200, "shutdown".into()).await;
                 return Ok(());
             }
-            _ = wake.notified() => (settle_looks, settle_wait) = (SETTLE_LOOKS, Duration::from_millis(1)),
+            _ = wake.notified() => settle = 0..SETTLE_LOOKS,
             _ = tokio::time::sleep(next_look) => {}
         }
     }
