@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::export::Exporter;
-use crate::fields::{self, FieldKind, NewField};
+use crate::fields::{self, FieldKind, NewField, Schema};
 use crate::filter::{self, Filter};
 use crate::import;
 use crate::interactions::Interactions;
@@ -66,7 +66,23 @@ impl Api {
         workspace_id: Uuid,
         contacts: Vec<Contact>,
     ) -> Result<Vec<pb::Contact>, Error> {
-        Ok(store::complete(&self.pool, workspace_id, contacts)
+        let schema = self.schema(workspace_id).await?;
+        self.render_with(workspace_id, &schema, contacts).await
+    }
+
+    /// The Workspace's field definitions.
+    async fn schema(&self, workspace_id: Uuid) -> Result<Schema, Error> {
+        fields::schema(&mut *self.pool.acquire().await?, workspace_id).await
+    }
+
+    /// [`Self::render`] with the Workspace's field definitions already at hand.
+    async fn render_with(
+        &self,
+        workspace_id: Uuid,
+        schema: &Schema,
+        contacts: Vec<Contact>,
+    ) -> Result<Vec<pb::Contact>, Error> {
+        Ok(store::complete(&self.pool, workspace_id, schema, contacts)
             .await?
             .into_iter()
             .map(to_proto)
@@ -82,7 +98,7 @@ impl Api {
         filter: Option<&pb::Filter>,
         segment_id: Option<&str>,
     ) -> Result<Filter, Error> {
-        let schema = fields::schema(&mut *self.pool.acquire().await?, workspace_id).await?;
+        let schema = self.schema(workspace_id).await?;
         if let Some(id) = segment_id {
             let id = uuid("segment_id", id)?;
             let segment = segments::get(&self.pool, workspace_id, id).await?;
@@ -140,8 +156,15 @@ impl Api {
             }
         });
         tokio::spawn(async move {
+            let schema = match api.schema(workspace_id).await {
+                Ok(schema) => schema,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
             let mut batches = ReceiverStream::new(read_rx)
-                .map_ok(|rows| api.render(workspace_id, rows))
+                .map_ok(|rows| api.render_with(workspace_id, &schema, rows))
                 .try_buffered(2);
             let mut first = true;
             loop {

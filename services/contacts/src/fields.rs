@@ -90,13 +90,13 @@ impl FieldKind {
     }
 
     /// The API value of a stored JSON value (skipped when it no longer fits the kind).
-    pub fn to_proto_value(self, stored: &Value) -> Option<pb::FieldValue> {
+    pub fn to_proto_value(self, stored: Value) -> Option<pb::FieldValue> {
         let kind = match (self, stored) {
             (FieldKind::Number, Value::Number(n)) => Kind::Number(n.as_f64()?),
-            (FieldKind::Checkbox, Value::Bool(b)) => Kind::Checkbox(*b),
-            (FieldKind::Date, Value::String(s)) => Kind::Date(s.clone()),
+            (FieldKind::Checkbox, Value::Bool(b)) => Kind::Checkbox(b),
+            (FieldKind::Date, Value::String(s)) => Kind::Date(s),
             (FieldKind::DateTime, Value::String(s)) => {
-                Kind::Datetime(timestamp(DateTime::parse_from_rfc3339(s).ok()?.to_utc()))
+                Kind::Datetime(timestamp(DateTime::parse_from_rfc3339(&s).ok()?.to_utc()))
             }
             (
                 FieldKind::Text
@@ -105,7 +105,7 @@ impl FieldKind {
                 | FieldKind::Url
                 | FieldKind::Select,
                 Value::String(s),
-            ) => Kind::Text(s.clone()),
+            ) => Kind::Text(s),
             _ => return None,
         };
         Some(pb::FieldValue { kind: Some(kind) })
@@ -243,7 +243,7 @@ impl FieldDef {
 
     /// The API value of a stored JSON value (skipped when it no longer fits the type).
     pub fn to_proto_value(&self, stored: &Value) -> Option<pb::FieldValue> {
-        self.kind.to_proto_value(stored)
+        self.kind.to_proto_value(stored.clone())
     }
 
     pub fn to_proto(&self) -> pb::ContactField {
@@ -287,7 +287,7 @@ impl Schema {
     }
 
     /// The API values of a stored `custom` object, dropping keys no longer defined.
-    pub fn to_proto(&self, custom: &Value) -> HashMap<String, pb::FieldValue> {
+    pub fn to_proto(&self, custom: Value) -> BTreeMap<String, pb::FieldValue> {
         values_to_proto(custom, |key| self.fields.get(key).map(|def| def.kind))
     }
 
@@ -303,14 +303,17 @@ impl Schema {
 /// The API values of a stored `custom` object, each by the kind `kind_of` gives its key;
 /// keys without one (no longer defined) are dropped.
 pub fn values_to_proto(
-    custom: &Value,
+    custom: Value,
     kind_of: impl Fn(&str) -> Option<FieldKind>,
-) -> HashMap<String, pb::FieldValue> {
+) -> BTreeMap<String, pb::FieldValue> {
     let Value::Object(map) = custom else {
-        return HashMap::new();
+        return BTreeMap::new();
     };
-    map.iter()
-        .filter_map(|(k, v)| Some((k.clone(), kind_of(k)?.to_proto_value(v)?)))
+    map.into_iter()
+        .filter_map(|(k, v)| {
+            let value = kind_of(&k)?.to_proto_value(v)?;
+            Some((k, value))
+        })
         .collect()
 }
 

@@ -25,8 +25,28 @@ impl SortBy {
         match self {
             SortBy::Created => "c.created_at",
             SortBy::Name => "c.name_key",
-            SortBy::LastInteraction => "coalesce(c.last_interaction_at, '-infinity'::timestamptz)",
+            SortBy::LastInteraction => "coalesce(a.last_interaction_at, '-infinity'::timestamptz)",
             SortBy::Updated => "c.updated_at",
+        }
+    }
+
+    /// The rows a page is read from, with the Contacts as `c`: the interaction order is
+    /// indexed beside them, in `contact_activity`.
+    fn from(self) -> &'static str {
+        match self {
+            SortBy::LastInteraction => {
+                "contact_activity a JOIN contacts c
+                     ON c.id = a.contact_id AND c.workspace_id = a.workspace_id"
+            }
+            _ => "contacts c",
+        }
+    }
+
+    /// The Contact id as the sort's index ends with it.
+    fn id(self) -> &'static str {
+        match self {
+            SortBy::LastInteraction => "a.contact_id",
+            _ => "c.id",
         }
     }
 
@@ -127,8 +147,9 @@ pub async fn search(
     let tags = tag_ids(pool, workspace_id, filter).await?;
     let page = async {
         let mut q = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {C_COLUMNS}, ({})::text AS sort_key FROM contacts c WHERE ",
-            sort.by.expr()
+            "SELECT {C_COLUMNS}, ({})::text AS sort_key FROM {} WHERE ",
+            sort.by.expr(),
+            sort.by.from()
         ));
         filter.push_where(&mut q, workspace_id, &tags);
         let (cmp, dir) = if sort.ascending {
@@ -137,19 +158,24 @@ pub async fn search(
             ("<", "DESC")
         };
         if let Some(after) = &after {
-            q.push(format!(" AND ({}, c.id) {cmp} (", sort.by.expr()))
-                .push_bind(after.key.clone())
-                .push(sort.by.cast())
-                .push(", ")
-                .push_bind(after.id)
-                .push(")");
+            q.push(format!(
+                " AND ({}, {}) {cmp} (",
+                sort.by.expr(),
+                sort.by.id()
+            ))
+            .push_bind(after.key.clone())
+            .push(sort.by.cast())
+            .push(", ")
+            .push_bind(after.id)
+            .push(")");
         }
         // A literal limit (a checked page size): with a bound one, a generic prepared plan
         // cannot tell a short page from a long scan and may walk the sort index instead of
         // intersecting the filter's indexes.
         q.push(format!(
-            " ORDER BY {} {dir}, c.id {dir} LIMIT {}",
+            " ORDER BY {} {dir}, {} {dir} LIMIT {}",
             sort.by.expr(),
+            sort.by.id(),
             page_size + 1
         ));
         let rows: Vec<Keyed> = q.build_query_as().fetch_all(pool).await?;

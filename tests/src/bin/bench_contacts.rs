@@ -21,6 +21,11 @@ use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+// The consumer of a streamed segment is the broadcasts service, which runs in the `ism`
+// binary with this allocator; decoding 100,000 Contacts here is measured as it does it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONTACTS: i64 = 1_000_000;
 /// Contacts inserted per statement while loading.
 const LOAD_BATCH: i64 = 100_000;
@@ -54,7 +59,7 @@ const AIM_RESOLVE_PER_S: f64 = 3_000.0;
 
 /// The columns the service reads for a Contact.
 const COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, \
-     c.language, c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, \
+     c.language, c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.tag_ids, \
      c.custom, c.version, c.created_at, c.updated_at, c.deleted_at";
 
 #[tokio::main]
