@@ -359,6 +359,12 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         Err(Error::ContactNotFound)
     ));
     assert_eq!(store::purge(&pool, 100).await.unwrap(), 1);
+    let activity: Vec<Uuid> = sqlx::query_scalar("SELECT contact_id FROM contact_activity")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(!activity.contains(&alan.contact.id), "its interaction order goes too");
+    assert!(activity.contains(&same.contact.id));
     assert_eq!(
         tags::list(&pool, ws).await.unwrap(),
         [("vip".to_owned(), 0)]
