@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::profile;
+use crate::values::{Custom, Stored};
 
 /// Longest text value.
 const MAX_TEXT: usize = 4096;
@@ -89,13 +90,13 @@ impl FieldKind {
         })
     }
 
-    /// The API value of a stored JSON value (skipped when it no longer fits the kind).
-    pub fn to_proto_value(self, stored: Value) -> Option<pb::FieldValue> {
+    /// The API value of a stored value (skipped when it no longer fits the kind).
+    pub fn to_proto_value(self, stored: Stored) -> Option<pb::FieldValue> {
         let kind = match (self, stored) {
-            (FieldKind::Number, Value::Number(n)) => Kind::Number(n.as_f64()?),
-            (FieldKind::Checkbox, Value::Bool(b)) => Kind::Checkbox(b),
-            (FieldKind::Date, Value::String(s)) => Kind::Date(s),
-            (FieldKind::DateTime, Value::String(s)) => {
+            (FieldKind::Number, Stored::Number(n)) => Kind::Number(n),
+            (FieldKind::Checkbox, Stored::Bool(b)) => Kind::Checkbox(b),
+            (FieldKind::Date, Stored::Text(s)) => Kind::Date(s),
+            (FieldKind::DateTime, Stored::Text(s)) => {
                 Kind::Datetime(timestamp(DateTime::parse_from_rfc3339(&s).ok()?.to_utc()))
             }
             (
@@ -104,7 +105,7 @@ impl FieldKind {
                 | FieldKind::Phone
                 | FieldKind::Url
                 | FieldKind::Select,
-                Value::String(s),
+                Stored::Text(s),
             ) => Kind::Text(s),
             _ => return None,
         };
@@ -243,7 +244,7 @@ impl FieldDef {
 
     /// The API value of a stored JSON value (skipped when it no longer fits the type).
     pub fn to_proto_value(&self, stored: &Value) -> Option<pb::FieldValue> {
-        self.kind.to_proto_value(stored.clone())
+        self.kind.to_proto_value(stored.clone().into())
     }
 
     pub fn to_proto(&self) -> pb::ContactField {
@@ -287,8 +288,8 @@ impl Schema {
     }
 
     /// The API values of a stored `custom` object, dropping keys no longer defined.
-    pub fn to_proto(&self, custom: Value) -> BTreeMap<String, pb::FieldValue> {
-        values_to_proto(custom, |key| self.fields.get(key).map(|def| def.kind))
+    pub fn to_proto(&self, custom: &Custom) -> BTreeMap<String, pb::FieldValue> {
+        custom.to_proto(|key| self.fields.get(key).map(|def| def.kind))
     }
 
     /// Default values of every field that has one.
@@ -298,23 +299,6 @@ impl Schema {
             .filter_map(|f| Some((f.key.clone(), f.default_value.clone()?)))
             .collect()
     }
-}
-
-/// The API values of a stored `custom` object, each by the kind `kind_of` gives its key;
-/// keys without one (no longer defined) are dropped.
-pub fn values_to_proto(
-    custom: Value,
-    kind_of: impl Fn(&str) -> Option<FieldKind>,
-) -> BTreeMap<String, pb::FieldValue> {
-    let Value::Object(map) = custom else {
-        return BTreeMap::new();
-    };
-    map.into_iter()
-        .filter_map(|(k, v)| {
-            let value = kind_of(&k)?.to_proto_value(v)?;
-            Some((k, value))
-        })
-        .collect()
 }
 
 /// The field definitions of a Workspace.

@@ -763,10 +763,7 @@ fn updated(current: &Contact, row: &Row) -> (Profile, serde_json::Map<String, Va
             _ => next.push((*old).clone()),
         }
     }
-    let mut custom = match &current.custom {
-        Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    };
+    let mut custom = current.custom.object();
     for (key, value) in &row.custom {
         let old = custom.insert(key.clone(), value.clone());
         if old.as_ref() != Some(value) {

@@ -13,6 +13,7 @@ pub mod search;
 pub mod segments;
 pub mod store;
 pub mod tags;
+pub mod values;
 
 use std::sync::Arc;
 

@@ -5,7 +5,6 @@ use ism_platform::events;
 use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1 as pb;
 use ism_proto::events::v1::ContactMerged;
-use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -83,12 +82,6 @@ fn profile_of(c: &Contact) -> [&str; 8] {
     ]
 }
 
-fn object(v: &Value) -> serde_json::Map<String, Value> {
-    match v {
-        Value::Object(map) => map.clone(),
-        _ => serde_json::Map::new(),
-    }
-}
 
 /// Merges `m.source` into `m.target` in one transaction: settles the default and custom
 /// fields, moves identities, unites Tags, keeps the earliest creation, the latest
@@ -162,7 +155,7 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
         picture_url,
     };
 
-    let (mut custom, theirs) = (object(&target.custom), object(&source.custom));
+    let (mut custom, theirs) = (target.custom.object(), source.custom.object());
     let mut field_changes = Vec::new();
     let keys: BTreeSet<String> = custom.keys().chain(theirs.keys()).cloned().collect();
     for key in keys {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::fields::{self, FieldKind, Schema};
 use crate::profile::{self, Profile};
+use crate::values::Custom;
 
 /// How long a deleted Contact can be restored before it is purged.
 pub const RESTORE_PERIOD: Duration = Duration::days(30);
@@ -34,7 +35,7 @@ pub struct Contact {
     pub picture_url: String,
     pub last_interaction_at: Option<DateTime<Utc>>,
     pub blocked: bool,
-    pub custom: Value,
+    pub custom: Custom,
     /// The ids of its Tags, kept equal to its `contact_tags` rows by a trigger.
     pub tag_ids: Vec<Uuid>,
     pub version: i64,
@@ -71,8 +72,6 @@ pub struct IdentityKey<'a> {
 /// A Contact with everything its API form needs.
 #[derive(Debug)]
 pub struct Full {
-    /// Its row, whose stored `custom` object has been moved into `custom_fields` (it is
-    /// left `null`).
     pub contact: Contact,
     /// Its channel identities, oldest first.
     pub identities: Vec<Identity>,
@@ -103,12 +102,12 @@ struct Extras {
 }
 
 impl Extras {
-    fn complete(self, mut contact: Contact) -> Full {
+    fn complete(self, contact: Contact) -> Full {
         let kinds = self.kinds.0;
         Full {
-            custom_fields: fields::values_to_proto(std::mem::take(&mut contact.custom), |key| {
-                FieldKind::parse(kinds.get(key)?).ok()
-            }),
+            custom_fields: contact
+                .custom
+                .to_proto(|key| FieldKind::parse(kinds.get(key)?).ok()),
             identities: self.identities.0,
             tags: self.tags,
             contact,
@@ -116,8 +115,7 @@ impl Extras {
     }
 }
 
-/// `contacts` of the Workspace with their identities, Tags and custom values (moved
-/// out of each row into its API form), in order. For a page or a batch, two set-wise
+/// `contacts` of the Workspace with their identities, Tags and custom values, in order. For a page or a batch, two set-wise
 /// lookups (on two connections at once) cost less than [`EXTRAS`] probed row by row.
 pub async fn complete(
     pool: &PgPool,
@@ -145,7 +143,7 @@ pub async fn complete(
     }
     Ok(contacts
         .into_iter()
-        .map(|mut c| {
+        .map(|c| {
             let mut tags: Vec<String> = c
                 .tag_ids
                 .iter()
@@ -155,7 +153,7 @@ pub async fn complete(
             Full {
                 identities: identities.remove(&c.id).unwrap_or_default(),
                 tags,
-                custom_fields: schema.to_proto(std::mem::take(&mut c.custom)),
+                custom_fields: schema.to_proto(&c.custom),
                 contact: c,
             }
         })
@@ -213,7 +211,7 @@ pub async fn resolve(
         let mut tx = pool.begin().await?;
         let (first, last) = split_name(key.display_name);
         let schema = fields::schema(&mut tx, workspace_id).await?;
-        let mut contact = insert(
+        let contact = insert(
             &mut tx,
             workspace_id,
             &Profile {
@@ -255,7 +253,7 @@ pub async fn resolve(
         .await?;
         tx.commit().await?;
         let full = Full {
-            custom_fields: schema.to_proto(std::mem::take(&mut contact.custom)),
+            custom_fields: schema.to_proto(&contact.custom),
             identities: vec![Identity {
                 contact_id: contact.id,
                 channel_id: key.channel_id,
@@ -494,10 +492,7 @@ pub async fn update(
     let schema = fields::schema(&mut tx, workspace_id).await?;
     let (next, mut changed) = patch.apply(&current)?;
     let values = schema.validate(&patch.custom)?;
-    let mut custom = match &current.custom {
-        Value::Object(map) => map.clone(),
-        _ => serde_json::Map::new(),
-    };
+    let mut custom = current.custom.object();
     let mut field_changes = Vec::new();
     for (key, value) in values {
         let old = custom.get(&key).cloned();

@@ -228,7 +228,7 @@ async fn updates_are_partial_versioned_and_evented() {
     );
     assert_eq!(updated.phone, "+4915112345678");
     assert_eq!(updated.country, "DE");
-    assert_eq!(updated.custom["plan"], "pro");
+    assert_eq!(updated.custom.object()["plan"], "pro");
     assert_eq!(updated.version, 2);
     assert_eq!(events(&pool, "contacts.contact.updated").await, 1);
     assert_eq!(events(&pool, "contacts.contact.field_changed").await, 1);
@@ -280,7 +280,7 @@ async fn updates_are_partial_versioned_and_evented() {
         ..Patch::default()
     };
     let cleared = store::update(&pool, ws, ada.id, 2, &clear).await.unwrap();
-    assert!(cleared.custom.get("plan").is_none());
+    assert!(cleared.custom.object().get("plan").is_none());
     let same = store::update(&pool, ws, ada.id, 3, &clear).await.unwrap();
     assert_eq!(same.version, 3);
 
@@ -395,7 +395,7 @@ async fn field_definitions_change_safely() {
     let c = store::create(&pool, ws, &Profile::default(), &HashMap::new())
         .await
         .unwrap();
-    assert_eq!(c.custom["plan"], "free");
+    assert_eq!(c.custom.object()["plan"], "free");
     let key = IdentityKey {
         channel_id: Uuid::now_v7(),
         external_id: "x",
@@ -427,6 +427,7 @@ async fn field_definitions_change_safely() {
             .await
             .unwrap()
             .custom
+            .object()
             .get("plan")
             .is_none()
     );
@@ -1348,8 +1349,8 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         merged.phone, "+4915112345678",
         "a value only the source had"
     );
-    assert_eq!(merged.custom["plan"], "pro");
-    assert_eq!(merged.custom["note"], "n");
+    assert_eq!(merged.custom.object()["plan"], "pro");
+    assert_eq!(merged.custom.object()["note"], "n");
     assert!(merged.blocked);
     assert_eq!(merged.version, 3);
     let identities = store::identities(&pool, ws, &[target.id]).await.unwrap();
@@ -1488,15 +1489,15 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
 
     let ada = store::get(&pool, ws, ada.id).await.unwrap();
     assert_eq!((ada.first_name.as_str(), ada.version), ("Ada", 2));
-    assert_eq!(ada.custom["plan"], "pro");
+    assert_eq!(ada.custom.object()["plan"], "pro");
     assert_eq!(tag_names(&pool, ws, ada.id).await, ["math", "vip"]);
     let everyone = store::list(&pool, ws, None, 100).await.unwrap();
     assert_eq!(everyone.len(), 2, "rejected rows created nothing");
     let grace = everyone.iter().find(|c| c.first_name == "Grace").unwrap();
     assert_eq!(grace.phone, "+4915112345678");
-    assert_eq!(grace.custom["score"], 3.5);
-    assert_eq!(grace.custom["vip"], true);
-    assert_eq!(grace.custom["birthday"], "1906-12-09");
+    assert_eq!(grace.custom.object()["score"], 3.5);
+    assert_eq!(grace.custom.object()["vip"], true);
+    assert_eq!(grace.custom.object()["birthday"], "1906-12-09");
     assert_eq!(events(&pool, "contacts.contact.created").await, 2);
     assert_eq!(events(&pool, "contacts.contact.updated").await, 1);
     assert_eq!(events(&pool, "contacts.contact.field_changed").await, 1);
