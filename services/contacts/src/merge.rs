@@ -82,7 +82,6 @@ fn profile_of(c: &Contact) -> [&str; 8] {
     ]
 }
 
-
 /// Merges `m.source` into `m.target` in one transaction: settles the default and custom
 /// fields, moves identities, unites Tags, keeps the earliest creation, the latest
 /// interaction and a block, then deletes the source (not restorable) and emits

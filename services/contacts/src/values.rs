@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use ism_proto::contacts::v1 as pb;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::types::Json;

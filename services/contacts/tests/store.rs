@@ -363,7 +363,10 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert!(!activity.contains(&alan.contact.id), "its interaction order goes too");
+    assert!(
+        !activity.contains(&alan.contact.id),
+        "its interaction order goes too"
+    );
     assert!(activity.contains(&same.contact.id));
     assert_eq!(
         tags::list(&pool, ws).await.unwrap(),
