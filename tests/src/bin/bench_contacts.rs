@@ -377,9 +377,11 @@ async fn load(pool: &PgPool, workspace: Uuid, channel: Uuid) -> anyhow::Result<(
     .await?;
     // A steady state: vacuumed and analyzed, so no autovacuum of the fresh rows runs
     // during the measurements.
-    sqlx::query("VACUUM ANALYZE contacts, contact_tags, channel_identities, tags")
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "VACUUM ANALYZE contacts, contact_activity, contact_tags, channel_identities, tags",
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
