@@ -137,6 +137,15 @@ impl FakeProvider {
             .cloned()
             .collect()
     }
+
+    /// The secret token the gateway registered with Telegram's `setWebhook` (empty
+    /// before it has), which Telegram sends back on every update.
+    pub fn telegram_secret(&self) -> String {
+        self.calls("/setWebhook")
+            .first()
+            .and_then(|call| call.json()["secret_token"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
 }
 
 async fn answer(

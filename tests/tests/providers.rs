@@ -4,11 +4,8 @@
 //! Provider errors end as statuses a person understands.
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
 use ism_e2e::oversize::declared_length_status;
-use ism_e2e::{FakeProvider, Platform, Receiver, authed, eventually, sign};
+use ism_e2e::{FakeProvider, Platform, Receiver, authed, credentials, eventually, sign};
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::conversations::v1::{
     Conversation, GetMessageRequest, ListConversationsRequest, ListMessagesRequest, Message,
@@ -25,11 +22,6 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(30);
-const APP_SECRET: &str = "meta-app-secret";
-const VERIFY_TOKEN: &str = "meatyhamhock";
-const TWILIO_TOKEN: &str = "twilio-auth-token";
-const LINE_SECRET: &str = "line-channel-secret";
-const VIBER_TOKEN: &str = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9";
 
 /// A platform whose gateway knows its public URL (Twilio signs it), a tenant, a token.
 struct World {
@@ -129,14 +121,6 @@ impl World {
         assert_eq!(status, 200, "{answer}");
     }
 
-    /// The secret the gateway gave Telegram with the first webhook it set.
-    fn telegram_secret(&self) -> String {
-        self.provider.calls("/setWebhook")[0].json()["secret_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
     /// The conversation opened on `channel`, once it exists.
     async fn conversation(&self, channel: &gw::Channel) -> Conversation {
         eventually(WAIT, "the conversation", || {
@@ -226,51 +210,6 @@ fn text(body: &str) -> MessageContent {
     }
 }
 
-fn meta_credentials(account_id: &str) -> Given {
-    Given::Meta(gw::MetaCredentials {
-        account_id: account_id.into(),
-        access_token: "page-token".into(),
-        app_secret: APP_SECRET.into(),
-        verify_token: VERIFY_TOKEN.into(),
-    })
-}
-
-fn whatsapp_credentials() -> Given {
-    Given::Whatsapp(gw::WhatsAppCredentials {
-        phone_number_id: "106540352242922".into(),
-        access_token: "system-user-token".into(),
-        app_secret: APP_SECRET.into(),
-        verify_token: VERIFY_TOKEN.into(),
-    })
-}
-
-fn telegram_credentials() -> Given {
-    Given::Telegram(gw::TelegramCredentials {
-        bot_token: "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11".into(),
-    })
-}
-
-fn twilio_credentials() -> Given {
-    Given::Twilio(gw::TwilioCredentials {
-        account_sid: "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX".into(),
-        auth_token: TWILIO_TOKEN.into(),
-        from: "+15017122661".into(),
-    })
-}
-
-fn line_credentials() -> Given {
-    Given::Line(gw::LineCredentials {
-        channel_secret: LINE_SECRET.into(),
-        channel_access_token: "line-token".into(),
-    })
-}
-
-fn viber_credentials() -> Given {
-    Given::Viber(gw::ViberCredentials {
-        auth_token: VIBER_TOKEN.into(),
-    })
-}
-
 fn now_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -290,32 +229,7 @@ fn whatsapp_text(id: &str, from: &str, at: i64) -> Vec<u8> {
 }
 
 fn hub(body: &[u8]) -> Vec<(&'static str, String)> {
-    vec![("x-hub-signature-256", sign(APP_SECRET, body))]
-}
-
-/// Twilio's signature: base64 HMAC-SHA1 of the URL and the sorted parameters.
-fn twilio_signature(url: &str, body: &str) -> String {
-    let mut params: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
-    params.sort();
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
-    mac.update(url.as_bytes());
-    for (k, v) in params {
-        mac.update(k.as_bytes());
-        mac.update(v.as_bytes());
-    }
-    STANDARD.encode(mac.finalize().into_bytes())
-}
-
-fn base64_hmac(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
-}
-
-fn hex_hmac(secret: &str, body: &[u8]) -> String {
-    sign(secret, body).trim_start_matches("sha256=").to_owned()
+    vec![("x-hub-signature-256", credentials::meta_signature(body))]
 }
 
 #[tokio::test]
@@ -334,7 +248,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
         recipient: &'static str,
     }
     let messenger = world
-        .connect(ChannelType::Messenger, meta_credentials("1234567890"))
+        .connect(ChannelType::Messenger, credentials::meta("1234567890"))
         .await;
     let messenger_in = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
         "messaging": [{"sender": {"id": "PSID-1"}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,
@@ -342,35 +256,40 @@ async fn every_provider_round_trips_through_the_real_binary() {
     let instagram = world
         .connect(
             ChannelType::Instagram,
-            meta_credentials("17841400000000000"),
+            credentials::meta("17841400000000000"),
         )
         .await;
     let instagram_in = serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": now * 1000,
         "messaging": [{"sender": {"id": "IGSID-1"}, "recipient": {"id": "17841400000000000"}, "timestamp": now * 1000,
             "message": {"mid": "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx", "text": "is this in stock?"}}]}]})).unwrap();
     let whatsapp = world
-        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .connect(
+            ChannelType::Whatsapp,
+            credentials::whatsapp("106540352242922"),
+        )
         .await;
     let whatsapp_in = whatsapp_text("wamid.inbound1", "16315551181", now);
     let telegram = world
-        .connect(ChannelType::Telegram, telegram_credentials())
+        .connect(ChannelType::Telegram, credentials::telegram())
         .await;
     let telegram_in = serde_json::to_vec(&json!({"update_id": 10000, "message": {"message_id": 1365, "date": now,
         "chat": {"id": 1111111, "type": "private", "first_name": "Test"},
         "from": {"id": 1111111, "is_bot": false, "first_name": "Test", "last_name": "User"}, "text": "/start"}})).unwrap();
     let twilio = world
-        .connect(ChannelType::TwilioSms, twilio_credentials())
+        .connect(ChannelType::TwilioSms, credentials::twilio())
         .await;
     let twilio_in = "ToCountry=US&SmsMessageSid=SMinbound1&NumMedia=0&SmsStatus=received&Body=Hello&To=%2B15017122661&MessageSid=SMinbound1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B15558675310&ApiVersion=2010-04-01".to_owned();
     let twilio_whatsapp = world
-        .connect(ChannelType::TwilioWhatsapp, twilio_credentials())
+        .connect(ChannelType::TwilioWhatsapp, credentials::twilio())
         .await;
     let twilio_whatsapp_in = "SmsMessageSid=SMwhatsapp1&NumMedia=0&ProfileName=Ada&MessageType=text&WaId=15558675311&SmsStatus=received&Body=Hola&To=whatsapp%3A%2B15017122661&NumSegments=1&MessageSid=SMwhatsapp1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=whatsapp%3A%2B15558675311&ApiVersion=2010-04-01".to_owned();
-    let line = world.connect(ChannelType::Line, line_credentials()).await;
+    let line = world.connect(ChannelType::Line, credentials::line()).await;
     let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
         "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZR", "source": {"type": "user", "userId": "U4af4980629"},
         "message": {"id": "444573844083572737", "type": "text", "text": "Good Morning!!"}}]})).unwrap();
-    let viber = world.connect(ChannelType::Viber, viber_credentials()).await;
+    let viber = world
+        .connect(ChannelType::Viber, credentials::viber())
+        .await;
     let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238145_u64,
         "sender": {"id": "01234567890A=", "name": "John McClane"}, "message": {"type": "text", "text": "a message to the service"}})).unwrap();
 
@@ -378,7 +297,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
     let set = world.provider.calls("/setWebhook");
     assert_eq!(set.len(), 1);
     assert_eq!(set[0].json()["url"], world.url(&telegram).as_str());
-    let telegram_secret = world.telegram_secret();
+    let telegram_secret = world.provider.telegram_secret();
 
     let cases = vec![
         Case {
@@ -416,7 +335,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
         Case {
             headers: vec![(
                 "x-twilio-signature",
-                twilio_signature(&world.url(&twilio), &twilio_in),
+                credentials::twilio_signature(&world.url(&twilio), &twilio_in),
             )],
             channel: twilio,
             content_type: "application/x-www-form-urlencoded",
@@ -427,7 +346,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
         Case {
             headers: vec![(
                 "x-twilio-signature",
-                twilio_signature(&world.url(&twilio_whatsapp), &twilio_whatsapp_in),
+                credentials::twilio_signature(&world.url(&twilio_whatsapp), &twilio_whatsapp_in),
             )],
             channel: twilio_whatsapp,
             content_type: "application/x-www-form-urlencoded",
@@ -436,7 +355,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
             recipient: "whatsapp:+15558675311",
         },
         Case {
-            headers: vec![("x-line-signature", base64_hmac(LINE_SECRET, &line_in))],
+            headers: vec![("x-line-signature", credentials::line_signature(&line_in))],
             channel: line,
             content_type: "application/json",
             inbound: line_in,
@@ -446,7 +365,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
         Case {
             headers: vec![(
                 "x-viber-content-signature",
-                hex_hmac(VIBER_TOKEN, &viber_in),
+                credentials::viber_signature(&viber_in),
             )],
             channel: viber,
             content_type: "application/json",
@@ -563,7 +482,7 @@ async fn every_provider_round_trips_through_the_real_binary() {
                             ("ApiVersion", "2010-04-01"),
                         ])
                         .finish();
-                    let signature = twilio_signature(&world.url(&case.channel), &body);
+                    let signature = credentials::twilio_signature(&world.url(&case.channel), &body);
                     (
                         vec![("x-twilio-signature", signature)],
                         "application/x-www-form-urlencoded",
@@ -578,7 +497,10 @@ async fn every_provider_round_trips_through_the_real_binary() {
                     )
                     .into_bytes();
                     (
-                        vec![("x-viber-content-signature", hex_hmac(VIBER_TOKEN, &body))],
+                        vec![(
+                            "x-viber-content-signature",
+                            credentials::viber_signature(&body),
+                        )],
                         "application/json",
                         body,
                         delivered,
@@ -599,7 +521,10 @@ async fn every_provider_round_trips_through_the_real_binary() {
 async fn provider_errors_end_as_statuses_a_person_understands() {
     let world = World::start().await;
     let whatsapp = world
-        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .connect(
+            ChannelType::Whatsapp,
+            credentials::whatsapp("106540352242922"),
+        )
         .await;
     let hook = |id: &str, from: &str, at: i64| {
         let body = whatsapp_text(id, from, at);
@@ -688,9 +613,9 @@ async fn provider_errors_end_as_statuses_a_person_understands() {
     // Telegram: one chat's messages leave in order, at most one a second; a revoked bot
     // token fails the message and flags the channel unhealthy.
     let telegram = world
-        .connect(ChannelType::Telegram, telegram_credentials())
+        .connect(ChannelType::Telegram, credentials::telegram())
         .await;
-    let secret = world.telegram_secret();
+    let secret = world.provider.telegram_secret();
     let update = serde_json::to_vec(
         &json!({"update_id": 1, "message": {"message_id": 1, "date": now_seconds(),
         "chat": {"id": 2222, "type": "private"}, "text": "hi"}}),
@@ -763,12 +688,15 @@ async fn provider_errors_end_as_statuses_a_person_understands() {
 async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
     let world = World::start().await;
     let whatsapp = world
-        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .connect(
+            ChannelType::Whatsapp,
+            credentials::whatsapp("106540352242922"),
+        )
         .await;
     let instagram = world
         .connect(
             ChannelType::Instagram,
-            meta_credentials("17841400000000000"),
+            credentials::meta("17841400000000000"),
         )
         .await;
     let body = whatsapp_text("wamid.bad", "16315551181", now_seconds());
@@ -882,7 +810,10 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
     let public = format!("http://127.0.0.1:{}/media/", world.platform.http_port);
 
     let whatsapp = world
-        .connect(ChannelType::Whatsapp, whatsapp_credentials())
+        .connect(
+            ChannelType::Whatsapp,
+            credentials::whatsapp("106540352242922"),
+        )
         .await;
     world
         .provider
@@ -902,9 +833,9 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         .await;
 
     let telegram = world
-        .connect(ChannelType::Telegram, telegram_credentials())
+        .connect(ChannelType::Telegram, credentials::telegram())
         .await;
-    let secret = world.telegram_secret();
+    let secret = world.provider.telegram_secret();
     world.provider.keep_media(
         "BQACAgIAAxkBAAIBaGVvZ3Rl",
         "application/pdf",
@@ -923,7 +854,7 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         )
         .await;
 
-    let line = world.connect(ChannelType::Line, line_credentials()).await;
+    let line = world.connect(ChannelType::Line, credentials::line()).await;
     world
         .provider
         .keep_media("325708", "image/png", b"a png from a LINE chat");
@@ -934,7 +865,7 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         .accepted(
             &line,
             "application/json",
-            &[("x-line-signature", base64_hmac(LINE_SECRET, &line_in))],
+            &[("x-line-signature", credentials::line_signature(&line_in))],
             &line_in,
         )
         .await;
@@ -1030,12 +961,14 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
 async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
     let world = World::start().await;
     let now = now_seconds();
-    let viber = world.connect(ChannelType::Viber, viber_credentials()).await;
+    let viber = world
+        .connect(ChannelType::Viber, credentials::viber())
+        .await;
     let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238146_u64,
         "sender": {"id": "01234567890B=", "name": "Jane"}, "message": {"type": "text", "text": "send me the manual"}})).unwrap();
     let signed = vec![(
         "x-viber-content-signature",
-        hex_hmac(VIBER_TOKEN, &viber_in),
+        credentials::viber_signature(&viber_in),
     )];
     world
         .accepted(&viber, "application/json", &signed, &viber_in)
@@ -1100,11 +1033,11 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
     assert_eq!(world.provider.calls("/pa/send_message").len(), 2);
 
     // LINE has no file message: the Contact gets the caption and the link.
-    let line = world.connect(ChannelType::Line, line_credentials()).await;
+    let line = world.connect(ChannelType::Line, credentials::line()).await;
     let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
         "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZT", "source": {"type": "user", "userId": "U99"},
         "message": {"id": "444573844083572799", "type": "text", "text": "the manual please"}}]})).unwrap();
-    let signed = vec![("x-line-signature", base64_hmac(LINE_SECRET, &line_in))];
+    let signed = vec![("x-line-signature", credentials::line_signature(&line_in))];
     world
         .accepted(&line, "application/json", &signed, &line_in)
         .await;
@@ -1122,7 +1055,7 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
 
     // A Messenger reply names the message it answers.
     let messenger = world
-        .connect(ChannelType::Messenger, meta_credentials("1234567890"))
+        .connect(ChannelType::Messenger, credentials::meta("1234567890"))
         .await;
     let messenger_in = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
         "messaging": [{"sender": {"id": "PSID-9"}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,

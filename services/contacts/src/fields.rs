@@ -244,7 +244,7 @@ impl FieldDef {
 
     /// The API value of a stored JSON value (skipped when it no longer fits the type).
     pub fn to_proto_value(&self, stored: &Value) -> Option<pb::FieldValue> {
-        self.kind.to_proto_value(stored.clone().into())
+        self.kind.to_proto_value(Stored::of(stored))
     }
 
     pub fn to_proto(&self) -> pb::ContactField {

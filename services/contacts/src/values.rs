@@ -47,14 +47,10 @@ pub enum Stored {
     Other,
 }
 
-impl From<Value> for Stored {
-    fn from(value: Value) -> Self {
-        match value {
-            Value::Bool(b) => Stored::Bool(b),
-            Value::Number(n) => n.as_f64().map_or(Stored::Other, Stored::Number),
-            Value::String(s) => Stored::Text(s),
-            _ => Stored::Other,
-        }
+impl Stored {
+    /// The stored value of a JSON value already parsed.
+    pub fn of(value: &Value) -> Self {
+        Stored::deserialize(value).unwrap_or(Stored::Other)
     }
 }
 

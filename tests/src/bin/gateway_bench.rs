@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
-use ism_e2e::{FakeProvider, Platform, Receiver, authed, baseline, sign};
+use ism_e2e::{FakeProvider, Platform, Receiver, authed, baseline, credentials};
 use ism_proto::gateway::v1 as gw;
 use ism_proto::gateway::v1::channel_credentials::Kind as Given;
 use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
@@ -38,11 +35,6 @@ const BASELINE_FOR: Duration = Duration::from_secs(4);
 const AIM_P99_MS: f64 = 20.0;
 const AIM_OUTBOUND: f64 = 3_000.0;
 const AIM_LIMIT_DEVIATION: f64 = 0.05;
-
-const APP_SECRET: &str = "bench-app-secret";
-const TWILIO_TOKEN: &str = "bench-twilio-token";
-const LINE_SECRET: &str = "bench-line-secret";
-const VIBER_TOKEN: &str = "bench-viber-token";
 
 /// One prepared webhook.
 struct Webhook {
@@ -77,20 +69,20 @@ async fn main() -> anyhow::Result<()> {
 
     // One channel of each provider type, all calling the stand-in.
     let mut channels = Vec::new();
-    for (kind, credentials) in [
-        (ChannelType::Whatsapp, whatsapp("106540352242922")),
-        (ChannelType::Messenger, meta()),
-        (ChannelType::Telegram, telegram()),
-        (ChannelType::TwilioSms, twilio()),
-        (ChannelType::Line, line()),
-        (ChannelType::Viber, viber()),
+    for (kind, given) in [
+        (
+            ChannelType::Whatsapp,
+            credentials::whatsapp("106540352242922"),
+        ),
+        (ChannelType::Messenger, credentials::meta("1234567890")),
+        (ChannelType::Telegram, credentials::telegram()),
+        (ChannelType::TwilioSms, credentials::twilio()),
+        (ChannelType::Line, credentials::line()),
+        (ChannelType::Viber, credentials::viber()),
     ] {
-        channels.push(connect(&mut gateway, &token, kind, credentials, &provider.url, 0).await?);
+        channels.push(connect(&mut gateway, &token, kind, given, &provider.url, 0).await?);
     }
-    let secret = provider.calls("/setWebhook")[0].json()["secret_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let secret = provider.telegram_secret();
     let total = WEBHOOK_RATE * WEBHOOK_FOR.as_secs();
     let webhooks: Vec<Webhook> = (0..total)
         .map(|n| {
@@ -109,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         &mut gateway,
         &token,
         ChannelType::Whatsapp,
-        whatsapp("900000000000001"),
+        credentials::whatsapp("900000000000001"),
         &provider.url,
         100_000,
     )
@@ -125,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
         &mut gateway,
         &token,
         ChannelType::Whatsapp,
-        whatsapp("900000000000002"),
+        credentials::whatsapp("900000000000002"),
         &provider.url,
         LIMIT,
     )
@@ -211,51 +203,6 @@ async fn wait_ready(platform: &Platform, public: &str) -> anyhow::Result<()> {
     }
 }
 
-fn whatsapp(phone_number_id: &str) -> Given {
-    Given::Whatsapp(gw::WhatsAppCredentials {
-        phone_number_id: phone_number_id.into(),
-        access_token: "t".into(),
-        app_secret: APP_SECRET.into(),
-        verify_token: "v".into(),
-    })
-}
-
-fn meta() -> Given {
-    Given::Meta(gw::MetaCredentials {
-        account_id: "1234567890".into(),
-        access_token: "t".into(),
-        app_secret: APP_SECRET.into(),
-        verify_token: "v".into(),
-    })
-}
-
-fn telegram() -> Given {
-    Given::Telegram(gw::TelegramCredentials {
-        bot_token: "123456:bench".into(),
-    })
-}
-
-fn twilio() -> Given {
-    Given::Twilio(gw::TwilioCredentials {
-        account_sid: "ACbench".into(),
-        auth_token: TWILIO_TOKEN.into(),
-        from: "+15017122661".into(),
-    })
-}
-
-fn line() -> Given {
-    Given::Line(gw::LineCredentials {
-        channel_secret: LINE_SECRET.into(),
-        channel_access_token: "t".into(),
-    })
-}
-
-fn viber() -> Given {
-    Given::Viber(gw::ViberCredentials {
-        auth_token: VIBER_TOKEN.into(),
-    })
-}
-
 async fn connect(
     gateway: &mut GatewayServiceClient<tonic::transport::Channel>,
     token: &str,
@@ -282,12 +229,6 @@ async fn connect(
         .ok_or_else(|| anyhow::anyhow!("no channel"))
 }
 
-fn hmac_sha256(secret: &str, body: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
-    mac.update(body);
-    mac.finalize().into_bytes().to_vec()
-}
-
 /// The `n`th webhook for `channel`, in its provider's format, signed; one sender in 500.
 fn prepare(public: &str, channel: &gw::Channel, n: u64, telegram_secret: &str) -> Webhook {
     let url = format!("{public}{}", channel.webhook_path);
@@ -301,13 +242,21 @@ fn prepare(public: &str, channel: &gw::Channel, n: u64, telegram_secret: &str) -
                 "messages": [{"from": from.to_string(), "id": format!("wamid.b{n}"), "timestamp": "1764460800", "type": "text", "text": {"body": "hello"}}]}}]}]}),
             );
             let body = body.unwrap_or_default();
-            (json, ("x-hub-signature-256", sign(APP_SECRET, &body)), body)
+            (
+                json,
+                ("x-hub-signature-256", credentials::meta_signature(&body)),
+                body,
+            )
         }
         Ok(ChannelType::Messenger) => {
             let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": 1, "messaging": [
                 {"sender": {"id": from.to_string()}, "recipient": {"id": "1234567890"}, "timestamp": 1764460800000_i64,
                  "message": {"mid": format!("m_b{n}"), "text": "hello"}}]}]})).unwrap_or_default();
-            (json, ("x-hub-signature-256", sign(APP_SECRET, &body)), body)
+            (
+                json,
+                ("x-hub-signature-256", credentials::meta_signature(&body)),
+                body,
+            )
         }
         Ok(ChannelType::Telegram) => {
             let body = serde_json::to_vec(
@@ -328,18 +277,7 @@ fn prepare(public: &str, channel: &gw::Channel, n: u64, telegram_secret: &str) -
             let body = format!(
                 "MessageSid=SMb{n}&SmsStatus=received&NumMedia=0&Body=hello&From=%2B1555{from}&To=%2B15017122661"
             );
-            let mut params: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
-                .into_owned()
-                .collect();
-            params.sort();
-            let mut mac =
-                Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).expect("any key");
-            mac.update(url.as_bytes());
-            for (k, v) in params {
-                mac.update(k.as_bytes());
-                mac.update(v.as_bytes());
-            }
-            let signature = STANDARD.encode(mac.finalize().into_bytes());
+            let signature = credentials::twilio_signature(&url, &body);
             (
                 "application/x-www-form-urlencoded",
                 ("x-twilio-signature", signature),
@@ -351,10 +289,7 @@ fn prepare(public: &str, channel: &gw::Channel, n: u64, telegram_secret: &str) -
                 "source": {"type": "user", "userId": format!("U{from}")}, "message": {"id": format!("{n}"), "type": "text", "text": "hello"}}]})).unwrap_or_default();
             (
                 json,
-                (
-                    "x-line-signature",
-                    STANDARD.encode(hmac_sha256(LINE_SECRET, &body)),
-                ),
+                ("x-line-signature", credentials::line_signature(&body)),
                 body,
             )
         }
@@ -365,7 +300,7 @@ fn prepare(public: &str, channel: &gw::Channel, n: u64, telegram_secret: &str) -
                 json,
                 (
                     "x-viber-content-signature",
-                    hex::encode(hmac_sha256(VIBER_TOKEN, &body)),
+                    credentials::viber_signature(&body),
                 ),
                 body,
             )
