@@ -23,6 +23,7 @@ use crate::interactions::Interactions;
 use crate::matching;
 use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
+use crate::resolver::Resolver;
 use crate::search::{self, Sort};
 use crate::segments;
 use crate::store::{self, Contact, Full, IdentityKey, Patch};
@@ -31,6 +32,8 @@ use crate::tags;
 #[derive(Clone)]
 pub struct Api {
     pub pool: PgPool,
+    /// ResolveContact's batched identity reads.
+    pub resolver: Resolver,
     /// Interaction times of resolved Contacts, written in bulk.
     pub interactions: Arc<Interactions>,
 }
@@ -293,7 +296,7 @@ impl ContactService for Api {
             external_id,
             display_name: request.display_name.trim(),
         };
-        let (mut contact, created) = store::resolve(&self.pool, workspace_id, &key).await?;
+        let (mut contact, created) = self.resolver.resolve(workspace_id, &key).await?;
         if !created {
             self.interactions.record(&mut contact.contact);
         }

@@ -9,6 +9,7 @@ pub mod interactions;
 pub mod matching;
 pub mod merge;
 pub mod profile;
+pub mod resolver;
 pub mod search;
 pub mod segments;
 pub mod store;
@@ -45,6 +46,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(ContactServiceServer::new(api::Api {
         pool: service.pool.clone(),
+        resolver: resolver::Resolver::new(service.pool.clone()),
         interactions,
     }));
     service.serve(routes, verifier, &[]).await

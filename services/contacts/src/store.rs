@@ -8,12 +8,11 @@ use ism_proto::events::v1::{
     ContactBlocked, ContactCreated, ContactDeleted, ContactFieldChanged, ContactUpdated,
 };
 use serde_json::Value;
-use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::fields::{self, FieldKind, Schema};
+use crate::fields::{self, Schema};
 use crate::profile::{self, Profile};
 use crate::values::Custom;
 
@@ -79,42 +78,6 @@ pub struct Full {
     pub tags: Vec<String>,
     /// Its custom values in API form, by key.
     pub custom_fields: BTreeMap<String, pb::FieldValue>,
-}
-
-/// What a Contact's API form needs besides its row, as columns of a query over
-/// `contacts c` whose $1 is the Workspace: for one Contact, where a round trip costs more
-/// than these three probes. Built as `json`, not `jsonb`: text the service parses anyway,
-/// where a `jsonb` aggregate sorts and dedups its keys in Postgres first (ResolveContact's
-/// read is a fifth cheaper this way).
-const EXTRAS: &str = "(SELECT coalesce(json_agg(json_build_object('contact_id', i.contact_id,
-             'channel_id', i.channel_id, 'external_id', i.external_id,
-             'display_name', i.display_name) ORDER BY i.created_at), '[]')
-         FROM channel_identities i WHERE i.contact_id = c.id) AS identities,
-     ARRAY(SELECT t.name FROM tags t WHERE t.id = ANY(c.tag_ids) ORDER BY lower(t.name)) AS tags,
-     (SELECT coalesce(json_object_agg(f.key, f.kind), '{}') FROM contact_fields f
-         WHERE f.workspace_id = $1 AND c.custom ? f.key) AS kinds";
-
-/// The columns of [`EXTRAS`].
-#[derive(FromRow)]
-struct Extras {
-    identities: Json<Vec<Identity>>,
-    tags: Vec<String>,
-    /// The stored kind of each field the Contact has a value of.
-    kinds: Json<HashMap<String, String>>,
-}
-
-impl Extras {
-    fn complete(self, contact: Contact) -> Full {
-        let kinds = self.kinds.0;
-        Full {
-            custom_fields: contact
-                .custom
-                .to_proto(|key| FieldKind::parse(kinds.get(key)?).ok()),
-            identities: self.identities.0,
-            tags: self.tags,
-            contact,
-        }
-    }
 }
 
 /// `contacts` of the Workspace with their identities, Tags and custom values, in order.
@@ -197,104 +160,70 @@ async fn tag_names(
     Ok(rows.into_iter().collect())
 }
 
-/// The Contact with this identity, created (with its event, and the interaction time
-/// set) when there is none. Safe under concurrency: the identity's primary key lets
-/// exactly one creator win; the others roll back and read the winner. An identity of a
-/// deleted Contact moves to the new one: a person who writes again after being deleted
-/// starts afresh.
-pub async fn resolve(
-    pool: &PgPool,
-    workspace_id: Uuid,
-    key: &IdentityKey<'_>,
-) -> Result<(Full, bool), Error> {
-    loop {
-        if let Some(found) = find_by_identity(pool, workspace_id, key).await? {
-            return Ok((found, false));
-        }
-        let mut tx = pool.begin().await?;
-        let (first, last) = split_name(key.display_name);
-        let schema = fields::schema(&mut tx, workspace_id).await?;
-        let contact = insert(
-            &mut tx,
-            workspace_id,
-            &Profile {
-                first_name: first,
-                last_name: last,
-                ..Profile::default()
-            },
-            schema.defaults(),
-            true,
-        )
-        .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO channel_identities (workspace_id, channel_id, external_id, contact_id, display_name)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (workspace_id, channel_id, external_id) DO UPDATE
-                SET contact_id = EXCLUDED.contact_id, display_name = EXCLUDED.display_name,
-                    created_at = now()
-                WHERE channel_identities.contact_id IN
-                    (SELECT id FROM contacts WHERE workspace_id = $1 AND deleted_at IS NOT NULL)",
-        )
-        .bind(workspace_id)
-        .bind(key.channel_id)
-        .bind(key.external_id)
-        .bind(contact.id)
-        .bind(key.display_name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await?;
-            continue;
-        }
-        created_event(
-            &mut tx,
-            &contact,
-            key.channel_id.to_string(),
-            key.external_id,
-        )
-        .await?;
-        tx.commit().await?;
-        let full = Full {
-            custom_fields: schema.to_proto(&contact.custom),
-            identities: vec![Identity {
-                contact_id: contact.id,
-                channel_id: key.channel_id,
-                external_id: key.external_id.to_owned(),
-                display_name: key.display_name.to_owned(),
-            }],
-            tags: Vec::new(),
-            contact,
-        };
-        return Ok((full, true));
-    }
-}
-
-/// The live Contact with this identity, whole, in one indexed read.
-async fn find_by_identity(
+/// A new Contact for this identity, with its event and the interaction time set, or
+/// `None` when another caller created the identity first (the caller reads theirs). The
+/// identity's primary key lets exactly one creator win. An identity of a deleted Contact
+/// moves to the new one: a person who writes again after being deleted starts afresh.
+pub(crate) async fn create_for_identity(
     pool: &PgPool,
     workspace_id: Uuid,
     key: &IdentityKey<'_>,
 ) -> Result<Option<Full>, Error> {
-    #[derive(FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        contact: Contact,
-        #[sqlx(flatten)]
-        extras: Extras,
-    }
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {C_COLUMNS}, {EXTRAS}
-         FROM channel_identities i JOIN contacts c ON c.id = i.contact_id
-         WHERE i.workspace_id = $1 AND i.channel_id = $2 AND i.external_id = $3
-           AND c.deleted_at IS NULL"
-    )))
+    let mut tx = pool.begin().await?;
+    let (first, last) = split_name(key.display_name);
+    let schema = fields::schema(&mut tx, workspace_id).await?;
+    let contact = insert(
+        &mut tx,
+        workspace_id,
+        &Profile {
+            first_name: first,
+            last_name: last,
+            ..Profile::default()
+        },
+        schema.defaults(),
+        true,
+    )
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO channel_identities (workspace_id, channel_id, external_id, contact_id, display_name)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (workspace_id, channel_id, external_id) DO UPDATE
+            SET contact_id = EXCLUDED.contact_id, display_name = EXCLUDED.display_name,
+                created_at = now()
+            WHERE channel_identities.contact_id IN
+                (SELECT id FROM contacts WHERE workspace_id = $1 AND deleted_at IS NOT NULL)",
+    )
     .bind(workspace_id)
     .bind(key.channel_id)
     .bind(key.external_id)
-    .fetch_optional(pool)
+    .bind(contact.id)
+    .bind(key.display_name)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    created_event(
+        &mut tx,
+        &contact,
+        key.channel_id.to_string(),
+        key.external_id,
+    )
     .await?;
-    Ok(row.map(|r| r.extras.complete(r.contact)))
+    tx.commit().await?;
+    Ok(Some(Full {
+        custom_fields: schema.to_proto(&contact.custom),
+        identities: vec![Identity {
+            contact_id: contact.id,
+            channel_id: key.channel_id,
+            external_id: key.external_id.to_owned(),
+            display_name: key.display_name.to_owned(),
+        }],
+        tags: Vec::new(),
+        contact,
+    }))
 }
 
 fn split_name(display_name: &str) -> (String, String) {

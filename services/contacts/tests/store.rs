@@ -5,6 +5,7 @@ use ism_contacts::Error;
 use ism_contacts::fields::{self, FieldKind, NewField};
 use ism_contacts::interactions::Interactions;
 use ism_contacts::profile::Profile;
+use ism_contacts::resolver::{self, Lookup, Resolver};
 use ism_contacts::store::{self, IdentityKey, Patch};
 use ism_contacts::tags;
 use ism_platform::config::ServiceName;
@@ -19,15 +20,16 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
         .await
         .unwrap();
     let (workspace, channel) = (Uuid::now_v7(), Uuid::now_v7());
+    let resolver = Resolver::new(pool.clone());
     let attempts = (0..16).map(|_| {
-        let pool = pool.clone();
+        let resolver = resolver.clone();
         tokio::spawn(async move {
             let key = IdentityKey {
                 channel_id: channel,
                 external_id: "+4915112345678",
                 display_name: "Grace Hopper",
             };
-            store::resolve(&pool, workspace, &key).await.unwrap()
+            resolver.resolve(workspace, &key).await.unwrap()
         })
     });
     let results: Vec<_> = futures::future::join_all(attempts)
@@ -66,9 +68,98 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
         external_id: "+4915112345678",
         display_name: "",
     };
-    let (other, created) = store::resolve(&pool, Uuid::now_v7(), &key).await.unwrap();
+    let (other, created) = resolver.resolve(Uuid::now_v7(), &key).await.unwrap();
     assert!(created);
     assert!(!ids.contains(&other.contact.id));
+    db::drop_scratch(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn identities_looked_up_together_each_answer_in_their_own_workspace() {
+    let pool = fresh().await;
+    let channel = Uuid::now_v7();
+    let (ours, theirs) = (Uuid::now_v7(), Uuid::now_v7());
+    let key = move |external_id| IdentityKey {
+        channel_id: channel,
+        external_id,
+        display_name: "Ada Lovelace",
+    };
+    let resolver = Resolver::new(pool.clone());
+    let (ada_ours, _) = resolver.resolve(ours, &key("ada")).await.unwrap();
+    let (ada_theirs, _) = resolver.resolve(theirs, &key("ada")).await.unwrap();
+    let (grace_theirs, _) = resolver.resolve(theirs, &key("grace")).await.unwrap();
+    store::delete(&pool, ours, ada_ours.contact.id)
+        .await
+        .unwrap();
+    let (ada_ours, _) = resolver.resolve(ours, &key("ada")).await.unwrap();
+
+    // One statement: the same identity in two Workspaces, one that exists only in the
+    // other Workspace, one that does not exist, and a repeat.
+    let lookup = |workspace_id, external_id: &str| Lookup {
+        workspace_id,
+        channel_id: channel,
+        external_id: external_id.into(),
+    };
+    let found = resolver::find_many(
+        &pool,
+        &[
+            lookup(theirs, "ada"),
+            lookup(ours, "grace"),
+            lookup(ours, "ada"),
+            lookup(ours, "nobody"),
+            lookup(theirs, "ada"),
+            lookup(theirs, "grace"),
+        ],
+    )
+    .await
+    .unwrap();
+    let ids: Vec<Option<Uuid>> = found
+        .iter()
+        .map(|f| f.as_ref().map(|f| f.contact.id))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            Some(ada_theirs.contact.id),
+            None,
+            Some(ada_ours.contact.id),
+            None,
+            Some(ada_theirs.contact.id),
+            Some(grace_theirs.contact.id),
+        ],
+        "each lookup answered from its own Workspace, the deleted Contact's successor found"
+    );
+    assert!(
+        found
+            .iter()
+            .flatten()
+            .all(|f| f.identities.iter().all(|i| i.contact_id == f.contact.id))
+    );
+
+    // Many calls of both Workspaces at once, read in shared batches.
+    let calls = (0..64).map(|i| {
+        let resolver = resolver.clone();
+        let workspace = if i % 2 == 0 { ours } else { theirs };
+        tokio::spawn(async move {
+            let (found, created) = resolver.resolve(workspace, &key("ada")).await.unwrap();
+            (
+                workspace,
+                found.contact.workspace_id,
+                found.contact.id,
+                created,
+            )
+        })
+    });
+    for call in futures::future::join_all(calls).await {
+        let (asked, workspace, id, created) = call.unwrap();
+        assert_eq!(workspace, asked);
+        let expected = if asked == ours {
+            &ada_ours
+        } else {
+            &ada_theirs
+        };
+        assert_eq!((id, created), (expected.contact.id, false));
+    }
     db::drop_scratch(pool).await.unwrap();
 }
 
@@ -84,7 +175,7 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
         external_id: "+4915112345678",
         display_name: "Ada Lovelace",
     };
-    let (first, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (first, created) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     assert!(created);
     let id = first.contact.id;
     tags::add(&pool, ws, &[id], &["VIP".into(), "beta".into()])
@@ -100,7 +191,7 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
         .await
         .unwrap();
 
-    let (mut known, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (mut known, created) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     assert!(!created);
     assert_eq!(known.contact.id, id);
     assert_eq!(known.tags, ["beta", "VIP"]);
@@ -124,7 +215,7 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
     let shown = known.contact.last_interaction_at.unwrap();
     assert!(shown - stored_before > chrono::Duration::hours(1));
     // A second message within the minute shows the same time and adds no write.
-    let (mut again, _) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (mut again, _) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     interactions.record(&mut again.contact);
     assert_eq!(again.contact.last_interaction_at, Some(shown));
 
@@ -306,7 +397,7 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         external_id: "42",
         display_name: "Alan Turing",
     };
-    let (alan, _) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (alan, _) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     tags::add(&pool, ws, &[alan.contact.id], &["vip".into()])
         .await
         .unwrap();
@@ -337,10 +428,10 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
     ));
 
     store::delete(&pool, ws, alan.contact.id).await.unwrap();
-    let (again, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (again, created) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     assert!(created);
     assert_ne!(again.contact.id, alan.contact.id);
-    let (same, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (same, created) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     assert!(!created);
     assert_eq!(same.contact.id, again.contact.id);
     assert!(
@@ -404,7 +495,7 @@ async fn field_definitions_change_safely() {
         external_id: "x",
         display_name: "",
     };
-    let (r, _) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (r, _) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     assert_eq!(r.custom_fields["plan"], text("free"));
 
     // The type never changes; an option in use cannot go; an unused one can.
@@ -516,6 +607,7 @@ mod filters {
     use ism_contacts::filter;
     use ism_contacts::interactions::Interactions;
     use ism_contacts::profile::Profile;
+    use ism_contacts::resolver::Resolver;
     use ism_contacts::search::{self, Sort, SortBy};
     use ism_contacts::store::{self, IdentityKey, Patch};
     use ism_contacts::tags;
@@ -661,7 +753,7 @@ mod filters {
             external_id: "ann-1",
             display_name: "Ann Smith",
         };
-        let (ann, _) = store::resolve(pool, ws, &key).await.unwrap();
+        let (ann, _) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
         let patch = Patch {
             email: Some("ann@example.org".into()),
             custom: HashMap::from([("plan".into(), t("pro"))]),
@@ -676,7 +768,7 @@ mod filters {
             display_name: "",
         };
         // Grace's identity on channel B: attach by resolving, then moving it.
-        let (stub, _) = store::resolve(pool, ws, &key).await.unwrap();
+        let (stub, _) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
         sqlx::query("UPDATE channel_identities SET contact_id = $1 WHERE contact_id = $2")
             .bind(grace.id)
             .bind(stub.contact.id)
@@ -689,7 +781,7 @@ mod filters {
             external_id: "ada-1",
             display_name: "",
         };
-        let (stub, _) = store::resolve(pool, ws, &key).await.unwrap();
+        let (stub, _) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
         sqlx::query("UPDATE channel_identities SET contact_id = $1 WHERE contact_id = $2")
             .bind(ada.id)
             .bind(stub.contact.id)
@@ -1235,17 +1327,17 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     fields::create(&pool, ws, &field("note", FieldKind::Text, &[]))
         .await
         .unwrap();
-    let (target, _) = store::resolve(
-        &pool,
-        ws,
-        &IdentityKey {
-            channel_id: channel,
-            external_id: "t",
-            display_name: "Ada Lovelace",
-        },
-    )
-    .await
-    .unwrap();
+    let (target, _) = Resolver::new(pool.clone())
+        .resolve(
+            ws,
+            &IdentityKey {
+                channel_id: channel,
+                external_id: "t",
+                display_name: "Ada Lovelace",
+            },
+        )
+        .await
+        .unwrap();
     let patch = Patch {
         email: Some("Ada@Example.com".into()),
         custom: HashMap::from([("plan".into(), text("pro"))]),
@@ -1254,17 +1346,17 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     let target = store::update(&pool, ws, target.contact.id, 1, &patch)
         .await
         .unwrap();
-    let (source, _) = store::resolve(
-        &pool,
-        ws,
-        &IdentityKey {
-            channel_id: channel,
-            external_id: "s",
-            display_name: "Augusta King",
-        },
-    )
-    .await
-    .unwrap();
+    let (source, _) = Resolver::new(pool.clone())
+        .resolve(
+            ws,
+            &IdentityKey {
+                channel_id: channel,
+                external_id: "s",
+                display_name: "Augusta King",
+            },
+        )
+        .await
+        .unwrap();
     let patch = Patch {
         email: Some("ada@example.com".into()),
         phone: Some("+4915112345678".into()),
@@ -1375,17 +1467,17 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
             .is_empty()
     );
     // The person writing again on the source's identity reaches the target.
-    let (again, created) = store::resolve(
-        &pool,
-        ws,
-        &IdentityKey {
-            channel_id: channel,
-            external_id: "s",
-            display_name: "",
-        },
-    )
-    .await
-    .unwrap();
+    let (again, created) = Resolver::new(pool.clone())
+        .resolve(
+            ws,
+            &IdentityKey {
+                channel_id: channel,
+                external_id: "s",
+                display_name: "",
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!((again.contact.id, created), (target.id, false));
     db::drop_scratch(pool).await.unwrap();
 }
@@ -1610,7 +1702,7 @@ async fn imports_by_external_id_create_identities_that_resolve_later() {
         external_id: "u1",
         display_name: "",
     };
-    let (u1, created) = store::resolve(&pool, ws, &key).await.unwrap();
+    let (u1, created) = Resolver::new(pool.clone()).resolve(ws, &key).await.unwrap();
     assert_eq!(
         (u1.contact.first_name.as_str(), created),
         ("Augusta", false)
