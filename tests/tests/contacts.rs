@@ -134,9 +134,34 @@ async fn contacts_fields_and_tags_through_the_server() {
             },
             "custom_fields",
         ),
+        (
+            ContactProfile {
+                first_name: "Ada\0".into(),
+                ..Default::default()
+            },
+            "first_name",
+        ),
     ] {
         let status = client
             .create_contact(authed(&owner, CreateContactRequest { profile: Some(bad) }))
+            .await
+            .unwrap_err();
+        assert_eq!(violated_field(&status), field);
+    }
+    // Text Postgres cannot store is refused before it can fail a shared identity read.
+    for (external_id, display_name, field) in [
+        ("+49\0151", "", "external_id"),
+        ("+4915199", "Ada\0", "display_name"),
+    ] {
+        let status = client
+            .resolve_contact(authed(
+                &owner,
+                ResolveContactRequest {
+                    channel_id: "0190b5a0-0000-7000-8000-000000000000".into(),
+                    external_id: external_id.into(),
+                    display_name: display_name.into(),
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(violated_field(&status), field);
@@ -426,6 +451,22 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         .await
         .unwrap_err();
     assert_eq!(violated_field(&bad), "filter");
+    let mut name_contains_nul = plan_is("ad\0a");
+    if let Some(condition::Kind::Field(f)) = &mut name_contains_nul.groups[0].conditions[0].kind {
+        f.field = "first_name".into();
+        f.operator = FieldOperator::Contains as i32;
+    }
+    let text_with_nul = Filter {
+        text: "ad\0a".into(),
+        ..Filter::default()
+    };
+    for nul in [name_contains_nul, text_with_nul] {
+        let bad = client
+            .search_contacts(authed(&agent, search(nul, String::new())))
+            .await
+            .unwrap_err();
+        assert_eq!(violated_field(&bad), "filter");
+    }
     let mut big = search(Filter::default(), String::new());
     big.page_size = 101;
     let bad = client

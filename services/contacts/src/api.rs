@@ -1,6 +1,6 @@
 //! The ContactService gRPC API: checks the caller and the request, calls the store.
 use ism_platform::auth::{Caller, Role};
-use ism_platform::convert::{timestamp, uuid};
+use ism_platform::convert::{storable, timestamp, uuid};
 use ism_platform::paging::{self, FieldError};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
@@ -285,7 +285,8 @@ impl ContactService for Api {
         let workspace_id = workspace(&request, Role::Agent)?;
         let request = request.into_inner();
         let channel_id = uuid("channel_id", &request.channel_id).map_err(Error::from)?;
-        let external_id = request.external_id.trim();
+        let external_id =
+            storable("external_id", request.external_id.trim()).map_err(Error::from)?;
         if external_id.is_empty() || external_id.len() > 256 {
             return Err(
                 Error::from(FieldError::new("external_id", "must be 1 to 256 bytes")).into(),
@@ -294,7 +295,8 @@ impl ContactService for Api {
         let key = IdentityKey {
             channel_id,
             external_id,
-            display_name: request.display_name.trim(),
+            display_name: storable("display_name", request.display_name.trim())
+                .map_err(Error::from)?,
         };
         let (mut contact, created) = self.resolver.resolve(workspace_id, &key).await?;
         if !created {

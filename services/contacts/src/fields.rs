@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use ism_platform::convert::{from_timestamp, timestamp};
+use ism_platform::convert::{from_timestamp, storable, timestamp};
 use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 use serde_json::Value;
@@ -207,7 +207,11 @@ impl FieldDef {
                 if t.len() > MAX_TEXT {
                     return Err(bad(format!("at most {MAX_TEXT} bytes")));
                 }
-                Value::String(t.clone())
+                Value::String(
+                    storable("custom_fields", t)
+                        .map_err(|e| bad(e.reason))?
+                        .to_owned(),
+                )
             }
             (FieldKind::Email, Kind::Text(t)) => {
                 Value::String(profile::email(t).map_err(|e| bad(e.reason))?)

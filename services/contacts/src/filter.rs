@@ -2,7 +2,7 @@
 //! `Filter` checked against the Workspace's fields, then compiled into one SQL condition
 //! over `contacts c` with every operand bound.
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, SecondsFormat, Utc};
-use ism_platform::convert::from_timestamp;
+use ism_platform::convert::{from_timestamp, storable};
 use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 use sqlx::{Postgres, QueryBuilder};
@@ -123,6 +123,7 @@ pub fn check(filter: &pb::Filter, schema: &Schema) -> Result<Filter, FieldError>
     if text.len() > MAX_TEXT {
         return Err(invalid(format!("text: at most {MAX_TEXT} bytes")));
     }
+    storable("filter", text).map_err(|e| invalid(format!("text: {}", e.reason)))?;
     let mut groups = Vec::with_capacity(filter.groups.len());
     for (g, group) in filter.groups.iter().enumerate() {
         if group.conditions.len() > MAX_CONDITIONS {
@@ -357,8 +358,11 @@ fn test(target: &Target, f: &pb::FieldCondition) -> Result<Test, Reason> {
 
 fn text(v: &Kind) -> Result<String, Reason> {
     match v {
-        Kind::Text(t) if t.len() <= MAX_TEXT => Ok(t.trim().to_owned()),
-        Kind::Text(_) => Err(format!("values: at most {MAX_TEXT} bytes")),
+        Kind::Text(t) if t.len() > MAX_TEXT => Err(format!("values: at most {MAX_TEXT} bytes")),
+        Kind::Text(t) => match storable("values", t.trim()) {
+            Ok(t) => Ok(t.to_owned()),
+            Err(e) => Err(format!("values: {}", e.reason)),
+        },
         _ => Err("values: a text value is required".into()),
     }
 }

@@ -1,4 +1,5 @@
 //! The default Contact Fields: each value checked and normalized before it is stored.
+use ism_platform::convert::storable;
 use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1 as pb;
 
@@ -117,7 +118,7 @@ pub fn timezone(value: &str) -> Result<String, FieldError> {
 
 /// A trimmed name of at most 200 bytes.
 pub fn name(field: &'static str, value: &str) -> Result<String, FieldError> {
-    let value = value.trim();
+    let value = storable(field, value.trim())?;
     if value.len() > MAX_NAME {
         return Err(FieldError::new(field, format!("at most {MAX_NAME} bytes")));
     }

@@ -1343,6 +1343,14 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         custom: HashMap::from([("plan".into(), text("pro"))]),
         ..Patch::default()
     };
+    let nul = Patch {
+        custom: HashMap::from([("note".into(), text("a\0b"))]),
+        ..Patch::default()
+    };
+    assert!(matches!(
+        store::update(&pool, ws, target.contact.id, 1, &nul).await,
+        Err(Error::Invalid(e)) if e.field == "custom_fields" && e.reason.contains("NUL")
+    ));
     let target = store::update(&pool, ws, target.contact.id, 1, &patch)
         .await
         .unwrap();

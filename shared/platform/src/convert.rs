@@ -17,6 +17,15 @@ pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }
 
+/// `value` unless it holds U+0000, which Postgres text and JSON cannot store: refused
+/// with an error naming `field`, before it can fail a statement (and whatever shares it).
+pub fn storable<'a>(field: &'static str, value: &'a str) -> Result<&'a str, FieldError> {
+    if value.contains('\0') {
+        return Err(FieldError::new(field, "must not contain NUL characters"));
+    }
+    Ok(value)
+}
+
 /// `value` as a UUID, or an error naming `field`.
 pub fn uuid(field: &'static str, value: &str) -> Result<Uuid, FieldError> {
     if value.is_empty() {
