@@ -221,6 +221,7 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
 
     assert_eq!(interactions.flush(&pool).await.unwrap(), 1);
     assert_eq!(interactions.flush(&pool).await.unwrap(), 0);
+    assert_eq!(activity_out_of_step(&pool).await, 0);
     let stored: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT last_interaction_at FROM contacts WHERE id = $1")
             .bind(id)
@@ -248,6 +249,17 @@ async fn events(pool: &sqlx::PgPool, routing_key: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// Contacts whose interaction order in `contact_activity` differs from their time.
+async fn activity_out_of_step(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM contacts c LEFT JOIN contact_activity a ON a.contact_id = c.id
+         WHERE a.contact_id IS NULL OR a.last_interaction_at IS DISTINCT FROM c.last_interaction_at",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 /// The Tag names a Contact is rendered with, alphabetically.
@@ -1468,6 +1480,8 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         Err(Error::ContactNotFound)
     ));
     assert_eq!(events(&pool, "contacts.contact.merged").await, 1);
+    assert!(merged.last_interaction_at > target.last_interaction_at);
+    assert_eq!(activity_out_of_step(&pool).await, 0);
     assert!(
         merge::duplicates(&pool, ws, None, 10)
             .await
