@@ -45,6 +45,16 @@ async fn bad_webhooks_are_refused_with_a_reason_and_change_nothing() {
         "{body}"
     );
 
+    let (code, body) = platform
+        .webhook(
+            channel,
+            Some(secret),
+            br#"{"message_id":"m\u0000","from":{"id":"c1"},"text":"hi"}"#,
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(body["error"].as_str().unwrap().contains("NUL"), "{body}");
+
     let huge = serde_json::to_vec(
         &json!({"message_id": "m3", "from": {"id": "c1"}, "text": "x".repeat(1_100_000)}),
     )
@@ -122,6 +132,15 @@ async fn the_same_webhook_sent_twice_is_one_message() {
         200
     );
 
-    let ids = platform.stored_external_ids(&tenant, 2).await;
-    assert_eq!(ids, vec!["after", "retry-me"]);
+    // A NUL, which JSON can escape and Postgres text cannot hold, in the sender's name and
+    // the text: the message is still kept.
+    let nul =
+        br#"{"message_id":"with-nul","from":{"id":"c9","name":"Ada\u0000"},"text":"a\u0000b"}"#;
+    let (code, body) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), nul)
+        .await;
+    assert_eq!((code, &body["status"]), (200, &json!("accepted")), "{body}");
+
+    let ids = platform.stored_external_ids(&tenant, 3).await;
+    assert_eq!(ids, vec!["with-nul", "after", "retry-me"]);
 }

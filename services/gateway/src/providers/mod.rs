@@ -264,7 +264,7 @@ pub fn signature_header(kind: Kind) -> &'static str {
 
 /// Normalizes a verified webhook body; the error is the reason for a 400.
 pub fn parse(kind: Kind, body: &[u8]) -> Result<Vec<Item>, String> {
-    match kind {
+    let items = match kind {
         Kind::Custom => custom::parse(body),
         Kind::Messenger => meta::parse(body, meta::Object::Page),
         Kind::Instagram => meta::parse(body, meta::Object::Instagram),
@@ -273,6 +273,42 @@ pub fn parse(kind: Kind, body: &[u8]) -> Result<Vec<Item>, String> {
         Kind::TwilioSms | Kind::TwilioWhatsApp => twilio::parse(body),
         Kind::Line => line::parse(body),
         Kind::Viber => viber::parse(body),
+    }?;
+    items.into_iter().map(Item::storable).collect()
+}
+
+impl Item {
+    /// The item once what Postgres text cannot hold (U+0000, which JSON can escape) is
+    /// dealt with, before it can fail a shared write and every webhook beside it. No
+    /// provider id holds one, so an id with one refuses the webhook; in a name or a
+    /// reason it becomes U+FFFD, and the message is kept. Content travels as protobuf
+    /// bytes and keeps it.
+    fn storable(mut self) -> Result<Item, String> {
+        let id = |what: &str, value: &str| match value.contains('\0') {
+            true => Err(format!("{what} {value:?} contains a NUL character")),
+            false => Ok(()),
+        };
+        let words = |value: &mut String| {
+            if value.contains('\0') {
+                *value = value.replace('\0', "\u{FFFD}");
+            }
+        };
+        match &mut self {
+            Item::Message(m) | Item::Echo(m) => {
+                id("message id", &m.external_message_id)?;
+                id("sender id", &m.sender_id)?;
+                words(&mut m.sender_name);
+            }
+            Item::Receipt(r) => {
+                match &r.target {
+                    ReceiptTarget::Ids(ids) => ids.iter().try_for_each(|i| id("message id", i))?,
+                    ReceiptTarget::Watermark { recipient, .. } => id("recipient", recipient)?,
+                }
+                words(&mut r.reason);
+            }
+            Item::Ignored(_) => {}
+        }
+        Ok(self)
     }
 }
 
