@@ -475,6 +475,20 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         .unwrap_err();
     assert_eq!(violated_field(&bad), "page_size");
 
+    // Text Postgres cannot hold is INVALID_ARGUMENT wherever it is stored, even where no
+    // field check names it.
+    let nul = client
+        .create_segment(authed(
+            &agent,
+            CreateSegmentRequest {
+                name: "Pr\0s".into(),
+                filter: Some(plan_is("pro")),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_field(&nul), "request");
+
     // Segments are saved filters; the stream yields every match in batches.
     let segment = client
         .create_segment(authed(

@@ -14,8 +14,28 @@ pub fn invalid(error: &FieldError) -> Status {
     )
 }
 
-/// INTERNAL without internals; the cause chain goes to the log.
+/// INTERNAL without internals; the cause chain goes to the log. The one input Postgres
+/// refuses that no service checks field by field, text holding U+0000, is answered
+/// INVALID_ARGUMENT instead: the statement failed, so nothing changed.
 pub fn unexpected(error: &anyhow::Error) -> Status {
+    if holds_nul(error) {
+        return invalid(&FieldError::new(
+            "request",
+            "text must not contain NUL (U+0000) characters",
+        ));
+    }
     tracing::error!(error = %format!("{error:#}"), "unexpected error");
     Status::internal("internal error; see the server log")
+}
+
+/// Whether Postgres refused text for holding U+0000: as text (SQLSTATE 22021) or as a
+/// JSON escape (22P05).
+fn holds_nul(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "22021" || code == "22P05")
+    })
 }
