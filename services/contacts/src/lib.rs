@@ -52,8 +52,11 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     service.serve(routes, verifier, &[]).await
 }
 
-/// Purges Contacts whose restore period ended, in small batches, and imports older than
-/// 30 days, every few minutes.
+/// Rows purged or swept per statement.
+const BATCH: i64 = 1000;
+
+/// Every few minutes: purges Contacts whose restore period ended and imports older than
+/// 30 days, and sweeps deleted Tags off the Contacts that held them, in small batches.
 async fn purge_deleted(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
     loop {
@@ -64,14 +67,25 @@ async fn purge_deleted(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyho
         if let Err(e) = import::purge(&pool, 30).await {
             tracing::warn!(error = %e, "purging old imports failed; retrying later");
         }
-        loop {
-            match store::purge(&pool, 1000).await {
-                Ok(1000) => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "purging deleted contacts failed; retrying later");
-                    break;
-                }
+        in_batches("purging deleted contacts", || store::purge(&pool, BATCH)).await;
+        in_batches("sweeping deleted tags", || tags::sweep(&pool, BATCH)).await;
+    }
+}
+
+/// Runs `step` until a batch comes back short of [`BATCH`], or fails (tried again on the
+/// next round).
+async fn in_batches<F, Fut>(task: &str, step: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, Error>>,
+{
+    loop {
+        match step().await {
+            Ok(n) if n == BATCH as u64 => continue,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, task, "failed; retrying later");
+                return;
             }
         }
     }

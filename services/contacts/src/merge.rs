@@ -198,9 +198,12 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     .bind(m.target)
     .execute(&mut *tx)
     .await?;
+    // A deleted Tag's places still being swept are not carried over.
     let gained: Vec<String> = sqlx::query_scalar(
         "INSERT INTO contact_tags (workspace_id, tag_id, contact_id)
-         SELECT workspace_id, tag_id, $3 FROM contact_tags WHERE workspace_id = $1 AND contact_id = $2
+         SELECT ct.workspace_id, ct.tag_id, $3 FROM contact_tags ct
+         JOIN tags t ON t.id = ct.tag_id
+         WHERE ct.workspace_id = $1 AND ct.contact_id = $2
          ON CONFLICT DO NOTHING
          RETURNING (SELECT name FROM tags WHERE id = tag_id)",
     )

@@ -210,11 +210,17 @@ pub async fn rename(pool: &PgPool, workspace_id: Uuid, from: &str, to: &str) -> 
     Ok(())
 }
 
-/// Deletes a Tag and its place on every Contact.
+/// Deletes a Tag: gone from every Contact at once, since every read reaches Tags through
+/// `tags`; its `contact_tags` rows are left to [`sweep`].
 pub async fn delete(pool: &PgPool, workspace_id: Uuid, name: &str) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
     let deleted: Option<String> = sqlx::query_scalar(
-        "DELETE FROM tags WHERE workspace_id = $1 AND lower(name) = lower($2) RETURNING name",
+        "WITH gone AS (
+             DELETE FROM tags WHERE workspace_id = $1 AND lower(name) = lower($2)
+             RETURNING id, workspace_id, name),
+         swept AS (
+             INSERT INTO tag_sweeps (tag_id, workspace_id) SELECT id, workspace_id FROM gone)
+         SELECT name FROM gone",
     )
     .bind(workspace_id)
     .bind(name)
@@ -231,4 +237,27 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, name: &str) -> Result<(),
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Removes up to `batch` Contacts' places of deleted Tags, each batch in its own short
+/// transaction, and forgets the Tags left with none; returns how many it removed.
+pub async fn sweep(pool: &PgPool, batch: i64) -> Result<u64, Error> {
+    let removed = sqlx::query(
+        "DELETE FROM contact_tags WHERE (tag_id, contact_id) IN (
+             SELECT ct.tag_id, ct.contact_id FROM tag_sweeps s
+             JOIN contact_tags ct ON ct.tag_id = s.tag_id LIMIT $1)",
+    )
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if removed < batch as u64 {
+        sqlx::query(
+            "DELETE FROM tag_sweeps s
+             WHERE NOT EXISTS (SELECT 1 FROM contact_tags ct WHERE ct.tag_id = s.tag_id)",
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(removed)
 }

@@ -605,8 +605,43 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
         tags::list(&pool, ws).await.unwrap(),
         [("lead".to_owned(), 1)]
     );
+    // Gone from every Contact at once; the name is free again; the deleted Tag's places
+    // are swept afterwards, in batches.
+    assert_eq!(tag_names(&pool, ws, ids[2]).await, ["lead"]);
+    tags::add(&pool, ws, &ids[..1], &["gold".into()])
+        .await
+        .unwrap();
+    assert_eq!(tag_names(&pool, ws, ids[0]).await, ["gold"]);
+    let leftovers = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM contact_tags ct WHERE NOT EXISTS
+                 (SELECT 1 FROM tags t WHERE t.id = ct.tag_id)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        n
+    };
+    assert_eq!(leftovers().await, 3);
+    assert_eq!(tags::sweep(&pool, 2).await.unwrap(), 2);
+    assert_eq!(tags::sweep(&pool, 2).await.unwrap(), 1);
+    assert_eq!(leftovers().await, 0);
+    let (sweeps, held): (i64, Vec<i32>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tag_sweeps),
+                array_agg(cardinality(tag_ids) ORDER BY id) FROM contacts WHERE workspace_id = $1",
+    )
+    .bind(ws)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (sweeps, held),
+        (0, vec![1, 0, 1]),
+        "only live Tags are held"
+    );
+    assert_eq!(tag_names(&pool, ws, ids[0]).await, ["gold"]);
     assert!(matches!(
-        tags::delete(&pool, ws, "gold").await,
+        tags::delete(&pool, ws, "silver").await,
         Err(Error::TagNotFound)
     ));
     db::drop_scratch(pool).await.unwrap();
