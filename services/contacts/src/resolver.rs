@@ -1,19 +1,14 @@
 //! ResolveContact: find the Contact of a channel identity, or create it. Lookups of
-//! existing identities are read in batches: the calls that arrive while earlier reads
-//! are in flight wait and go together in one statement (ADR 17). Starting a statement
-//! and answering its round trip cost Postgres more than probing one identity, so under
-//! load a batch of ten costs far less than ten reads; a lone call is read at once, as a
-//! batch of one, and waits for nothing.
-//!
-//! Written here rather than taken from a data-loader crate: those collect a batch over a
-//! fixed delay, which every call on the inbound path of a message would pay even when
-//! nothing else is waiting.
+//! existing identities are read in batches (`ism_platform::batch`): the calls that arrive
+//! while earlier reads are in flight go together in one statement (ADR 17). Starting a
+//! statement and answering its round trip cost Postgres more than probing one identity,
+//! so under load a batch of ten costs far less than ten reads; a lone call is read at
+//! once, as a batch of one.
 use std::collections::HashMap;
-use std::sync::Arc;
 
+use ism_platform::batch::Batcher;
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -34,23 +29,26 @@ pub struct Lookup {
     pub external_id: String,
 }
 
-/// What a waiting call is answered: the live Contact of its identity, if any.
-type Answer = Result<Option<Full>, Arc<sqlx::Error>>;
-
-/// Resolves identities to Contacts; cheap to clone, one batching reader behind all clones.
+/// Resolves identities to Contacts; cheap to clone, one set of batching readers behind
+/// all clones.
 #[derive(Clone)]
 pub struct Resolver {
     pool: PgPool,
-    queue: mpsc::Sender<(Lookup, oneshot::Sender<Answer>)>,
+    readers: Batcher<Lookup, Option<Full>>,
 }
 
 impl Resolver {
-    /// A resolver on `pool`, with its batching reader started on the current runtime. The
-    /// reader stops once every clone is dropped.
+    /// A resolver on `pool`, with its readers started on the current runtime. They stop
+    /// once every clone is dropped.
     pub fn new(pool: PgPool) -> Self {
-        let (queue, waiting) = mpsc::channel(MAX_BATCH * IN_FLIGHT);
-        tokio::spawn(read_batches(pool.clone(), waiting));
-        Self { pool, queue }
+        let readers = Batcher::start(IN_FLIGHT, MAX_BATCH, {
+            let pool = pool.clone();
+            move |lookups: Vec<Lookup>| {
+                let pool = pool.clone();
+                async move { Ok(find_many(&pool, &lookups).await?) }
+            }
+        });
+        Self { pool, readers }
     }
 
     /// The Contact with this identity, and whether this call created it (with its event
@@ -62,7 +60,12 @@ impl Resolver {
         key: &IdentityKey<'_>,
     ) -> Result<(Full, bool), Error> {
         loop {
-            if let Some(found) = self.find(workspace_id, key).await? {
+            let lookup = Lookup {
+                workspace_id,
+                channel_id: key.channel_id,
+                external_id: key.external_id.to_owned(),
+            };
+            if let Some(found) = self.readers.call(lookup).await? {
                 return Ok((found, false));
             }
             if let Some(created) = store::create_for_identity(&self.pool, workspace_id, key).await?
@@ -70,61 +73,6 @@ impl Resolver {
                 return Ok((created, true));
             }
         }
-    }
-
-    async fn find(&self, workspace_id: Uuid, key: &IdentityKey<'_>) -> Result<Option<Full>, Error> {
-        let lookup = Lookup {
-            workspace_id,
-            channel_id: key.channel_id,
-            external_id: key.external_id.to_owned(),
-        };
-        let (reply, answer) = oneshot::channel();
-        let stopped = || Error::Unexpected(anyhow::anyhow!("the identity reader stopped"));
-        self.queue
-            .send((lookup, reply))
-            .await
-            .map_err(|_| stopped())?;
-        answer
-            .await
-            .map_err(|_| stopped())?
-            .map_err(|e| Error::Unexpected(e.into()))
-    }
-}
-
-/// Takes the waiting lookups as one batch whenever a read slot is free.
-async fn read_batches(
-    pool: PgPool,
-    mut waiting: mpsc::Receiver<(Lookup, oneshot::Sender<Answer>)>,
-) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        if waiting.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
-        }
-        let (lookups, replies): (Vec<Lookup>, Vec<_>) = batch.drain(..).unzip();
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let answers = find_many(&pool, &lookups).await;
-            drop(slot);
-            match answers {
-                Ok(found) => {
-                    for (reply, one) in replies.into_iter().zip(found) {
-                        // A caller that went away needs no answer.
-                        let _ = reply.send(Ok(one));
-                    }
-                }
-                Err(e) => {
-                    let e = Arc::new(e);
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        });
     }
 }
 

@@ -82,7 +82,8 @@ pub struct Full {
 
 /// `contacts` of the Workspace with their identities, Tags and custom values, in order.
 /// For a page or a batch, two set-wise lookups (on two connections at once) cost less
-/// than [`EXTRAS`] probed row by row.
+/// than the correlated subqueries ResolveContact reads one Contact with, probed row by
+/// row.
 pub async fn complete(
     pool: &PgPool,
     workspace_id: Uuid,

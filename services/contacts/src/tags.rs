@@ -239,8 +239,8 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, name: &str) -> Result<(),
     Ok(())
 }
 
-/// Removes up to `batch` Contacts' places of deleted Tags, each batch in its own short
-/// transaction, and forgets the Tags left with none; returns how many it removed.
+/// Removes up to `batch` Contacts' places of deleted Tags in one short statement, and
+/// forgets the Tags left with none; returns how many it removed.
 pub async fn sweep(pool: &PgPool, batch: i64) -> Result<u64, Error> {
     let removed = sqlx::query(
         "DELETE FROM contact_tags WHERE (tag_id, contact_id) IN (

@@ -1,5 +1,6 @@
 //! Plumbing every IS-Messenger service shares. No business rules live here.
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod convert;
 pub mod db;

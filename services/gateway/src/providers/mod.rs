@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
+use ism_platform::convert::storable;
 use ism_proto::types::v1::{ChannelType, DeliveryStatus, MessageContent};
 use sha2::Sha256;
 
@@ -284,9 +285,8 @@ impl Item {
     /// reason it becomes U+FFFD, and the message is kept. Content travels as protobuf
     /// bytes and keeps it.
     fn storable(mut self) -> Result<Item, String> {
-        let id = |what: &str, value: &str| match value.contains('\0') {
-            true => Err(format!("{what} {value:?} contains a NUL character")),
-            false => Ok(()),
+        let id = |what: &'static str, value: &str| {
+            storable(what, value).map(drop).map_err(|e| e.to_string())
         };
         let words = |value: &mut String| {
             if value.contains('\0') {

@@ -1,0 +1,91 @@
+//! Calls that arrive together, handled together. Each call queues its item and waits for
+//! its own answer; a fixed number of workers each take whatever is queued (up to a
+//! maximum) as one batch. A lone call is handled at once as a batch of one; under load,
+//! batches grow while the earlier ones run. One statement or transaction per batch then
+//! saves Postgres the per-call start-up, round trips and commits.
+//!
+//! Written here rather than taken from a data-loader crate: those collect a batch over a
+//! fixed delay, which every call would pay even when nothing else is waiting.
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+type Waiting<T, R> = (T, oneshot::Sender<Result<R, Arc<anyhow::Error>>>);
+
+/// The queue in front of the workers; cheap to clone.
+pub struct Batcher<T, R> {
+    queue: mpsc::Sender<Waiting<T, R>>,
+}
+
+impl<T, R> Clone for Batcher<T, R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// Starts `workers` workers on the current runtime, each handing up to `max_batch`
+    /// items at a time to `handle`, which answers each item, in order. A failed batch
+    /// fails every call in it. The workers stop once every clone is dropped and the queue
+    /// is drained: calls in flight are still handled and answered.
+    pub fn start<F, Fut>(workers: usize, max_batch: usize, handle: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<Vec<R>>> + Send + 'static,
+    {
+        let (queue, waiting) = mpsc::channel(max_batch * workers * 4);
+        let (waiting, handle) = (Arc::new(Mutex::new(waiting)), Arc::new(handle));
+        for _ in 0..workers {
+            tokio::spawn(work(waiting.clone(), max_batch, handle.clone()));
+        }
+        Self { queue }
+    }
+
+    /// The answer to `item`, once the batch holding it is handled.
+    pub async fn call(&self, item: T) -> anyhow::Result<R> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || anyhow::anyhow!("the batch workers stopped");
+        self.queue
+            .send((item, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+}
+
+async fn work<T, R, F, Fut>(
+    waiting: Arc<Mutex<mpsc::Receiver<Waiting<T, R>>>>,
+    max_batch: usize,
+    handle: Arc<F>,
+) where
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<R>>>,
+{
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        if waiting.lock().await.recv_many(&mut batch, max_batch).await == 0 {
+            return;
+        }
+        let (items, replies): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
+        match handle(items).await {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    // A caller that went away needs no answer.
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
