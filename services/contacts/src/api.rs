@@ -7,10 +7,9 @@ use ism_proto::contacts::v1::contact_service_server::ContactService;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, TryStreamExt};
+use futures::Stream;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -41,6 +40,9 @@ pub struct Api {
 /// A server stream of `T`, fed by a task through a small channel so the database work of
 /// the next batch overlaps the sending of this one.
 type Feed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Batches of a stream being rendered ahead of the one being sent.
+const RENDERING_AHEAD: usize = 3;
 
 fn feed<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Feed<T> {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
@@ -119,9 +121,10 @@ impl Api {
     }
 
     /// Streams every Contact of `filter` after `after`, in batches of `size`, each turned
-    /// into a message by `wrap`; stops early when the caller goes away. Three stages run
-    /// at once: a reader fetches the next batches, two batches are completed with their
-    /// identities and Tags, and the one before is sent.
+    /// into a message by `wrap`; stops early when the caller goes away. The reader only
+    /// queries: each batch it reads is completed (identities, Tags, custom values) and
+    /// wrapped by a task of its own, so a few batches are rendered on every core while the
+    /// next is read and the one before is sent, in order.
     fn stream<T, F>(
         &self,
         workspace_id: Uuid,
@@ -135,54 +138,54 @@ impl Api {
         F: Fn(Vec<pb::Contact>, bool) -> T + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::channel(2);
-        let (read_tx, read_rx) = mpsc::channel(2);
+        let (rendering_tx, mut rendering) = mpsc::channel(RENDERING_AHEAD);
         let api = self.clone();
-        let pool = self.pool.clone();
+        let wrap = Arc::new(wrap);
         // The reader stops when the sender below stops listening.
         tokio::spawn(async move {
             let result: Result<(), Error> = async {
-                let tags = search::tag_ids(&pool, workspace_id, &filter).await?;
+                let schema = Arc::new(api.schema(workspace_id).await?);
+                let tags = search::tag_ids(&api.pool, workspace_id, &filter).await?;
                 let mut after = after;
+                let mut first = true;
                 loop {
                     let rows =
-                        search::batch(&pool, workspace_id, &filter, &tags, after, size).await?;
-                    let last = rows.len() < size as usize;
-                    after = rows.last().map(|c| c.id).or(after);
-                    if read_tx.send(Ok(rows)).await.is_err() || last {
+                        search::batch(&api.pool, workspace_id, &filter, &tags, after, size).await?;
+                    // An empty batch goes out only first, so an export still has its header.
+                    if rows.is_empty() && !first {
                         return Ok(());
                     }
+                    let last = rows.len() < size as usize;
+                    after = rows.last().map(|c| c.id).or(after);
+                    let (api, schema, wrap) = (api.clone(), schema.clone(), wrap.clone());
+                    let rendered = tokio::spawn(async move {
+                        let contacts = api.render_with(workspace_id, &schema, rows).await?;
+                        Ok(wrap(contacts, first))
+                    });
+                    if rendering_tx.send(Ok(rendered)).await.is_err() || last {
+                        return Ok(());
+                    }
+                    first = false;
                 }
             }
             .await;
             if let Err(e) = result {
-                let _ = read_tx.send(Err(e)).await;
+                let _ = rendering_tx.send(Err(e)).await;
             }
         });
         tokio::spawn(async move {
-            let schema = match api.schema(workspace_id).await {
-                Ok(schema) => schema,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
-                    return;
-                }
-            };
-            let mut batches = ReceiverStream::new(read_rx)
-                .map_ok(|rows| api.render_with(workspace_id, &schema, rows))
-                .try_buffered(2);
-            let mut first = true;
-            loop {
-                let message = match batches.try_next().await {
-                    // An empty batch goes out only first, so an export still has its header.
-                    Ok(Some(contacts)) if contacts.is_empty() && !first => return,
-                    Ok(Some(contacts)) => Ok(wrap(contacts, first)),
-                    Ok(None) => return,
+            while let Some(next) = rendering.recv().await {
+                let message = match next {
+                    Ok(task) => task
+                        .await
+                        .unwrap_or_else(|e| Err(Error::Unexpected(e.into())))
+                        .map_err(Status::from),
                     Err(e) => Err(e.into()),
                 };
                 let failed = message.is_err();
                 if tx.send(message).await.is_err() || failed {
                     return;
                 }
-                first = false;
             }
         });
         rx
