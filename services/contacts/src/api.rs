@@ -42,7 +42,7 @@ pub struct Api {
 type Feed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Batches of a stream being rendered ahead of the one being sent.
-const RENDERING_AHEAD: usize = 3;
+const RENDERING_AHEAD: usize = 2;
 
 fn feed<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Feed<T> {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
