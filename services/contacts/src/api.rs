@@ -94,30 +94,31 @@ impl Api {
             .collect())
     }
 
-    /// The checked Filter of a request's audience: its own Filter, a Segment's, or none
-    /// (every Contact). A Segment whose Filter no longer fits the fields (one was deleted
+    /// The checked Filter of a request's audience (its own Filter, a Segment's, or none:
+    /// every Contact), with the field definitions it was checked against, for rendering
+    /// what it matches. A Segment whose Filter no longer fits the fields (one was deleted
     /// since) is FAILED_PRECONDITION.
     async fn audience(
         &self,
         workspace_id: Uuid,
         filter: Option<&pb::Filter>,
         segment_id: Option<&str>,
-    ) -> Result<Filter, Error> {
+    ) -> Result<(Filter, Schema), Error> {
         let schema = self.schema(workspace_id).await?;
-        if let Some(id) = segment_id {
-            let id = uuid("segment_id", id)?;
-            let segment = segments::get(&self.pool, workspace_id, id).await?;
-            return filter::check(&segment.filter()?, &schema).map_err(|e| {
-                Error::Precondition(format!(
-                    "segment {:?} no longer fits the contact fields: {e}",
-                    segment.name
-                ))
-            });
-        }
-        Ok(filter::check(
-            filter.unwrap_or(&pb::Filter::default()),
-            &schema,
-        )?)
+        let checked = match segment_id {
+            Some(id) => {
+                let id = uuid("segment_id", id)?;
+                let segment = segments::get(&self.pool, workspace_id, id).await?;
+                filter::check(&segment.filter()?, &schema).map_err(|e| {
+                    Error::Precondition(format!(
+                        "segment {:?} no longer fits the contact fields: {e}",
+                        segment.name
+                    ))
+                })?
+            }
+            None => filter::check(filter.unwrap_or(&pb::Filter::default()), &schema)?,
+        };
+        Ok((checked, schema))
     }
 
     /// Streams every Contact of `filter` after `after`, in batches of `size`, each turned
@@ -128,7 +129,7 @@ impl Api {
     fn stream<T, F>(
         &self,
         workspace_id: Uuid,
-        filter: Filter,
+        (filter, schema): (Filter, Schema),
         after: Option<Uuid>,
         size: i64,
         wrap: F,
@@ -144,7 +145,7 @@ impl Api {
         // The reader stops when the sender below stops listening.
         tokio::spawn(async move {
             let result: Result<(), Error> = async {
-                let schema = Arc::new(api.schema(workspace_id).await?);
+                let schema = Arc::new(schema);
                 let tags = search::tag_ids(&api.pool, workspace_id, &filter).await?;
                 let mut after = after;
                 let mut first = true;
@@ -559,7 +560,7 @@ impl ContactService for Api {
         let limit = paging::page_size(r.page_size).map_err(Error::from)?;
         let sort = Sort::from_proto(r.sort.as_ref()).map_err(Error::from)?;
         let (f, segment) = audience_of_search(&r.audience);
-        let filter = self.audience(workspace_id, f, segment).await?;
+        let (filter, schema) = self.audience(workspace_id, f, segment).await?;
         let page = search::search(
             &self.pool,
             workspace_id,
@@ -571,7 +572,9 @@ impl ContactService for Api {
         )
         .await?;
         Ok(Response::new(pb::SearchContactsResponse {
-            contacts: self.render(workspace_id, page.contacts).await?,
+            contacts: self
+                .render_with(workspace_id, &schema, page.contacts)
+                .await?,
             next_page_token: page.next_page_token,
             total_count: page.total.unwrap_or(-1),
         }))
@@ -597,8 +600,8 @@ impl ContactService for Api {
             Some(uuid("after_id", &r.after_id).map_err(Error::from)?)
         };
         let (f, segment) = audience_of_stream(&r.audience);
-        let filter = self.audience(workspace_id, f, segment).await?;
-        let rx = self.stream(workspace_id, filter, after, size, |contacts, _| {
+        let audience = self.audience(workspace_id, f, segment).await?;
+        let rx = self.stream(workspace_id, audience, after, size, |contacts, _| {
             pb::StreamContactsResponse { contacts }
         });
         Ok(Response::new(feed(rx)))
@@ -612,7 +615,7 @@ impl ContactService for Api {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
         let candidates = matching::candidates(&r.contact_ids).map_err(Error::from)?;
-        let filter = self.audience(workspace_id, r.filter.as_ref(), None).await?;
+        let (filter, _) = self.audience(workspace_id, r.filter.as_ref(), None).await?;
         let matched = matching::matching(&self.pool, workspace_id, &filter, &candidates).await?;
         Ok(Response::new(pb::MatchContactsResponse {
             contact_ids: matched.iter().map(Uuid::to_string).collect(),
@@ -812,18 +815,17 @@ impl ContactService for Api {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
         let (f, segment) = audience_of_export(&r.audience);
-        let filter = self.audience(workspace_id, f, segment).await?;
-        let schema = fields::schema(
-            &mut *self.pool.acquire().await.map_err(Error::from)?,
+        let audience = self.audience(workspace_id, f, segment).await?;
+        let exporter = Exporter::new(audience.1.fields.keys().cloned().collect());
+        let rx = self.stream(
             workspace_id,
-        )
-        .await?;
-        let exporter = Exporter::new(schema.fields.into_keys().collect());
-        let rx = self.stream(workspace_id, filter, None, 1000, move |contacts, first| {
-            pb::ExportContactsResponse {
+            audience,
+            None,
+            1000,
+            move |contacts, first| pb::ExportContactsResponse {
                 data: exporter.chunk(&contacts, first),
-            }
-        });
+            },
+        );
         Ok(Response::new(feed(rx)))
     }
 }
