@@ -548,13 +548,28 @@ async fn apply(
         rows.into_iter().map(|c| (c.id, c)).collect()
     };
 
+    // Rows matching several Contacts are refused below; their new Tags are not created.
+    let several = |row: &&Row| {
+        row.key(settings.match_by)
+            .and_then(|k| matches.get(k))
+            .is_some_and(|ids| ids.len() > 1)
+    };
+    let tags = tags_of(tx, workspace_id, chunk.iter().filter(|r| !several(r))).await?;
     let mut events: Vec<Event> = Vec::new();
     let mut inserts = Columns::default();
     let mut updates = Columns::default();
     let mut identities: (Vec<String>, Vec<Uuid>) = Default::default();
-    let mut tag_pairs: (Vec<Uuid>, Vec<String>) = Default::default();
+    let mut tag_pairs: (Vec<Uuid>, Vec<Uuid>) = Default::default();
     let defaults = schema.defaults();
     for row in chunk {
+        let mut tag_ids: Vec<Uuid> = row
+            .tags
+            .iter()
+            .filter_map(|n| tags.get(n))
+            .map(|t| t.0)
+            .collect();
+        tag_ids.sort();
+        tag_ids.dedup();
         let matched = row.key(settings.match_by).and_then(|k| matches.get(k));
         let contact_id = match matched.map(Vec::as_slice) {
             Some([id]) => {
@@ -563,7 +578,7 @@ async fn apply(
                 };
                 let (profile, custom, changed) = updated(current, row);
                 if !changed.is_empty() {
-                    updates.push(current.id, &profile, custom);
+                    updates.push(current.id, &profile, custom, &tag_ids);
                     events.push(new_event(
                         "contacts.contact.updated",
                         workspace_id,
@@ -615,7 +630,7 @@ async fn apply(
                 };
                 let mut custom = defaults.clone();
                 custom.extend(row.custom.iter().map(|(k, v)| (k.clone(), v.clone())));
-                inserts.push(id, &profile, custom);
+                inserts.push(id, &profile, custom, &tag_ids);
                 let (channel_id, external_id) = match (settings.channel_id, &row.external_id) {
                     (Some(ch), Some(x)) => {
                         identities.0.push(x.clone());
@@ -638,9 +653,9 @@ async fn apply(
                 id
             }
         };
-        for tag in &row.tags {
+        for tag_id in tag_ids {
             tag_pairs.0.push(contact_id);
-            tag_pairs.1.push(tag.clone());
+            tag_pairs.1.push(tag_id);
         }
     }
 
@@ -668,34 +683,72 @@ async fn apply(
         }
     }
     if !tag_pairs.0.is_empty() {
-        // New Tags in one order, so chunks applied at once wait on each other's, never
-        // deadlock.
-        sqlx::query(
-            "INSERT INTO tags (id, workspace_id, name)
-             SELECT gen_random_uuid(), $1, n FROM unnest($2::text[]) AS n ORDER BY lower(n)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(workspace_id)
-        .bind(&tag_pairs.1)
-        .execute(&mut *tx)
-        .await?;
-        let added: Vec<(Uuid, String)> = sqlx::query_as(
-            "WITH added AS (
-                 INSERT INTO contact_tags (workspace_id, tag_id, contact_id)
-                 SELECT DISTINCT $1, t.id, p.c FROM unnest($2::uuid[], $3::text[]) AS p(c, n)
-                 JOIN tags t ON t.workspace_id = $1 AND lower(t.name) = lower(p.n)
-                 ON CONFLICT DO NOTHING RETURNING contact_id, tag_id)
-             SELECT a.contact_id, t.name FROM added a JOIN tags t ON t.id = a.tag_id",
+        let names: HashMap<Uuid, &str> = tags
+            .values()
+            .map(|(id, name)| (*id, name.as_str()))
+            .collect();
+        let added: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "INSERT INTO contact_tags (workspace_id, contact_id, tag_id)
+             SELECT $1, c, t FROM unnest($2::uuid[], $3::uuid[]) AS p(c, t)
+             ON CONFLICT DO NOTHING RETURNING contact_id, tag_id",
         )
         .bind(workspace_id)
         .bind(&tag_pairs.0)
         .bind(&tag_pairs.1)
         .fetch_all(&mut *tx)
         .await?;
+        let added = added.into_iter().map(|(contact, tag)| {
+            (
+                contact,
+                names.get(&tag).copied().unwrap_or_default().to_owned(),
+            )
+        });
         events.extend(tag_events("contacts.tag.added", workspace_id, added));
     }
     events::enqueue_all(tx, &events).await?;
     Ok(Ok(done))
+}
+
+/// The Tags the rows name, created where new: id and stored name by the name as
+/// written in the file. They are locked against deletion until the chunk commits, so a
+/// Tag deleted meanwhile is swept off these Contacts too (ADR 18).
+async fn tags_of(
+    tx: &mut PgConnection,
+    workspace_id: Uuid,
+    rows: impl Iterator<Item = &Row>,
+) -> Result<HashMap<String, (Uuid, String)>, Error> {
+    let mut names: Vec<&str> = rows
+        .flat_map(|r| r.tags.iter().map(String::as_str))
+        .collect();
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    names.sort_unstable();
+    names.dedup();
+    // New Tags in one order, so chunks applied at once wait on each other's, never
+    // deadlock.
+    sqlx::query(
+        "INSERT INTO tags (id, workspace_id, name)
+         SELECT gen_random_uuid(), $1, n FROM unnest($2::text[]) AS n ORDER BY lower(n)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(workspace_id)
+    .bind(&names)
+    .execute(&mut *tx)
+    .await?;
+    let found: Vec<(String, Uuid, String)> = sqlx::query_as(
+        "SELECT n, t.id, t.name FROM unnest($2::text[]) AS n
+         JOIN tags t ON t.workspace_id = $1 AND lower(t.name) = lower(n)
+         FOR KEY SHARE OF t",
+    )
+    .bind(workspace_id)
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|(n, id, name)| (n, (id, name)))
+        .collect())
 }
 
 /// The live Contacts each row's key matches (several when duplicates share it).
@@ -792,11 +845,21 @@ struct Columns {
     ids: Vec<Uuid>,
     text: [Vec<String>; 8],
     custom: Vec<Value>,
+    /// Each Contact's Tags to add, as an array literal: Postgres has no ragged arrays.
+    tag_ids: Vec<String>,
 }
 
 impl Columns {
-    fn push(&mut self, id: Uuid, p: &Profile, custom: serde_json::Map<String, Value>) {
+    fn push(
+        &mut self,
+        id: Uuid,
+        p: &Profile,
+        custom: serde_json::Map<String, Value>,
+        tag_ids: &[Uuid],
+    ) {
         self.ids.push(id);
+        let tag_ids: Vec<String> = tag_ids.iter().map(Uuid::to_string).collect();
+        self.tag_ids.push(format!("{{{}}}", tag_ids.join(",")));
         let values = [
             &p.first_name,
             &p.last_name,
@@ -813,37 +876,41 @@ impl Columns {
         self.custom.push(Value::Object(custom));
     }
 
-    /// Creates the columns' contacts.
+    /// Creates the columns' contacts, with their Tags' ids already in place so that placing
+    /// the Tags writes no Contact again.
     async fn insert(&self, tx: &mut PgConnection, workspace_id: Uuid) -> Result<(), Error> {
         self.write(
             tx,
             workspace_id,
             "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, phone, language,
-                 country, timezone, picture_url, custom)
-             SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu FROM unnest($2::uuid[], $3::text[],
-                 $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                 $10::text[], $11::jsonb[]) AS r(id, f, l, e, p, lang, co, tz, pic, cu)",
+                 country, timezone, picture_url, custom, tag_ids)
+             SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu, tg::uuid[] FROM unnest($2::uuid[],
+                 $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                 $9::text[], $10::text[], $11::jsonb[], $12::text[])
+                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg)",
         )
         .await
     }
 
-    /// Overwrites the columns' contacts with their values.
+    /// Overwrites the columns' contacts with their values and adds their Tags' ids.
     async fn update(&self, tx: &mut PgConnection, workspace_id: Uuid) -> Result<(), Error> {
         self.write(
             tx,
             workspace_id,
             "UPDATE contacts c SET first_name = r.f, last_name = r.l, email = r.e, phone = r.p,
                  language = r.lang, country = r.co, timezone = r.tz, picture_url = r.pic,
-                 custom = r.cu, version = c.version + 1, updated_at = now()
+                 custom = r.cu, version = c.version + 1, updated_at = now(),
+                 tag_ids = c.tag_ids
+                     || ARRAY(SELECT t FROM unnest(r.tg::uuid[]) AS t WHERE t <> ALL(c.tag_ids))
              FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                 $8::text[], $9::text[], $10::text[], $11::jsonb[])
-                 AS r(id, f, l, e, p, lang, co, tz, pic, cu)
+                 $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[])
+                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg)
              WHERE c.workspace_id = $1 AND c.id = ANY($2) AND c.id = r.id",
         )
         .await
     }
 
-    /// Runs `sql` with the workspace as $1 and the columns as arrays $2 to $11.
+    /// Runs `sql` with the workspace as $1 and the columns as arrays $2 to $12.
     async fn write(
         &self,
         tx: &mut PgConnection,
@@ -866,6 +933,7 @@ impl Columns {
             .bind(&t[6])
             .bind(&t[7])
             .bind(&self.custom)
+            .bind(&self.tag_ids)
             .execute(tx)
             .await?;
         Ok(())

@@ -262,6 +262,21 @@ async fn activity_out_of_step(pool: &sqlx::PgPool) -> i64 {
     .unwrap()
 }
 
+/// Contacts whose `tag_ids`, which filters and rendering read, differ from their
+/// `contact_tags` rows.
+async fn tags_out_of_step(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM contacts c,
+             LATERAL (SELECT coalesce(array_agg(tag_id), '{}') AS ids FROM contact_tags
+                      WHERE contact_id = c.id) t
+         WHERE NOT (c.tag_ids @> t.ids AND c.tag_ids <@ t.ids
+                    AND cardinality(c.tag_ids) = cardinality(t.ids))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// The Tag names a Contact is rendered with, alphabetically.
 async fn tag_names(pool: &sqlx::PgPool, ws: Uuid, id: Uuid) -> Vec<String> {
     let contact = store::get(pool, ws, id).await.unwrap();
@@ -644,6 +659,11 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
         tags::delete(&pool, ws, "silver").await,
         Err(Error::TagNotFound)
     ));
+    assert_eq!(
+        tags_out_of_step(&pool).await,
+        0,
+        "tag_ids follow contact_tags"
+    );
     db::drop_scratch(pool).await.unwrap();
 }
 
@@ -1536,6 +1556,11 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         .await
         .unwrap();
     assert_eq!((again.contact.id, created), (target.id, false));
+    assert_eq!(
+        tags_out_of_step(&pool).await,
+        0,
+        "tag_ids follow contact_tags"
+    );
     db::drop_scratch(pool).await.unwrap();
 }
 
@@ -1599,7 +1624,7 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
     };
     let csv = "Email,First,Phone,Plan,Score,VIP,Tags,Birthday,Ignored\n\
         ADA@example.com,Ada,,pro,,,vip; math,,x\n\
-        grace@navy.mil,Grace,+49 151 12345678,free,3.5,yes,,1906-12-09,x\n\
+        grace@navy.mil,Grace,+49 151 12345678,free,3.5,yes,vip;navy;Navy,1906-12-09,x\n\
         bad-email,X,,,,,,,x\n\
         alan@example.org,Alan,,gold,abc,,,,x\n\
         ann@example.org,Ann,,,,,,2023-02-30,x\n\
@@ -1650,10 +1675,14 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
     assert_eq!(grace.custom.object()["score"], 3.5);
     assert_eq!(grace.custom.object()["vip"], true);
     assert_eq!(grace.custom.object()["birthday"], "1906-12-09");
+    // A Tag named twice in other letter cases is placed once.
+    let grace_tags = tag_names(&pool, ws, grace.id).await;
+    assert_eq!(grace_tags.len(), 2, "{grace_tags:?}");
+    assert!(grace_tags.contains(&"vip".to_owned()), "{grace_tags:?}");
     assert_eq!(events(&pool, "contacts.contact.created").await, 2);
     assert_eq!(events(&pool, "contacts.contact.updated").await, 1);
     assert_eq!(events(&pool, "contacts.contact.field_changed").await, 1);
-    assert_eq!(events(&pool, "contacts.tag.added").await, 2);
+    assert_eq!(events(&pool, "contacts.tag.added").await, 4);
 
     let again = import::get(&pool, ws, outcome.id).await.unwrap();
     assert_eq!(again.error_report, outcome.error_report);
@@ -1674,11 +1703,19 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
         &pool,
         ws,
         &settings,
-        b"Email,First,Phone,Plan,Score,VIP,Tags,Birthday\ngrace@navy.mil,G,,,,,,\n",
+        b"Email,First,Phone,Plan,Score,VIP,Tags,Birthday\ngrace@navy.mil,G,,,,,ghost,\n",
     )
     .await
     .unwrap();
     assert_eq!((outcome.updated, outcome.failed), (0, 1));
+    assert!(
+        tags::list(&pool, ws)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(n, _)| n != "ghost"),
+        "a refused row's Tags are not created"
+    );
     assert!(
         String::from_utf8(outcome.error_report)
             .unwrap()
@@ -1732,6 +1769,11 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
             "{err:?}"
         );
     }
+    assert_eq!(
+        tags_out_of_step(&pool).await,
+        0,
+        "tag_ids follow contact_tags"
+    );
     db::drop_scratch(pool).await.unwrap();
 }
 
@@ -1765,5 +1807,10 @@ async fn imports_by_external_id_create_identities_that_resolve_later() {
         ("Augusta", false)
     );
     assert_eq!(store::list(&pool, ws, None, 100).await.unwrap().len(), 3);
+    assert_eq!(
+        tags_out_of_step(&pool).await,
+        0,
+        "tag_ids follow contact_tags"
+    );
     db::drop_scratch(pool).await.unwrap();
 }

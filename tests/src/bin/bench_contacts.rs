@@ -353,10 +353,10 @@ async fn load(pool: &PgPool, workspace: Uuid, channel: Uuid) -> anyhow::Result<(
     // Each Contact's tag_ids were written with it; the trigger that keeps them in step
     // with contact_tags would only rewrite the same arrays.
     for statement in [
-        "ALTER TABLE contact_tags DISABLE TRIGGER contact_tags_sync",
+        "ALTER TABLE contact_tags DISABLE TRIGGER contact_tags_added",
         "INSERT INTO contact_tags (workspace_id, tag_id, contact_id)
          SELECT workspace_id, t, id FROM contacts, unnest(tag_ids) AS t WHERE workspace_id = $1",
-        "ALTER TABLE contact_tags ENABLE TRIGGER contact_tags_sync",
+        "ALTER TABLE contact_tags ENABLE TRIGGER contact_tags_added",
     ] {
         let query = sqlx::query(statement);
         let query = if statement.contains("$1") {
