@@ -380,7 +380,7 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
     // Import: valid rows applied, the bad one reported; the report can be fetched again.
     let csv = "email,first_name,plan,tags\n\
         ada@example.com,Ada,pro,vip\n\
-        grace@navy.mil,Grace,free,\n\
+        grace@navy.mil,Grace,free,navy\n\
         alan@example.org,Alan,gold,\n";
     let import = client
         .import_contacts(authed(&owner, import_request(csv)))
@@ -532,11 +532,24 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         .await
         .unwrap()
         .into_inner();
-    let mut batches = 0;
-    while stream.message().await.unwrap().is_some() {
-        batches += 1;
+    // One Contact a batch: the second batch's Tag, first met there, is named too.
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.message().await.unwrap() {
+        batches.push(
+            batch
+                .contacts
+                .into_iter()
+                .map(|c| (c.first_name, c.tags))
+                .collect::<Vec<_>>(),
+        );
     }
-    assert_eq!(batches, 2);
+    assert_eq!(
+        batches,
+        [
+            [("Ada".to_owned(), vec!["vip".to_owned()])],
+            [("Grace".to_owned(), vec!["navy".to_owned()])]
+        ]
+    );
 
     // Export: a header with the custom keys, then one line per Contact.
     let mut export = client

@@ -25,7 +25,7 @@ use crate::profile::Profile;
 use crate::resolver::Resolver;
 use crate::search::{self, Sort};
 use crate::segments;
-use crate::store::{self, Contact, Full, IdentityKey, Patch};
+use crate::store::{self, Contact, Full, IdentityKey, Patch, TagNames};
 use crate::tags;
 
 #[derive(Clone)]
@@ -42,7 +42,7 @@ pub struct Api {
 type Feed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Batches of a stream being rendered ahead of the one being sent.
-const RENDERING_AHEAD: usize = 2;
+const RENDERING_AHEAD: usize = 3;
 
 fn feed<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Feed<T> {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
@@ -72,7 +72,8 @@ impl Api {
         contacts: Vec<Contact>,
     ) -> Result<Vec<pb::Contact>, Error> {
         let schema = self.schema(workspace_id).await?;
-        self.render_with(workspace_id, &schema, contacts).await
+        self.render_with(workspace_id, &schema, &TagNames::default(), contacts)
+            .await
     }
 
     /// The Workspace's field definitions.
@@ -80,18 +81,22 @@ impl Api {
         fields::schema(&mut *self.pool.acquire().await?, workspace_id).await
     }
 
-    /// [`Self::render`] with the Workspace's field definitions already at hand.
+    /// [`Self::render`] with the Workspace's field definitions already at hand, and the
+    /// Tag names read so far.
     async fn render_with(
         &self,
         workspace_id: Uuid,
         schema: &Schema,
+        names: &TagNames,
         contacts: Vec<Contact>,
     ) -> Result<Vec<pb::Contact>, Error> {
-        Ok(store::complete(&self.pool, workspace_id, schema, contacts)
-            .await?
-            .into_iter()
-            .map(to_proto)
-            .collect())
+        Ok(
+            store::complete(&self.pool, workspace_id, schema, names, contacts)
+                .await?
+                .into_iter()
+                .map(to_proto)
+                .collect(),
+        )
     }
 
     /// The checked Filter of a request's audience (its own Filter, a Segment's, or none:
@@ -146,6 +151,7 @@ impl Api {
         tokio::spawn(async move {
             let result: Result<(), Error> = async {
                 let schema = Arc::new(schema);
+                let names = TagNames::default();
                 let tags = search::tag_ids(&api.pool, workspace_id, &filter).await?;
                 let mut after = after;
                 let mut first = true;
@@ -158,9 +164,10 @@ impl Api {
                     }
                     let last = rows.len() < size as usize;
                     after = rows.last().map(|c| c.id).or(after);
-                    let (api, schema, wrap) = (api.clone(), schema.clone(), wrap.clone());
+                    let (api, schema, names, wrap) =
+                        (api.clone(), schema.clone(), names.clone(), wrap.clone());
                     let rendered = tokio::spawn(async move {
-                        let contacts = api.render_with(workspace_id, &schema, rows).await?;
+                        let contacts = api.render_with(workspace_id, &schema, &names, rows).await?;
                         Ok(wrap(contacts, first))
                     });
                     if rendering_tx.send(Ok(rendered)).await.is_err() || last {
@@ -573,7 +580,7 @@ impl ContactService for Api {
         .await?;
         Ok(Response::new(pb::SearchContactsResponse {
             contacts: self
-                .render_with(workspace_id, &schema, page.contacts)
+                .render_with(workspace_id, &schema, &TagNames::default(), page.contacts)
                 .await?,
             next_page_token: page.next_page_token,
             total_count: page.total.unwrap_or(-1),

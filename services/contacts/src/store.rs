@@ -1,5 +1,6 @@
 //! Contacts and channel identities in Postgres.
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
 use ism_platform::events;
@@ -80,14 +81,52 @@ pub struct Full {
     pub custom_fields: BTreeMap<String, pb::FieldValue>,
 }
 
+/// Tag names read so far, by id (`None`: a deleted Tag still being swept). The batches
+/// of one stream share them, so each Tag's name is read once per stream, not once per
+/// batch; a Tag first met later is read then.
+#[derive(Debug, Clone, Default)]
+pub struct TagNames(Arc<RwLock<HashMap<Uuid, Option<String>>>>);
+
+impl TagNames {
+    /// The names of those of `ids` whose Tags exist, reading the ones not known yet.
+    async fn of(
+        &self,
+        pool: &PgPool,
+        workspace_id: Uuid,
+        ids: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, String>, Error> {
+        let missing: Vec<Uuid> = {
+            let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .filter(|id| !known.contains_key(id))
+                .copied()
+                .collect()
+        };
+        if !missing.is_empty() {
+            let mut read = tag_names(pool, workspace_id, &missing).await?;
+            let read = missing.into_iter().map(|id| (id, read.remove(&id)));
+            self.0
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(read);
+        }
+        let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| Some((id, known.get(&id)?.clone()?)))
+            .collect())
+    }
+}
+
 /// `contacts` of the Workspace with their identities, Tags and custom values, in order.
 /// For a page or a batch, two set-wise lookups (on two connections at once) cost less
 /// than the correlated subqueries ResolveContact reads one Contact with, probed row by
-/// row.
+/// row. Tag names come from `names`, which reads only the ones it does not hold yet.
 pub async fn complete(
     pool: &PgPool,
     workspace_id: Uuid,
     schema: &Schema,
+    names: &TagNames,
     contacts: Vec<Contact>,
 ) -> Result<Vec<Full>, Error> {
     if contacts.is_empty() {
@@ -102,7 +141,7 @@ pub async fn complete(
     tag_ids.dedup();
     let (found, names) = tokio::try_join!(
         identities(pool, workspace_id, &ids),
-        tag_names(pool, workspace_id, &tag_ids),
+        names.of(pool, workspace_id, tag_ids),
     )?;
     let mut identities: HashMap<Uuid, Vec<Identity>> = HashMap::new();
     for i in found {

@@ -283,9 +283,15 @@ async fn tag_names(pool: &sqlx::PgPool, ws: Uuid, id: Uuid) -> Vec<String> {
     let schema = fields::schema(&mut pool.acquire().await.unwrap(), ws)
         .await
         .unwrap();
-    let mut full = store::complete(pool, ws, &schema, vec![contact])
-        .await
-        .unwrap();
+    let mut full = store::complete(
+        pool,
+        ws,
+        &schema,
+        &store::TagNames::default(),
+        vec![contact],
+    )
+    .await
+    .unwrap();
     full.remove(0).tags
 }
 
