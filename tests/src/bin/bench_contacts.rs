@@ -151,8 +151,23 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("importing {IMPORT_ROWS} rows");
     let token = platform.token(&tenant).await;
-    let import_rate = import(&mut client, &token).await?;
-    let plain_import_rate = plain_import(&pool, workspace).await?;
+    let import_rate = import(&mut client, &token, "grpc", false).await?;
+    let plain_import_rate = plain_import(&pool, workspace, "plain", None).await?;
+    eprintln!("importing {IMPORT_ROWS} rows with two tags each");
+    let tagged_rate = import(&mut client, &token, "grpc-tagged", true).await?;
+    let tagged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts c WHERE workspace_id = $1 AND email LIKE 'grpc-tagged%'
+           AND cardinality(tag_ids) = 2
+           AND (SELECT count(*) FROM contact_tags ct WHERE ct.contact_id = c.id) = 2",
+    )
+    .bind(workspace)
+    .fetch_one(&pool)
+    .await?;
+    anyhow::ensure!(
+        tagged == IMPORT_ROWS as i64,
+        "{tagged} imported contacts hold their two tags"
+    );
+    let plain_tagged_rate = plain_import(&pool, workspace, "plain-tagged", Some(&tags)).await?;
 
     eprintln!("resolving existing identities");
     let token = platform.token(&tenant).await;
@@ -202,6 +217,12 @@ async fn main() -> anyhow::Result<()> {
         format!(">= {AIM_IMPORT_PER_S}"),
     );
     row(
+        "  the same with two tags a row (rows/s)",
+        tagged_rate,
+        plain_tagged_rate,
+        String::new(),
+    );
+    row(
         "ResolveContact, existing identities (calls/s)",
         resolve_rate,
         plain_resolve_rate,
@@ -210,7 +231,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "plain Postgres runs the same SQL shape (page: tag array overlap, JSONB containment, \
          name prefixes and range, keyset order; stream: the same filter in id order; import: one unnest \
-         insert per 5,000 rows; resolve: the identity lookup, interaction times being written in \
+         insert per 5,000 rows, then one of their tags; resolve: the identity lookup, interaction times being written in \
          bulk beside the calls) without the service's validation, rendering and events."
     );
     Ok(())
@@ -598,16 +619,37 @@ fn import_row(prefix: &str, i: usize) -> (String, String, String, String, f64) {
     )
 }
 
-/// Imports new Contacts by email through ImportContacts: rows per second.
-async fn import(client: &mut ContactServiceClient<Channel>, token: &str) -> anyhow::Result<f64> {
+/// The two tags of import row `i`: indexes into the 50, never equal.
+fn import_tags(i: usize) -> [usize; 2] {
+    let first = i % TAGS as usize;
+    [first, (first + 1 + i / TAGS as usize % 49) % TAGS as usize]
+}
+
+/// Imports new Contacts by email through ImportContacts, with a tags column when
+/// `tagged`: rows per second.
+async fn import(
+    client: &mut ContactServiceClient<Channel>,
+    token: &str,
+    prefix: &str,
+    tagged: bool,
+) -> anyhow::Result<f64> {
     use import_contacts_request::Part;
-    let mut csv = String::from("email,first_name,last_name,plan,score\n");
+    let mut columns = vec!["email", "first_name", "last_name", "plan", "score"];
+    if tagged {
+        columns.push("tags");
+    }
+    let mut csv = columns.join(",") + "\n";
     for i in 0..IMPORT_ROWS {
-        let (email, first, last, plan, score) = import_row("grpc", i);
-        csv.push_str(&format!("{email},{first},{last},{plan},{score}\n"));
+        let (email, first, last, plan, score) = import_row(prefix, i);
+        csv.push_str(&format!("{email},{first},{last},{plan},{score}"));
+        if tagged {
+            let [a, b] = import_tags(i);
+            csv.push_str(&format!(",tag-{};tag-{}", a + 1, b + 1));
+        }
+        csv.push('\n');
     }
     let settings = ImportSettings {
-        columns: ["email", "first_name", "last_name", "plan", "score"]
+        columns: columns
             .iter()
             .map(|c| ColumnMapping {
                 column: c.to_string(),
@@ -644,11 +686,17 @@ async fn import(client: &mut ContactServiceClient<Channel>, token: &str) -> anyh
     Ok(IMPORT_ROWS as f64 / elapsed)
 }
 
-/// The same rows inserted with one unnest statement per 5,000 rows, in transactions.
-async fn plain_import(pool: &PgPool, workspace: Uuid) -> anyhow::Result<f64> {
+/// The same rows inserted with one unnest statement per 5,000 rows, in transactions; with
+/// `tags` (the 50 tag ids), each row's two tags in its `tag_ids` and `contact_tags`.
+async fn plain_import(
+    pool: &PgPool,
+    workspace: Uuid,
+    prefix: &str,
+    tags: Option<&[Uuid]>,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let rows: Vec<_> = (0..IMPORT_ROWS).map(|i| import_row("plain", i)).collect();
-    for chunk in rows.chunks(5000) {
+    let rows: Vec<_> = (0..IMPORT_ROWS).map(|i| import_row(prefix, i)).collect();
+    for (n, chunk) in rows.chunks(5000).enumerate() {
         let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
         let emails: Vec<&str> = chunk.iter().map(|r| r.0.as_str()).collect();
         let firsts: Vec<&str> = chunk.iter().map(|r| r.1.as_str()).collect();
@@ -657,12 +705,17 @@ async fn plain_import(pool: &PgPool, workspace: Uuid) -> anyhow::Result<f64> {
             .iter()
             .map(|r| serde_json::json!({ "plan": r.3, "score": r.4 }))
             .collect();
+        let placed: Vec<[Uuid; 2]> = (0..chunk.len())
+            .filter_map(|k| tags.map(|t| import_tags(n * 5000 + k).map(|i| t[i])))
+            .collect();
+        let tag_ids: Vec<String> = placed.iter().map(|[a, b]| format!("{{{a},{b}}}")).collect();
         let mut tx = pool.begin().await?;
         sqlx::query(
-            "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, custom)
-             SELECT id, $1, f, l, e, cu
+            "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, custom, tag_ids)
+             SELECT id, $1, f, l, e, cu, coalesce(tg::uuid[], '{}')
              FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-                 AS r(id, e, f, l, cu)",
+                 WITH ORDINALITY AS r(id, e, f, l, cu, n)
+             LEFT JOIN unnest($7::text[]) WITH ORDINALITY AS t(tg, n) USING (n)",
         )
         .bind(workspace)
         .bind(&ids)
@@ -670,8 +723,22 @@ async fn plain_import(pool: &PgPool, workspace: Uuid) -> anyhow::Result<f64> {
         .bind(&firsts)
         .bind(&lasts)
         .bind(&custom)
+        .bind(&tag_ids)
         .execute(&mut *tx)
         .await?;
+        if !placed.is_empty() {
+            let contacts: Vec<Uuid> = ids.iter().flat_map(|id| [*id, *id]).collect();
+            let tags: Vec<Uuid> = placed.concat();
+            sqlx::query(
+                "INSERT INTO contact_tags (workspace_id, contact_id, tag_id)
+                 SELECT $1, c, t FROM unnest($2::uuid[], $3::uuid[]) AS p(c, t)",
+            )
+            .bind(workspace)
+            .bind(&contacts)
+            .bind(&tags)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
     }
     Ok(IMPORT_ROWS as f64 / started.elapsed().as_secs_f64())
