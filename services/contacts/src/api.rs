@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::Stream;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -37,16 +38,28 @@ pub struct Api {
     pub interactions: Arc<Interactions>,
 }
 
-/// A server stream of `T`, fed by a task through a small channel so the database work of
-/// the next batch overlaps the sending of this one.
+/// A server stream of `T`, fed by a reader task through a small channel so the database
+/// work of the next batches overlaps the sending of this one.
 type Feed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// A batch being rendered by a task of its own, or why the reader stopped.
+type Rendering<T> = Result<JoinHandle<Result<T, Error>>, Error>;
 
 /// Batches of a stream being rendered ahead of the one being sent.
 const RENDERING_AHEAD: usize = 3;
 
-fn feed<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Feed<T> {
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+/// The messages of the batches `rx` renders, in order; ends after the first error.
+fn feed<T: Send + 'static>(rx: mpsc::Receiver<Rendering<T>>) -> Feed<T> {
+    Box::pin(futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        let message = match rx.recv().await? {
+            Ok(task) => task
+                .await
+                .unwrap_or_else(|e| Err(Error::Unexpected(e.into()))),
+            Err(e) => Err(e),
+        };
+        let rx = message.is_ok().then_some(rx);
+        Some((message.map_err(Status::from), rx))
     }))
 }
 
@@ -138,16 +151,15 @@ impl Api {
         after: Option<Uuid>,
         size: i64,
         wrap: F,
-    ) -> mpsc::Receiver<Result<T, Status>>
+    ) -> mpsc::Receiver<Rendering<T>>
     where
         T: Send + 'static,
         F: Fn(Vec<pb::Contact>, bool) -> T + Send + Sync + 'static,
     {
-        let (tx, rx) = mpsc::channel(2);
-        let (rendering_tx, mut rendering) = mpsc::channel(RENDERING_AHEAD);
+        let (tx, rx) = mpsc::channel(RENDERING_AHEAD);
         let api = self.clone();
         let wrap = Arc::new(wrap);
-        // The reader stops when the sender below stops listening.
+        // The reader stops when the stream it feeds is dropped (the caller went away).
         tokio::spawn(async move {
             let result: Result<(), Error> = async {
                 let schema = Arc::new(schema);
@@ -164,13 +176,18 @@ impl Api {
                     }
                     let last = rows.len() < size as usize;
                     after = rows.last().map(|c| c.id).or(after);
+                    // A place is taken before the task starts, so no more batches are
+                    // rendered at once than the channel holds, plus the one being sent.
+                    let Ok(place) = tx.reserve().await else {
+                        return Ok(());
+                    };
                     let (api, schema, names, wrap) =
                         (api.clone(), schema.clone(), names.clone(), wrap.clone());
-                    let rendered = tokio::spawn(async move {
+                    place.send(Ok(tokio::spawn(async move {
                         let contacts = api.render_with(workspace_id, &schema, &names, rows).await?;
                         Ok(wrap(contacts, first))
-                    });
-                    if rendering_tx.send(Ok(rendered)).await.is_err() || last {
+                    })));
+                    if last {
                         return Ok(());
                     }
                     first = false;
@@ -178,22 +195,7 @@ impl Api {
             }
             .await;
             if let Err(e) = result {
-                let _ = rendering_tx.send(Err(e)).await;
-            }
-        });
-        tokio::spawn(async move {
-            while let Some(next) = rendering.recv().await {
-                let message = match next {
-                    Ok(task) => task
-                        .await
-                        .unwrap_or_else(|e| Err(Error::Unexpected(e.into())))
-                        .map_err(Status::from),
-                    Err(e) => Err(e.into()),
-                };
-                let failed = message.is_err();
-                if tx.send(message).await.is_err() || failed {
-                    return;
-                }
+                let _ = tx.send(Err(e)).await;
             }
         });
         rx

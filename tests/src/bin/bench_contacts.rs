@@ -705,17 +705,25 @@ async fn plain_import(
             .iter()
             .map(|r| serde_json::json!({ "plan": r.3, "score": r.4 }))
             .collect();
-        let placed: Vec<[Uuid; 2]> = (0..chunk.len())
-            .filter_map(|k| tags.map(|t| import_tags(n * 5000 + k).map(|i| t[i])))
+        let placed: Vec<[Uuid; 2]> = match tags {
+            Some(t) => (0..chunk.len())
+                .map(|k| import_tags(n * 5000 + k).map(|i| t[i]))
+                .collect(),
+            None => Vec::new(),
+        };
+        let tag_ids: Vec<String> = (0..chunk.len())
+            .map(|k| {
+                placed
+                    .get(k)
+                    .map_or("{}".into(), |[a, b]| format!("{{{a},{b}}}"))
+            })
             .collect();
-        let tag_ids: Vec<String> = placed.iter().map(|[a, b]| format!("{{{a},{b}}}")).collect();
         let mut tx = pool.begin().await?;
         sqlx::query(
             "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, custom, tag_ids)
-             SELECT id, $1, f, l, e, cu, coalesce(tg::uuid[], '{}')
-             FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-                 WITH ORDINALITY AS r(id, e, f, l, cu, n)
-             LEFT JOIN unnest($7::text[]) WITH ORDINALITY AS t(tg, n) USING (n)",
+             SELECT id, $1, f, l, e, cu, tg::uuid[]
+             FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])
+                 AS r(id, e, f, l, cu, tg)",
         )
         .bind(workspace)
         .bind(&ids)
