@@ -62,7 +62,9 @@ impl Interactions {
         let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = rows.iter().copied().unzip();
         let written = sqlx::query(
             // `c.id = ANY` keeps the contacts side to index probes; joined to the
-            // list alone, the planner hashed it over a scan of every Contact.
+            // list alone, the planner hashed it over a scan of every Contact. Planned
+            // anew with its values on each (once a second) call, never as a cached
+            // generic plan: made from a small table's statistics, that scans (ADR 21).
             "UPDATE contacts c SET last_interaction_at = u.at
              FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
              WHERE c.id = ANY($1) AND c.id = u.id
@@ -70,6 +72,7 @@ impl Interactions {
         )
         .bind(&ids)
         .bind(&times)
+        .persistent(false)
         .execute(pool)
         .await;
         match written {

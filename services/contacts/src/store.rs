@@ -230,8 +230,8 @@ pub(crate) async fn create_for_identity(
          ON CONFLICT (workspace_id, channel_id, external_id) DO UPDATE
             SET contact_id = EXCLUDED.contact_id, display_name = EXCLUDED.display_name,
                 created_at = now()
-            WHERE channel_identities.contact_id IN
-                (SELECT id FROM contacts WHERE workspace_id = $1 AND deleted_at IS NOT NULL)",
+            WHERE EXISTS (SELECT 1 FROM contacts d WHERE d.id = channel_identities.contact_id
+                AND d.workspace_id = $1 AND d.deleted_at IS NOT NULL)",
     )
     .bind(workspace_id)
     .bind(key.channel_id)

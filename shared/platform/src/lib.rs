@@ -8,6 +8,7 @@ pub mod events;
 pub mod grpc;
 pub mod metrics;
 pub mod paging;
+pub mod plans;
 pub mod ratelimit;
 pub mod service;
 pub mod shutdown;
