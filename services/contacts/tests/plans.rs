@@ -67,15 +67,7 @@ async fn resolve_contact_plans_probe_by_key_on_tables_never_analysed() {
 
     let (explained, unkeyed) = plans::unkeyed_scans(&guarded, GROWING).await.unwrap();
     assert!(explained >= 3, "the path's statements were prepared");
-    assert!(
-        unkeyed.is_empty(),
-        "scans that grow with the table, not the keys:\n{}",
-        unkeyed
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert!(unkeyed.is_empty(), "{}", plans::report(&unkeyed));
     guarded.close().await;
     db::drop_scratch(pool).await.unwrap();
 }

@@ -779,3 +779,99 @@ async fn a_merged_contacts_conversations_move_to_the_survivor_and_one_stays_acti
     let (next, found) = open(&pool, &target_here, at).await;
     assert_eq!((next.id, found), (surviving.id, Found::Open));
 }
+
+/// The plan guard (ADR 21) over conversations' hot statements: the inbound batch, and
+/// a reply's lock, store and status update, on never-analysed tables holding a thousand
+/// conversations and messages.
+#[tokio::test]
+async fn hot_statements_probe_by_key_on_tables_never_analysed() {
+    const GROWING: &[&str] = &[
+        "conversations",
+        "messages",
+        "conversation_timers",
+        "platform_outbox",
+    ];
+    let pool = fresh().await;
+    ism_platform::plans::never_analysed(&pool, GROWING)
+        .await
+        .unwrap();
+    let workspace_id = Uuid::now_v7();
+    let t = now();
+    let mut parties = Vec::new();
+    for n in 0..1000 {
+        let party = party(workspace_id);
+        let (conversation, _) = open(&pool, &party, t).await;
+        write(&pool, &conversation, "contact", &format!("m-{n}"), t).await;
+        parties.push((party, conversation));
+    }
+
+    let guarded = ism_platform::plans::guarded_pool(&pool).await.unwrap();
+    let mut conn = guarded.acquire().await.unwrap();
+    let (known, replied) = (&parties[7], &parties[9]);
+    let new = party(workspace_id);
+    let messages = [
+        (&known.0, received("m-7"), t),
+        (&known.0, received("k-1"), t + Duration::seconds(1)),
+        (&new, received("n-1"), t + Duration::seconds(2)),
+    ];
+    let arrivals: Vec<Arrival<'_>> = messages
+        .iter()
+        .map(|(party, received, sent_at)| Arrival {
+            party: Party { ..**party },
+            received,
+            sent_at: *sent_at,
+        })
+        .collect();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    assert_eq!(store_arrivals(&mut tx, &arrivals).await.unwrap().len(), 2);
+    tx.commit().await.unwrap();
+
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    let conversation = store::lock_conversation(&mut tx, workspace_id, replied.1.id)
+        .await
+        .unwrap();
+    assert!(
+        store::message_by_client_id(&mut tx, workspace_id, "reply-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let reply = NewMessage {
+        workspace_id,
+        conversation_id: conversation.id,
+        channel_id: conversation.channel_id,
+        direction: "outbound",
+        content: vec![],
+        status: "pending",
+        external_message_id: "",
+        client_message_id: Some("reply-1"),
+        sent_at: t,
+        sender: "user",
+        sender_id: "u1",
+        mentions: &[],
+    };
+    let message = store::insert_message(&mut tx, &reply)
+        .await
+        .unwrap()
+        .unwrap();
+    store::record_message(&mut tx, conversation.id, "user", t, t)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    store::advance_status(&mut conn, workspace_id, message.id, "sent", "", "p-1")
+        .await
+        .unwrap();
+    drop(conn);
+
+    let (explained, unkeyed) = ism_platform::plans::unkeyed_scans(&guarded, GROWING)
+        .await
+        .unwrap();
+    assert!(explained >= 6, "the path's statements were prepared");
+    assert!(
+        unkeyed.is_empty(),
+        "{}",
+        ism_platform::plans::report(&unkeyed)
+    );
+    guarded.close().await;
+    db::drop_scratch(pool).await.unwrap();
+}

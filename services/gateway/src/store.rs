@@ -281,13 +281,14 @@ pub async fn last_inbound(
     }
     let (channels, names): (Vec<Uuid>, Vec<String>) = contacts.iter().cloned().unzip();
     let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
-        // One key probe per contact (ADR 15): a join to the list may be hashed over
-        // every reply window.
+        // One key probe per contact (ADR 15, ADR 21): a join to the list may be hashed
+        // over every reply window, and so may a LATERAL without its LIMIT in a generic
+        // plan made while the table was small.
         "SELECT w.channel_id, w.contact, w.last_inbound_at
          FROM unnest($1::uuid[], $2::text[]) AS c(channel_id, contact)
          CROSS JOIN LATERAL (
              SELECT channel_id, contact, last_inbound_at FROM reply_windows
-             WHERE channel_id = c.channel_id AND contact = c.contact) AS w",
+             WHERE channel_id = c.channel_id AND contact = c.contact LIMIT 1) AS w",
     )
     .bind(channels)
     .bind(names)
@@ -419,6 +420,9 @@ pub async fn finish_attempts(pool: &PgPool, finished: &[Finished]) -> Result<(),
              AS u(message_id, status, external_message_id, last_error, delay)
          WHERE d.message_id = ANY($1) AND d.message_id = u.message_id",
     )
+    // Planned afresh each time (ADR 21): a generic plan made while the table was small
+    // scans every delivery.
+    .persistent(false)
     .bind(ids)
     .bind(statuses)
     .bind(external_ids)

@@ -292,3 +292,108 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
     assert_eq!(outbox, 2, "one status event per final outcome");
     db::drop_scratch(pool).await.unwrap();
 }
+
+/// The plan guard (ADR 21) over the gateway's hot statements: inbound intake, reply
+/// windows, delivery bookkeeping and receipts, on never-analysed tables holding a
+/// thousand messages and deliveries.
+#[tokio::test]
+async fn hot_statements_probe_by_key_on_tables_never_analysed() {
+    const GROWING: &[&str] = &[
+        "inbound_messages",
+        "reply_windows",
+        "deliveries",
+        "platform_outbox",
+    ];
+    let (pool, channel) = scratch_with_channel().await;
+    ism_platform::plans::never_analysed(&pool, GROWING)
+        .await
+        .unwrap();
+    let now = Utc::now();
+    for chunk in 0..10 {
+        let batch = (0..100)
+            .map(|n| {
+                let contact = format!("c{chunk}-{n}");
+                arrival(&channel, &format!("m{chunk}-{n}"), Some((&contact, now)))
+            })
+            .collect();
+        store::accept_inbound(&pool, batch).await.unwrap();
+    }
+    let mut queued = Vec::new();
+    for n in 0..1000 {
+        queued.push(queue_delivery(&pool, &channel, &format!("c0-{}", n % 100)).await);
+    }
+
+    let guarded = ism_platform::plans::guarded_pool(&pool).await.unwrap();
+    let batch = ["m0-1", "new-1", "new-2"]
+        .map(|id| arrival(&channel, id, Some(("c0-1", now))))
+        .into();
+    store::accept_inbound(&guarded, batch).await.unwrap();
+    store::last_inbound(&guarded, &[(channel.id, "c0-1".to_owned())])
+        .await
+        .unwrap();
+    let claimed = store::claim_due(&guarded, 10, 30.0).await.unwrap();
+    store::postpone(&guarded, claimed[0].message_id, 0)
+        .await
+        .unwrap();
+    let finished: Vec<Finished> = claimed
+        .iter()
+        .map(|d| Finished {
+            message_id: d.message_id,
+            outcome: Outcome::Sent {
+                external_message_id: format!("p-{}", d.message_id),
+            },
+            event: None,
+        })
+        .collect();
+    store::finish_attempts(&guarded, &finished).await.unwrap();
+    let sent = format!("p-{}", claimed[1].message_id);
+    assert!(
+        store::is_our_message(&guarded, channel.id, &sent)
+            .await
+            .unwrap()
+    );
+    let status = |_: &store::Receipted| {
+        events::new_event(
+            "gateway.message.status",
+            channel.workspace_id,
+            "k",
+            &MessageReceived::default(),
+        )
+    };
+    let receipted = [sent];
+    store::apply_receipt(
+        &guarded,
+        channel.id,
+        "delivered",
+        "",
+        Some(&receipted),
+        None,
+        status,
+    )
+    .await
+    .unwrap();
+    store::apply_receipt(
+        &guarded,
+        channel.id,
+        "read",
+        "",
+        None,
+        Some(("c0-2", now)),
+        status,
+    )
+    .await
+    .unwrap();
+
+    let (explained, unkeyed) = ism_platform::plans::unkeyed_scans(&guarded, GROWING)
+        .await
+        .unwrap();
+    assert!(explained >= 6, "the path's statements were prepared");
+    assert!(
+        unkeyed.is_empty(),
+        "{}",
+        ism_platform::plans::report(&unkeyed)
+    );
+    assert_eq!(queued.len(), 1000);
+    guarded.close().await;
+    db::drop_scratch(pool).await.unwrap();
+}

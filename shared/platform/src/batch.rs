@@ -110,7 +110,10 @@ mod tests {
     #[tokio::test]
     async fn each_call_gets_its_own_answer_and_calls_waiting_together_share_a_batch() {
         let batches = Arc::new(Mutex::new(Vec::new()));
-        let (gate, opened) = (Arc::new(tokio::sync::Notify::new()), Arc::new(AtomicUsize::new(0)));
+        let (gate, opened) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(AtomicUsize::new(0)),
+        );
         let batcher = Batcher::start(1, 8, {
             let (batches, gate, opened) = (batches.clone(), gate.clone(), opened.clone());
             move |items: Vec<u32>| {
@@ -145,7 +148,11 @@ mod tests {
         for (i, call) in (2..=6).zip(rest) {
             assert_eq!(call.await.unwrap(), i * 10);
         }
-        assert_eq!(*batches.lock().await, vec![1, 5], "a lone call, then one batch");
+        assert_eq!(
+            *batches.lock().await,
+            vec![1, 5],
+            "a lone call, then one batch"
+        );
     }
 
     #[tokio::test]
