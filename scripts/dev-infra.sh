@@ -11,6 +11,9 @@
 #                                (exit status 1 if any is down)
 #   scripts/dev-infra.sh stop    stop RabbitMQ, Redis and PostgreSQL
 #                                (for developers; never needed in CI)
+#   scripts/dev-infra.sh stats   `up`, then load pg_stat_statements (restarts
+#                                PostgreSQL once if it was not preloaded) so
+#                                benchmarks can name their costliest statements
 #
 # Runs as root; re-executes itself through sudo otherwise.
 #
@@ -57,7 +60,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # --- privileges -------------------------------------------------------------
@@ -327,6 +330,24 @@ ensure_databases() {
   fi
 }
 
+# Loads pg_stat_statements into the server (a restart, once) and creates the
+# extension in the postgres database, where the benchmarks read it as $DB_ROLE.
+ensure_stat_statements() {
+  local preload
+  preload=$(pg_sql "SHOW shared_preload_libraries")
+  if [[ ,${preload// /}, != *,pg_stat_statements,* ]]; then
+    pg_sql "ALTER SYSTEM SET shared_preload_libraries = '${preload:+$preload,}pg_stat_statements'"
+    pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" restart </dev/null 9>&- \
+      || die "postgres: restart to load pg_stat_statements failed"
+    wait_until "$PG_TIMEOUT" pg_cluster_online pg_ready \
+      || die "postgres: not accepting connections after the restart"
+    echo "postgres: restarted with pg_stat_statements preloaded"
+  fi
+  pg_sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+  pg_sql "GRANT pg_read_all_stats TO $DB_ROLE"
+  echo "postgres: pg_stat_statements ready"
+}
+
 # --- Redis ------------------------------------------------------------------
 
 redis_ping() {
@@ -523,7 +544,7 @@ main() {
       usage
       return 0
       ;;
-    up | start | status | stop) ;;
+    up | start | status | stop | stats) ;;
     *)
       usage >&2
       return 2
@@ -532,6 +553,10 @@ main() {
   ensure_root "$@"
   case $cmd in
     up | start) cmd_up ;;
+    stats)
+      cmd_up
+      ensure_stat_statements
+      ;;
     status) cmd_status ;;
     stop) cmd_stop ;;
   esac

@@ -7,6 +7,7 @@ pub mod oversize;
 pub mod platform;
 pub mod provider;
 pub mod receiver;
+pub mod statements;
 
 pub use platform::{Platform, Tenant, authed, eventually, sign};
 pub use provider::FakeProvider;

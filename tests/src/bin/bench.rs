@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use ism_e2e::statements::{self, Statements};
 use ism_e2e::{Platform, Receiver, Tenant, baseline, sign};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
@@ -89,6 +90,15 @@ async fn main() -> anyhow::Result<()> {
     let (count, _) = wait_stored(&conversations, target).await?;
     anyhow::ensure!(count >= target, "the warm-up messages were not stored");
 
+    let statements = Statements::connect(&platform.id).await;
+    let statements_before = match &statements {
+        Ok(reader) => Some(reader.snapshot().await?),
+        Err(why) => {
+            eprintln!("{why}");
+            None
+        }
+    };
+    let stored_before = stored(&conversations).await?;
     eprintln!(
         "max rate: {CLIENTS} clients for {} s",
         MAX_RATE_FOR.as_secs()
@@ -111,6 +121,11 @@ async fn main() -> anyhow::Result<()> {
         inserts_many,
         log,
     });
+    if let (Ok(reader), Some(before)) = (&statements, statements_before) {
+        let stored_during = stored(&conversations).await? - stored_before;
+        println!();
+        statements::print_top(&before, &reader.snapshot().await?, stored_during as u64, 12);
+    }
     Ok(())
 }
 
