@@ -34,7 +34,9 @@ impl Statements {
             databases: format!("ism_{platform_id}_%"),
         };
         reader.snapshot().await.map_err(|e| {
-            format!("pg_stat_statements is not available ({e}); scripts/dev-infra.sh stats loads it")
+            format!(
+                "pg_stat_statements is not available ({e}); scripts/dev-infra.sh stats loads it"
+            )
         })?;
         Ok(reader)
     }

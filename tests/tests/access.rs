@@ -1821,7 +1821,15 @@ fn chrono_now() -> i64 {
         .as_secs() as i64
 }
 
+/// The field a refusal names: in a `PreconditionFailure` for FAILED_PRECONDITION, in a
+/// `BadRequest` otherwise, as every service answers.
 fn field_of(status: &Status) -> String {
+    if status.code() == Code::FailedPrecondition {
+        return status
+            .get_details_precondition_failure()
+            .and_then(|p| p.violations.first().map(|v| v.subject.clone()))
+            .unwrap_or_default();
+    }
     status
         .get_details_bad_request()
         .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))

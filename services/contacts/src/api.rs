@@ -1,7 +1,8 @@
 //! The ContactService gRPC API: checks the caller and the request, calls the store.
 use ism_platform::auth::{Caller, Role};
 use ism_platform::convert::{storable, timestamp, uuid};
-use ism_platform::paging::{self, FieldError};
+use ism_platform::error::FieldError;
+use ism_platform::paging;
 use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
 use std::pin::Pin;
@@ -128,10 +129,13 @@ impl Api {
                 let id = uuid("segment_id", id)?;
                 let segment = segments::get(&self.pool, workspace_id, id).await?;
                 filter::check(&segment.filter()?, &schema).map_err(|e| {
-                    Error::Precondition(format!(
-                        "segment {:?} no longer fits the contact fields: {e}",
-                        segment.name
-                    ))
+                    Error::precondition(
+                        "segment_id",
+                        format!(
+                            "segment {:?} no longer fits the contact fields: {e}",
+                            segment.name
+                        ),
+                    )
                 })?
             }
             None => filter::check(filter.unwrap_or(&pb::Filter::default()), &schema)?,

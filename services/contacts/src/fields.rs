@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use ism_platform::convert::{from_timestamp, storable, timestamp};
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -437,9 +437,10 @@ pub async fn create(
             .fetch_one(&mut *tx)
             .await?;
     if count >= MAX_FIELDS {
-        return Err(Error::Precondition(format!(
-            "a workspace has at most {MAX_FIELDS} contact fields"
-        )));
+        return Err(Error::precondition(
+            "workspace",
+            format!("a workspace has at most {MAX_FIELDS} contact fields"),
+        ));
     }
     let row: Option<FieldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO contact_fields (workspace_id, key, label, description, kind, options, default_value)
@@ -454,7 +455,12 @@ pub async fn create(
     .bind(default)
     .fetch_optional(&mut *tx)
     .await?;
-    let row = row.ok_or_else(|| Error::AlreadyExists(format!("contact field {}", def.key)))?;
+    let row = row.ok_or_else(|| {
+        Error::AlreadyExists(FieldError::new(
+            "field.key",
+            format!("the contact field {} exists", def.key),
+        ))
+    })?;
     tx.commit().await?;
     row.try_into()
 }
@@ -476,13 +482,16 @@ pub async fn update(
     .bind(&def.key)
     .fetch_optional(&mut *tx)
     .await?;
-    let current = FieldDef::try_from(current.ok_or(Error::FieldNotFound)?)?;
+    let current = FieldDef::try_from(current.ok_or(Error::NotFound("contact field"))?)?;
     if current.kind != def.kind {
-        return Err(Error::Precondition(format!(
-            "field {} is a {} field; its type cannot change (create a new field instead)",
-            def.key,
-            current.kind.as_str()
-        )));
+        return Err(Error::precondition(
+            "field.kind",
+            format!(
+                "field {} is a {} field; its type cannot change (create a new field instead)",
+                def.key,
+                current.kind.as_str()
+            ),
+        ));
     }
     let removed: Vec<&String> = current
         .options
@@ -499,10 +508,13 @@ pub async fn update(
         .fetch_one(&mut *tx)
         .await?;
         if held > 0 {
-            return Err(Error::Precondition(format!(
-                "{held} contacts hold options {removed:?} of field {}; change their values first",
-                def.key
-            )));
+            return Err(Error::precondition(
+                "field.options",
+                format!(
+                    "{held} contacts hold options {removed:?} of field {}; change their values first",
+                    def.key
+                ),
+            ));
         }
     }
     let row: FieldRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -533,7 +545,7 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, key: &str) -> Result<(), 
         .await?
         .rows_affected();
     if deleted == 0 {
-        return Err(Error::FieldNotFound);
+        return Err(Error::NotFound("contact field"));
     }
     sqlx::query(
         "UPDATE contacts SET custom = custom - $2::text

@@ -3,7 +3,7 @@
 //! over `contacts c` with every operand bound.
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use ism_platform::convert::{from_timestamp, storable};
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;

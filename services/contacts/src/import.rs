@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ism_platform::convert::timestamp;
+use ism_platform::error::FieldError;
 use ism_platform::events::{self, new_event};
-use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 use ism_proto::events::v1::{ContactCreated, Event};
 use serde_json::Value;
@@ -472,7 +472,7 @@ pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Outcome,
     .bind(id)
     .fetch_optional(pool)
     .await?
-    .ok_or(Error::ImportNotFound)
+    .ok_or(Error::NotFound("import"))
 }
 
 /// Forgets imports older than `days` (their reports with them).

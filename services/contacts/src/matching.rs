@@ -1,7 +1,7 @@
 //! Which of a caller's candidate Contacts match a Filter: the compiled filter narrowed to
 //! the candidates' primary keys, so the cost follows the candidates, not the Workspace.
 use ism_platform::convert::uuid;
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 

@@ -1,8 +1,8 @@
 //! Merging two Contacts that are one person, and suggesting which ones might be.
 use std::collections::{BTreeSet, HashMap};
 
+use ism_platform::error::FieldError;
 use ism_platform::events;
-use ism_platform::paging::FieldError;
 use ism_proto::contacts::v1 as pb;
 use ism_proto::events::v1::ContactMerged;
 use sqlx::PgPool;
@@ -112,13 +112,11 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     let find = |id| {
         rows.iter()
             .find(|c| c.id == id)
-            .ok_or(Error::ContactNotFound)
+            .ok_or(Error::NotFound("contact"))
     };
     let (target, source) = (find(m.target)?, find(m.source)?);
     if target.version != m.target_version {
-        return Err(Error::StaleVersion {
-            current: target.version,
-        });
+        return Err(crate::error::stale_version(target.version));
     }
 
     let picked: Vec<String> = PROFILE_FIELDS

@@ -1,6 +1,6 @@
 //! The default Contact Fields: each value checked and normalized before it is stored.
 use ism_platform::convert::storable;
-use ism_platform::paging::FieldError;
+use ism_platform::error::{Checks, FieldError, Violations};
 use ism_proto::contacts::v1 as pb;
 
 /// Longest first or last name.
@@ -140,16 +140,29 @@ pub struct Profile {
 
 impl Profile {
     /// Checks and normalizes every default field of `p`.
-    pub fn from_proto(p: &pb::ContactProfile) -> Result<Self, FieldError> {
-        let country = country(&p.country)?;
+    pub fn from_proto(p: &pb::ContactProfile) -> Result<Self, Violations> {
+        let country = country(&p.country);
+        // A national number is read in the profile's country, when that one is valid.
+        let phone = phone(&p.phone, country.as_deref().unwrap_or_default());
+        let (first_name, last_name, email, phone, language, timezone, picture_url, country) = (
+            name("first_name", &p.first_name),
+            name("last_name", &p.last_name),
+            email(&p.email),
+            phone,
+            language(&p.language),
+            timezone(&p.timezone),
+            url(&p.picture_url),
+            country,
+        )
+            .all()?;
         Ok(Profile {
-            first_name: name("first_name", &p.first_name)?,
-            last_name: name("last_name", &p.last_name)?,
-            email: email(&p.email)?,
-            phone: phone(&p.phone, &country)?,
-            language: language(&p.language)?,
-            timezone: timezone(&p.timezone)?,
-            picture_url: url(&p.picture_url)?,
+            first_name,
+            last_name,
+            email,
+            phone,
+            language,
+            timezone,
+            picture_url,
             country,
         })
     }
@@ -158,6 +171,20 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_with_three_bad_fields_names_all_three() {
+        let profile = pb::ContactProfile {
+            email: "ada@".into(),
+            language: "portuguese".into(),
+            timezone: "Mars/Olympus".into(),
+            first_name: "Ada".into(),
+            ..Default::default()
+        };
+        let violations = Profile::from_proto(&profile).unwrap_err();
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_ref()).collect();
+        assert_eq!(fields, ["email", "language", "timezone"]);
+    }
 
     #[test]
     fn emails_are_lower_cased_and_checked() {

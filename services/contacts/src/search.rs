@@ -1,6 +1,7 @@
 //! Search over a Workspace's Contacts: sorted keyset pages with a total count, and
 //! batches in id order for streaming and export.
-use ism_platform::paging::{self, FieldError};
+use ism_platform::error::FieldError;
+use ism_platform::paging;
 use ism_proto::contacts::v1 as pb;
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};

@@ -2,7 +2,7 @@
 //! again on every use, against the field definitions of that moment.
 use chrono::{DateTime, Utc};
 use ism_platform::convert::timestamp;
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::contacts::v1 as pb;
 use prost::Message;
 use sqlx::{FromRow, PgPool};
@@ -62,15 +62,6 @@ async fn checked(
     Ok(segment_name)
 }
 
-fn unique(e: sqlx::Error, name: &str) -> Error {
-    match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            Error::AlreadyExists(format!("segment {name:?}"))
-        }
-        e => e.into(),
-    }
-}
-
 pub async fn create(
     pool: &PgPool,
     workspace_id: Uuid,
@@ -88,7 +79,7 @@ pub async fn create(
     .bind(filter.encode_to_vec())
     .fetch_one(pool)
     .await
-    .map_err(|e| unique(e, &segment_name))
+    .map_err(Error::from)
 }
 
 pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Segment, Error> {
@@ -99,7 +90,7 @@ pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Segment,
     .bind(id)
     .fetch_optional(pool)
     .await?
-    .ok_or(Error::SegmentNotFound)
+    .ok_or(Error::NotFound("segment"))
 }
 
 /// Segments by name then id, after the keyset position `after`.
@@ -141,8 +132,8 @@ pub async fn update(
     .bind(filter.encode_to_vec())
     .fetch_optional(pool)
     .await
-    .map_err(|e| unique(e, &segment_name))?
-    .ok_or(Error::SegmentNotFound)
+    .map_err(Error::from)?
+    .ok_or(Error::NotFound("segment"))
 }
 
 pub async fn delete(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
@@ -153,7 +144,7 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<(), E
         .await?
         .rows_affected();
     if deleted == 0 {
-        return Err(Error::SegmentNotFound);
+        return Err(Error::NotFound("segment"));
     }
     Ok(())
 }

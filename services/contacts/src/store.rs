@@ -370,7 +370,7 @@ pub async fn get(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Contact,
     .bind(id)
     .fetch_optional(pool)
     .await?
-    .ok_or(Error::ContactNotFound)
+    .ok_or(Error::NotFound("contact"))
 }
 
 /// Live Contacts, newest first, after the keyset position `before`.
@@ -457,9 +457,7 @@ pub async fn update(
     let mut tx = pool.begin().await?;
     let current = locked(&mut tx, workspace_id, id).await?;
     if current.version != version {
-        return Err(Error::StaleVersion {
-            current: current.version,
-        });
+        return Err(crate::error::stale_version(current.version));
     }
     let schema = fields::schema(&mut tx, workspace_id).await?;
     let (next, mut changed) = patch.apply(&current)?;
@@ -573,7 +571,7 @@ pub(crate) async fn locked(
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or(Error::ContactNotFound)
+    .ok_or(Error::NotFound("contact"))
 }
 
 /// Marks a live Contact deleted; returns until when it can be restored.
@@ -587,7 +585,7 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<DateT
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    let deleted_at = deleted_at.ok_or(Error::ContactNotFound)?;
+    let deleted_at = deleted_at.ok_or(Error::NotFound("contact"))?;
     let payload = ContactDeleted {
         contact_id: id.to_string(),
     };
@@ -616,7 +614,7 @@ pub async fn restore(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Cont
     .bind(format!("{} seconds", RESTORE_PERIOD.num_seconds()))
     .fetch_optional(&mut *tx)
     .await?;
-    let contact = contact.ok_or(Error::ContactNotFound)?;
+    let contact = contact.ok_or(Error::NotFound("contact"))?;
     let payload = ContactDeleted {
         contact_id: id.to_string(),
     };

@@ -1,7 +1,7 @@
 //! Tags: manual labels on Contacts, created on first use, renamed and deleted across
 //! the Workspace.
+use ism_platform::error::FieldError;
 use ism_platform::events;
-use ism_platform::paging::FieldError;
 use ism_proto::events::v1::{ContactTagChanged, Event, TagDeleted, TagRenamed};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -97,7 +97,7 @@ pub async fn add(
     distinct.sort();
     distinct.dedup();
     if live != distinct.len() as i64 {
-        return Err(Error::ContactNotFound);
+        return Err(Error::NotFound("contact"));
     }
     // Existing tags keep their spelling; new ones are created, racing creators meet at
     // the unique index and both read the winner.
@@ -186,13 +186,17 @@ pub async fn rename(pool: &PgPool, workspace_id: Uuid, from: &str, to: &str) -> 
     .bind(to)
     .execute(&mut *tx)
     .await;
-    match renamed {
-        Ok(r) if r.rows_affected() == 0 => return Err(Error::TagNotFound),
+    match renamed.map_err(Error::from) {
+        Ok(r) if r.rows_affected() == 0 => return Err(Error::NotFound("tag")),
         Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(Error::AlreadyExists(format!("tag {to}")));
+        // The taken name is the request's new one.
+        Err(Error::AlreadyExists(taken)) => {
+            return Err(Error::AlreadyExists(FieldError::new(
+                "new_name",
+                taken.reason,
+            )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
     let payload = TagRenamed {
         old_name: from.to_owned(),
@@ -226,7 +230,7 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, name: &str) -> Result<(),
     .bind(name)
     .fetch_optional(&mut *tx)
     .await?;
-    let name = deleted.ok_or(Error::TagNotFound)?;
+    let name = deleted.ok_or(Error::NotFound("tag"))?;
     emit(
         &mut tx,
         "contacts.tag.deleted",

@@ -361,7 +361,9 @@ async fn updates_are_partial_versioned_and_evented() {
     let stale = store::update(&pool, ws, ada.id, 1, &patch)
         .await
         .unwrap_err();
-    assert!(matches!(stale, Error::StaleVersion { current: 2 }));
+    assert!(
+        matches!(&stale, Error::Precondition(f) if f.field == "version" && f.reason.contains("version 2"))
+    );
     let bad_patches = [
         Patch {
             email: Some("nope".into()),
@@ -412,11 +414,11 @@ async fn updates_are_partial_versioned_and_evented() {
     let other = Uuid::now_v7();
     assert!(matches!(
         store::get(&pool, other, ada.id).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     assert!(matches!(
         store::update(&pool, other, ada.id, 3, &Patch::default()).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     db::drop_scratch(pool).await.unwrap();
 }
@@ -446,18 +448,18 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
     store::delete(&pool, ws, alan.contact.id).await.unwrap();
     assert!(matches!(
         store::get(&pool, ws, alan.contact.id).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     assert!(store::list(&pool, ws, None, 10).await.unwrap().is_empty());
     assert!(matches!(
         store::delete(&pool, ws, alan.contact.id).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     let restored = store::restore(&pool, ws, alan.contact.id).await.unwrap();
     assert!(restored.deleted_at.is_none());
     assert!(matches!(
         store::restore(&pool, ws, alan.contact.id).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
 
     store::delete(&pool, ws, alan.contact.id).await.unwrap();
@@ -480,7 +482,7 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         .unwrap();
     assert!(matches!(
         store::restore(&pool, ws, alan.contact.id).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     assert_eq!(store::purge(&pool, 100).await.unwrap(), 1);
     let activity: Vec<Uuid> = sqlx::query_scalar("SELECT contact_id FROM contact_activity")
@@ -515,7 +517,7 @@ async fn field_definitions_change_safely() {
     bad_default.default_value = Some(text("x"));
     assert!(matches!(
         fields::create(&pool, ws, &bad_default).await,
-        Err(Error::Invalid(e)) if e.field == "field.default_value"
+        Err(Error::Invalid(e)) if e.names("field.default_value")
     ));
 
     // New contacts get the default, from a profile and from a first message.
@@ -560,7 +562,7 @@ async fn field_definitions_change_safely() {
     );
     assert!(matches!(
         fields::delete(&pool, ws, "plan").await,
-        Err(Error::FieldNotFound)
+        Err(Error::NotFound("contact field"))
     ));
     db::drop_scratch(pool).await.unwrap();
 }
@@ -605,7 +607,7 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
         .unwrap();
     assert!(matches!(
         tags::add(&pool, ws, &[ids[0], foreign.id], &["x".into()]).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     assert!(
         tags::list(&pool, ws)
@@ -663,7 +665,7 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
     assert_eq!(tag_names(&pool, ws, ids[0]).await, ["gold"]);
     assert!(matches!(
         tags::delete(&pool, ws, "silver").await,
-        Err(Error::TagNotFound)
+        Err(Error::NotFound("tag"))
     ));
     assert_eq!(
         tags_out_of_step(&pool).await,
@@ -1362,7 +1364,7 @@ mod filters {
         let err = search::search(&pool, ws, &all, other, 1, &page.next_page_token, false)
             .await
             .unwrap_err();
-        assert!(matches!(err, ism_contacts::Error::Invalid(e) if e.field == "page_token"));
+        assert!(matches!(err, ism_contacts::Error::Invalid(e) if e.names("page_token")));
 
         // Batches walk every match in id order.
         let tags = search::tag_ids(&pool, ws, &all).await.unwrap();
@@ -1422,7 +1424,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     };
     assert!(matches!(
         store::update(&pool, ws, target.contact.id, 1, &nul).await,
-        Err(Error::Invalid(e)) if e.field == "custom_fields" && e.reason.contains("NUL")
+        Err(Error::Invalid(e)) if e.names("custom_fields") && e.to_string().contains("NUL")
     ));
     let target = store::update(&pool, ws, target.contact.id, 1, &patch)
         .await
@@ -1490,22 +1492,22 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     // Bad requests change nothing.
     assert!(matches!(
         merge::merge(&pool, ws, &request(1, source.contact.id, &[])).await,
-        Err(Error::StaleVersion { current: 2 })
+        Err(Error::Precondition(f)) if f.field == "version" && f.reason.contains("version 2")
     ));
     assert!(matches!(
         merge::merge(&pool, ws, &request(2, target.id, &[])).await,
-        Err(Error::Invalid(e)) if e.field == "source_id"
+        Err(Error::Invalid(e)) if e.names("source_id")
     ));
     assert!(matches!(
         merge::merge(&pool, ws, &request(2, source.contact.id, &[("shoe", Side::Source)])).await,
-        Err(Error::Invalid(e)) if e.field == "field_choices"
+        Err(Error::Invalid(e)) if e.names("field_choices")
     ));
     let foreign = store::create(&pool, Uuid::now_v7(), &Profile::default(), &HashMap::new())
         .await
         .unwrap();
     assert!(matches!(
         merge::merge(&pool, ws, &request(2, foreign.id, &[])).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     assert_eq!(events(&pool, "contacts.contact.merged").await, 0);
 
@@ -1534,11 +1536,11 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     assert_eq!(tag_names(&pool, ws, target.id).await, ["math", "vip"]);
     assert!(matches!(
         store::get(&pool, ws, source.contact.id).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     assert!(matches!(
         store::restore(&pool, ws, source.contact.id).await,
-        Err(Error::ContactNotFound)
+        Err(Error::NotFound("contact"))
     ));
     assert_eq!(events(&pool, "contacts.contact.merged").await, 1);
     assert!(merged.last_interaction_at > target.last_interaction_at);
@@ -1694,7 +1696,7 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
     assert_eq!(again.error_report, outcome.error_report);
     assert!(matches!(
         import::get(&pool, Uuid::now_v7(), outcome.id).await,
-        Err(Error::ImportNotFound)
+        Err(Error::NotFound("import"))
     ));
 
     // A key shared by two Contacts is ambiguous: the row is rejected, nothing merged.
@@ -1771,7 +1773,7 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Invalid(e) if e.field == field),
+            matches!(&err, Error::Invalid(e) if e.names(field)),
             "{err:?}"
         );
     }

@@ -2,7 +2,8 @@
 use chrono::{DateTime, Utc};
 use ism_platform::auth::{Caller, Role};
 use ism_platform::convert::{timestamp, uuid};
-use ism_platform::paging::{self, FieldError};
+use ism_platform::error::FieldError;
+use ism_platform::paging;
 use ism_proto::conversations::v1 as pb;
 use ism_proto::conversations::v1::conversation_service_server::ConversationService;
 use ism_proto::events::v1::{CommentAdded, ConversationOpened, DeliveryRequested, MessageCreated};
@@ -196,7 +197,7 @@ impl Api {
         let message = store::insert_message(&mut tx, &new)
             .await?
             .ok_or(Error::Aborted(
-                "a concurrent send with the same client_message_id won; retry to read it",
+                "a concurrent send with the same client_message_id won; retry to read it".into(),
             ))?;
         store::record_message(&mut tx, conversation.id, sender, now, now).await?;
         let created = MessageCreated {
@@ -421,7 +422,7 @@ impl ConversationService for Api {
                 };
                 let message = store::insert_message(&mut tx, &new)
                     .await?
-                    .ok_or(Error::Aborted("the comment collided; retry"))?;
+                    .ok_or(Error::Aborted("the comment collided; retry".into()))?;
                 let added = CommentAdded {
                     message_id: message.id.to_string(),
                     conversation_id: conversation_id.to_string(),

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ism_platform::auth::ServiceTokens;
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::contacts::v1::field_value::Kind as FieldKind;
@@ -31,8 +31,14 @@ pub const MAX_CANDIDATES: usize = 10_000;
 /// The field of a view's Contact conditions, as errors name it.
 pub const CONTACT_FILTER: &str = "conditions.contact_filter";
 
-fn unavailable(status: tonic::Status) -> Error {
-    Error::Unavailable(format!("workspaces: {}", status.message()))
+/// A refusal of the workspaces service while reading `what`.
+fn workspaces(what: &'static str) -> impl Fn(tonic::Status) -> Error {
+    move |status| Error::from_peer("workspaces", what, &status)
+}
+
+/// A refusal of the contacts service while reading `what`.
+fn contacts(what: &'static str) -> impl Fn(tonic::Status) -> Error {
+    move |status| Error::from_peer("contacts", what, &status)
 }
 
 fn candidate(user: &ws::User) -> Option<Candidate> {
@@ -64,13 +70,13 @@ impl Directory {
             .tokens
             .request(contacts::ListContactFieldsRequest {}, workspace_id)
             .await
-            .map_err(unavailable)?;
+            .map_err(workspaces("service token"))?;
         let fields = self
             .contacts
             .clone()
             .list_contact_fields(request)
             .await
-            .map_err(unavailable)?
+            .map_err(contacts("contact fields"))?
             .into_inner()
             .fields;
         Ok(fields.into_iter().map(|f| f.key).collect())
@@ -93,7 +99,7 @@ impl Directory {
             .tokens
             .request(request, workspace_id)
             .await
-            .map_err(unavailable)?;
+            .map_err(workspaces("service token"))?;
         match self.contacts.clone().match_contacts(request).await {
             Ok(response) => Ok(response
                 .into_inner()
@@ -107,12 +113,9 @@ impl Directory {
                     .bad_request()
                     .and_then(|b| b.field_violations.first())
                     .map_or_else(|| status.message().to_owned(), |v| v.description.clone());
-                Err(Error::Invalid(FieldError::new(CONTACT_FILTER, reason)))
+                Err(FieldError::new(CONTACT_FILTER, reason).into())
             }
-            Err(status) => Err(Error::Unavailable(format!(
-                "contacts: {}",
-                status.message()
-            ))),
+            Err(status) => Err(contacts("contacts")(status)),
         }
     }
 
@@ -131,13 +134,13 @@ impl Directory {
             .tokens
             .request(request, workspace_id)
             .await
-            .map_err(unavailable)?;
+            .map_err(workspaces("service token"))?;
         let contact = self
             .contacts
             .clone()
             .get_contact(request)
             .await
-            .map_err(unavailable)?
+            .map_err(contacts("contact"))?
             .into_inner()
             .contact
             .unwrap_or_default();
@@ -186,12 +189,12 @@ impl Directory {
                     .tokens
                     .request(request, workspace_id)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(workspaces("service token"))?;
                 self.client
                     .clone()
                     .get_user(request)
                     .await
-                    .map_err(unavailable)?
+                    .map_err(workspaces("user"))?
                     .into_inner()
                     .user
                     .map(|u| u.display_name)
@@ -217,11 +220,11 @@ impl Directory {
             .tokens
             .request(request, workspace_id)
             .await
-            .map_err(unavailable)?;
+            .map_err(workspaces("service token"))?;
         let user = match self.client.clone().get_user(request).await {
             Ok(response) => response.into_inner().user,
             Err(status) if status.code() == tonic::Code::NotFound => None,
-            Err(status) => return Err(unavailable(status)),
+            Err(status) => return Err(workspaces("user")(status)),
         };
         user.as_ref()
             .and_then(candidate)
@@ -250,7 +253,7 @@ impl Directory {
                         .tokens
                         .request(request, workspace_id)
                         .await
-                        .map_err(unavailable)?;
+                        .map_err(workspaces("service token"))?;
                     match self.client.clone().list_team_members(request).await {
                         Ok(r) => {
                             let r = r.into_inner();
@@ -261,7 +264,7 @@ impl Directory {
                                 FieldError::new(field, "is not a Team of this Workspace").into()
                             );
                         }
-                        Err(status) => return Err(unavailable(status)),
+                        Err(status) => return Err(workspaces("team")(status)),
                     }
                 }
                 None => {
@@ -274,13 +277,13 @@ impl Directory {
                         .tokens
                         .request(request, workspace_id)
                         .await
-                        .map_err(unavailable)?;
+                        .map_err(workspaces("service token"))?;
                     let r = self
                         .client
                         .clone()
                         .list_users(request)
                         .await
-                        .map_err(unavailable)?
+                        .map_err(workspaces("users"))?
                         .into_inner();
                     (r.users, r.next_page_token)
                 }

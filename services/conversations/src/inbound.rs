@@ -292,7 +292,7 @@ pub async fn store_arrivals(
     let messages = store::insert_messages(tx, &new).await?;
     if messages.len() != new.len() {
         return Err(Error::Aborted(
-            "a concurrent delivery stored the same provider message; retrying",
+            "a concurrent delivery stored the same provider message; retrying".into(),
         ));
     }
     let applied: Vec<_> = messages

@@ -1,7 +1,7 @@
 //! Custom Inboxes and the built-in views: conversation conditions turned into one
 //! keyset-paged query and its count.
 use chrono::{DateTime, Utc};
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::conversations::v1 as pb;
 use prost::Message as _;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
@@ -234,15 +234,6 @@ impl Inbox {
     }
 }
 
-fn name_taken(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Error::AlreadyExists(
-            FieldError::new("name", "another inbox of this Workspace has this name"),
-        ),
-        _ => e.into(),
-    }
-}
-
 pub async fn create(
     conn: &mut PgConnection,
     workspace_id: Uuid,
@@ -259,7 +250,7 @@ pub async fn create(
     .bind(conditions.encode_to_vec())
     .fetch_one(conn)
     .await
-    .map_err(name_taken)
+    .map_err(Error::from)
 }
 
 pub async fn get(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid) -> Result<Inbox, Error> {
@@ -290,7 +281,7 @@ pub async fn update(
     .bind(conditions.encode_to_vec())
     .fetch_optional(conn)
     .await
-    .map_err(name_taken)?
+    .map_err(Error::from)?
     .ok_or(Error::NotFound("inbox"))
 }
 

@@ -2,7 +2,7 @@
 //! wake snoozed conversations and close inactive ones.
 use chrono::{DateTime, Utc};
 use ism_platform::convert::timestamp;
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::events::v1::{ConversationClosed, ConversationSnoozed, ConversationWoken};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;

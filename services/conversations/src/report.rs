@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::conversations::v1 as pb;
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -1,6 +1,6 @@
 //! What each Workspace chose about its conversations: auto-close, closing notes, replies
 //! to closed conversations and auto-assignment.
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use ism_platform::paging::FieldError;
+use ism_platform::error::{Checks, FieldError, Violations};
 use minijinja::{Environment, UndefinedBehavior};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
@@ -42,14 +42,24 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// The shortcut, title and body to store, or the field that is wrong; `field_keys` are
-/// the Workspace's custom Contact Field keys.
+/// The shortcut, title and body to store, or every field that is wrong; `field_keys`
+/// are the Workspace's custom Contact Field keys.
 pub fn validate(
     shortcut: &str,
     title: &str,
     body: &str,
     field_keys: &[String],
-) -> Result<(), FieldError> {
+) -> Result<(), Violations> {
+    (
+        check_shortcut(shortcut),
+        check_title(title),
+        check_body(body, field_keys),
+    )
+        .all()
+        .map(drop)
+}
+
+fn check_shortcut(shortcut: &str) -> Result<(), FieldError> {
     let shortcut_ok = !shortcut.is_empty()
         && shortcut.len() <= 32
         && shortcut
@@ -61,9 +71,17 @@ pub fn validate(
             "1 to 32 letters, digits, '-' or '_'",
         ));
     }
+    Ok(())
+}
+
+fn check_title(title: &str) -> Result<(), FieldError> {
     if title.trim().is_empty() || title.chars().count() > 100 {
         return Err(FieldError::new("title", "must have 1 to 100 characters"));
     }
+    Ok(())
+}
+
+fn check_body(body: &str, field_keys: &[String]) -> Result<(), FieldError> {
     if body.trim().is_empty() || body.len() > MAX_BODY {
         return Err(FieldError::new(
             "body",
@@ -123,18 +141,6 @@ pub struct NewSnippet<'a> {
     pub body: &'a str,
 }
 
-fn taken(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            Error::AlreadyExists(FieldError::new(
-                "shortcut",
-                "another snippet in this scope has this shortcut",
-            ))
-        }
-        _ => e.into(),
-    }
-}
-
 pub async fn create(conn: &mut PgConnection, new: &NewSnippet<'_>) -> Result<Snippet, Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO snippets (id, workspace_id, owner, shortcut, title, body) VALUES ($1, $2, $3, $4, $5, $6)
@@ -148,7 +154,7 @@ pub async fn create(conn: &mut PgConnection, new: &NewSnippet<'_>) -> Result<Sni
     .bind(new.body)
     .fetch_one(conn)
     .await
-    .map_err(taken)
+    .map_err(Error::from)
 }
 
 /// A snippet the caller `subject` can see: shared, or their own.
@@ -186,7 +192,7 @@ pub async fn update(
     .bind(body)
     .fetch_one(conn)
     .await
-    .map_err(taken)
+    .map_err(Error::from)
 }
 
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<(), Error> {
@@ -249,16 +255,19 @@ mod tests {
             "{{ contact }}",
             "{{ unclosed",
         ] {
-            assert_eq!(
-                validate("hi", "Hi", bad, &keys).unwrap_err().field,
-                "body",
+            assert!(
+                validate("hi", "Hi", bad, &keys).unwrap_err().names("body"),
                 "{bad}"
             );
         }
-        assert_eq!(
-            validate("a b", "Hi", ok, &keys).unwrap_err().field,
-            "shortcut"
+        assert!(
+            validate("a b", "Hi", ok, &keys)
+                .unwrap_err()
+                .names("shortcut")
         );
+        let all_three = validate("a b", "", "{{ unclosed", &keys).unwrap_err();
+        let fields: Vec<&str> = all_three.iter().map(|v| v.field.as_ref()).collect();
+        assert_eq!(fields, ["shortcut", "title", "body"]);
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub async fn open_or_find(
         }
     }
     Err(Error::Aborted(
-        "the conversation changed concurrently; retry",
+        "the conversation changed concurrently; retry".into(),
     ))
 }
 
@@ -194,7 +194,7 @@ pub async fn open_from_workspace(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::Aborted(
-        "the Contact opened a new conversation meanwhile; reply there",
+        "the Contact opened a new conversation meanwhile; reply there".into(),
     ))
 }
 

@@ -2,7 +2,7 @@
 //! conditions pick candidates in view order, and the contacts service says which of
 //! their Contacts match the view's Filter (this service never reads Contacts itself).
 use chrono::{DateTime, Utc};
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::contacts::v1 as contacts;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -27,10 +27,10 @@ pub struct View {
 /// inbox's state, not the caller's request.
 fn stale(e: Error) -> Error {
     match e {
-        Error::Invalid(f) if f.field == CONTACT_FILTER => {
-            Error::FailedPrecondition(FieldError::new(
+        Error::Invalid(violations) if violations.names(CONTACT_FILTER) => {
+            Error::Precondition(FieldError::new(
                 "inbox_id",
-                format!("its contact filter no longer fits: {}", f.reason),
+                format!("its contact filter no longer fits: {violations}"),
             ))
         }
         other => other,

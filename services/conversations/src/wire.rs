@@ -1,7 +1,7 @@
 //! Conversions between stored rows and API messages, and content validation.
 use ism_platform::auth::Caller;
 use ism_platform::convert::{from_timestamp, timestamp};
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use ism_proto::conversations::v1 as pb;
 use ism_proto::types::v1::{
     ChannelType, DeliveryStatus, Direction, MessageContent, message_content::Kind,

@@ -266,7 +266,7 @@ async fn a_snoozed_conversation_wakes_by_itself_at_its_time_and_not_before() {
     .await
     .unwrap_err();
     assert!(
-        matches!(&past, Error::Invalid(f) if f.field == "until"),
+        matches!(&past, Error::Invalid(f) if f.names("until")),
         "{past:?}"
     );
     assert_eq!(

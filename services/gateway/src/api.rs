@@ -6,7 +6,8 @@ use aws_lc_rs::rand::SecureRandom;
 use ism_platform::auth::{Caller, Role};
 use ism_platform::config::Settings;
 use ism_platform::convert::{timestamp, uuid};
-use ism_platform::paging::{self, FieldError};
+use ism_platform::error::{Checks, FieldError};
+use ism_platform::paging;
 use ism_proto::gateway::v1 as pb;
 use ism_proto::gateway::v1::channel_credentials::Kind as Given;
 use ism_proto::gateway::v1::gateway_service_server::GatewayService;
@@ -76,18 +77,19 @@ impl Channels {
         request: &pb::ConnectChannelRequest,
     ) -> Result<(pb::Channel, String), Error> {
         let kind = Kind::from_channel_type(request.r#type)
-            .ok_or_else(|| FieldError::new("type", "must be a channel type"))?;
-        let name = valid_name(&request.name)?;
-        let outbound_url = if kind == Kind::Custom {
-            valid_url("outbound_url", &request.outbound_url)?
+            .ok_or_else(|| FieldError::new("type", "must be a channel type"));
+        let outbound_url = if matches!(kind, Ok(Kind::Custom)) {
+            valid_url("outbound_url", &request.outbound_url)
         } else {
-            String::new()
+            Ok(String::new())
         };
         let base = if request.api_base_url.trim().is_empty() {
-            String::new()
+            Ok(String::new())
         } else {
-            valid_url("api_base_url", &request.api_base_url)?
+            valid_url("api_base_url", &request.api_base_url)
         };
+        let (kind, name, outbound_url, base) =
+            (kind, valid_name(&request.name), outbound_url, base).all()?;
         let id = Uuid::now_v7();
         let mut webhook_secret = String::new();
         let credentials = if kind == Kind::Custom {
@@ -114,7 +116,7 @@ impl Channels {
             let url = format!("{}/webhooks/{}/{id}", self.public_url, kind.as_str());
             client::telegram_set_webhook(&self.http, &base_url, bot_token, &url, secret_token)
                 .await
-                .map_err(Error::Provider)?;
+                .map_err(crate::error::provider_refused)?;
         }
         let channel = Channel {
             id,
@@ -143,7 +145,7 @@ impl Channels {
     ) -> Result<pb::Channel, Error> {
         let id = uuid("id", &request.id)?;
         let mut channel = store::channel(&self.pool, workspace_id, id).await?;
-        let kind = Kind::parse(&channel.kind).ok_or(Error::ChannelNotFound)?;
+        let kind = Kind::parse(&channel.kind).ok_or(Error::NotFound("channel"))?;
         let mut credentials = self.open(&channel)?;
         if let Some(name) = &request.name {
             channel.name = valid_name(name)?;
@@ -197,7 +199,7 @@ impl Channels {
                     new.as_str(),
                 )
                 .await
-                .map_err(Error::Provider)?;
+                .map_err(crate::error::provider_refused)?;
             }
             credentials = replaced;
             channel.account_id = account_id(&credentials);
@@ -224,7 +226,7 @@ impl Channels {
 
     async fn test(&self, workspace_id: Uuid, id: Uuid) -> Result<pb::TestChannelResponse, Error> {
         let channel = store::channel(&self.pool, workspace_id, id).await?;
-        let kind = Kind::parse(&channel.kind).ok_or(Error::ChannelNotFound)?;
+        let kind = Kind::parse(&channel.kind).ok_or(Error::NotFound("channel"))?;
         let credentials = self.open(&channel)?;
         let base = api_base_url(Some(kind), &channel.api_base_url);
         let result = client::check(&self.http, kind, base, &credentials).await;

@@ -84,7 +84,7 @@ pub async fn update_channel(pool: &PgPool, channel: &Channel) -> Result<Channel,
     .bind(&channel.health_reason)
     .fetch_optional(pool)
     .await?
-    .ok_or(Error::ChannelNotFound)
+    .ok_or(Error::NotFound("channel"))
 }
 
 /// Disconnects a channel; its credentials are erased with it.
@@ -99,7 +99,7 @@ pub async fn delete_channel(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Resu
     .await?
     .rows_affected();
     if deleted == 0 {
-        return Err(Error::ChannelNotFound);
+        return Err(Error::NotFound("channel"));
     }
     Ok(())
 }
@@ -178,7 +178,7 @@ pub async fn channels_by_id(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Channel>,
 pub async fn channel(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Channel, Error> {
     match channel_by_id(pool, id).await? {
         Some(channel) if channel.workspace_id == workspace_id => Ok(channel),
-        _ => Err(Error::ChannelNotFound),
+        _ => Err(Error::NotFound("channel")),
     }
 }
 

@@ -85,7 +85,7 @@ pub async fn create_user(
     let email = domain::valid_email(email)?;
     let name = domain::valid_name("display_name", display_name)?;
     if role == Role::Service {
-        return Err(ism_platform::paging::FieldError::new(
+        return Err(ism_platform::error::FieldError::new(
             "role",
             "must be owner, manager or agent",
         )

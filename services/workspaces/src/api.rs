@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ism_platform::auth::{Caller, Role};
 use ism_platform::convert::{timestamp, uuid};
+use ism_platform::error::{Checks, FieldError};
 use ism_platform::events::{enqueue, new_event};
 use ism_platform::paging;
 use ism_proto::events::v1::UserAvailabilityChanged;
@@ -36,15 +37,15 @@ pub struct Api {
     pub service_secret: SecretString,
 }
 
-fn role_from_pb(role: i32) -> Result<Role, Error> {
+fn role_from_pb(role: i32) -> Result<Role, FieldError> {
     match pb::Role::try_from(role) {
         Ok(pb::Role::Owner) => Ok(Role::Owner),
         Ok(pb::Role::Manager) => Ok(Role::Manager),
         Ok(pb::Role::Agent) => Ok(Role::Agent),
-        _ => Err(
-            paging::FieldError::new("role", "must be ROLE_OWNER, ROLE_MANAGER or ROLE_AGENT")
-                .into(),
-        ),
+        _ => Err(FieldError::new(
+            "role",
+            "must be ROLE_OWNER, ROLE_MANAGER or ROLE_AGENT",
+        )),
     }
 }
 
@@ -67,7 +68,7 @@ fn availability_from_pb(value: i32) -> Result<Availability, Error> {
         Ok(pb::Availability::Online) => Ok(Availability::Online),
         Ok(pb::Availability::Away) => Ok(Availability::Away),
         Ok(pb::Availability::Offline) => Ok(Availability::Offline),
-        _ => Err(paging::FieldError::new(
+        _ => Err(FieldError::new(
             "availability",
             "must be AVAILABILITY_ONLINE, AVAILABILITY_AWAY or AVAILABILITY_OFFLINE",
         )
@@ -191,7 +192,7 @@ fn not_above(caller: &Caller, role: Role) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::PermissionDenied(
-            "a role may only grant or act with roles up to its own",
+            "a role may only grant or act with roles up to its own".into(),
         ))
     }
 }
@@ -253,10 +254,10 @@ impl WorkspaceService for Api {
         let service: ism_platform::config::ServiceName = request
             .service
             .parse()
-            .map_err(|e: String| Error::Invalid(paging::FieldError::new("service", e)))?;
+            .map_err(|e: String| Error::invalid("service", e))?;
         let expected = self.service_secret.expose_secret().as_bytes();
         if !bool::from(request.secret.as_bytes().ct_eq(expected)) {
-            return Err(Error::Unauthenticated("service secret not recognised").into());
+            return Err(Error::Unauthenticated("service secret not recognised".into()).into());
         }
         let (access_token, exp) = self
             .signer
@@ -301,7 +302,7 @@ impl WorkspaceService for Api {
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let (caller, ws) = authorize(&request, Role::Owner)?;
         let request = request.into_inner();
-        let role = role_from_pb(request.role)?;
+        let role = role_from_pb(request.role).map_err(Error::from)?;
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let (key, secret) = store::create_api_key(&mut tx, ws, &request.name, role).await?;
         let facts = details([("name", key.name.clone()), ("role", key.role.clone())]);
@@ -571,10 +572,13 @@ impl WorkspaceService for Api {
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let (caller, ws) = authorize(&request, Role::Manager)?;
         let request = request.into_inner();
-        let email = domain::valid_email(&request.email).map_err(Error::from)?;
-        let name =
-            domain::valid_name("display_name", &request.display_name).map_err(Error::from)?;
-        let role = role_from_pb(request.role)?;
+        let (email, name, role) = (
+            domain::valid_email(&request.email),
+            domain::valid_name("display_name", &request.display_name),
+            role_from_pb(request.role),
+        )
+            .all()
+            .map_err(Error::from)?;
         not_above(&caller, role)?;
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let user = store::create_user(&mut tx, ws, &email, &name, role).await?;
@@ -644,7 +648,7 @@ impl WorkspaceService for Api {
             .map_err(Error::from)?;
         let role = match request.role {
             0 => None,
-            role => Some(role_from_pb(role)?),
+            role => Some(role_from_pb(role).map_err(Error::from)?),
         };
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let current = store::user_for_update(&mut tx, ws, user_id).await?;
@@ -731,11 +735,9 @@ impl WorkspaceService for Api {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let current = store::user_for_update(&mut tx, ws, user_id).await?;
         if current.deactivated_at.is_some() {
-            return Err(Error::FailedPrecondition(paging::FieldError::new(
-                "user_id",
-                "the User is deactivated",
-            ))
-            .into());
+            return Err(
+                Error::Precondition(FieldError::new("user_id", "the User is deactivated")).into(),
+            );
         }
         let user = store::set_availability(&mut tx, ws, user_id, availability.as_str()).await?;
         publish_availability(&mut tx, ws, &user, &current.availability).await?;
@@ -755,11 +757,9 @@ impl WorkspaceService for Api {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let user = store::user_for_update(&mut tx, ws, user_id).await?;
         if user.deactivated_at.is_some() {
-            return Err(Error::FailedPrecondition(paging::FieldError::new(
-                "user_id",
-                "the User is deactivated",
-            ))
-            .into());
+            return Err(
+                Error::Precondition(FieldError::new("user_id", "the User is deactivated")).into(),
+            );
         }
         let role = stored_role(&user.role)?;
         not_above(&caller, role)?;

@@ -1,7 +1,7 @@
 //! Input rules of the tenancy model: names, emails, time zones, languages, opening hours
 //! and availability.
 use chrono::NaiveTime;
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use serde::{Deserialize, Serialize};
 
 /// A human-facing name: trimmed, 1 to 100 characters.

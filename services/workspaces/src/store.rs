@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use ism_platform::auth::Role;
-use ism_platform::paging::FieldError;
+use ism_platform::error::FieldError;
 use sha2::{Digest, Sha256};
 use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -88,11 +88,6 @@ pub struct WorkspaceChanges {
     pub timezone: Option<String>,
     pub default_language: Option<String>,
     pub business_hours: Option<Vec<OpeningInterval>>,
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
 }
 
 /// Records an administrative action in the caller's transaction.
@@ -311,7 +306,9 @@ pub async fn create_api_key(
 
 /// The live key `full` names, if its secret matches.
 pub async fn authenticate_api_key(pool: &PgPool, full: &str) -> Result<ApiKey, Error> {
-    const REFUSED: Error = Error::Unauthenticated("API key not recognised or revoked");
+    const REFUSED: Error = Error::Unauthenticated(std::borrow::Cow::Borrowed(
+        "API key not recognised or revoked",
+    ));
     let (prefix, secret) = full
         .strip_prefix("ism_")
         .and_then(|rest| rest.split_once('_'))
@@ -394,16 +391,7 @@ pub async fn create_user(
     .bind(role.as_str())
     .fetch_one(conn)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::AlreadyExists(FieldError::new(
-                "email",
-                "an active User of this Workspace already has this email",
-            ))
-        } else {
-            e.into()
-        }
-    })
+    .map_err(Error::from)
 }
 
 pub async fn user(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<User, Error> {
@@ -470,7 +458,7 @@ pub async fn ensure_another_owner(
     .fetch_all(conn)
     .await?;
     if others.is_empty() {
-        return Err(Error::FailedPrecondition(FieldError::new(
+        return Err(Error::Precondition(FieldError::new(
             "id",
             "this is the Workspace's last active owner; make another User owner first",
         )));
@@ -532,17 +520,6 @@ pub async fn set_availability(
     .ok_or(Error::NotFound("user"))
 }
 
-fn team_name_taken(e: sqlx::Error) -> Error {
-    if is_unique_violation(&e) {
-        Error::AlreadyExists(FieldError::new(
-            "name",
-            "another Team of this Workspace has this name",
-        ))
-    } else {
-        e.into()
-    }
-}
-
 pub async fn create_team(
     conn: &mut PgConnection,
     workspace_id: Uuid,
@@ -557,7 +534,7 @@ pub async fn create_team(
     .bind(name)
     .fetch_one(conn)
     .await
-    .map_err(team_name_taken)
+    .map_err(Error::from)
 }
 
 pub async fn team(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Team, Error> {
@@ -601,7 +578,7 @@ pub async fn rename_team(
     .bind(name)
     .fetch_optional(conn)
     .await
-    .map_err(team_name_taken)?
+    .map_err(Error::from)?
     .ok_or(Error::NotFound("team"))
 }
 
@@ -646,7 +623,7 @@ pub async fn add_team_member(
     .fetch_one(&mut *conn)
     .await?;
     if !active {
-        return Err(Error::FailedPrecondition(FieldError::new(
+        return Err(Error::Precondition(FieldError::new(
             "user_id",
             "no active User with this id in the Team's Workspace",
         )));

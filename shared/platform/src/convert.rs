@@ -2,7 +2,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::paging::FieldError;
+use crate::error::FieldError;
 
 /// A protobuf timestamp of `at`.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {

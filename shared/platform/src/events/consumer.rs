@@ -40,8 +40,10 @@ pub enum HandlerError {
 }
 
 impl From<sqlx::Error> for HandlerError {
+    /// Through the platform's one mapping (`crate::error`): an outage or a race is
+    /// retried, a statement that can never succeed is dead-lettered.
     fn from(e: sqlx::Error) -> Self {
-        HandlerError::Transient(e.into())
+        crate::error::Error::from(e).into()
     }
 }
 
