@@ -1822,3 +1822,24 @@ async fn imports_by_external_id_create_identities_that_resolve_later() {
     );
     db::drop_scratch(pool).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_call_that_finds_every_connection_busy_is_unavailable_not_internal() {
+    let pool = fresh().await;
+    let busy = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_millis(100))
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let held = busy.acquire().await.unwrap();
+
+    let err = store::get(&busy, Uuid::now_v7(), Uuid::now_v7())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unavailable);
+    drop(held);
+    busy.close().await;
+    db::drop_scratch(pool).await.unwrap();
+}
