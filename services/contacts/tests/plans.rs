@@ -69,5 +69,4 @@ async fn resolve_contact_plans_probe_by_key_on_tables_never_analysed() {
     assert!(explained >= 3, "the path's statements were prepared");
     assert!(unkeyed.is_empty(), "{}", plans::report(&unkeyed));
     guarded.close().await;
-    db::drop_scratch(pool).await.unwrap();
 }

@@ -46,13 +46,13 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
         "exactly one call created it"
     );
     let contacts: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
-        .fetch_one(&pool)
+        .fetch_one(&*pool)
         .await
         .unwrap();
     let events: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM platform_outbox WHERE routing_key = 'contacts.contact.created'",
     )
-    .fetch_one(&pool)
+    .fetch_one(&*pool)
     .await
     .unwrap();
     assert_eq!(
@@ -71,7 +71,6 @@ async fn many_first_messages_of_one_new_person_at_once_make_one_contact() {
     let (other, created) = resolver.resolve(Uuid::now_v7(), &key).await.unwrap();
     assert!(created);
     assert!(!ids.contains(&other.contact.id));
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -160,7 +159,6 @@ async fn identities_looked_up_together_each_answer_in_their_own_workspace() {
         };
         assert_eq!((id, created), (expected.contact.id, false));
     }
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -187,7 +185,7 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
     };
     store::update(&pool, ws, id, 1, &patch).await.unwrap();
     sqlx::query("UPDATE contacts SET last_interaction_at = now() - interval '2 hours'")
-        .execute(&pool)
+        .execute(&*pool)
         .await
         .unwrap();
 
@@ -225,7 +223,7 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
     let stored: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT last_interaction_at FROM contacts WHERE id = $1")
             .bind(id)
-            .fetch_one(&pool)
+            .fetch_one(&*pool)
             .await
             .unwrap();
     assert_eq!(stored.timestamp_micros(), shown.timestamp_micros());
@@ -234,10 +232,9 @@ async fn a_known_person_resolves_whole_and_their_interactions_are_written_in_bul
         1,
         "an interaction is not a profile change"
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
-async fn fresh() -> sqlx::PgPool {
+async fn fresh() -> db::Scratch {
     db::scratch(ServiceName::Contacts, &ism_contacts::MIGRATOR)
         .await
         .unwrap()
@@ -420,7 +417,6 @@ async fn updates_are_partial_versioned_and_evented() {
         store::update(&pool, other, ada.id, 3, &Patch::default()).await,
         Err(Error::NotFound("contact"))
     ));
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -477,7 +473,7 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
     // Past the restore period it is purged and cannot come back.
     sqlx::query("UPDATE contacts SET deleted_at = now() - interval '31 days' WHERE id = $1")
         .bind(alan.contact.id)
-        .execute(&pool)
+        .execute(&*pool)
         .await
         .unwrap();
     assert!(matches!(
@@ -486,7 +482,7 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
     ));
     assert_eq!(store::purge(&pool, 100).await.unwrap(), 1);
     let activity: Vec<Uuid> = sqlx::query_scalar("SELECT contact_id FROM contact_activity")
-        .fetch_all(&pool)
+        .fetch_all(&*pool)
         .await
         .unwrap();
     assert!(
@@ -499,7 +495,6 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
         [("vip".to_owned(), 0)]
     );
     assert_eq!(events(&pool, "contacts.contact.deleted").await, 2);
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -564,7 +559,6 @@ async fn field_definitions_change_safely() {
         fields::delete(&pool, ws, "plan").await,
         Err(Error::NotFound("contact field"))
     ));
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -640,7 +634,7 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
             "SELECT count(*) FROM contact_tags ct WHERE NOT EXISTS
                  (SELECT 1 FROM tags t WHERE t.id = ct.tag_id)",
         )
-        .fetch_one(&pool)
+        .fetch_one(&*pool)
         .await
         .unwrap();
         n
@@ -654,7 +648,7 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
                 array_agg(cardinality(tag_ids) ORDER BY id) FROM contacts WHERE workspace_id = $1",
     )
     .bind(ws)
-    .fetch_one(&pool)
+    .fetch_one(&*pool)
     .await
     .unwrap();
     assert_eq!(
@@ -672,7 +666,6 @@ async fn tags_in_bulk_with_counts_rename_and_delete() {
         0,
         "tag_ids follow contact_tags"
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
 mod filters {
@@ -686,7 +679,6 @@ mod filters {
     use ism_contacts::search::{self, Sort, SortBy};
     use ism_contacts::store::{self, IdentityKey, Patch};
     use ism_contacts::tags;
-    use ism_platform::db;
     use ism_proto::contacts::v1::field_value::Kind;
     use ism_proto::contacts::v1::{self as pb, FieldOperator as Op};
     use uuid::Uuid;
@@ -1213,7 +1205,6 @@ mod filters {
                 .await
                 .is_empty()
         );
-        db::drop_scratch(pool).await.unwrap();
     }
 
     #[tokio::test]
@@ -1280,7 +1271,6 @@ mod filters {
             );
             assert!(err.reason.contains(reason), "{} lacks {reason}", err.reason);
         }
-        db::drop_scratch(pool).await.unwrap();
     }
 
     #[tokio::test]
@@ -1383,7 +1373,6 @@ mod filters {
         let mut sorted = streamed.clone();
         sorted.sort();
         assert_eq!((streamed.len(), &streamed), (4, &sorted));
-        db::drop_scratch(pool).await.unwrap();
     }
 }
 
@@ -1569,7 +1558,6 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
         0,
         "tag_ids follow contact_tags"
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
 fn mapping(pairs: &[(&str, &str)]) -> Vec<ism_proto::contacts::v1::ColumnMapping> {
@@ -1782,7 +1770,6 @@ async fn imports_apply_each_valid_row_whole_and_report_the_others() {
         0,
         "tag_ids follow contact_tags"
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -1820,7 +1807,6 @@ async fn imports_by_external_id_create_identities_that_resolve_later() {
         0,
         "tag_ids follow contact_tags"
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -1841,5 +1827,4 @@ async fn a_call_that_finds_every_connection_busy_is_unavailable_not_internal() {
     assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unavailable);
     drop(held);
     busy.close().await;
-    db::drop_scratch(pool).await.unwrap();
 }

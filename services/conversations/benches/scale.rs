@@ -435,7 +435,8 @@ async fn main() -> anyhow::Result<()> {
     let workspace_id = Uuid::now_v7();
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::now_v7()).collect();
     let teams: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
-    let outcome = async {
+    
+    async {
         seed(&pool, workspace_id, &users, &teams).await?;
         println!("{:<52} {:>17} {:<16} baseline", "figure", "ours", "");
         inbox_views(&pool, workspace_id, &users, &teams).await?;
@@ -443,7 +444,5 @@ async fn main() -> anyhow::Result<()> {
         inserts(&pool, workspace_id).await?;
         assign_next(&pool, workspace_id).await
     }
-    .await;
-    db::drop_scratch(pool).await?;
-    outcome
+    .await
 }

@@ -13,7 +13,7 @@ use ism_proto::events::v1::MessageReceived;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-async fn fresh() -> PgPool {
+async fn fresh() -> db::Scratch {
     db::scratch(ServiceName::Conversations, &ism_conversations::MIGRATOR)
         .await
         .unwrap()
@@ -113,7 +113,6 @@ async fn inbound_messages_are_stored_once_in_one_active_conversation() {
         "a redelivered provider id is recognised, in its own workspace only"
     );
     drop(conn);
-    db::drop_scratch(pool).await.unwrap();
 }
 
 fn received(external: &str) -> MessageReceived {
@@ -190,7 +189,7 @@ async fn a_batch_of_arrivals_stores_each_provider_message_once_and_opens_wakes_o
     assert_eq!(opened.last_message_from, "contact");
     let events: Vec<String> =
         sqlx::query_scalar("SELECT routing_key FROM platform_outbox ORDER BY seq")
-            .fetch_all(&pool)
+            .fetch_all(&*pool)
             .await
             .unwrap();
     let count = |kind: &str| events.iter().filter(|e| e.as_str() == kind).count();
@@ -198,7 +197,6 @@ async fn a_batch_of_arrivals_stores_each_provider_message_once_and_opens_wakes_o
     assert_eq!(count("conversations.conversation.opened"), 1);
     assert_eq!(count("conversations.conversation.woken"), 1);
     drop(conn);
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -246,7 +244,6 @@ async fn a_message_after_closing_opens_a_new_conversation_and_one_while_snoozed_
         "history stays with the contact"
     );
     assert_eq!(get(&pool, &first).await.status, "closed");
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -292,7 +289,6 @@ async fn a_snoozed_conversation_wakes_by_itself_at_its_time_and_not_before() {
         .await
         .unwrap();
     assert!(again.woken.is_empty(), "a timer fires once");
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -341,7 +337,6 @@ async fn only_a_users_reply_starts_auto_close_and_the_contact_stops_it() {
     );
     assert_eq!(get(&pool, &bot_only).await.status, "open");
     assert_eq!(get(&pool, &reopened_talk).await.status, "open");
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -359,7 +354,6 @@ async fn first_response_and_response_count_ignore_bot_workflow_and_broadcast_mes
     assert_eq!(c.response_count, 2);
     assert_eq!(c.last_message_from, "user");
     assert_eq!(c.waiting_since, None);
-    db::drop_scratch(pool).await.unwrap();
 }
 
 fn rules(strategy: Strategy, cap: i32, online_only: bool) -> Rules {
@@ -433,7 +427,6 @@ async fn round_robin_goes_round_and_least_open_fills_the_lightest_online_user() 
         Some(users[2]),
         "users[1] is as light but offline; users[0] has two"
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -471,7 +464,7 @@ async fn concurrent_decisions_never_give_a_user_more_than_the_cap() {
          WHERE workspace_id = $1 AND assignee_user_id IS NOT NULL AND status <> 'closed' GROUP BY 1",
     )
     .bind(workspace_id)
-    .fetch_all(&pool)
+    .fetch_all(&*pool)
     .await
     .unwrap();
     assert_eq!(loads.len(), 3);
@@ -514,7 +507,6 @@ async fn concurrent_decisions_never_give_a_user_more_than_the_cap() {
     )
     .await;
     assert!(freed.is_some(), "closing one freed a slot");
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -566,7 +558,6 @@ async fn delivery_status_only_moves_forward() {
         ("read", "x-1")
     );
     drop(conn);
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -623,7 +614,6 @@ async fn reports_give_medians_percentiles_and_categories_per_channel() {
     assert_eq!((row.messages_in, row.messages_out), (5, 10));
     assert_eq!(row.closing_categories.get("Resolved"), Some(&2));
     assert_eq!(row.closing_categories.get("Spam"), Some(&3));
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -721,7 +711,6 @@ async fn inbox_views_combine_status_assignee_team_channel_and_waiting_conditions
         .await
         .unwrap();
     assert_eq!(ids(second), vec![waiting_long.id], "keyset pages continue");
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -873,5 +862,4 @@ async fn hot_statements_probe_by_key_on_tables_never_analysed() {
         ism_platform::plans::report(&unkeyed)
     );
     guarded.close().await;
-    db::drop_scratch(pool).await.unwrap();
 }

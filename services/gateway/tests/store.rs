@@ -28,7 +28,7 @@ fn custom_channel() -> Channel {
 }
 
 /// A fresh gateway database holding one custom channel.
-async fn scratch_with_channel() -> (PgPool, Channel) {
+async fn scratch_with_channel() -> (db::Scratch, Channel) {
     let pool = db::scratch(ServiceName::Gateway, &ism_gateway::MIGRATOR)
         .await
         .unwrap();
@@ -92,7 +92,7 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
         "within one batch, a retry and a message given twice are recognised too"
     );
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_outbox")
-        .fetch_one(&pool)
+        .fetch_one(&*pool)
         .await
         .unwrap();
     assert_eq!(outbox, 3, "a duplicate writes no second event");
@@ -127,14 +127,13 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
     );
     let (status, attempts, error): (String, i32, String) =
         sqlx::query_as("SELECT status, attempts, last_error FROM deliveries")
-            .fetch_one(&pool)
+            .fetch_one(&*pool)
             .await
             .unwrap();
     assert_eq!(
         (status.as_str(), attempts, error.as_str()),
         ("queued", 1, "HTTP 503")
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -182,7 +181,7 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
     let external: String =
         sqlx::query_scalar("SELECT external_message_id FROM deliveries WHERE message_id = $1")
             .bind(a1)
-            .fetch_one(&pool)
+            .fetch_one(&*pool)
             .await
             .unwrap();
     assert_eq!(external, "p-a1");
@@ -193,7 +192,6 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
         .map(|d| d.message_id)
         .collect();
     assert_eq!(next, vec![a2], "once a1 is sent, a2 goes");
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -217,7 +215,6 @@ async fn a_contacts_last_message_opens_the_reply_window_and_never_moves_it_back(
         recent.timestamp_micros(),
         "a late-arriving older message does not close the window"
     );
-    db::drop_scratch(pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -268,7 +265,7 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
         "SELECT status, external_message_id, last_error, attempts, next_attempt_at > now()
          FROM deliveries ORDER BY recipient",
     )
-    .fetch_all(&pool)
+    .fetch_all(&*pool)
     .await
     .unwrap();
     assert_eq!(
@@ -286,11 +283,10 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
         ]
     );
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM platform_outbox")
-        .fetch_one(&pool)
+        .fetch_one(&*pool)
         .await
         .unwrap();
     assert_eq!(outbox, 2, "one status event per final outcome");
-    db::drop_scratch(pool).await.unwrap();
 }
 
 /// The plan guard (ADR 21) over the gateway's hot statements: inbound intake, reply
@@ -395,5 +391,4 @@ async fn hot_statements_probe_by_key_on_tables_never_analysed() {
     );
     assert_eq!(queued.len(), 1000);
     guarded.close().await;
-    db::drop_scratch(pool).await.unwrap();
 }

@@ -79,31 +79,61 @@ pub async fn prepare(
 }
 
 /// A new, empty, migrated database for one test, on the server of `database.url`;
-/// dropped by [`drop_scratch`].
+/// dropped when the [`Scratch`] is, also when the test fails.
 pub async fn scratch(
     service: ServiceName,
     service_migrations: &Migrator,
-) -> anyhow::Result<PgPool> {
+) -> anyhow::Result<Scratch> {
     let mut settings = crate::config::Settings::load()?.database;
     settings.name_prefix = format!("ism_scratch_{}", uuid::Uuid::new_v4().simple());
     settings.max_connections = 20;
-    prepare(&settings, service, service_migrations).await
+    let pool = prepare(&settings, service, service_migrations).await?;
+    Ok(Scratch { pool })
 }
 
-/// Closes `pool` and drops its database (a [`scratch`] one).
-pub async fn drop_scratch(pool: PgPool) -> anyhow::Result<()> {
-    let options = pool.connect_options();
-    let name = options.get_database().unwrap_or_default().to_owned();
-    anyhow::ensure!(
-        name.starts_with("ism_scratch_"),
-        "refusing to drop {name}: not a scratch database"
-    );
-    let mut admin = (*options).clone().database("postgres").connect().await?;
-    pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
-    Ok(())
+/// A pool on a [`scratch`] database, which it drops when it goes.
+#[derive(Debug)]
+pub struct Scratch {
+    pool: PgPool,
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = PgPool;
+
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let options = (*self.pool.connect_options()).clone();
+        let Some(name) = options
+            .get_database()
+            .filter(|name| name.starts_with("ism_scratch_"))
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        // On a thread and runtime of its own: the test's runtime may be unwinding from a
+        // failed assertion, or be a single thread that this drop would block.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = options.database("postgres").connect().await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("scratch database left behind: {e:#}");
+        }
+    }
 }

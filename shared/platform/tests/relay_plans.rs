@@ -23,7 +23,7 @@ async fn the_relay_reads_pending_events_by_index_on_an_outbox_never_analysed() {
         "INSERT INTO platform_outbox (id, routing_key, body, published_at)
          SELECT gen_random_uuid(), 'plans.event.published', '', now() FROM generate_series(1, 1000)",
     )
-    .execute(&pool)
+    .execute(&*pool)
     .await
     .unwrap();
 
@@ -48,7 +48,7 @@ async fn the_relay_reads_pending_events_by_index_on_an_outbox_never_analysed() {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM platform_outbox WHERE published_at IS NULL",
         )
-        .fetch_one(&pool)
+        .fetch_one(&*pool)
         .await
         .unwrap()
     };
@@ -67,5 +67,4 @@ async fn the_relay_reads_pending_events_by_index_on_an_outbox_never_analysed() {
     assert!(explained >= 2, "the relay's statements were prepared");
     assert!(unkeyed.is_empty(), "{}", plans::report(&unkeyed));
     guarded.close().await;
-    db::drop_scratch(pool).await.unwrap();
 }
