@@ -33,10 +33,21 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// Runs the contacts service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut service = Service::start(ServiceName::Contacts, settings, shutdown, &MIGRATOR).await?;
-    service.spawn(purge_deleted(
-        service.pool.clone(),
-        service.shutdown.clone(),
-    ));
+    let pool = service.pool.clone();
+    service.every("purge old imports", CLEAN_UP_EVERY, move || {
+        let pool = pool.clone();
+        async move { import::purge(&pool, 30).await.map(drop) }
+    });
+    let pool = service.pool.clone();
+    service.every("purge deleted contacts", CLEAN_UP_EVERY, move || {
+        let pool = pool.clone();
+        async move { in_batches(|| store::purge(&pool, BATCH)).await }
+    });
+    let pool = service.pool.clone();
+    service.every("sweep deleted tags", CLEAN_UP_EVERY, move || {
+        let pool = pool.clone();
+        async move { in_batches(|| tags::sweep(&pool, BATCH)).await }
+    });
     let interactions = Arc::new(interactions::Interactions::default());
     service.spawn({
         let (interactions, pool) = (interactions.clone(), service.pool.clone());
@@ -54,39 +65,16 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
 
 /// Rows purged or swept per statement.
 const BATCH: i64 = 1000;
+/// How often Contacts whose restore period ended and imports older than 30 days are
+/// purged, and deleted Tags swept off the Contacts that held them.
+const CLEAN_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Every few minutes: purges Contacts whose restore period ended and imports older than
-/// 30 days, and sweeps deleted Tags off the Contacts that held them, in small batches.
-async fn purge_deleted(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = import::purge(&pool, 30).await {
-            tracing::warn!(error = %e, "purging old imports failed; retrying later");
-        }
-        in_batches("purging deleted contacts", || store::purge(&pool, BATCH)).await;
-        in_batches("sweeping deleted tags", || tags::sweep(&pool, BATCH)).await;
-    }
-}
-
-/// Runs `step` until a batch comes back short of [`BATCH`], or fails (tried again on the
-/// next round).
-async fn in_batches<F, Fut>(task: &str, step: F)
+/// Runs `step` until a batch comes back short of [`BATCH`], in small transactions.
+async fn in_batches<F, Fut>(step: F) -> Result<(), Error>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<u64, Error>>,
 {
-    loop {
-        match step().await {
-            Ok(n) if n == BATCH as u64 => continue,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, task, "failed; retrying later");
-                return;
-            }
-        }
-    }
+    while step().await? == BATCH as u64 {}
+    Ok(())
 }

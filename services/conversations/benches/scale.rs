@@ -435,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
     let workspace_id = Uuid::now_v7();
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::now_v7()).collect();
     let teams: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
-    
+
     async {
         seed(&pool, workspace_id, &users, &teams).await?;
         println!("{:<52} {:>17} {:<16} baseline", "figure", "ours", "");

@@ -78,13 +78,11 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         },
     );
     service.consume(topology::CONVERSATIONS_MERGES, merges::Merges { clock });
-    service.spawn(run_timers(
-        service.pool.clone(),
-        clock,
-        poll,
-        assigner.clone(),
-        service.shutdown.clone(),
-    ));
+    let (pool, timers) = (service.pool.clone(), assigner.clone());
+    service.every("fire conversation timers", poll, move || {
+        let (pool, assigner) = (pool.clone(), timers.clone());
+        async move { fire_timers(&pool, clock, &assigner).await }
+    });
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(ConversationServiceServer::new(api::Api {
         pool: service.pool.clone(),
@@ -94,44 +92,24 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     service.serve(routes, verifier, &[]).await
 }
 
-/// Fires due snooze wake-ups and auto-closes every `poll` until `shutdown`; what a crash
-/// interrupts stays due and fires after the restart.
-async fn run_timers(
-    pool: PgPool,
-    clock: Clock,
-    poll: Duration,
-    assigner: Assigner,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Fires due snooze wake-ups and auto-closes, a batch at a time until none is left; what
+/// a crash interrupts stays due and fires after the restart.
+async fn fire_timers(pool: &PgPool, clock: Clock, assigner: &Assigner) -> Result<(), Error> {
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(poll) => {}
+        let fired = lifecycle::fire_due(pool, clock.now(), TIMER_BATCH).await?;
+        for &(workspace_id, id) in &fired.woken {
+            let reassigned = assigner.auto_assign(workspace_id, id);
+            assigner.best_effort("reassign woken", reassigned).await;
         }
-        loop {
-            match lifecycle::fire_due(&pool, clock.now(), TIMER_BATCH).await {
-                Ok(fired) => {
-                    for &(workspace_id, id) in &fired.woken {
-                        let reassigned = assigner.auto_assign(workspace_id, id);
-                        assigner.best_effort("reassign woken", reassigned).await;
-                    }
-                    let mut freed: Vec<_> = fired.closed.iter().map(|&(ws, _)| ws).collect();
-                    freed.sort();
-                    freed.dedup();
-                    for workspace_id in freed {
-                        let drained =
-                            async { assigner.drain_backlog(workspace_id).await.map(|_| ()) };
-                        assigner.best_effort("hand out the backlog", drained).await;
-                    }
-                    if fired.woken.len() + fired.closed.len() < TIMER_BATCH as usize {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "firing conversation timers failed; retrying");
-                    break;
-                }
-            }
+        let mut freed: Vec<_> = fired.closed.iter().map(|&(ws, _)| ws).collect();
+        freed.sort();
+        freed.dedup();
+        for workspace_id in freed {
+            let drained = async { assigner.drain_backlog(workspace_id).await.map(|_| ()) };
+            assigner.best_effort("hand out the backlog", drained).await;
+        }
+        if fired.woken.len() + fired.closed.len() < TIMER_BATCH as usize {
+            return Ok(());
         }
     }
 }

@@ -62,6 +62,46 @@ impl Service {
         self.tasks.spawn(task);
     }
 
+    /// Runs `job` every `period` until shutdown, first one `period` after the start. A
+    /// failed round is logged with `name` and counted (`ism_job_runs_total{job, outcome}`),
+    /// and the next round comes at the next tick; a round that overruns its period delays
+    /// the next rather than bunching rounds up. Work a round leaves undone (a batch
+    /// limit, a crash) is found again by the next, so jobs keep their state in the
+    /// database, never in the task.
+    pub fn every<F, Fut, E>(&mut self, name: &'static str, period: Duration, mut job: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: std::fmt::Display,
+    {
+        let service = self.name.as_str();
+        let shutdown = self.shutdown.clone();
+        for outcome in ["ok", "failed"] {
+            ::metrics::counter!("ism_job_runs_total", "service" => service, "job" => name, "outcome" => outcome)
+                .absolute(0);
+        }
+        self.tasks.spawn(async move {
+            let start = tokio::time::Instant::now() + period;
+            let mut tick = tokio::time::interval_at(start, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                let outcome = match job().await {
+                    Ok(()) => "ok",
+                    Err(e) => {
+                        tracing::warn!(job = name, error = %e, "periodic job failed; retrying at the next round");
+                        "failed"
+                    }
+                };
+                ::metrics::counter!("ism_job_runs_total", "service" => service, "job" => name, "outcome" => outcome)
+                    .increment(1);
+            }
+        });
+    }
+
     /// Consumes `spec`'s queue (see [`topology`](crate::events::topology)) into `handler`.
     pub fn consume<H: EventHandler>(&mut self, spec: QueueSpec, handler: H) {
         let consumer = Consumer::new(spec, handler, self.pool.clone(), self.amqp.clone());
