@@ -267,7 +267,10 @@ pub async fn webhook(settings: &Settings, args: WebhookArgs) -> anyhow::Result<(
     }))?;
     let url = format!(
         "http://127.0.0.1:{}/webhooks/custom/{}",
-        settings.gateway.http_port, args.channel
+        settings
+            .section::<ism_gateway::config::GatewaySettings>()?
+            .http_port,
+        args.channel
     );
     let response = reqwest::Client::new()
         .post(&url)

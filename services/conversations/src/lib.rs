@@ -3,6 +3,7 @@ mod api;
 mod assign;
 mod assigner;
 pub mod clock;
+pub mod config;
 mod directory;
 mod error;
 pub mod inbound;
@@ -49,8 +50,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Runs the conversations service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let clock = Clock::offset_by(settings.conversations.clock_offset_seconds);
-    let poll = Duration::from_millis(settings.conversations.timer_poll_ms.max(10));
+    let config: config::ConversationsSettings = settings.section()?;
+    let clock = Clock::offset_by(config.clock_offset_seconds);
+    let poll = Duration::from_millis(config.timer_poll_ms);
     let mut service =
         Service::start(ServiceName::Conversations, settings, shutdown, &MIGRATOR).await?;
     let contacts =

@@ -528,12 +528,12 @@ pub async fn create_channel(
     workspace_id: Uuid,
     request: &pb::CreateChannelRequest,
 ) -> Result<(pb::Channel, String), Error> {
-    let settings = Settings::load()?;
+    let config: crate::config::GatewaySettings = Settings::load()?.section()?;
     let channels = Channels {
         pool: pool.clone(),
-        cipher: Arc::new(Cipher::from_settings(&settings.gateway)?),
+        cipher: Arc::new(Cipher::from_settings(&config)?),
         http: reqwest::Client::new(),
-        public_url: settings.gateway.public_url.trim_end_matches('/').to_owned(),
+        public_url: config.public_url.trim_end_matches('/').to_owned(),
         // No webhooks are served by this process: nothing to forget.
         webhook_channels: ChannelCache::new(std::time::Duration::ZERO),
     };

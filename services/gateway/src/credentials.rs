@@ -3,13 +3,13 @@
 //! reading so a key can be rotated without downtime.
 use std::fmt;
 
+use crate::config::GatewaySettings;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use aws_lc_rs::rand::SecureRandom;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use ism_platform::config::GatewaySettings;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -216,12 +216,14 @@ mod tests {
     use secrecy::SecretString;
 
     fn settings(current: &str, previous: &[&str]) -> GatewaySettings {
-        let defaults: ism_platform::config::Settings =
-            ism_platform::config::Settings::figment().extract().unwrap();
+        let defaults: GatewaySettings = ism_platform::config::Settings::load()
+            .unwrap()
+            .section()
+            .unwrap();
         GatewaySettings {
             credentials_key: SecretString::from(current),
             credentials_previous_keys: previous.iter().map(|k| SecretString::from(*k)).collect(),
-            ..defaults.gateway
+            ..defaults
         }
     }
 

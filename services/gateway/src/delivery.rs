@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::GatewaySettings;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use ism_platform::config::GatewaySettings;
 use ism_platform::events::{self, EventContext, EventHandler, HandlerError};
 use ism_proto::events::v1::{DeliveryRequested, Event, MessageStatusChanged};
 use ism_proto::types::v1::{DeliveryStatus, MessageContent};

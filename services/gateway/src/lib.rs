@@ -1,6 +1,7 @@
 //! The gateway: channels and their credentials, provider webhooks in, delivery out.
 mod api;
 mod channel_cache;
+pub mod config;
 pub mod credentials;
 mod delivery;
 mod error;
@@ -36,6 +37,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Runs the gateway until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config: config::GatewaySettings = settings.section()?;
     let mut service = Service::start(
         ServiceName::Gateway,
         settings.clone(),
@@ -43,13 +45,13 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         &MIGRATOR,
     )
     .await?;
-    let cipher = Arc::new(credentials::Cipher::from_settings(&settings.gateway)?);
+    let cipher = Arc::new(credentials::Cipher::from_settings(&config)?);
     let resealed = store::reseal(&service.pool, &cipher).await?;
     if resealed > 0 {
         tracing::info!(resealed, "channel credentials sealed with the current key");
     }
     let http_client = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
-    let public_url = settings.gateway.public_url.trim_end_matches('/').to_owned();
+    let public_url = config.public_url.trim_end_matches('/').to_owned();
     let wake = Arc::new(Notify::new());
     service.consume(
         topology::GATEWAY_DELIVERY,
@@ -59,20 +61,19 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         pool: service.pool.clone(),
         http: http_client.clone(),
         cipher: cipher.clone(),
-        settings: settings.gateway.clone(),
+        settings: config.clone(),
         wake,
         limiter: Limiter::new(ServiceName::Gateway, &settings.redis, &settings.rate_limit),
         public_url: public_url.clone(),
     };
     service.spawn(worker.run(shutdown.clone()));
 
-    let address = format!("{}:{}", settings.grpc.host, settings.gateway.http_port);
+    let address = format!("{}:{}", settings.grpc.host, config.http_port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
     tracing::info!(%address, "webhooks listening");
-    let channels =
-        channel_cache::ChannelCache::new(Duration::from_millis(settings.gateway.channel_cache_ms));
+    let channels = channel_cache::ChannelCache::new(Duration::from_millis(config.channel_cache_ms));
     let app = http::router(
         http::AppState {
             pool: service.pool.clone(),
@@ -80,10 +81,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
             channels: channels.clone(),
             intake: intake::Intake::start(service.pool.clone()),
             public_url: public_url.clone(),
-            media: Arc::new(media::MediaLinks::from_settings(
-                &settings.gateway,
-                &public_url,
-            )?),
+            media: Arc::new(media::MediaLinks::from_settings(&config, &public_url)?),
             media_http: reqwest::Client::builder()
                 .user_agent(USER_AGENT)
                 .connect_timeout(MEDIA_CONNECT_TIMEOUT)
@@ -91,7 +89,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
                 .read_timeout(MEDIA_READ_TIMEOUT)
                 .build()?,
         },
-        settings.gateway.body_limit_bytes,
+        config.body_limit_bytes,
     );
     let stop = shutdown.clone();
     service.spawn(async move {

@@ -3,6 +3,7 @@
 //! a gateway URL signed for the channel, `{public_url}/media/{channel id}/{id}?expires=
 //! ..&sig=..`, and only when the link is fetched does the gateway resolve it at the
 //! provider and stream the bytes back (docs/adr/0012-inbound-media-links.md).
+use crate::config::GatewaySettings;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -12,7 +13,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use ism_platform::config::GatewaySettings;
 use ism_proto::types::v1::message_content::Kind as Content;
 use sha2::Sha256;
 use url::Url;

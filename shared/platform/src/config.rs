@@ -9,6 +9,8 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::error::Violations;
+
 /// The documented defaults, embedded so the binary runs without any file.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -79,9 +81,24 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
-    pub gateway: GatewaySettings,
-    pub conversations: ConversationsSettings,
     pub services: BTreeMap<ServiceName, ServiceEndpoint>,
+    /// The layered sources, from which each service reads its own [`Section`].
+    #[serde(skip, default = "Settings::figment")]
+    figment: Figment,
+}
+
+/// A service's own section of the settings (`[gateway]`, `[conversations]`): its type
+/// lives in the service that reads it, its documented defaults in `default.toml` with
+/// the rest, and `ISM_<NAME>__<KEY>` overrides it like any other key.
+pub trait Section: serde::de::DeserializeOwned {
+    /// The section's name.
+    const NAME: &'static str;
+
+    /// Every value the types alone let through but the service cannot run with; checked
+    /// at start, before anything is served.
+    fn validate(&self) -> Result<(), Violations> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,33 +189,6 @@ pub struct RateLimitSettings {
     pub redis_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct GatewaySettings {
-    pub http_port: u16,
-    pub public_url: String,
-    pub body_limit_bytes: usize,
-    pub delivery_timeout_ms: u64,
-    pub delivery_max_attempts: i32,
-    pub delivery_retry_base_ms: u64,
-    pub delivery_concurrency: usize,
-    /// How long a webhook may use a channel's row and credentials read earlier.
-    pub channel_cache_ms: u64,
-    /// Base64 of the 32-byte AES-256-GCM key sealing channel credentials.
-    pub credentials_key: SecretString,
-    /// Earlier keys, still accepted for reading during a rotation.
-    #[serde(default)]
-    pub credentials_previous_keys: Vec<SecretString>,
-}
-
-/// The conversations service's timers.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConversationsSettings {
-    /// How often due snooze wake-ups and auto-closes are looked for.
-    pub timer_poll_ms: u64,
-    /// Seconds added to the system clock for every lifecycle decision (tests, drills).
-    pub clock_offset_seconds: i64,
-}
-
 /// Where a service listens and how the others reach it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServiceEndpoint {
@@ -213,6 +203,19 @@ impl Settings {
         Self::figment()
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
+    /// The service's own section `S`, checked: an error naming every bad key of it stops
+    /// the start.
+    pub fn section<S: Section>(&self) -> anyhow::Result<S> {
+        let section: S = self
+            .figment
+            .extract_inner(S::NAME)
+            .map_err(|e| anyhow::anyhow!("invalid configuration of [{}]: {e}", S::NAME))?;
+        section
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration of [{}]: {e}", S::NAME))?;
+        Ok(section)
     }
 
     /// The layered sources, for callers that add their own overrides (tests).
@@ -261,6 +264,48 @@ mod tests {
         assert_eq!(
             settings.database.url_for(ServiceName::Contacts).unwrap(),
             "postgres://u@db/contacts_prod"
+        );
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Timers {
+        timer_poll_ms: u64,
+    }
+
+    impl Section for Timers {
+        const NAME: &'static str = "conversations";
+
+        fn validate(&self) -> Result<(), Violations> {
+            let mut violations = Violations::new();
+            if self.timer_poll_ms < 10 {
+                violations.push(crate::error::FieldError::new(
+                    "timer_poll_ms",
+                    "at least 10",
+                ));
+            }
+            violations.into_result()
+        }
+    }
+
+    #[test]
+    fn a_services_section_is_read_and_checked_by_its_own_type() {
+        let settings = |poll: u64| Settings {
+            figment: Figment::new()
+                .merge(Toml::string(DEFAULTS))
+                .merge(("conversations.timer_poll_ms", poll)),
+            ..Figment::new()
+                .merge(Toml::string(DEFAULTS))
+                .extract()
+                .unwrap()
+        };
+        assert_eq!(
+            settings(200).section::<Timers>().unwrap().timer_poll_ms,
+            200
+        );
+        let refused = settings(1).section::<Timers>().unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "invalid configuration of [conversations]: timer_poll_ms: at least 10"
         );
     }
 

@@ -86,13 +86,14 @@ impl Violations {
         self.0.iter()
     }
 
+    /// `Ok(())` when nothing was recorded, else every violation.
+    pub fn into_result(self) -> Result<(), Violations> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+
     /// `Ok(())` when nothing was recorded, else INVALID_ARGUMENT with every violation.
     pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Invalid(self))
-        }
+        Ok(self.into_result()?)
     }
 }
 

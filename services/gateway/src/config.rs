@@ -1,0 +1,73 @@
+//! The gateway's own settings, the `[gateway]` section of `default.toml`.
+use ism_platform::config::Section;
+use ism_platform::error::{FieldError, Violations};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySettings {
+    pub http_port: u16,
+    pub public_url: String,
+    pub body_limit_bytes: usize,
+    pub delivery_timeout_ms: u64,
+    pub delivery_max_attempts: i32,
+    pub delivery_retry_base_ms: u64,
+    pub delivery_concurrency: usize,
+    /// How long a webhook may use a channel's row and credentials read earlier.
+    pub channel_cache_ms: u64,
+    /// Base64 of the 32-byte AES-256-GCM key sealing channel credentials.
+    pub credentials_key: SecretString,
+    /// Earlier keys, still accepted for reading during a rotation.
+    #[serde(default)]
+    pub credentials_previous_keys: Vec<SecretString>,
+}
+
+impl Section for GatewaySettings {
+    const NAME: &'static str = "gateway";
+
+    fn validate(&self) -> Result<(), Violations> {
+        let mut violations = Violations::new();
+        let mut at_least = |key: &'static str, value: u64, least: u64| {
+            if value < least {
+                violations.push(FieldError::new(key, format!("must be at least {least}")));
+            }
+        };
+        at_least("body_limit_bytes", self.body_limit_bytes as u64, 1024);
+        at_least("delivery_timeout_ms", self.delivery_timeout_ms, 100);
+        at_least(
+            "delivery_max_attempts",
+            self.delivery_max_attempts.max(0) as u64,
+            1,
+        );
+        at_least("delivery_concurrency", self.delivery_concurrency as u64, 1);
+        let public = url::Url::parse(&self.public_url);
+        if !public.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            violations.push(FieldError::new(
+                "public_url",
+                "must be the http(s) URL providers reach the gateway at",
+            ));
+        }
+        violations.into_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ism_platform::config::Settings;
+
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_and_bad_values_are_named_together() {
+        let mut config: GatewaySettings = Settings::load().unwrap().section().unwrap();
+        config.delivery_concurrency = 0;
+        config.public_url = "gateway.example.com".into();
+        config.body_limit_bytes = 10;
+        let refused = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "body_limit_bytes: must be at least 1024; delivery_concurrency: must be at least 1; \
+             public_url: must be the http(s) URL providers reach the gateway at"
+        );
+    }
+}
