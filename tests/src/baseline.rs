@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm};
 
 /// The broker the harness points the platform at.
@@ -17,7 +17,8 @@ pub const CONFIRM_WINDOW: usize = 256;
 pub const EVENT_BYTES: usize = 512;
 
 /// Confirmed persistent publishes per second from one connection and channel to a durable
-/// queue of its own, with up to [`CONFIRM_WINDOW`] publishes awaiting their confirm.
+/// quorum queue of its own (the type the platform's queues have by default), with up to
+/// [`CONFIRM_WINDOW`] publishes awaiting their confirm.
 pub async fn confirmed_publishes(queue: &str, duration: Duration) -> anyhow::Result<f64> {
     let conn = Connection::connect(AMQP, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
@@ -28,9 +29,9 @@ pub async fn confirmed_publishes(queue: &str, duration: Duration) -> anyhow::Res
         durable: true,
         ..Default::default()
     };
-    channel
-        .queue_declare(queue.into(), durable, FieldTable::default())
-        .await?;
+    let mut quorum = FieldTable::default();
+    quorum.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel.queue_declare(queue.into(), durable, quorum).await?;
     let body = vec![b'x'; EVENT_BYTES];
     let properties = BasicProperties::default().with_delivery_mode(2);
     let publishing = async {

@@ -10,28 +10,13 @@ use ism_proto::conversations::v1::conversation_service_client::ConversationServi
 use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest};
 use ism_proto::workspaces::v1::ExchangeApiKeyRequest;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
+use ism_platform::config::ServiceName;
+use ism_platform::events::topology::QUEUES;
 use sha2::Sha256;
 use tonic::transport::Channel;
 
-const SERVICES: [&str; 7] = [
-    "workspaces",
-    "gateway",
-    "contacts",
-    "conversations",
-    "broadcasts",
-    "workflows",
-    "integrations",
-];
 const POSTGRES: &str = "postgres://ism:ism@127.0.0.1:5432/postgres";
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// Queues the platform declares, for cleanup.
-const QUEUES: [&str; 5] = [
-    "gateway.delivery",
-    "conversations.inbound",
-    "conversations.status",
-    "conversations.availability",
-    "conversations.merges",
-];
 
 /// The `ism` binary built by `cargo build -p ism` (the Makefile does it first).
 pub fn binary() -> PathBuf {
@@ -109,7 +94,7 @@ impl Platform {
             "ISM_TELEMETRY__LOG_FILTER".into(),
             "info,sqlx=warn,lapin=warn".into(),
         );
-        for service in SERVICES {
+        for service in ServiceName::ALL.map(ServiceName::as_str) {
             let (grpc, metrics) = (free_port(), free_port());
             let key = service.to_uppercase();
             env.insert(format!("ISM_SERVICES__{key}__GRPC_PORT"), grpc.to_string());
@@ -226,8 +211,8 @@ impl Platform {
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
-            for service in SERVICES {
-                ready = ready && self.serving(service).await;
+            for service in ServiceName::ALL {
+                ready = ready && self.serving(service.as_str()).await;
             }
             if ready {
                 return;
@@ -427,13 +412,14 @@ impl Drop for Platform {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let databases: Vec<String> = SERVICES
+        let databases: Vec<String> = ServiceName::ALL
             .iter()
             .map(|s| format!("ism_{}_{s}", self.id))
             .collect();
         let queues: Vec<String> = QUEUES
             .iter()
-            .flat_map(|q| [self.queue(q), format!("{}.dlq", self.queue(q))])
+            .map(|spec| self.queue(&spec.consumer()))
+            .flat_map(|queue| [format!("{queue}.dlq"), queue])
             .collect();
         let exchange = self.exchange();
         // Cleanup runs on its own thread and runtime: Drop may run inside the test's runtime.

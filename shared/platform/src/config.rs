@@ -140,6 +140,27 @@ pub struct AmqpSettings {
     pub retry_base_ms: u64,
     pub relay_batch: i64,
     pub consumer_lanes: usize,
+    pub queue_type: QueueType,
+}
+
+/// How RabbitMQ keeps a consumer queue (ADR 22).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Replicated by Raft over the cluster's nodes: survives losing a minority of them.
+    Quorum,
+    /// On one node: lost with that node's disk.
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -36,10 +36,7 @@ impl Amqp {
 
     /// The queue of a consumer.
     pub fn queue_name(&self, spec: &QueueSpec) -> String {
-        format!(
-            "{}.{}.{}",
-            self.settings.queue_prefix, spec.service, spec.name
-        )
+        format!("{}.{}", self.settings.queue_prefix, spec.consumer())
     }
 
     /// A new connection; callers reconnect on failure.
@@ -79,6 +76,16 @@ impl Amqp {
         Ok(())
     }
 
+    /// The arguments every queue is declared with: its type (ADR 22).
+    fn queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString(self.settings.queue_type.as_str().into()),
+        );
+        args
+    }
+
     /// Declares the consumer's queue bound to each of its patterns, and `<queue>.dlq`
     /// receiving what the queue dead-letters.
     pub async fn declare_queue(&self, channel: &Channel, spec: &QueueSpec) -> lapin::Result<()> {
@@ -91,7 +98,7 @@ impl Amqp {
         };
         let dlq = format!("{queue}.dlq");
         channel
-            .queue_declare(dlq.as_str().into(), durable, FieldTable::default())
+            .queue_declare(dlq.as_str().into(), durable, self.queue_arguments())
             .await?;
         channel
             .queue_bind(
@@ -103,7 +110,7 @@ impl Amqp {
             )
             .await?;
 
-        let mut args = FieldTable::default();
+        let mut args = self.queue_arguments();
         args.insert(
             ShortString::from("x-dead-letter-exchange"),
             AMQPValue::LongString(self.dead_letter_exchange().into()),

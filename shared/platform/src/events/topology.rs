@@ -9,6 +9,13 @@ pub struct QueueSpec {
     pub patterns: &'static [&'static str],
 }
 
+impl QueueSpec {
+    /// `<service>.<name>`: the queue's name after the deployment's queue prefix.
+    pub fn consumer(&self) -> String {
+        format!("{}.{}", self.service, self.name)
+    }
+}
+
 /// The gateway queues delivery requests from any service.
 pub const GATEWAY_DELIVERY: QueueSpec = QueueSpec {
     service: "gateway",
