@@ -30,7 +30,10 @@ pub async fn confirmed_publishes(queue: &str, duration: Duration) -> anyhow::Res
         ..Default::default()
     };
     let mut quorum = FieldTable::default();
-    quorum.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     channel.queue_declare(queue.into(), durable, quorum).await?;
     let body = vec![b'x'; EVENT_BYTES];
     let properties = BasicProperties::default().with_delivery_mode(2);

@@ -6,12 +6,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
+use ism_platform::config::ServiceName;
+use ism_platform::events::topology::QUEUES;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::conversations::v1::{ListConversationsRequest, ListMessagesRequest};
 use ism_proto::workspaces::v1::ExchangeApiKeyRequest;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
-use ism_platform::config::ServiceName;
-use ism_platform::events::topology::QUEUES;
 use sha2::Sha256;
 use tonic::transport::Channel;
 

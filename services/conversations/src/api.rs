@@ -1,14 +1,11 @@
 //! The ConversationService gRPC API.
 use chrono::{DateTime, Utc};
 use ism_platform::auth::{Caller, Role};
-use ism_platform::convert::{timestamp, uuid};
+use ism_platform::convert::uuid;
 use ism_platform::error::FieldError;
 use ism_platform::paging;
 use ism_proto::conversations::v1 as pb;
 use ism_proto::conversations::v1::conversation_service_server::ConversationService;
-use ism_proto::events::v1::{CommentAdded, ConversationOpened, DeliveryRequested, MessageCreated};
-use ism_proto::types::v1::{Direction, MessageContent, Text, message_content::Kind};
-use prost::Message as _;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -19,11 +16,11 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::inbox;
 use crate::lifecycle::{self, Closing};
-use crate::publish::emit;
+use crate::messages::Messages;
 use crate::report;
 use crate::settings;
 use crate::snippets;
-use crate::store::{self, NewMessage};
+use crate::store;
 use crate::view::{self, View};
 use crate::wire;
 
@@ -40,18 +37,16 @@ fn actor(caller: &Caller) -> &str {
     &caller.subject
 }
 
-fn client_message_id(raw: &str) -> Result<Option<&str>, FieldError> {
-    let id = Some(raw.trim()).filter(|id| !id.is_empty());
-    if id.is_some_and(|id| id.len() > 128) {
-        return Err(FieldError::new(
-            "client_message_id",
-            "must be at most 128 bytes",
-        ));
-    }
-    Ok(id)
-}
-
 impl Api {
+    /// The use cases of messages the Workspace writes, with this server's dependencies.
+    fn messages(&self) -> Messages<'_> {
+        Messages {
+            pool: &self.pool,
+            clock: self.clock,
+            directory: &self.assigner.directory,
+        }
+    }
+
     /// Has the contacts service check a view's Contact Filter, so a bad one is refused
     /// when saved, naming `conditions.contact_filter`.
     async fn check_contact_filter(
@@ -68,35 +63,6 @@ impl Api {
         Ok(())
     }
 
-    /// The snippet rendered for the conversation's Contact and the caller.
-    async fn render(
-        &self,
-        caller: &Caller,
-        workspace_id: Uuid,
-        conversation_id: Uuid,
-        snippet_id: Uuid,
-    ) -> Result<MessageContent, Error> {
-        let mut conn = self.pool.acquire().await?;
-        let conversation = store::conversation(&mut conn, workspace_id, conversation_id).await?;
-        let snippet = snippets::visible(&mut conn, workspace_id, &caller.subject, snippet_id)
-            .await
-            .map_err(|e| match e {
-                Error::NotFound(_) => FieldError::new("snippet_id", "no such snippet").into(),
-                other => other,
-            })?;
-        drop(conn);
-        let variables = self
-            .assigner
-            .directory
-            .variables(workspace_id, conversation.contact_id, &caller.subject)
-            .await?;
-        let body = snippets::render(&snippet.body, &variables)?;
-        Ok(MessageContent {
-            kind: Some(Kind::Text(Text { body })),
-            ..Default::default()
-        })
-    }
-
     /// Checks a snippet's fields against the Workspace's Contact Fields.
     async fn check_snippet(
         &self,
@@ -107,135 +73,6 @@ impl Api {
     ) -> Result<(), Error> {
         let keys = self.assigner.directory.field_keys(workspace_id).await?;
         Ok(snippets::validate(shortcut, title, body, &keys)?)
-    }
-
-    async fn open_from_workspace(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        closed: &store::Conversation,
-        sender: &str,
-        sender_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<store::Conversation, Error> {
-        let settings = settings::load(tx, closed.workspace_id).await?;
-        if !settings.reply_to_closed {
-            return Err(Error::precondition(
-                "conversation_id",
-                "the conversation is closed and this Workspace does not reopen closed conversations with a reply",
-            ));
-        }
-        let opened = store::open_from_workspace(tx, closed, sender, sender_id, now).await?;
-        let event = ConversationOpened {
-            conversation_id: opened.id.to_string(),
-            contact_id: opened.contact_id.to_string(),
-            channel_id: opened.channel_id.to_string(),
-            opened_by: sender.to_owned(),
-            opened_by_id: sender_id.to_owned(),
-        };
-        emit(
-            tx,
-            "conversations.conversation.opened",
-            opened.workspace_id,
-            opened.id,
-            &event,
-        )
-        .await?;
-        Ok(opened)
-    }
-
-    async fn send(
-        &self,
-        caller: &Caller,
-        workspace_id: Uuid,
-        request: pb::SendMessageRequest,
-    ) -> Result<pb::Message, Error> {
-        let conversation_id = uuid("conversation_id", &request.conversation_id)?;
-        let client_message_id = client_message_id(&request.client_message_id)?;
-        let (sender, sender_id) = wire::author(caller);
-        let content = match wire::optional_uuid(&request.snippet_id, "snippet_id")? {
-            None => request.content,
-            Some(_) if request.content.is_some() => {
-                return Err(
-                    FieldError::new("content", "give content or snippet_id, not both").into(),
-                );
-            }
-            Some(snippet_id) => Some(
-                self.render(caller, workspace_id, conversation_id, snippet_id)
-                    .await?,
-            ),
-        };
-        let now = self.clock.now();
-
-        let mut tx = self.pool.begin().await?;
-        let mut conversation =
-            store::lock_conversation(&mut tx, workspace_id, conversation_id).await?;
-        let content = wire::outbound_content(content.as_ref(), conversation.channel_type)?;
-        if let Some(id) = client_message_id
-            && let Some(existing) = store::message_by_client_id(&mut tx, workspace_id, id).await?
-        {
-            return Ok(wire::message(existing));
-        }
-        if conversation.status == "closed" {
-            conversation = self
-                .open_from_workspace(&mut tx, &conversation, sender, &sender_id, now)
-                .await?;
-        }
-        let new = NewMessage {
-            workspace_id,
-            conversation_id: conversation.id,
-            channel_id: conversation.channel_id,
-            direction: "outbound",
-            content: content.encode_to_vec(),
-            status: "pending",
-            external_message_id: "",
-            client_message_id,
-            sent_at: now,
-            sender,
-            sender_id: &sender_id,
-            mentions: &[],
-        };
-        let message = store::insert_message(&mut tx, &new)
-            .await?
-            .ok_or(Error::Aborted(
-                "a concurrent send with the same client_message_id won; retry to read it".into(),
-            ))?;
-        store::record_message(&mut tx, conversation.id, sender, now, now).await?;
-        let created = MessageCreated {
-            message_id: message.id.to_string(),
-            conversation_id: conversation.id.to_string(),
-            contact_id: conversation.contact_id.to_string(),
-            channel_id: conversation.channel_id.to_string(),
-            direction: Direction::Outbound as i32,
-            content: Some(content.clone()),
-            sent_at: Some(timestamp(now)),
-            sender: sender.to_owned(),
-            sender_id: sender_id.clone(),
-        };
-        let delivery = DeliveryRequested {
-            message_id: message.id.to_string(),
-            channel_id: conversation.channel_id.to_string(),
-            recipient_external_id: conversation.contact_external_id.clone(),
-            content: Some(content),
-            requested_by: crate::SERVICE.to_owned(),
-        };
-        emit(
-            &mut tx,
-            "conversations.message.created",
-            workspace_id,
-            conversation.id,
-            &created,
-        )
-        .await?;
-        emit(
-            &mut tx,
-            "conversations.delivery.requested",
-            workspace_id,
-            conversation.id,
-            &delivery,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(wire::message(message))
     }
 }
 
@@ -333,10 +170,11 @@ impl ConversationService for Api {
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
         let message = self
+            .messages()
             .send(&caller, workspace_id, request.into_inner())
             .await?;
         Ok(Response::new(pb::SendMessageResponse {
-            message: Some(message),
+            message: Some(wire::message(message)),
         }))
     }
 
@@ -368,83 +206,13 @@ impl ConversationService for Api {
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let conversation_id = uuid("conversation_id", &request.conversation_id)?;
-                let body = request.body.trim();
-                if body.is_empty() || body.len() > wire::MAX_COMMENT {
-                    return Err(FieldError::new(
-                        "body",
-                        format!("must have 1 to {} bytes", wire::MAX_COMMENT),
-                    )
-                    .into());
-                }
-                let mut mentions = Vec::with_capacity(request.mentioned_user_ids.len());
-                for id in &request.mentioned_user_ids {
-                    let id = uuid("mentioned_user_ids", id)?;
-                    if !mentions.contains(&id) {
-                        mentions.push(id);
-                    }
-                }
-                if mentions.len() > 50 {
-                    return Err(FieldError::new("mentioned_user_ids", "at most 50 Users").into());
-                }
-                for &id in &mentions {
-                    self.assigner
-                        .directory
-                        .user(workspace_id, id, "mentioned_user_ids")
-                        .await?;
-                }
-                let (sender, sender_id) = wire::author(&caller);
-                let now = self.clock.now();
-                let content = MessageContent {
-                    kind: Some(Kind::Text(Text {
-                        body: body.to_owned(),
-                    })),
-                    ..Default::default()
-                };
-                let mut tx = self.pool.begin().await?;
-                let conversation =
-                    store::lock_conversation(&mut tx, workspace_id, conversation_id).await?;
-                let new = NewMessage {
-                    workspace_id,
-                    conversation_id,
-                    channel_id: conversation.channel_id,
-                    direction: "internal",
-                    content: content.encode_to_vec(),
-                    status: "none",
-                    external_message_id: "",
-                    client_message_id: None,
-                    sent_at: now,
-                    sender,
-                    sender_id: &sender_id,
-                    mentions: &mentions,
-                };
-                let message = store::insert_message(&mut tx, &new)
-                    .await?
-                    .ok_or(Error::Aborted("the comment collided; retry".into()))?;
-                let added = CommentAdded {
-                    message_id: message.id.to_string(),
-                    conversation_id: conversation_id.to_string(),
-                    author_id: sender_id.clone(),
-                    body: body.to_owned(),
-                    mentioned_user_ids: mentions.iter().map(Uuid::to_string).collect(),
-                };
-                emit(
-                    &mut tx,
-                    "conversations.comment.added",
-                    workspace_id,
-                    conversation_id,
-                    &added,
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(pb::AddCommentResponse {
-                    message: Some(wire::message(message)),
-                })
-            }
-            .await,
-        )
+        let message = self
+            .messages()
+            .comment(&caller, workspace_id, &request)
+            .await?;
+        Ok(Response::new(pb::AddCommentResponse {
+            message: Some(wire::message(message)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]

@@ -10,8 +10,8 @@ use ism_platform::events::{self, Batch, EventContext, EventHandler, HandlerError
 use ism_proto::contacts::v1::ResolveContactRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::events::v1::{
-    ConversationMessageStatusChanged, ConversationOpened, Event, MessageCreated, MessageReceived,
-    MessageStatusChanged, UserAvailabilityChanged,
+    ConversationMessageStatusChanged, Event, MessageCreated, MessageReceived, MessageStatusChanged,
+    UserAvailabilityChanged,
 };
 use ism_proto::types::v1::{DeliveryStatus, Direction};
 use prost::Message as _;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::assigner::Assigner;
 use crate::error::Error;
 use crate::lifecycle;
-use crate::publish::emit;
+use crate::publish::{self, emit};
 use crate::store::{self, Conversation, Found, NewMessage, Party};
 
 /// Stores `gateway.message.received` events, several per transaction when the queue
@@ -353,21 +353,8 @@ async fn announce(
 ) -> Result<(), Error> {
     match found {
         Found::Opened => {
-            let opened = ConversationOpened {
-                conversation_id: conversation.id.to_string(),
-                contact_id: conversation.contact_id.to_string(),
-                channel_id: conversation.channel_id.to_string(),
-                opened_by: "contact".into(),
-                opened_by_id: conversation.contact_id.to_string(),
-            };
-            emit(
-                tx,
-                "conversations.conversation.opened",
-                conversation.workspace_id,
-                conversation.id,
-                &opened,
-            )
-            .await
+            let contact_id = conversation.contact_id.to_string();
+            publish::opened(tx, conversation, "contact", &contact_id).await
         }
         Found::Woken => lifecycle::woken(tx, conversation, "message").await,
         Found::Open => Ok(()),

@@ -10,6 +10,7 @@ pub mod inbound;
 pub mod inbox;
 pub mod lifecycle;
 pub mod merges;
+mod messages;
 mod publish;
 pub mod report;
 pub mod settings;

@@ -1,10 +1,12 @@
 //! Events this service emits, written to the outbox in the caller's transaction and
 //! ordered per conversation.
 use ism_platform::events;
+use ism_proto::events::v1::ConversationOpened;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::store::Conversation;
 
 /// Enqueues `payload` as a `routing_key` event of `conversation_id`.
 pub async fn emit<M: prost::Name>(
@@ -22,6 +24,30 @@ pub async fn emit<M: prost::Name>(
     );
     events::enqueue(conn, &event).await?;
     Ok(())
+}
+
+/// Announces that `conversation` was opened, by whom (`contact`, `user`, ...).
+pub async fn opened(
+    conn: &mut PgConnection,
+    conversation: &Conversation,
+    opened_by: &str,
+    opened_by_id: &str,
+) -> Result<(), Error> {
+    let event = ConversationOpened {
+        conversation_id: conversation.id.to_string(),
+        contact_id: conversation.contact_id.to_string(),
+        channel_id: conversation.channel_id.to_string(),
+        opened_by: opened_by.to_owned(),
+        opened_by_id: opened_by_id.to_owned(),
+    };
+    emit(
+        conn,
+        "conversations.conversation.opened",
+        conversation.workspace_id,
+        conversation.id,
+        &event,
+    )
+    .await
 }
 
 /// An empty string for `None`.
