@@ -34,7 +34,7 @@ type Cursor = (DateTime<Utc>, Uuid);
 
 /// `user:<id>` or the token's subject: who made a change, in events.
 fn actor(caller: &Caller) -> &str {
-    &caller.subject
+    caller.actor()
 }
 
 impl Api {
@@ -510,7 +510,7 @@ impl ConversationService for Api {
                     .await?;
                 let new = snippets::NewSnippet {
                     workspace_id,
-                    owner: request.personal.then_some(caller.subject.as_str()),
+                    owner: request.personal.then_some(caller.actor()),
                     shortcut,
                     title,
                     body: &request.body,
@@ -540,7 +540,7 @@ impl ConversationService for Api {
                 let rows = snippets::search(
                     &self.pool,
                     workspace_id,
-                    &caller.subject,
+                    caller.actor(),
                     request.shortcut_prefix.trim(),
                     after,
                     limit + 1,
@@ -568,7 +568,7 @@ impl ConversationService for Api {
         let request = request.into_inner();
         let id = uuid("id", &request.id).map_err(Error::from)?;
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
-        let current = snippets::visible(&mut conn, workspace_id, &caller.subject, id).await?;
+        let current = snippets::visible(&mut conn, workspace_id, caller.actor(), id).await?;
         if current.owner.is_none() {
             caller.require(Role::Manager)?;
         }
@@ -597,7 +597,7 @@ impl ConversationService for Api {
         let workspace_id = caller.workspace_id()?;
         let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
-        let current = snippets::visible(&mut conn, workspace_id, &caller.subject, id).await?;
+        let current = snippets::visible(&mut conn, workspace_id, caller.actor(), id).await?;
         if current.owner.is_none() {
             caller.require(Role::Manager)?;
         }
@@ -703,10 +703,7 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        let me = caller
-            .subject
-            .strip_prefix("user:")
-            .and_then(|id| id.parse().ok());
+        let me = caller.subject.user_id();
         respond(
             async {
                 let limit = paging::page_size(request.page_size)?;

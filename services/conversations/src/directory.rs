@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ism_platform::auth::ServiceTokens;
+use ism_platform::auth::{ServiceTokens, Subject};
 use ism_platform::error::FieldError;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
@@ -119,12 +119,12 @@ impl Directory {
         }
     }
 
-    /// Snippet variables for the Contact and the caller (`user:<id>` gives a name).
+    /// Snippet variables for the Contact and the caller (a User gives a name).
     pub async fn variables(
         &self,
         workspace_id: Uuid,
         contact_id: Uuid,
-        caller: &str,
+        caller: &Subject,
     ) -> Result<Variables, Error> {
         let keys = self.field_keys(workspace_id).await?;
         let request = contacts::GetContactRequest {
@@ -180,7 +180,7 @@ impl Directory {
         variables
             .contact
             .insert("fields".into(), serde_json::Value::Object(fields));
-        let name = match caller.strip_prefix("user:").and_then(|id| id.parse().ok()) {
+        let name = match caller.user_id() {
             Some(user_id) => {
                 let request = ws::GetUserRequest {
                     id: Uuid::to_string(&user_id),

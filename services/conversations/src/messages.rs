@@ -226,7 +226,7 @@ impl Messages<'_> {
     ) -> Result<MessageContent, Error> {
         let mut conn = self.pool.acquire().await?;
         let conversation = store::conversation(&mut conn, workspace_id, conversation_id).await?;
-        let snippet = snippets::visible(&mut conn, workspace_id, &caller.subject, snippet_id)
+        let snippet = snippets::visible(&mut conn, workspace_id, caller.actor(), snippet_id)
             .await
             .map_err(|e| match e {
                 Error::NotFound(_) => FieldError::new("snippet_id", "no such snippet").into(),

@@ -1,5 +1,5 @@
 //! Conversions between stored rows and API messages, and content validation.
-use ism_platform::auth::Caller;
+use ism_platform::auth::{Caller, Subject};
 use ism_platform::convert::{from_timestamp, timestamp};
 use ism_platform::error::FieldError;
 use ism_proto::conversations::v1 as pb;
@@ -34,12 +34,12 @@ pub fn party(name: &str) -> pb::Party {
 /// Who the caller writes as: a User (or an API key acting for the business), a
 /// workflow, a bot integration or a broadcast; and the writer's id.
 pub fn author(caller: &Caller) -> (&'static str, String) {
-    match caller.subject.split_once(':') {
-        Some(("user", id)) => ("user", id.to_owned()),
-        Some(("service", "workflows")) => ("workflow", "workflows".to_owned()),
-        Some(("service", "broadcasts")) => ("broadcast", "broadcasts".to_owned()),
-        Some(("service", name)) => ("bot", name.to_owned()),
-        _ => ("user", caller.subject.clone()),
+    match &caller.subject {
+        Subject::User(id) => ("user", id.to_string()),
+        Subject::Service(name) if name == "workflows" => ("workflow", name.clone()),
+        Subject::Service(name) if name == "broadcasts" => ("broadcast", name.clone()),
+        Subject::Service(name) => ("bot", name.clone()),
+        other => ("user", other.to_string()),
     }
 }
 

@@ -3,7 +3,7 @@
 //! the actor `operator:cli`.
 use std::collections::BTreeMap;
 
-use ism_platform::auth::Role;
+use ism_platform::auth::{Role, Subject};
 use ism_platform::config::Settings;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -98,7 +98,7 @@ pub async fn create_user(
         ("email".to_owned(), user.email.clone()),
         ("role".to_owned(), user.role.clone()),
     ]);
-    let target = format!("user:{}", user.id);
+    let target = Subject::User(user.id).to_string();
     store::audit(
         &mut tx,
         workspace_id,
@@ -138,9 +138,13 @@ pub async fn user_token(
         settings.auth.token_ttl_seconds,
     )
     .await?;
-    let minted = signer.mint(format!("user:{}", user.id), role, Some(user.workspace_id))?;
+    let minted = signer.mint(
+        Subject::User(user.id).to_string(),
+        role,
+        Some(user.workspace_id),
+    )?;
     let mut conn = pool.acquire().await?;
-    let target = format!("user:{}", user.id);
+    let target = Subject::User(user.id).to_string();
     store::audit(
         &mut conn,
         user.workspace_id,

@@ -2,7 +2,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ism_platform::auth::{Caller, Role};
+use ism_platform::auth::{Caller, Role, Subject};
 use ism_platform::convert::{timestamp, uuid};
 use ism_platform::error::{Checks, FieldError};
 use ism_platform::events::{enqueue, new_event};
@@ -209,7 +209,7 @@ async fn audit(
     target: String,
     details: BTreeMap<String, String>,
 ) -> Result<(), Error> {
-    store::audit(conn, workspace, &caller.subject, action, target, details).await
+    store::audit(conn, workspace, caller.actor(), action, target, details).await
 }
 
 fn opening_hours(hours: pb::BusinessHours) -> Result<Vec<OpeningInterval>, Error> {
@@ -237,7 +237,11 @@ impl WorkspaceService for Api {
         let role = stored_role(&key.role)?;
         let (access_token, exp) = self
             .signer
-            .mint(format!("api_key:{}", key.id), role, Some(key.workspace_id))
+            .mint(
+                Subject::ApiKey(key.id.to_string()).to_string(),
+                role,
+                Some(key.workspace_id),
+            )
             .map_err(Error::Unexpected)?;
         Ok(Response::new(pb::ExchangeApiKeyResponse {
             access_token,
@@ -261,7 +265,11 @@ impl WorkspaceService for Api {
         }
         let (access_token, exp) = self
             .signer
-            .mint(format!("service:{service}"), Role::Service, None)
+            .mint(
+                Subject::Service(service.to_string()).to_string(),
+                Role::Service,
+                None,
+            )
             .map_err(Error::Unexpected)?;
         Ok(Response::new(pb::IssueServiceTokenResponse {
             access_token,
@@ -588,7 +596,7 @@ impl WorkspaceService for Api {
             ws,
             &caller,
             "user.created",
-            format!("user:{}", user.id),
+            Subject::User(user.id).to_string(),
             facts,
         )
         .await?;
@@ -676,7 +684,7 @@ impl WorkspaceService for Api {
             ws,
             &caller,
             "user.updated",
-            format!("user:{user_id}"),
+            Subject::User(user_id).to_string(),
             facts,
         )
         .await?;
@@ -708,7 +716,7 @@ impl WorkspaceService for Api {
                 ws,
                 &caller,
                 "user.deactivated",
-                format!("user:{user_id}"),
+                Subject::User(user_id).to_string(),
                 BTreeMap::new(),
             )
             .await?;
@@ -728,7 +736,7 @@ impl WorkspaceService for Api {
         let request = request.into_inner();
         let user_id = id("user_id", &request.user_id)?;
         let availability = availability_from_pb(request.availability)?;
-        let is_self = caller.subject == format!("user:{user_id}");
+        let is_self = caller.subject == Subject::User(user_id);
         if !is_self {
             caller.require(Role::Manager)?;
         }
@@ -765,14 +773,14 @@ impl WorkspaceService for Api {
         not_above(&caller, role)?;
         let (access_token, exp) = self
             .signer
-            .mint(format!("user:{user_id}"), role, Some(ws))
+            .mint(Subject::User(user_id).to_string(), role, Some(ws))
             .map_err(Error::Unexpected)?;
         audit(
             &mut tx,
             ws,
             &caller,
             "user.token_issued",
-            format!("user:{user_id}"),
+            Subject::User(user_id).to_string(),
             BTreeMap::new(),
         )
         .await?;

@@ -96,15 +96,72 @@ pub struct Claims {
     pub ws: Option<Uuid>,
 }
 
+/// Who a token speaks for, parsed once from its `sub` claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A person: `user:<id>`.
+    User(Uuid),
+    /// An API key: `api_key:<id>`.
+    ApiKey(String),
+    /// A service of the platform acting in a Workspace: `service:<name>`.
+    Service(String),
+    /// A subject of another form, kept as it was written.
+    Other(String),
+}
+
+impl Subject {
+    /// The User this subject is, if it is one.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self {
+            Subject::User(id) => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Subject {
+    type Err = std::convert::Infallible;
+
+    fn from_str(sub: &str) -> Result<Self, Self::Err> {
+        Ok(match sub.split_once(':') {
+            Some(("user", id)) => match id.parse() {
+                Ok(id) => Subject::User(id),
+                Err(_) => Subject::Other(sub.to_owned()),
+            },
+            Some(("api_key", id)) => Subject::ApiKey(id.to_owned()),
+            Some(("service", name)) => Subject::Service(name.to_owned()),
+            _ => Subject::Other(sub.to_owned()),
+        })
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::User(id) => write!(f, "user:{id}"),
+            Subject::ApiKey(id) => write!(f, "api_key:{id}"),
+            Subject::Service(name) => write!(f, "service:{name}"),
+            Subject::Other(sub) => f.write_str(sub),
+        }
+    }
+}
+
 /// The authenticated caller of a request, put in its extensions by [`AuthLayer`].
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub subject: String,
+    pub subject: Subject,
     pub role: Role,
     workspace_id: Option<Uuid>,
+    /// The subject as text, as stored with what the caller did (audit, owners, events).
+    actor: String,
 }
 
 impl Caller {
+    /// The subject as text (`user:<id>`), as stored with what the caller did.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
     /// The Workspace every read and write of this request is confined to.
     pub fn workspace_id(&self) -> Result<Uuid, Status> {
         self.workspace_id.ok_or_else(|| {
@@ -367,8 +424,10 @@ async fn authenticate(verifier: &Verifier, headers: &http::HeaderMap) -> Result<
                     .ok_or_else(|| Status::unauthenticated("invalid access token: no workspace"))?,
             ),
         };
+    let subject: Subject = claims.sub.parse().unwrap_or_else(|e| match e {});
     Ok(Caller {
-        subject: claims.sub,
+        actor: subject.to_string(),
+        subject,
         role: claims.role,
         workspace_id,
     })
@@ -451,6 +510,33 @@ impl ServiceTokens {
             }
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod subject_tests {
+    use super::*;
+
+    #[test]
+    fn subjects_parse_to_their_kind_and_print_back_the_same() {
+        let user = Uuid::now_v7();
+        for (text, subject) in [
+            (format!("user:{user}"), Subject::User(user)),
+            ("api_key:7".to_owned(), Subject::ApiKey("7".into())),
+            (
+                "service:workflows".to_owned(),
+                Subject::Service("workflows".into()),
+            ),
+            (
+                "user:not-a-uuid".to_owned(),
+                Subject::Other("user:not-a-uuid".into()),
+            ),
+        ] {
+            let parsed: Subject = text.parse().unwrap();
+            assert_eq!(parsed, subject);
+            assert_eq!(parsed.to_string(), text);
+        }
+        assert_eq!(Subject::User(user).user_id(), Some(user));
     }
 }
 
