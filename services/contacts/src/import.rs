@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use ism_platform::convert::timestamp;
 use ism_platform::error::FieldError;
-use ism_platform::events::{self, new_event};
+use ism_platform::events::{self, topics};
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 use ism_proto::events::v1::{ContactCreated, Event};
 use serde_json::Value;
@@ -579,8 +579,7 @@ async fn apply(
                 let (profile, custom, changed) = updated(current, row);
                 if !changed.is_empty() {
                     updates.push(current.id, &profile, custom, &tag_ids);
-                    events.push(new_event(
-                        "contacts.contact.updated",
+                    events.push(topics::CONTACT_UPDATED.event(
                         workspace_id,
                         &current.id.to_string(),
                         &ism_proto::events::v1::ContactUpdated {
@@ -591,8 +590,7 @@ async fn apply(
                     ));
                     for (key, old, new) in changed {
                         if let Some(def) = schema.fields.get(&key) {
-                            events.push(new_event(
-                                "contacts.contact.field_changed",
+                            events.push(topics::CONTACT_FIELD_CHANGED.event(
                                 workspace_id,
                                 &current.id.to_string(),
                                 &ism_proto::events::v1::ContactFieldChanged {
@@ -639,8 +637,7 @@ async fn apply(
                     }
                     _ => (String::new(), String::new()),
                 };
-                events.push(new_event(
-                    "contacts.contact.created",
+                events.push(topics::CONTACT_CREATED.event(
                     workspace_id,
                     &id.to_string(),
                     &ContactCreated {
@@ -703,7 +700,7 @@ async fn apply(
                 names.get(&tag).copied().unwrap_or_default().to_owned(),
             )
         });
-        events.extend(tag_events("contacts.tag.added", workspace_id, added));
+        events.extend(tag_events(&topics::TAG_ADDED, workspace_id, added));
     }
     events::enqueue_all(tx, &events).await?;
     Ok(Ok(done))

@@ -2,7 +2,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ism_platform::error::FieldError;
-use ism_platform::events;
+use ism_platform::events::{self, topics};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::events::v1::ContactMerged;
 use sqlx::PgPool;
@@ -227,7 +227,7 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     };
     emit(
         &mut tx,
-        "contacts.contact.merged",
+        &topics::CONTACT_MERGED,
         workspace_id,
         m.source,
         &merged,
@@ -239,7 +239,7 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     let gained = gained.into_iter().map(|tag| (m.target, tag));
     events::enqueue_all(
         &mut tx,
-        &tag_events("contacts.tag.added", workspace_id, gained),
+        &tag_events(&topics::TAG_ADDED, workspace_id, gained),
     )
     .await?;
     tx.commit().await?;

@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
-use ism_platform::events;
+use ism_platform::events::{self, Topic, topics};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::events::v1::{
     ContactBlocked, ContactCreated, ContactDeleted, ContactFieldChanged, ContactUpdated,
@@ -316,7 +316,7 @@ async fn created_event(
     };
     emit(
         conn,
-        "contacts.contact.created",
+        &topics::CONTACT_CREATED,
         contact.workspace_id,
         contact.id,
         &payload,
@@ -324,17 +324,16 @@ async fn created_event(
     .await
 }
 
-/// Stores `event_type` with `payload` in the outbox, keyed by the Contact so its events
+/// Stores an event of `topic` with `payload` in the outbox, keyed by the Contact so its events
 /// stay in order.
-pub(crate) async fn emit<M: prost::Name>(
+pub(crate) async fn emit<M: prost::Name + Default>(
     conn: &mut PgConnection,
-    event_type: &str,
+    topic: &Topic<M>,
     workspace_id: Uuid,
     contact_id: Uuid,
     payload: &M,
 ) -> Result<(), Error> {
-    let event = events::new_event(event_type, workspace_id, &contact_id.to_string(), payload);
-    events::enqueue(conn, &event).await?;
+    events::emit(conn, topic, workspace_id, &contact_id.to_string(), payload).await?;
     Ok(())
 }
 
@@ -530,7 +529,7 @@ pub(crate) async fn emit_changes(
     };
     emit(
         conn,
-        "contacts.contact.updated",
+        &topics::CONTACT_UPDATED,
         contact.workspace_id,
         contact.id,
         &payload,
@@ -547,7 +546,7 @@ pub(crate) async fn emit_changes(
         };
         emit(
             conn,
-            "contacts.contact.field_changed",
+            &topics::CONTACT_FIELD_CHANGED,
             contact.workspace_id,
             contact.id,
             &payload,
@@ -591,7 +590,7 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<DateT
     };
     emit(
         &mut tx,
-        "contacts.contact.deleted",
+        &topics::CONTACT_DELETED,
         workspace_id,
         id,
         &payload,
@@ -620,7 +619,7 @@ pub async fn restore(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<Cont
     };
     emit(
         &mut tx,
-        "contacts.contact.restored",
+        &topics::CONTACT_RESTORED,
         workspace_id,
         id,
         &payload,
@@ -671,9 +670,9 @@ pub async fn set_blocked(
         blocked,
     };
     let event_type = if blocked {
-        "contacts.contact.blocked"
+        &topics::CONTACT_BLOCKED
     } else {
-        "contacts.contact.unblocked"
+        &topics::CONTACT_UNBLOCKED
     };
     emit(&mut tx, event_type, workspace_id, id, &payload).await?;
     tx.commit().await?;

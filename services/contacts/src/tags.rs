@@ -1,7 +1,7 @@
 //! Tags: manual labels on Contacts, created on first use, renamed and deleted across
 //! the Workspace.
 use ism_platform::error::FieldError;
-use ism_platform::events;
+use ism_platform::events::{self, Topic, topics};
 use ism_proto::events::v1::{ContactTagChanged, Event, TagDeleted, TagRenamed};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use crate::store::emit;
 /// One `event_type` event (`contacts.tag.added` or `.removed`) per (Contact, Tag) pair,
 /// keyed by the Contact, for one bulk outbox insert.
 pub(crate) fn tag_events(
-    event_type: &str,
+    topic: &Topic<ContactTagChanged>,
     workspace_id: Uuid,
     pairs: impl IntoIterator<Item = (Uuid, String)>,
 ) -> Vec<Event> {
@@ -20,8 +20,7 @@ pub(crate) fn tag_events(
         .into_iter()
         .map(|(contact_id, tag)| {
             let contact_id = contact_id.to_string();
-            events::new_event(
-                event_type,
+            topic.event(
                 workspace_id,
                 &contact_id,
                 &ContactTagChanged {
@@ -125,7 +124,7 @@ pub async fn add(
     let count = added.len() as i64;
     events::enqueue_all(
         &mut tx,
-        &tag_events("contacts.tag.added", workspace_id, added),
+        &tag_events(&topics::TAG_ADDED, workspace_id, added),
     )
     .await?;
     tx.commit().await?;
@@ -155,7 +154,7 @@ pub async fn remove(
     let count = removed.len() as i64;
     events::enqueue_all(
         &mut tx,
-        &tag_events("contacts.tag.removed", workspace_id, removed),
+        &tag_events(&topics::TAG_REMOVED, workspace_id, removed),
     )
     .await?;
     tx.commit().await?;
@@ -204,7 +203,7 @@ pub async fn rename(pool: &PgPool, workspace_id: Uuid, from: &str, to: &str) -> 
     };
     emit(
         &mut tx,
-        "contacts.tag.renamed",
+        &topics::TAG_RENAMED,
         workspace_id,
         workspace_id,
         &payload,
@@ -233,7 +232,7 @@ pub async fn delete(pool: &PgPool, workspace_id: Uuid, name: &str) -> Result<(),
     let name = deleted.ok_or(Error::NotFound("tag"))?;
     emit(
         &mut tx,
-        "contacts.tag.deleted",
+        &topics::TAG_DELETED,
         workspace_id,
         workspace_id,
         &TagDeleted { name },

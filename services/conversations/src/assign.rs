@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::publish::{emit, id_or_empty};
 use crate::store::{CONVERSATION, Conversation};
+use ism_platform::events::topics;
 
 /// How a decision chooses among eligible Users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub async fn assign(
     };
     emit(
         conn,
-        "conversations.conversation.assigned",
+        &topics::CONVERSATION_ASSIGNED,
         current.workspace_id,
         current.id,
         &assigned,
@@ -82,7 +83,7 @@ pub async fn unassign(
     };
     emit(
         conn,
-        "conversations.conversation.unassigned",
+        &topics::CONVERSATION_UNASSIGNED,
         current.workspace_id,
         current.id,
         &unassigned,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use ism_platform::auth::ServiceTokens;
 use ism_platform::convert::from_timestamp;
-use ism_platform::events::{self, Batch, EventContext, EventHandler, HandlerError};
+use ism_platform::events::{self, Batch, EventContext, EventHandler, HandlerError, topics};
 use ism_proto::contacts::v1::ResolveContactRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::events::v1::{
@@ -51,8 +51,9 @@ struct Inbound {
 
 impl Inbound {
     fn of(event: &Event) -> Result<Self, HandlerError> {
-        let received: MessageReceived =
-            events::decode_payload(event).map_err(HandlerError::Permanent)?;
+        let received: MessageReceived = topics::MESSAGE_RECEIVED
+            .decode(event)
+            .map_err(HandlerError::Permanent)?;
         let workspace_id = event
             .workspace_id
             .parse()
@@ -315,8 +316,7 @@ pub async fn store_arrivals(
                 sender: "contact".into(),
                 sender_id: String::new(),
             };
-            events::new_event(
-                "conversations.message.created",
+            topics::MESSAGE_CREATED.event(
                 a.party.workspace_id,
                 &message.conversation_id.to_string(),
                 &created,
@@ -374,8 +374,9 @@ pub struct StatusReports;
 
 impl EventHandler for StatusReports {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let report: MessageStatusChanged =
-            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
+        let report: MessageStatusChanged = topics::MESSAGE_STATUS
+            .decode(&event)
+            .map_err(HandlerError::Permanent)?;
         if report.requested_by != crate::SERVICE {
             return Ok(());
         }
@@ -415,7 +416,7 @@ impl EventHandler for StatusReports {
             };
             emit(
                 &mut tx,
-                "conversations.message.status_changed",
+                &topics::CONVERSATION_MESSAGE_STATUS_CHANGED,
                 workspace_id,
                 advanced.conversation_id,
                 &changed,
@@ -435,8 +436,9 @@ pub struct Availability {
 
 impl EventHandler for Availability {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let changed: UserAvailabilityChanged =
-            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
+        let changed: UserAvailabilityChanged = topics::USER_AVAILABILITY_CHANGED
+            .decode(&event)
+            .map_err(HandlerError::Permanent)?;
         let workspace_id: Uuid = event
             .workspace_id
             .parse()

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::publish::emit;
 use crate::store::{self, CONVERSATION, Conversation};
+use ism_platform::events::topics;
 
 /// Snoozes an open conversation until `until`, which must be after `now`.
 pub async fn snooze(
@@ -45,7 +46,7 @@ pub async fn snooze(
     };
     emit(
         conn,
-        "conversations.conversation.snoozed",
+        &topics::CONVERSATION_SNOOZED,
         workspace_id,
         id,
         &snoozed,
@@ -83,7 +84,7 @@ pub async fn woken(
     };
     emit(
         conn,
-        "conversations.conversation.woken",
+        &topics::CONVERSATION_WOKEN,
         conversation.workspace_id,
         conversation.id,
         &woken,
@@ -139,7 +140,7 @@ pub async fn close(
     };
     emit(
         conn,
-        "conversations.conversation.closed",
+        &topics::CONVERSATION_CLOSED,
         workspace_id,
         id,
         &closed,

@@ -1,7 +1,7 @@
 //! Follows `contacts.contact.merged`: the merged (source) Contact's conversations move to
 //! the surviving (target) Contact, history and all.
 use chrono::{DateTime, Utc};
-use ism_platform::events::{self, EventContext, EventHandler, HandlerError};
+use ism_platform::events::{EventContext, EventHandler, HandlerError, topics};
 use ism_proto::events::v1::{ContactMerged, Event};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -20,8 +20,9 @@ pub struct Merges {
 
 impl EventHandler for Merges {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let merged: ContactMerged =
-            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
+        let merged: ContactMerged = topics::CONTACT_MERGED
+            .decode(&event)
+            .map_err(HandlerError::Permanent)?;
         let uuid = |value: &str, what: &str| {
             value
                 .parse::<Uuid>()

@@ -20,6 +20,7 @@ use crate::settings;
 use crate::snippets;
 use crate::store::{self, NewMessage};
 use crate::wire;
+use ism_platform::events::topics;
 
 /// What writing a message needs: the database, the clock, and the directory of Users and
 /// Contacts (snippet variables, mentions).
@@ -121,7 +122,7 @@ impl Messages<'_> {
         };
         emit(
             &mut tx,
-            "conversations.message.created",
+            &topics::MESSAGE_CREATED,
             workspace_id,
             conversation.id,
             &created,
@@ -129,7 +130,7 @@ impl Messages<'_> {
         .await?;
         emit(
             &mut tx,
-            "conversations.delivery.requested",
+            &topics::DELIVERY_REQUESTED,
             workspace_id,
             conversation.id,
             &delivery,
@@ -206,7 +207,7 @@ impl Messages<'_> {
         };
         emit(
             &mut tx,
-            "conversations.comment.added",
+            &topics::COMMENT_ADDED,
             workspace_id,
             conversation_id,
             &added,

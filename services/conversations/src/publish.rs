@@ -1,6 +1,6 @@
 //! Events this service emits, written to the outbox in the caller's transaction and
 //! ordered per conversation.
-use ism_platform::events;
+use ism_platform::events::{self, Topic, topics};
 use ism_proto::events::v1::ConversationOpened;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -8,21 +8,23 @@ use uuid::Uuid;
 use crate::error::Error;
 use crate::store::Conversation;
 
-/// Enqueues `payload` as a `routing_key` event of `conversation_id`.
-pub async fn emit<M: prost::Name>(
+/// Enqueues `payload` as an event of `topic` about `conversation_id`, in order with the
+/// conversation's other events.
+pub async fn emit<M: prost::Name + Default>(
     conn: &mut PgConnection,
-    routing_key: &str,
+    topic: &Topic<M>,
     workspace_id: Uuid,
     conversation_id: Uuid,
     payload: &M,
 ) -> Result<(), Error> {
-    let event = events::new_event(
-        routing_key,
+    events::emit(
+        conn,
+        topic,
         workspace_id,
         &conversation_id.to_string(),
         payload,
-    );
-    events::enqueue(conn, &event).await?;
+    )
+    .await?;
     Ok(())
 }
 
@@ -42,7 +44,7 @@ pub async fn opened(
     };
     emit(
         conn,
-        "conversations.conversation.opened",
+        &topics::CONVERSATION_OPENED,
         conversation.workspace_id,
         conversation.id,
         &event,

@@ -9,7 +9,7 @@ use crate::config::GatewaySettings;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use ism_platform::events::{self, EventContext, EventHandler, HandlerError};
+use ism_platform::events::{self, EventContext, EventHandler, HandlerError, topics};
 use ism_proto::events::v1::{DeliveryRequested, Event, MessageStatusChanged};
 use ism_proto::types::v1::{DeliveryStatus, MessageContent};
 use prost::Message;
@@ -111,12 +111,7 @@ pub(crate) fn status_event(
         external_message_id: external_message_id.to_owned(),
         requested_by: requested_by.to_owned(),
     };
-    events::new_event(
-        "gateway.message.status",
-        workspace_id,
-        &message_id.to_string(),
-        &payload,
-    )
+    topics::MESSAGE_STATUS.event(workspace_id, &message_id.to_string(), &payload)
 }
 
 /// How long a Contact's last message keeps the reply window open.

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ism_platform::convert::timestamp;
-use ism_platform::events::{self, TracedEvent};
+use ism_platform::events::{Topic, TracedEvent, topics};
 use ism_platform::telemetry;
 use ism_proto::events::v1::{MessageReceived, Sender};
 use ism_proto::types::v1::DeliveryStatus;
@@ -238,8 +238,16 @@ async fn store_items(
     for item in items {
         match item {
             Item::Message(message) => {
-                let event_type = "gateway.message.received";
-                match accept(state, kind, channel, message, event_type, false).await? {
+                match accept(
+                    state,
+                    kind,
+                    channel,
+                    message,
+                    &topics::MESSAGE_RECEIVED,
+                    false,
+                )
+                .await?
+                {
                     Some(id) => stored.accepted.push(id),
                     None => stored.duplicates += 1,
                 }
@@ -251,8 +259,7 @@ async fn store_items(
                     stored.duplicates += 1;
                     continue;
                 }
-                let event_type = "gateway.message.echoed";
-                match accept(state, kind, channel, message, event_type, true).await? {
+                match accept(state, kind, channel, message, &topics::MESSAGE_ECHOED, true).await? {
                     Some(id) => stored.accepted.push(id),
                     None => stored.duplicates += 1,
                 }
@@ -274,7 +281,7 @@ async fn accept(
     kind: Kind,
     channel: &Channel,
     message: InboundMessage,
-    event_type: &str,
+    topic: &Topic<MessageReceived>,
     echo: bool,
 ) -> Result<Option<Uuid>, crate::Error> {
     let inbound_id = Uuid::now_v7();
@@ -293,7 +300,7 @@ async fn accept(
     };
     // Keyed by the Contact so one person's messages are applied in order.
     let key = format!("{}:{}", channel.id, message.sender_id);
-    let event = events::new_event(event_type, channel.workspace_id, &key, &payload);
+    let event = topic.event(channel.workspace_id, &key, &payload);
     let sent_at = message.sent_at.unwrap_or_else(chrono::Utc::now);
     let arrival = Arrival {
         workspace_id: channel.workspace_id,

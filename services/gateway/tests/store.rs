@@ -2,9 +2,9 @@
 use chrono::{DateTime, Utc};
 use ism_gateway::store::{self, Arrival, Channel, Finished, Outcome};
 use ism_platform::config::ServiceName;
-use ism_platform::events::TracedEvent;
-use ism_platform::{db, events};
-use ism_proto::events::v1::MessageReceived;
+use ism_platform::db;
+use ism_platform::events::{TracedEvent, topics};
+use ism_proto::events::v1::{MessageReceived, MessageStatusChanged};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -57,12 +57,8 @@ async fn queue_delivery(pool: &PgPool, channel: &Channel, recipient: &str) -> Uu
 }
 
 fn arrival(channel: &Channel, id: &str, window: Option<(&str, DateTime<Utc>)>) -> Arrival {
-    let event = events::new_event(
-        "gateway.message.received",
-        channel.workspace_id,
-        "k",
-        &MessageReceived::default(),
-    );
+    let event =
+        topics::MESSAGE_RECEIVED.event(channel.workspace_id, "k", &MessageReceived::default());
     Arrival {
         workspace_id: channel.workspace_id,
         channel_id: channel.id,
@@ -226,12 +222,7 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
     }
     assert_eq!(store::claim_due(&pool, 10, 30.0).await.unwrap().len(), 3);
     let event = || {
-        events::new_event(
-            "gateway.message.status",
-            channel.workspace_id,
-            "k",
-            &MessageReceived::default(),
-        )
+        topics::MESSAGE_STATUS.event(channel.workspace_id, "k", &MessageStatusChanged::default())
     };
     let finished = [
         Finished {
@@ -349,12 +340,7 @@ async fn hot_statements_probe_by_key_on_tables_never_analysed() {
             .unwrap()
     );
     let status = |_: &store::Receipted| {
-        events::new_event(
-            "gateway.message.status",
-            channel.workspace_id,
-            "k",
-            &MessageReceived::default(),
-        )
+        topics::MESSAGE_STATUS.event(channel.workspace_id, "k", &MessageStatusChanged::default())
     };
     let receipted = [sent];
     store::apply_receipt(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ism_platform::auth::{Caller, Role, Subject};
 use ism_platform::convert::{timestamp, uuid};
 use ism_platform::error::{Checks, FieldError};
-use ism_platform::events::{enqueue, new_event};
+use ism_platform::events::{emit, topics};
 use ism_platform::paging;
 use ism_proto::events::v1::UserAvailabilityChanged;
 use ism_proto::workspaces::v1 as pb;
@@ -27,9 +27,6 @@ pub const PUBLIC_RPCS: &[&str] = &[
     "/ism.workspaces.v1.WorkspaceService/IssueServiceToken",
     "/ism.workspaces.v1.WorkspaceService/GetPublicKeys",
 ];
-
-/// Routing key of the availability event.
-pub const AVAILABILITY_CHANGED: &str = "workspaces.user.availability_changed";
 
 pub struct Api {
     pub pool: PgPool,
@@ -999,12 +996,13 @@ async fn publish_availability(
         previous_availability: previous.to_owned(),
         changed_at: Some(timestamp(chrono::Utc::now())),
     };
-    let event = new_event(
-        AVAILABILITY_CHANGED,
+    emit(
+        conn,
+        &topics::USER_AVAILABILITY_CHANGED,
         workspace,
         &user.id.to_string(),
         &payload,
-    );
-    enqueue(conn, &event).await?;
+    )
+    .await?;
     Ok(())
 }

@@ -40,7 +40,7 @@ impl ServiceName {
     ];
 
     /// The lowercase name used in config keys, database names, queues and routing keys.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ServiceName::Workspaces => "workspaces",
             ServiceName::Gateway => "gateway",

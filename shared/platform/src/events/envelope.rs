@@ -3,8 +3,8 @@ use ism_proto::events::v1::Event;
 use prost::Name;
 use uuid::Uuid;
 
-/// A new event with a fresh UUIDv7 id, stamped now.
-pub fn new_event<M: Name>(
+/// A new event with a fresh UUIDv7 id, stamped now; made through a [`Topic`](super::Topic).
+pub(super) fn new_event<M: Name>(
     event_type: &str,
     workspace_id: Uuid,
     partition_key: &str,

@@ -5,10 +5,12 @@ mod consumer;
 mod envelope;
 mod outbox;
 mod relay;
+mod topic;
 pub mod topology;
 
 pub use amqp::{Amqp, DEAD_LETTER_REASON_HEADER};
 pub use consumer::{Batch, Consumer, EventContext, EventHandler, HandlerError};
-pub use envelope::{decode_payload, new_event};
-pub use outbox::{TracedEvent, enqueue, enqueue_all, enqueue_traced};
+pub use envelope::decode_payload;
+pub use outbox::{TracedEvent, emit, enqueue, enqueue_all, enqueue_traced};
 pub use relay::run_relay;
+pub use topic::{Topic, topics};

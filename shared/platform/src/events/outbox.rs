@@ -6,8 +6,21 @@ use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::relay;
+use super::{Topic, relay};
 use crate::telemetry;
+
+/// Stores a new event of `topic` in the outbox within the caller's transaction, keyed by
+/// `partition_key` so the events of one conversation or Contact stay in order; the relay
+/// publishes it once that transaction commits. The current trace context travels with it.
+pub async fn emit<P: prost::Name + Default>(
+    conn: &mut PgConnection,
+    topic: &Topic<P>,
+    workspace_id: Uuid,
+    partition_key: &str,
+    payload: &P,
+) -> sqlx::Result<()> {
+    enqueue(conn, &topic.event(workspace_id, partition_key, payload)).await
+}
 
 /// Stores `event` in the outbox within the caller's transaction; the relay publishes it
 /// once that transaction commits. The current trace context travels with it.

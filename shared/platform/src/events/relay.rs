@@ -40,7 +40,8 @@ fn wake_of(service: &str) -> Arc<Notify> {
 }
 
 /// Wakes the relay of `service`, the first part of the type of the events it emits
-/// (`<service>.<noun>.<verb>`). Writers call it as they enqueue, before their commit,
+/// (`<service>.<noun>.<verb>`; a [`Topic`](super::Topic) whose key starts otherwise does
+/// not compile, and events are only made through topics). Writers call it as they enqueue, before their commit,
 /// which is why a relay that finds nothing looks again shortly.
 ///
 /// Postgres' LISTEN/NOTIFY would wake relays in every process, but a committing

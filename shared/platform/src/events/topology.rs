@@ -1,6 +1,8 @@
 //! Every consumer queue and what it binds, in one table. Each service declares the whole
 //! table before it publishes, so an event is never published before the queue of a
 //! consumer that has not started yet exists (RabbitMQ drops unroutable messages).
+use super::topics;
+
 /// A consumer's queue: `<queue_prefix>.<service>.<name>`, bound to `patterns`.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueSpec {
@@ -27,28 +29,28 @@ pub const GATEWAY_DELIVERY: QueueSpec = QueueSpec {
 pub const CONVERSATIONS_INBOUND: QueueSpec = QueueSpec {
     service: "conversations",
     name: "inbound",
-    patterns: &["gateway.message.received"],
+    patterns: &[topics::MESSAGE_RECEIVED.key()],
 };
 
 /// Conversations applies delivery status reports.
 pub const CONVERSATIONS_STATUS: QueueSpec = QueueSpec {
     service: "conversations",
     name: "status",
-    patterns: &["gateway.message.status"],
+    patterns: &[topics::MESSAGE_STATUS.key()],
 };
 
 /// Conversations hands out its unassigned backlog when a User comes online.
 pub const CONVERSATIONS_AVAILABILITY: QueueSpec = QueueSpec {
     service: "conversations",
     name: "availability",
-    patterns: &["workspaces.user.availability_changed"],
+    patterns: &[topics::USER_AVAILABILITY_CHANGED.key()],
 };
 
 /// Conversations moves a merged Contact's conversations to the surviving Contact.
 pub const CONVERSATIONS_MERGES: QueueSpec = QueueSpec {
     service: "conversations",
     name: "merges",
-    patterns: &["contacts.contact.merged"],
+    patterns: &[topics::CONTACT_MERGED.key()],
 };
 
 /// All of them.
