@@ -33,18 +33,6 @@ const MAX_TAGS: usize = 50;
 /// Times a chunk is tried again when a new identity raced a first message.
 const ATTEMPTS: usize = 3;
 
-/// The default fields an import can set, in [`Profile`] order.
-const PROFILE_FIELDS: [&str; 8] = [
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "language",
-    "country",
-    "timezone",
-    "picture_url",
-];
-
 #[derive(Debug, Clone, PartialEq)]
 enum Target {
     Profile(usize),
@@ -83,7 +71,7 @@ impl Settings {
             let target = match c.field.as_str() {
                 "tags" => Target::Tags,
                 "external_id" => Target::ExternalId,
-                f => match PROFILE_FIELDS.iter().position(|p| *p == f) {
+                f => match Profile::FIELDS.iter().position(|p| *p == f) {
                     Some(i) => Target::Profile(i),
                     None => match schema.fields.get(f) {
                         Some(def) => Target::Custom(f.to_owned(), def.kind),
@@ -808,7 +796,7 @@ fn updated(current: &Contact, row: &Row) -> (Profile, serde_json::Map<String, Va
     for (i, old) in olds.iter().enumerate() {
         match &row.profile[i] {
             Some(new) if new != *old => {
-                changes.push((PROFILE_FIELDS[i].to_owned(), None, None));
+                changes.push((Profile::FIELDS[i].to_owned(), None, None));
                 next.push(new.clone());
             }
             _ => next.push((*old).clone()),

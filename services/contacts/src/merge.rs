@@ -41,18 +41,6 @@ pub struct Merge {
     pub choices: HashMap<String, Side>,
 }
 
-/// The default fields a merge settles, by name.
-const PROFILE_FIELDS: [&str; 8] = [
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "language",
-    "country",
-    "timezone",
-    "picture_url",
-];
-
 impl Merge {
     fn side(&self, key: &str) -> Side {
         self.choices.get(key).copied().unwrap_or(self.conflicts)
@@ -69,6 +57,7 @@ impl Merge {
     }
 }
 
+/// The default fields of `c`, in the order of [`Profile::FIELDS`].
 fn profile_of(c: &Contact) -> [&str; 8] {
     [
         &c.first_name,
@@ -96,7 +85,7 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     if let Some(key) = m
         .choices
         .keys()
-        .find(|k| !PROFILE_FIELDS.contains(&k.as_str()) && !schema.fields.contains_key(*k))
+        .find(|k| !Profile::FIELDS.contains(&k.as_str()) && !schema.fields.contains_key(*k))
     {
         return Err(FieldError::new("field_choices", format!("{key}: no such field")).into());
     }
@@ -119,38 +108,16 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
         return Err(crate::error::stale_version(target.version));
     }
 
-    let picked: Vec<String> = PROFILE_FIELDS
+    let (ours, theirs) = (profile_of(target), profile_of(source));
+    let picked: [String; 8] =
+        std::array::from_fn(|i| m.pick(Profile::FIELDS[i], ours[i], theirs[i]).to_owned());
+    let mut changed: Vec<String> = Profile::FIELDS
         .iter()
-        .zip(profile_of(target).iter().zip(profile_of(source)))
-        .map(|(key, (t, s))| m.pick(key, t, s).to_owned())
-        .collect();
-    let mut changed: Vec<String> = PROFILE_FIELDS
-        .iter()
-        .zip(profile_of(target).iter().zip(&picked))
+        .zip(ours.iter().zip(&picked))
         .filter(|(_, (old, new))| **old != new.as_str())
         .map(|(key, _)| (*key).to_owned())
         .collect();
-    let [
-        first_name,
-        last_name,
-        email,
-        phone,
-        language,
-        country,
-        timezone,
-        picture_url,
-    ] = <[String; 8]>::try_from(picked)
-        .map_err(|_| Error::Unexpected(anyhow::anyhow!("profile fields miscounted")))?;
-    let profile = Profile {
-        first_name,
-        last_name,
-        email,
-        phone,
-        language,
-        country,
-        timezone,
-        picture_url,
-    };
+    let profile = Profile::from_values(picked);
 
     let (mut custom, theirs) = (target.custom.object(), source.custom.object());
     let mut field_changes = Vec::new();

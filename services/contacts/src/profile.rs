@@ -139,6 +139,42 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// The default fields, by name, in the order [`Profile::from_values`] takes them.
+    pub const FIELDS: [&'static str; 8] = [
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "language",
+        "country",
+        "timezone",
+        "picture_url",
+    ];
+
+    /// The profile of the values of [`Profile::FIELDS`], in order.
+    pub fn from_values(values: [String; 8]) -> Self {
+        let [
+            first_name,
+            last_name,
+            email,
+            phone,
+            language,
+            country,
+            timezone,
+            picture_url,
+        ] = values;
+        Profile {
+            first_name,
+            last_name,
+            email,
+            phone,
+            language,
+            country,
+            timezone,
+            picture_url,
+        }
+    }
+
     /// Checks and normalizes every default field of `p`.
     pub fn from_proto(p: &pb::ContactProfile) -> Result<Self, Violations> {
         let country = country(&p.country);

@@ -661,7 +661,7 @@ fn report(r: &Report) {
         "",
     );
     println!(
-        "  RabbitMQ: persistent {}-byte messages to a durable queue, one connection and \
+        "  RabbitMQ: persistent {}-byte messages to a durable quorum queue, one connection and \
          channel in confirm mode",
         baseline::EVENT_BYTES
     );
