@@ -3,21 +3,11 @@ use chrono::SecondsFormat;
 use ism_platform::convert::from_timestamp;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 
-/// The default columns, before `tags` and the custom field keys.
-const DEFAULT_COLUMNS: [&str; 12] = [
-    "id",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "language",
-    "country",
-    "timezone",
-    "picture_url",
-    "blocked",
-    "created_at",
-    "last_interaction_at",
-];
+use crate::profile::Profile;
+
+/// The default columns after `id` and the profile's ([`Profile::FIELDS`]), before the
+/// custom field keys.
+const OTHER_COLUMNS: [&str; 4] = ["blocked", "created_at", "last_interaction_at", "tags"];
 
 /// Writes Contacts as CSV with the default columns, `tags`, then `custom_keys`.
 pub struct Exporter {
@@ -56,8 +46,10 @@ impl Exporter {
             let _ = out.write_record(&record);
         };
         if header {
-            let mut names: Vec<String> = DEFAULT_COLUMNS.iter().map(|s| s.to_string()).collect();
-            names.push("tags".into());
+            let defaults = std::iter::once("id")
+                .chain(Profile::FIELDS)
+                .chain(OTHER_COLUMNS);
+            let mut names: Vec<String> = defaults.map(str::to_owned).collect();
             names.extend(self.custom_keys.iter().cloned());
             write(names);
         }

@@ -14,25 +14,18 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::profile;
+use crate::profile::{self, Profile};
 use crate::values::{Custom, Stored};
 
 /// Longest text value.
 const MAX_TEXT: usize = 4096;
 /// Most custom fields one Workspace may define.
 pub const MAX_FIELDS: i64 = 200;
-/// Keys the default fields use, so a custom field can never shadow one.
-pub const DEFAULT_FIELD_KEYS: &[&str] = &[
+/// Keys of the default fields other than the profile's ([`Profile::FIELDS`]), so a custom
+/// field can never shadow one.
+const OTHER_DEFAULT_KEYS: &[&str] = &[
     "id",
-    "first_name",
-    "last_name",
     "name",
-    "email",
-    "phone",
-    "language",
-    "country",
-    "timezone",
-    "picture_url",
     "created_at",
     "updated_at",
     "last_interaction_at",
@@ -406,7 +399,7 @@ fn check_key(key: &str) -> Result<(), FieldError> {
             "1 to 64 lower-case letters, digits or underscores, starting with a letter",
         ));
     }
-    if DEFAULT_FIELD_KEYS.contains(&key) {
+    if Profile::FIELDS.contains(&key) || OTHER_DEFAULT_KEYS.contains(&key) {
         return Err(FieldError::new(
             "field.key",
             format!("{key} is a default field"),
