@@ -21,7 +21,7 @@ use uuid::Uuid;
 use ism_platform::ratelimit::{Decision, Limiter};
 use ism_proto::types::v1::message_content::Kind as Content;
 
-use crate::api::api_base_url;
+use crate::channels::api_base_url;
 use crate::credentials::{Cipher, Credentials};
 use crate::providers::Kind;
 use crate::providers::outbound::{self, Failure, Outgoing};

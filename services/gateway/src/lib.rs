@@ -1,6 +1,7 @@
 //! The gateway: channels and their credentials, provider webhooks in, delivery out.
 mod api;
 mod channel_cache;
+mod channels;
 pub mod config;
 pub mod credentials;
 mod delivery;
@@ -101,7 +102,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
 
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(GatewayServiceServer::new(api::Api {
-        channels: api::Channels {
+        channels: channels::Channels {
             pool: service.pool.clone(),
             cipher,
             http: http_client,

@@ -17,7 +17,7 @@ const LINE_CONTENT_BASE_URL: &str = "https://api-data.line.me";
 pub fn base_url(kind: Kind, configured: &str) -> &str {
     match kind {
         Kind::Line if configured.is_empty() => LINE_CONTENT_BASE_URL,
-        _ => crate::api::api_base_url(Some(kind), configured),
+        _ => crate::channels::api_base_url(Some(kind), configured),
     }
 }
 
