@@ -65,8 +65,6 @@ async fn resolve_contact_plans_probe_by_key_on_tables_never_analysed() {
     }
     assert_eq!(interactions.flush(&guarded).await.unwrap(), 40);
 
-    let (explained, unkeyed) = plans::unkeyed_scans(&guarded, GROWING).await.unwrap();
-    assert!(explained >= 3, "the path's statements were prepared");
-    assert!(unkeyed.is_empty(), "{}", plans::report(&unkeyed));
+    plans::assert_probes_by_key(&guarded, GROWING, 3).await;
     guarded.close().await;
 }

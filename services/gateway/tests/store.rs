@@ -366,15 +366,7 @@ async fn hot_statements_probe_by_key_on_tables_never_analysed() {
     .await
     .unwrap();
 
-    let (explained, unkeyed) = ism_platform::plans::unkeyed_scans(&guarded, GROWING)
-        .await
-        .unwrap();
-    assert!(explained >= 6, "the path's statements were prepared");
-    assert!(
-        unkeyed.is_empty(),
-        "{}",
-        ism_platform::plans::report(&unkeyed)
-    );
+    ism_platform::plans::assert_probes_by_key(&guarded, GROWING, 6).await;
     assert_eq!(queued.len(), 1000);
     guarded.close().await;
 }

@@ -108,6 +108,20 @@ pub async fn unkeyed_scans(
     Ok((prepared.len(), found))
 }
 
+/// Panics, naming each scan, unless the one connection of `guarded` prepared at least
+/// `at_least` statements (the path ran) and none of them scans a `growing` table
+/// instead of probing it by key. The assertion every plan guard test ends with.
+pub async fn assert_probes_by_key(guarded: &PgPool, growing: &[&str], at_least: usize) {
+    let (explained, unkeyed) = unkeyed_scans(guarded, growing)
+        .await
+        .expect("explaining the prepared statements");
+    assert!(
+        explained >= at_least,
+        "only {explained} statements were prepared; the path did not run"
+    );
+    assert!(unkeyed.is_empty(), "{}", report(&unkeyed));
+}
+
 /// The scans found, one paragraph each, for a failed assertion.
 pub fn report(unkeyed: &[UnkeyedScan]) -> String {
     let scans: Vec<String> = unkeyed.iter().map(ToString::to_string).collect();
