@@ -1,25 +1,23 @@
-//! The WorkspaceService gRPC API.
-use std::collections::BTreeMap;
+//! The WorkspaceService gRPC API: authorizes the caller, decodes the request, calls one
+//! use case and encodes its result.
 use std::sync::Arc;
 
-use ism_platform::auth::{Caller, Role, Subject};
-use ism_platform::convert::{timestamp, uuid};
-use ism_platform::error::{Checks, FieldError};
-use ism_platform::events::{emit, topics};
+use ism_platform::auth::{Caller, Role};
+use ism_platform::convert::uuid;
 use ism_platform::paging;
-use ism_proto::events::v1::UserAvailabilityChanged;
 use ism_proto::workspaces::v1 as pb;
 use ism_proto::workspaces::v1::workspace_service_server::WorkspaceService;
-use secrecy::{ExposeSecret, SecretString};
-use sqlx::{PgConnection, PgPool};
-use subtle::ConstantTimeEq;
+use secrecy::SecretString;
+use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{self, Availability, OpeningInterval};
+use crate::audit::Actor;
 use crate::error::Error;
 use crate::keys::Signer;
-use crate::store;
+use crate::tenancy::{self, Settings};
+use crate::users::{self, NewUser, UserChanges};
+use crate::{api_keys, store, teams, tokens, wire};
 
 /// RPCs callable without a token.
 pub const PUBLIC_RPCS: &[&str] = &[
@@ -34,139 +32,6 @@ pub struct Api {
     pub service_secret: SecretString,
 }
 
-fn role_from_pb(role: i32) -> Result<Role, FieldError> {
-    match pb::Role::try_from(role) {
-        Ok(pb::Role::Owner) => Ok(Role::Owner),
-        Ok(pb::Role::Manager) => Ok(Role::Manager),
-        Ok(pb::Role::Agent) => Ok(Role::Agent),
-        _ => Err(FieldError::new(
-            "role",
-            "must be ROLE_OWNER, ROLE_MANAGER or ROLE_AGENT",
-        )),
-    }
-}
-
-fn role_to_pb(role: &str) -> pb::Role {
-    match role {
-        "owner" => pb::Role::Owner,
-        "manager" => pb::Role::Manager,
-        "agent" => pb::Role::Agent,
-        _ => pb::Role::Unspecified,
-    }
-}
-
-fn stored_role(role: &str) -> Result<Role, Error> {
-    role.parse::<Role>()
-        .map_err(|e| Error::Unexpected(anyhow::anyhow!(e)))
-}
-
-fn availability_from_pb(value: i32) -> Result<Availability, Error> {
-    match pb::Availability::try_from(value) {
-        Ok(pb::Availability::Online) => Ok(Availability::Online),
-        Ok(pb::Availability::Away) => Ok(Availability::Away),
-        Ok(pb::Availability::Offline) => Ok(Availability::Offline),
-        _ => Err(FieldError::new(
-            "availability",
-            "must be AVAILABILITY_ONLINE, AVAILABILITY_AWAY or AVAILABILITY_OFFLINE",
-        )
-        .into()),
-    }
-}
-
-fn availability_to_pb(stored: &str) -> pb::Availability {
-    match Availability::parse(stored) {
-        Availability::Online => pb::Availability::Online,
-        Availability::Away => pb::Availability::Away,
-        Availability::Offline => pb::Availability::Offline,
-    }
-}
-
-fn api_key_to_pb(key: store::ApiKey) -> pb::ApiKey {
-    pb::ApiKey {
-        id: key.id.to_string(),
-        name: key.name,
-        role: role_to_pb(&key.role) as i32,
-        prefix: key.prefix,
-        created_at: Some(timestamp(key.created_at)),
-        revoked_at: key.revoked_at.map(timestamp),
-    }
-}
-
-fn workspace_to_pb(ws: store::Workspace) -> pb::Workspace {
-    pb::Workspace {
-        id: ws.id.to_string(),
-        organization_id: ws.organization_id.to_string(),
-        name: ws.name,
-        timezone: ws.timezone,
-        created_at: Some(timestamp(ws.created_at)),
-        default_language: ws.default_language,
-        business_hours: Some(pb::BusinessHours {
-            intervals: ws
-                .business_hours
-                .0
-                .into_iter()
-                .map(|i| pb::BusinessHoursInterval {
-                    weekday: i.weekday,
-                    open: i.open,
-                    close: i.close,
-                })
-                .collect(),
-        }),
-    }
-}
-
-fn organization_to_pb(org: store::Organization) -> pb::Organization {
-    pb::Organization {
-        id: org.id.to_string(),
-        name: org.name,
-        created_at: Some(timestamp(org.created_at)),
-    }
-}
-
-fn user_to_pb(user: store::User) -> pb::User {
-    pb::User {
-        id: user.id.to_string(),
-        workspace_id: user.workspace_id.to_string(),
-        email: user.email,
-        display_name: user.display_name,
-        role: role_to_pb(&user.role) as i32,
-        availability: availability_to_pb(&user.availability) as i32,
-        created_at: Some(timestamp(user.created_at)),
-        deactivated_at: user.deactivated_at.map(timestamp),
-    }
-}
-
-fn team_to_pb(team: store::Team) -> pb::Team {
-    pb::Team {
-        id: team.id.to_string(),
-        name: team.name,
-        created_at: Some(timestamp(team.created_at)),
-    }
-}
-
-fn audit_to_pb(event: store::AuditEvent) -> pb::AuditEvent {
-    pb::AuditEvent {
-        id: event.id.to_string(),
-        api_key_id: event
-            .actor
-            .strip_prefix("api_key:")
-            .unwrap_or_default()
-            .to_owned(),
-        actor: event.actor,
-        action: event.action,
-        target: event.target,
-        details: event.details.0.into_iter().collect(),
-        occurred_at: Some(timestamp(event.occurred_at)),
-    }
-}
-
-fn expires(exp: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: exp,
-        nanos: 0,
-    })
-}
-
 fn id(field: &'static str, value: &str) -> Result<Uuid, Error> {
     Ok(uuid(field, value)?)
 }
@@ -175,52 +40,12 @@ fn page(page_size: i32, token: &str) -> Result<(i64, Option<Uuid>), Error> {
     Ok((paging::page_size(page_size)?, paging::decode_token(token)?))
 }
 
-/// The caller, after checking its role allows `required`; and its Workspace.
-fn authorize<T>(request: &Request<T>, required: Role) -> Result<(Caller, Uuid), Status> {
+/// The caller as an actor, after checking its role allows `required`; and its Workspace.
+fn authorize<T>(request: &Request<T>, required: Role) -> Result<(Actor, Uuid), Status> {
     let caller = Caller::of(request)?;
     caller.require(required)?;
     let workspace = caller.workspace_id()?;
-    Ok((caller, workspace))
-}
-
-/// PERMISSION_DENIED when `caller` would grant or act with more than its own role.
-fn not_above(caller: &Caller, role: Role) -> Result<(), Error> {
-    if caller.role.allows(role) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(
-            "a role may only grant or act with roles up to its own".into(),
-        ))
-    }
-}
-
-fn details<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-async fn audit(
-    conn: &mut PgConnection,
-    workspace: Uuid,
-    caller: &Caller,
-    action: &str,
-    target: String,
-    details: BTreeMap<String, String>,
-) -> Result<(), Error> {
-    store::audit(conn, workspace, caller.actor(), action, target, details).await
-}
-
-fn opening_hours(hours: pb::BusinessHours) -> Result<Vec<OpeningInterval>, Error> {
-    Ok(domain::valid_business_hours(
-        hours
-            .intervals
-            .into_iter()
-            .map(|i| OpeningInterval {
-                weekday: i.weekday,
-                open: i.open,
-                close: i.close,
-            })
-            .collect(),
-    )?)
+    Ok((Actor::caller(&caller), workspace))
 }
 
 #[tonic::async_trait]
@@ -230,19 +55,11 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::ExchangeApiKeyRequest>,
     ) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
-        let key = store::authenticate_api_key(&self.pool, request.get_ref().api_key.trim()).await?;
-        let role = stored_role(&key.role)?;
-        let (access_token, exp) = self
-            .signer
-            .mint(
-                Subject::ApiKey(key.id.to_string()).to_string(),
-                role,
-                Some(key.workspace_id),
-            )
-            .map_err(Error::Unexpected)?;
+        let (access_token, exp) =
+            tokens::for_api_key(&self.pool, &self.signer, &request.get_ref().api_key).await?;
         Ok(Response::new(pb::ExchangeApiKeyResponse {
             access_token,
-            expires_at: expires(exp),
+            expires_at: wire::expires(exp),
         }))
     }
 
@@ -252,25 +69,15 @@ impl WorkspaceService for Api {
         request: Request<pb::IssueServiceTokenRequest>,
     ) -> Result<Response<pb::IssueServiceTokenResponse>, Status> {
         let request = request.into_inner();
-        let service: ism_platform::config::ServiceName = request
-            .service
-            .parse()
-            .map_err(|e: String| Error::invalid("service", e))?;
-        let expected = self.service_secret.expose_secret().as_bytes();
-        if !bool::from(request.secret.as_bytes().ct_eq(expected)) {
-            return Err(Error::Unauthenticated("service secret not recognised".into()).into());
-        }
-        let (access_token, exp) = self
-            .signer
-            .mint(
-                Subject::Service(service.to_string()).to_string(),
-                Role::Service,
-                None,
-            )
-            .map_err(Error::Unexpected)?;
+        let (access_token, exp) = tokens::for_service(
+            &self.signer,
+            &self.service_secret,
+            &request.service,
+            &request.secret,
+        )?;
         Ok(Response::new(pb::IssueServiceTokenResponse {
             access_token,
-            expires_at: expires(exp),
+            expires_at: wire::expires(exp),
         }))
     }
 
@@ -296,7 +103,7 @@ impl WorkspaceService for Api {
         let (_, ws) = authorize(&request, Role::Agent)?;
         let workspace = store::workspace(&self.pool, ws).await?;
         Ok(Response::new(pb::GetWorkspaceResponse {
-            workspace: Some(workspace_to_pb(workspace)),
+            workspace: Some(wire::workspace(workspace)),
         }))
     }
 
@@ -305,24 +112,12 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Owner)?;
+        let (actor, ws) = authorize(&request, Role::Owner)?;
         let request = request.into_inner();
-        let role = role_from_pb(request.role).map_err(Error::from)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let (key, secret) = store::create_api_key(&mut tx, ws, &request.name, role).await?;
-        let facts = details([("name", key.name.clone()), ("role", key.role.clone())]);
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "api_key.created",
-            format!("api_key:{}", key.id),
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let role = wire::role(request.role).map_err(Error::from)?;
+        let (key, secret) = api_keys::create(&self.pool, &actor, ws, &request.name, role).await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
-            api_key: Some(api_key_to_pb(key)),
+            api_key: Some(wire::api_key(key)),
             secret,
         }))
     }
@@ -338,7 +133,7 @@ impl WorkspaceService for Api {
         let rows = store::list_api_keys(&self.pool, ws, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |k| k.id);
         Ok(Response::new(pb::ListApiKeysResponse {
-            api_keys: rows.into_iter().map(api_key_to_pb).collect(),
+            api_keys: rows.into_iter().map(wire::api_key).collect(),
             next_page_token,
         }))
     }
@@ -348,23 +143,11 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Owner)?;
+        let (actor, ws) = authorize(&request, Role::Owner)?;
         let key_id = id("id", &request.get_ref().id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let key = store::revoke_api_key(&mut tx, ws, key_id).await?;
-        let facts = details([("name", key.name.clone())]);
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "api_key.revoked",
-            format!("api_key:{key_id}"),
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let key = api_keys::revoke(&self.pool, &actor, ws, key_id).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
-            api_key: Some(api_key_to_pb(key)),
+            api_key: Some(wire::api_key(key)),
         }))
     }
 
@@ -373,56 +156,17 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::UpdateWorkspaceRequest>,
     ) -> Result<Response<pb::UpdateWorkspaceResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let request = request.into_inner();
-        let changes = store::WorkspaceChanges {
-            name: request
-                .name
-                .map(|n| domain::valid_name("name", &n))
-                .transpose()
-                .map_err(Error::from)?,
-            timezone: request
-                .timezone
-                .map(|t| domain::valid_timezone(&t))
-                .transpose()
-                .map_err(Error::from)?,
-            default_language: request
-                .default_language
-                .map(|l| domain::valid_language(&l))
-                .transpose()
-                .map_err(Error::from)?,
-            business_hours: request.business_hours.map(opening_hours).transpose()?,
+        let settings = Settings {
+            name: request.name.as_deref(),
+            timezone: request.timezone.as_deref(),
+            default_language: request.default_language.as_deref(),
+            business_hours: request.business_hours.map(wire::business_hours),
         };
-        let mut facts = BTreeMap::new();
-        for (key, value) in [
-            ("name", &changes.name),
-            ("timezone", &changes.timezone),
-            ("default_language", &changes.default_language),
-        ] {
-            if let Some(value) = value {
-                facts.insert(key.to_owned(), value.clone());
-            }
-        }
-        if let Some(hours) = &changes.business_hours {
-            facts.insert(
-                "business_hours".to_owned(),
-                format!("{} intervals", hours.len()),
-            );
-        }
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let workspace = store::update_workspace(&mut tx, ws, changes).await?;
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "workspace.updated",
-            format!("workspace:{ws}"),
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let workspace = tenancy::update(&self.pool, &actor, ws, settings).await?;
         Ok(Response::new(pb::UpdateWorkspaceResponse {
-            workspace: Some(workspace_to_pb(workspace)),
+            workspace: Some(wire::workspace(workspace)),
         }))
     }
 
@@ -431,62 +175,19 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::CreateWorkspaceRequest>,
     ) -> Result<Response<pb::CreateWorkspaceResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Owner)?;
+        let (actor, ws) = authorize(&request, Role::Owner)?;
         let request = request.into_inner();
-        let timezone = match request.timezone.trim() {
-            "" => "UTC".to_owned(),
-            tz => domain::valid_timezone(tz).map_err(Error::from)?,
-        };
-        let language = match request.default_language.trim() {
-            "" => "en".to_owned(),
-            tag => domain::valid_language(tag).map_err(Error::from)?,
-        };
-        let organization = store::organization_of(&self.pool, ws).await?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let created = store::create_workspace(
-            &mut tx,
-            organization.id,
-            &request.name,
-            &timezone,
-            &language,
-        )
-        .await?;
-        let (key, owner_api_key) =
-            store::create_api_key(&mut tx, created.id, "first owner", Role::Owner).await?;
-        let target = format!("workspace:{}", created.id);
-        let facts = details([("name", created.name.clone())]);
-        audit(
-            &mut tx,
+        let (created, owner_api_key) = tenancy::create_sibling(
+            &self.pool,
+            &actor,
             ws,
-            &caller,
-            "workspace.created",
-            target.clone(),
-            facts.clone(),
+            &request.name,
+            &request.timezone,
+            &request.default_language,
         )
         .await?;
-        audit(
-            &mut tx,
-            created.id,
-            &caller,
-            "workspace.created",
-            target,
-            facts,
-        )
-        .await?;
-        let facts = details([("name", key.name.clone()), ("role", key.role.clone())]);
-        let target = format!("api_key:{}", key.id);
-        audit(
-            &mut tx,
-            created.id,
-            &caller,
-            "api_key.created",
-            target,
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(pb::CreateWorkspaceResponse {
-            workspace: Some(workspace_to_pb(created)),
+            workspace: Some(wire::workspace(created)),
             owner_api_key,
         }))
     }
@@ -502,7 +203,7 @@ impl WorkspaceService for Api {
         let rows = store::list_sibling_workspaces(&self.pool, ws, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |w| w.id);
         Ok(Response::new(pb::ListWorkspacesResponse {
-            workspaces: rows.into_iter().map(workspace_to_pb).collect(),
+            workspaces: rows.into_iter().map(wire::workspace).collect(),
             next_page_token,
         }))
     }
@@ -512,32 +213,9 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::ArchiveWorkspaceRequest>,
     ) -> Result<Response<pb::ArchiveWorkspaceResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Owner)?;
-        let target_id = id("id", &request.get_ref().id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        store::archive_sibling_workspace(&mut tx, ws, target_id).await?;
-        let target = format!("workspace:{target_id}");
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "workspace.archived",
-            target.clone(),
-            BTreeMap::new(),
-        )
-        .await?;
-        if target_id != ws {
-            audit(
-                &mut tx,
-                target_id,
-                &caller,
-                "workspace.archived",
-                target,
-                BTreeMap::new(),
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(Error::from)?;
+        let (actor, ws) = authorize(&request, Role::Owner)?;
+        let target = id("id", &request.get_ref().id)?;
+        tenancy::archive(&self.pool, &actor, ws, target).await?;
         Ok(Response::new(pb::ArchiveWorkspaceResponse {}))
     }
 
@@ -549,7 +227,7 @@ impl WorkspaceService for Api {
         let (_, ws) = authorize(&request, Role::Agent)?;
         let organization = store::organization_of(&self.pool, ws).await?;
         Ok(Response::new(pb::GetOrganizationResponse {
-            organization: Some(organization_to_pb(organization)),
+            organization: Some(wire::organization(organization)),
         }))
     }
 
@@ -558,15 +236,11 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::RenameOrganizationRequest>,
     ) -> Result<Response<pb::RenameOrganizationResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Owner)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let organization = store::rename_organization(&mut tx, ws, &request.get_ref().name).await?;
-        let target = format!("organization:{}", organization.id);
-        let facts = details([("name", organization.name.clone())]);
-        audit(&mut tx, ws, &caller, "organization.renamed", target, facts).await?;
-        tx.commit().await.map_err(Error::from)?;
+        let (actor, ws) = authorize(&request, Role::Owner)?;
+        let name = &request.get_ref().name;
+        let organization = tenancy::rename_organization(&self.pool, &actor, ws, name).await?;
         Ok(Response::new(pb::RenameOrganizationResponse {
-            organization: Some(organization_to_pb(organization)),
+            organization: Some(wire::organization(organization)),
         }))
     }
 
@@ -575,31 +249,16 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let request = request.into_inner();
-        let (email, name, role) = (
-            domain::valid_email(&request.email),
-            domain::valid_name("display_name", &request.display_name),
-            role_from_pb(request.role),
-        )
-            .all()
-            .map_err(Error::from)?;
-        not_above(&caller, role)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let user = store::create_user(&mut tx, ws, &email, &name, role).await?;
-        let facts = details([("email", user.email.clone()), ("role", user.role.clone())]);
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "user.created",
-            Subject::User(user.id).to_string(),
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let new = NewUser {
+            email: &request.email,
+            display_name: &request.display_name,
+            role: wire::role(request.role),
+        };
+        let user = users::create(&self.pool, &actor, ws, new).await?;
         Ok(Response::new(pb::CreateUserResponse {
-            user: Some(user_to_pb(user)),
+            user: Some(wire::user(user)),
         }))
     }
 
@@ -611,7 +270,7 @@ impl WorkspaceService for Api {
         let (_, ws) = authorize(&request, Role::Agent)?;
         let user = store::user(&self.pool, ws, id("id", &request.get_ref().id)?).await?;
         Ok(Response::new(pb::GetUserResponse {
-            user: Some(user_to_pb(user)),
+            user: Some(wire::user(user)),
         }))
     }
 
@@ -633,7 +292,7 @@ impl WorkspaceService for Api {
         .await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |u| u.id);
         Ok(Response::new(pb::ListUsersResponse {
-            users: rows.into_iter().map(user_to_pb).collect(),
+            users: rows.into_iter().map(wire::user).collect(),
             next_page_token,
         }))
     }
@@ -643,51 +302,16 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let request = request.into_inner();
         let user_id = id("id", &request.id)?;
-        let name = request
-            .display_name
-            .map(|n| domain::valid_name("display_name", &n))
-            .transpose()
-            .map_err(Error::from)?;
-        let role = match request.role {
-            0 => None,
-            role => Some(role_from_pb(role).map_err(Error::from)?),
+        let changes = UserChanges {
+            display_name: request.display_name.as_deref(),
+            role: wire::role_change(request.role),
         };
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let current = store::user_for_update(&mut tx, ws, user_id).await?;
-        let current_role = stored_role(&current.role)?;
-        if let Some(role) = role {
-            not_above(&caller, role)?;
-            not_above(&caller, current_role)?;
-            if current_role == Role::Owner
-                && role != Role::Owner
-                && current.deactivated_at.is_none()
-            {
-                store::ensure_another_owner(&mut tx, ws, user_id).await?;
-            }
-        }
-        let mut facts = BTreeMap::new();
-        if let Some(name) = &name {
-            facts.insert("display_name".to_owned(), name.clone());
-        }
-        if let Some(role) = role {
-            facts.insert("role".to_owned(), role.as_str().to_owned());
-        }
-        let user = store::update_user(&mut tx, ws, user_id, name, role).await?;
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "user.updated",
-            Subject::User(user_id).to_string(),
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let user = users::update(&self.pool, &actor, ws, user_id, changes).await?;
         Ok(Response::new(pb::UpdateUserResponse {
-            user: Some(user_to_pb(user)),
+            user: Some(wire::user(user)),
         }))
     }
 
@@ -696,31 +320,11 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::DeactivateUserRequest>,
     ) -> Result<Response<pb::DeactivateUserResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let user_id = id("id", &request.get_ref().id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let current = store::user_for_update(&mut tx, ws, user_id).await?;
-        let role = stored_role(&current.role)?;
-        not_above(&caller, role)?;
-        if role == Role::Owner && current.deactivated_at.is_none() {
-            store::ensure_another_owner(&mut tx, ws, user_id).await?;
-        }
-        let user = store::deactivate_user(&mut tx, ws, user_id).await?;
-        if current.deactivated_at.is_none() {
-            publish_availability(&mut tx, ws, &user, &current.availability).await?;
-            audit(
-                &mut tx,
-                ws,
-                &caller,
-                "user.deactivated",
-                Subject::User(user_id).to_string(),
-                BTreeMap::new(),
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(Error::from)?;
+        let user = users::deactivate(&self.pool, &actor, ws, user_id).await?;
         Ok(Response::new(pb::DeactivateUserResponse {
-            user: Some(user_to_pb(user)),
+            user: Some(wire::user(user)),
         }))
     }
 
@@ -729,26 +333,13 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::SetUserAvailabilityRequest>,
     ) -> Result<Response<pb::SetUserAvailabilityResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Agent)?;
+        let (actor, ws) = authorize(&request, Role::Agent)?;
         let request = request.into_inner();
         let user_id = id("user_id", &request.user_id)?;
-        let availability = availability_from_pb(request.availability)?;
-        let is_self = caller.subject == Subject::User(user_id);
-        if !is_self {
-            caller.require(Role::Manager)?;
-        }
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let current = store::user_for_update(&mut tx, ws, user_id).await?;
-        if current.deactivated_at.is_some() {
-            return Err(
-                Error::Precondition(FieldError::new("user_id", "the User is deactivated")).into(),
-            );
-        }
-        let user = store::set_availability(&mut tx, ws, user_id, availability.as_str()).await?;
-        publish_availability(&mut tx, ws, &user, &current.availability).await?;
-        tx.commit().await.map_err(Error::from)?;
+        let availability = wire::availability(request.availability).map_err(Error::from)?;
+        let user = users::set_availability(&self.pool, &actor, ws, user_id, availability).await?;
         Ok(Response::new(pb::SetUserAvailabilityResponse {
-            user: Some(user_to_pb(user)),
+            user: Some(wire::user(user)),
         }))
     }
 
@@ -757,34 +348,13 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::IssueUserTokenRequest>,
     ) -> Result<Response<pb::IssueUserTokenResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let user = store::user_for_update(&mut tx, ws, user_id).await?;
-        if user.deactivated_at.is_some() {
-            return Err(
-                Error::Precondition(FieldError::new("user_id", "the User is deactivated")).into(),
-            );
-        }
-        let role = stored_role(&user.role)?;
-        not_above(&caller, role)?;
-        let (access_token, exp) = self
-            .signer
-            .mint(Subject::User(user_id).to_string(), role, Some(ws))
-            .map_err(Error::Unexpected)?;
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "user.token_issued",
-            Subject::User(user_id).to_string(),
-            BTreeMap::new(),
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let (access_token, exp) =
+            tokens::for_user(&self.pool, &self.signer, &actor, ws, user_id).await?;
         Ok(Response::new(pb::IssueUserTokenResponse {
             access_token,
-            expires_at: expires(exp),
+            expires_at: wire::expires(exp),
         }))
     }
 
@@ -793,23 +363,10 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::CreateTeamRequest>,
     ) -> Result<Response<pb::CreateTeamResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
-        let name = domain::valid_name("name", &request.get_ref().name).map_err(Error::from)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let team = store::create_team(&mut tx, ws, &name).await?;
-        let facts = details([("name", team.name.clone())]);
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "team.created",
-            format!("team:{}", team.id),
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
+        let team = teams::create(&self.pool, &actor, ws, &request.get_ref().name).await?;
         Ok(Response::new(pb::CreateTeamResponse {
-            team: Some(team_to_pb(team)),
+            team: Some(wire::team(team)),
         }))
     }
 
@@ -824,7 +381,7 @@ impl WorkspaceService for Api {
         let rows = store::list_teams(&self.pool, ws, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |t| t.id);
         Ok(Response::new(pb::ListTeamsResponse {
-            teams: rows.into_iter().map(team_to_pb).collect(),
+            teams: rows.into_iter().map(wire::team).collect(),
             next_page_token,
         }))
     }
@@ -834,25 +391,12 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::RenameTeamRequest>,
     ) -> Result<Response<pb::RenameTeamResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let request = request.into_inner();
         let team_id = id("id", &request.id)?;
-        let name = domain::valid_name("name", &request.name).map_err(Error::from)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        let team = store::rename_team(&mut tx, ws, team_id, &name).await?;
-        let facts = details([("name", team.name.clone())]);
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "team.renamed",
-            format!("team:{team_id}"),
-            facts,
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        let team = teams::rename(&self.pool, &actor, ws, team_id, &request.name).await?;
         Ok(Response::new(pb::RenameTeamResponse {
-            team: Some(team_to_pb(team)),
+            team: Some(wire::team(team)),
         }))
     }
 
@@ -861,20 +405,9 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::DeleteTeamRequest>,
     ) -> Result<Response<pb::DeleteTeamResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let team_id = id("id", &request.get_ref().id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        store::delete_team(&mut tx, ws, team_id).await?;
-        audit(
-            &mut tx,
-            ws,
-            &caller,
-            "team.deleted",
-            format!("team:{team_id}"),
-            BTreeMap::new(),
-        )
-        .await?;
-        tx.commit().await.map_err(Error::from)?;
+        teams::delete(&self.pool, &actor, ws, team_id).await?;
         Ok(Response::new(pb::DeleteTeamResponse {}))
     }
 
@@ -883,23 +416,10 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::AddTeamMemberRequest>,
     ) -> Result<Response<pb::AddTeamMemberResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let team_id = id("team_id", &request.get_ref().team_id)?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        if store::add_team_member(&mut tx, ws, team_id, user_id).await? {
-            let facts = details([("user_id", user_id.to_string())]);
-            audit(
-                &mut tx,
-                ws,
-                &caller,
-                "team.member_added",
-                format!("team:{team_id}"),
-                facts,
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(Error::from)?;
+        teams::set_member(&self.pool, &actor, ws, team_id, user_id, true).await?;
         Ok(Response::new(pb::AddTeamMemberResponse {}))
     }
 
@@ -908,23 +428,10 @@ impl WorkspaceService for Api {
         &self,
         request: Request<pb::RemoveTeamMemberRequest>,
     ) -> Result<Response<pb::RemoveTeamMemberResponse>, Status> {
-        let (caller, ws) = authorize(&request, Role::Manager)?;
+        let (actor, ws) = authorize(&request, Role::Manager)?;
         let team_id = id("team_id", &request.get_ref().team_id)?;
         let user_id = id("user_id", &request.get_ref().user_id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        if store::remove_team_member(&mut tx, ws, team_id, user_id).await? {
-            let facts = details([("user_id", user_id.to_string())]);
-            audit(
-                &mut tx,
-                ws,
-                &caller,
-                "team.member_removed",
-                format!("team:{team_id}"),
-                facts,
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(Error::from)?;
+        teams::set_member(&self.pool, &actor, ws, team_id, user_id, false).await?;
         Ok(Response::new(pb::RemoveTeamMemberResponse {}))
     }
 
@@ -940,7 +447,7 @@ impl WorkspaceService for Api {
         let rows = store::list_team_members(&self.pool, ws, team_id, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |u| u.id);
         Ok(Response::new(pb::ListTeamMembersResponse {
-            users: rows.into_iter().map(user_to_pb).collect(),
+            users: rows.into_iter().map(wire::user).collect(),
             next_page_token,
         }))
     }
@@ -957,7 +464,7 @@ impl WorkspaceService for Api {
         let rows = store::list_user_teams(&self.pool, ws, user_id, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |t| t.id);
         Ok(Response::new(pb::ListUserTeamsResponse {
-            teams: rows.into_iter().map(team_to_pb).collect(),
+            teams: rows.into_iter().map(wire::team).collect(),
             next_page_token,
         }))
     }
@@ -973,36 +480,8 @@ impl WorkspaceService for Api {
         let rows = store::list_audit_events(&self.pool, ws, before, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |e| e.id);
         Ok(Response::new(pb::ListAuditEventsResponse {
-            events: rows.into_iter().map(audit_to_pb).collect(),
+            events: rows.into_iter().map(wire::audit_event).collect(),
             next_page_token,
         }))
     }
-}
-
-/// Enqueues `workspaces.user.availability_changed` when `user`'s availability differs
-/// from `previous`, in the caller's transaction.
-async fn publish_availability(
-    conn: &mut PgConnection,
-    workspace: Uuid,
-    user: &store::User,
-    previous: &str,
-) -> Result<(), Error> {
-    if user.availability == previous {
-        return Ok(());
-    }
-    let payload = UserAvailabilityChanged {
-        user_id: user.id.to_string(),
-        availability: user.availability.clone(),
-        previous_availability: previous.to_owned(),
-        changed_at: Some(timestamp(chrono::Utc::now())),
-    };
-    emit(
-        conn,
-        &topics::USER_AVAILABILITY_CHANGED,
-        workspace,
-        &user.id.to_string(),
-        &payload,
-    )
-    .await?;
-    Ok(())
 }

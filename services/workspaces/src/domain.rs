@@ -100,30 +100,12 @@ pub fn valid_business_hours(
         .collect()
 }
 
-/// Whether a User can take conversations now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Availability {
-    Online,
-    Away,
-    Offline,
-}
-
-impl Availability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Availability::Online => "online",
-            Availability::Away => "away",
-            Availability::Offline => "offline",
-        }
-    }
-
-    /// The stored spelling back; unknown values read as offline.
-    pub fn parse(stored: &str) -> Self {
-        match stored {
-            "online" => Availability::Online,
-            "away" => Availability::Away,
-            _ => Availability::Offline,
-        }
+ism_platform::stored_enum! {
+    /// Whether a User can take conversations now.
+    pub enum Availability {
+        Online = "online",
+        Away = "away",
+        Offline = "offline",
     }
 }
 

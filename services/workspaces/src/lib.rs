@@ -2,10 +2,17 @@
 //! other service verifies.
 pub mod admin;
 mod api;
+mod api_keys;
+mod audit;
 mod domain;
 mod error;
 mod keys;
 mod store;
+mod teams;
+mod tenancy;
+mod tokens;
+mod users;
+mod wire;
 
 use std::sync::Arc;
 

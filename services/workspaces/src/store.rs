@@ -14,7 +14,8 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::domain::{OpeningInterval, valid_name};
+use crate::audit::{Action, Actor, Target};
+use crate::domain::{Availability, OpeningInterval, valid_name};
 use crate::error::Error;
 
 #[derive(Debug, Clone, FromRow)]
@@ -43,7 +44,7 @@ pub struct ApiKey {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -55,8 +56,8 @@ pub struct User {
     pub workspace_id: Uuid,
     pub email: String,
     pub display_name: String,
-    pub role: String,
-    pub availability: String,
+    pub role: Role,
+    pub availability: Availability,
     pub created_at: DateTime<Utc>,
     pub deactivated_at: Option<DateTime<Utc>>,
 }
@@ -94,9 +95,9 @@ pub struct WorkspaceChanges {
 pub async fn audit(
     conn: &mut PgConnection,
     workspace_id: Uuid,
-    actor: &str,
-    action: &str,
-    target: String,
+    actor: &Actor,
+    action: Action,
+    target: Target,
     details: BTreeMap<String, String>,
 ) -> Result<(), Error> {
     sqlx::query(
@@ -105,9 +106,9 @@ pub async fn audit(
     )
     .bind(Uuid::now_v7())
     .bind(workspace_id)
-    .bind(actor)
+    .bind(actor.name())
     .bind(action)
-    .bind(target)
+    .bind(target.to_string())
     .bind(Json(details))
     .execute(conn)
     .await?;
@@ -296,7 +297,7 @@ pub async fn create_api_key(
     .bind(Uuid::now_v7())
     .bind(workspace_id)
     .bind(name)
-    .bind(role.as_str())
+    .bind(role)
     .bind(&prefix)
     .bind(Sha256::digest(secret.as_bytes()).to_vec())
     .fetch_one(conn)
@@ -388,7 +389,7 @@ pub async fn create_user(
     .bind(workspace_id)
     .bind(email)
     .bind(display_name)
-    .bind(role.as_str())
+    .bind(role)
     .fetch_one(conn)
     .await
     .map_err(Error::from)
@@ -480,7 +481,7 @@ pub async fn update_user(
     .bind(workspace_id)
     .bind(id)
     .bind(display_name)
-    .bind(role.map(Role::as_str))
+    .bind(role)
     .fetch_optional(conn)
     .await?
     .ok_or(Error::NotFound("user"))
@@ -506,7 +507,7 @@ pub async fn set_availability(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     id: Uuid,
-    availability: &str,
+    availability: Availability,
 ) -> Result<User, Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE users SET availability = $3 WHERE workspace_id = $1 AND id = $2

@@ -1,7 +1,6 @@
 //! Signed access tokens: claims, local verification with the workspaces service's public
 //! keys, the tower layer every gRPC server runs, and service tokens for outgoing calls.
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -31,15 +30,17 @@ const LEEWAY_SECONDS: u64 = 5;
 /// Verified tokens remembered per process; a client reuses its token for many calls.
 const VERIFIED_CAPACITY: usize = 10_000;
 
-/// What a token may do. Owners can do all a manager can, managers all an agent can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Owner,
-    Manager,
-    Agent,
-    /// Another IS-Messenger service.
-    Service,
+crate::stored_enum! {
+    /// What a token may do. Owners can do all a manager can, managers all an agent can.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role {
+        Owner = "owner",
+        Manager = "manager",
+        Agent = "agent",
+        /// Another IS-Messenger service.
+        Service = "service",
+    }
 }
 
 impl Role {
@@ -57,28 +58,9 @@ impl Role {
         self.rank() >= required.rank()
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Manager => "manager",
-            Role::Agent => "agent",
-            Role::Service => "service",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "owner" => Ok(Role::Owner),
-            "manager" => Ok(Role::Manager),
-            "agent" => Ok(Role::Agent),
-            other => Err(format!(
-                "unknown role {other:?}; expected owner, manager or agent"
-            )),
-        }
+    /// A role a person or an API key can hold: every role but `Service`.
+    pub fn grantable(self) -> bool {
+        self != Role::Service
     }
 }
 

@@ -13,4 +13,5 @@ pub mod plans;
 pub mod ratelimit;
 pub mod service;
 pub mod shutdown;
+pub mod stored;
 pub mod telemetry;
