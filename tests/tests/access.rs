@@ -2415,10 +2415,14 @@ async fn availability_is_kept_and_published_as_an_event() {
     assert_eq!(
         (
             payload.user_id.as_str(),
-            payload.availability.as_str(),
-            payload.previous_availability.as_str()
+            payload.availability(),
+            payload.previous_availability()
         ),
-        (agent.id.as_str(), "online", "offline")
+        (
+            agent.id.as_str(),
+            ws::Availability::Online,
+            ws::Availability::Offline
+        )
     );
 
     // Deactivation takes the User offline and stops new tokens for them.

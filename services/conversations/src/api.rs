@@ -20,6 +20,7 @@ use crate::messages::Messages;
 use crate::report;
 use crate::settings;
 use crate::snippets;
+use crate::states;
 use crate::store;
 use crate::view::{self, View};
 use crate::wire;
@@ -344,7 +345,7 @@ impl ConversationService for Api {
                 }
                 let mut tx = self.pool.begin().await?;
                 let current = store::lock_conversation(&mut tx, workspace_id, id).await?;
-                if current.status == "closed" {
+                if current.status == states::Status::Closed {
                     return Err(Error::precondition(
                         "id",
                         "a closed conversation is not assigned",

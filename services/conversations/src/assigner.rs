@@ -7,6 +7,7 @@ use crate::assign::{self, Rules, Strategy};
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::settings::{self, WorkspaceSettings};
+use crate::states::Status;
 use crate::store::{self, Conversation};
 
 /// Conversations handed out per backlog pass, so one pass stays short.
@@ -50,7 +51,7 @@ impl Assigner {
             .await?;
         let mut tx = self.pool.begin().await?;
         let current = store::lock_conversation(&mut tx, workspace_id, conversation_id).await?;
-        if current.status == "closed" {
+        if current.status == Status::Closed {
             return Err(Error::precondition(
                 "conversation_id",
                 "a closed conversation is not assigned",

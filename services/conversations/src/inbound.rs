@@ -13,7 +13,8 @@ use ism_proto::events::v1::{
     ConversationMessageStatusChanged, Event, MessageCreated, MessageReceived, MessageStatusChanged,
     UserAvailabilityChanged,
 };
-use ism_proto::types::v1::{DeliveryStatus, Direction};
+use ism_proto::types::v1::DeliveryStatus;
+use ism_proto::workspaces::v1 as ws;
 use prost::Message as _;
 use sqlx::PgConnection;
 use tonic::transport::Channel;
@@ -23,7 +24,9 @@ use crate::assigner::Assigner;
 use crate::error::Error;
 use crate::lifecycle;
 use crate::publish::{self, emit};
+use crate::states::{Author, Delivery, Direction, Status};
 use crate::store::{self, Conversation, Found, NewMessage, Party};
+use crate::wire;
 
 /// Stores `gateway.message.received` events, several per transaction when the queue
 /// has a backlog.
@@ -258,7 +261,7 @@ pub async fn store_arrivals(
             continue;
         }
         let found = match active.remove(&party) {
-            Some(open) if open.status == "open" => (open, Found::Open),
+            Some(open) if open.status == Status::Open => (open, Found::Open),
             _ => {
                 let (conversation, found) =
                     store::open_or_find(tx, &arrival.party, arrival.sent_at).await?;
@@ -274,18 +277,18 @@ pub async fn store_arrivals(
             workspace_id: a.party.workspace_id,
             conversation_id: conversations[&a.party.key()].0.id,
             channel_id: a.party.channel_id,
-            direction: "inbound",
+            direction: Direction::Inbound,
             content: a
                 .received
                 .content
                 .clone()
                 .unwrap_or_default()
                 .encode_to_vec(),
-            status: "received",
+            status: Delivery::Received,
             external_message_id: &a.received.external_message_id,
             client_message_id: None,
             sent_at: a.sent_at,
-            sender: "contact",
+            sender: Author::Contact,
             sender_id: "",
             mentions: &[],
         })
@@ -310,10 +313,10 @@ pub async fn store_arrivals(
                 conversation_id: message.conversation_id.to_string(),
                 contact_id: a.party.contact_id.to_string(),
                 channel_id: a.party.channel_id.to_string(),
-                direction: Direction::Inbound as i32,
+                direction: wire::direction(Direction::Inbound) as i32,
                 content: a.received.content.clone(),
                 sent_at: a.received.sent_at,
-                sender: "contact".into(),
+                sender: wire::party(Author::Contact) as i32,
                 sender_id: String::new(),
             };
             topics::MESSAGE_CREATED.event(
@@ -354,7 +357,7 @@ async fn announce(
     match found {
         Found::Opened => {
             let contact_id = conversation.contact_id.to_string();
-            publish::opened(tx, conversation, "contact", &contact_id).await
+            publish::opened(tx, conversation, Author::Contact, &contact_id).await
         }
         Found::Woken => lifecycle::woken(tx, conversation, "message").await,
         Found::Open => Ok(()),
@@ -389,10 +392,10 @@ impl EventHandler for StatusReports {
             .parse()
             .map_err(|_| permanent("message_id"))?;
         let status = match DeliveryStatus::try_from(report.status) {
-            Ok(DeliveryStatus::Sent) => "sent",
-            Ok(DeliveryStatus::Delivered) => "delivered",
-            Ok(DeliveryStatus::Read) => "read",
-            Ok(DeliveryStatus::Failed) => "failed",
+            Ok(DeliveryStatus::Sent) => Delivery::Sent,
+            Ok(DeliveryStatus::Delivered) => Delivery::Delivered,
+            Ok(DeliveryStatus::Read) => Delivery::Read,
+            Ok(DeliveryStatus::Failed) => Delivery::Failed,
             _ => return Ok(()),
         };
         let Some(mut tx) = ctx.begin().await? else {
@@ -443,7 +446,7 @@ impl EventHandler for Availability {
             .workspace_id
             .parse()
             .map_err(|_| permanent("workspace_id"))?;
-        if changed.availability == "online" {
+        if changed.availability == ws::Availability::Online as i32 {
             self.assigner.drain_backlog(workspace_id).await?;
         }
         // Recorded only after the hand-out, so a failed one is retried.

@@ -8,7 +8,9 @@ use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::states::{Author, Status};
 use crate::store::{CONVERSATION, Conversation};
+use crate::wire;
 
 /// Whom a view's conversations are assigned to.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +24,12 @@ pub enum Assignee {
 /// What a view's conversations satisfy.
 #[derive(Debug, Clone)]
 pub struct Filter {
-    pub statuses: Vec<&'static str>,
+    pub statuses: Vec<Status>,
     pub assignee: Assignee,
     pub team_ids: Vec<Uuid>,
     pub channel_ids: Vec<Uuid>,
     pub unread: bool,
-    pub last_message_from: Option<&'static str>,
+    pub last_message_from: Option<Author>,
     /// Only Contacts waiting since before this time.
     pub waiting_since_before: Option<DateTime<Utc>>,
 }
@@ -36,7 +38,7 @@ impl Filter {
     /// Open conversations, assigned to anyone or no one.
     pub fn open() -> Self {
         Self {
-            statuses: vec!["open"],
+            statuses: vec![Status::Open],
             assignee: Assignee::Any,
             team_ids: Vec::new(),
             channel_ids: Vec::new(),
@@ -105,11 +107,10 @@ pub fn filter(conditions: &pb::InboxConditions, me: Option<Uuid>, now: DateTime<
     let statuses = conditions
         .statuses
         .iter()
-        .filter_map(|s| match pb::ConversationStatus::try_from(*s) {
-            Ok(pb::ConversationStatus::Open) => Some("open"),
-            Ok(pb::ConversationStatus::Snoozed) => Some("snoozed"),
-            Ok(pb::ConversationStatus::Closed) => Some("closed"),
-            _ => None,
+        .filter_map(|s| {
+            pb::ConversationStatus::try_from(*s)
+                .ok()
+                .and_then(wire::status_of)
         })
         .collect();
     let assignee = match pb::AssigneeCondition::try_from(conditions.assignee) {
@@ -118,14 +119,9 @@ pub fn filter(conditions: &pb::InboxConditions, me: Option<Uuid>, now: DateTime<
         Ok(pb::AssigneeCondition::Users) => Assignee::Users(ids(&conditions.assignee_user_ids)),
         _ => Assignee::Any,
     };
-    let last_message_from = match pb::Party::try_from(conditions.last_message_from) {
-        Ok(pb::Party::Contact) => Some("contact"),
-        Ok(pb::Party::User) => Some("user"),
-        Ok(pb::Party::Workflow) => Some("workflow"),
-        Ok(pb::Party::Bot) => Some("bot"),
-        Ok(pb::Party::Broadcast) => Some("broadcast"),
-        _ => None,
-    };
+    let last_message_from = pb::Party::try_from(conditions.last_message_from)
+        .ok()
+        .and_then(wire::author_of);
     let minutes = conditions.waiting_longer_than_minutes;
     Filter {
         statuses,

@@ -15,6 +15,7 @@ mod publish;
 pub mod report;
 pub mod settings;
 pub mod snippets;
+pub mod states;
 pub mod store;
 mod view;
 mod wire;

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::publish::emit;
+use crate::states::{Status, Timer};
 use crate::store::{self, CONVERSATION, Conversation};
 use ism_platform::events::topics;
 
@@ -24,13 +25,13 @@ pub async fn snooze(
         return Err(FieldError::new("until", "must be in the future").into());
     }
     let current = store::lock_conversation(conn, workspace_id, id).await?;
-    if current.status == "closed" {
+    if current.status == Status::Closed {
         return Err(Error::precondition(
             "id",
             "a closed conversation cannot be snoozed",
         ));
     }
-    let conversation = set_status(conn, id, "snoozed", Some(until)).await?;
+    let conversation = set_status(conn, id, Status::Snoozed, Some(until)).await?;
     sqlx::query(
         "INSERT INTO conversation_timers (conversation_id, kind, workspace_id, due_at) VALUES ($1, 'wake', $2, $3)
          ON CONFLICT (conversation_id, kind) DO UPDATE SET due_at = excluded.due_at",
@@ -63,11 +64,11 @@ pub async fn wake(
     reason: &str,
 ) -> Result<Conversation, Error> {
     let current = store::lock_conversation(conn, workspace_id, id).await?;
-    if current.status != "snoozed" {
+    if current.status != Status::Snoozed {
         return Err(Error::precondition("id", "the conversation is not snoozed"));
     }
-    let conversation = set_status(conn, id, "open", None).await?;
-    store::cancel_timer(conn, id, "wake").await?;
+    let conversation = set_status(conn, id, Status::Open, None).await?;
+    store::cancel_timer(conn, id, Timer::Wake).await?;
     woken(conn, &conversation, reason).await?;
     Ok(conversation)
 }
@@ -109,7 +110,7 @@ pub async fn close(
     closing: &Closing<'_>,
 ) -> Result<Conversation, Error> {
     let current = store::lock_conversation(conn, workspace_id, id).await?;
-    if current.status == "closed" {
+    if current.status == Status::Closed {
         return Err(Error::precondition(
             "id",
             "the conversation is already closed",
@@ -152,7 +153,7 @@ pub async fn close(
 async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
-    status: &str,
+    status: Status,
     snoozed_until: Option<DateTime<Utc>>,
 ) -> Result<Conversation, Error> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -178,7 +179,7 @@ pub struct Fired {
 /// holds are skipped, so replicas share the work without firing one twice.
 pub async fn fire_due(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<Fired, Error> {
     let mut tx = pool.begin().await?;
-    let due: Vec<(Uuid, String, Uuid)> = sqlx::query_as(
+    let due: Vec<(Uuid, Timer, Uuid)> = sqlx::query_as(
         "SELECT conversation_id, kind, workspace_id FROM conversation_timers
          WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
@@ -188,17 +189,17 @@ pub async fn fire_due(pool: &PgPool, now: DateTime<Utc>, limit: i64) -> Result<F
     .await?;
     let mut fired = Fired::default();
     for (conversation_id, kind, workspace_id) in due {
-        store::cancel_timer(&mut tx, conversation_id, &kind).await?;
-        let status: String = sqlx::query_scalar("SELECT status FROM conversations WHERE id = $1")
+        store::cancel_timer(&mut tx, conversation_id, kind).await?;
+        let status: Status = sqlx::query_scalar("SELECT status FROM conversations WHERE id = $1")
             .bind(conversation_id)
             .fetch_one(&mut *tx)
             .await?;
-        match (kind.as_str(), status.as_str()) {
-            ("wake", "snoozed") => {
+        match (kind, status) {
+            (Timer::Wake, Status::Snoozed) => {
                 wake(&mut tx, workspace_id, conversation_id, "timer").await?;
                 fired.woken.push((workspace_id, conversation_id));
             }
-            ("auto_close", "open") => {
+            (Timer::AutoClose, Status::Open) => {
                 let closing = Closing {
                     closed_by: "auto_close",
                     category: "",

@@ -7,7 +7,7 @@ use ism_platform::convert::{timestamp, uuid};
 use ism_platform::error::FieldError;
 use ism_proto::conversations::v1 as pb;
 use ism_proto::events::v1::{CommentAdded, DeliveryRequested, MessageCreated};
-use ism_proto::types::v1::{Direction, MessageContent, Text, message_content::Kind};
+use ism_proto::types::v1::{MessageContent, Text, message_content::Kind};
 use prost::Message as _;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::publish::{self, emit};
 use crate::settings;
 use crate::snippets;
+use crate::states::{Author, Delivery, Direction, Status};
 use crate::store::{self, NewMessage};
 use crate::wire;
 use ism_platform::events::topics;
@@ -77,7 +78,7 @@ impl Messages<'_> {
         {
             return Ok(existing);
         }
-        if conversation.status == "closed" {
+        if conversation.status == Status::Closed {
             conversation = self
                 .open_from_workspace(&mut tx, &conversation, sender, &sender_id, now)
                 .await?;
@@ -86,9 +87,9 @@ impl Messages<'_> {
             workspace_id,
             conversation_id: conversation.id,
             channel_id: conversation.channel_id,
-            direction: "outbound",
+            direction: Direction::Outbound,
             content: content.encode_to_vec(),
-            status: "pending",
+            status: Delivery::Pending,
             external_message_id: "",
             client_message_id,
             sent_at: now,
@@ -107,10 +108,10 @@ impl Messages<'_> {
             conversation_id: conversation.id.to_string(),
             contact_id: conversation.contact_id.to_string(),
             channel_id: conversation.channel_id.to_string(),
-            direction: Direction::Outbound as i32,
+            direction: wire::direction(Direction::Outbound) as i32,
             content: Some(content.clone()),
             sent_at: Some(timestamp(now)),
-            sender: sender.to_owned(),
+            sender: wire::party(sender) as i32,
             sender_id: sender_id.clone(),
         };
         let delivery = DeliveryRequested {
@@ -185,9 +186,9 @@ impl Messages<'_> {
             workspace_id,
             conversation_id,
             channel_id: conversation.channel_id,
-            direction: "internal",
+            direction: Direction::Internal,
             content: content.encode_to_vec(),
-            status: "none",
+            status: Delivery::None,
             external_message_id: "",
             client_message_id: None,
             sent_at: now,
@@ -249,7 +250,7 @@ impl Messages<'_> {
         &self,
         tx: &mut sqlx::PgConnection,
         closed: &store::Conversation,
-        sender: &str,
+        sender: Author,
         sender_id: &str,
         now: DateTime<Utc>,
     ) -> Result<store::Conversation, Error> {

@@ -6,7 +6,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::states::Author;
 use crate::store::Conversation;
+use crate::wire;
 
 /// Enqueues `payload` as an event of `topic` about `conversation_id`, in order with the
 /// conversation's other events.
@@ -28,18 +30,18 @@ pub async fn emit<M: prost::Name + Default>(
     Ok(())
 }
 
-/// Announces that `conversation` was opened, by whom (`contact`, `user`, ...).
+/// Announces that `conversation` was opened, and by whom.
 pub async fn opened(
     conn: &mut PgConnection,
     conversation: &Conversation,
-    opened_by: &str,
+    opened_by: Author,
     opened_by_id: &str,
 ) -> Result<(), Error> {
     let event = ConversationOpened {
         conversation_id: conversation.id.to_string(),
         contact_id: conversation.contact_id.to_string(),
         channel_id: conversation.channel_id.to_string(),
-        opened_by: opened_by.to_owned(),
+        opened_by: wire::party(opened_by) as i32,
         opened_by_id: opened_by_id.to_owned(),
     };
     emit(

@@ -6,6 +6,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::states::{Author, Delivery, Direction, Status, Timer};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Conversation {
@@ -15,8 +16,8 @@ pub struct Conversation {
     pub channel_id: Uuid,
     pub contact_external_id: String,
     pub channel_type: i32,
-    pub status: String,
-    pub opened_by: String,
+    pub status: Status,
+    pub opened_by: Author,
     pub opened_by_id: String,
     pub created_at: DateTime<Utc>,
     pub last_message_at: DateTime<Utc>,
@@ -28,7 +29,7 @@ pub struct Conversation {
     pub closing_summary: String,
     pub first_response_at: Option<DateTime<Utc>>,
     pub response_count: i32,
-    pub last_message_from: String,
+    pub last_message_from: Author,
     pub waiting_since: Option<DateTime<Utc>>,
 }
 
@@ -36,14 +37,14 @@ pub struct Conversation {
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
-    pub direction: String,
+    pub direction: Direction,
     pub content: Vec<u8>,
-    pub status: String,
+    pub status: Delivery,
     pub failure_reason: String,
     pub external_message_id: String,
     pub sent_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
-    pub sender: String,
+    pub sender: Author,
     pub sender_id: String,
     pub mentions: Vec<Uuid>,
 }
@@ -101,7 +102,7 @@ pub async fn open_or_find(
         .fetch_optional(&mut *conn)
         .await?;
         match active {
-            Some(active) if active.status == "open" => return Ok((active, Found::Open)),
+            Some(active) if active.status == Status::Open => return Ok((active, Found::Open)),
             Some(active) => {
                 let conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE conversations SET status = 'open', snoozed_until = NULL WHERE id = $1 RETURNING {CONVERSATION}"
@@ -109,7 +110,7 @@ pub async fn open_or_find(
                 .bind(active.id)
                 .fetch_one(&mut *conn)
                 .await?;
-                cancel_timer(conn, active.id, "wake").await?;
+                cancel_timer(conn, active.id, Timer::Wake).await?;
                 return Ok((conversation, Found::Woken));
             }
             None => {}
@@ -172,7 +173,7 @@ pub async fn lock_active(
 pub async fn open_from_workspace(
     conn: &mut PgConnection,
     closed: &Conversation,
-    opened_by: &str,
+    opened_by: Author,
     opened_by_id: &str,
     at: DateTime<Utc>,
 ) -> Result<Conversation, Error> {
@@ -203,15 +204,13 @@ pub struct NewMessage<'a> {
     pub workspace_id: Uuid,
     pub conversation_id: Uuid,
     pub channel_id: Uuid,
-    /// `inbound`, `outbound` or `internal`.
-    pub direction: &'a str,
+    pub direction: Direction,
     pub content: Vec<u8>,
-    pub status: &'a str,
+    pub status: Delivery,
     pub external_message_id: &'a str,
     pub client_message_id: Option<&'a str>,
     pub sent_at: DateTime<Utc>,
-    /// `contact`, `user`, `workflow`, `bot` or `broadcast`.
-    pub sender: &'a str,
+    pub sender: Author,
     pub sender_id: &'a str,
     pub mentions: &'a [Uuid],
 }
@@ -321,11 +320,11 @@ pub async fn message_by_client_id(
 pub async fn record_message(
     conn: &mut PgConnection,
     conversation_id: Uuid,
-    sender: &str,
+    sender: Author,
     sent_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    if sender == "contact" {
+    if sender == Author::Contact {
         return record_inbound(conn, &[(conversation_id, sent_at)]).await;
     }
     sqlx::query(
@@ -342,7 +341,7 @@ pub async fn record_message(
     .bind(sent_at)
     .execute(&mut *conn)
     .await?;
-    if sender == "user" {
+    if sender == Author::User {
         sqlx::query(
                 "INSERT INTO conversation_timers (conversation_id, kind, workspace_id, due_at)
                  SELECT c.id, 'auto_close', c.workspace_id,
@@ -397,7 +396,7 @@ pub async fn record_inbound(
 pub async fn cancel_timer(
     conn: &mut PgConnection,
     conversation_id: Uuid,
-    kind: &str,
+    kind: Timer,
 ) -> Result<(), Error> {
     sqlx::query("DELETE FROM conversation_timers WHERE conversation_id = $1 AND kind = $2")
         .bind(conversation_id)
@@ -418,7 +417,7 @@ pub async fn advance_status(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     id: Uuid,
-    status: &str,
+    status: Delivery,
     reason: &str,
     external_message_id: &str,
 ) -> Result<Option<Advanced>, Error> {

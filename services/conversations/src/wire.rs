@@ -4,7 +4,7 @@ use ism_platform::convert::{from_timestamp, timestamp};
 use ism_platform::error::FieldError;
 use ism_proto::conversations::v1 as pb;
 use ism_proto::types::v1::{
-    ChannelType, DeliveryStatus, Direction, MessageContent, message_content::Kind,
+    ChannelType, DeliveryStatus, Direction as ApiDirection, MessageContent, message_content::Kind,
 };
 use prost::Message as _;
 use uuid::Uuid;
@@ -14,42 +14,89 @@ use crate::inbox::{self, Assignee, Filter, Inbox};
 use crate::publish::id_or_empty;
 use crate::settings::WorkspaceSettings;
 use crate::snippets::Snippet;
+use crate::states::{Author, Delivery, Direction, Status};
 use crate::store::{Conversation, Message};
 
 /// Longest internal comment, in bytes.
 pub const MAX_COMMENT: usize = 4096;
 
-/// `contact`, `user`... as the API's Party.
-pub fn party(name: &str) -> pb::Party {
-    match name {
-        "contact" => pb::Party::Contact,
-        "user" => pb::Party::User,
-        "workflow" => pb::Party::Workflow,
-        "bot" => pb::Party::Bot,
-        "broadcast" => pb::Party::Broadcast,
-        _ => pb::Party::Unspecified,
+/// An author as the API's Party.
+pub fn party(author: Author) -> pb::Party {
+    match author {
+        Author::Contact => pb::Party::Contact,
+        Author::User => pb::Party::User,
+        Author::Workflow => pb::Party::Workflow,
+        Author::Bot => pb::Party::Bot,
+        Author::Broadcast => pb::Party::Broadcast,
+    }
+}
+
+/// The API's Party as an author; `None` for unspecified.
+pub fn author_of(party: pb::Party) -> Option<Author> {
+    match party {
+        pb::Party::Contact => Some(Author::Contact),
+        pb::Party::User => Some(Author::User),
+        pb::Party::Workflow => Some(Author::Workflow),
+        pb::Party::Bot => Some(Author::Bot),
+        pb::Party::Broadcast => Some(Author::Broadcast),
+        pb::Party::Unspecified => None,
     }
 }
 
 /// Who the caller writes as: a User (or an API key acting for the business), a
 /// workflow, a bot integration or a broadcast; and the writer's id.
-pub fn author(caller: &Caller) -> (&'static str, String) {
+pub fn author(caller: &Caller) -> (Author, String) {
     match &caller.subject {
-        Subject::User(id) => ("user", id.to_string()),
-        Subject::Service(name) if name == "workflows" => ("workflow", name.clone()),
-        Subject::Service(name) if name == "broadcasts" => ("broadcast", name.clone()),
-        Subject::Service(name) => ("bot", name.clone()),
-        other => ("user", other.to_string()),
+        Subject::User(id) => (Author::User, id.to_string()),
+        Subject::Service(name) if name == "workflows" => (Author::Workflow, name.clone()),
+        Subject::Service(name) if name == "broadcasts" => (Author::Broadcast, name.clone()),
+        Subject::Service(name) => (Author::Bot, name.clone()),
+        other => (Author::User, other.to_string()),
+    }
+}
+
+/// A conversation status as the API's.
+pub fn status(status: Status) -> pb::ConversationStatus {
+    match status {
+        Status::Open => pb::ConversationStatus::Open,
+        Status::Snoozed => pb::ConversationStatus::Snoozed,
+        Status::Closed => pb::ConversationStatus::Closed,
+    }
+}
+
+/// The API's conversation status as stored; `None` for unspecified.
+pub fn status_of(status: pb::ConversationStatus) -> Option<Status> {
+    match status {
+        pb::ConversationStatus::Open => Some(Status::Open),
+        pb::ConversationStatus::Snoozed => Some(Status::Snoozed),
+        pb::ConversationStatus::Closed => Some(Status::Closed),
+        pb::ConversationStatus::Unspecified => None,
+    }
+}
+
+/// A message's delivery as the API's status.
+pub fn delivery(delivery: Delivery) -> DeliveryStatus {
+    match delivery {
+        Delivery::None => DeliveryStatus::Unspecified,
+        Delivery::Received => DeliveryStatus::Received,
+        Delivery::Pending => DeliveryStatus::Pending,
+        Delivery::Sent => DeliveryStatus::Sent,
+        Delivery::Delivered => DeliveryStatus::Delivered,
+        Delivery::Read => DeliveryStatus::Read,
+        Delivery::Failed => DeliveryStatus::Failed,
+    }
+}
+
+/// A message's direction as the API's; internal comments have none.
+pub fn direction(direction: Direction) -> ApiDirection {
+    match direction {
+        Direction::Inbound => ApiDirection::Inbound,
+        Direction::Outbound => ApiDirection::Outbound,
+        Direction::Internal => ApiDirection::Unspecified,
     }
 }
 
 pub fn conversation(c: Conversation) -> pb::Conversation {
-    let status = match c.status.as_str() {
-        "open" => pb::ConversationStatus::Open,
-        "snoozed" => pb::ConversationStatus::Snoozed,
-        "closed" => pb::ConversationStatus::Closed,
-        _ => pb::ConversationStatus::Unspecified,
-    };
     let seconds_since_open =
         |at: Option<chrono::DateTime<chrono::Utc>>| at.map(|at| (at - c.created_at).num_seconds());
     pb::Conversation {
@@ -57,10 +104,10 @@ pub fn conversation(c: Conversation) -> pb::Conversation {
         workspace_id: c.workspace_id.to_string(),
         contact_id: c.contact_id.to_string(),
         channel_id: c.channel_id.to_string(),
-        status: status as i32,
+        status: status(c.status) as i32,
         created_at: Some(timestamp(c.created_at)),
         last_message_at: Some(timestamp(c.last_message_at)),
-        opened_by: party(&c.opened_by) as i32,
+        opened_by: party(c.opened_by) as i32,
         opened_by_id: c.opened_by_id,
         snoozed_until: c.snoozed_until.map(timestamp),
         assignee_user_id: id_or_empty(c.assignee_user_id),
@@ -73,39 +120,25 @@ pub fn conversation(c: Conversation) -> pb::Conversation {
             resolution_seconds: seconds_since_open(c.closed_at),
             response_count: c.response_count,
         }),
-        last_message_from: party(&c.last_message_from) as i32,
+        last_message_from: party(c.last_message_from) as i32,
         waiting_since: c.waiting_since.map(timestamp),
     }
 }
 
 pub fn message(m: Message) -> pb::Message {
-    let status = match m.status.as_str() {
-        "received" => DeliveryStatus::Received,
-        "pending" => DeliveryStatus::Pending,
-        "sent" => DeliveryStatus::Sent,
-        "delivered" => DeliveryStatus::Delivered,
-        "read" => DeliveryStatus::Read,
-        "failed" => DeliveryStatus::Failed,
-        _ => DeliveryStatus::Unspecified,
-    };
-    let direction = match m.direction.as_str() {
-        "inbound" => Direction::Inbound,
-        "outbound" => Direction::Outbound,
-        _ => Direction::Unspecified,
-    };
     pb::Message {
         id: m.id.to_string(),
         conversation_id: m.conversation_id.to_string(),
-        direction: direction as i32,
+        direction: direction(m.direction) as i32,
         content: MessageContent::decode(m.content.as_slice()).ok(),
-        status: status as i32,
+        status: delivery(m.status) as i32,
         failure_reason: m.failure_reason,
         external_message_id: m.external_message_id,
         sent_at: Some(timestamp(m.sent_at)),
         created_at: Some(timestamp(m.created_at)),
-        sender: party(&m.sender) as i32,
+        sender: party(m.sender) as i32,
         sender_id: m.sender_id,
-        internal: m.direction == "internal",
+        internal: m.direction == Direction::Internal,
         mentioned_user_ids: m.mentions.iter().map(Uuid::to_string).collect(),
     }
 }

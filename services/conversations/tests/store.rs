@@ -5,6 +5,7 @@ use ism_conversations::inbound::{Arrival, store_arrivals};
 use ism_conversations::lifecycle::{self, Closing};
 use ism_conversations::merges;
 use ism_conversations::settings::{self, WorkspaceSettings};
+use ism_conversations::states::{Author, Delivery, Direction, Status};
 use ism_conversations::store::{self, Conversation, Found, NewMessage, Party};
 use ism_conversations::{Candidate, Error, Rules, Strategy, decide};
 use ism_platform::config::ServiceName;
@@ -36,10 +37,12 @@ fn now() -> DateTime<Utc> {
 /// Stores a message from `sender` the way the service does and applies it.
 async fn write(pool: &PgPool, c: &Conversation, sender: &str, external: &str, at: DateTime<Utc>) {
     let mut conn = pool.acquire().await.unwrap();
-    let direction = if sender == "contact" {
-        "inbound"
+    let sender: Author = sender.parse().unwrap();
+    let from_contact = sender == Author::Contact;
+    let direction = if from_contact {
+        Direction::Inbound
     } else {
-        "outbound"
+        Direction::Outbound
     };
     let message = NewMessage {
         workspace_id: c.workspace_id,
@@ -47,10 +50,10 @@ async fn write(pool: &PgPool, c: &Conversation, sender: &str, external: &str, at
         channel_id: c.channel_id,
         direction,
         content: vec![],
-        status: if sender == "contact" {
-            "received"
+        status: if from_contact {
+            Delivery::Received
         } else {
-            "pending"
+            Delivery::Pending
         },
         external_message_id: external,
         client_message_id: None,
@@ -87,7 +90,7 @@ async fn inbound_messages_are_stored_once_in_one_active_conversation() {
     let t = now();
     let (first, found) = open(&pool, &party, t).await;
     assert_eq!(found, Found::Opened);
-    assert_eq!(first.opened_by, "contact");
+    assert_eq!(first.opened_by, Author::Contact);
     assert_eq!(first.opened_by_id, party.contact_id.to_string());
     let (again, found) = open(&pool, &party, t + Duration::seconds(5)).await;
     assert_eq!(
@@ -186,7 +189,7 @@ async fn a_batch_of_arrivals_stores_each_provider_message_once_and_opens_wakes_o
     let opened = get(&pool, &stored[0].conversation).await;
     assert_eq!(opened.last_message_at, t + Duration::seconds(2));
     assert_eq!(opened.waiting_since, Some(t + Duration::seconds(1)));
-    assert_eq!(opened.last_message_from, "contact");
+    assert_eq!(opened.last_message_from, Author::Contact);
     let events: Vec<String> =
         sqlx::query_scalar("SELECT routing_key FROM platform_outbox ORDER BY seq")
             .fetch_all(&*pool)
@@ -218,7 +221,7 @@ async fn a_message_after_closing_opens_a_new_conversation_and_one_while_snoozed_
     drop(conn);
     let (woken, found) = open(&pool, &party, t + Duration::minutes(1)).await;
     assert_eq!((woken.id, found), (first.id, Found::Woken));
-    assert_eq!(woken.status, "open");
+    assert_eq!(woken.status, Status::Open);
     assert_eq!(woken.snoozed_until, None);
     let none = lifecycle::fire_due(&pool, t + Duration::hours(4), 100)
         .await
@@ -243,7 +246,7 @@ async fn a_message_after_closing_opens_a_new_conversation_and_one_while_snoozed_
         second.contact_id, first.contact_id,
         "history stays with the contact"
     );
-    assert_eq!(get(&pool, &first).await.status, "closed");
+    assert_eq!(get(&pool, &first).await.status, Status::Closed);
 }
 
 #[tokio::test]
@@ -268,7 +271,7 @@ async fn a_snoozed_conversation_wakes_by_itself_at_its_time_and_not_before() {
     );
     assert_eq!(
         get(&pool, &c).await.status,
-        "open",
+        Status::Open,
         "nothing changed on bad input"
     );
     let until = t + Duration::hours(2);
@@ -281,10 +284,10 @@ async fn a_snoozed_conversation_wakes_by_itself_at_its_time_and_not_before() {
         .await
         .unwrap();
     assert!(early.woken.is_empty());
-    assert_eq!(get(&pool, &c).await.status, "snoozed");
+    assert_eq!(get(&pool, &c).await.status, Status::Snoozed);
     let due = lifecycle::fire_due(&pool, until, 100).await.unwrap();
     assert_eq!(due.woken, vec![(party.workspace_id, c.id)]);
-    assert_eq!(get(&pool, &c).await.status, "open");
+    assert_eq!(get(&pool, &c).await.status, Status::Open);
     let again = lifecycle::fire_due(&pool, until + Duration::hours(1), 100)
         .await
         .unwrap();
@@ -335,8 +338,8 @@ async fn only_a_users_reply_starts_auto_close_and_the_contact_stops_it() {
         (closed.status.as_str(), closed.closed_at),
         ("closed", Some(t + Duration::minutes(31)))
     );
-    assert_eq!(get(&pool, &bot_only).await.status, "open");
-    assert_eq!(get(&pool, &reopened_talk).await.status, "open");
+    assert_eq!(get(&pool, &bot_only).await.status, Status::Open);
+    assert_eq!(get(&pool, &reopened_talk).await.status, Status::Open);
 }
 
 #[tokio::test]
@@ -352,7 +355,7 @@ async fn first_response_and_response_count_ignore_bot_workflow_and_broadcast_mes
     let c = get(&pool, &c).await;
     assert_eq!(c.first_response_at, Some(t + Duration::seconds(90)));
     assert_eq!(c.response_count, 2);
-    assert_eq!(c.last_message_from, "user");
+    assert_eq!(c.last_message_from, Author::User);
     assert_eq!(c.waiting_since, None);
 }
 
@@ -519,13 +522,13 @@ async fn delivery_status_only_moves_forward() {
         workspace_id: c.workspace_id,
         conversation_id: c.id,
         channel_id: c.channel_id,
-        direction: "outbound",
+        direction: Direction::Outbound,
         content: vec![],
-        status: "pending",
+        status: Delivery::Pending,
         external_message_id: "",
         client_message_id: Some("r1"),
         sent_at: t,
-        sender: "user",
+        sender: Author::User,
         sender_id: "u",
         mentions: &[],
     };
@@ -534,22 +537,29 @@ async fn delivery_status_only_moves_forward() {
         .unwrap()
         .unwrap();
     let ws = c.workspace_id;
-    let read = store::advance_status(&mut conn, ws, message.id, "read", "", "x-1")
+    let read = store::advance_status(&mut conn, ws, message.id, Delivery::Read, "", "x-1")
         .await
         .unwrap();
     assert_eq!(read.map(|a| a.conversation_id), Some(c.id));
     assert!(
-        store::advance_status(&mut conn, ws, message.id, "sent", "", "")
+        store::advance_status(&mut conn, ws, message.id, Delivery::Sent, "", "")
             .await
             .unwrap()
             .is_none(),
         "a late 'sent' does not undo 'read'"
     );
     assert!(
-        store::advance_status(&mut conn, Uuid::now_v7(), message.id, "failed", "", "")
-            .await
-            .unwrap()
-            .is_none(),
+        store::advance_status(
+            &mut conn,
+            Uuid::now_v7(),
+            message.id,
+            Delivery::Failed,
+            "",
+            ""
+        )
+        .await
+        .unwrap()
+        .is_none(),
         "another workspace cannot touch it"
     );
     let stored = store::message(&pool, ws, message.id).await.unwrap();
@@ -689,14 +699,14 @@ async fn inbox_views_combine_status_assignee_team_channel_and_waiting_conditions
     assert_eq!(by_me, vec![mine.id]);
     let waiting = view(Filter {
         unread: true,
-        last_message_from: Some("contact"),
+        last_message_from: Some(Author::Contact),
         waiting_since_before: Some(t - Duration::hours(1)),
         ..Filter::open()
     })
     .await;
     assert_eq!(waiting, vec![waiting_long.id]);
     let snoozed_view = view(Filter {
-        statuses: vec!["snoozed"],
+        statuses: vec![Status::Snoozed],
         channel_ids: vec![snoozed.channel_id],
         ..Filter::open()
     })
@@ -751,14 +761,14 @@ async fn a_merged_contacts_conversations_move_to_the_survivor_and_one_stays_acti
     assert_eq!(moved, 2);
     let clashing = get(&pool, &clashing).await;
     assert_eq!(clashing.contact_id, target_here.contact_id);
-    assert_eq!(clashing.status, "closed");
+    assert_eq!(clashing.status, Status::Closed);
     let alone = get(&pool, &alone).await;
     assert_eq!(
         (alone.contact_id, alone.status.as_str()),
         (target_here.contact_id, "open")
     );
     assert_eq!(alone.opened_by_id, target_here.contact_id.to_string());
-    assert_eq!(get(&pool, &surviving).await.status, "open");
+    assert_eq!(get(&pool, &surviving).await.status, Status::Open);
     let untouched = get(&pool, &untouched).await;
     assert_eq!(
         untouched.contact_id, source_here.contact_id,
@@ -829,13 +839,13 @@ async fn hot_statements_probe_by_key_on_tables_never_analysed() {
         workspace_id,
         conversation_id: conversation.id,
         channel_id: conversation.channel_id,
-        direction: "outbound",
+        direction: Direction::Outbound,
         content: vec![],
-        status: "pending",
+        status: Delivery::Pending,
         external_message_id: "",
         client_message_id: Some("reply-1"),
         sent_at: t,
-        sender: "user",
+        sender: Author::User,
         sender_id: "u1",
         mentions: &[],
     };
@@ -843,13 +853,20 @@ async fn hot_statements_probe_by_key_on_tables_never_analysed() {
         .await
         .unwrap()
         .unwrap();
-    store::record_message(&mut tx, conversation.id, "user", t, t)
+    store::record_message(&mut tx, conversation.id, Author::User, t, t)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    store::advance_status(&mut conn, workspace_id, message.id, "sent", "", "p-1")
-        .await
-        .unwrap();
+    store::advance_status(
+        &mut conn,
+        workspace_id,
+        message.id,
+        Delivery::Sent,
+        "",
+        "p-1",
+    )
+    .await
+    .unwrap();
     drop(conn);
 
     ism_platform::plans::assert_probes_by_key(&guarded, GROWING, 6).await;

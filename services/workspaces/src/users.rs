@@ -11,6 +11,7 @@ use crate::audit::{Action, Actor, Target, details};
 use crate::domain::{self, Availability};
 use crate::error::Error;
 use crate::store::{self, User};
+use crate::wire;
 
 /// A User to add, as requested.
 pub struct NewUser<'a> {
@@ -185,8 +186,8 @@ async fn publish_availability(
     }
     let payload = UserAvailabilityChanged {
         user_id: user.id.to_string(),
-        availability: user.availability.to_string(),
-        previous_availability: previous.to_string(),
+        availability: wire::availability_to_pb(user.availability) as i32,
+        previous_availability: wire::availability_to_pb(previous) as i32,
         changed_at: Some(timestamp(chrono::Utc::now())),
     };
     emit(

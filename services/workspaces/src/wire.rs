@@ -46,7 +46,7 @@ pub fn availability(value: i32) -> Result<Availability, FieldError> {
     }
 }
 
-fn availability_to_pb(availability: Availability) -> pb::Availability {
+pub fn availability_to_pb(availability: Availability) -> pb::Availability {
     match availability {
         Availability::Online => pb::Availability::Online,
         Availability::Away => pb::Availability::Away,
