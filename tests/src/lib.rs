@@ -2,6 +2,7 @@
 //! against the machine's Postgres, Redis and RabbitMQ; and a stand-in for the business
 //! system that receives outbound messages.
 pub mod baseline;
+pub mod client;
 pub mod credentials;
 pub mod oversize;
 pub mod platform;
@@ -9,6 +10,7 @@ pub mod provider;
 pub mod receiver;
 pub mod statements;
 
+pub use client::Api;
 pub use platform::{Platform, Tenant, authed, eventually, sign};
 pub use provider::FakeProvider;
 pub use receiver::Receiver;

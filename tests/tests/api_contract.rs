@@ -6,11 +6,11 @@ use ism_e2e::{Platform, Receiver, authed, eventually};
 use ism_proto::conversations::v1::{
     GetConversationRequest, ListConversationsRequest, ListMessagesRequest,
 };
-use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use ism_proto::gateway::v1::{CreateChannelRequest, GetChannelRequest};
 use ism_proto::types::v1::ChannelType;
+use ism_proto::workspaces::v1::Role;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
-use ism_proto::workspaces::v1::{CreateApiKeyRequest, ExchangeApiKeyRequest, Role};
+use ism_proto::workspaces::v1::{CreateApiKeyRequest, ExchangeApiKeyRequest};
 use serde_json::json;
 use tonic::Code;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -133,87 +133,44 @@ async fn one_workspace_never_sees_another_and_roles_are_enforced() {
             .0,
         200
     );
-    let (token_a, token_b) = (platform.token(&a).await, platform.token(&b).await);
-    let mut conversations = platform.conversations().await;
-    let b_conversation = eventually(Duration::from_secs(20), "B's conversation", || {
-        let mut client = conversations.clone();
-        let token = token_b.clone();
-        async move {
-            client
-                .list_conversations(authed(&token, ListConversationsRequest::default()))
-                .await
-                .ok()?
-                .into_inner()
-                .conversations
-                .pop()
-        }
-    })
-    .await;
+    let api_a = platform.api(&a).await;
+    let api_b = api_a.with_token(platform.token(&b).await);
+    let b_conversation = api_b
+        .wait_for_conversation(Duration::from_secs(20), |_| true)
+        .await;
 
-    let listed = conversations
-        .list_conversations(authed(&token_a, ListConversationsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
     assert!(
-        listed.conversations.is_empty(),
+        api_a.list_conversations().await.is_empty(),
         "A lists none of B's conversations"
     );
+    let mut conversations = api_a.conversations.clone();
     let get = conversations
-        .get_conversation(authed(
-            &token_a,
-            GetConversationRequest {
-                id: b_conversation.id.clone(),
-            },
-        ))
+        .get_conversation(api_a.authed(GetConversationRequest {
+            id: b_conversation.id.clone(),
+        }))
         .await
         .unwrap_err();
     assert_eq!(get.code(), Code::NotFound);
     let messages = conversations
-        .list_messages(authed(
-            &token_a,
-            ListMessagesRequest {
-                conversation_id: b_conversation.id.clone(),
-                ..Default::default()
-            },
-        ))
+        .list_messages(api_a.authed(ListMessagesRequest {
+            conversation_id: b_conversation.id.clone(),
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(messages.code(), Code::NotFound);
-    let mut gateway =
-        GatewayServiceClient::new(platform.channel("gateway").connect().await.unwrap());
+    let mut gateway = api_a.gateway.clone();
     let channel = gateway
-        .get_channel(authed(
-            &token_a,
-            GetChannelRequest {
-                id: b.channel_id.clone(),
-            },
-        ))
+        .get_channel(api_a.authed(GetChannelRequest {
+            id: b.channel_id.clone(),
+        }))
         .await
         .unwrap_err();
     assert_eq!(channel.code(), Code::NotFound);
 
     // An agent key may read but not connect channels or mint keys.
-    let mut workspaces =
-        WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
-    let agent_key = workspaces
-        .create_api_key(authed(
-            &token_a,
-            CreateApiKeyRequest {
-                name: "agent".into(),
-                role: Role::Agent as i32,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    let agent = workspaces
-        .exchange_api_key(ExchangeApiKeyRequest { api_key: agent_key })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let mut workspaces = api_a.workspaces.clone();
+    let agent = api_a.key_token("agent", Role::Agent).await;
     let create = CreateChannelRequest {
         r#type: ChannelType::Custom as i32,
         name: "x".into(),
@@ -245,10 +202,7 @@ async fn one_workspace_never_sees_another_and_roles_are_enforced() {
         name: String::new(),
         outbound_url: "ftp://x".into(),
     };
-    let status = gateway
-        .create_channel(authed(&token_a, bad))
-        .await
-        .unwrap_err();
+    let status = gateway.create_channel(api_a.authed(bad)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("name"), "{}", status.message());
 }

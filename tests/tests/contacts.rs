@@ -1,12 +1,9 @@
 //! The ContactService through the real `ism` server: profiles, Contact Fields and Tags,
 //! the codes a caller's mistakes get, roles, and the wall between workspaces.
-use ism_e2e::{Platform, Receiver, authed};
-use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_e2e::{Api, Platform, Receiver, Tenant};
 use ism_proto::contacts::v1::field_value::Kind;
 use ism_proto::contacts::v1::*;
-use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
-use ism_proto::workspaces::v1::{CreateApiKeyRequest, ExchangeApiKeyRequest, Role};
-use tonic::transport::Channel;
+use ism_proto::workspaces::v1::Role;
 use tonic::{Code, Status};
 
 fn text(s: &str) -> FieldValue {
@@ -25,64 +22,41 @@ fn violated_field(status: &Status) -> String {
         .unwrap_or_default()
 }
 
-async fn agent_token(platform: &Platform, owner: &str) -> String {
-    let mut workspaces =
-        WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
-    let key = workspaces
-        .create_api_key(authed(
-            owner,
-            CreateApiKeyRequest {
-                name: "agent".into(),
-                role: Role::Agent as i32,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    workspaces
-        .exchange_api_key(ExchangeApiKeyRequest { api_key: key })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token
+/// The tenant's owner, and an agent of the same Workspace.
+async fn owner_and_agent(platform: &Platform, tenant: &Tenant) -> (Api, Api) {
+    let owner = platform.api(tenant).await;
+    let agent = owner.with_token(owner.key_token("agent", Role::Agent).await);
+    (owner, agent)
+}
+
+/// The Select field `plan`: free or pro.
+fn plan_field() -> ContactField {
+    ContactField {
+        key: "plan".into(),
+        label: "Plan".into(),
+        r#type: FieldType::Select as i32,
+        options: vec!["free".into(), "pro".into()],
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
 async fn contacts_fields_and_tags_through_the_server() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
-    let owner = platform.token(&tenant).await;
-    let agent = agent_token(&platform, &owner).await;
-    let other = platform.token(&platform.bootstrap(&receiver.url)).await;
-    let mut client: ContactServiceClient<Channel> =
-        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
+    let (owner, agent) = owner_and_agent(&platform, &tenant).await;
+    let other = owner.with_token(platform.token(&platform.bootstrap(&receiver.url)).await);
+    let mut client = owner.contacts.clone();
 
     // Managers define fields; agents may not.
-    let plan = ContactField {
-        key: "plan".into(),
-        label: "Plan".into(),
-        r#type: FieldType::Select as i32,
-        options: vec!["free".into(), "pro".into()],
-        ..Default::default()
-    };
     let denied = client
-        .create_contact_field(authed(
-            &agent,
-            CreateContactFieldRequest {
-                field: Some(plan.clone()),
-            },
-        ))
+        .create_contact_field(agent.authed(CreateContactFieldRequest {
+            field: Some(plan_field()),
+        }))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    client
-        .create_contact_field(authed(
-            &owner,
-            CreateContactFieldRequest { field: Some(plan) },
-        ))
-        .await
-        .unwrap();
+    owner.create_contact_field(plan_field()).await;
 
     // Create with default fields normalized and a custom value.
     let profile = ContactProfile {
@@ -93,18 +67,7 @@ async fn contacts_fields_and_tags_through_the_server() {
         custom_fields: [("plan".to_owned(), text("free"))].into(),
         ..Default::default()
     };
-    let ada = client
-        .create_contact(authed(
-            &agent,
-            CreateContactRequest {
-                profile: Some(profile.clone()),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let ada = agent.create_contact(profile.clone()).await;
     assert_eq!(
         (ada.email.as_str(), ada.phone.as_str(), ada.version),
         ("ada@example.com", "+4915112345678", 1)
@@ -143,7 +106,7 @@ async fn contacts_fields_and_tags_through_the_server() {
         ),
     ] {
         let status = client
-            .create_contact(authed(&owner, CreateContactRequest { profile: Some(bad) }))
+            .create_contact(owner.authed(CreateContactRequest { profile: Some(bad) }))
             .await
             .unwrap_err();
         assert_eq!(violated_field(&status), field);
@@ -154,14 +117,11 @@ async fn contacts_fields_and_tags_through_the_server() {
         ("+4915199", "Ada\0", "display_name"),
     ] {
         let status = client
-            .resolve_contact(authed(
-                &owner,
-                ResolveContactRequest {
-                    channel_id: "0190b5a0-0000-7000-8000-000000000000".into(),
-                    external_id: external_id.into(),
-                    display_name: display_name.into(),
-                },
-            ))
+            .resolve_contact(owner.authed(ResolveContactRequest {
+                channel_id: "0190b5a0-0000-7000-8000-000000000000".into(),
+                external_id: external_id.into(),
+                display_name: display_name.into(),
+            }))
             .await
             .unwrap_err();
         assert_eq!(violated_field(&status), field);
@@ -175,13 +135,7 @@ async fn contacts_fields_and_tags_through_the_server() {
         custom_fields: [("plan".to_owned(), text("pro"))].into(),
         ..Default::default()
     };
-    let updated = client
-        .update_contact(authed(&agent, update.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let updated = agent.update_contact(update.clone()).await;
     assert_eq!(
         (
             updated.first_name.as_str(),
@@ -191,31 +145,15 @@ async fn contacts_fields_and_tags_through_the_server() {
         ("Ada", "Lovelace", 2)
     );
     let stale = client
-        .update_contact(authed(&agent, update))
+        .update_contact(agent.authed(update))
         .await
         .unwrap_err();
     assert_eq!(stale.code(), Code::FailedPrecondition);
 
     // Tags, in bulk, with counts.
-    let added = client
-        .add_tags(authed(
-            &agent,
-            AddTagsRequest {
-                contact_ids: vec![ada.id.clone()],
-                tags: vec!["VIP".into(), "lead".into()],
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .added;
+    let added = agent.add_tags(vec![ada.id.clone()], &["VIP", "lead"]).await;
     assert_eq!(added, 2);
-    let tags = client
-        .list_tags(authed(&agent, ListTagsRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .tags;
+    let tags = agent.list_tags().await;
     assert_eq!(
         tags.iter()
             .map(|t| (t.name.as_str(), t.contact_count))
@@ -226,82 +164,50 @@ async fn contacts_fields_and_tags_through_the_server() {
     // Another workspace sees none of it.
     let get = GetContactRequest { id: ada.id.clone() };
     let foreign = client
-        .get_contact(authed(&other, get.clone()))
+        .get_contact(other.authed(get.clone()))
         .await
         .unwrap_err();
     assert_eq!(foreign.code(), Code::NotFound);
     let foreign_tag = client
-        .add_tags(authed(
-            &other,
-            AddTagsRequest {
-                contact_ids: vec![ada.id.clone()],
-                tags: vec!["x".into()],
-            },
-        ))
+        .add_tags(other.authed(AddTagsRequest {
+            contact_ids: vec![ada.id.clone()],
+            tags: vec!["x".into()],
+        }))
         .await
         .unwrap_err();
     assert_eq!(foreign_tag.code(), Code::NotFound);
-    assert!(
-        client
-            .list_tags(authed(&other, ListTagsRequest {}))
-            .await
-            .unwrap()
-            .into_inner()
-            .tags
-            .is_empty()
-    );
+    assert!(other.list_tags().await.is_empty());
 
     // Block, then delete (managers only) and restore.
-    let blocked = client
-        .set_contact_blocked(authed(
-            &agent,
-            SetContactBlockedRequest {
-                id: ada.id.clone(),
-                blocked: true,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let blocked = agent.set_contact_blocked(&ada.id, true).await;
     assert!(blocked.blocked);
     let delete = DeleteContactRequest { id: ada.id.clone() };
     assert_eq!(
         client
-            .delete_contact(authed(&agent, delete.clone()))
+            .delete_contact(agent.authed(delete))
             .await
             .unwrap_err()
             .code(),
         Code::PermissionDenied
     );
-    client.delete_contact(authed(&owner, delete)).await.unwrap();
+    owner.delete_contact(&ada.id).await;
     assert_eq!(
         client
-            .get_contact(authed(&owner, get.clone()))
+            .get_contact(owner.authed(get.clone()))
             .await
             .unwrap_err()
             .code(),
         Code::NotFound
     );
-    let restored = client
-        .restore_contact(authed(&owner, RestoreContactRequest { id: ada.id.clone() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let restored = owner.restore_contact(&ada.id).await;
     assert_eq!(restored.tags, ["lead", "VIP"]);
 
     // Page sizes out of range are refused.
     let page = client
-        .list_contacts(authed(
-            &owner,
-            ListContactsRequest {
-                page_size: 1000,
-                ..Default::default()
-            },
-        ))
+        .list_contacts(owner.authed(ListContactsRequest {
+            page_size: 1000,
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(violated_field(&page), "page_size");
@@ -357,54 +263,26 @@ fn plan_is(value: &str) -> Filter {
 async fn search_segments_streams_merges_imports_and_exports_through_the_server() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
-    let owner = platform.token(&tenant).await;
-    let agent = agent_token(&platform, &owner).await;
-    let mut client: ContactServiceClient<Channel> =
-        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
-    client
-        .create_contact_field(authed(
-            &owner,
-            CreateContactFieldRequest {
-                field: Some(ContactField {
-                    key: "plan".into(),
-                    label: "Plan".into(),
-                    r#type: FieldType::Select as i32,
-                    options: vec!["free".into(), "pro".into()],
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .unwrap();
+    let (owner, agent) = owner_and_agent(&platform, &tenant).await;
+    let mut client = owner.contacts.clone();
+    owner.create_contact_field(plan_field()).await;
 
     // Import: valid rows applied, the bad one reported; the report can be fetched again.
     let csv = "email,first_name,plan,tags\n\
         ada@example.com,Ada,pro,vip\n\
         grace@navy.mil,Grace,free,navy\n\
         alan@example.org,Alan,gold,\n";
-    let import = client
-        .import_contacts(authed(&owner, import_request(csv)))
-        .await
-        .unwrap()
-        .into_inner()
-        .import
-        .unwrap();
+    let import = owner.import_contacts(import_request(csv)).await;
     assert_eq!(
         (import.rows, import.created, import.updated, import.failed),
         (3, 2, 0, 1)
     );
     let report = String::from_utf8(import.error_report.clone()).unwrap();
     assert!(report.starts_with("row,column,reason\n4,plan,"), "{report}");
-    let fetched = client
-        .get_import(authed(&owner, GetImportRequest { id: import.id }))
-        .await
-        .unwrap()
-        .into_inner()
-        .import
-        .unwrap();
+    let fetched = owner.get_import(&import.id).await;
     assert_eq!(fetched.error_report, import.error_report);
     let denied = client
-        .import_contacts(authed(&agent, import_request(csv)))
+        .import_contacts(agent.authed(import_request(csv)))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
@@ -416,28 +294,19 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         page_token,
         ..Default::default()
     };
-    let page = client
-        .search_contacts(authed(&agent, search(plan_is("pro"), String::new())))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = agent
+        .search_contacts(search(plan_is("pro"), String::new()))
+        .await;
     assert_eq!(page.total_count, 1);
     assert_eq!(page.contacts[0].first_name, "Ada");
     assert_eq!(page.contacts[0].tags, ["vip"]);
-    let everyone = client
-        .search_contacts(authed(&agent, search(Filter::default(), String::new())))
-        .await
-        .unwrap()
-        .into_inner();
+    let everyone = agent
+        .search_contacts(search(Filter::default(), String::new()))
+        .await;
     assert_eq!(everyone.total_count, 2);
-    let second = client
-        .search_contacts(authed(
-            &agent,
-            search(Filter::default(), everyone.next_page_token.clone()),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let second = agent
+        .search_contacts(search(Filter::default(), everyone.next_page_token.clone()))
+        .await;
     assert_ne!(second.contacts[0].id, everyone.contacts[0].id);
     assert!(second.next_page_token.is_empty());
 
@@ -447,7 +316,7 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         f.operator = 99;
     }
     let bad = client
-        .search_contacts(authed(&agent, search(unknown_operator, String::new())))
+        .search_contacts(agent.authed(search(unknown_operator, String::new())))
         .await
         .unwrap_err();
     assert_eq!(violated_field(&bad), "filter");
@@ -462,87 +331,52 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
     };
     for nul in [name_contains_nul, text_with_nul] {
         let bad = client
-            .search_contacts(authed(&agent, search(nul, String::new())))
+            .search_contacts(agent.authed(search(nul, String::new())))
             .await
             .unwrap_err();
         assert_eq!(violated_field(&bad), "filter");
     }
     let mut big = search(Filter::default(), String::new());
     big.page_size = 101;
-    let bad = client
-        .search_contacts(authed(&agent, big))
-        .await
-        .unwrap_err();
+    let bad = client.search_contacts(agent.authed(big)).await.unwrap_err();
     assert_eq!(violated_field(&bad), "page_size");
 
     // Text Postgres cannot hold is INVALID_ARGUMENT wherever it is stored, even where no
     // field check names it.
     let nul = client
-        .create_segment(authed(
-            &agent,
-            CreateSegmentRequest {
-                name: "Pr\0s".into(),
-                filter: Some(plan_is("pro")),
-            },
-        ))
+        .create_segment(agent.authed(CreateSegmentRequest {
+            name: "Pr\0s".into(),
+            filter: Some(plan_is("pro")),
+        }))
         .await
         .unwrap_err();
     assert_eq!(violated_field(&nul), "request");
 
     // Segments are saved filters; the stream yields every match in batches.
-    let segment = client
-        .create_segment(authed(
-            &agent,
-            CreateSegmentRequest {
-                name: "Pros".into(),
-                filter: Some(plan_is("pro")),
-            },
-        ))
+    let segment = agent.create_segment("Pros", plan_is("pro")).await;
+    let streamed: Vec<String> = agent
+        .stream_contacts(StreamContactsRequest {
+            audience: Some(stream_contacts_request::Audience::SegmentId(
+                segment.id.clone(),
+            )),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner()
-        .segment
-        .unwrap();
-    let mut stream = client
-        .stream_contacts(authed(
-            &agent,
-            StreamContactsRequest {
-                audience: Some(stream_contacts_request::Audience::SegmentId(
-                    segment.id.clone(),
-                )),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut streamed = Vec::new();
-    while let Some(batch) = stream.message().await.unwrap() {
-        streamed.extend(batch.contacts.into_iter().map(|c| c.first_name));
-    }
+        .into_iter()
+        .flatten()
+        .map(|c| c.first_name)
+        .collect();
     assert_eq!(streamed, ["Ada"]);
-    let mut stream = client
-        .stream_contacts(authed(
-            &agent,
-            StreamContactsRequest {
-                batch_size: 1,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
     // One Contact a batch: the second batch's Tag, first met there, is named too.
-    let mut batches = Vec::new();
-    while let Some(batch) = stream.message().await.unwrap() {
-        batches.push(
-            batch
-                .contacts
-                .into_iter()
-                .map(|c| (c.first_name, c.tags))
-                .collect::<Vec<_>>(),
-        );
-    }
+    let batches: Vec<Vec<_>> = agent
+        .stream_contacts(StreamContactsRequest {
+            batch_size: 1,
+            ..Default::default()
+        })
+        .await
+        .into_iter()
+        .map(|batch| batch.into_iter().map(|c| (c.first_name, c.tags)).collect())
+        .collect();
     assert_eq!(
         batches,
         [
@@ -552,43 +386,23 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
     );
 
     // Export: a header with the custom keys, then one line per Contact.
-    let mut export = client
-        .export_contacts(authed(&agent, ExportContactsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut csv_out = Vec::new();
-    while let Some(chunk) = export.message().await.unwrap() {
-        csv_out.extend(chunk.data);
-    }
+    let csv_out = agent
+        .export_contacts(ExportContactsRequest::default())
+        .await;
     let csv_out = String::from_utf8(csv_out).unwrap();
     let lines: Vec<&str> = csv_out.lines().collect();
     assert!(lines[0].starts_with("id,first_name,") && lines[0].ends_with(",tags,plan"));
     assert_eq!(lines.len(), 3);
 
     // Duplicates are suggested; a merge is the caller's choice.
-    let twin = client
-        .create_contact(authed(
-            &agent,
-            CreateContactRequest {
-                profile: Some(ContactProfile {
-                    first_name: "Augusta".into(),
-                    email: "ADA@example.com".into(),
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
-    let groups = client
-        .list_duplicates(authed(&agent, ListDuplicatesRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .groups;
+    let twin = agent
+        .create_contact(ContactProfile {
+            first_name: "Augusta".into(),
+            email: "ADA@example.com".into(),
+            ..Default::default()
+        })
+        .await;
+    let groups = agent.list_duplicates().await;
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].reason, DuplicateReason::Email as i32);
     let ada_id = page.contacts[0].id.clone();
@@ -601,54 +415,36 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         ..Default::default()
     };
     let denied = client
-        .merge_contacts(authed(&agent, merge.clone()))
+        .merge_contacts(agent.authed(merge.clone()))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     let stale = client
-        .merge_contacts(authed(
-            &owner,
-            MergeContactsRequest {
-                target_version: 7,
-                ..merge.clone()
-            },
-        ))
+        .merge_contacts(owner.authed(MergeContactsRequest {
+            target_version: 7,
+            ..merge.clone()
+        }))
         .await
         .unwrap_err();
     assert_eq!(stale.code(), Code::FailedPrecondition);
-    let merged = client
-        .merge_contacts(authed(&owner, merge))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let merged = owner.merge_contacts(merge).await;
     assert_eq!(
         (merged.first_name.as_str(), merged.tags.clone()),
         ("Augusta", vec!["vip".to_owned()])
     );
     let gone = client
-        .get_contact(authed(&agent, GetContactRequest { id: twin.id }))
+        .get_contact(agent.authed(GetContactRequest { id: twin.id }))
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
 
     // A Segment whose field was deleted since no longer runs.
-    client
-        .delete_contact_field(authed(
-            &owner,
-            DeleteContactFieldRequest { key: "plan".into() },
-        ))
-        .await
-        .unwrap();
+    owner.delete_contact_field("plan").await;
     let stale_segment = client
-        .search_contacts(authed(
-            &agent,
-            SearchContactsRequest {
-                audience: Some(search_contacts_request::Audience::SegmentId(segment.id)),
-                ..Default::default()
-            },
-        ))
+        .search_contacts(agent.authed(SearchContactsRequest {
+            audience: Some(search_contacts_request::Audience::SegmentId(segment.id)),
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(stale_segment.code(), Code::FailedPrecondition);

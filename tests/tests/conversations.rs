@@ -4,16 +4,12 @@
 //! inbound events stored once, and the bad inputs that change nothing.
 use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, Tenant, authed, eventually};
+use ism_e2e::{Api, Platform, Receiver, Tenant, eventually};
 use ism_proto::contacts::v1 as ct;
-use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1 as conv;
-use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::types::v1::{MessageContent, Text, message_content::Kind};
 use ism_proto::workspaces::v1 as ws;
-use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use serde_json::json;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -34,8 +30,12 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+fn timestamp(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
 fn at(seconds: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds, nanos: 0 })
+    Some(timestamp(seconds))
 }
 
 /// The field a rich error names.
@@ -50,11 +50,48 @@ fn field(status: &Status) -> String {
         .unwrap_or_default()
 }
 
+/// A platform serving one tenant, and a client acting as its owner.
+struct Desk {
+    receiver: Receiver,
+    platform: Platform,
+    tenant: Tenant,
+    api: Api,
+}
+
+impl Desk {
+    async fn start() -> Self {
+        let receiver = Receiver::start().await;
+        let (platform, tenant) = Platform::start(&receiver.url).await;
+        let api = platform.api(&tenant).await;
+        Self {
+            receiver,
+            platform,
+            tenant,
+            api,
+        }
+    }
+
+    /// Another Workspace on the same platform.
+    fn another_workspace(&self) -> Tenant {
+        self.platform.bootstrap(&self.receiver.url)
+    }
+
+    /// The same connections, acting as `tenant`'s owner.
+    async fn api_of(&self, tenant: &Tenant) -> Api {
+        self.api.with_token(self.platform.token(tenant).await)
+    }
+
+    /// `sender` writes message `id` to the tenant: the conversation it lands in.
+    async fn message_from(&self, sender: &str, id: &str) -> conv::Conversation {
+        message_from(&self.platform, &self.tenant, &self.api, sender, id).await
+    }
+}
+
 /// Posts a message from `sender` and returns the conversation it lands in.
 async fn message_from(
     platform: &Platform,
     tenant: &Tenant,
-    token: &str,
+    api: &Api,
     sender: &str,
     id: &str,
 ) -> conv::Conversation {
@@ -64,54 +101,41 @@ async fn message_from(
         .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
         .await;
     assert_eq!(code, 200);
-    let client = platform.conversations().await;
-    eventually(WAIT, "the message's conversation", || {
-        let mut client = client.clone();
-        let token = token.to_owned();
-        let id = id.to_owned();
-        async move {
-            let list = client
-                .list_conversations(authed(&token, conv::ListConversationsRequest::default()))
+    eventually(WAIT, "the message's conversation", move || async move {
+        let mut client = api.conversations.clone();
+        let list = client
+            .list_conversations(api.authed(conv::ListConversationsRequest::default()))
+            .await
+            .ok()?
+            .into_inner();
+        for c in list.conversations {
+            let request = conv::ListMessagesRequest {
+                conversation_id: c.id.clone(),
+                ..Default::default()
+            };
+            let messages = client
+                .list_messages(api.authed(request))
                 .await
                 .ok()?
-                .into_inner();
-            for c in list.conversations {
-                let request = conv::ListMessagesRequest {
-                    conversation_id: c.id.clone(),
-                    ..Default::default()
-                };
-                let messages = client
-                    .list_messages(authed(&token, request))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .messages;
-                if messages.iter().any(|m| m.external_message_id == id) {
-                    return Some(c);
-                }
+                .into_inner()
+                .messages;
+            if messages.iter().any(|m| m.external_message_id == id) {
+                return Some(c);
             }
-            None
         }
+        None
     })
     .await
 }
 
-async fn get(
-    client: &ConversationServiceClient<Channel>,
-    token: &str,
-    id: &str,
-) -> conv::Conversation {
-    client
-        .clone()
-        .get_conversation(authed(
-            token,
-            conv::GetConversationRequest { id: id.into() },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .conversation
-        .unwrap()
+/// A reply of `body` to the conversation.
+fn reply(conversation_id: &str, body: &str) -> conv::SendMessageRequest {
+    conv::SendMessageRequest {
+        conversation_id: conversation_id.into(),
+        content: text(body),
+        client_message_id: String::new(),
+        snippet_id: String::new(),
+    }
 }
 
 #[tokio::test]
@@ -122,32 +146,19 @@ async fn snooze_wake_up_and_auto_close_fire_after_a_restart_with_the_clock_moved
     let tenant = platform.bootstrap(&receiver.url);
     let first = platform.spawn("all");
     platform.wait_ready().await;
-    let token = platform.token(&tenant).await;
-    let mut client = platform.conversations().await;
+    let api = platform.api(&tenant).await;
 
-    let answered = message_from(&platform, &tenant, &token, "c1", "m-1").await;
+    let answered = message_from(&platform, &tenant, &api, "c1", "m-1").await;
     assert_eq!(answered.opened_by, conv::Party::Contact as i32);
-    client
-        .send_message(authed(
-            &token,
-            conv::SendMessageRequest {
-                conversation_id: answered.id.clone(),
-                content: text("we are on it"),
-                client_message_id: String::new(),
-                snippet_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap();
-    let snoozed = message_from(&platform, &tenant, &token, "c2", "m-2").await;
-    let past = client
-        .snooze_conversation(authed(
-            &token,
-            conv::SnoozeConversationRequest {
-                id: snoozed.id.clone(),
-                until: at(unix_now() - 60),
-            },
-        ))
+    api.send_message(reply(&answered.id, "we are on it")).await;
+    let snoozed = message_from(&platform, &tenant, &api, "c2", "m-2").await;
+    let past = api
+        .conversations
+        .clone()
+        .snooze_conversation(api.authed(conv::SnoozeConversationRequest {
+            id: snoozed.id.clone(),
+            until: at(unix_now() - 60),
+        }))
         .await
         .unwrap_err();
     assert_eq!(
@@ -155,19 +166,9 @@ async fn snooze_wake_up_and_auto_close_fire_after_a_restart_with_the_clock_moved
         (Code::InvalidArgument, "until")
     );
     let two_hours = unix_now() + 2 * 3600;
-    let reply = client
-        .snooze_conversation(authed(
-            &token,
-            conv::SnoozeConversationRequest {
-                id: snoozed.id.clone(),
-                until: at(two_hours),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .conversation
-        .unwrap();
+    let reply = api
+        .snooze_conversation(&snoozed.id, timestamp(two_hours))
+        .await;
     assert_eq!(reply.status, conv::ConversationStatus::Snoozed as i32);
     assert_eq!(reply.snoozed_until.unwrap().seconds, two_hours);
 
@@ -179,20 +180,15 @@ async fn snooze_wake_up_and_auto_close_fire_after_a_restart_with_the_clock_moved
     );
     platform.spawn("all");
     platform.wait_ready().await;
-    let client = platform.conversations().await;
-    let closed = eventually(WAIT, "the auto-close", || {
-        let client = client.clone();
-        let token = token.clone();
-        let id = answered.id.clone();
-        async move {
-            let c = get(&client, &token, &id).await;
-            (c.status == conv::ConversationStatus::Closed as i32).then_some(c)
-        }
+    let api = Api::connect(&platform, api.token.clone()).await;
+    let closed = eventually(WAIT, "the auto-close", || async {
+        let c = api.get_conversation(&answered.id).await;
+        (c.status == conv::ConversationStatus::Closed as i32).then_some(c)
     })
     .await;
     assert!(closed.closed_at.unwrap().seconds >= unix_now() + 24 * 3600);
     assert_eq!(closed.metrics.unwrap().response_count, 1);
-    let woken = get(&client, &token, &snoozed.id).await;
+    let woken = api.get_conversation(&snoozed.id).await;
     assert_eq!(
         woken.status,
         conv::ConversationStatus::Open as i32,
@@ -200,7 +196,7 @@ async fn snooze_wake_up_and_auto_close_fire_after_a_restart_with_the_clock_moved
     );
     assert_eq!(woken.snoozed_until, None);
 
-    let again = message_from(&platform, &tenant, &token, "c1", "m-3").await;
+    let again = message_from(&platform, &tenant, &api, "c1", "m-3").await;
     assert_ne!(
         again.id, answered.id,
         "a message after closing opens a new conversation"
@@ -214,59 +210,21 @@ struct Team {
     offline: String,
 }
 
-async fn team_of_two(w: &mut WorkspaceServiceClient<Channel>, token: &str) -> Team {
+/// A Team "Support" of two agents: one online, one offline.
+async fn team_of_two(api: &Api) -> Team {
     let mut users = Vec::new();
     for (name, availability) in [
         ("on", ws::Availability::Online),
         ("off", ws::Availability::Offline),
     ] {
-        let user = w
-            .create_user(authed(
-                token,
-                ws::CreateUserRequest {
-                    email: format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple()),
-                    display_name: name.into(),
-                    role: ws::Role::Agent as i32,
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap();
-        w.set_user_availability(authed(
-            token,
-            ws::SetUserAvailabilityRequest {
-                user_id: user.id.clone(),
-                availability: availability as i32,
-            },
-        ))
-        .await
-        .unwrap();
+        let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let user = api.create_user(&email, name, ws::Role::Agent).await;
+        api.set_user_availability(&user.id, availability).await;
         users.push(user.id);
     }
-    let team = w
-        .create_team(authed(
-            token,
-            ws::CreateTeamRequest {
-                name: "Support".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .team
-        .unwrap();
+    let team = api.create_team("Support").await;
     for user_id in &users {
-        w.add_team_member(authed(
-            token,
-            ws::AddTeamMemberRequest {
-                team_id: team.id.clone(),
-                user_id: user_id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+        api.add_team_member(&team.id, user_id).await;
     }
     Team {
         id: team.id,
@@ -277,26 +235,20 @@ async fn team_of_two(w: &mut WorkspaceServiceClient<Channel>, token: &str) -> Te
 
 #[tokio::test]
 async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlog() {
-    let receiver = Receiver::start().await;
-    let (platform, tenant) = Platform::start(&receiver.url).await;
-    let other = platform.bootstrap(&receiver.url);
-    let token = platform.token(&tenant).await;
-    let mut w =
-        WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
-    let team = team_of_two(&mut w, &token).await;
-    let mut client = platform.conversations().await;
-    let first = message_from(&platform, &tenant, &token, "c1", "a-1").await;
-    let second = message_from(&platform, &tenant, &token, "c2", "a-2").await;
+    let desk = Desk::start().await;
+    let other = desk.another_workspace();
+    let api = &desk.api;
+    let team = team_of_two(api).await;
+    let mut client = api.conversations.clone();
+    let first = desk.message_from("c1", "a-1").await;
+    let second = desk.message_from("c2", "a-2").await;
 
     let stranger = client
-        .assign_conversation(authed(
-            &token,
-            conv::AssignConversationRequest {
-                id: first.id.clone(),
-                user_id: other.owner_user_id.clone(),
-                team_id: String::new(),
-            },
-        ))
+        .assign_conversation(api.authed(conv::AssignConversationRequest {
+            id: first.id.clone(),
+            user_id: other.owner_user_id.clone(),
+            team_id: String::new(),
+        }))
         .await
         .unwrap_err();
     assert_eq!(
@@ -304,14 +256,11 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         (Code::InvalidArgument, "user_id")
     );
     let unknown_team = client
-        .assign_conversation(authed(
-            &token,
-            conv::AssignConversationRequest {
-                id: first.id.clone(),
-                user_id: String::new(),
-                team_id: uuid::Uuid::new_v4().to_string(),
-            },
-        ))
+        .assign_conversation(api.authed(conv::AssignConversationRequest {
+            id: first.id.clone(),
+            user_id: String::new(),
+            team_id: uuid::Uuid::new_v4().to_string(),
+        }))
         .await
         .unwrap_err();
     assert_eq!(
@@ -319,7 +268,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         (Code::InvalidArgument, "team_id")
     );
     assert_eq!(
-        get(&client, &token, &first.id).await.assignee_user_id,
+        api.get_conversation(&first.id).await.assignee_user_id,
         "",
         "nothing changed"
     );
@@ -330,17 +279,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         online_only: true,
         cap: 1,
     };
-    let decided = client
-        .assign_next(authed(
-            &token,
-            conv::AssignNextRequest {
-                conversation_id: first.id.clone(),
-                rules: Some(rules.clone()),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let decided = api.assign_next(&first.id, rules.clone()).await;
     assert!(decided.assigned);
     let assigned = decided.conversation.unwrap();
     assert_eq!(
@@ -350,65 +289,34 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         ),
         (team.online.as_str(), team.id.as_str())
     );
-    let full = client
-        .assign_next(authed(
-            &token,
-            conv::AssignNextRequest {
-                conversation_id: second.id.clone(),
-                rules: Some(rules.clone()),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let full = api.assign_next(&second.id, rules.clone()).await;
     assert!(
         !full.assigned,
         "the online User is at the cap, the other is offline"
     );
 
     // Auto-assignment: the backlog goes to the User who comes online.
-    client
-        .update_conversation_settings(authed(
-            &token,
-            conv::UpdateConversationSettingsRequest {
-                settings: Some(conv::ConversationSettings {
-                    auto_close_minutes: 1440,
-                    closing_notes: conv::ClosingNotes::CategoryRequired as i32,
-                    closing_categories: vec!["Resolved".into(), "Spam".into()],
-                    reply_to_closed: false,
-                    auto_assign: Some(rules),
-                }),
-            },
-        ))
-        .await
-        .unwrap();
-    w.set_user_availability(authed(
-        &token,
-        ws::SetUserAvailabilityRequest {
-            user_id: team.offline.clone(),
-            availability: ws::Availability::Online as i32,
-        },
-    ))
-    .await
-    .unwrap();
-    eventually(WAIT, "the backlog handed out", || {
-        let client = client.clone();
-        let token = token.clone();
-        let id = second.id.clone();
-        let expected = team.offline.clone();
-        async move { (get(&client, &token, &id).await.assignee_user_id == expected).then_some(()) }
+    api.update_conversation_settings(conv::ConversationSettings {
+        auto_close_minutes: 1440,
+        closing_notes: conv::ClosingNotes::CategoryRequired as i32,
+        closing_categories: vec!["Resolved".into(), "Spam".into()],
+        reply_to_closed: false,
+        auto_assign: Some(rules),
+    })
+    .await;
+    api.set_user_availability(&team.offline, ws::Availability::Online)
+        .await;
+    eventually(WAIT, "the backlog handed out", || async {
+        (api.get_conversation(&second.id).await.assignee_user_id == team.offline).then_some(())
     })
     .await;
 
     // Closing notes as the Workspace requires them.
     let missing = client
-        .close_conversation(authed(
-            &token,
-            conv::CloseConversationRequest {
-                id: first.id.clone(),
-                ..Default::default()
-            },
-        ))
+        .close_conversation(api.authed(conv::CloseConversationRequest {
+            id: first.id.clone(),
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(
@@ -416,23 +324,16 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         (Code::InvalidArgument, "closing_category")
     );
     assert_eq!(
-        get(&client, &token, &first.id).await.status,
+        api.get_conversation(&first.id).await.status,
         conv::ConversationStatus::Open as i32
     );
-    let closed = client
-        .close_conversation(authed(
-            &token,
-            conv::CloseConversationRequest {
-                id: first.id.clone(),
-                closing_category: "resolved".into(),
-                closing_summary: "refund sent".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .conversation
-        .unwrap();
+    let closed = api
+        .close_conversation(conv::CloseConversationRequest {
+            id: first.id.clone(),
+            closing_category: "resolved".into(),
+            closing_summary: "refund sent".into(),
+        })
+        .await;
     assert_eq!(
         (
             closed.closing_category.as_str(),
@@ -442,15 +343,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
     );
 
     let forbidden = client
-        .send_message(authed(
-            &token,
-            conv::SendMessageRequest {
-                conversation_id: first.id.clone(),
-                content: text("one more thing"),
-                client_message_id: String::new(),
-                snippet_id: String::new(),
-            },
-        ))
+        .send_message(api.authed(reply(&first.id, "one more thing")))
         .await
         .unwrap_err();
     assert_eq!(
@@ -458,15 +351,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         (Code::FailedPrecondition, "conversation_id")
     );
     let too_long = client
-        .send_message(authed(
-            &token,
-            conv::SendMessageRequest {
-                conversation_id: second.id.clone(),
-                content: text(&"x".repeat(5000)),
-                client_message_id: String::new(),
-                snippet_id: String::new(),
-            },
-        ))
+        .send_message(api.authed(reply(&second.id, &"x".repeat(5000))))
         .await
         .unwrap_err();
     assert_eq!(
@@ -476,93 +361,56 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
 
     // Internal comments mention Users of the Workspace only and are never delivered.
     let foreign = client
-        .add_comment(authed(
-            &token,
-            conv::AddCommentRequest {
-                conversation_id: second.id.clone(),
-                body: "look".into(),
-                mentioned_user_ids: vec![other.owner_user_id.clone()],
-            },
-        ))
+        .add_comment(api.authed(conv::AddCommentRequest {
+            conversation_id: second.id.clone(),
+            body: "look".into(),
+            mentioned_user_ids: vec![other.owner_user_id.clone()],
+        }))
         .await
         .unwrap_err();
     assert_eq!(
         (foreign.code(), field(&foreign).as_str()),
         (Code::InvalidArgument, "mentioned_user_ids")
     );
-    let comment = client
-        .add_comment(authed(
-            &token,
-            conv::AddCommentRequest {
-                conversation_id: second.id.clone(),
-                body: "@on can you take a look?".into(),
-                mentioned_user_ids: vec![team.online.clone()],
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let comment = api
+        .add_comment(conv::AddCommentRequest {
+            conversation_id: second.id.clone(),
+            body: "@on can you take a look?".into(),
+            mentioned_user_ids: vec![team.online.clone()],
+        })
+        .await;
     assert!(comment.internal);
     assert_eq!(comment.mentioned_user_ids, vec![team.online.clone()]);
-    let messages = client
-        .list_messages(authed(
-            &token,
-            conv::ListMessagesRequest {
-                conversation_id: second.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let messages = api.list_messages(&second.id).await;
     assert_eq!(messages.len(), 2, "the inbound message and the comment");
     assert!(messages[0].internal);
     assert!(
-        receiver.received().is_empty(),
+        desk.receiver.received().is_empty(),
         "no reply, and the comment was not delivered"
     );
 
     // The team's built-in view holds the open one of its two conversations.
-    let view = client
-        .list_inbox_conversations(authed(
-            &token,
-            conv::ListInboxConversationsRequest {
-                built_in: conv::BuiltInInbox::Team as i32,
-                team_id: team.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let view = api
+        .list_inbox_conversations(conv::ListInboxConversationsRequest {
+            built_in: conv::BuiltInInbox::Team as i32,
+            team_id: team.id.clone(),
+            ..Default::default()
+        })
+        .await;
     assert_eq!(view.total, 1);
     assert_eq!(view.conversations[0].id, second.id);
 
     // A bot's reply (the integrations service's token) is not a response.
-    let bot_token = w
-        .issue_service_token(ws::IssueServiceTokenRequest {
-            service: "integrations".into(),
-            secret: "dev-service-secret-change-me".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-    let mut as_bot = authed(
-        &bot_token,
-        conv::SendMessageRequest {
-            conversation_id: second.id.clone(),
-            content: text("I am a bot; a person will answer soon"),
-            client_message_id: String::new(),
-            snippet_id: String::new(),
-        },
+    let bot_token = api
+        .issue_service_token("integrations", "dev-service-secret-change-me")
+        .await;
+    let mut as_bot = api
+        .with_token(bot_token)
+        .authed(reply(&second.id, "I am a bot; a person will answer soon"));
+    as_bot.metadata_mut().insert(
+        "x-ism-workspace-id",
+        desk.tenant.workspace_id.parse().unwrap(),
     );
-    as_bot
-        .metadata_mut()
-        .insert("x-ism-workspace-id", tenant.workspace_id.parse().unwrap());
     let bot_message = client
         .send_message(as_bot)
         .await
@@ -571,7 +419,7 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
         .message
         .unwrap();
     assert_eq!(bot_message.sender, conv::Party::Bot as i32);
-    let after_bot = get(&client, &token, &second.id).await;
+    let after_bot = api.get_conversation(&second.id).await;
     let metrics = after_bot.metrics.unwrap();
     assert_eq!(
         (metrics.first_response_seconds, metrics.response_count),
@@ -585,108 +433,71 @@ async fn assignment_respects_teams_availability_the_cap_and_hands_out_the_backlo
 
     // Snippets: unknown variables are refused when saved; known ones render when sent.
     let unknown = client
-        .create_snippet(authed(
-            &token,
-            conv::CreateSnippetRequest {
-                shortcut: "size".into(),
-                title: "Size".into(),
-                body: "Your size is {{ contact.shoe_size }}".into(),
-                personal: false,
-            },
-        ))
+        .create_snippet(api.authed(conv::CreateSnippetRequest {
+            shortcut: "size".into(),
+            title: "Size".into(),
+            body: "Your size is {{ contact.shoe_size }}".into(),
+            personal: false,
+        }))
         .await
         .unwrap_err();
     assert_eq!(
         (unknown.code(), field(&unknown).as_str()),
         (Code::InvalidArgument, "body")
     );
-    let snippet = client
-        .create_snippet(authed(
-            &token,
-            conv::CreateSnippetRequest {
-                shortcut: "got-it".into(),
-                title: "Got it".into(),
-                body: "We got your message{{ contact.last_name }}.".into(),
-                personal: true,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .snippet
-        .unwrap();
-    let sent = client
-        .send_message(authed(
-            &token,
-            conv::SendMessageRequest {
-                conversation_id: second.id.clone(),
-                content: None,
-                client_message_id: String::new(),
-                snippet_id: snippet.id,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let snippet = api
+        .create_snippet(conv::CreateSnippetRequest {
+            shortcut: "got-it".into(),
+            title: "Got it".into(),
+            body: "We got your message{{ contact.last_name }}.".into(),
+            personal: true,
+        })
+        .await;
+    let sent = api
+        .send_message(conv::SendMessageRequest {
+            conversation_id: second.id.clone(),
+            content: None,
+            client_message_id: String::new(),
+            snippet_id: snippet.id,
+        })
+        .await;
     assert_eq!(sent.content, text("We got your message."));
-    let answered = get(&client, &token, &second.id).await;
+    let answered = api.get_conversation(&second.id).await;
     assert_eq!(answered.metrics.unwrap().response_count, 1);
     assert_eq!(answered.waiting_since, None);
 }
 
 #[tokio::test]
 async fn merging_two_contacts_moves_the_merged_ones_conversations_to_the_survivor() {
-    let receiver = Receiver::start().await;
-    let (platform, tenant) = Platform::start(&receiver.url).await;
-    let token = platform.token(&tenant).await;
-    let stays = message_from(&platform, &tenant, &token, "ada-phone", "m1").await;
-    let goes = message_from(&platform, &tenant, &token, "ada-laptop", "m2").await;
+    let desk = Desk::start().await;
+    let api = &desk.api;
+    let stays = desk.message_from("ada-phone", "m1").await;
+    let goes = desk.message_from("ada-laptop", "m2").await;
     assert_ne!(stays.contact_id, goes.contact_id);
 
-    let mut contacts =
-        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
-    let target = contacts
-        .get_contact(authed(
-            &token,
-            ct::GetContactRequest {
-                id: stays.contact_id.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
-    contacts
-        .merge_contacts(authed(
-            &token,
-            ct::MergeContactsRequest {
-                target_id: target.id.clone(),
-                source_id: goes.contact_id.clone(),
-                target_version: target.version,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
-
-    let conversations = platform.conversations().await;
-    let moved = eventually(WAIT, "the merged Contact's conversation to move", || {
-        let conversations = conversations.clone();
-        let (token, id, survivor) = (token.clone(), goes.id.clone(), stays.contact_id.clone());
-        async move {
-            let moved = get(&conversations, &token, &id).await;
-            (moved.contact_id == survivor).then_some(moved)
-        }
+    let target = api.get_contact(&stays.contact_id).await;
+    api.merge_contacts(ct::MergeContactsRequest {
+        target_id: target.id.clone(),
+        source_id: goes.contact_id.clone(),
+        target_version: target.version,
+        ..Default::default()
     })
+    .await;
+
+    let moved = eventually(
+        WAIT,
+        "the merged Contact's conversation to move",
+        || async {
+            let moved = api.get_conversation(&goes.id).await;
+            (moved.contact_id == stays.contact_id).then_some(moved)
+        },
+    )
     .await;
     assert_eq!(moved.contact_id, stays.contact_id);
     // Both were open on the same channel: the survivor's stays open, the merged one closes.
     assert_eq!(moved.status, conv::ConversationStatus::Closed as i32);
     assert_eq!(
-        get(&conversations, &token, &stays.id).await.status,
+        api.get_conversation(&stays.id).await.status,
         conv::ConversationStatus::Open as i32
     );
 }
@@ -723,27 +534,17 @@ fn field_is(field: &str, value: &str) -> ct::condition::Kind {
 }
 
 /// Every page of an inbox (`page_size` 1), with the total each page reported.
-async fn every_page(
-    client: &ConversationServiceClient<Channel>,
-    token: &str,
-    inbox_id: &str,
-) -> (Vec<String>, Vec<i64>) {
+async fn every_page(api: &Api, inbox_id: &str) -> (Vec<String>, Vec<i64>) {
     let (mut ids, mut totals, mut page_token) = (Vec::new(), Vec::new(), String::new());
     loop {
-        let page = client
-            .clone()
-            .list_inbox_conversations(authed(
-                token,
-                conv::ListInboxConversationsRequest {
-                    inbox_id: inbox_id.into(),
-                    page_size: 1,
-                    page_token,
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let page = api
+            .list_inbox_conversations(conv::ListInboxConversationsRequest {
+                inbox_id: inbox_id.into(),
+                page_size: 1,
+                page_token,
+                ..Default::default()
+            })
+            .await;
         assert!(page.conversations.len() <= 1);
         ids.extend(page.conversations.into_iter().map(|c| c.id));
         totals.push(page.total);
@@ -754,241 +555,149 @@ async fn every_page(
     }
 }
 
-async fn create_inbox(
-    client: &ConversationServiceClient<Channel>,
-    token: &str,
-    name: &str,
-    conditions: conv::InboxConditions,
-) -> Result<conv::Inbox, Status> {
-    client
-        .clone()
-        .create_inbox(authed(
-            token,
-            conv::CreateInboxRequest {
-                name: name.into(),
-                conditions: Some(conditions),
+/// Gives the Contact a first name and a `plan`.
+async fn set_profile(api: &Api, contact_id: &str, first_name: &str, plan: &str) {
+    let contact = api.get_contact(contact_id).await;
+    api.update_contact(ct::UpdateContactRequest {
+        id: contact.id,
+        version: contact.version,
+        first_name: Some(first_name.into()),
+        custom_fields: [(
+            "plan".to_owned(),
+            ct::FieldValue {
+                kind: Some(ct::field_value::Kind::Text(plan.into())),
             },
-        ))
-        .await
-        .map(|r| r.into_inner().inbox.unwrap())
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
 }
 
-#[tokio::test]
-async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_conditions() {
-    let receiver = Receiver::start().await;
-    let (platform, tenant) = Platform::start(&receiver.url).await;
-    let other = platform.bootstrap(&receiver.url);
-    let token = platform.token(&tenant).await;
-    let other_token = platform.token(&other).await;
-    let client = platform.conversations().await;
-    let mut contacts =
-        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
-    contacts
-        .create_contact_field(authed(
-            &token,
-            ct::CreateContactFieldRequest {
-                field: Some(ct::ContactField {
-                    key: "plan".into(),
-                    label: "Plan".into(),
-                    r#type: ct::FieldType::Select as i32,
-                    options: vec!["free".into(), "pro".into()],
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .unwrap();
-
-    // Six Contacts write in turn; the newest conversation is the most recently active.
+/// Six Contacts write to the tenant in turn, so the newest conversation is the most
+/// recently active: c1..c4 are tagged VIP; c1..c3 are on the pro plan, c4 on free; c1
+/// and c3 are called Ada, c2 Grace, c4 Alan. c1, c2 and c4 are the owner's; c3 is
+/// closed. The returned conversations are c1..c6, in that order.
+async fn six_customers(desk: &Desk) -> Vec<conv::Conversation> {
+    let api = &desk.api;
+    api.create_contact_field(ct::ContactField {
+        key: "plan".into(),
+        label: "Plan".into(),
+        r#type: ct::FieldType::Select as i32,
+        options: vec!["free".into(), "pro".into()],
+        ..Default::default()
+    })
+    .await;
     let mut c = Vec::new();
     for n in 1..=6 {
-        c.push(
-            message_from(
-                &platform,
-                &tenant,
-                &token,
-                &format!("p{n}"),
-                &format!("v-{n}"),
-            )
-            .await,
-        );
+        c.push(desk.message_from(&format!("p{n}"), &format!("v-{n}")).await);
     }
-    let stranger = message_from(&platform, &other, &other_token, "p1", "w-1").await;
-    // c1..c4 are VIPs; c1..c3 on the pro plan, c4 free; c1 and c3 are called Ada.
-    contacts
-        .add_tags(authed(
-            &token,
-            ct::AddTagsRequest {
-                contact_ids: c[..4].iter().map(|c| c.contact_id.clone()).collect(),
-                tags: vec!["VIP".into()],
-            },
-        ))
-        .await
-        .unwrap();
+    let vips = c[..4].iter().map(|c| c.contact_id.clone()).collect();
+    api.add_tags(vips, &["VIP"]).await;
     for (i, plan, first_name) in [
         (0, "pro", "Ada"),
         (1, "pro", "Grace"),
         (2, "pro", "Ada"),
         (3, "free", "Alan"),
     ] {
-        let contact = contacts
-            .get_contact(authed(
-                &token,
-                ct::GetContactRequest {
-                    id: c[i].contact_id.clone(),
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .contact
-            .unwrap();
-        contacts
-            .update_contact(authed(
-                &token,
-                ct::UpdateContactRequest {
-                    id: contact.id,
-                    version: contact.version,
-                    first_name: Some(first_name.into()),
-                    custom_fields: [(
-                        "plan".to_owned(),
-                        ct::FieldValue {
-                            kind: Some(ct::field_value::Kind::Text(plan.into())),
-                        },
-                    )]
-                    .into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap();
+        set_profile(api, &c[i].contact_id, first_name, plan).await;
     }
-    // The other Workspace's Contact is a VIP too, and never shows.
-    contacts
-        .add_tags(authed(
-            &other_token,
-            ct::AddTagsRequest {
-                contact_ids: vec![stranger.contact_id.clone()],
-                tags: vec!["VIP".into()],
-            },
-        ))
-        .await
-        .unwrap();
-    // c1, c2 and c4 are the owner's; c3 is closed.
     for i in [0, 1, 3] {
-        client
-            .clone()
-            .assign_conversation(authed(
-                &token,
-                conv::AssignConversationRequest {
-                    id: c[i].id.clone(),
-                    user_id: tenant.owner_user_id.clone(),
-                    team_id: String::new(),
-                },
-            ))
-            .await
-            .unwrap();
+        api.assign_conversation(&c[i].id, &desk.tenant.owner_user_id, "")
+            .await;
     }
-    client
-        .clone()
-        .close_conversation(authed(
-            &token,
-            conv::CloseConversationRequest {
-                id: c[2].id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    api.close_conversation(conv::CloseConversationRequest {
+        id: c[2].id.clone(),
+        ..Default::default()
+    })
+    .await;
+    c
+}
+
+#[tokio::test]
+async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_conditions() {
+    let desk = Desk::start().await;
+    let other = desk.another_workspace();
+    let (api, other_api) = (&desk.api, desk.api_of(&other).await);
+    let mut client = api.conversations.clone();
+    let c = six_customers(&desk).await;
+    // The other Workspace's Contact is a VIP too, and never shows.
+    let stranger = message_from(&desk.platform, &other, &other_api, "p1", "w-1").await;
+    other_api
+        .add_tags(vec![stranger.contact_id.clone()], &["VIP"])
+        .await;
 
     // Tags and a custom field with status and assignee: the owner's open pro VIPs.
-    let pro_vips = create_inbox(
-        &client,
-        &token,
-        "My pro VIPs",
-        conv::InboxConditions {
-            statuses: vec![conv::ConversationStatus::Open as i32],
-            assignee: conv::AssigneeCondition::Users as i32,
-            assignee_user_ids: vec![tenant.owner_user_id.clone()],
-            contact_filter: all_of(vec![
-                tags(ct::TagOperator::HasAny, &["vip"]),
-                field_is("plan", "pro"),
-            ]),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let pro_vips = api
+        .create_inbox(
+            "My pro VIPs",
+            conv::InboxConditions {
+                statuses: vec![conv::ConversationStatus::Open as i32],
+                assignee: conv::AssigneeCondition::Users as i32,
+                assignee_user_ids: vec![desk.tenant.owner_user_id.clone()],
+                contact_filter: all_of(vec![
+                    tags(ct::TagOperator::HasAny, &["vip"]),
+                    field_is("plan", "pro"),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await;
     assert_eq!(
-        every_page(&client, &token, &pro_vips.id).await,
+        every_page(api, &pro_vips.id).await,
         (vec![c[1].id.clone(), c[0].id.clone()], vec![2, 2]),
         "newest first, one per page, the same total on each"
     );
 
     // A name with the unassigned condition and any status: only the closed Ada.
-    let unassigned_adas = create_inbox(
-        &client,
-        &token,
-        "Unassigned Adas",
-        conv::InboxConditions {
-            assignee: conv::AssigneeCondition::Unassigned as i32,
-            contact_filter: all_of(vec![field_is("first_name", "ada")]),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let unassigned_adas = api
+        .create_inbox(
+            "Unassigned Adas",
+            conv::InboxConditions {
+                assignee: conv::AssigneeCondition::Unassigned as i32,
+                contact_filter: all_of(vec![field_is("first_name", "ada")]),
+                ..Default::default()
+            },
+        )
+        .await;
     assert_eq!(
-        every_page(&client, &token, &unassigned_adas.id).await,
+        every_page(api, &unassigned_adas.id).await,
         (vec![c[2].id.clone()], vec![1])
     );
 
     // Open conversations of Contacts without the Tag; a Tag added later takes effect at
     // once.
-    let regulars = create_inbox(
-        &client,
-        &token,
-        "Regulars",
-        conv::InboxConditions {
-            statuses: vec![conv::ConversationStatus::Open as i32],
-            contact_filter: all_of(vec![tags(ct::TagOperator::HasNone, &["vip"])]),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let regulars = api
+        .create_inbox(
+            "Regulars",
+            conv::InboxConditions {
+                statuses: vec![conv::ConversationStatus::Open as i32],
+                contact_filter: all_of(vec![tags(ct::TagOperator::HasNone, &["vip"])]),
+                ..Default::default()
+            },
+        )
+        .await;
     assert_eq!(
-        every_page(&client, &token, &regulars.id).await,
+        every_page(api, &regulars.id).await,
         (vec![c[5].id.clone(), c[4].id.clone()], vec![2, 2])
     );
-    contacts
-        .add_tags(authed(
-            &token,
-            ct::AddTagsRequest {
-                contact_ids: vec![c[5].contact_id.clone()],
-                tags: vec!["vip".into()],
-            },
-        ))
-        .await
-        .unwrap();
+    api.add_tags(vec![c[5].contact_id.clone()], &["vip"]).await;
     assert_eq!(
-        every_page(&client, &token, &regulars.id).await,
+        every_page(api, &regulars.id).await,
         (vec![c[4].id.clone()], vec![1])
     );
 
     // Every VIP of the Workspace, and none of the other one's.
-    let vips = create_inbox(
-        &client,
-        &token,
-        "VIPs",
-        conv::InboxConditions {
-            contact_filter: all_of(vec![tags(ct::TagOperator::HasAny, &["vip"])]),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let (ids, totals) = every_page(&client, &token, &vips.id).await;
+    let vips = api
+        .create_inbox(
+            "VIPs",
+            conv::InboxConditions {
+                contact_filter: all_of(vec![tags(ct::TagOperator::HasAny, &["vip"])]),
+                ..Default::default()
+            },
+        )
+        .await;
+    let (ids, totals) = every_page(api, &vips.id).await;
     assert_eq!(
         ids,
         [5, 3, 2, 1, 0].map(|i| c[i].id.clone()).to_vec(),
@@ -996,18 +705,12 @@ async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_
     );
     assert_eq!(totals, vec![5; 5]);
     assert!(!ids.contains(&stranger.id));
-    let foreign = contacts
-        .match_contacts(authed(
-            &token,
-            ct::MatchContactsRequest {
-                filter: all_of(vec![tags(ct::TagOperator::HasAny, &["vip"])]),
-                contact_ids: vec![stranger.contact_id.clone(), c[0].contact_id.clone()],
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact_ids;
+    let foreign = api
+        .match_contacts(
+            all_of(vec![tags(ct::TagOperator::HasAny, &["vip"])]),
+            vec![stranger.contact_id.clone(), c[0].contact_id.clone()],
+        )
+        .await;
     assert_eq!(
         foreign,
         vec![c[0].contact_id.clone()],
@@ -1019,7 +722,11 @@ async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_
         contact_filter: all_of(vec![field_is("shoe_size", "42")]),
         ..Default::default()
     };
-    let refused = create_inbox(&client, &token, "Shoes", unknown_field.clone())
+    let refused = client
+        .create_inbox(api.authed(conv::CreateInboxRequest {
+            name: "Shoes".into(),
+            conditions: Some(unknown_field.clone()),
+        }))
         .await
         .unwrap_err();
     assert_eq!(
@@ -1028,28 +735,20 @@ async fn custom_inboxes_combine_contact_tags_fields_and_names_with_conversation_
     );
     assert!(refused.message().contains("shoe_size"), "{refused:?}");
     let refused = client
-        .clone()
-        .update_inbox(authed(
-            &token,
-            conv::UpdateInboxRequest {
-                id: vips.id.clone(),
-                name: "Shoes".into(),
-                conditions: Some(unknown_field),
-            },
-        ))
+        .update_inbox(api.authed(conv::UpdateInboxRequest {
+            id: vips.id.clone(),
+            name: "Shoes".into(),
+            conditions: Some(unknown_field),
+        }))
         .await
         .unwrap_err();
     assert_eq!(
         (refused.code(), field(&refused).as_str()),
         (Code::InvalidArgument, "conditions.contact_filter")
     );
-    let names: Vec<_> = client
-        .clone()
-        .list_inboxes(authed(&token, conv::ListInboxesRequest::default()))
+    let names: Vec<_> = api
+        .list_inboxes()
         .await
-        .unwrap()
-        .into_inner()
-        .inboxes
         .into_iter()
         .map(|i| i.name)
         .collect();
@@ -1086,43 +785,71 @@ fn received_event(tenant: &Tenant, channel_id: &str, id: &str, sender: &str, sen
     .encode_to_vec()
 }
 
+/// A RabbitMQ channel publishing to the platform's exchange as the gateway would.
+struct Broker {
+    _connection: lapin::Connection,
+    channel: lapin::Channel,
+    exchange: String,
+}
+
+impl Broker {
+    async fn connect(platform: &Platform) -> Self {
+        let connection = lapin::Connection::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        Self {
+            _connection: connection,
+            channel,
+            exchange: platform.exchange(),
+        }
+    }
+
+    /// Publishes each event as `gateway.message.received`, waiting for every confirm.
+    async fn publish(&self, events: Vec<Vec<u8>>) {
+        for event in &events {
+            self.channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    "gateway.message.received".into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    event,
+                    lapin::BasicProperties::default(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The first message of `queue`, once there is one.
+    async fn first_of(&self, queue: &str) -> lapin::message::BasicGetMessage {
+        eventually(WAIT, "the bad event dead-lettered", || async {
+            self.channel
+                .basic_get(
+                    queue.into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .ok()
+                .flatten()
+        })
+        .await
+    }
+}
+
 #[tokio::test]
 async fn a_burst_of_inbound_events_is_stored_once_in_order_and_a_bad_one_among_them_is_dead_lettered()
  {
-    use lapin::options::{BasicGetOptions, BasicPublishOptions};
-    use lapin::{BasicProperties, Connection, ConnectionProperties};
-    let receiver = Receiver::start().await;
-    let (platform, tenant) = Platform::start(&receiver.url).await;
-    let token = platform.token(&tenant).await;
+    let desk = Desk::start().await;
+    let (platform, tenant, api) = (&desk.platform, &desk.tenant, &desk.api);
     // A first message through the webhook: every service is up and trusts the others.
-    message_from(&platform, &tenant, &token, "w", "warm-up").await;
-    let conn = Connection::connect(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        ConnectionProperties::default(),
-    )
-    .await
-    .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let publish = |events: Vec<Vec<u8>>| {
-        let channel = channel.clone();
-        let exchange = platform.exchange();
-        async move {
-            for event in &events {
-                channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        "gateway.message.received".into(),
-                        BasicPublishOptions::default(),
-                        event,
-                        BasicProperties::default(),
-                    )
-                    .await
-                    .unwrap()
-                    .await
-                    .unwrap();
-            }
-        }
-    };
+    desk.message_from("w", "warm-up").await;
+    let broker = Broker::connect(platform).await;
     // One lane receives each burst at once: 30 messages of 3 senders, one event
     // delivered twice in the first burst, and one whose channel id is not a UUID in the
     // middle of the second.
@@ -1131,7 +858,7 @@ async fn a_burst_of_inbound_events_is_stored_once_in_order_and_a_bad_one_among_t
         .map(|i| {
             let id = format!("burst-{i:02}");
             received_event(
-                &tenant,
+                tenant,
                 &tenant.channel_id,
                 &id,
                 &format!("s{}", i % 3),
@@ -1141,30 +868,19 @@ async fn a_burst_of_inbound_events_is_stored_once_in_order_and_a_bad_one_among_t
         .collect();
     let mut second = events.split_off(20);
     events.insert(10, events[4].clone());
-    publish(events).await;
-    assert_eq!(platform.stored_external_ids(&tenant, 21).await.len(), 21);
-    let bad = received_event(&tenant, "not-a-channel", "bad", "s0", start);
+    broker.publish(events).await;
+    assert_eq!(platform.stored_external_ids(tenant, 21).await.len(), 21);
+    let bad = received_event(tenant, "not-a-channel", "bad", "s0", start);
     second.insert(5, bad.clone());
-    publish(second).await;
+    broker.publish(second).await;
 
     let dlq = format!("{}.dlq", platform.queue("conversations.inbound"));
-    let dead = eventually(WAIT, "the bad event dead-lettered", || {
-        let channel = channel.clone();
-        let dlq = dlq.clone();
-        async move {
-            channel
-                .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
-                .await
-                .ok()
-                .flatten()
-        }
-    })
-    .await;
+    let dead = broker.first_of(&dlq).await;
     assert_eq!(dead.data, bad);
 
-    let mut ids = platform.stored_external_ids(&tenant, 31).await;
+    let mut ids = platform.stored_external_ids(tenant, 31).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(platform.stored_external_ids(&tenant, 31).await.len(), 31);
+    assert_eq!(platform.stored_external_ids(tenant, 31).await.len(), 31);
     ids.sort();
     let mut expected: Vec<String> = (0..30).map(|i| format!("burst-{i:02}")).collect();
     expected.push("warm-up".into());
@@ -1174,33 +890,15 @@ async fn a_burst_of_inbound_events_is_stored_once_in_order_and_a_bad_one_among_t
     );
 
     // One conversation per sender, its messages newest first by the provider's time.
-    let client = platform.conversations().await;
-    let conversations = client
-        .clone()
-        .list_conversations(authed(&token, conv::ListConversationsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .conversations;
+    let conversations = api.list_conversations().await;
     assert_eq!(conversations.len(), 4);
     let mut sizes = Vec::new();
     for c in conversations {
-        let messages = client
-            .clone()
-            .list_messages(authed(
-                &token,
-                conv::ListMessagesRequest {
-                    conversation_id: c.id.clone(),
-                    ..Default::default()
-                },
-            ))
+        let ids: Vec<_> = api
+            .list_messages(&c.id)
             .await
-            .unwrap()
-            .into_inner()
-            .messages;
-        let ids: Vec<_> = messages
-            .iter()
-            .map(|m| m.external_message_id.clone())
+            .into_iter()
+            .map(|m| m.external_message_id)
             .collect();
         let mut newest_first = ids.clone();
         newest_first.sort_by(|a, b| b.cmp(a));
@@ -1213,5 +911,5 @@ async fn a_burst_of_inbound_events_is_stored_once_in_order_and_a_bad_one_among_t
         [1, 10, 10, 10],
         "the warm-up, then one conversation per sender"
     );
-    let _ = channel.close(200, "done".into()).await;
+    let _ = broker.channel.close(200, "done".into()).await;
 }

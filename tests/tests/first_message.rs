@@ -3,12 +3,8 @@
 //! its status comes back.
 use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, authed, eventually, sign};
-use ism_proto::contacts::v1::GetContactRequest;
-use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
-use ism_proto::conversations::v1::{
-    GetMessageRequest, ListConversationsRequest, ListMessagesRequest, SendMessageRequest,
-};
+use ism_e2e::{Platform, Receiver, eventually, sign};
+use ism_proto::conversations::v1::SendMessageRequest;
 use ism_proto::types::v1::{
     DeliveryStatus, Direction, MessageContent, Text, message_content::Kind,
 };
@@ -29,7 +25,7 @@ fn text(body: &str) -> Option<MessageContent> {
 async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
-    let token = platform.token(&tenant).await;
+    let api = platform.api(&tenant).await;
 
     let body = serde_json::to_vec(&json!({
         "message_id": "biz-msg-1",
@@ -44,75 +40,32 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["status"], "accepted");
 
-    let mut conversations = platform.conversations().await;
-    let conversation = eventually(WAIT, "the conversation", || {
-        let mut client = conversations.clone();
-        let token = token.clone();
-        async move {
-            let list = client
-                .list_conversations(authed(&token, ListConversationsRequest::default()))
-                .await
-                .ok()?;
-            list.into_inner().conversations.into_iter().next()
-        }
-    })
-    .await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
     assert_eq!(conversation.channel_id, tenant.channel_id);
     assert_eq!(conversation.workspace_id, tenant.workspace_id);
 
-    let messages = conversations
-        .list_messages(authed(
-            &token,
-            ListMessagesRequest {
-                conversation_id: conversation.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let messages = api.list_messages(&conversation.id).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].content, text("Hello, is my order shipped?"));
     assert_eq!(messages[0].direction, Direction::Inbound as i32);
     assert_eq!(messages[0].external_message_id, "biz-msg-1");
     assert_eq!(messages[0].sent_at.unwrap().seconds, 1_795_600_800);
 
-    let mut contacts =
-        ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
-    let contact = contacts
-        .get_contact(authed(
-            &token,
-            GetContactRequest {
-                id: conversation.contact_id.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let contact = api.get_contact(&conversation.contact_id).await;
     assert_eq!(
         (contact.first_name.as_str(), contact.last_name.as_str()),
         ("Ada", "Lovelace")
     );
     assert_eq!(contact.identities[0].external_id, "customer-42");
 
-    let reply = conversations
-        .send_message(authed(
-            &token,
-            SendMessageRequest {
-                conversation_id: conversation.id.clone(),
-                content: text("Yes, it left this morning."),
-                client_message_id: "reply-1".into(),
-                snippet_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let reply = api
+        .send_message(SendMessageRequest {
+            conversation_id: conversation.id.clone(),
+            content: text("Yes, it left this morning."),
+            client_message_id: "reply-1".into(),
+            snippet_id: String::new(),
+        })
+        .await;
     assert_eq!(reply.status, DeliveryStatus::Pending as i32);
 
     let delivered = eventually(WAIT, "the outbound POST", || {
@@ -130,38 +83,22 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
         "outbound messages are signed with the channel secret"
     );
 
-    let sent = eventually(WAIT, "the sent status", || {
-        let mut client = conversations.clone();
-        let (token, id) = (token.clone(), reply.id.clone());
-        async move {
-            let m = client
-                .get_message(authed(&token, GetMessageRequest { id }))
-                .await
-                .ok()?
-                .into_inner()
-                .message?;
-            (m.status == DeliveryStatus::Sent as i32).then_some(m)
-        }
-    })
-    .await;
+    let sent = api
+        .wait_for_message(&reply.id, WAIT, "the sent status", |m| {
+            m.status == DeliveryStatus::Sent as i32
+        })
+        .await;
     assert_eq!(sent.external_message_id, "biz-1");
 
     // A retried SendMessage with the same client id is the same message, sent once.
-    let again = conversations
-        .send_message(authed(
-            &token,
-            SendMessageRequest {
-                conversation_id: conversation.id.clone(),
-                content: text("Yes, it left this morning."),
-                client_message_id: "reply-1".into(),
-                snippet_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let again = api
+        .send_message(SendMessageRequest {
+            conversation_id: conversation.id.clone(),
+            content: text("Yes, it left this morning."),
+            client_message_id: "reply-1".into(),
+            snippet_id: String::new(),
+        })
+        .await;
     assert_eq!(again.id, reply.id);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 1);
@@ -171,7 +108,7 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
 async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retried() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
-    let token = platform.token(&tenant).await;
+    let api = platform.api(&tenant).await;
     let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
     assert_eq!(
         platform
@@ -180,21 +117,7 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
             .0,
         200
     );
-    let mut conversations = platform.conversations().await;
-    let conversation = eventually(WAIT, "the conversation", || {
-        let mut client = conversations.clone();
-        let token = token.clone();
-        async move {
-            client
-                .list_conversations(authed(&token, ListConversationsRequest::default()))
-                .await
-                .ok()?
-                .into_inner()
-                .conversations
-                .pop()
-        }
-    })
-    .await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
 
     receiver.script(&[
         (400, "unknown recipient"),
@@ -203,35 +126,19 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
     ]);
     let mut statuses = Vec::new();
     for client_id in ["refused", "flaky"] {
-        let message = conversations
-            .send_message(authed(
-                &token,
-                SendMessageRequest {
-                    conversation_id: conversation.id.clone(),
-                    content: text(client_id),
-                    client_message_id: client_id.into(),
-                    snippet_id: String::new(),
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .message
-            .unwrap();
-        let done = eventually(WAIT, "a final status", || {
-            let mut client = conversations.clone();
-            let (token, id) = (token.clone(), message.id.clone());
-            async move {
-                let m = client
-                    .get_message(authed(&token, GetMessageRequest { id }))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .message?;
-                (m.status != DeliveryStatus::Pending as i32).then_some(m)
-            }
-        })
-        .await;
+        let message = api
+            .send_message(SendMessageRequest {
+                conversation_id: conversation.id.clone(),
+                content: text(client_id),
+                client_message_id: client_id.into(),
+                snippet_id: String::new(),
+            })
+            .await;
+        let done = api
+            .wait_for_message(&message.id, WAIT, "a final status", |m| {
+                m.status != DeliveryStatus::Pending as i32
+            })
+            .await;
         statuses.push(done);
     }
     assert_eq!(statuses[0].status, DeliveryStatus::Failed as i32);

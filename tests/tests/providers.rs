@@ -5,31 +5,24 @@
 use std::time::Duration;
 
 use ism_e2e::oversize::declared_length_status;
-use ism_e2e::{FakeProvider, Platform, Receiver, authed, credentials, eventually, sign};
-use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
-use ism_proto::conversations::v1::{
-    Conversation, GetMessageRequest, ListConversationsRequest, ListMessagesRequest, Message,
-    SendMessageRequest,
-};
+use ism_e2e::{Api, FakeProvider, Platform, Receiver, credentials, eventually, sign};
+use ism_proto::conversations::v1::{Conversation, Message, SendMessageRequest};
 use ism_proto::gateway::v1 as gw;
 use ism_proto::gateway::v1::channel_credentials::Kind as Given;
-use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use ism_proto::types::v1::{
     ChannelType, DeliveryStatus, Media, MediaType, MessageContent, Template, Text,
     message_content::Kind,
 };
 use serde_json::json;
-use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A platform whose gateway knows its public URL (Twilio signs it), a tenant, a token.
+/// A platform whose gateway knows its public URL (Twilio signs it), and a client acting
+/// as its tenant's owner.
 struct World {
     platform: Platform,
-    token: String,
+    api: Api,
     provider: FakeProvider,
-    gateway: GatewayServiceClient<Channel>,
-    conversations: ConversationServiceClient<Channel>,
     http: reqwest::Client,
 }
 
@@ -43,40 +36,27 @@ impl World {
         let tenant = platform.bootstrap(&receiver.url);
         platform.spawn("all");
         platform.wait_ready().await;
-        let token = platform.token(&tenant).await;
-        let gateway =
-            GatewayServiceClient::new(platform.channel("gateway").connect().await.unwrap());
-        let conversations = platform.conversations().await;
+        let api = platform.api(&tenant).await;
         Self {
             platform,
-            token,
+            api,
             provider,
-            gateway,
-            conversations,
             http: reqwest::Client::new(),
         }
     }
 
     async fn connect(&self, kind: ChannelType, credentials: Given) -> gw::Channel {
-        self.gateway
-            .clone()
-            .connect_channel(authed(
-                &self.token,
-                gw::ConnectChannelRequest {
-                    r#type: kind as i32,
-                    name: format!("{kind:?} shop"),
-                    credentials: Some(gw::ChannelCredentials {
-                        kind: Some(credentials),
-                    }),
-                    api_base_url: self.provider.url.clone(),
-                    ..Default::default()
-                },
-            ))
+        self.api
+            .connect_channel(gw::ConnectChannelRequest {
+                r#type: kind as i32,
+                name: format!("{kind:?} shop"),
+                credentials: Some(gw::ChannelCredentials {
+                    kind: Some(credentials),
+                }),
+                api_base_url: self.provider.url.clone(),
+                ..Default::default()
+            })
             .await
-            .unwrap()
-            .into_inner()
-            .channel
-            .unwrap()
     }
 
     fn url(&self, channel: &gw::Channel) -> String {
@@ -123,81 +103,32 @@ impl World {
 
     /// The conversation opened on `channel`, once it exists.
     async fn conversation(&self, channel: &gw::Channel) -> Conversation {
-        eventually(WAIT, "the conversation", || {
-            let mut client = self.conversations.clone();
-            let (token, channel_id) = (self.token.clone(), channel.id.clone());
-            async move {
-                client
-                    .list_conversations(authed(
-                        &token,
-                        ListConversationsRequest {
-                            page_size: 100,
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .conversations
-                    .into_iter()
-                    .find(|c| c.channel_id == channel_id)
-            }
-        })
-        .await
+        self.api
+            .wait_for_conversation(WAIT, |c| c.channel_id == channel.id)
+            .await
     }
 
     async fn messages(&self, conversation: &Conversation) -> Vec<Message> {
-        self.conversations
-            .clone()
-            .list_messages(authed(
-                &self.token,
-                ListMessagesRequest {
-                    conversation_id: conversation.id.clone(),
-                    page_size: 100,
-                    ..Default::default()
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .messages
+        self.api.list_messages(&conversation.id).await
     }
 
     async fn send(&self, conversation: &Conversation, content: MessageContent) -> Message {
-        self.conversations
-            .clone()
-            .send_message(authed(
-                &self.token,
-                SendMessageRequest {
-                    conversation_id: conversation.id.clone(),
-                    content: Some(content),
-                    client_message_id: uuid::Uuid::new_v4().to_string(),
-                    ..Default::default()
-                },
-            ))
+        self.api
+            .send_message(SendMessageRequest {
+                conversation_id: conversation.id.clone(),
+                content: Some(content),
+                client_message_id: uuid::Uuid::new_v4().to_string(),
+                ..Default::default()
+            })
             .await
-            .unwrap()
-            .into_inner()
-            .message
-            .unwrap()
     }
 
     /// The message once its status is `status`.
     async fn status(&self, message: &Message, status: DeliveryStatus) -> Message {
-        eventually(WAIT, &format!("{status:?} for {}", message.id), || {
-            let mut client = self.conversations.clone();
-            let (token, id) = (self.token.clone(), message.id.clone());
-            async move {
-                let m = client
-                    .get_message(authed(&token, GetMessageRequest { id }))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .message?;
-                (m.status == status as i32).then_some(m)
-            }
-        })
-        .await
+        let what = format!("{status:?} for {}", message.id);
+        self.api
+            .wait_for_message(&message.id, WAIT, &what, |m| m.status == status as i32)
+            .await
     }
 }
 
@@ -662,20 +593,7 @@ async fn provider_errors_end_as_statuses_a_person_understands() {
         "{}",
         failed.failure_reason
     );
-    let channel = world
-        .gateway
-        .clone()
-        .get_channel(authed(
-            &world.token,
-            gw::GetChannelRequest {
-                id: telegram.id.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap();
+    let channel = world.api.get_channel(&telegram.id).await;
     assert_eq!(channel.health, gw::ChannelHealth::Unhealthy as i32);
     assert!(
         channel.health_reason.contains("Unauthorized"),
@@ -775,17 +693,10 @@ async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
     );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let list = world
-        .conversations
-        .clone()
-        .list_conversations(authed(&world.token, ListConversationsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
+    let conversations = world.api.list_conversations().await;
     assert!(
-        list.conversations.is_empty(),
-        "nothing stored: {:?}",
-        list.conversations
+        conversations.is_empty(),
+        "nothing stored: {conversations:?}"
     );
 }
 
@@ -940,17 +851,7 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
     );
 
     // A disconnected channel's links lead nowhere.
-    world
-        .gateway
-        .clone()
-        .delete_channel(authed(
-            &world.token,
-            gw::DeleteChannelRequest {
-                id: line.id.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    world.api.delete_channel(&line.id).await;
     assert_eq!(
         world.http.get(line_link).send().await.unwrap().status(),
         404
