@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod client;
 pub mod credentials;
+pub mod fixtures;
 pub mod oversize;
 pub mod platform;
 pub mod provider;

@@ -1,0 +1,203 @@
+//! A Workspace with one of everything, for the tests that call every RPC against it (the
+//! isolation and role matrices).
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use ism_proto::contacts::v1 as contacts;
+use ism_proto::conversations::v1 as conversations;
+use ism_proto::workspaces::v1 as ws;
+use serde_json::json;
+use tonic::Status;
+
+use crate::platform::{Platform, Tenant, eventually};
+
+/// What one call of a matrix row answers: the response printed, or the refusal.
+pub type Reply = Pin<Box<dyn Future<Output = Result<String, Status>> + Send>>;
+
+/// A Workspace with one of everything: a channel, a contact with a conversation and a
+/// message, a User in a Team, and an extra API key.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The tenant the Workspace was bootstrapped as.
+    pub tenant: Tenant,
+    /// An access token of the tenant's owner API key.
+    pub token: String,
+    /// The Workspace.
+    pub workspace_id: String,
+    /// Its custom channel.
+    pub channel_id: String,
+    /// The Contact who wrote the first message.
+    pub contact_id: String,
+    /// The Contact's conversation.
+    pub conversation_id: String,
+    /// The Contact's first message.
+    pub message_id: String,
+    /// An agent User, member of `team_id`.
+    pub user_id: String,
+    /// A Team.
+    pub team_id: String,
+    /// An agent API key besides the owner's.
+    pub api_key_id: String,
+    /// A shared Snippet.
+    pub snippet_id: String,
+    /// A custom inbox.
+    pub inbox_id: String,
+    /// A Segment.
+    pub segment_id: String,
+    /// A finished contact import.
+    pub import_id: String,
+}
+
+impl Side {
+    /// Ids a response to another Workspace must never contain (the channel id is left
+    /// out: a caller may name it in ResolveContact).
+    pub fn secret_ids(&self) -> [&str; 12] {
+        [
+            &self.snippet_id,
+            &self.inbox_id,
+            &self.segment_id,
+            &self.import_id,
+            &self.workspace_id,
+            &self.contact_id,
+            &self.conversation_id,
+            &self.message_id,
+            &self.user_id,
+            &self.team_id,
+            &self.api_key_id,
+            &self.tenant.owner_user_id,
+        ]
+    }
+}
+
+/// An ImportContacts upload of one row with `email`.
+pub fn import_stream(
+    email: &str,
+) -> impl futures::Stream<Item = contacts::ImportContactsRequest> + Send + 'static {
+    use contacts::import_contacts_request::Part;
+    let settings = contacts::ImportSettings {
+        columns: vec![contacts::ColumnMapping {
+            column: "email".into(),
+            field: "email".into(),
+        }],
+        r#match: contacts::ImportMatch::Email as i32,
+        channel_id: String::new(),
+    };
+    futures::stream::iter([
+        contacts::ImportContactsRequest {
+            part: Some(Part::Settings(settings)),
+        },
+        contacts::ImportContactsRequest {
+            part: Some(Part::Data(format!("email\n{email}\n").into_bytes())),
+        },
+    ])
+}
+
+/// A GetReport of the last day, grouped by day.
+pub fn report_of_today() -> conversations::GetReportRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    conversations::GetReportRequest {
+        from: Some(prost_types::Timestamp {
+            seconds: now - 86_400,
+            nanos: 0,
+        }),
+        to: Some(prost_types::Timestamp {
+            seconds: now + 60,
+            nanos: 0,
+        }),
+        group_by: conversations::ReportGrouping::Day as i32,
+    }
+}
+
+/// Fills `tenant`'s Workspace with one of everything; `sender` is the Contact who writes.
+pub async fn populate(platform: &Platform, tenant: Tenant, sender: &str) -> Side {
+    let body = serde_json::to_vec(
+        &json!({"message_id": format!("{sender}-1"), "from": {"id": sender}, "text": "hello"}),
+    )
+    .expect("JSON");
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
+    assert_eq!(code, 200);
+    let api = platform.api(&tenant).await;
+    let conversation = api
+        .wait_for_conversation(Duration::from_secs(30), |_| true)
+        .await;
+    let message = eventually(Duration::from_secs(30), "the message", || async {
+        let request = conversations::ListMessagesRequest {
+            conversation_id: conversation.id.clone(),
+            ..Default::default()
+        };
+        let mut client = api.conversations.clone();
+        let list = client.list_messages(api.authed(request)).await.ok()?;
+        list.into_inner().messages.pop()
+    })
+    .await;
+    let user = api
+        .create_user(
+            &format!("agent-{sender}@example.com"),
+            "Agent",
+            ws::Role::Agent,
+        )
+        .await;
+    let team = api.create_team("Support").await;
+    api.add_team_member(&team.id, &user.id).await;
+    let key = api
+        .create_api_key("integration", ws::Role::Agent)
+        .await
+        .api_key
+        .expect("CreateApiKey answers with the key");
+    let snippet = api
+        .create_snippet(conversations::CreateSnippetRequest {
+            shortcut: "thanks".into(),
+            title: "Thanks".into(),
+            body: "Thank you, {{ contact.first_name }}!".into(),
+            personal: false,
+        })
+        .await;
+    let inbox = api
+        .create_inbox(
+            "Waiting",
+            conversations::InboxConditions {
+                unread: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    api.add_tags(
+        vec![conversation.contact_id.clone()],
+        &[&format!("tag-{sender}")],
+    )
+    .await;
+    api.create_contact_field(contacts::ContactField {
+        key: "tier".into(),
+        label: "Tier".into(),
+        r#type: contacts::FieldType::Text as i32,
+        ..Default::default()
+    })
+    .await;
+    let segment = api
+        .create_segment(&format!("segment-{sender}"), contacts::Filter::default())
+        .await;
+    let import = api
+        .import_contacts(import_stream(&format!("{sender}@example.com")))
+        .await;
+    Side {
+        snippet_id: snippet.id,
+        inbox_id: inbox.id,
+        segment_id: segment.id,
+        import_id: import.id,
+        workspace_id: tenant.workspace_id.clone(),
+        channel_id: tenant.channel_id.clone(),
+        tenant,
+        token: api.token.clone(),
+        contact_id: conversation.contact_id.clone(),
+        conversation_id: conversation.id,
+        message_id: message.id,
+        user_id: user.id,
+        team_id: team.id,
+        api_key_id: key.id,
+    }
+}
