@@ -1,10 +1,10 @@
 //! Users and Teams, and Contacts, read from the workspaces and contacts services' APIs
 //! with a service token.
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use ism_platform::auth::{ServiceTokens, Subject};
+use ism_platform::auth::Subject;
 use ism_platform::error::FieldError;
+use ism_platform::peer::Peer;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::contacts::v1::field_value::Kind as FieldKind;
@@ -21,25 +21,14 @@ use crate::snippets::{CONTACT_FIELDS, Variables};
 /// The workspaces and contacts services, as this service reads them.
 #[derive(Clone)]
 pub struct Directory {
-    client: WorkspaceServiceClient<Channel>,
-    contacts: ContactServiceClient<Channel>,
-    tokens: Arc<ServiceTokens>,
+    workspaces: Peer<WorkspaceServiceClient<Channel>>,
+    contacts: Peer<ContactServiceClient<Channel>>,
 }
 
 /// Most candidates one MatchContacts call may name (the contacts service's limit).
 pub const MAX_CANDIDATES: usize = 10_000;
 /// The field of a view's Contact conditions, as errors name it.
 pub const CONTACT_FILTER: &str = "conditions.contact_filter";
-
-/// A refusal of the workspaces service while reading `what`.
-fn workspaces(what: &'static str) -> impl Fn(tonic::Status) -> Error {
-    move |status| Error::from_peer("workspaces", what, &status)
-}
-
-/// A refusal of the contacts service while reading `what`.
-fn contacts(what: &'static str) -> impl Fn(tonic::Status) -> Error {
-    move |status| Error::from_peer("contacts", what, &status)
-}
 
 fn candidate(user: &ws::User) -> Option<Candidate> {
     if user.deactivated_at.is_some() {
@@ -53,31 +42,26 @@ fn candidate(user: &ws::User) -> Option<Candidate> {
 
 impl Directory {
     pub fn new(
-        client: WorkspaceServiceClient<Channel>,
-        contacts: ContactServiceClient<Channel>,
-        tokens: Arc<ServiceTokens>,
+        workspaces: Peer<WorkspaceServiceClient<Channel>>,
+        contacts: Peer<ContactServiceClient<Channel>>,
     ) -> Self {
         Self {
-            client,
+            workspaces,
             contacts,
-            tokens,
         }
     }
 
     /// The keys of the Workspace's custom Contact Fields.
     pub async fn field_keys(&self, workspace_id: Uuid) -> Result<Vec<String>, Error> {
-        let request = self
-            .tokens
-            .request(contacts::ListContactFieldsRequest {}, workspace_id)
-            .await
-            .map_err(workspaces("service token"))?;
         let fields = self
             .contacts
-            .clone()
-            .list_contact_fields(request)
-            .await
-            .map_err(contacts("contact fields"))?
-            .into_inner()
+            .call(
+                workspace_id,
+                "contact fields",
+                contacts::ListContactFieldsRequest {},
+                |mut c, r| async move { c.list_contact_fields(r).await },
+            )
+            .await?
             .fields;
         Ok(fields.into_iter().map(|f| f.key).collect())
     }
@@ -95,14 +79,14 @@ impl Directory {
             filter: Some(filter.clone()),
             contact_ids: candidates.iter().map(Uuid::to_string).collect(),
         };
-        let request = self
-            .tokens
-            .request(request, workspace_id)
-            .await
-            .map_err(workspaces("service token"))?;
-        match self.contacts.clone().match_contacts(request).await {
+        let answer = self
+            .contacts
+            .answer(workspace_id, request, |mut c, r| async move {
+                c.match_contacts(r).await
+            })
+            .await?;
+        match answer {
             Ok(response) => Ok(response
-                .into_inner()
                 .contact_ids
                 .iter()
                 .filter_map(|id| id.parse().ok())
@@ -115,7 +99,7 @@ impl Directory {
                     .map_or_else(|| status.message().to_owned(), |v| v.description.clone());
                 Err(FieldError::new(CONTACT_FILTER, reason).into())
             }
-            Err(status) => Err(contacts("contacts")(status)),
+            Err(status) => Err(self.contacts.refused("contacts", &status)),
         }
     }
 
@@ -130,18 +114,12 @@ impl Directory {
         let request = contacts::GetContactRequest {
             id: contact_id.to_string(),
         };
-        let request = self
-            .tokens
-            .request(request, workspace_id)
-            .await
-            .map_err(workspaces("service token"))?;
         let contact = self
             .contacts
-            .clone()
-            .get_contact(request)
-            .await
-            .map_err(contacts("contact"))?
-            .into_inner()
+            .call(workspace_id, "contact", request, |mut c, r| async move {
+                c.get_contact(r).await
+            })
+            .await?
             .contact
             .unwrap_or_default();
         let profile = [
@@ -185,17 +163,11 @@ impl Directory {
                 let request = ws::GetUserRequest {
                     id: Uuid::to_string(&user_id),
                 };
-                let request = self
-                    .tokens
-                    .request(request, workspace_id)
-                    .await
-                    .map_err(workspaces("service token"))?;
-                self.client
-                    .clone()
-                    .get_user(request)
-                    .await
-                    .map_err(workspaces("user"))?
-                    .into_inner()
+                self.workspaces
+                    .call(workspace_id, "user", request, |mut c, r| async move {
+                        c.get_user(r).await
+                    })
+                    .await?
                     .user
                     .map(|u| u.display_name)
                     .unwrap_or_default()
@@ -216,15 +188,16 @@ impl Directory {
         let request = ws::GetUserRequest {
             id: user_id.to_string(),
         };
-        let request = self
-            .tokens
-            .request(request, workspace_id)
-            .await
-            .map_err(workspaces("service token"))?;
-        let user = match self.client.clone().get_user(request).await {
-            Ok(response) => response.into_inner().user,
+        let answer = self
+            .workspaces
+            .answer(workspace_id, request, |mut c, r| async move {
+                c.get_user(r).await
+            })
+            .await?;
+        let user = match answer {
+            Ok(response) => response.user,
             Err(status) if status.code() == tonic::Code::NotFound => None,
-            Err(status) => return Err(workspaces("user")(status)),
+            Err(status) => return Err(self.workspaces.refused("user", &status)),
         };
         user.as_ref()
             .and_then(candidate)
@@ -249,22 +222,20 @@ impl Directory {
                         page_size: 100,
                         page_token,
                     };
-                    let request = self
-                        .tokens
-                        .request(request, workspace_id)
-                        .await
-                        .map_err(workspaces("service token"))?;
-                    match self.client.clone().list_team_members(request).await {
-                        Ok(r) => {
-                            let r = r.into_inner();
-                            (r.users, r.next_page_token)
-                        }
+                    let answer = self
+                        .workspaces
+                        .answer(workspace_id, request, |mut c, r| async move {
+                            c.list_team_members(r).await
+                        })
+                        .await?;
+                    match answer {
+                        Ok(r) => (r.users, r.next_page_token),
                         Err(status) if status.code() == tonic::Code::NotFound => {
                             return Err(
                                 FieldError::new(field, "is not a Team of this Workspace").into()
                             );
                         }
-                        Err(status) => return Err(workspaces("team")(status)),
+                        Err(status) => return Err(self.workspaces.refused("team", &status)),
                     }
                 }
                 None => {
@@ -273,18 +244,12 @@ impl Directory {
                         page_token,
                         include_deactivated: false,
                     };
-                    let request = self
-                        .tokens
-                        .request(request, workspace_id)
-                        .await
-                        .map_err(workspaces("service token"))?;
                     let r = self
-                        .client
-                        .clone()
-                        .list_users(request)
-                        .await
-                        .map_err(workspaces("users"))?
-                        .into_inner();
+                        .workspaces
+                        .call(workspace_id, "users", request, |mut c, r| async move {
+                            c.list_users(r).await
+                        })
+                        .await?;
                     (r.users, r.next_page_token)
                 }
             };

@@ -1,12 +1,11 @@
 //! Applying the gateway's events: inbound messages become stored messages in the
 //! contact's conversation; delivery reports move outbound messages' status.
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ism_platform::auth::ServiceTokens;
 use ism_platform::convert::from_timestamp;
 use ism_platform::events::{self, Batch, EventContext, EventHandler, HandlerError, topics};
+use ism_platform::peer::Peer;
 use ism_proto::contacts::v1::ResolveContactRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::events::v1::{
@@ -31,8 +30,7 @@ use crate::wire;
 /// Stores `gateway.message.received` events, several per transaction when the queue
 /// has a backlog.
 pub struct Received {
-    pub contacts: ContactServiceClient<Channel>,
-    pub tokens: Arc<ServiceTokens>,
+    pub contacts: Peer<ContactServiceClient<Channel>>,
     pub assigner: Assigner,
 }
 
@@ -115,16 +113,12 @@ impl Received {
             external_id: sender.external_id,
             display_name: sender.display_name,
         };
-        let request = self
-            .tokens
-            .request(request, inbound.workspace_id)
-            .await
-            .map_err(transient)?;
         let contact = self
             .contacts
-            .clone()
-            .resolve_contact(request)
-            .await
+            .answer(inbound.workspace_id, request, |mut c, r| async move {
+                c.resolve_contact(r).await
+            })
+            .await?
             .map_err(|status| match status.code() {
                 tonic::Code::InvalidArgument => HandlerError::Permanent(format!(
                     "contacts refused the sender: {}",
@@ -132,7 +126,6 @@ impl Received {
                 )),
                 _ => transient(status),
             })?
-            .into_inner()
             .contact
             .ok_or_else(|| HandlerError::Permanent("contacts answered without a contact".into()))?;
         contact.id.parse().map_err(|_| permanent("contact.id"))

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
-use ism_platform::grpc;
 use ism_platform::service::Service;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1::conversation_service_server::ConversationServiceServer;
@@ -57,20 +56,16 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     let poll = Duration::from_millis(config.timer_poll_ms);
     let mut service =
         Service::start(ServiceName::Conversations, settings, shutdown, &MIGRATOR).await?;
-    let contacts =
-        ContactServiceClient::new(grpc::channel(service.endpoint(ServiceName::Contacts))?);
-    let workspaces =
-        WorkspaceServiceClient::new(grpc::channel(service.endpoint(ServiceName::Workspaces))?);
-    let tokens = service.service_tokens()?;
+    let contacts = service.peer(ServiceName::Contacts, ContactServiceClient::new)?;
+    let workspaces = service.peer(ServiceName::Workspaces, WorkspaceServiceClient::new)?;
     let assigner = Assigner {
         pool: service.pool.clone(),
-        directory: Directory::new(workspaces, contacts.clone(), tokens.clone()),
+        directory: Directory::new(workspaces, contacts.clone()),
     };
     service.consume(
         topology::CONVERSATIONS_INBOUND,
         inbound::Received {
             contacts,
-            tokens,
             assigner: assigner.clone(),
         },
     );

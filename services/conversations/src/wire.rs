@@ -1,5 +1,6 @@
 //! Conversions between stored rows and API messages, and content validation.
 use ism_platform::auth::{Caller, Subject};
+use ism_platform::config::ServiceName;
 use ism_platform::convert::{from_timestamp, timestamp};
 use ism_platform::error::FieldError;
 use ism_proto::conversations::v1 as pb;
@@ -48,8 +49,12 @@ pub fn author_of(party: pb::Party) -> Option<Author> {
 pub fn author(caller: &Caller) -> (Author, String) {
     match &caller.subject {
         Subject::User(id) => (Author::User, id.to_string()),
-        Subject::Service(name) if name == "workflows" => (Author::Workflow, name.clone()),
-        Subject::Service(name) if name == "broadcasts" => (Author::Broadcast, name.clone()),
+        Subject::Service(name) if name == ServiceName::Workflows.as_str() => {
+            (Author::Workflow, name.clone())
+        }
+        Subject::Service(name) if name == ServiceName::Broadcasts.as_str() => {
+            (Author::Broadcast, name.clone())
+        }
         Subject::Service(name) => (Author::Bot, name.clone()),
         other => (Author::User, other.to_string()),
     }

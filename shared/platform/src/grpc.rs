@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::auth::AuthLayer;
 use crate::config::{ServiceName, Settings};
+use crate::deadline::DeadlineLayer;
 use crate::ratelimit::RateLimitLayer;
 use crate::telemetry;
 
@@ -58,6 +59,9 @@ pub async fn serve(
         .layer(GlobalConcurrencyLimitLayer::new(
             settings.grpc.concurrency_limit,
         ))
+        .layer(DeadlineLayer::new(Duration::from_millis(
+            settings.grpc.request_timeout_ms,
+        )))
         .layer(auth)
         .layer(RateLimitLayer::new(
             service,

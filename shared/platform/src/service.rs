@@ -2,7 +2,7 @@
 //! outbox relay, metrics, consumers and workers, then the gRPC server; all under one
 //! shutdown token.
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -11,11 +11,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::Channel;
 
 use crate::auth::{AuthLayer, ServiceTokens, Verifier};
 use crate::config::{ServiceName, Settings};
 use crate::events::topology::QueueSpec;
 use crate::events::{Amqp, Consumer, EventHandler, run_relay};
+use crate::peer::Peer;
 use crate::{db, grpc, metrics};
 
 /// A starting service: its settings, pool, and the tasks it runs until shutdown.
@@ -26,6 +28,8 @@ pub struct Service {
     pub amqp: Amqp,
     pub shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// One token cache for every peer of this service.
+    tokens: OnceLock<Arc<ServiceTokens>>,
 }
 
 impl Service {
@@ -54,6 +58,7 @@ impl Service {
             amqp,
             shutdown,
             tasks,
+            tokens: OnceLock::new(),
         })
     }
 
@@ -126,12 +131,27 @@ impl Service {
     }
 
     /// Service tokens for this service's calls to the others.
-    pub fn service_tokens(&self) -> anyhow::Result<Arc<ServiceTokens>> {
-        ServiceTokens::new(
+    fn service_tokens(&self) -> anyhow::Result<Arc<ServiceTokens>> {
+        if let Some(tokens) = self.tokens.get() {
+            return Ok(tokens.clone());
+        }
+        let tokens = ServiceTokens::new(
             self.name.as_str(),
             self.settings.auth.service_secret.clone(),
             self.endpoint(ServiceName::Workspaces),
-        )
+        )?;
+        Ok(self.tokens.get_or_init(|| tokens).clone())
+    }
+
+    /// A client of the peer service `name`, made by `client` on a lazily connecting
+    /// channel, calling with this service's token ([`Peer`]).
+    pub fn peer<C: Clone>(
+        &self,
+        name: ServiceName,
+        client: impl FnOnce(Channel) -> C,
+    ) -> anyhow::Result<Peer<C>> {
+        let channel = grpc::channel(self.endpoint(name))?;
+        Ok(Peer::new(name, client(channel), self.service_tokens()?))
     }
 
     /// Serves `routes` (authenticated by `verifier`, except `public_rpcs`) and waits for

@@ -1,0 +1,167 @@
+//! The time a call may still take, passed from the caller through every service it
+//! reaches.
+//!
+//! The gRPC stack ([`DeadlineLayer`]) reads the caller's `grpc-timeout` (capped by this
+//! server's own request timeout) and keeps the deadline for the handler's future; a
+//! [`Peer`](crate::peer::Peer) call made while handling it carries what is left, so a
+//! peer stops working on an answer nobody waits for any more.
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// What is left of the current call's deadline; `None` outside a call (an event
+/// handler, a periodic job).
+pub fn remaining() -> Option<Duration> {
+    DEADLINE
+        .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+/// Sets `request`'s timeout to what is left of the current call's deadline, if any.
+pub fn pass_on<T>(request: &mut tonic::Request<T>) {
+    if let Some(remaining) = remaining() {
+        request.set_timeout(remaining);
+    }
+}
+
+/// A `grpc-timeout` header value (`<digits><unit>`, unit one of `H M S m u n`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let amount: u64 = value.get(..value.len() - unit.len_utf8())?.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(amount.checked_mul(3600)?),
+        'M' => Duration::from_secs(amount.checked_mul(60)?),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Keeps each call's deadline (the caller's `grpc-timeout`, at most `limit`) for the
+/// handler.
+#[derive(Clone, Copy)]
+pub struct DeadlineLayer {
+    limit: Duration,
+}
+
+impl DeadlineLayer {
+    pub fn new(limit: Duration) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let asked = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let allowed = asked.map_or(self.limit, |asked| asked.min(self.limit));
+        let deadline = Instant::now() + allowed;
+        Box::pin(DEADLINE.scope(deadline, self.inner.call(request)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Layer, Service, ServiceExt};
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit_and_refuse_garbage() {
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5M"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_grpc_timeout("9n"), Some(Duration::from_nanos(9)));
+        for bad in ["", "S", "12", "12x", "-1S", "1.5S", "99999999999999999999H"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    async fn remaining_seen_by_handler(header: Option<&str>, limit: Duration) -> Duration {
+        let handler = tower::service_fn(|_: http::Request<()>| async {
+            let mut outgoing = tonic::Request::new(());
+            pass_on(&mut outgoing);
+            let passed = outgoing
+                .metadata()
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_grpc_timeout);
+            Ok::<_, std::convert::Infallible>(passed.expect("a peer call carries a timeout"))
+        });
+        let mut service = DeadlineLayer::new(limit).layer(handler);
+        let mut request = http::Request::new(());
+        if let Some(header) = header {
+            request
+                .headers_mut()
+                .insert("grpc-timeout", header.parse().unwrap());
+        }
+        service.ready().await.unwrap().call(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_peer_call_carries_what_is_left_of_the_callers_deadline() {
+        let limit = Duration::from_secs(10);
+        let passed = remaining_seen_by_handler(Some("300m"), limit).await;
+        assert!(
+            passed <= Duration::from_millis(300) && passed > Duration::from_millis(200),
+            "{passed:?}"
+        );
+        let passed = remaining_seen_by_handler(None, limit).await;
+        assert!(
+            passed <= limit && passed > Duration::from_secs(9),
+            "no caller deadline: the server's own limit, {passed:?}"
+        );
+        let passed = remaining_seen_by_handler(Some("1H"), limit).await;
+        assert!(passed <= limit, "capped by the server's limit, {passed:?}");
+    }
+
+    #[tokio::test]
+    async fn outside_a_call_nothing_is_passed_on() {
+        assert_eq!(remaining(), None);
+        let mut request = tonic::Request::new(());
+        pass_on(&mut request);
+        assert!(request.metadata().get("grpc-timeout").is_none());
+    }
+}
