@@ -89,16 +89,26 @@ impl World {
         )
     }
 
-    /// POSTs a webhook that must be accepted (200).
-    async fn accepted(
-        &self,
-        channel: &gw::Channel,
-        content_type: &str,
-        headers: &[(&str, String)],
-        body: &[u8],
-    ) {
-        let (status, answer) = self.post(channel, content_type, headers, body).await;
+    /// Sends `webhook` to the channel: the status code and the body.
+    async fn send_webhook(&self, channel: &gw::Channel, webhook: &Webhook) -> (u16, String) {
+        let Webhook {
+            content_type,
+            headers,
+            body,
+        } = webhook;
+        self.post(channel, content_type, headers, body).await
+    }
+
+    /// Sends `webhook`, which must be accepted (200).
+    async fn deliver(&self, channel: &gw::Channel, webhook: &Webhook) {
+        let (status, answer) = self.send_webhook(channel, webhook).await;
         assert_eq!(status, 200, "{answer}");
+    }
+
+    /// Delivers a Contact's first message: the conversation it opens.
+    async fn chat(&self, channel: &gw::Channel, webhook: &Webhook) -> Conversation {
+        self.deliver(channel, webhook).await;
+        self.conversation(channel).await
     }
 
     /// The conversation opened on `channel`, once it exists.
@@ -163,66 +173,206 @@ fn hub(body: &[u8]) -> Vec<(&'static str, String)> {
     vec![("x-hub-signature-256", credentials::meta_signature(body))]
 }
 
+/// A webhook as its provider sends it: content type, signature headers and body.
+struct Webhook {
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Webhook {
+    /// JSON signed with the app secret, as Meta sends it (Messenger, Instagram, WhatsApp).
+    fn meta(body: Vec<u8>) -> Self {
+        Self {
+            content_type: "application/json",
+            headers: hub(&body),
+            body,
+        }
+    }
+
+    /// JSON carrying the secret the gateway gave Telegram's setWebhook.
+    fn telegram(secret: String, body: Vec<u8>) -> Self {
+        Self {
+            content_type: "application/json",
+            headers: vec![("x-telegram-bot-api-secret-token", secret)],
+            body,
+        }
+    }
+
+    /// A form signed with the auth token over the webhook's URL, as Twilio sends it.
+    fn twilio(url: &str, form: &str) -> Self {
+        Self {
+            content_type: "application/x-www-form-urlencoded",
+            headers: vec![(
+                "x-twilio-signature",
+                credentials::twilio_signature(url, form),
+            )],
+            body: form.as_bytes().to_vec(),
+        }
+    }
+
+    /// JSON signed with the channel secret, as LINE sends it.
+    fn line(body: Vec<u8>) -> Self {
+        Self {
+            content_type: "application/json",
+            headers: vec![("x-line-signature", credentials::line_signature(&body))],
+            body,
+        }
+    }
+
+    /// JSON signed with the auth token, as Viber sends it.
+    fn viber(body: Vec<u8>) -> Self {
+        Self {
+            content_type: "application/json",
+            headers: vec![(
+                "x-viber-content-signature",
+                credentials::viber_signature(&body),
+            )],
+            body,
+        }
+    }
+}
+
+/// A Messenger text message from `sender` to the page 1234567890.
+fn messenger_text(sender: &str, mid: &str, text: &str, now: i64) -> Webhook {
+    Webhook::meta(serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
+        "messaging": [{"sender": {"id": sender}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,
+            "message": {"mid": mid, "text": text}}]}]})).unwrap())
+}
+
+/// An Instagram text message from `sender` to the account 17841400000000000.
+fn instagram_text(sender: &str, mid: &str, text: &str, now: i64) -> Webhook {
+    Webhook::meta(serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": now * 1000,
+        "messaging": [{"sender": {"id": sender}, "recipient": {"id": "17841400000000000"}, "timestamp": now * 1000,
+            "message": {"mid": mid, "text": text}}]}]})).unwrap())
+}
+
+/// A LINE message event from the user `user`.
+fn line_message(event_id: &str, user: &str, message: serde_json::Value, now: i64) -> Webhook {
+    Webhook::line(serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
+        "timestamp": now * 1000, "webhookEventId": event_id, "source": {"type": "user", "userId": user},
+        "message": message}]})).unwrap())
+}
+
+/// A Viber text message from `sender`.
+fn viber_text(token: u64, sender: (&str, &str), text: &str, now: i64) -> Webhook {
+    let (id, name) = sender;
+    let body = json!({"event": "message", "timestamp": now * 1000, "message_token": token,
+        "sender": {"id": id, "name": name}, "message": {"type": "text", "text": text}});
+    Webhook::viber(serde_json::to_vec(&body).unwrap())
+}
+
+/// The receipt `kind`'s provider sends once reply `id` reached `recipient`, to the
+/// channel's webhook at `url`, and the status it moves the reply to; none for providers
+/// that report no delivery to bots.
+fn receipt(
+    kind: ChannelType,
+    url: &str,
+    id: &str,
+    recipient: &str,
+    now: i64,
+) -> Option<(Webhook, DeliveryStatus)> {
+    let delivered = DeliveryStatus::Delivered;
+    Some(match kind {
+        ChannelType::Whatsapp => {
+            let body = whatsapp_body(json!({"messaging_product": "whatsapp", "statuses": [
+                {"id": id, "status": "delivered", "timestamp": now.to_string(), "recipient_id": recipient}]}));
+            (Webhook::meta(body), delivered)
+        }
+        ChannelType::Messenger => {
+            let body = serde_json::to_vec(
+                &json!({"object": "page", "entry": [{"id": "1234567890", "time": 1,
+                "messaging": [{"sender": {"id": recipient}, "recipient": {"id": "1234567890"},
+                    "delivery": {"mids": [id], "watermark": now * 1000}}]}]}),
+            )
+            .unwrap();
+            (Webhook::meta(body), delivered)
+        }
+        // Instagram reports reads (messaging_seen), not deliveries.
+        ChannelType::Instagram => {
+            let body = serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": 1,
+                "messaging": [{"sender": {"id": recipient}, "recipient": {"id": "17841400000000000"},
+                    "timestamp": now * 1000, "read": {"mid": id}}]}]})).unwrap();
+            (Webhook::meta(body), DeliveryStatus::Read)
+        }
+        ChannelType::TwilioSms | ChannelType::TwilioWhatsapp => {
+            let (status, from) = if kind == ChannelType::TwilioWhatsapp {
+                (DeliveryStatus::Read, "whatsapp:+15017122661")
+            } else {
+                (delivered, "+15017122661")
+            };
+            let word = if status == DeliveryStatus::Read {
+                "read"
+            } else {
+                "delivered"
+            };
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("SmsSid", id),
+                    ("SmsStatus", word),
+                    ("MessageStatus", word),
+                    ("To", recipient),
+                    ("MessageSid", id),
+                    ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
+                    ("From", from),
+                    ("ApiVersion", "2010-04-01"),
+                ])
+                .finish();
+            (Webhook::twilio(url, &body), status)
+        }
+        ChannelType::Viber => {
+            let body = format!(
+                r#"{{"event":"delivered","timestamp":{},"message_token":{id},"user_id":"01234567890A="}}"#,
+                now * 1000
+            )
+            .into_bytes();
+            (Webhook::viber(body), delivered)
+        }
+        _ => return None,
+    })
+}
+
 #[tokio::test]
 async fn every_provider_round_trips_through_the_real_binary() {
     let world = World::start().await;
     let now = now_seconds();
 
     // Each case: the channel, its signed inbound webhook (sent twice: a provider retry),
-    // the path the reply must reach, and how the provider reports it delivered.
+    // the path the reply must reach, and the Contact it must be addressed to.
     struct Case {
         channel: gw::Channel,
-        content_type: &'static str,
-        inbound: Vec<u8>,
-        headers: Vec<(&'static str, String)>,
-        send_path: String,
+        inbound: Webhook,
+        send_path: &'static str,
         recipient: &'static str,
     }
     let messenger = world
         .connect(ChannelType::Messenger, credentials::meta("1234567890"))
         .await;
-    let messenger_in = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
-        "messaging": [{"sender": {"id": "PSID-1"}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,
-            "message": {"mid": "m_inbound_1", "text": "hello, world!"}}]}]})).unwrap();
     let instagram = world
         .connect(
             ChannelType::Instagram,
             credentials::meta("17841400000000000"),
         )
         .await;
-    let instagram_in = serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": now * 1000,
-        "messaging": [{"sender": {"id": "IGSID-1"}, "recipient": {"id": "17841400000000000"}, "timestamp": now * 1000,
-            "message": {"mid": "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx", "text": "is this in stock?"}}]}]})).unwrap();
     let whatsapp = world
         .connect(
             ChannelType::Whatsapp,
             credentials::whatsapp("106540352242922"),
         )
         .await;
-    let whatsapp_in = whatsapp_text("wamid.inbound1", "16315551181", now);
     let telegram = world
         .connect(ChannelType::Telegram, credentials::telegram())
         .await;
-    let telegram_in = serde_json::to_vec(&json!({"update_id": 10000, "message": {"message_id": 1365, "date": now,
-        "chat": {"id": 1111111, "type": "private", "first_name": "Test"},
-        "from": {"id": 1111111, "is_bot": false, "first_name": "Test", "last_name": "User"}, "text": "/start"}})).unwrap();
     let twilio = world
         .connect(ChannelType::TwilioSms, credentials::twilio())
         .await;
-    let twilio_in = "ToCountry=US&SmsMessageSid=SMinbound1&NumMedia=0&SmsStatus=received&Body=Hello&To=%2B15017122661&MessageSid=SMinbound1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B15558675310&ApiVersion=2010-04-01".to_owned();
     let twilio_whatsapp = world
         .connect(ChannelType::TwilioWhatsapp, credentials::twilio())
         .await;
-    let twilio_whatsapp_in = "SmsMessageSid=SMwhatsapp1&NumMedia=0&ProfileName=Ada&MessageType=text&WaId=15558675311&SmsStatus=received&Body=Hola&To=whatsapp%3A%2B15017122661&NumSegments=1&MessageSid=SMwhatsapp1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=whatsapp%3A%2B15558675311&ApiVersion=2010-04-01".to_owned();
     let line = world.connect(ChannelType::Line, credentials::line()).await;
-    let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
-        "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZR", "source": {"type": "user", "userId": "U4af4980629"},
-        "message": {"id": "444573844083572737", "type": "text", "text": "Good Morning!!"}}]})).unwrap();
     let viber = world
         .connect(ChannelType::Viber, credentials::viber())
         .await;
-    let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238145_u64,
-        "sender": {"id": "01234567890A=", "name": "John McClane"}, "message": {"type": "text", "text": "a message to the service"}})).unwrap();
 
     // Connecting the Telegram channel set its webhook with the secret it now checks.
     let set = world.provider.calls("/setWebhook");
@@ -232,76 +382,77 @@ async fn every_provider_round_trips_through_the_real_binary() {
 
     let cases = vec![
         Case {
-            headers: hub(&messenger_in),
+            inbound: messenger_text("PSID-1", "m_inbound_1", "hello, world!", now),
             channel: messenger,
-            content_type: "application/json",
-            inbound: messenger_in,
-            send_path: "/1234567890/messages".into(),
+            send_path: "/1234567890/messages",
             recipient: "PSID-1",
         },
         Case {
-            headers: hub(&instagram_in),
+            inbound: instagram_text(
+                "IGSID-1",
+                "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx",
+                "is this in stock?",
+                now,
+            ),
             channel: instagram,
-            content_type: "application/json",
-            inbound: instagram_in,
-            send_path: "/17841400000000000/messages".into(),
+            send_path: "/17841400000000000/messages",
             recipient: "IGSID-1",
         },
         Case {
-            headers: hub(&whatsapp_in),
+            inbound: Webhook::meta(whatsapp_text("wamid.inbound1", "16315551181", now)),
             channel: whatsapp,
-            content_type: "application/json",
-            inbound: whatsapp_in,
-            send_path: "/106540352242922/messages".into(),
+            send_path: "/106540352242922/messages",
             recipient: "16315551181",
         },
         Case {
-            headers: vec![("x-telegram-bot-api-secret-token", telegram_secret)],
+            inbound: Webhook::telegram(
+                telegram_secret,
+                serde_json::to_vec(&json!({"update_id": 10000, "message": {"message_id": 1365, "date": now,
+                    "chat": {"id": 1111111, "type": "private", "first_name": "Test"},
+                    "from": {"id": 1111111, "is_bot": false, "first_name": "Test", "last_name": "User"}, "text": "/start"}})).unwrap(),
+            ),
             channel: telegram,
-            content_type: "application/json",
-            inbound: telegram_in,
-            send_path: "/sendMessage".into(),
+            send_path: "/sendMessage",
             recipient: "1111111",
         },
         Case {
-            headers: vec![(
-                "x-twilio-signature",
-                credentials::twilio_signature(&world.url(&twilio), &twilio_in),
-            )],
+            inbound: Webhook::twilio(
+                &world.url(&twilio),
+                "ToCountry=US&SmsMessageSid=SMinbound1&NumMedia=0&SmsStatus=received&Body=Hello&To=%2B15017122661&MessageSid=SMinbound1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B15558675310&ApiVersion=2010-04-01",
+            ),
             channel: twilio,
-            content_type: "application/x-www-form-urlencoded",
-            inbound: twilio_in.into_bytes(),
-            send_path: "/Messages.json".into(),
+            send_path: "/Messages.json",
             recipient: "+15558675310",
         },
         Case {
-            headers: vec![(
-                "x-twilio-signature",
-                credentials::twilio_signature(&world.url(&twilio_whatsapp), &twilio_whatsapp_in),
-            )],
+            inbound: Webhook::twilio(
+                &world.url(&twilio_whatsapp),
+                "SmsMessageSid=SMwhatsapp1&NumMedia=0&ProfileName=Ada&MessageType=text&WaId=15558675311&SmsStatus=received&Body=Hola&To=whatsapp%3A%2B15017122661&NumSegments=1&MessageSid=SMwhatsapp1&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=whatsapp%3A%2B15558675311&ApiVersion=2010-04-01",
+            ),
             channel: twilio_whatsapp,
-            content_type: "application/x-www-form-urlencoded",
-            inbound: twilio_whatsapp_in.into_bytes(),
-            send_path: "/Messages.json".into(),
+            send_path: "/Messages.json",
             recipient: "whatsapp:+15558675311",
         },
         Case {
-            headers: vec![("x-line-signature", credentials::line_signature(&line_in))],
+            inbound: line_message(
+                "01FZ74A0TDDPYRVKNK77XKC3ZR",
+                "U4af4980629",
+                json!({"id": "444573844083572737", "type": "text", "text": "Good Morning!!"}),
+                now,
+            ),
             channel: line,
-            content_type: "application/json",
-            inbound: line_in,
-            send_path: "/v2/bot/message/push".into(),
+            send_path: "/v2/bot/message/push",
             recipient: "U4af4980629",
         },
         Case {
-            headers: vec![(
-                "x-viber-content-signature",
-                credentials::viber_signature(&viber_in),
-            )],
+            inbound: viber_text(
+                4912661846655238145,
+                ("01234567890A=", "John McClane"),
+                "a message to the service",
+                now,
+            ),
             channel: viber,
-            content_type: "application/json",
-            inbound: viber_in,
-            send_path: "/pa/send_message".into(),
+            send_path: "/pa/send_message",
             recipient: "01234567890A=",
         },
     ];
@@ -309,22 +460,15 @@ async fn every_provider_round_trips_through_the_real_binary() {
     for case in &cases {
         let kind = case.channel.r#type;
         for attempt in 0..2 {
-            let (code, answer) = world
-                .post(
-                    &case.channel,
-                    case.content_type,
-                    &case.headers,
-                    &case.inbound,
-                )
-                .await;
+            let (code, answer) = world.send_webhook(&case.channel, &case.inbound).await;
             assert_eq!(code, 200, "{kind} webhook attempt {attempt}: {answer}");
         }
         let conversation = world.conversation(&case.channel).await;
         // Both Twilio channels send to the same path: this reply's call is the next one.
-        let before = world.provider.calls(&case.send_path).len();
+        let before = world.provider.calls(case.send_path).len();
         let reply = world.send(&conversation, text("Thanks for writing!")).await;
         let call = eventually(WAIT, "the provider's send API call", || {
-            let calls = world.provider.calls(&case.send_path);
+            let calls = world.provider.calls(case.send_path);
             async move { calls.into_iter().nth(before) }
         })
         .await;
@@ -368,82 +512,14 @@ async fn every_provider_round_trips_through_the_real_binary() {
             .into_iter()
             .find(|m| m.status == DeliveryStatus::Sent as i32)
             .unwrap();
-        let id = reply.external_message_id.clone();
-        let delivered = DeliveryStatus::Delivered;
-        let (headers, content_type, body, status): (Vec<(&str, String)>, &str, Vec<u8>, _) =
-            match ChannelType::try_from(case.channel.r#type).unwrap() {
-                ChannelType::Whatsapp => {
-                    let body = whatsapp_body(json!({"messaging_product": "whatsapp", "statuses": [
-                        {"id": id, "status": "delivered", "timestamp": now.to_string(), "recipient_id": case.recipient}]}));
-                    (hub(&body), "application/json", body, delivered)
-                }
-                ChannelType::Messenger => {
-                    let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": 1,
-                        "messaging": [{"sender": {"id": case.recipient}, "recipient": {"id": "1234567890"},
-                            "delivery": {"mids": [id], "watermark": now * 1000}}]}]})).unwrap();
-                    (hub(&body), "application/json", body, delivered)
-                }
-                // Instagram reports reads (messaging_seen), not deliveries.
-                ChannelType::Instagram => {
-                    let body = serde_json::to_vec(&json!({"object": "instagram", "entry": [{"id": "17841400000000000", "time": 1,
-                        "messaging": [{"sender": {"id": case.recipient}, "recipient": {"id": "17841400000000000"},
-                            "timestamp": now * 1000, "read": {"mid": id}}]}]})).unwrap();
-                    (hub(&body), "application/json", body, DeliveryStatus::Read)
-                }
-                kind @ (ChannelType::TwilioSms | ChannelType::TwilioWhatsapp) => {
-                    let (status, from) = if kind == ChannelType::TwilioWhatsapp {
-                        (DeliveryStatus::Read, "whatsapp:+15017122661")
-                    } else {
-                        (delivered, "+15017122661")
-                    };
-                    let word = if status == DeliveryStatus::Read {
-                        "read"
-                    } else {
-                        "delivered"
-                    };
-                    let body = url::form_urlencoded::Serializer::new(String::new())
-                        .extend_pairs([
-                            ("SmsSid", id.as_str()),
-                            ("SmsStatus", word),
-                            ("MessageStatus", word),
-                            ("To", case.recipient),
-                            ("MessageSid", id.as_str()),
-                            ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
-                            ("From", from),
-                            ("ApiVersion", "2010-04-01"),
-                        ])
-                        .finish();
-                    let signature = credentials::twilio_signature(&world.url(&case.channel), &body);
-                    (
-                        vec![("x-twilio-signature", signature)],
-                        "application/x-www-form-urlencoded",
-                        body.into_bytes(),
-                        status,
-                    )
-                }
-                ChannelType::Viber => {
-                    let body = format!(
-                        r#"{{"event":"delivered","timestamp":{},"message_token":{id},"user_id":"01234567890A="}}"#,
-                        now * 1000
-                    )
-                    .into_bytes();
-                    (
-                        vec![(
-                            "x-viber-content-signature",
-                            credentials::viber_signature(&body),
-                        )],
-                        "application/json",
-                        body,
-                        delivered,
-                    )
-                }
-                // Telegram and LINE report no delivery to bots.
-                _ => continue,
-            };
-        let (code, answer) = world
-            .post(&case.channel, content_type, &headers, &body)
-            .await;
-        assert_eq!(code, 200, "{answer}");
+        let kind = ChannelType::try_from(case.channel.r#type).unwrap();
+        let url = world.url(&case.channel);
+        let id = &reply.external_message_id;
+        // Telegram and LINE report no delivery to bots.
+        let Some((receipt, status)) = receipt(kind, &url, id, case.recipient, now) else {
+            continue;
+        };
+        world.deliver(&case.channel, &receipt).await;
         world.status(&reply, status).await;
     }
 }
@@ -457,17 +533,11 @@ async fn provider_errors_end_as_statuses_a_person_understands() {
             credentials::whatsapp("106540352242922"),
         )
         .await;
-    let hook = |id: &str, from: &str, at: i64| {
-        let body = whatsapp_text(id, from, at);
-        (hub(&body), body)
-    };
 
     // A Contact who last wrote two days ago: refused before calling WhatsApp.
-    let (headers, body) = hook("wamid.old", "4915100000001", now_seconds() - 2 * 86_400);
-    world
-        .accepted(&whatsapp, "application/json", &headers, &body)
-        .await;
-    let old = world.conversation(&whatsapp).await;
+    let two_days_ago = now_seconds() - 2 * 86_400;
+    let inbound = whatsapp_text("wamid.old", "4915100000001", two_days_ago);
+    let old = world.chat(&whatsapp, &Webhook::meta(inbound)).await;
     let late = world.send(&old, text("Sorry for the wait")).await;
     let failed = world.status(&late, DeliveryStatus::Failed).await;
     assert!(
@@ -546,17 +616,15 @@ async fn provider_errors_end_as_statuses_a_person_understands() {
     let telegram = world
         .connect(ChannelType::Telegram, credentials::telegram())
         .await;
-    let secret = world.provider.telegram_secret();
     let update = serde_json::to_vec(
         &json!({"update_id": 1, "message": {"message_id": 1, "date": now_seconds(),
         "chat": {"id": 2222, "type": "private"}, "text": "hi"}}),
     )
     .unwrap();
-    let headers = vec![("x-telegram-bot-api-secret-token", secret)];
-    world
-        .accepted(&telegram, "application/json", &headers, &update)
+    let secret = world.provider.telegram_secret();
+    let chat = world
+        .chat(&telegram, &Webhook::telegram(secret, update))
         .await;
-    let chat = world.conversation(&telegram).await;
     let mut sent = Vec::new();
     for word in ["one", "two", "three"] {
         sent.push(world.send(&chat, text(word)).await);
@@ -644,15 +712,8 @@ async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
         .await;
     assert_eq!(code, 401, "{answer}");
     assert!(answer.contains("X-Hub-Signature-256"), "{answer}");
-    let not_whatsapp = br#"{"object":"page","entry":[]}"#;
-    let (code, answer) = world
-        .post(
-            &whatsapp,
-            "application/json",
-            &hub(not_whatsapp),
-            not_whatsapp,
-        )
-        .await;
+    let not_whatsapp = Webhook::meta(br#"{"object":"page","entry":[]}"#.to_vec());
+    let (code, answer) = world.send_webhook(&whatsapp, &not_whatsapp).await;
     assert_eq!(code, 400);
     assert!(answer.contains("whatsapp_business_account"), "{answer}");
     let huge = vec![b' '; 2 * 1024 * 1024];
@@ -672,25 +733,15 @@ async fn bad_provider_webhooks_are_refused_with_a_reason_and_store_nothing() {
         webhook_path: format!("/webhooks/whatsapp/{}", uuid::Uuid::now_v7()),
         ..whatsapp.clone()
     };
-    assert_eq!(
-        world
-            .post(&elsewhere, "application/json", &hub(&body), &body)
-            .await
-            .0,
-        404
-    );
+    let signed = Webhook::meta(body);
+    assert_eq!(world.send_webhook(&elsewhere, &signed).await.0, 404);
     // An event of a kind we do not handle is acknowledged, so Meta does not retry it.
     let other = whatsapp_body(
         json!({"messaging_product": "whatsapp", "statuses": [], "messages": [
         {"from": "1", "id": "wamid.unsupported", "timestamp": "1", "type": "unsupported", "errors": [{"code": 131051}]}]}),
     );
-    assert_eq!(
-        world
-            .post(&whatsapp, "application/json", &hub(&other), &other)
-            .await
-            .0,
-        200
-    );
+    let other = Webhook::meta(other);
+    assert_eq!(world.send_webhook(&whatsapp, &other).await.0, 200);
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let conversations = world.api.list_conversations().await;
@@ -734,14 +785,7 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         "contacts": [{"profile": {"name": "Kerry Fisher"}, "wa_id": "16315551181"}],
         "messages": [{"from": "16315551181", "id": "wamid.image1", "timestamp": now.to_string(), "type": "image",
             "image": {"caption": "my receipt", "mime_type": "image/jpeg", "sha256": "HASH", "id": "1013859600285441"}}]}));
-    world
-        .accepted(
-            &whatsapp,
-            "application/json",
-            &hub(&whatsapp_in),
-            &whatsapp_in,
-        )
-        .await;
+    world.deliver(&whatsapp, &Webhook::meta(whatsapp_in)).await;
 
     let telegram = world
         .connect(ChannelType::Telegram, credentials::telegram())
@@ -757,29 +801,20 @@ async fn inbound_media_open_through_the_gateway_from_whatsapp_telegram_and_line(
         "document": {"file_name": "invoice.pdf", "mime_type": "application/pdf", "file_id": "BQACAgIAAxkBAAIBaGVvZ3Rl",
             "file_unique_id": "AgADBAAD", "file_size": 19}}})).unwrap();
     world
-        .accepted(
-            &telegram,
-            "application/json",
-            &[("x-telegram-bot-api-secret-token", secret)],
-            &telegram_in,
-        )
+        .deliver(&telegram, &Webhook::telegram(secret, telegram_in))
         .await;
 
     let line = world.connect(ChannelType::Line, credentials::line()).await;
     world
         .provider
         .keep_media("325708", "image/png", b"a png from a LINE chat");
-    let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
-        "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZS", "source": {"type": "user", "userId": "U77"},
-        "message": {"id": "325708", "type": "image", "contentProvider": {"type": "line"}}}]})).unwrap();
-    world
-        .accepted(
-            &line,
-            "application/json",
-            &[("x-line-signature", credentials::line_signature(&line_in))],
-            &line_in,
-        )
-        .await;
+    let line_in = line_message(
+        "01FZ74A0TDDPYRVKNK77XKC3ZS",
+        "U77",
+        json!({"id": "325708", "type": "image", "contentProvider": {"type": "line"}}),
+        now,
+    );
+    world.deliver(&line, &line_in).await;
 
     // Each message carries a gateway link that gives the provider's bytes.
     let mut links = Vec::new();
@@ -865,16 +900,13 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
     let viber = world
         .connect(ChannelType::Viber, credentials::viber())
         .await;
-    let viber_in = serde_json::to_vec(&json!({"event": "message", "timestamp": now * 1000, "message_token": 4912661846655238146_u64,
-        "sender": {"id": "01234567890B=", "name": "Jane"}, "message": {"type": "text", "text": "send me the manual"}})).unwrap();
-    let signed = vec![(
-        "x-viber-content-signature",
-        credentials::viber_signature(&viber_in),
-    )];
-    world
-        .accepted(&viber, "application/json", &signed, &viber_in)
-        .await;
-    let chat = world.conversation(&viber).await;
+    let viber_in = viber_text(
+        4912661846655238146,
+        ("01234567890B=", "Jane"),
+        "send me the manual",
+        now,
+    );
+    let chat = world.chat(&viber, &viber_in).await;
     let media = |kind: MediaType, url: &str| MessageContent {
         kind: Some(Kind::Media(Media {
             r#type: kind as i32,
@@ -935,14 +967,13 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
 
     // LINE has no file message: the Contact gets the caption and the link.
     let line = world.connect(ChannelType::Line, credentials::line()).await;
-    let line_in = serde_json::to_vec(&json!({"destination": "U0", "events": [{"type": "message", "mode": "active",
-        "timestamp": now * 1000, "webhookEventId": "01FZ74A0TDDPYRVKNK77XKC3ZT", "source": {"type": "user", "userId": "U99"},
-        "message": {"id": "444573844083572799", "type": "text", "text": "the manual please"}}]})).unwrap();
-    let signed = vec![("x-line-signature", credentials::line_signature(&line_in))];
-    world
-        .accepted(&line, "application/json", &signed, &line_in)
-        .await;
-    let line_chat = world.conversation(&line).await;
+    let line_in = line_message(
+        "01FZ74A0TDDPYRVKNK77XKC3ZT",
+        "U99",
+        json!({"id": "444573844083572799", "type": "text", "text": "the manual please"}),
+        now,
+    );
+    let line_chat = world.chat(&line, &line_in).await;
     let linked = world
         .send(&line_chat, media(MediaType::File, &manual_url))
         .await;
@@ -958,22 +989,8 @@ async fn videos_files_and_replies_leave_in_each_providers_own_shape() {
     let messenger = world
         .connect(ChannelType::Messenger, credentials::meta("1234567890"))
         .await;
-    let messenger_in = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "1234567890", "time": now * 1000,
-        "messaging": [{"sender": {"id": "PSID-9"}, "recipient": {"id": "1234567890"}, "timestamp": now * 1000,
-            "message": {"mid": "m_question", "text": "does it come in blue?"}}]}]})).unwrap();
-    assert_eq!(
-        world
-            .post(
-                &messenger,
-                "application/json",
-                &hub(&messenger_in),
-                &messenger_in
-            )
-            .await
-            .0,
-        200
-    );
-    let messenger_chat = world.conversation(&messenger).await;
+    let messenger_in = messenger_text("PSID-9", "m_question", "does it come in blue?", now);
+    let messenger_chat = world.chat(&messenger, &messenger_in).await;
     let answer = world
         .send(
             &messenger_chat,
