@@ -1,10 +1,12 @@
 //! One `ism` process (or several, sharing state) per test.
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use command_fds::{CommandFdExt, FdMapping};
 use hmac::{Hmac, KeyInit, Mac};
 use ism_platform::config::ServiceName;
 use ism_platform::events::topology::QUEUES;
@@ -32,21 +34,21 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// Ports the harness hands out: below Linux's ephemeral range (32768-60999), where the
-/// kernel also picks the local ports of outgoing connections (Postgres, RabbitMQ...), so
-/// a port found free is not taken again by a client before `ism` binds it.
-const PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// A listening socket on a port the system chose, held by the harness for the
+/// platform's life and handed to each `ism serve` under `name`.
+struct Socket {
+    name: String,
+    listener: TcpListener,
+}
 
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().expect("port list");
-    loop {
-        let span = u128::from(PORTS.end - PORTS.start);
-        let port = PORTS.start + (uuid::Uuid::new_v4().as_u128() % span) as u16;
-        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.push(port);
-            return port;
-        }
+impl Socket {
+    fn bind(name: String) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("a free port");
+        Self { name, listener }
+    }
+
+    fn port(&self) -> u16 {
+        self.listener.local_addr().expect("bound").port()
     }
 }
 
@@ -68,6 +70,8 @@ pub struct Platform {
     pub http_port: u16,
     pub grpc_ports: HashMap<&'static str, u16>,
     pub metrics_ports: HashMap<&'static str, u16>,
+    /// Every listening socket of the platform, bound before any process starts.
+    sockets: Vec<Socket>,
     children: Vec<Child>,
     log_dir: PathBuf,
 }
@@ -94,8 +98,16 @@ impl Platform {
             "ISM_TELEMETRY__LOG_FILTER".into(),
             "info,sqlx=warn,lapin=warn".into(),
         );
+        let mut sockets = Vec::new();
+        let mut socket = |name: String| {
+            let socket = Socket::bind(name);
+            let port = socket.port();
+            sockets.push(socket);
+            port
+        };
         for service in ServiceName::ALL.map(ServiceName::as_str) {
-            let (grpc, metrics) = (free_port(), free_port());
+            let grpc = socket(format!("{service}.grpc"));
+            let metrics = socket(format!("{service}.metrics"));
             let key = service.to_uppercase();
             env.insert(format!("ISM_SERVICES__{key}__GRPC_PORT"), grpc.to_string());
             env.insert(
@@ -109,7 +121,7 @@ impl Platform {
             grpc_ports.insert(service, grpc);
             metrics_ports.insert(service, metrics);
         }
-        let http_port = free_port();
+        let http_port = socket("gateway.http".to_owned());
         env.insert("ISM_GATEWAY__HTTP_PORT".into(), http_port.to_string());
         let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
@@ -119,6 +131,7 @@ impl Platform {
             http_port,
             grpc_ports,
             metrics_ports,
+            sockets,
             children: Vec::new(),
             log_dir,
         }
@@ -146,15 +159,31 @@ impl Platform {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Starts `ism serve <what>` in the background; its log goes to target/e2e-logs.
+    /// Starts `ism serve <what>` in the background on the platform's sockets (a process
+    /// started again takes over the same ones); its log goes to target/e2e-logs.
     pub fn spawn(&mut self, what: &str) -> usize {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_dir.join(format!("{}.log", self.id)))
             .expect("log file");
-        let child = self
-            .command(&["serve", what])
+        let mut command = self.command(&["serve", what]);
+        let names: Vec<&str> = self.sockets.iter().map(|s| s.name.as_str()).collect();
+        let handed = self
+            .sockets
+            .iter()
+            .zip(3..)
+            .map(|(socket, child_fd)| FdMapping {
+                parent_fd: socket.listener.as_fd().try_clone_to_owned().expect("dup"),
+                child_fd,
+            })
+            .collect();
+        command
+            .fd_mappings(handed)
+            .expect("distinct descriptors")
+            .env("LISTEN_FDS", self.sockets.len().to_string())
+            .env("LISTEN_FDNAMES", names.join(":"));
+        let child = command
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -204,7 +233,12 @@ impl Platform {
     /// Waits until the gateway is ready and every gRPC server reports SERVING.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let http = reqwest::Client::new();
+        // A call to a socket no process accepts on yet waits in its backlog: bounded, so
+        // the loop reaches its deadline.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("HTTP client");
         loop {
             let mut ready = http
                 .get(format!("http://127.0.0.1:{}/readyz", self.http_port))
@@ -228,7 +262,10 @@ impl Platform {
 
     /// Whether `service`'s gRPC health check answers SERVING.
     pub async fn serving(&self, service: &str) -> bool {
-        let Ok(channel) = self.channel(service).connect().await else {
+        let endpoint = self.channel(service).timeout(Duration::from_secs(2));
+        let Ok(Ok(channel)) =
+            tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await
+        else {
             return false;
         };
         let mut client = tonic_health::pb::health_client::HealthClient::new(channel);

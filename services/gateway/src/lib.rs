@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
+use ism_platform::listeners;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
 use ism_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
@@ -69,11 +70,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     };
     service.spawn(worker.run(shutdown.clone()));
 
-    let address = format!("{}:{}", settings.grpc.host, config.http_port);
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-    tracing::info!(%address, "webhooks listening");
+    let listener = listeners::listen("gateway.http", &settings.grpc.host, config.http_port).await?;
     let channels = channel_cache::ChannelCache::new(Duration::from_millis(config.channel_cache_ms));
     let app = http::router(
         http::AppState {

@@ -70,8 +70,6 @@ pub async fn serve(
         ))
         .into_inner();
 
-    let address = listener.local_addr()?;
-    tracing::info!(%service, %address, "gRPC listening");
     let drain = Duration::from_secs(settings.shutdown.drain_seconds);
     let stopping = shutdown.clone();
     let server = Server::builder()

@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod listeners;
 pub mod metrics;
 pub mod paging;
 pub mod peer;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -18,7 +17,7 @@ use crate::config::{ServiceName, Settings};
 use crate::events::topology::QueueSpec;
 use crate::events::{Amqp, Consumer, EventHandler, run_relay};
 use crate::peer::Peer;
-use crate::{db, grpc, metrics};
+use crate::{db, grpc, listeners, metrics};
 
 /// A starting service: its settings, pool, and the tasks it runs until shutdown.
 pub struct Service {
@@ -43,7 +42,12 @@ impl Service {
         let pool = db::prepare(&settings.database, name, migrator).await?;
         let amqp = Amqp::new(settings.amqp.clone());
         let mut tasks = JoinSet::new();
-        let metrics_listener = bind(&settings, settings.service(name).metrics_port).await?;
+        let metrics_listener = listeners::listen(
+            &format!("{name}.metrics"),
+            &settings.grpc.host,
+            settings.service(name).metrics_port,
+        )
+        .await?;
         tasks.spawn(metrics::serve(
             name.as_str(),
             metrics_listener,
@@ -162,7 +166,12 @@ impl Service {
         verifier: Arc<Verifier>,
         public_rpcs: &'static [&'static str],
     ) -> anyhow::Result<()> {
-        let listener = bind(&self.settings, self.settings.service(self.name).grpc_port).await?;
+        let listener = listeners::listen(
+            &format!("{}.grpc", self.name),
+            &self.settings.grpc.host,
+            self.settings.service(self.name).grpc_port,
+        )
+        .await?;
         let settings = self.settings.clone();
         let shutdown = self.shutdown.clone();
         let name = self.name;
@@ -203,11 +212,4 @@ async fn relay(
 ) -> anyhow::Result<()> {
     run_relay(name.as_str(), pool, amqp, shutdown).await;
     Ok(())
-}
-
-async fn bind(settings: &Settings, port: u16) -> anyhow::Result<TcpListener> {
-    let address = format!("{}:{port}", settings.grpc.host);
-    TcpListener::bind(&address)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))
 }
