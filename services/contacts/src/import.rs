@@ -604,16 +604,9 @@ async fn apply(
             }
             _ => {
                 let id = Uuid::now_v7();
-                let profile = Profile {
-                    first_name: row.profile[0].clone().unwrap_or_default(),
-                    last_name: row.profile[1].clone().unwrap_or_default(),
-                    email: row.profile[2].clone().unwrap_or_default(),
-                    phone: row.profile[3].clone().unwrap_or_default(),
-                    language: row.profile[4].clone().unwrap_or_default(),
-                    country: row.profile[5].clone().unwrap_or_default(),
-                    timezone: row.profile[6].clone().unwrap_or_default(),
-                    picture_url: row.profile[7].clone().unwrap_or_default(),
-                };
+                let profile = Profile::from_values(std::array::from_fn(|i| {
+                    row.profile[i].clone().unwrap_or_default()
+                }));
                 let mut custom = defaults.clone();
                 custom.extend(row.custom.iter().map(|(k, v)| (k.clone(), v.clone())));
                 inserts.push(id, &profile, custom, &tag_ids);
@@ -781,27 +774,15 @@ type Change = (String, Option<Value>, Option<Value>);
 
 /// The Contact after the row's values, and what changed (default fields carry no values).
 fn updated(current: &Contact, row: &Row) -> (Profile, serde_json::Map<String, Value>, Vec<Change>) {
-    let olds = [
-        &current.first_name,
-        &current.last_name,
-        &current.email,
-        &current.phone,
-        &current.language,
-        &current.country,
-        &current.timezone,
-        &current.picture_url,
-    ];
+    let olds = current.profile();
     let mut changes = Vec::new();
-    let mut next: Vec<String> = Vec::with_capacity(8);
-    for (i, old) in olds.iter().enumerate() {
-        match &row.profile[i] {
-            Some(new) if new != *old => {
-                changes.push((Profile::FIELDS[i].to_owned(), None, None));
-                next.push(new.clone());
-            }
-            _ => next.push((*old).clone()),
+    let next: [String; 8] = std::array::from_fn(|i| match &row.profile[i] {
+        Some(new) if new != olds[i] => {
+            changes.push((Profile::FIELDS[i].to_owned(), None, None));
+            new.clone()
         }
-    }
+        _ => olds[i].clone(),
+    });
     let mut custom = current.custom.object();
     for (key, value) in &row.custom {
         let old = custom.insert(key.clone(), value.clone());
@@ -809,19 +790,7 @@ fn updated(current: &Contact, row: &Row) -> (Profile, serde_json::Map<String, Va
             changes.push((key.clone(), old, Some(value.clone())));
         }
     }
-    let mut next = next.into_iter();
-    let mut take = || next.next().unwrap_or_default();
-    let profile = Profile {
-        first_name: take(),
-        last_name: take(),
-        email: take(),
-        phone: take(),
-        language: take(),
-        country: take(),
-        timezone: take(),
-        picture_url: take(),
-    };
-    (profile, custom, changes)
+    (Profile::from_values(next), custom, changes)
 }
 
 /// Contacts to write, column by column, for one `unnest`.
@@ -845,17 +814,7 @@ impl Columns {
         self.ids.push(id);
         let tag_ids: Vec<String> = tag_ids.iter().map(Uuid::to_string).collect();
         self.tag_ids.push(format!("{{{}}}", tag_ids.join(",")));
-        let values = [
-            &p.first_name,
-            &p.last_name,
-            &p.email,
-            &p.phone,
-            &p.language,
-            &p.country,
-            &p.timezone,
-            &p.picture_url,
-        ];
-        for (column, value) in self.text.iter_mut().zip(values) {
+        for (column, value) in self.text.iter_mut().zip(p.values()) {
             column.push(value.clone());
         }
         self.custom.push(Value::Object(custom));

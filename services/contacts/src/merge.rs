@@ -57,20 +57,6 @@ impl Merge {
     }
 }
 
-/// The default fields of `c`, in the order of [`Profile::FIELDS`].
-fn profile_of(c: &Contact) -> [&str; 8] {
-    [
-        &c.first_name,
-        &c.last_name,
-        &c.email,
-        &c.phone,
-        &c.language,
-        &c.country,
-        &c.timezone,
-        &c.picture_url,
-    ]
-}
-
 /// Merges `m.source` into `m.target` in one transaction: settles the default and custom
 /// fields, moves identities, unites Tags, keeps the earliest creation, the latest
 /// interaction and a block, then deletes the source (not restorable) and emits
@@ -108,7 +94,7 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
         return Err(crate::error::stale_version(target.version));
     }
 
-    let (ours, theirs) = (profile_of(target), profile_of(source));
+    let (ours, theirs) = (target.profile(), source.profile());
     let picked: [String; 8] =
         std::array::from_fn(|i| m.pick(Profile::FIELDS[i], ours[i], theirs[i]).to_owned());
     let mut changed: Vec<String> = Profile::FIELDS

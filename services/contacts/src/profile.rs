@@ -140,16 +140,7 @@ pub struct Profile {
 
 impl Profile {
     /// The default fields, by name, in the order [`Profile::from_values`] takes them.
-    pub const FIELDS: [&'static str; 8] = [
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "language",
-        "country",
-        "timezone",
-        "picture_url",
-    ];
+    pub const FIELDS: [&'static str; 8] = ism_proto::contacts::v1::Contact::PROFILE_FIELDS;
 
     /// The profile of the values of [`Profile::FIELDS`], in order.
     pub fn from_values(values: [String; 8]) -> Self {
@@ -173,6 +164,20 @@ impl Profile {
             timezone,
             picture_url,
         }
+    }
+
+    /// The values of [`Profile::FIELDS`], in order.
+    pub fn values(&self) -> [&String; 8] {
+        [
+            &self.first_name,
+            &self.last_name,
+            &self.email,
+            &self.phone,
+            &self.language,
+            &self.country,
+            &self.timezone,
+            &self.picture_url,
+        ]
     }
 
     /// Checks and normalizes every default field of `p`.

@@ -44,6 +44,22 @@ pub struct Contact {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+impl Contact {
+    /// The default fields, in the order of [`Profile::FIELDS`].
+    pub fn profile(&self) -> [&String; 8] {
+        [
+            &self.first_name,
+            &self.last_name,
+            &self.email,
+            &self.phone,
+            &self.language,
+            &self.country,
+            &self.timezone,
+            &self.picture_url,
+        ]
+    }
+}
+
 /// Every column of [`Contact`], for `SELECT` and `RETURNING`.
 pub const COLUMNS: &str = "id, workspace_id, first_name, last_name, email, phone, language, country, \
      timezone, picture_url, last_interaction_at, blocked, custom, tag_ids, version, created_at, updated_at, deleted_at";
@@ -424,20 +440,11 @@ impl Patch {
             picture_url: profile::url(&pick(&self.picture_url, &current.picture_url))?,
             country,
         };
-        let pairs = [
-            ("first_name", &next.first_name, &current.first_name),
-            ("last_name", &next.last_name, &current.last_name),
-            ("email", &next.email, &current.email),
-            ("phone", &next.phone, &current.phone),
-            ("language", &next.language, &current.language),
-            ("country", &next.country, &current.country),
-            ("timezone", &next.timezone, &current.timezone),
-            ("picture_url", &next.picture_url, &current.picture_url),
-        ];
-        let changed = pairs
+        let changed = Profile::FIELDS
             .iter()
-            .filter(|(_, new, old)| new != old)
-            .map(|(name, _, _)| (*name).to_owned())
+            .zip(next.values().into_iter().zip(current.profile()))
+            .filter(|(_, (new, old))| new != old)
+            .map(|(name, _)| (*name).to_owned())
             .collect();
         Ok((next, changed))
     }

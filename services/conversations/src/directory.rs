@@ -122,17 +122,8 @@ impl Directory {
             .await?
             .contact
             .unwrap_or_default();
-        let profile = [
-            &contact.first_name,
-            &contact.last_name,
-            &contact.email,
-            &contact.phone,
-            &contact.language,
-            &contact.country,
-            &contact.timezone,
-        ];
         let mut variables = Variables::default();
-        for (name, value) in CONTACT_FIELDS.iter().zip(profile) {
+        for (name, value) in CONTACT_FIELDS.iter().zip(contact.profile()) {
             variables
                 .contact
                 .insert((*name).to_owned(), value.clone().into());

@@ -12,15 +12,7 @@ use uuid::Uuid;
 use crate::error::Error;
 
 /// Profile fields of a Contact a snippet may name as `contact.<name>`.
-pub const CONTACT_FIELDS: &[&str] = &[
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "language",
-    "country",
-    "timezone",
-];
+pub const CONTACT_FIELDS: [&str; 8] = ism_proto::contacts::v1::Contact::PROFILE_FIELDS;
 /// Longest snippet body, in bytes.
 const MAX_BODY: usize = 4096;
 

@@ -28,6 +28,36 @@ pub mod gateway {
 pub mod contacts {
     pub mod v1 {
         tonic::include_proto!("ism.contacts.v1");
+
+        impl Contact {
+            /// The default profile fields every Contact has, by name, in the order of
+            /// [`Contact::profile`]. The one list of them: the contacts service stores,
+            /// merges, imports and exports these; snippets name them as `contact.<name>`.
+            pub const PROFILE_FIELDS: [&'static str; 8] = [
+                "first_name",
+                "last_name",
+                "email",
+                "phone",
+                "language",
+                "country",
+                "timezone",
+                "picture_url",
+            ];
+
+            /// The values of [`Contact::PROFILE_FIELDS`], in order.
+            pub fn profile(&self) -> [&String; 8] {
+                [
+                    &self.first_name,
+                    &self.last_name,
+                    &self.email,
+                    &self.phone,
+                    &self.language,
+                    &self.country,
+                    &self.timezone,
+                    &self.picture_url,
+                ]
+            }
+        }
     }
 }
 pub mod conversations {
