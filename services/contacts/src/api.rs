@@ -1,6 +1,7 @@
 //! The ContactService gRPC API: checks the caller and the request, calls the store.
 use ism_platform::auth::{Caller, Role};
 use ism_platform::convert::{storable, timestamp, uuid};
+use ism_platform::db;
 use ism_platform::error::FieldError;
 use ism_platform::paging;
 use ism_proto::contacts::v1 as pb;
@@ -92,7 +93,7 @@ impl Api {
 
     /// The Workspace's field definitions.
     async fn schema(&self, workspace_id: Uuid) -> Result<Schema, Error> {
-        fields::schema(&mut *self.pool.acquire().await?, workspace_id).await
+        fields::schema(&mut *db::acquire(&self.pool).await?, workspace_id).await
     }
 
     /// [`Self::render`] with the Workspace's field definitions already at hand, and the
@@ -301,9 +302,8 @@ impl ContactService for Api {
     ) -> Result<Response<pb::ResolveContactResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let request = request.into_inner();
-        let channel_id = uuid("channel_id", &request.channel_id).map_err(Error::from)?;
-        let external_id =
-            storable("external_id", request.external_id.trim()).map_err(Error::from)?;
+        let channel_id = uuid("channel_id", &request.channel_id)?;
+        let external_id = storable("external_id", request.external_id.trim())?;
         if external_id.is_empty() || external_id.len() > 256 {
             return Err(
                 Error::from(FieldError::new("external_id", "must be 1 to 256 bytes")).into(),
@@ -312,8 +312,7 @@ impl ContactService for Api {
         let key = IdentityKey {
             channel_id,
             external_id,
-            display_name: storable("display_name", request.display_name.trim())
-                .map_err(Error::from)?,
+            display_name: storable("display_name", request.display_name.trim())?,
         };
         let (mut contact, created) = self.resolver.resolve(workspace_id, &key).await?;
         if !created {
@@ -332,7 +331,7 @@ impl ContactService for Api {
     ) -> Result<Response<pb::CreateContactResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let profile = request.into_inner().profile.unwrap_or_default();
-        let normalized = Profile::from_proto(&profile).map_err(Error::from)?;
+        let normalized = Profile::from_proto(&profile)?;
         let contact = store::create(
             &self.pool,
             workspace_id,
@@ -351,7 +350,7 @@ impl ContactService for Api {
         request: Request<pb::GetContactRequest>,
     ) -> Result<Response<pb::GetContactResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         let contact = store::get(&self.pool, workspace_id, id).await?;
         Ok(Response::new(pb::GetContactResponse {
             contact: Some(self.one(contact).await?),
@@ -365,8 +364,8 @@ impl ContactService for Api {
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let request = request.into_inner();
-        let limit = paging::page_size(request.page_size).map_err(Error::from)?;
-        let before = paging::decode_token(&request.page_token).map_err(Error::from)?;
+        let limit = paging::page_size(request.page_size)?;
+        let before = paging::decode_token(&request.page_token)?;
         let rows = store::list(&self.pool, workspace_id, before, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |c| c.id);
         Ok(Response::new(pb::ListContactsResponse {
@@ -382,7 +381,7 @@ impl ContactService for Api {
     ) -> Result<Response<pb::UpdateContactResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
-        let id = uuid("id", &r.id).map_err(Error::from)?;
+        let id = uuid("id", &r.id)?;
         if r.version <= 0 {
             return Err(Error::from(FieldError::new(
                 "version",
@@ -413,7 +412,7 @@ impl ContactService for Api {
         request: Request<pb::DeleteContactRequest>,
     ) -> Result<Response<pb::DeleteContactResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         let until = store::delete(&self.pool, workspace_id, id).await?;
         Ok(Response::new(pb::DeleteContactResponse {
             restorable_until: Some(timestamp(until)),
@@ -426,7 +425,7 @@ impl ContactService for Api {
         request: Request<pb::RestoreContactRequest>,
     ) -> Result<Response<pb::RestoreContactResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         let contact = store::restore(&self.pool, workspace_id, id).await?;
         Ok(Response::new(pb::RestoreContactResponse {
             contact: Some(self.one(contact).await?),
@@ -440,7 +439,7 @@ impl ContactService for Api {
     ) -> Result<Response<pb::SetContactBlockedResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
-        let id = uuid("id", &r.id).map_err(Error::from)?;
+        let id = uuid("id", &r.id)?;
         let contact = store::set_blocked(&self.pool, workspace_id, id, r.blocked).await?;
         Ok(Response::new(pb::SetContactBlockedResponse {
             contact: Some(self.one(contact).await?),
@@ -453,7 +452,7 @@ impl ContactService for Api {
         request: Request<pb::CreateContactFieldRequest>,
     ) -> Result<Response<pb::CreateContactFieldResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
-        let field = new_field(request.into_inner().field).map_err(Error::from)?;
+        let field = new_field(request.into_inner().field)?;
         let def = fields::create(&self.pool, workspace_id, &field).await?;
         Ok(Response::new(pb::CreateContactFieldResponse {
             field: Some(def.to_proto()),
@@ -466,7 +465,7 @@ impl ContactService for Api {
         request: Request<pb::ListContactFieldsRequest>,
     ) -> Result<Response<pb::ListContactFieldsResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
-        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let mut conn = db::acquire(&self.pool).await?;
         let schema = fields::schema(&mut conn, workspace_id).await?;
         let mut fields: Vec<_> = schema.fields.values().map(|f| f.to_proto()).collect();
         fields.sort_by(|a, b| a.key.cmp(&b.key));
@@ -479,7 +478,7 @@ impl ContactService for Api {
         request: Request<pb::UpdateContactFieldRequest>,
     ) -> Result<Response<pb::UpdateContactFieldResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
-        let field = new_field(request.into_inner().field).map_err(Error::from)?;
+        let field = new_field(request.into_inner().field)?;
         let def = fields::update(&self.pool, workspace_id, &field).await?;
         Ok(Response::new(pb::UpdateContactFieldResponse {
             field: Some(def.to_proto()),
@@ -504,7 +503,7 @@ impl ContactService for Api {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
         let contacts = ids("contact_ids", &r.contact_ids)?;
-        let names = tags::check_bulk(&contacts, &r.tags).map_err(Error::from)?;
+        let names = tags::check_bulk(&contacts, &r.tags)?;
         let added = tags::add(&self.pool, workspace_id, &contacts, &names).await?;
         Ok(Response::new(pb::AddTagsResponse { added }))
     }
@@ -517,7 +516,7 @@ impl ContactService for Api {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
         let contacts = ids("contact_ids", &r.contact_ids)?;
-        let names = tags::check_bulk(&contacts, &r.tags).map_err(Error::from)?;
+        let names = tags::check_bulk(&contacts, &r.tags)?;
         let removed = tags::remove(&self.pool, workspace_id, &contacts, &names).await?;
         Ok(Response::new(pb::RemoveTagsResponse { removed }))
     }
@@ -546,8 +545,8 @@ impl ContactService for Api {
     ) -> Result<Response<pb::RenameTagResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
         let r = request.into_inner();
-        let from = tags::name("name", &r.name).map_err(Error::from)?;
-        let to = tags::name("new_name", &r.new_name).map_err(Error::from)?;
+        let from = tags::name("name", &r.name)?;
+        let to = tags::name("new_name", &r.new_name)?;
         tags::rename(&self.pool, workspace_id, &from, &to).await?;
         Ok(Response::new(pb::RenameTagResponse {}))
     }
@@ -558,7 +557,7 @@ impl ContactService for Api {
         request: Request<pb::DeleteTagRequest>,
     ) -> Result<Response<pb::DeleteTagResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
-        let name = tags::name("name", &request.get_ref().name).map_err(Error::from)?;
+        let name = tags::name("name", &request.get_ref().name)?;
         tags::delete(&self.pool, workspace_id, &name).await?;
         Ok(Response::new(pb::DeleteTagResponse {}))
     }
@@ -570,8 +569,8 @@ impl ContactService for Api {
     ) -> Result<Response<pb::SearchContactsResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
-        let limit = paging::page_size(r.page_size).map_err(Error::from)?;
-        let sort = Sort::from_proto(r.sort.as_ref()).map_err(Error::from)?;
+        let limit = paging::page_size(r.page_size)?;
+        let sort = Sort::from_proto(r.sort.as_ref())?;
         let (f, segment) = audience_of_search(&r.audience);
         let (filter, schema) = self.audience(workspace_id, f, segment).await?;
         let page = search::search(
@@ -610,7 +609,7 @@ impl ContactService for Api {
         let after = if r.after_id.is_empty() {
             None
         } else {
-            Some(uuid("after_id", &r.after_id).map_err(Error::from)?)
+            Some(uuid("after_id", &r.after_id)?)
         };
         let (f, segment) = audience_of_stream(&r.audience);
         let audience = self.audience(workspace_id, f, segment).await?;
@@ -627,7 +626,7 @@ impl ContactService for Api {
     ) -> Result<Response<pb::MatchContactsResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
-        let candidates = matching::candidates(&r.contact_ids).map_err(Error::from)?;
+        let candidates = matching::candidates(&r.contact_ids)?;
         let (filter, _) = self.audience(workspace_id, r.filter.as_ref(), None).await?;
         let matched = matching::matching(&self.pool, workspace_id, &filter, &candidates).await?;
         Ok(Response::new(pb::MatchContactsResponse {
@@ -655,7 +654,7 @@ impl ContactService for Api {
         request: Request<pb::GetSegmentRequest>,
     ) -> Result<Response<pb::GetSegmentResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         let segment = segments::get(&self.pool, workspace_id, id).await?;
         Ok(Response::new(pb::GetSegmentResponse {
             segment: Some(segment.to_proto()?),
@@ -669,8 +668,8 @@ impl ContactService for Api {
     ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
-        let limit = paging::page_size(r.page_size).map_err(Error::from)?;
-        let after = paging::decode_token(&r.page_token).map_err(Error::from)?;
+        let limit = paging::page_size(r.page_size)?;
+        let after = paging::decode_token(&r.page_token)?;
         let rows = segments::list(&self.pool, workspace_id, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |s| (s.name.clone(), s.id));
         Ok(Response::new(pb::ListSegmentsResponse {
@@ -689,7 +688,7 @@ impl ContactService for Api {
     ) -> Result<Response<pb::UpdateSegmentResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
-        let id = uuid("id", &r.id).map_err(Error::from)?;
+        let id = uuid("id", &r.id)?;
         let filter = r.filter.unwrap_or_default();
         let segment = segments::update(&self.pool, workspace_id, id, &r.name, &filter).await?;
         Ok(Response::new(pb::UpdateSegmentResponse {
@@ -703,7 +702,7 @@ impl ContactService for Api {
         request: Request<pb::DeleteSegmentRequest>,
     ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         segments::delete(&self.pool, workspace_id, id).await?;
         Ok(Response::new(pb::DeleteSegmentResponse {}))
     }
@@ -723,8 +722,8 @@ impl ContactService for Api {
             .into());
         }
         let m = Merge {
-            target: uuid("target_id", &r.target_id).map_err(Error::from)?,
-            source: uuid("source_id", &r.source_id).map_err(Error::from)?,
+            target: uuid("target_id", &r.target_id)?,
+            source: uuid("source_id", &r.source_id)?,
             target_version: r.target_version,
             conflicts: Side::from_proto(r.conflicts),
             choices: r
@@ -746,8 +745,8 @@ impl ContactService for Api {
     ) -> Result<Response<pb::ListDuplicatesResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
-        let limit = paging::page_size(r.page_size).map_err(Error::from)?;
-        let after = paging::decode_token(&r.page_token).map_err(Error::from)?;
+        let limit = paging::page_size(r.page_size)?;
+        let after = paging::decode_token(&r.page_token)?;
         let rows = merge::duplicates(&self.pool, workspace_id, after, limit + 1).await?;
         let (rows, next_page_token) = paging::finish(rows, limit, |d| (d.reason, d.value.clone()));
         Ok(Response::new(pb::ListDuplicatesResponse {
@@ -813,7 +812,7 @@ impl ContactService for Api {
         request: Request<pb::GetImportRequest>,
     ) -> Result<Response<pb::GetImportResponse>, Status> {
         let workspace_id = workspace(&request, Role::Manager)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         let outcome = import::get(&self.pool, workspace_id, id).await?;
         Ok(Response::new(pb::GetImportResponse {
             import: Some(outcome.to_proto()),

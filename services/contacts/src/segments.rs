@@ -131,8 +131,7 @@ pub async fn update(
     .bind(&segment_name)
     .bind(filter.encode_to_vec())
     .fetch_optional(pool)
-    .await
-    .map_err(Error::from)?
+    .await?
     .ok_or(Error::NotFound("segment"))
 }
 

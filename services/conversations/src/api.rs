@@ -2,6 +2,7 @@
 use chrono::{DateTime, Utc};
 use ism_platform::auth::{Caller, Role};
 use ism_platform::convert::uuid;
+use ism_platform::db;
 use ism_platform::error::FieldError;
 use ism_platform::paging;
 use ism_proto::conversations::v1 as pb;
@@ -10,17 +11,15 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::assign;
 use crate::assigner::Assigner;
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::handling::Handling;
 use crate::inbox;
-use crate::lifecycle::{self, Closing};
 use crate::messages::Messages;
 use crate::report;
 use crate::settings;
 use crate::snippets;
-use crate::states;
 use crate::store;
 use crate::view::{self, View};
 use crate::wire;
@@ -33,11 +32,6 @@ pub struct Api {
 
 type Cursor = (DateTime<Utc>, Uuid);
 
-/// `user:<id>` or the token's subject: who made a change, in events.
-fn actor(caller: &Caller) -> &str {
-    caller.actor()
-}
-
 impl Api {
     /// The use cases of messages the Workspace writes, with this server's dependencies.
     fn messages(&self) -> Messages<'_> {
@@ -45,6 +39,16 @@ impl Api {
             pool: &self.pool,
             clock: self.clock,
             directory: &self.assigner.directory,
+        }
+    }
+
+    /// The handling use cases (snooze, wake, close, assign), with this server's
+    /// dependencies.
+    fn handling(&self) -> Handling<'_> {
+        Handling {
+            pool: &self.pool,
+            clock: self.clock,
+            assigner: &self.assigner,
         }
     }
 
@@ -77,10 +81,6 @@ impl Api {
     }
 }
 
-fn respond<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Status::from)
-}
-
 #[tonic::async_trait]
 impl ConversationService for Api {
     #[tracing::instrument(skip_all, err)]
@@ -91,21 +91,14 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let limit = paging::page_size(request.page_size)?;
-                let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
-                let rows =
-                    store::list_conversations(&self.pool, workspace_id, before, limit + 1).await?;
-                let (rows, next_page_token) =
-                    paging::finish(rows, limit, |c| (c.last_message_at, c.id));
-                Ok(pb::ListConversationsResponse {
-                    conversations: rows.into_iter().map(wire::conversation).collect(),
-                    next_page_token,
-                })
-            }
-            .await,
-        )
+        let limit = paging::page_size(request.page_size)?;
+        let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
+        let rows = store::list_conversations(&self.pool, workspace_id, before, limit + 1).await?;
+        let (rows, next_page_token) = paging::finish(rows, limit, |c| (c.last_message_at, c.id));
+        Ok(Response::new(pb::ListConversationsResponse {
+            conversations: rows.into_iter().map(wire::conversation).collect(),
+            next_page_token,
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -115,17 +108,12 @@ impl ConversationService for Api {
     ) -> Result<Response<pb::GetConversationResponse>, Status> {
         let caller = Caller::of(&request)?;
         let workspace_id = caller.workspace_id()?;
-        respond(
-            async {
-                let id = uuid("id", &request.get_ref().id)?;
-                let mut conn = self.pool.acquire().await?;
-                let conversation = store::conversation(&mut conn, workspace_id, id).await?;
-                Ok(pb::GetConversationResponse {
-                    conversation: Some(wire::conversation(conversation)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.get_ref().id)?;
+        let mut conn = db::acquire(&self.pool).await?;
+        let conversation = store::conversation(&mut conn, workspace_id, id).await?;
+        Ok(Response::new(pb::GetConversationResponse {
+            conversation: Some(wire::conversation(conversation)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -136,30 +124,20 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let conversation_id = uuid("conversation_id", &request.conversation_id)?;
-                let limit = paging::page_size(request.page_size)?;
-                let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
-                let mut conn = self.pool.acquire().await?;
-                store::conversation(&mut conn, workspace_id, conversation_id).await?;
-                drop(conn);
-                let rows = store::list_messages(
-                    &self.pool,
-                    workspace_id,
-                    conversation_id,
-                    before,
-                    limit + 1,
-                )
+        let conversation_id = uuid("conversation_id", &request.conversation_id)?;
+        let limit = paging::page_size(request.page_size)?;
+        let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
+        let mut conn = db::acquire(&self.pool).await?;
+        store::conversation(&mut conn, workspace_id, conversation_id).await?;
+        drop(conn);
+        let rows =
+            store::list_messages(&self.pool, workspace_id, conversation_id, before, limit + 1)
                 .await?;
-                let (rows, next_page_token) = paging::finish(rows, limit, |m| (m.sent_at, m.id));
-                Ok(pb::ListMessagesResponse {
-                    messages: rows.into_iter().map(wire::message).collect(),
-                    next_page_token,
-                })
-            }
-            .await,
-        )
+        let (rows, next_page_token) = paging::finish(rows, limit, |m| (m.sent_at, m.id));
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: rows.into_iter().map(wire::message).collect(),
+            next_page_token,
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -186,16 +164,11 @@ impl ConversationService for Api {
     ) -> Result<Response<pb::GetMessageResponse>, Status> {
         let caller = Caller::of(&request)?;
         let workspace_id = caller.workspace_id()?;
-        respond(
-            async {
-                let id = uuid("id", &request.get_ref().id)?;
-                let message = store::message(&self.pool, workspace_id, id).await?;
-                Ok(pb::GetMessageResponse {
-                    message: Some(wire::message(message)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.get_ref().id)?;
+        let message = store::message(&self.pool, workspace_id, id).await?;
+        Ok(Response::new(pb::GetMessageResponse {
+            message: Some(wire::message(message)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -225,20 +198,12 @@ impl ConversationService for Api {
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let id = uuid("id", &request.id)?;
-                let until = wire::required_time(request.until.as_ref(), "until")?;
-                let mut tx = self.pool.begin().await?;
-                let conversation =
-                    lifecycle::snooze(&mut tx, workspace_id, id, until, self.clock.now()).await?;
-                tx.commit().await?;
-                Ok(pb::SnoozeConversationResponse {
-                    conversation: Some(wire::conversation(conversation)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.id)?;
+        let until = wire::required_time(request.until.as_ref(), "until")?;
+        let conversation = self.handling().snooze(workspace_id, id, until).await?;
+        Ok(Response::new(pb::SnoozeConversationResponse {
+            conversation: Some(wire::conversation(conversation)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -249,27 +214,11 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
-        respond(
-            async {
-                let id = uuid("id", &request.get_ref().id)?;
-                let mut tx = self.pool.begin().await?;
-                let conversation = lifecycle::wake(&mut tx, workspace_id, id, "user").await?;
-                tx.commit().await?;
-                self.assigner
-                    .best_effort(
-                        "reassign woken",
-                        self.assigner.auto_assign(workspace_id, id),
-                    )
-                    .await;
-                let mut conn = self.pool.acquire().await?;
-                let conversation =
-                    store::conversation(&mut conn, workspace_id, conversation.id).await?;
-                Ok(pb::WakeConversationResponse {
-                    conversation: Some(wire::conversation(conversation)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.get_ref().id)?;
+        let conversation = self.handling().wake(workspace_id, id).await?;
+        Ok(Response::new(pb::WakeConversationResponse {
+            conversation: Some(wire::conversation(conversation)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -281,34 +230,20 @@ impl ConversationService for Api {
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let id = uuid("id", &request.id)?;
-                let mut tx = self.pool.begin().await?;
-                let settings = settings::load(&mut tx, workspace_id).await?;
-                let (category, summary) =
-                    settings.closing_note(&request.closing_category, &request.closing_summary)?;
-                let closing = Closing {
-                    closed_by: actor(&caller),
-                    category: &category,
-                    summary: &summary,
-                    at: self.clock.now(),
-                };
-                let conversation = lifecycle::close(&mut tx, workspace_id, id, &closing).await?;
-                tx.commit().await?;
-                if conversation.assignee_user_id.is_some() {
-                    let drained =
-                        async { self.assigner.drain_backlog(workspace_id).await.map(|_| ()) };
-                    self.assigner
-                        .best_effort("hand out the backlog", drained)
-                        .await;
-                }
-                Ok(pb::CloseConversationResponse {
-                    conversation: Some(wire::conversation(conversation)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.id)?;
+        let conversation = self
+            .handling()
+            .close(
+                workspace_id,
+                id,
+                caller.actor(),
+                &request.closing_category,
+                &request.closing_summary,
+            )
+            .await?;
+        Ok(Response::new(pb::CloseConversationResponse {
+            conversation: Some(wire::conversation(conversation)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -320,46 +255,19 @@ impl ConversationService for Api {
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let id = uuid("id", &request.id)?;
-                let user_id = wire::optional_uuid(&request.user_id, "user_id")?;
-                let team_id = wire::optional_uuid(&request.team_id, "team_id")?;
-                if user_id.is_none() && team_id.is_none() {
-                    return Err(FieldError::new("user_id", "name a User, a Team or both").into());
-                }
-                let mut conn = self.pool.acquire().await?;
-                store::conversation(&mut conn, workspace_id, id).await?;
-                drop(conn);
-                if let Some(user_id) = user_id {
-                    self.assigner
-                        .directory
-                        .user(workspace_id, user_id, "user_id")
-                        .await?;
-                }
-                if let Some(team_id) = team_id {
-                    self.assigner
-                        .directory
-                        .candidates(workspace_id, Some(team_id), "team_id")
-                        .await?;
-                }
-                let mut tx = self.pool.begin().await?;
-                let current = store::lock_conversation(&mut tx, workspace_id, id).await?;
-                if current.status == states::Status::Closed {
-                    return Err(Error::precondition(
-                        "id",
-                        "a closed conversation is not assigned",
-                    ));
-                }
-                let conversation =
-                    assign::assign(&mut tx, &current, user_id, team_id, actor(&caller)).await?;
-                tx.commit().await?;
-                Ok(pb::AssignConversationResponse {
-                    conversation: Some(wire::conversation(conversation)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.id)?;
+        let user_id = wire::optional_uuid(&request.user_id, "user_id")?;
+        let team_id = wire::optional_uuid(&request.team_id, "team_id")?;
+        if user_id.is_none() && team_id.is_none() {
+            return Err(FieldError::new("user_id", "name a User, a Team or both").into());
+        }
+        let conversation = self
+            .handling()
+            .assign(workspace_id, id, user_id, team_id, caller.actor())
+            .await?;
+        Ok(Response::new(pb::AssignConversationResponse {
+            conversation: Some(wire::conversation(conversation)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -370,19 +278,11 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
-        respond(
-            async {
-                let id = uuid("id", &request.get_ref().id)?;
-                let mut tx = self.pool.begin().await?;
-                let current = store::lock_conversation(&mut tx, workspace_id, id).await?;
-                let conversation = assign::unassign(&mut tx, &current).await?;
-                tx.commit().await?;
-                Ok(pb::UnassignConversationResponse {
-                    conversation: Some(wire::conversation(conversation)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.get_ref().id)?;
+        let conversation = self.handling().unassign(workspace_id, id).await?;
+        Ok(Response::new(pb::UnassignConversationResponse {
+            conversation: Some(wire::conversation(conversation)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -394,24 +294,17 @@ impl ConversationService for Api {
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let id = uuid("conversation_id", &request.conversation_id)?;
-                let rules =
-                    wire::rules(request.rules.as_ref(), "rules.team_id")?.ok_or_else(|| {
-                        FieldError::new("rules.strategy", "choose round-robin or least open")
-                    })?;
-                let (conversation, assigned) = self
-                    .assigner
-                    .assign_next(workspace_id, id, &rules, actor(&caller))
-                    .await?;
-                Ok(pb::AssignNextResponse {
-                    conversation: Some(wire::conversation(conversation)),
-                    assigned,
-                })
-            }
-            .await,
-        )
+        let id = uuid("conversation_id", &request.conversation_id)?;
+        let rules = wire::rules(request.rules.as_ref(), "rules.team_id")?
+            .ok_or_else(|| FieldError::new("rules.strategy", "choose round-robin or least open"))?;
+        let (conversation, assigned) = self
+            .assigner
+            .assign_next(workspace_id, id, &rules, caller.actor())
+            .await?;
+        Ok(Response::new(pb::AssignNextResponse {
+            conversation: Some(wire::conversation(conversation)),
+            assigned,
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -422,16 +315,11 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         caller.require(Role::Manager)?;
         let workspace_id = caller.workspace_id()?;
-        respond(
-            async {
-                let mut conn = self.pool.acquire().await?;
-                let settings = settings::load(&mut conn, workspace_id).await?;
-                Ok(pb::GetConversationSettingsResponse {
-                    settings: Some(wire::settings_to_pb(settings)),
-                })
-            }
-            .await,
-        )
+        let mut conn = db::acquire(&self.pool).await?;
+        let settings = settings::load(&mut conn, workspace_id).await?;
+        Ok(Response::new(pb::GetConversationSettingsResponse {
+            settings: Some(wire::settings_to_pb(settings)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -443,26 +331,21 @@ impl ConversationService for Api {
         caller.require(Role::Manager)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let submitted = request
-                    .settings
-                    .ok_or_else(|| FieldError::new("settings", "is required"))?;
-                let settings = wire::settings_from_pb(submitted)?;
-                if let Some(team_id) = settings.auto_assign_team_id {
-                    self.assigner
-                        .directory
-                        .candidates(workspace_id, Some(team_id), "settings.auto_assign.team_id")
-                        .await?;
-                }
-                let mut conn = self.pool.acquire().await?;
-                settings::save(&mut conn, workspace_id, &settings).await?;
-                Ok(pb::UpdateConversationSettingsResponse {
-                    settings: Some(wire::settings_to_pb(settings)),
-                })
-            }
-            .await,
-        )
+        let submitted = request
+            .settings
+            .ok_or_else(|| FieldError::new("settings", "is required"))?;
+        let settings = wire::settings_from_pb(submitted)?;
+        if let Some(team_id) = settings.auto_assign_team_id {
+            self.assigner
+                .directory
+                .candidates(workspace_id, Some(team_id), "settings.auto_assign.team_id")
+                .await?;
+        }
+        let mut conn = db::acquire(&self.pool).await?;
+        settings::save(&mut conn, workspace_id, &settings).await?;
+        Ok(Response::new(pb::UpdateConversationSettingsResponse {
+            settings: Some(wire::settings_to_pb(settings)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -474,21 +357,14 @@ impl ConversationService for Api {
         caller.require(Role::Manager)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let from = wire::required_time(request.from.as_ref(), "from")?;
-                let to = wire::required_time(request.to.as_ref(), "to")?;
-                if to <= from || to - from > chrono::TimeDelta::days(366) {
-                    return Err(
-                        FieldError::new("to", "must be after `from`, within 366 days").into(),
-                    );
-                }
-                let grouping = report::Grouping::try_from(request.group_by)?;
-                let rows = report::report(&self.pool, workspace_id, from, to, grouping).await?;
-                Ok(pb::GetReportResponse { rows })
-            }
-            .await,
-        )
+        let from = wire::required_time(request.from.as_ref(), "from")?;
+        let to = wire::required_time(request.to.as_ref(), "to")?;
+        if to <= from || to - from > chrono::TimeDelta::days(366) {
+            return Err(FieldError::new("to", "must be after `from`, within 366 days").into());
+        }
+        let grouping = report::Grouping::try_from(request.group_by)?;
+        let rows = report::report(&self.pool, workspace_id, from, to, grouping).await?;
+        Ok(Response::new(pb::GetReportResponse { rows }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -504,26 +380,21 @@ impl ConversationService for Api {
             Role::Manager
         })?;
         let workspace_id = caller.workspace_id()?;
-        respond(
-            async {
-                let (shortcut, title) = (request.shortcut.trim(), request.title.trim());
-                self.check_snippet(workspace_id, shortcut, title, &request.body)
-                    .await?;
-                let new = snippets::NewSnippet {
-                    workspace_id,
-                    owner: request.personal.then_some(caller.actor()),
-                    shortcut,
-                    title,
-                    body: &request.body,
-                };
-                let mut conn = self.pool.acquire().await?;
-                let snippet = snippets::create(&mut conn, &new).await?;
-                Ok(pb::CreateSnippetResponse {
-                    snippet: Some(wire::snippet(snippet)),
-                })
-            }
-            .await,
-        )
+        let (shortcut, title) = (request.shortcut.trim(), request.title.trim());
+        self.check_snippet(workspace_id, shortcut, title, &request.body)
+            .await?;
+        let new = snippets::NewSnippet {
+            workspace_id,
+            owner: request.personal.then_some(caller.actor()),
+            shortcut,
+            title,
+            body: &request.body,
+        };
+        let mut conn = db::acquire(&self.pool).await?;
+        let snippet = snippets::create(&mut conn, &new).await?;
+        Ok(Response::new(pb::CreateSnippetResponse {
+            snippet: Some(wire::snippet(snippet)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -534,28 +405,23 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let limit = paging::page_size(request.page_size)?;
-                let after: Option<(String, Uuid)> = paging::decode_token(&request.page_token)?;
-                let rows = snippets::search(
-                    &self.pool,
-                    workspace_id,
-                    caller.actor(),
-                    request.shortcut_prefix.trim(),
-                    after,
-                    limit + 1,
-                )
-                .await?;
-                let (rows, next_page_token) =
-                    paging::finish(rows, limit, |s| (s.shortcut.to_lowercase(), s.id));
-                Ok(pb::ListSnippetsResponse {
-                    snippets: rows.into_iter().map(wire::snippet).collect(),
-                    next_page_token,
-                })
-            }
-            .await,
+        let limit = paging::page_size(request.page_size)?;
+        let after: Option<(String, Uuid)> = paging::decode_token(&request.page_token)?;
+        let rows = snippets::search(
+            &self.pool,
+            workspace_id,
+            caller.actor(),
+            request.shortcut_prefix.trim(),
+            after,
+            limit + 1,
         )
+        .await?;
+        let (rows, next_page_token) =
+            paging::finish(rows, limit, |s| (s.shortcut.to_lowercase(), s.id));
+        Ok(Response::new(pb::ListSnippetsResponse {
+            snippets: rows.into_iter().map(wire::snippet).collect(),
+            next_page_token,
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -567,25 +433,19 @@ impl ConversationService for Api {
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        let id = uuid("id", &request.id).map_err(Error::from)?;
-        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let id = uuid("id", &request.id)?;
+        let mut conn = db::acquire(&self.pool).await?;
         let current = snippets::visible(&mut conn, workspace_id, caller.actor(), id).await?;
         if current.owner.is_none() {
             caller.require(Role::Manager)?;
         }
-        respond(
-            async {
-                let (shortcut, title) = (request.shortcut.trim(), request.title.trim());
-                self.check_snippet(workspace_id, shortcut, title, &request.body)
-                    .await?;
-                let snippet =
-                    snippets::update(&mut conn, id, shortcut, title, &request.body).await?;
-                Ok(pb::UpdateSnippetResponse {
-                    snippet: Some(wire::snippet(snippet)),
-                })
-            }
-            .await,
-        )
+        let (shortcut, title) = (request.shortcut.trim(), request.title.trim());
+        self.check_snippet(workspace_id, shortcut, title, &request.body)
+            .await?;
+        let snippet = snippets::update(&mut conn, id, shortcut, title, &request.body).await?;
+        Ok(Response::new(pb::UpdateSnippetResponse {
+            snippet: Some(wire::snippet(snippet)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -596,8 +456,8 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         caller.require(Role::Agent)?;
         let workspace_id = caller.workspace_id()?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
-        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
+        let mut conn = db::acquire(&self.pool).await?;
         let current = snippets::visible(&mut conn, workspace_id, caller.actor(), id).await?;
         if current.owner.is_none() {
             caller.require(Role::Manager)?;
@@ -615,18 +475,13 @@ impl ConversationService for Api {
         caller.require(Role::Manager)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
-                self.check_contact_filter(workspace_id, &conditions).await?;
-                let mut conn = self.pool.acquire().await?;
-                let created = inbox::create(&mut conn, workspace_id, name, &conditions).await?;
-                Ok(pb::CreateInboxResponse {
-                    inbox: Some(wire::inbox(created)),
-                })
-            }
-            .await,
-        )
+        let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
+        self.check_contact_filter(workspace_id, &conditions).await?;
+        let mut conn = db::acquire(&self.pool).await?;
+        let created = inbox::create(&mut conn, workspace_id, name, &conditions).await?;
+        Ok(Response::new(pb::CreateInboxResponse {
+            inbox: Some(wire::inbox(created)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -637,20 +492,15 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let limit = paging::page_size(request.page_size)?;
-                let after: Option<(String, Uuid)> = paging::decode_token(&request.page_token)?;
-                let rows = inbox::list(&self.pool, workspace_id, after, limit + 1).await?;
-                let (rows, next_page_token) =
-                    paging::finish(rows, limit, |i| (i.name.to_lowercase(), i.id));
-                Ok(pb::ListInboxesResponse {
-                    inboxes: rows.into_iter().map(wire::inbox).collect(),
-                    next_page_token,
-                })
-            }
-            .await,
-        )
+        let limit = paging::page_size(request.page_size)?;
+        let after: Option<(String, Uuid)> = paging::decode_token(&request.page_token)?;
+        let rows = inbox::list(&self.pool, workspace_id, after, limit + 1).await?;
+        let (rows, next_page_token) =
+            paging::finish(rows, limit, |i| (i.name.to_lowercase(), i.id));
+        Ok(Response::new(pb::ListInboxesResponse {
+            inboxes: rows.into_iter().map(wire::inbox).collect(),
+            next_page_token,
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -662,19 +512,14 @@ impl ConversationService for Api {
         caller.require(Role::Manager)?;
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
-        respond(
-            async {
-                let id = uuid("id", &request.id)?;
-                let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
-                self.check_contact_filter(workspace_id, &conditions).await?;
-                let mut conn = self.pool.acquire().await?;
-                let updated = inbox::update(&mut conn, workspace_id, id, name, &conditions).await?;
-                Ok(pb::UpdateInboxResponse {
-                    inbox: Some(wire::inbox(updated)),
-                })
-            }
-            .await,
-        )
+        let id = uuid("id", &request.id)?;
+        let (name, conditions) = wire::inbox_input(&request.name, request.conditions)?;
+        self.check_contact_filter(workspace_id, &conditions).await?;
+        let mut conn = db::acquire(&self.pool).await?;
+        let updated = inbox::update(&mut conn, workspace_id, id, name, &conditions).await?;
+        Ok(Response::new(pb::UpdateInboxResponse {
+            inbox: Some(wire::inbox(updated)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -685,15 +530,10 @@ impl ConversationService for Api {
         let caller = Caller::of(&request)?;
         caller.require(Role::Manager)?;
         let workspace_id = caller.workspace_id()?;
-        respond(
-            async {
-                let id = uuid("id", &request.get_ref().id)?;
-                let mut conn = self.pool.acquire().await?;
-                inbox::delete(&mut conn, workspace_id, id).await?;
-                Ok(pb::DeleteInboxResponse {})
-            }
-            .await,
-        )
+        let id = uuid("id", &request.get_ref().id)?;
+        let mut conn = db::acquire(&self.pool).await?;
+        inbox::delete(&mut conn, workspace_id, id).await?;
+        Ok(Response::new(pb::DeleteInboxResponse {}))
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -705,46 +545,39 @@ impl ConversationService for Api {
         let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
         let me = caller.subject.user_id();
-        respond(
-            async {
-                let limit = paging::page_size(request.page_size)?;
-                let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
-                let view = match wire::optional_uuid(&request.inbox_id, "inbox_id")? {
-                    Some(id) => {
-                        let mut conn = self.pool.acquire().await?;
-                        let conditions =
-                            inbox::get(&mut conn, workspace_id, id).await?.conditions();
-                        View {
-                            conversations: inbox::filter(&conditions, me, self.clock.now()),
-                            contacts: conditions.contact_filter,
-                        }
-                    }
-                    None => View {
-                        conversations: wire::built_in(request.built_in, &request.team_id, me)?,
-                        contacts: None,
-                    },
-                };
-                let directory = &self.assigner.directory;
-                let (rows, total) = tokio::try_join!(
-                    view::page(
-                        &self.pool,
-                        directory,
-                        workspace_id,
-                        &view,
-                        before,
-                        limit + 1
-                    ),
-                    view::count(&self.pool, directory, workspace_id, &view),
-                )?;
-                let (rows, next_page_token) =
-                    paging::finish(rows, limit, |c| (c.last_message_at, c.id));
-                Ok(pb::ListInboxConversationsResponse {
-                    conversations: rows.into_iter().map(wire::conversation).collect(),
-                    next_page_token,
-                    total,
-                })
+        let limit = paging::page_size(request.page_size)?;
+        let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
+        let view = match wire::optional_uuid(&request.inbox_id, "inbox_id")? {
+            Some(id) => {
+                let mut conn = db::acquire(&self.pool).await?;
+                let conditions = inbox::get(&mut conn, workspace_id, id).await?.conditions();
+                View {
+                    conversations: inbox::filter(&conditions, me, self.clock.now()),
+                    contacts: conditions.contact_filter,
+                }
             }
-            .await,
-        )
+            None => View {
+                conversations: wire::built_in(request.built_in, &request.team_id, me)?,
+                contacts: None,
+            },
+        };
+        let directory = &self.assigner.directory;
+        let (rows, total) = tokio::try_join!(
+            view::page(
+                &self.pool,
+                directory,
+                workspace_id,
+                &view,
+                before,
+                limit + 1
+            ),
+            view::count(&self.pool, directory, workspace_id, &view),
+        )?;
+        let (rows, next_page_token) = paging::finish(rows, limit, |c| (c.last_message_at, c.id));
+        Ok(Response::new(pb::ListInboxConversationsResponse {
+            conversations: rows.into_iter().map(wire::conversation).collect(),
+            next_page_token,
+            total,
+        }))
     }
 }

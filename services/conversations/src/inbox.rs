@@ -276,8 +276,7 @@ pub async fn update(
     .bind(name)
     .bind(conditions.encode_to_vec())
     .fetch_optional(conn)
-    .await
-    .map_err(Error::from)?
+    .await?
     .ok_or(Error::NotFound("inbox"))
 }
 

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 mod directory;
 mod error;
+mod handling;
 pub mod inbound;
 pub mod inbox;
 pub mod lifecycle;

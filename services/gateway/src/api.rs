@@ -69,7 +69,7 @@ impl GatewayService for Api {
         request: Request<pb::GetChannelRequest>,
     ) -> Result<Response<pb::GetChannelResponse>, Status> {
         let caller = Caller::of(&request)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         let channel = store::channel(&self.channels.pool, caller.workspace_id()?, id).await?;
         Ok(Response::new(pb::GetChannelResponse {
             channel: Some(self.channels.to_pb(channel)),
@@ -83,8 +83,8 @@ impl GatewayService for Api {
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
         let caller = Caller::of(&request)?;
         let request = request.into_inner();
-        let limit = paging::page_size(request.page_size).map_err(Error::from)?;
-        let after = paging::decode_token(&request.page_token).map_err(Error::from)?;
+        let limit = paging::page_size(request.page_size)?;
+        let after = paging::decode_token(&request.page_token)?;
         let rows = store::list_channels(
             &self.channels.pool,
             caller.workspace_id()?,
@@ -122,7 +122,7 @@ impl GatewayService for Api {
     ) -> Result<Response<pb::DeleteChannelResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Manager)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         self.channels.delete(caller.workspace_id()?, id).await?;
         Ok(Response::new(pb::DeleteChannelResponse {}))
     }
@@ -134,7 +134,7 @@ impl GatewayService for Api {
     ) -> Result<Response<pb::TestChannelResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.require(Role::Manager)?;
-        let id = uuid("id", &request.get_ref().id).map_err(Error::from)?;
+        let id = uuid("id", &request.get_ref().id)?;
         Ok(Response::new(
             self.channels.test(caller.workspace_id()?, id).await?,
         ))

@@ -114,7 +114,7 @@ impl WorkspaceService for Api {
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let (actor, ws) = authorize(&request, Role::Owner)?;
         let request = request.into_inner();
-        let role = wire::role(request.role).map_err(Error::from)?;
+        let role = wire::role(request.role)?;
         let (key, secret) = api_keys::create(&self.pool, &actor, ws, &request.name, role).await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(wire::api_key(key)),
@@ -336,7 +336,7 @@ impl WorkspaceService for Api {
         let (actor, ws) = authorize(&request, Role::Agent)?;
         let request = request.into_inner();
         let user_id = id("user_id", &request.user_id)?;
-        let availability = wire::availability(request.availability).map_err(Error::from)?;
+        let availability = wire::availability(request.availability)?;
         let user = users::set_availability(&self.pool, &actor, ws, user_id, availability).await?;
         Ok(Response::new(pb::SetUserAvailabilityResponse {
             user: Some(wire::user(user)),

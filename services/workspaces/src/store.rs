@@ -578,8 +578,7 @@ pub async fn rename_team(
     .bind(id)
     .bind(name)
     .fetch_optional(conn)
-    .await
-    .map_err(Error::from)?
+    .await?
     .ok_or(Error::NotFound("team"))
 }
 

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, PgPool, Postgres};
 
 use crate::config::{DatabaseSettings, ServiceName};
 
@@ -52,6 +53,11 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// A connection of `pool` for a handler, a pool timeout being UNAVAILABLE as everywhere.
+pub async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, crate::error::Error> {
+    Ok(pool.acquire().await?)
 }
 
 /// Applies the platform's and then the service's migrations.

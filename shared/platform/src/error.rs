@@ -300,6 +300,19 @@ impl From<Violations> for Error {
     }
 }
 
+/// A handler's `?` on a bad field answers INVALID_ARGUMENT, as through [`Error`].
+impl From<FieldError> for Status {
+    fn from(violation: FieldError) -> Self {
+        Error::from(violation).into()
+    }
+}
+
+impl From<Violations> for Status {
+    fn from(violations: Violations) -> Self {
+        Error::from(violations).into()
+    }
+}
+
 fn bad_request(violations: &Violations) -> ErrorDetails {
     let mut details = ErrorDetails::new();
     for v in violations.iter() {
