@@ -168,16 +168,7 @@ impl Profile {
 
     /// The values of [`Profile::FIELDS`], in order.
     pub fn values(&self) -> [&String; 8] {
-        [
-            &self.first_name,
-            &self.last_name,
-            &self.email,
-            &self.phone,
-            &self.language,
-            &self.country,
-            &self.timezone,
-            &self.picture_url,
-        ]
+        ism_proto::profile_values!(self)
     }
 
     /// Checks and normalizes every default field of `p`.

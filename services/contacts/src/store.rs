@@ -47,16 +47,7 @@ pub struct Contact {
 impl Contact {
     /// The default fields, in the order of [`Profile::FIELDS`].
     pub fn profile(&self) -> [&String; 8] {
-        [
-            &self.first_name,
-            &self.last_name,
-            &self.email,
-            &self.phone,
-            &self.language,
-            &self.country,
-            &self.timezone,
-            &self.picture_url,
-        ]
+        ism_proto::profile_values!(self)
     }
 }
 

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::publish::{emit, id_or_empty};
-use crate::store::{CONVERSATION, Conversation};
+use crate::states::Status;
+use crate::store::{self, CONVERSATION, Conversation};
 use ism_platform::events::topics;
 
 /// How a decision chooses among eligible Users.
@@ -40,6 +41,24 @@ pub struct Rules {
 pub struct Candidate {
     pub user_id: Uuid,
     pub online: bool,
+}
+
+/// Locks a conversation to assign it; a closed one is FAILED_PRECONDITION naming
+/// `field`.
+pub async fn lock_assignable(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    field: &'static str,
+) -> Result<Conversation, Error> {
+    let current = store::lock_conversation(conn, workspace_id, id).await?;
+    if current.status == Status::Closed {
+        return Err(Error::precondition(
+            field,
+            "a closed conversation is not assigned",
+        ));
+    }
+    Ok(current)
 }
 
 /// Sets the conversation's User and Team, emitting `conversations.conversation.assigned`.

@@ -7,7 +7,6 @@ use crate::assign::{self, Rules, Strategy};
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::settings::{self, WorkspaceSettings};
-use crate::states::Status;
 use crate::store::{self, Conversation};
 
 /// Conversations handed out per backlog pass, so one pass stays short.
@@ -50,13 +49,9 @@ impl Assigner {
             .candidates(workspace_id, rules.team_id, "rules.team_id")
             .await?;
         let mut tx = self.pool.begin().await?;
-        let current = store::lock_conversation(&mut tx, workspace_id, conversation_id).await?;
-        if current.status == Status::Closed {
-            return Err(Error::precondition(
-                "conversation_id",
-                "a closed conversation is not assigned",
-            ));
-        }
+        let current =
+            assign::lock_assignable(&mut tx, workspace_id, conversation_id, "conversation_id")
+                .await?;
         let decided = assign::decide(&mut tx, &current, rules, &candidates, assigned_by).await?;
         tx.commit().await?;
         Ok(match decided {

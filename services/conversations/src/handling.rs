@@ -10,7 +10,6 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::lifecycle::{self, Closing};
 use crate::settings;
-use crate::states::Status;
 use crate::store::{self, Conversation};
 
 /// The handling use cases, with the server's dependencies.
@@ -103,13 +102,7 @@ impl Handling<'_> {
                 .await?;
         }
         let mut tx = self.pool.begin().await?;
-        let current = store::lock_conversation(&mut tx, workspace_id, id).await?;
-        if current.status == Status::Closed {
-            return Err(Error::precondition(
-                "id",
-                "a closed conversation is not assigned",
-            ));
-        }
+        let current = assign::lock_assignable(&mut tx, workspace_id, id, "id").await?;
         let conversation = assign::assign(&mut tx, &current, user_id, team_id, assigned_by).await?;
         tx.commit().await?;
         Ok(conversation)

@@ -25,6 +25,24 @@ pub mod gateway {
         tonic::include_proto!("ism.gateway.v1");
     }
 }
+/// References to the profile fields of any value with them (the API's Contact, a stored
+/// Contact, a normalized profile), in the order of `Contact::PROFILE_FIELDS`.
+#[macro_export]
+macro_rules! profile_values {
+    ($contact:expr) => {
+        [
+            &$contact.first_name,
+            &$contact.last_name,
+            &$contact.email,
+            &$contact.phone,
+            &$contact.language,
+            &$contact.country,
+            &$contact.timezone,
+            &$contact.picture_url,
+        ]
+    };
+}
+
 pub mod contacts {
     pub mod v1 {
         tonic::include_proto!("ism.contacts.v1");
@@ -46,16 +64,7 @@ pub mod contacts {
 
             /// The values of [`Contact::PROFILE_FIELDS`], in order.
             pub fn profile(&self) -> [&String; 8] {
-                [
-                    &self.first_name,
-                    &self.last_name,
-                    &self.email,
-                    &self.phone,
-                    &self.language,
-                    &self.country,
-                    &self.timezone,
-                    &self.picture_url,
-                ]
+                crate::profile_values!(self)
             }
         }
     }
