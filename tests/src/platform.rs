@@ -159,6 +159,13 @@ impl Platform {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Closes the platform's socket `name` (`contacts.grpc`...): until a process binds its
+    /// port itself, connections to it are refused, as they are to a service that is down
+    /// in production. Processes started afterwards are not handed that socket.
+    pub fn unbind(&mut self, name: &str) {
+        self.sockets.retain(|socket| socket.name != name);
+    }
+
     /// Starts `ism serve <what>` in the background on the platform's sockets (a process
     /// started again takes over the same ones); its log goes to target/e2e-logs.
     pub fn spawn(&mut self, what: &str) -> usize {

@@ -1,10 +1,11 @@
 //! Nothing lost, nothing doubled: a process killed with SIGKILL mid-flow, restarted, ends
-//! with every accepted message stored exactly once; poison events are dead-lettered with
-//! their reason; SIGTERM drains and exits cleanly.
+//! with every accepted message stored exactly once; an outage of a peer service delays
+//! events and dead-letters none; poison events are dead-lettered with their reason;
+//! SIGTERM drains and exits cleanly.
 use std::time::Duration;
 
 use ism_e2e::{Platform, Receiver, eventually};
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
@@ -192,4 +193,82 @@ async fn sigterm_drains_and_exits_cleanly() {
         platform.stored_external_ids(&tenant, 1).await,
         vec!["before-stop"]
     );
+}
+
+/// Longer than the whole retry schedule of a fixed attempt count (8 attempts from the
+/// harness' 50 ms, doubling, with jitter: 13 s at most), well short of the retry time
+/// budget.
+const OUTAGE: Duration = Duration::from_secs(15);
+
+/// Messages waiting in `queue`, without consuming them.
+async fn waiting(queue: &str) -> u32 {
+    let conn = Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    declared.message_count()
+}
+
+#[tokio::test]
+async fn a_contacts_outage_delays_inbound_messages_and_dead_letters_none() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_AMQP__RETRY_MAX_DELAY_MS", "1000");
+    let tenant = platform.bootstrap(&receiver.url);
+    // Everything but contacts, which conversations asks for every inbound sender; calls
+    // to it are refused, as to a service that is down.
+    platform.unbind("contacts.grpc");
+    for service in ["workspaces", "gateway", "conversations"] {
+        platform.spawn(service);
+    }
+    eventually(
+        Duration::from_secs(60),
+        "the gateway and conversations",
+        || {
+            let platform = &platform;
+            async move {
+                (platform.serving("gateway").await && platform.serving("conversations").await)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    let body = serde_json::to_vec(&json!({
+        "message_id": "during-the-outage",
+        "from": {"id": "c-outage"},
+        "text": "hello while contacts is down",
+    }))
+    .unwrap();
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
+    assert_eq!(code, 200, "accepted while contacts is down");
+
+    tokio::time::sleep(OUTAGE).await;
+    let dlq = format!("{}.dlq", platform.queue("conversations.inbound"));
+    assert_eq!(
+        waiting(&dlq).await,
+        0,
+        "nothing dead-lettered by the outage"
+    );
+
+    platform.spawn("contacts");
+    let stored = platform.stored_external_ids(&tenant, 1).await;
+    assert_eq!(stored, ["during-the-outage"], "stored once the outage ends");
+    assert_eq!(waiting(&dlq).await, 0);
 }

@@ -136,8 +136,13 @@ pub struct AmqpSettings {
     pub exchange: String,
     pub queue_prefix: String,
     pub prefetch: u16,
-    pub max_attempts: u32,
+    /// How long an event whose handling fails for a passing reason (a peer, the database
+    /// or the broker unavailable) keeps being retried before it is dead-lettered.
+    pub retry_for_seconds: u64,
+    /// First retry delay; doubles per attempt up to `retry_max_delay_ms`, with jitter.
     pub retry_base_ms: u64,
+    /// Longest wait between two retries of an event.
+    pub retry_max_delay_ms: u64,
     pub relay_batch: i64,
     pub consumer_lanes: usize,
     pub queue_type: QueueType,
@@ -182,6 +187,9 @@ pub enum LogFormat {
 pub struct GrpcSettings {
     pub host: String,
     pub request_timeout_ms: u64,
+    /// Longest a call to another service made outside a request (an event handler, a
+    /// job) may take; within a request, what is left of the caller's deadline.
+    pub peer_timeout_ms: u64,
     pub concurrency_limit: usize,
 }
 

@@ -24,11 +24,10 @@ pub fn remaining() -> Option<Duration> {
         .ok()
 }
 
-/// Sets `request`'s timeout to what is left of the current call's deadline, if any.
-pub fn pass_on<T>(request: &mut tonic::Request<T>) {
-    if let Some(remaining) = remaining() {
-        request.set_timeout(remaining);
-    }
+/// Sets `request`'s timeout to what is left of the current call's deadline, or to
+/// `otherwise` outside a call.
+pub fn pass_on<T>(request: &mut tonic::Request<T>, otherwise: Duration) {
+    request.set_timeout(remaining().unwrap_or(otherwise));
 }
 
 /// A `grpc-timeout` header value (`<digits><unit>`, unit one of `H M S m u n`).
@@ -122,7 +121,7 @@ mod tests {
     async fn remaining_seen_by_handler(header: Option<&str>, limit: Duration) -> Duration {
         let handler = tower::service_fn(|_: http::Request<()>| async {
             let mut outgoing = tonic::Request::new(());
-            pass_on(&mut outgoing);
+            pass_on(&mut outgoing, Duration::from_secs(99));
             let passed = outgoing
                 .metadata()
                 .get("grpc-timeout")
@@ -158,10 +157,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn outside_a_call_nothing_is_passed_on() {
+    async fn outside_a_call_the_fallback_bounds_a_peer_call() {
         assert_eq!(remaining(), None);
         let mut request = tonic::Request::new(());
-        pass_on(&mut request);
-        assert!(request.metadata().get("grpc-timeout").is_none());
+        pass_on(&mut request, Duration::from_secs(7));
+        let passed = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        assert_eq!(passed, Some(Duration::from_secs(7)));
     }
 }

@@ -1,6 +1,7 @@
 //! Calls to another service of the platform.
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -20,14 +21,23 @@ pub struct Peer<C> {
     name: ServiceName,
     client: C,
     tokens: Arc<ServiceTokens>,
+    /// The timeout of a call made outside a request.
+    timeout: Duration,
 }
 
 impl<C: Clone> Peer<C> {
-    pub fn new(name: ServiceName, client: C, tokens: Arc<ServiceTokens>) -> Self {
+    /// A client of `name`; a call made outside a request waits at most `timeout`.
+    pub fn new(
+        name: ServiceName,
+        client: C,
+        tokens: Arc<ServiceTokens>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             name,
             client,
             tokens,
+            timeout,
         }
     }
 
@@ -68,7 +78,7 @@ impl<C: Clone> Peer<C> {
             .map_err(|status| {
                 Error::from_peer(ServiceName::Workspaces.as_str(), "service token", &status)
             })?;
-        deadline::pass_on(&mut request);
+        deadline::pass_on(&mut request, self.timeout);
         Ok(rpc(self.client.clone(), request)
             .await
             .map(Response::into_inner))

@@ -155,7 +155,13 @@ impl Service {
         client: impl FnOnce(Channel) -> C,
     ) -> anyhow::Result<Peer<C>> {
         let channel = grpc::channel(self.endpoint(name))?;
-        Ok(Peer::new(name, client(channel), self.service_tokens()?))
+        let timeout = Duration::from_millis(self.settings.grpc.peer_timeout_ms);
+        Ok(Peer::new(
+            name,
+            client(channel),
+            self.service_tokens()?,
+            timeout,
+        ))
     }
 
     /// Serves `routes` (authenticated by `verifier`, except `public_rpcs`) and waits for

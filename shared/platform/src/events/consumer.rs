@@ -399,10 +399,12 @@ impl<H: EventHandler> Lane<H> {
             };
             self.handler.handle(event.clone(), ctx)
         };
+        let settings = &self.amqp.settings;
         let policy = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.amqp.settings.retry_base_ms))
-            .with_max_delay(Duration::from_secs(30))
-            .with_max_times(self.amqp.settings.max_attempts.saturating_sub(1) as usize)
+            .with_min_delay(Duration::from_millis(settings.retry_base_ms))
+            .with_max_delay(Duration::from_millis(settings.retry_max_delay_ms))
+            .without_max_times()
+            .with_total_delay(Some(Duration::from_secs(settings.retry_for_seconds)))
             .with_jitter();
         let result = attempt
             .retry(policy)
@@ -433,8 +435,15 @@ impl<H: EventHandler> Lane<H> {
                 "requeued"
             }
             Err(e) => {
-                tracing::error!(error = %e, "event dead-lettered");
-                self.dead_letter(&delivery, &e.to_string()).await;
+                let reason = match e {
+                    HandlerError::Transient(e) => format!(
+                        "still failing after {} s of retries: {e:#}",
+                        settings.retry_for_seconds
+                    ),
+                    permanent => permanent.to_string(),
+                };
+                tracing::error!(%reason, "event dead-lettered");
+                self.dead_letter(&delivery, &reason).await;
                 "dead_lettered"
             }
         };
