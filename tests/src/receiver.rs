@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use tokio::sync::Semaphore;
 
 /// One POST the receiver got.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ struct Inner {
     received: Vec<Received>,
     /// Answers for the next requests, in order; then 200.
     script: Vec<(u16, String)>,
+    /// When set, each answer waits for a permit of this gate.
+    gate: Option<Arc<Semaphore>>,
 }
 
 /// A local HTTP server receiving outbound messages.
@@ -49,6 +52,14 @@ impl Receiver {
         inner.script = answers.iter().map(|(c, b)| (*c, (*b).to_owned())).collect();
     }
 
+    /// From now on each request is recorded at once but answered only when the returned
+    /// gate lets it (`gate.add_permits(n)`).
+    pub fn hold_answers(&self) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        self.inner.lock().expect("receiver lock").gate = Some(gate.clone());
+        gate
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().expect("receiver lock").received.clone()
     }
@@ -59,15 +70,21 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let mut inner = inner.lock().expect("receiver lock");
-    inner.received.push(Received { headers, body });
-    let (code, body) = if inner.script.is_empty() {
-        (
-            200,
-            format!("{{\"message_id\":\"biz-{}\"}}", inner.received.len()),
-        )
-    } else {
-        inner.script.remove(0)
+    let (code, body, gate) = {
+        let mut inner = inner.lock().expect("receiver lock");
+        inner.received.push(Received { headers, body });
+        let (code, body) = if inner.script.is_empty() {
+            (
+                200,
+                format!("{{\"message_id\":\"biz-{}\"}}", inner.received.len()),
+            )
+        } else {
+            inner.script.remove(0)
+        };
+        (code, body, inner.gate.clone())
     };
+    if let Some(gate) = gate {
+        gate.acquire().await.expect("gate open").forget();
+    }
     (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body)
 }

@@ -272,3 +272,72 @@ async fn a_contacts_outage_delays_inbound_messages_and_dead_letters_none() {
     assert_eq!(stored, ["during-the-outage"], "stored once the outage ends");
     assert_eq!(waiting(&dlq).await, 0);
 }
+
+/// The gateway's record of what a receiver answered fails for longer than the delivery's
+/// lease (the gateway's database refuses the write): the reply is still POSTed once, and
+/// the record lands when the database takes writes again.
+#[tokio::test]
+async fn a_reply_whose_outcome_cannot_be_recorded_is_not_sent_again() {
+    use ism_proto::conversations::v1 as conv;
+    use ism_proto::types::v1::{MessageContent, Text, message_content};
+
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    // A lease of 2 × 2 s + 5 s = 9 s.
+    platform.set("ISM_GATEWAY__DELIVERY_TIMEOUT_MS", "2000");
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let (code, _) = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &message("hello-1", "c-record"),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let api = platform.api(&tenant).await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+
+    let gate = receiver.hold_answers();
+    let reply = api
+        .send_message(conv::SendMessageRequest {
+            conversation_id: conversation.id.clone(),
+            content: Some(MessageContent {
+                kind: Some(message_content::Kind::Text(Text {
+                    body: "answered once".into(),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    eventually(WAIT, "the reply at the receiver", || {
+        let posted = receiver.received().len();
+        async move { (posted == 1).then_some(()) }
+    })
+    .await;
+    // While the receiver holds its 200, the gateway's database starts refusing every
+    // change of a delivery, for longer than the lease.
+    let gateway = platform.database("gateway").await;
+    for statement in [
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$",
+        "CREATE TRIGGER refuse BEFORE UPDATE ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ] {
+        sqlx::query(statement).execute(&gateway).await.unwrap();
+    }
+    gate.add_permits(100);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    sqlx::query("DROP TRIGGER refuse ON deliveries")
+        .execute(&gateway)
+        .await
+        .unwrap();
+
+    api.wait_for_message(&reply.id, WAIT, "the reply recorded as sent", |m| {
+        m.status == ism_proto::types::v1::DeliveryStatus::Sent as i32
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.received().len(), 1, "POSTed once");
+}

@@ -1,7 +1,7 @@
 //! Outbound delivery: requests arrive as events and are queued durably; a worker sends
 //! them, retries transient failures with backoff and jitter, and reports every final
 //! status as `gateway.message.status`.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,6 +133,9 @@ pub struct Worker {
     pub limiter: Arc<Limiter>,
     /// The gateway's public URL, without a trailing slash (status callbacks).
     pub public_url: String,
+    /// Deliveries handed to their provider whose outcome is not recorded yet: never
+    /// claimed again by this process, whatever their lease says.
+    pub unrecorded: std::sync::Mutex<HashSet<Uuid>>,
 }
 
 /// What a batch of claimed deliveries shares, read once: their channels (a channel
@@ -202,18 +205,21 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 permit = slots.clone().acquire_many_owned(batch_size as u32) => permit?,
             };
-            let due = match store::claim_due(&worker.pool, batch_size as i64, lease).await {
-                Ok(due) => due,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming deliveries failed");
-                    Vec::new()
-                }
-            };
+            let withheld: Vec<Uuid> = worker.withheld().into_iter().collect();
+            let due =
+                match store::claim_due(&worker.pool, batch_size as i64, lease, &withheld).await {
+                    Ok(due) => due,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming deliveries failed");
+                        Vec::new()
+                    }
+                };
             let full = due.len() >= batch_size;
             if !due.is_empty() {
                 let worker = worker.clone();
+                let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    worker.clone().deliver(due).await;
+                    worker.clone().deliver(due, &shutdown).await;
                     drop(permit);
                     // Deliveries waiting behind these recipients' are due now.
                     worker.wake.notify_one();
@@ -233,7 +239,7 @@ impl Worker {
     }
 
     /// Sends a claimed batch and records its outcomes.
-    async fn deliver(self: Arc<Self>, due: Vec<Delivery>) {
+    async fn deliver(self: Arc<Self>, due: Vec<Delivery>, shutdown: &CancellationToken) {
         let batch = Arc::new(Batch::load(&self, &due).await.map_err(|e| e.to_string()));
         let finished: Vec<store::Finished> = futures::stream::iter(due)
             .map(|delivery| {
@@ -244,9 +250,51 @@ impl Worker {
             .filter_map(std::future::ready)
             .collect()
             .await;
-        if let Err(e) = store::finish_attempts(&self.pool, &finished).await {
-            // The leases run out and the deliveries are attempted again.
-            tracing::warn!(error = %e, "recording delivery attempts failed");
+        self.record(&finished, shutdown).await;
+    }
+
+    fn withheld(&self) -> HashSet<Uuid> {
+        self.unrecorded
+            .lock()
+            .map(|ids| ids.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records what the providers answered. A failure to record is retried as a record,
+    /// never as a new send: until it succeeds the deliveries stay out of this process'
+    /// claims. Only a crash (or a stop while the database is down) leaves them to their
+    /// lease, after which they are sent again: the window no provider closes for us.
+    async fn record(&self, finished: &[store::Finished], shutdown: &CancellationToken) {
+        let ids: Vec<Uuid> = finished.iter().map(|f| f.message_id).collect();
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times()
+            .with_jitter()
+            .build();
+        let mut withheld = false;
+        loop {
+            let Err(e) = store::finish_attempts(&self.pool, finished).await else {
+                break;
+            };
+            if !withheld {
+                if let Ok(mut unrecorded) = self.unrecorded.lock() {
+                    unrecorded.extend(&ids);
+                }
+                withheld = true;
+            }
+            if shutdown.is_cancelled() {
+                tracing::error!(error = %e, deliveries = ids.len(), "stopping with delivery outcomes unrecorded; their leases will send them again");
+                return;
+            }
+            let wait = delays.next().unwrap_or(Duration::from_secs(2));
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "recording delivery outcomes failed; retrying the record");
+            tokio::time::sleep(wait).await;
+        }
+        if withheld && let Ok(mut unrecorded) = self.unrecorded.lock() {
+            for id in &ids {
+                unrecorded.remove(id);
+            }
         }
     }
 

@@ -67,6 +67,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         wake,
         limiter: Limiter::new(ServiceName::Gateway, &settings.redis, &settings.rate_limit),
         public_url: public_url.clone(),
+        unrecorded: Default::default(),
     };
     service.spawn(worker.run(shutdown.clone()));
 

@@ -318,6 +318,7 @@ pub async fn claim_due(
     pool: &PgPool,
     limit: i64,
     lease_seconds: f64,
+    withheld: &[Uuid],
 ) -> Result<Vec<Delivery>, Error> {
     Ok(sqlx::query_as(
         "UPDATE deliveries SET status = 'sending', locked_until = now() + make_interval(secs => $2), updated_at = now()
@@ -325,6 +326,7 @@ pub async fn claim_due(
              SELECT message_id FROM deliveries d
              WHERE next_attempt_at <= now()
                AND (status = 'queued' OR (status = 'sending' AND locked_until < now()))
+               AND NOT (message_id = ANY($3))
                -- One recipient's messages leave in the order they were asked for.
                AND NOT EXISTS (
                    SELECT 1 FROM deliveries e
@@ -339,6 +341,7 @@ pub async fn claim_due(
     .persistent(false)
     .bind(limit)
     .bind(lease_seconds)
+    .bind(withheld)
     .fetch_all(pool)
     .await?)
 }

@@ -96,10 +96,13 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
     // A due delivery is claimed by one worker; a second claim finds nothing while leased,
     // and the retry outcome puts it back in the future.
     queue_delivery(&pool, &channel, "c1").await;
-    let claimed = store::claim_due(&pool, 10, 30.0).await.unwrap();
+    let claimed = store::claim_due(&pool, 10, 30.0, &[]).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert!(
-        store::claim_due(&pool, 10, 30.0).await.unwrap().is_empty(),
+        store::claim_due(&pool, 10, 30.0, &[])
+            .await
+            .unwrap()
+            .is_empty(),
         "leased deliveries are not claimed twice"
     );
     let retry = Outcome::Retry {
@@ -118,7 +121,10 @@ async fn an_inbound_message_and_its_event_are_recorded_once() {
     .await
     .unwrap();
     assert!(
-        store::claim_due(&pool, 10, 30.0).await.unwrap().is_empty(),
+        store::claim_due(&pool, 10, 30.0, &[])
+            .await
+            .unwrap()
+            .is_empty(),
         "not due before its backoff"
     );
     let (status, attempts, error): (String, i32, String) =
@@ -138,7 +144,7 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
     let queue = |recipient| queue_delivery(&pool, &channel, recipient);
     let (a1, a2, b1) = (queue("a").await, queue("a").await, queue("b").await);
 
-    let mut claimed: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
+    let mut claimed: Vec<Uuid> = store::claim_due(&pool, 10, 30.0, &[])
         .await
         .unwrap()
         .into_iter()
@@ -146,7 +152,7 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
         .collect();
     claimed.sort();
     assert_eq!(claimed, vec![a1, b1], "a's second waits for its first");
-    let first = store::claim_due(&pool, 10, 30.0).await.unwrap();
+    let first = store::claim_due(&pool, 10, 30.0, &[]).await.unwrap();
     assert!(
         first.is_empty(),
         "nothing else is due while a1 is being sent"
@@ -154,7 +160,7 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
 
     // A rate-limit postponement keeps a1 ahead of a2.
     store::postpone(&pool, a1, 0).await.unwrap();
-    let again: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
+    let again: Vec<Uuid> = store::claim_due(&pool, 10, 30.0, &[])
         .await
         .unwrap()
         .into_iter()
@@ -181,7 +187,7 @@ async fn one_recipients_deliveries_are_claimed_one_at_a_time_in_order() {
             .await
             .unwrap();
     assert_eq!(external, "p-a1");
-    let next: Vec<Uuid> = store::claim_due(&pool, 10, 30.0)
+    let next: Vec<Uuid> = store::claim_due(&pool, 10, 30.0, &[])
         .await
         .unwrap()
         .into_iter()
@@ -220,7 +226,10 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
     for recipient in ["a", "b", "c"] {
         ids.push(queue_delivery(&pool, &channel, recipient).await);
     }
-    assert_eq!(store::claim_due(&pool, 10, 30.0).await.unwrap().len(), 3);
+    assert_eq!(
+        store::claim_due(&pool, 10, 30.0, &[]).await.unwrap().len(),
+        3
+    );
     let event = || {
         topics::MESSAGE_STATUS.event(channel.workspace_id, "k", &MessageStatusChanged::default())
     };
@@ -318,7 +327,7 @@ async fn hot_statements_probe_by_key_on_tables_never_analysed() {
     store::last_inbound(&guarded, &[(channel.id, "c0-1".to_owned())])
         .await
         .unwrap();
-    let claimed = store::claim_due(&guarded, 10, 30.0).await.unwrap();
+    let claimed = store::claim_due(&guarded, 10, 30.0, &[]).await.unwrap();
     store::postpone(&guarded, claimed[0].message_id, 0)
         .await
         .unwrap();
