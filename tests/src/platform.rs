@@ -93,7 +93,10 @@ impl Platform {
         env.insert("ISM_REDIS__KEY_PREFIX".into(), id.clone());
         env.insert("ISM_GRPC__HOST".into(), "127.0.0.1".into());
         env.insert("ISM_GATEWAY__DELIVERY_RETRY_BASE_MS".into(), "100".into());
-        env.insert("ISM_GATEWAY__DELIVERY_MAX_ATTEMPTS".into(), "3".into());
+        env.insert(
+            "ISM_GATEWAY__DELIVERY_RETRY_FOR_SECONDS".into(),
+            "60".into(),
+        );
         env.insert(
             "ISM_TELEMETRY__LOG_FILTER".into(),
             "info,sqlx=warn,lapin=warn".into(),

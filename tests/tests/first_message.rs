@@ -156,3 +156,41 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
     assert_eq!(statuses[1].external_message_id, "ok-2");
     assert_eq!(receiver.received().len(), 3);
 }
+
+/// A receiver that answers 503 for a while (a restart) gets the reply once it is back:
+/// retries run for a time budget, not a handful of attempts.
+#[tokio::test]
+async fn a_reply_rides_out_a_receivers_restart() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let api = platform.api(&tenant).await;
+    let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body)
+        .await;
+    assert_eq!(code, 200);
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+
+    let restarting = [(503, "restarting"); 6];
+    receiver.script(&restarting);
+    let reply = api
+        .send_message(SendMessageRequest {
+            conversation_id: conversation.id.clone(),
+            content: text("Still there?"),
+            client_message_id: "after-restart".into(),
+            snippet_id: String::new(),
+        })
+        .await;
+    let done = api
+        .wait_for_message(&reply.id, Duration::from_secs(60), "a final status", |m| {
+            m.status != DeliveryStatus::Pending as i32
+        })
+        .await;
+    assert_eq!(
+        done.status,
+        DeliveryStatus::Sent as i32,
+        "{}",
+        done.failure_reason
+    );
+    assert_eq!(receiver.received().len(), 7, "six 503s, then the 200");
+}

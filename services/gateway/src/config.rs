@@ -10,7 +10,9 @@ pub struct GatewaySettings {
     pub public_url: String,
     pub body_limit_bytes: usize,
     pub delivery_timeout_ms: u64,
-    pub delivery_max_attempts: i32,
+    /// How long after it was asked for a delivery that keeps failing for a passing
+    /// reason is retried before it fails for good.
+    pub delivery_retry_for_seconds: u64,
     pub delivery_retry_base_ms: u64,
     pub delivery_concurrency: usize,
     /// How long a webhook may use a channel's row and credentials read earlier.
@@ -35,8 +37,8 @@ impl Section for GatewaySettings {
         at_least("body_limit_bytes", self.body_limit_bytes as u64, 1024);
         at_least("delivery_timeout_ms", self.delivery_timeout_ms, 100);
         at_least(
-            "delivery_max_attempts",
-            self.delivery_max_attempts.max(0) as u64,
+            "delivery_retry_for_seconds",
+            self.delivery_retry_for_seconds,
             1,
         );
         at_least("delivery_concurrency", self.delivery_concurrency as u64, 1);

@@ -341,17 +341,18 @@ impl Worker {
             },
         };
         let outcome = match outcome {
-            Outcome::Retry { reason, kind, .. }
-                if delivery.attempts + 1 >= self.settings.delivery_max_attempts =>
-            {
-                Outcome::Failed {
-                    reason: format!(
-                        "gave up after {} attempts; last error: {reason}",
-                        delivery.attempts + 1
-                    ),
-                    kind,
-                }
-            }
+            Outcome::Retry {
+                reason,
+                kind,
+                after_ms,
+            } if self.out_of_time(&delivery, after_ms) => Outcome::Failed {
+                reason: format!(
+                    "gave up after {} attempts in {} s; last error: {reason}",
+                    delivery.attempts + 1,
+                    (Utc::now() - delivery.created_at).num_seconds()
+                ),
+                kind,
+            },
             other => other,
         };
         let event = match &outcome {
@@ -398,6 +399,12 @@ impl Worker {
             reason,
             external_message_id,
         )
+    }
+
+    /// Whether a retry `after_ms` from now would fall past the delivery's retry budget.
+    fn out_of_time(&self, delivery: &Delivery, after_ms: i64) -> bool {
+        let budget = chrono::TimeDelta::seconds(self.settings.delivery_retry_for_seconds as i64);
+        Utc::now() + chrono::TimeDelta::milliseconds(after_ms) > delivery.created_at + budget
     }
 
     fn backoff_ms(&self, attempts: i32) -> i64 {

@@ -310,6 +310,8 @@ pub struct Delivery {
     pub recipient: String,
     pub content: Vec<u8>,
     pub attempts: i32,
+    /// When the delivery was asked for: its retry budget counts from here.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Claims up to `limit` due deliveries for `lease` seconds; a crashed sender's claims
@@ -334,7 +336,7 @@ pub async fn claim_due(
                      AND e.status IN ('queued', 'sending')
                      AND (e.created_at, e.message_id) < (d.created_at, d.message_id))
              ORDER BY next_attempt_at, created_at, message_id LIMIT $1 FOR UPDATE SKIP LOCKED)
-         RETURNING message_id, workspace_id, channel_id, requested_by, recipient, content, attempts",
+         RETURNING message_id, workspace_id, channel_id, requested_by, recipient, content, attempts, created_at",
     )
     // Planned afresh each time: a plan cached while the queue was empty would sort the
     // whole table once it is not.

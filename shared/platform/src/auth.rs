@@ -181,7 +181,11 @@ impl Caller {
 pub struct Verifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
     source: Option<WorkspaceServiceClient<Channel>>,
+    /// When the keys were last fetched successfully.
     last_refresh: Mutex<Option<Instant>>,
+    /// Held while the keys are fetched: a call naming an unknown key waits for a fetch in
+    /// flight instead of being refused meanwhile.
+    refreshing: tokio::sync::Mutex<()>,
     /// Tokens whose signature already checked out, by their exact text, with their key id:
     /// an Ed25519 verification costs tens of microseconds, a lookup well under one. Expiry
     /// and the key's presence are checked again on every hit.
@@ -195,6 +199,7 @@ impl Verifier {
             keys: RwLock::new(keys),
             source: None,
             last_refresh: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
             verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
         })
     }
@@ -207,6 +212,7 @@ impl Verifier {
             keys: RwLock::new(HashMap::new()),
             source: Some(WorkspaceServiceClient::new(channel)),
             last_refresh: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
             verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
         });
         let weak = Arc::downgrade(&verifier);
@@ -226,11 +232,35 @@ impl Verifier {
         Ok(verifier)
     }
 
+    /// Waits until the keys are loaded (retrying while the workspaces service cannot give
+    /// them) or `shutdown`: a server reports SERVING only after this, so it never refuses
+    /// a valid token for want of its key.
+    pub async fn ready(&self, shutdown: &tokio_util::sync::CancellationToken) {
+        let mut wait = Duration::from_millis(100);
+        while !shutdown.is_cancelled() && !self.loaded() {
+            if let Err(e) = self.refresh().await {
+                tracing::info!(error = %e, "token keys not loaded yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+
+    fn loaded(&self) -> bool {
+        !self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     async fn refresh(&self) -> Result<(), Status> {
         let Some(mut client) = self.source.clone() else {
             return Ok(());
         };
-        *self.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let keys = client
             .get_public_keys(GetPublicKeysRequest {})
             .await?
@@ -248,6 +278,7 @@ impl Verifier {
             }
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         Ok(())
     }
 
@@ -276,18 +307,26 @@ impl Verifier {
         let key = match self.lookup(&kid) {
             Some(key) => key,
             None => {
+                let _fetching = self.refreshing.lock().await;
                 let recently = self
                     .last_refresh
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .is_some_and(|at| at.elapsed() < MIN_REFRESH_GAP);
-                if !recently {
+                if self.lookup(&kid).is_none() && !recently {
                     self.refresh().await.map_err(|e| {
                         Status::unavailable(format!("cannot fetch token keys: {}", e.message()))
                     })?;
                 }
-                self.lookup(&kid)
-                    .ok_or_else(|| bad("unknown signing key"))?
+                match self.lookup(&kid) {
+                    Some(key) => key,
+                    None if !self.loaded() => {
+                        return Err(Status::unavailable(
+                            "token keys are not loaded yet; retry shortly",
+                        ));
+                    }
+                    None => return Err(bad("unknown signing key")),
+                }
             }
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -590,12 +629,32 @@ mod tests {
     async fn a_remembered_token_of_a_retired_key_is_refused() {
         let (verifier, token) = verifier_and_token(now() + 300);
         verifier.verify(&token).await.expect("valid");
+        {
+            let mut keys = verifier.keys.write().unwrap_or_else(|p| p.into_inner());
+            let retired: Vec<String> = keys.keys().cloned().collect();
+            let key = keys.values().next().cloned().expect("a key");
+            for kid in retired {
+                keys.remove(&kid);
+            }
+            keys.insert("the-next-key".to_owned(), key);
+        }
+        let refused = verifier.verify(&token).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn before_its_keys_are_loaded_a_verifier_asks_to_retry() {
+        let (verifier, token) = verifier_and_token(now() + 300);
         verifier
             .keys
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         let refused = verifier.verify(&token).await.unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            refused.code(),
+            tonic::Code::Unavailable,
+            "a valid token is never refused for want of keys: {refused:?}"
+        );
     }
 }

@@ -172,6 +172,7 @@ impl Service {
         verifier: Arc<Verifier>,
         public_rpcs: &'static [&'static str],
     ) -> anyhow::Result<()> {
+        verifier.ready(&self.shutdown).await;
         let listener = listeners::listen(
             &format!("{}.grpc", self.name),
             &self.settings.grpc.host,

@@ -125,3 +125,59 @@ fn chrono_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// A service started before the workspaces service is not SERVING until it has the token
+/// keys, and from then on takes a valid token on its first call.
+#[tokio::test]
+async fn a_service_started_before_workspaces_takes_valid_tokens_once_serving() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    let tenant = platform.bootstrap(&receiver.url);
+    // The workspaces service is down: calls to its port are refused.
+    platform.unbind("workspaces.grpc");
+    platform.spawn("conversations");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        !platform.serving("conversations").await,
+        "not SERVING without the keys to check tokens"
+    );
+
+    platform.spawn("workspaces");
+    let token = ism_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "a token from workspaces",
+        || {
+            let platform = &platform;
+            let tenant = &tenant;
+            async move {
+                let channel = platform.channel("workspaces").connect().await.ok()?;
+                let answer = WorkspaceServiceClient::new(channel)
+                    .exchange_api_key(ws::ExchangeApiKeyRequest {
+                        api_key: tenant.api_key.clone(),
+                    })
+                    .await
+                    .ok()?;
+                Some(answer.into_inner().access_token)
+            }
+        },
+    )
+    .await;
+    ism_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        "conversations SERVING",
+        || {
+            let platform = &platform;
+            async move { platform.serving("conversations").await.then_some(()) }
+        },
+    )
+    .await;
+    let first = platform
+        .conversations()
+        .await
+        .list_conversations(authed(
+            &token,
+            conversations::ListConversationsRequest::default(),
+        ))
+        .await;
+    assert!(first.is_ok(), "the first call is taken: {first:?}");
+}

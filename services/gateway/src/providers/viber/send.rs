@@ -92,10 +92,12 @@ fn within(what: &str, size: u64, max: u64) -> Result<(), Failure> {
 }
 
 /// Viber answers 200 with a `status` (0 is ok; the REST bot API's error codes
-/// otherwise) and the `message_token`.
+/// otherwise) and the `message_token`. Any other HTTP answer is read by its HTTP status
+/// first, whatever its body says: a 500 stays worth retrying.
 pub fn answer(reply: &Reply) -> Result<String, Failure> {
-    let Some(status) = reply.int("/status") else {
-        return Err(by_status("Viber", reply, ""));
+    let status = match reply.int("/status") {
+        Some(status) if reply.code == 200 => status,
+        _ => return Err(by_status("Viber", reply, "")),
     };
     if status == 0 {
         return Ok(reply.text("/message_token"));

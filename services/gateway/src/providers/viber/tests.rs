@@ -147,6 +147,16 @@ fn sends_in_the_channels_name_and_maps_viber_statuses() {
         answer(&Reply::sample(502, "bad gateway")),
         Err(Failure::Transient(_))
     ));
+    assert!(
+        matches!(
+            answer(&Reply::sample(
+                500,
+                r#"{"status":500,"status_message":"internal error"}"#
+            )),
+            Err(Failure::Transient(_))
+        ),
+        "an HTTP 500 is retried whatever status its JSON body holds"
+    );
 }
 
 #[test]
