@@ -70,8 +70,8 @@ pub async fn create(
     Ok(user)
 }
 
-/// Renames a User or changes their role. Neither the new nor the current role may exceed
-/// the actor's, and the last active owner cannot be demoted.
+/// Renames a User or changes their role. Neither the User's current role nor a new one
+/// may exceed the actor's, and the last active owner cannot be demoted.
 pub async fn update(
     pool: &PgPool,
     actor: &Actor,
@@ -89,9 +89,10 @@ pub async fn update(
         .all()?;
     let mut tx = pool.begin().await?;
     let current = store::user_for_update(&mut tx, workspace, user_id).await?;
+    // Only owners touch owners, a rename included.
+    actor.not_above(current.role)?;
     if let Some(role) = role {
         actor.not_above(role)?;
-        actor.not_above(current.role)?;
         if current.role == Role::Owner && role != Role::Owner && current.deactivated_at.is_none() {
             store::ensure_another_owner(&mut tx, workspace, user_id).await?;
         }

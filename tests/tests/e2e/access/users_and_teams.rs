@@ -270,6 +270,23 @@ async fn users_teams_and_their_bad_input_leave_nothing_changed() {
         .await
         .unwrap_err();
     assert_eq!(promote.code(), Code::PermissionDenied);
+    let rename_owner = w
+        .update_user(authed(
+            &manager,
+            ws::UpdateUserRequest {
+                id: grace.id.clone(),
+                display_name: Some("Not Grace".into()),
+                role: 0,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rename_owner.code(),
+        Code::PermissionDenied,
+        "only owners touch owners, a rename included"
+    );
+    assert_eq!(owner.get_user(&grace.id).await.display_name, "Grace");
 
     // The audit log says who did what, with which key.
     let events = owner.list_audit_events().await;
