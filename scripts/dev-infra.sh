@@ -330,6 +330,23 @@ ensure_databases() {
   fi
 }
 
+# Room for the end-to-end tests: each runs a whole platform (seven service pools), and
+# `make test` runs several at once; the default of 100 connections is too few. Raised
+# with a restart, once per machine.
+MIN_CONNECTIONS=300
+ensure_connections() {
+  local current
+  current=$(pg_sql "SHOW max_connections")
+  if ((current < MIN_CONNECTIONS)); then
+    pg_sql "ALTER SYSTEM SET max_connections = $MIN_CONNECTIONS"
+    pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" restart </dev/null 9>&- \
+      || die "postgres: restart to raise max_connections failed"
+    wait_until "$PG_TIMEOUT" pg_cluster_online pg_ready \
+      || die "postgres: not accepting connections after the restart"
+    echo "postgres: restarted with max_connections = $MIN_CONNECTIONS (was $current)"
+  fi
+}
+
 # Loads pg_stat_statements into the server (a restart, once) and creates the
 # extension in the postgres database, where the benchmarks read it as $DB_ROLE.
 ensure_stat_statements() {
@@ -463,6 +480,7 @@ cmd_up() {
   ensure_packages
   ensure_postgres
   ensure_databases
+  ensure_connections
   ensure_redis
   ensure_rabbitmq
   echo "dev-infra: ready ($(since "$begin"))"
