@@ -5,11 +5,10 @@
 //! server's own request timeout) and keeps the deadline for the handler's future; a
 //! [`Peer`](crate::peer::Peer) call made while handling it carries what is left, so a
 //! peer stops working on an answer nobody waits for any more.
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 
 tokio::task_local! {
@@ -78,11 +77,11 @@ pub struct Deadline<S> {
 impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
 where
     S: tower::Service<http::Request<B>>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    // The handler's own future in the deadline's scope: no allocation per call.
+    type Future = TaskLocalFuture<Instant, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -96,7 +95,7 @@ where
             .and_then(parse_grpc_timeout);
         let allowed = asked.map_or(self.limit, |asked| asked.min(self.limit));
         let deadline = Instant::now() + allowed;
-        Box::pin(DEADLINE.scope(deadline, self.inner.call(request)))
+        DEADLINE.scope(deadline, self.inner.call(request))
     }
 }
 
