@@ -25,11 +25,9 @@ run: infra build
 ## test: unit, integration and end-to-end tests against real Postgres, Redis and RabbitMQ
 # One feature resolution for the binary and the tests: building `-p ism` alone would
 # resolve features differently and compile most dependencies twice.
-# The end-to-end scenarios mostly wait on their platforms: four at a time keep two cores
-# busy (Postgres takes the connections, see scripts/dev-infra.sh).
 test: infra
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace --no-fail-fast -- --test-threads 4
+	$(CARGO) test --workspace --no-fail-fast
 
 ## lint: rustfmt, clippy -D warnings, buf lint, Helm chart and Kubernetes manifests
 lint: lint-rust lint-proto lint-deploy
