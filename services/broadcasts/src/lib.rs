@@ -1,31 +1,65 @@
-//! The broadcasts service: broadcasts to Contact segments, with per-recipient delivery state.
-//!
-//! It already runs like every other service (its own database, migrations, outbox
-//! relay, health, reflection, metrics, auth); its RPCs and consumers arrive with the
-//! capability that needs them.
+//! The broadcasts service: one content to an audience of Contacts through one Channel,
+//! each recipient handed to the gateway exactly once, pausable, resumable and cancellable
+//! at any point.
+mod api;
+pub mod config;
+mod definition;
+mod directory;
+mod error;
+mod lifecycle;
+mod reads;
+mod runner;
+mod states;
+mod status;
+mod store;
+mod wire;
+
 use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::events::topology;
 use ism_platform::service::Service;
-use ism_proto::broadcasts::v1::broadcast_service_server::{
-    BroadcastService, BroadcastServiceServer,
-};
+use ism_proto::broadcasts::v1::broadcast_service_server::BroadcastServiceServer;
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use sqlx::migrate::Migrator;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+
+pub use error::Error;
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-struct Api;
-
-impl BroadcastService for Api {}
-
 /// Runs the broadcasts service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Service::start(ServiceName::Broadcasts, settings, shutdown, &MIGRATOR).await?;
+    let config: config::BroadcastsSettings = settings.section()?;
+    let mut service =
+        Service::start(ServiceName::Broadcasts, settings, shutdown, &MIGRATOR).await?;
+    let directory = directory::Directory {
+        gateway: service.peer(ServiceName::Gateway, GatewayServiceClient::new)?,
+        contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
+    };
+    let wake = Arc::new(Notify::new());
+    service.consume(
+        topology::BROADCASTS_STATUS,
+        status::StatusReports { wake: wake.clone() },
+    );
+    let runner = Arc::new(runner::Runner::new(
+        service.pool.clone(),
+        directory.clone(),
+        config,
+        wake.clone(),
+    ));
+    service.spawn(runner.run(service.shutdown.clone()));
     let verifier = service.remote_verifier()?;
-    service
-        .serve(Routes::new(BroadcastServiceServer::new(Api)), verifier, &[])
-        .await
+    let routes = Routes::new(BroadcastServiceServer::new(api::Api {
+        broadcasts: lifecycle::Broadcasts {
+            pool: service.pool.clone(),
+            directory,
+            wake,
+        },
+    }));
+    service.serve(routes, verifier, &[]).await
 }

@@ -1814,7 +1814,7 @@ async fn a_call_that_finds_every_connection_busy_is_unavailable_not_internal() {
     let pool = fresh().await;
     let busy = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_millis(100))
+        .acquire_timeout(std::time::Duration::from_secs(2))
         .connect_with((*pool.connect_options()).clone())
         .await
         .unwrap();

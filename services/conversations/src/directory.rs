@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use ism_platform::auth::Subject;
 use ism_platform::error::FieldError;
 use ism_platform::peer::Peer;
+use ism_platform::personalize::Variables;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
-use ism_proto::contacts::v1::field_value::Kind as FieldKind;
 use ism_proto::workspaces::v1 as ws;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use tonic::transport::Channel;
@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use crate::assign::Candidate;
 use crate::error::Error;
-use crate::snippets::{CONTACT_FIELDS, Variables};
 
 /// The workspaces and contacts services, as this service reads them.
 #[derive(Clone)]
@@ -122,33 +121,7 @@ impl Directory {
             .await?
             .contact
             .unwrap_or_default();
-        let mut variables = Variables::default();
-        for (name, value) in CONTACT_FIELDS.iter().zip(contact.profile()) {
-            variables
-                .contact
-                .insert((*name).to_owned(), value.clone().into());
-        }
-        let fields: serde_json::Map<String, serde_json::Value> = keys
-            .into_iter()
-            .map(|key| {
-                let value = contact
-                    .custom_fields
-                    .get(&key)
-                    .and_then(|v| v.kind.as_ref())
-                    .map_or_else(String::new, |kind| match kind {
-                        FieldKind::Text(t) | FieldKind::Date(t) => t.clone(),
-                        FieldKind::Number(n) => n.to_string(),
-                        FieldKind::Checkbox(b) => b.to_string(),
-                        FieldKind::Datetime(ts) => ism_platform::convert::from_timestamp(ts)
-                            .map(|at| at.to_rfc3339())
-                            .unwrap_or_default(),
-                    });
-                (key, value.into())
-            })
-            .collect();
-        variables
-            .contact
-            .insert("fields".into(), serde_json::Value::Object(fields));
+        let mut variables = Variables::of_contact(&contact, &keys);
         let name = match caller.user_id() {
             Some(user_id) => {
                 let request = ws::GetUserRequest {

@@ -72,7 +72,7 @@ impl Messages<'_> {
         let mut tx = self.pool.begin().await?;
         let mut conversation =
             store::lock_conversation(&mut tx, workspace_id, conversation_id).await?;
-        let content = wire::outbound_content(content.as_ref(), conversation.channel_type)?;
+        let content = ism_platform::content::outbound(content.as_ref(), conversation.channel_type)?;
         if let Some(id) = client_message_id
             && let Some(existing) = store::message_by_client_id(&mut tx, workspace_id, id).await?
         {

@@ -1,18 +1,14 @@
 //! Snippets: canned replies whose variables ({{contact.first_name}}, custom fields as
 //! {{contact.fields.<key>}}, {{user.name}}) are checked when saved and rendered, with
 //! strict undefined, when sent.
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use ism_platform::error::{Checks, FieldError, Violations};
-use minijinja::{Environment, UndefinedBehavior};
+use ism_platform::personalize::{self, Sender, Variables};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::Error;
 
-/// Profile fields of a Contact a snippet may name as `contact.<name>`.
-pub const CONTACT_FIELDS: [&str; 8] = ism_proto::contacts::v1::Contact::PROFILE_FIELDS;
 /// Longest snippet body, in bytes.
 const MAX_BODY: usize = 4096;
 
@@ -26,12 +22,6 @@ pub struct Snippet {
     pub body: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env
 }
 
 /// The shortcut, title and body to store, or every field that is wrong; `field_keys`
@@ -80,45 +70,12 @@ fn check_body(body: &str, field_keys: &[String]) -> Result<(), FieldError> {
             format!("must have 1 to {MAX_BODY} bytes"),
         ));
     }
-    let env = environment();
-    let template = env
-        .template_from_str(body)
-        .map_err(|e| FieldError::new("body", format!("not a valid template: {e}")))?;
-    for variable in template.undeclared_variables(true) {
-        let known = match variable.split_once('.') {
-            Some(("contact", rest)) => match rest.split_once('.') {
-                Some(("fields", key)) => field_keys.iter().any(|k| k == key),
-                None => CONTACT_FIELDS.contains(&rest),
-                _ => false,
-            },
-            Some(("user", "name")) => true,
-            _ => false,
-        };
-        if !known {
-            return Err(FieldError::new(
-                "body",
-                format!(
-                    "unknown variable {{{{{variable}}}}}: use contact.<{}>, contact.fields.<custom field key> or user.name",
-                    CONTACT_FIELDS.join("|")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// What a snippet's variables stand for at send time.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Variables {
-    /// Profile fields and `fields` (every custom field of the Workspace, "" when unset).
-    pub contact: BTreeMap<String, serde_json::Value>,
-    pub user: BTreeMap<String, String>,
+    personalize::check("body", body, field_keys, Sender::User)
 }
 
 /// `body` with its variables replaced; an error naming `snippet_id` if one is unknown.
 pub fn render(body: &str, variables: &Variables) -> Result<String, FieldError> {
-    environment()
-        .render_str(body, variables)
+    personalize::render(body, variables)
         .map_err(|e| FieldError::new("snippet_id", format!("cannot render the snippet: {e}")))
 }
 

@@ -2,6 +2,7 @@
 pub mod auth;
 pub mod batch;
 pub mod config;
+pub mod content;
 pub mod convert;
 pub mod db;
 pub mod deadline;
@@ -12,6 +13,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod paging;
 pub mod peer;
+pub mod personalize;
 pub mod plans;
 pub mod ratelimit;
 pub mod service;

@@ -87,7 +87,7 @@ pub mod topics {
     use ism_proto::events::v1 as ev;
 
     use super::Topic;
-    use crate::config::ServiceName::{Contacts, Conversations, Gateway, Workspaces};
+    use crate::config::ServiceName::{Broadcasts, Contacts, Conversations, Gateway, Workspaces};
 
     pub const USER_AVAILABILITY_CHANGED: Topic<ev::UserAvailabilityChanged> =
         Topic::new(Workspaces, "workspaces.user.availability_changed");
@@ -143,6 +143,13 @@ pub mod topics {
         Topic::new(Conversations, "conversations.conversation.assigned");
     pub const CONVERSATION_UNASSIGNED: Topic<ev::ConversationUnassigned> =
         Topic::new(Conversations, "conversations.conversation.unassigned");
+
+    /// A broadcast's message to one recipient, for the gateway to deliver; its message id
+    /// is the recipient's, so a recipient is handed over once whatever is retried.
+    pub const BROADCAST_DELIVERY_REQUESTED: Topic<ev::DeliveryRequested> =
+        Topic::new(Broadcasts, "broadcasts.delivery.requested");
+    pub const BROADCAST_STATE_CHANGED: Topic<ev::BroadcastStateChanged> =
+        Topic::new(Broadcasts, "broadcasts.broadcast.state_changed");
 }
 
 #[cfg(test)]

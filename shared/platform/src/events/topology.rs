@@ -53,6 +53,13 @@ pub const CONVERSATIONS_MERGES: QueueSpec = QueueSpec {
     patterns: &[topics::CONTACT_MERGED.key()],
 };
 
+/// Broadcasts records what became of each recipient it handed to the gateway.
+pub const BROADCASTS_STATUS: QueueSpec = QueueSpec {
+    service: "broadcasts",
+    name: "status",
+    patterns: &[topics::MESSAGE_STATUS.key()],
+};
+
 /// All of them.
 pub const QUEUES: &[QueueSpec] = &[
     GATEWAY_DELIVERY,
@@ -60,4 +67,5 @@ pub const QUEUES: &[QueueSpec] = &[
     CONVERSATIONS_STATUS,
     CONVERSATIONS_AVAILABILITY,
     CONVERSATIONS_MERGES,
+    BROADCASTS_STATUS,
 ];

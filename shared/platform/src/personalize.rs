@@ -1,0 +1,123 @@
+//! Personalised text: snippets, broadcast messages and workflow replies name a Contact's
+//! fields as `{{contact.first_name}}` or `{{contact.fields.<key>}}` (and the sending User as
+//! `{{user.name}}` where there is one). Variables are checked when the text is saved and
+//! rendered with strict undefined when it is sent.
+use std::collections::BTreeMap;
+
+use ism_proto::contacts::v1::Contact;
+use ism_proto::contacts::v1::field_value::Kind as FieldKind;
+use minijinja::{Environment, UndefinedBehavior};
+
+use crate::error::FieldError;
+
+/// Profile fields of a Contact a text may name as `contact.<name>`.
+pub const CONTACT_FIELDS: [&str; 8] = Contact::PROFILE_FIELDS;
+
+/// Who a text may name besides the Contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A User sends it: `{{user.name}}` is known.
+    User,
+    /// The platform sends it (a broadcast, an automation): only the Contact is known.
+    Platform,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+/// Whether `text` (the request's `field`) is a valid template naming only variables
+/// `sender` provides; `field_keys` are the Workspace's custom Contact Field keys.
+pub fn check(
+    field: &str,
+    text: &str,
+    field_keys: &[String],
+    sender: Sender,
+) -> Result<(), FieldError> {
+    let env = environment();
+    let template = env
+        .template_from_str(text)
+        .map_err(|e| FieldError::new(field.to_owned(), format!("not a valid template: {e}")))?;
+    for variable in template.undeclared_variables(true) {
+        let known = match variable.split_once('.') {
+            Some(("contact", rest)) => match rest.split_once('.') {
+                Some(("fields", key)) => field_keys.iter().any(|k| k == key),
+                None => CONTACT_FIELDS.contains(&rest),
+                _ => false,
+            },
+            Some(("user", "name")) => sender == Sender::User,
+            _ => false,
+        };
+        if !known {
+            let user = if sender == Sender::User {
+                " or user.name"
+            } else {
+                ""
+            };
+            return Err(FieldError::new(
+                field.to_owned(),
+                format!(
+                    "unknown variable {{{{{variable}}}}}: use contact.<{}>, contact.fields.<custom field key>{user}",
+                    CONTACT_FIELDS.join("|")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the variables stand for when a text is sent.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Variables {
+    /// Profile fields and `fields` (every custom field of the Workspace, "" when unset).
+    pub contact: BTreeMap<String, serde_json::Value>,
+    pub user: BTreeMap<String, String>,
+}
+
+impl Variables {
+    /// The variables of `contact`, whose Workspace's custom fields are `field_keys`.
+    pub fn of_contact(contact: &Contact, field_keys: &[String]) -> Self {
+        let mut variables = Variables::default();
+        for (name, value) in CONTACT_FIELDS.iter().zip(contact.profile()) {
+            variables
+                .contact
+                .insert((*name).to_owned(), value.clone().into());
+        }
+        let fields: serde_json::Map<String, serde_json::Value> = field_keys
+            .iter()
+            .map(|key| {
+                let value = contact
+                    .custom_fields
+                    .get(key)
+                    .and_then(|v| v.kind.as_ref())
+                    .map_or_else(String::new, |kind| match kind {
+                        FieldKind::Text(t) | FieldKind::Date(t) => t.clone(),
+                        FieldKind::Number(n) => n.to_string(),
+                        FieldKind::Checkbox(b) => b.to_string(),
+                        FieldKind::Datetime(ts) => crate::convert::from_timestamp(ts)
+                            .map(|at| at.to_rfc3339())
+                            .unwrap_or_default(),
+                    });
+                (key.clone(), value.into())
+            })
+            .collect();
+        variables
+            .contact
+            .insert("fields".into(), serde_json::Value::Object(fields));
+        variables
+    }
+}
+
+/// `text` with its variables replaced; the error says which variable had no value.
+pub fn render(text: &str, variables: &Variables) -> Result<String, String> {
+    environment()
+        .render_str(text, variables)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `text` names any variable (and needs rendering per recipient).
+pub fn has_variables(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
