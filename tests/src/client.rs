@@ -3,6 +3,8 @@
 //! call fails. Tests that assert on an error status use the raw clients it exposes.
 use std::time::Duration;
 
+use ism_proto::broadcasts::v1 as bc;
+use ism_proto::broadcasts::v1::broadcast_service_client::BroadcastServiceClient;
 use ism_proto::contacts::v1 as ct;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1 as conv;
@@ -32,6 +34,8 @@ pub struct Api {
     pub contacts: ContactServiceClient<Channel>,
     /// The raw ConversationService client.
     pub conversations: ConversationServiceClient<Channel>,
+    /// The raw BroadcastService client.
+    pub broadcasts: BroadcastServiceClient<Channel>,
 }
 
 /// The response of a call that must succeed.
@@ -70,6 +74,7 @@ impl Api {
             gateway: GatewayServiceClient::new(connect("gateway").await),
             contacts: ContactServiceClient::new(connect("contacts").await),
             conversations: ConversationServiceClient::new(connect("conversations").await),
+            broadcasts: BroadcastServiceClient::new(connect("broadcasts").await),
         }
     }
 
@@ -1006,5 +1011,153 @@ impl Api {
                 .list_inbox_conversations(self.authed(request))
                 .await,
         )
+    }
+
+    // Broadcasts.
+
+    /// CreateBroadcast: the new draft.
+    pub async fn create_broadcast(&self, definition: bc::BroadcastDefinition) -> bc::Broadcast {
+        let request = bc::CreateBroadcastRequest {
+            definition: Some(definition),
+        };
+        let response = self
+            .broadcasts
+            .clone()
+            .create_broadcast(self.authed(request))
+            .await;
+        carried(
+            "CreateBroadcast",
+            answer("CreateBroadcast", response).broadcast,
+        )
+    }
+
+    /// GetBroadcast, with its live stats.
+    pub async fn get_broadcast(&self, id: &str) -> bc::Broadcast {
+        let request = bc::GetBroadcastRequest { id: id.into() };
+        let response = self
+            .broadcasts
+            .clone()
+            .get_broadcast(self.authed(request))
+            .await;
+        carried("GetBroadcast", answer("GetBroadcast", response).broadcast)
+    }
+
+    /// StartBroadcast.
+    pub async fn start_broadcast(&self, id: &str) -> bc::Broadcast {
+        let request = bc::StartBroadcastRequest { id: id.into() };
+        let response = self
+            .broadcasts
+            .clone()
+            .start_broadcast(self.authed(request))
+            .await;
+        carried(
+            "StartBroadcast",
+            answer("StartBroadcast", response).broadcast,
+        )
+    }
+
+    /// ScheduleBroadcast at `send_at`, sending late if the time is missed.
+    pub async fn schedule_broadcast(
+        &self,
+        id: &str,
+        send_at: prost_types::Timestamp,
+    ) -> bc::Broadcast {
+        let request = bc::ScheduleBroadcastRequest {
+            id: id.into(),
+            send_at: Some(send_at),
+            missed_schedule: bc::MissedSchedule::SendLate as i32,
+        };
+        let response = self
+            .broadcasts
+            .clone()
+            .schedule_broadcast(self.authed(request))
+            .await;
+        carried(
+            "ScheduleBroadcast",
+            answer("ScheduleBroadcast", response).broadcast,
+        )
+    }
+
+    /// PauseBroadcast.
+    pub async fn pause_broadcast(&self, id: &str) -> bc::Broadcast {
+        let request = bc::PauseBroadcastRequest { id: id.into() };
+        let response = self
+            .broadcasts
+            .clone()
+            .pause_broadcast(self.authed(request))
+            .await;
+        carried(
+            "PauseBroadcast",
+            answer("PauseBroadcast", response).broadcast,
+        )
+    }
+
+    /// ResumeBroadcast.
+    pub async fn resume_broadcast(&self, id: &str) -> bc::Broadcast {
+        let request = bc::ResumeBroadcastRequest { id: id.into() };
+        let response = self
+            .broadcasts
+            .clone()
+            .resume_broadcast(self.authed(request))
+            .await;
+        carried(
+            "ResumeBroadcast",
+            answer("ResumeBroadcast", response).broadcast,
+        )
+    }
+
+    /// CancelBroadcast.
+    pub async fn cancel_broadcast(&self, id: &str) -> bc::Broadcast {
+        let request = bc::CancelBroadcastRequest { id: id.into() };
+        let response = self
+            .broadcasts
+            .clone()
+            .cancel_broadcast(self.authed(request))
+            .await;
+        carried(
+            "CancelBroadcast",
+            answer("CancelBroadcast", response).broadcast,
+        )
+    }
+
+    /// Every recipient of the broadcast, page after page, in Contact order.
+    pub async fn list_recipients(&self, broadcast_id: &str) -> Vec<bc::Recipient> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = bc::ListRecipientsRequest {
+                broadcast_id: broadcast_id.into(),
+                page_size: WHOLE_PAGE,
+                page_token,
+                ..Default::default()
+            };
+            let response = self
+                .broadcasts
+                .clone()
+                .list_recipients(self.authed(request))
+                .await;
+            let page = answer("ListRecipients", response);
+            all.extend(page.recipients);
+            if page.next_page_token.is_empty() {
+                return all;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// The broadcast once `done` holds of it, polling GetBroadcast.
+    pub async fn wait_for_broadcast(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&bc::Broadcast) -> bool,
+    ) -> bc::Broadcast {
+        let done = &done;
+        eventually(within, what, || async move {
+            let broadcast = self.get_broadcast(id).await;
+            done(&broadcast).then_some(broadcast)
+        })
+        .await
     }
 }

@@ -4,8 +4,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::conversations::v1 as conversations;
+use ism_proto::types::v1::{MessageContent, Text, message_content};
 use ism_proto::workspaces::v1 as ws;
 use serde_json::json;
 use tonic::Status;
@@ -16,7 +18,7 @@ use crate::platform::{Platform, Tenant, eventually};
 pub type Reply = Pin<Box<dyn Future<Output = Result<String, Status>> + Send>>;
 
 /// A Workspace with one of everything: a channel, a contact with a conversation and a
-/// message, a User in a Team, and an extra API key.
+/// message, a User in a Team, an extra API key and a draft broadcast.
 #[derive(Debug, Clone)]
 pub struct Side {
     /// The tenant the Workspace was bootstrapped as.
@@ -47,13 +49,16 @@ pub struct Side {
     pub segment_id: String,
     /// A finished contact import.
     pub import_id: String,
+    /// A draft broadcast to every Contact.
+    pub broadcast_id: String,
 }
 
 impl Side {
     /// Ids a response to another Workspace must never contain (the channel id is left
     /// out: a caller may name it in ResolveContact).
-    pub fn secret_ids(&self) -> [&str; 12] {
+    pub fn secret_ids(&self) -> [&str; 13] {
         [
+            &self.broadcast_id,
             &self.snippet_id,
             &self.inbox_id,
             &self.segment_id,
@@ -67,6 +72,14 @@ impl Side {
             &self.api_key_id,
             &self.tenant.owner_user_id,
         ]
+    }
+}
+
+/// Text content.
+pub fn text_content(body: &str) -> MessageContent {
+    MessageContent {
+        kind: Some(message_content::Kind::Text(Text { body: body.into() })),
+        ..Default::default()
     }
 }
 
@@ -184,7 +197,22 @@ pub async fn populate(platform: &Platform, tenant: Tenant, sender: &str) -> Side
     let import = api
         .import_contacts(import_stream(&format!("{sender}@example.com")))
         .await;
+    let broadcast = api
+        .create_broadcast(broadcasts::BroadcastDefinition {
+            name: format!("broadcast-{sender}"),
+            channel_id: tenant.channel_id.clone(),
+            audience: Some(broadcasts::Audience {
+                source: Some(broadcasts::audience::Source::Filter(
+                    contacts::Filter::default(),
+                )),
+                exclude: None,
+            }),
+            content: Some(text_content("Hello {{ contact.first_name }}")),
+            labels: vec!["fixture".into()],
+        })
+        .await;
     Side {
+        broadcast_id: broadcast.id,
         snippet_id: snippet.id,
         inbox_id: inbox.id,
         segment_id: segment.id,

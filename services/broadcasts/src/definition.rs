@@ -131,16 +131,11 @@ pub async fn check(
     let mut violations = Violations::new();
     let name = violations.check(check_name(&definition.name));
     let labels = violations.check(check_labels(&definition.labels));
+    // Another Workspace's Channel is answered as one that does not exist.
     let channel = match violations.check(uuid("definition.channel_id", &definition.channel_id)) {
         Some(id) => match directory.channel(workspace_id, id).await? {
             Some(channel) => Some((id, channel)),
-            None => {
-                violations.push(FieldError::new(
-                    "definition.channel_id",
-                    "no such channel in this workspace",
-                ));
-                None
-            }
+            None => return Err(Error::NotFound("channel")),
         },
         None => None,
     };

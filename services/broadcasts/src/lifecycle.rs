@@ -118,6 +118,8 @@ impl Broadcasts {
         id: Uuid,
         definition: Option<pb::BroadcastDefinition>,
     ) -> Result<Broadcast, Error> {
+        // Another Workspace's broadcast is not found, whatever the definition.
+        self.read(workspace_id, id).await?;
         let definition = definition::check(&self.directory, workspace_id, definition).await?;
         let mut tx = self.pool.begin().await?;
         let current = Self::locked(&mut tx, workspace_id, id).await?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ism_e2e::fixtures::{Reply, Side, import_stream, populate, report_of_today};
 use ism_e2e::{Api, Platform, Receiver, authed};
+use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::conversations::v1 as conversations;
 use ism_proto::gateway::v1 as gateway;
@@ -755,6 +756,96 @@ fn isolation_matrix() -> Vec<Case> {
             }),
             NotFound
         ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/CreateBroadcast",
+            broadcasts.create_broadcast(|b| broadcasts::CreateBroadcastRequest {
+                definition: Some(broadcasts::BroadcastDefinition {
+                    name: "to B".into(),
+                    channel_id: b.channel_id.clone(),
+                    audience: Some(broadcasts::Audience {
+                        source: Some(broadcasts::audience::Source::SegmentId(
+                            b.segment_id.clone()
+                        )),
+                        exclude: None,
+                    }),
+                    content: text("hi"),
+                    labels: Vec::new(),
+                })
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/GetBroadcast",
+            broadcasts.get_broadcast(|b| broadcasts::GetBroadcastRequest {
+                id: b.broadcast_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/ListBroadcasts",
+            broadcasts.list_broadcasts(|_b| broadcasts::ListBroadcastsRequest::default()),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/UpdateBroadcast",
+            broadcasts.update_broadcast(|b| broadcasts::UpdateBroadcastRequest {
+                id: b.broadcast_id.clone(),
+                definition: None,
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/DeleteBroadcast",
+            broadcasts.delete_broadcast(|b| broadcasts::DeleteBroadcastRequest {
+                id: b.broadcast_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/ScheduleBroadcast",
+            broadcasts.schedule_broadcast(|b| broadcasts::ScheduleBroadcastRequest {
+                id: b.broadcast_id.clone(),
+                send_at: Some(in_an_hour()),
+                missed_schedule: 0,
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/StartBroadcast",
+            broadcasts.start_broadcast(|b| broadcasts::StartBroadcastRequest {
+                id: b.broadcast_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/PauseBroadcast",
+            broadcasts.pause_broadcast(|b| broadcasts::PauseBroadcastRequest {
+                id: b.broadcast_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/ResumeBroadcast",
+            broadcasts.resume_broadcast(|b| broadcasts::ResumeBroadcastRequest {
+                id: b.broadcast_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/CancelBroadcast",
+            broadcasts.cancel_broadcast(|b| broadcasts::CancelBroadcastRequest {
+                id: b.broadcast_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/ListRecipients",
+            broadcasts.list_recipients(|b| broadcasts::ListRecipientsRequest {
+                broadcast_id: b.broadcast_id.clone(),
+                ..Default::default()
+            }),
+            NotFound
+        ),
     ]
 }
 
@@ -838,6 +929,7 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
     let c = api.clone();
     let t = &side.token;
     let (mut w, mut g, mut k, mut v) = (c.workspaces, c.gateway, c.contacts, c.conversations);
+    let mut casts = c.broadcasts;
     let all_users = ws::ListUsersRequest {
         include_deactivated: true,
         ..Default::default()
@@ -919,6 +1011,12 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
             .await
         ),
         format!("{:?}", v.list_messages(authed(t, messages)).await),
+        format!(
+            "{:?}",
+            casts
+                .list_broadcasts(authed(t, broadcasts::ListBroadcastsRequest::default()))
+                .await
+        ),
     ]
     .into_iter()
     // Metadata carries per-call values (dates, request ids); the messages are the data.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ism_e2e::fixtures::{Reply, Side, import_stream, populate, report_of_today};
 use ism_e2e::{Api, Platform, Receiver};
+use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::conversations::v1 as conversations;
 use ism_proto::gateway::v1 as gateway;
@@ -386,6 +387,69 @@ fn role_matrix() -> Vec<RoleCase> {
             Manager,
             contacts.restore_contact(|a| contacts::RestoreContactRequest {
                 id: a.contact_id.clone()
+            })
+        ),
+        admin!(
+            "CreateBroadcast",
+            Manager,
+            broadcasts.create_broadcast(|a| broadcasts::CreateBroadcastRequest {
+                definition: Some(broadcasts::BroadcastDefinition {
+                    name: unique("broadcast"),
+                    channel_id: a.channel_id.clone(),
+                    ..Default::default()
+                })
+            })
+        ),
+        admin!(
+            "UpdateBroadcast",
+            Manager,
+            broadcasts.update_broadcast(|a| broadcasts::UpdateBroadcastRequest {
+                id: a.broadcast_id.clone(),
+                definition: None,
+            })
+        ),
+        admin!(
+            "ScheduleBroadcast",
+            Manager,
+            broadcasts.schedule_broadcast(|a| broadcasts::ScheduleBroadcastRequest {
+                id: a.broadcast_id.clone(),
+                send_at: None,
+                missed_schedule: 0,
+            })
+        ),
+        admin!(
+            "StartBroadcast",
+            Manager,
+            broadcasts.start_broadcast(|a| broadcasts::StartBroadcastRequest {
+                id: a.broadcast_id.clone()
+            })
+        ),
+        admin!(
+            "PauseBroadcast",
+            Manager,
+            broadcasts.pause_broadcast(|a| broadcasts::PauseBroadcastRequest {
+                id: a.broadcast_id.clone()
+            })
+        ),
+        admin!(
+            "ResumeBroadcast",
+            Manager,
+            broadcasts.resume_broadcast(|a| broadcasts::ResumeBroadcastRequest {
+                id: a.broadcast_id.clone()
+            })
+        ),
+        admin!(
+            "CancelBroadcast",
+            Manager,
+            broadcasts.cancel_broadcast(|a| broadcasts::CancelBroadcastRequest {
+                id: a.broadcast_id.clone()
+            })
+        ),
+        admin!(
+            "DeleteBroadcast",
+            Manager,
+            broadcasts.delete_broadcast(|a| broadcasts::DeleteBroadcastRequest {
+                id: a.broadcast_id.clone()
             })
         ),
     ]

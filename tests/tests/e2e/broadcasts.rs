@@ -1,0 +1,504 @@
+//! Broadcasts: one content to a segment through one channel, each recipient handed to the
+//! provider once, counted at the provider stand-in; pausable, resumable, cancellable
+//! mid-send, and whole after a crash.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ism_e2e::fixtures::text_content;
+use ism_e2e::{Api, Platform, Receiver, Tenant, eventually};
+use ism_proto::broadcasts::v1 as bc;
+use ism_proto::contacts::v1 as ct;
+use ism_proto::gateway::v1 as gw;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `n` Contacts reachable on the tenant's channel, named `Person<i> Test`, with their ids
+/// on the channel `r<i>`.
+async fn reachable(api: &Api, tenant: &Tenant, n: usize) -> Vec<ct::Contact> {
+    let mut contacts = Vec::with_capacity(n);
+    for i in 0..n {
+        contacts.push(
+            api.resolve_contact(
+                &tenant.channel_id,
+                &format!("r{i}"),
+                &format!("Person{i} Test"),
+            )
+            .await,
+        );
+    }
+    contacts
+}
+
+/// A broadcast of `body` to every Contact of the Workspace but those tagged `vip`.
+fn everyone_but_vips(tenant: &Tenant, name: &str, body: &str) -> bc::BroadcastDefinition {
+    let vip = ct::Condition {
+        kind: Some(ct::condition::Kind::Tags(ct::TagCondition {
+            operator: ct::TagOperator::HasAny as i32,
+            tags: vec!["vip".into()],
+        })),
+    };
+    bc::BroadcastDefinition {
+        name: name.into(),
+        channel_id: tenant.channel_id.clone(),
+        audience: Some(bc::Audience {
+            source: Some(bc::audience::Source::Filter(ct::Filter::default())),
+            exclude: Some(ct::Filter {
+                groups: vec![ct::ConditionGroup {
+                    conditions: vec![vip],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        }),
+        content: Some(text_content(body)),
+        labels: vec!["e2e".into()],
+    }
+}
+
+/// The requests the receiver got, as (recipient on the channel, text), in arrival order.
+fn requests(receiver: &Receiver) -> Vec<(String, String)> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
+            (
+                body["to"].as_str().unwrap_or_default().to_owned(),
+                body["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How many requests each recipient got, for texts starting with `prefix`.
+fn per_recipient(receiver: &Receiver, prefix: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (to, text) in requests(receiver) {
+        if text.starts_with(prefix) {
+            *counts.entry(to).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Each of `r0..r<n>` reached exactly once.
+fn once_each(n: usize) -> BTreeMap<String, usize> {
+    (0..n).map(|i| (format!("r{i}"), 1)).collect()
+}
+
+/// Paces the tenant's channel at `rate` messages per second.
+async fn pace(api: &Api, tenant: &Tenant, rate: u32) {
+    let request = gw::UpdateChannelRequest {
+        id: tenant.channel_id.clone(),
+        rate_limit_per_second: Some(rate),
+        ..Default::default()
+    };
+    api.gateway
+        .clone()
+        .update_channel(api.authed(request))
+        .await
+        .expect("UpdateChannel");
+}
+
+fn state(broadcast: &bc::Broadcast) -> bc::BroadcastState {
+    bc::BroadcastState::try_from(broadcast.state).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_each_recipient_once_personalised_and_its_stats_match_the_receiver() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let api = platform.api(&tenant).await;
+    let contacts = reachable(&api, &tenant, 12).await;
+    // Left out: two VIPs; skipped: one blocked Contact and one with no identity on the
+    // channel.
+    api.add_tags(
+        vec![contacts[10].id.clone(), contacts[11].id.clone()],
+        &["vip"],
+    )
+    .await;
+    api.set_contact_blocked(&contacts[9].id, true).await;
+    api.create_contact(ct::ContactProfile {
+        first_name: "Nobody".into(),
+        email: "nobody@example.com".into(),
+        ..Default::default()
+    })
+    .await;
+
+    let broadcast = api
+        .create_broadcast(everyone_but_vips(
+            &tenant,
+            "Welcome",
+            "Hi {{ contact.first_name }}",
+        ))
+        .await;
+    assert_eq!(state(&broadcast), bc::BroadcastState::Draft);
+    assert!(receiver.received().is_empty(), "a draft sends nothing");
+    api.start_broadcast(&broadcast.id).await;
+    let done = api
+        .wait_for_broadcast(&broadcast.id, WAIT, "the broadcast to complete", |b| {
+            state(b) == bc::BroadcastState::Completed
+        })
+        .await;
+
+    assert_eq!(per_recipient(&receiver, "Hi "), once_each(9));
+    let mut texts: Vec<(String, String)> = requests(&receiver);
+    texts.sort();
+    for (to, text) in &texts {
+        let i = to.trim_start_matches('r');
+        assert_eq!(text, &format!("Hi Person{i}"), "personalised for {to}");
+    }
+    let stats = done.stats.expect("stats");
+    assert_eq!(
+        (stats.recipients, stats.sent, stats.pending, stats.queued),
+        (11, 9, 0, 0)
+    );
+    assert_eq!(
+        stats.skipped,
+        BTreeMap::from([
+            ("blocked".to_owned(), 1),
+            ("no identity on the channel".to_owned(), 1)
+        ])
+        .into_iter()
+        .collect()
+    );
+    assert!(stats.failed.is_empty(), "{:?}", stats.failed);
+    let recipients = api.list_recipients(&broadcast.id).await;
+    assert_eq!(recipients.len(), 11);
+    let sent: Vec<&bc::Recipient> = recipients
+        .iter()
+        .filter(|r| r.status == bc::RecipientStatus::Sent as i32)
+        .collect();
+    assert_eq!(sent.len(), 9);
+    assert!(
+        sent.iter()
+            .all(|r| r.external_message_id.starts_with("biz-")),
+        "each sent recipient carries the provider's message id: {sent:?}"
+    );
+
+    // Nothing more arrives later, and a completed broadcast cannot run again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received().len(), 9);
+    let again = api
+        .broadcasts
+        .clone()
+        .start_broadcast(api.authed(bc::StartBroadcastRequest {
+            id: broadcast.id.clone(),
+        }))
+        .await
+        .expect_err("a completed broadcast does not start again");
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+}
+
+#[tokio::test]
+async fn pause_holds_the_sending_resume_finishes_it_and_cancel_skips_the_rest() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    // Two seconds of a 4/s channel may wait at the gateway: a pause holds within 8.
+    platform.set("ISM_BROADCASTS__MIN_WINDOW", "1");
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    pace(&api, &tenant, 4).await;
+    reachable(&api, &tenant, 16).await;
+
+    let first = api
+        .create_broadcast(everyone_but_vips(&tenant, "First", "first"))
+        .await;
+    api.start_broadcast(&first.id).await;
+    eventually(WAIT, "a few recipients reached", || async {
+        (requests(&receiver).len() >= 3).then_some(())
+    })
+    .await;
+    let paused = api.pause_broadcast(&first.id).await;
+    assert_eq!(state(&paused), bc::BroadcastState::Paused);
+    assert_eq!(paused.state_reason, "paused by a user");
+    let at_pause = requests(&receiver).len();
+    // What was already handed to the gateway goes out; then nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = requests(&receiver).len();
+    assert!(
+        held <= at_pause + 8,
+        "{held} sent after pausing at {at_pause}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        requests(&receiver).len(),
+        held,
+        "a paused broadcast sends nothing"
+    );
+    let stats = api.get_broadcast(&first.id).await.stats.expect("stats");
+    assert!(stats.pending > 0, "recipients wait while paused: {stats:?}");
+
+    api.resume_broadcast(&first.id).await;
+    api.wait_for_broadcast(&first.id, WAIT, "the resumed broadcast to complete", |b| {
+        state(b) == bc::BroadcastState::Completed
+    })
+    .await;
+    assert_eq!(per_recipient(&receiver, "first"), once_each(16));
+
+    let second = api
+        .create_broadcast(everyone_but_vips(&tenant, "Second", "second"))
+        .await;
+    api.start_broadcast(&second.id).await;
+    eventually(WAIT, "the second broadcast under way", || async {
+        (per_recipient(&receiver, "second").len() >= 2).then_some(())
+    })
+    .await;
+    let cancelled = api.cancel_broadcast(&second.id).await;
+    assert_eq!(state(&cancelled), bc::BroadcastState::Cancelled);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reached = per_recipient(&receiver, "second");
+    let stats = api.get_broadcast(&second.id).await.stats.expect("stats");
+    let skipped = stats.skipped.get("cancelled").copied().unwrap_or_default();
+    assert!(
+        skipped > 0,
+        "recipients not handed over are skipped: {stats:?}"
+    );
+    assert_eq!(stats.pending, 0);
+    assert_eq!(
+        stats.sent + stats.queued + skipped,
+        16,
+        "every recipient accounted for: {stats:?}"
+    );
+    assert!(reached.values().all(|n| *n == 1), "{reached:?}");
+    assert_eq!(reached.len() as i64, stats.sent + stats.queued);
+    let resumed = api
+        .broadcasts
+        .clone()
+        .resume_broadcast(api.authed(bc::ResumeBroadcastRequest {
+            id: second.id.clone(),
+        }))
+        .await
+        .expect_err("a cancelled broadcast stays cancelled");
+    assert_eq!(resumed.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn a_broadcasts_process_killed_mid_send_finishes_with_one_request_per_recipient() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_BROADCASTS__MIN_WINDOW", "1");
+    platform.set("ISM_BROADCASTS__LEASE_SECONDS", "2");
+    let tenant = platform.bootstrap(&receiver.url);
+    // Each service in a process of its own, so the broadcasts one alone can be killed.
+    for service in [
+        "workspaces",
+        "contacts",
+        "conversations",
+        "gateway",
+        "workflows",
+        "integrations",
+    ] {
+        platform.spawn(service);
+    }
+    let broadcasts = platform.spawn("broadcasts");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    pace(&api, &tenant, 10).await;
+    reachable(&api, &tenant, 40).await;
+
+    let broadcast = api
+        .create_broadcast(everyone_but_vips(&tenant, "Crash", "crash"))
+        .await;
+    api.start_broadcast(&broadcast.id).await;
+    eventually(WAIT, "the broadcast under way", || async {
+        (requests(&receiver).len() >= 5).then_some(())
+    })
+    .await;
+    platform.kill(broadcasts);
+    platform.spawn("broadcasts");
+    platform.wait_ready().await;
+    api.wait_for_broadcast(
+        &broadcast.id,
+        WAIT,
+        "the broadcast to complete after the crash",
+        |b| state(b) == bc::BroadcastState::Completed,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(per_recipient(&receiver, "crash"), once_each(40));
+}
+
+#[tokio::test]
+async fn two_replicas_start_a_scheduled_broadcast_once() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_BROADCASTS__POLL_MS", "50");
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    // A second broadcasts replica on the same sockets and database.
+    platform.spawn("broadcasts");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    reachable(&api, &tenant, 10).await;
+
+    let broadcast = api
+        .create_broadcast(everyone_but_vips(&tenant, "Scheduled", "scheduled"))
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let send_at = prost_types::Timestamp {
+        seconds: now.as_secs() as i64 + 2,
+        nanos: 0,
+    };
+    let scheduled = api.schedule_broadcast(&broadcast.id, send_at).await;
+    assert_eq!(state(&scheduled), bc::BroadcastState::Scheduled);
+    assert!(receiver.received().is_empty(), "nothing before its time");
+    let done = api
+        .wait_for_broadcast(
+            &broadcast.id,
+            WAIT,
+            "the scheduled broadcast to complete",
+            |b| state(b) == bc::BroadcastState::Completed,
+        )
+        .await;
+    let started = done.started_at.expect("started_at");
+    assert!(
+        started.seconds >= send_at.seconds,
+        "started at its time, not before"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(per_recipient(&receiver, "scheduled"), once_each(10));
+    assert_eq!(done.stats.expect("stats").sent, 10);
+}
+
+#[tokio::test]
+async fn bad_definitions_and_transitions_are_refused_naming_the_field_and_send_nothing() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let api = platform.api(&tenant).await;
+    let mut client = api.broadcasts.clone();
+
+    // Every bad field at once.
+    let mut bad = everyone_but_vips(&tenant, " ", "Hi {{ contact.nickname }}");
+    bad.labels = vec![String::new()];
+    bad.audience = Some(bc::Audience::default());
+    let refused = client
+        .create_broadcast(api.authed(bc::CreateBroadcastRequest {
+            definition: Some(bad),
+        }))
+        .await
+        .expect_err("a bad definition is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let mut fields = field_violations(&refused);
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![
+            "definition.audience.source",
+            "definition.content.text.body",
+            "definition.labels[0]",
+            "definition.name",
+        ]
+    );
+
+    // An unknown Channel is not found; a template on a channel that takes none is refused.
+    let mut elsewhere = everyone_but_vips(&tenant, "Elsewhere", "hi");
+    elsewhere.channel_id = uuid::Uuid::new_v4().to_string();
+    let missing = client
+        .create_broadcast(api.authed(bc::CreateBroadcastRequest {
+            definition: Some(elsewhere),
+        }))
+        .await
+        .expect_err("an unknown channel");
+    assert_eq!(missing.code(), Code::NotFound);
+    let mut template = everyone_but_vips(&tenant, "Template", "hi");
+    template.content = Some(ism_proto::types::v1::MessageContent {
+        kind: Some(ism_proto::types::v1::message_content::Kind::Template(
+            ism_proto::types::v1::Template {
+                name: "welcome".into(),
+                language: "en_US".into(),
+                variables: vec![],
+            },
+        )),
+        ..Default::default()
+    });
+    let refused = client
+        .create_broadcast(api.authed(bc::CreateBroadcastRequest {
+            definition: Some(template),
+        }))
+        .await
+        .expect_err("a template on a custom channel");
+    assert_eq!(
+        field_violations(&refused),
+        vec!["definition.content.template"]
+    );
+
+    // An empty audience cannot start or be scheduled.
+    let empty = api
+        .create_broadcast(everyone_but_vips(&tenant, "Nobody yet", "hi"))
+        .await;
+    let refused = client
+        .start_broadcast(api.authed(bc::StartBroadcastRequest {
+            id: empty.id.clone(),
+        }))
+        .await
+        .expect_err("an empty audience");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("no Contact"), "{refused:?}");
+
+    // A schedule in the past.
+    let past = client
+        .schedule_broadcast(api.authed(bc::ScheduleBroadcastRequest {
+            id: empty.id.clone(),
+            send_at: Some(prost_types::Timestamp {
+                seconds: 1_000_000,
+                nanos: 0,
+            }),
+            missed_schedule: 0,
+        }))
+        .await
+        .expect_err("a schedule in the past");
+    assert_eq!(field_violations(&past), vec!["send_at"]);
+
+    // A running broadcast cannot be edited; an agent cannot define one.
+    reachable(&api, &tenant, 1).await;
+    pace(&api, &tenant, 1).await;
+    api.start_broadcast(&empty.id).await;
+    let edit = client
+        .update_broadcast(api.authed(bc::UpdateBroadcastRequest {
+            id: empty.id.clone(),
+            definition: Some(everyone_but_vips(&tenant, "Changed", "changed")),
+        }))
+        .await
+        .expect_err("editing a running broadcast");
+    assert_eq!(edit.code(), Code::FailedPrecondition, "{edit:?}");
+    let agent = api.with_token(
+        api.key_token("agent", ism_proto::workspaces::v1::Role::Agent)
+            .await,
+    );
+    let denied = agent
+        .broadcasts
+        .clone()
+        .create_broadcast(agent.authed(bc::CreateBroadcastRequest {
+            definition: Some(everyone_but_vips(&tenant, "By an agent", "hi")),
+        }))
+        .await
+        .expect_err("an agent defines no broadcast");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let listed = agent
+        .broadcasts
+        .clone()
+        .list_broadcasts(agent.authed(bc::ListBroadcastsRequest::default()))
+        .await
+        .expect("an agent reads broadcasts")
+        .into_inner();
+    assert_eq!(
+        listed.broadcasts.len(),
+        1,
+        "drafts refused were never saved"
+    );
+}
+
+fn field_violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
