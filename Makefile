@@ -25,9 +25,11 @@ run: infra build
 ## test: unit, integration and end-to-end tests against real Postgres, Redis and RabbitMQ
 # One feature resolution for the binary and the tests: building `-p ism` alone would
 # resolve features differently and compile most dependencies twice.
+# Four tests at a time on any machine: the end-to-end scenarios mostly wait on their
+# platforms, so a 2-core machine runs four of them at once.
 test: infra
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads 4
 
 ## lint: rustfmt, clippy -D warnings, buf lint, Helm chart and Kubernetes manifests
 lint: lint-rust lint-proto lint-deploy

@@ -42,6 +42,20 @@ Demo credentials are in .ism/demo.env (load them with: source .ism/demo.env).
       -d '{"conversation_id":"<id>","content":{"text":{"body":"Hi Ada!"}}}' \\
       http://127.0.0.1:50054/ism.conversations.v1.ConversationService/SendMessage
 
+  # 4. Broadcast to every Contact of the channel, personalised, then start it; each
+  #    recipient is POSTed once (watch .ism/outbound.log) and the stats count them:
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" \\
+      -d '{"definition":{"name":"Welcome","channel_id":"$ISM_DEMO_CHANNEL_ID",
+           "audience":{"filter":{}},"content":{"text":{"body":"Hi {{contact.first_name}}!"}}}}' \\
+      http://127.0.0.1:50055/ism.broadcasts.v1.BroadcastService/CreateBroadcast
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" -d '{"id":"<broadcast id>"}' \\
+      http://127.0.0.1:50055/ism.broadcasts.v1.BroadcastService/StartBroadcast
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" -d '{"id":"<broadcast id>"}' \\
+      http://127.0.0.1:50055/ism.broadcasts.v1.BroadcastService/GetBroadcast
+
 Stop with Ctrl-C (in-flight work drains first).
 
 USAGE

@@ -64,7 +64,19 @@ pub async fn serve(settings: Arc<Settings>, name: &str) -> anyhow::Result<()> {
             result
         }
     });
-    let results = futures::future::join_all(runs).await;
+    let all = futures::future::join_all(runs);
+    tokio::pin!(all);
+    // Work still in flight when the drain time is over is safe to drop: every step is
+    // recorded before it is acknowledged, so it is redone after the restart, as after a
+    // crash. A peer that accepts connections but no longer answers cannot hold a stop.
+    let drain = std::time::Duration::from_secs(settings.shutdown.drain_seconds);
+    let results = tokio::select! {
+        results = &mut all => results,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!("drain time over; stopping with work in flight, redone after the restart");
+            return Ok(());
+        }
+    };
     tracing::info!("stopped");
     results.into_iter().collect()
 }

@@ -25,6 +25,8 @@ pub const ISSUER: &str = "ism-workspaces";
 pub const WORKSPACE_HEADER: &str = "x-ism-workspace-id";
 /// Fewest seconds between key refreshes triggered by unknown key ids.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(5);
+/// Longest wait for the token keys at start before the fetch is tried again.
+const KEYS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds a token is still accepted after its `exp`, for clocks a little apart.
 const LEEWAY_SECONDS: u64 = 5;
 /// Verified tokens remembered per process; a client reuses its token for many calls.
@@ -238,7 +240,14 @@ impl Verifier {
     pub async fn ready(&self, shutdown: &tokio_util::sync::CancellationToken) {
         let mut wait = Duration::from_millis(100);
         while !shutdown.is_cancelled() && !self.loaded() {
-            if let Err(e) = self.refresh().await {
+            // A peer that accepts the connection but never answers (a process gone from
+            // behind a socket a supervisor still holds) must not keep a stop waiting.
+            let refreshed = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                refreshed = tokio::time::timeout(KEYS_TIMEOUT, self.refresh()) => refreshed
+                    .unwrap_or_else(|_| Err(Status::deadline_exceeded("the key fetch timed out"))),
+            };
+            if let Err(e) = refreshed {
                 tracing::info!(error = %e, "token keys not loaded yet; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => {}

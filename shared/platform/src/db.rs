@@ -47,8 +47,11 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Resul
             .await
         {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // Another replica created it between our check and our create.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Another replica created it between our check and our create: Postgres says
+            // so as a duplicate database, or, when both creates ran at once, as a unique
+            // violation of its catalog.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e.into()),
         }
     }
