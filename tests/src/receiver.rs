@@ -21,6 +21,9 @@ struct Inner {
     received: Vec<Received>,
     /// Answers for the next requests, in order; then 200.
     script: Vec<(u16, String)>,
+    /// Answers for the next requests to one recipient (the body's `to`), in order; they
+    /// come before `script`.
+    by_recipient: std::collections::HashMap<String, Vec<(u16, String)>>,
     /// When set, each answer waits for a permit of this gate.
     gate: Option<Arc<Semaphore>>,
 }
@@ -52,6 +55,15 @@ impl Receiver {
         inner.script = answers.iter().map(|(c, b)| (*c, (*b).to_owned())).collect();
     }
 
+    /// The next requests to `to` are answered with these codes and bodies, in order.
+    pub fn script_for(&self, to: &str, answers: &[(u16, &str)]) {
+        let mut inner = self.inner.lock().expect("receiver lock");
+        inner.by_recipient.insert(
+            to.to_owned(),
+            answers.iter().map(|(c, b)| (*c, (*b).to_owned())).collect(),
+        );
+    }
+
     /// From now on each request is recorded at once but answered only when the returned
     /// gate lets it (`gate.add_permits(n)`).
     pub fn hold_answers(&self) -> Arc<Semaphore> {
@@ -72,8 +84,19 @@ async fn receive(
 ) -> (StatusCode, String) {
     let (code, body, gate) = {
         let mut inner = inner.lock().expect("receiver lock");
+        let to = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|b| b["to"].as_str().map(str::to_owned))
+            .unwrap_or_default();
         inner.received.push(Received { headers, body });
-        let (code, body) = if inner.script.is_empty() {
+        let own = inner
+            .by_recipient
+            .get_mut(&to)
+            .filter(|answers| !answers.is_empty())
+            .map(|answers| answers.remove(0));
+        let (code, body) = if let Some(answer) = own {
+            answer
+        } else if inner.script.is_empty() {
             (
                 200,
                 format!("{{\"message_id\":\"biz-{}\"}}", inner.received.len()),

@@ -16,6 +16,12 @@ pub struct BroadcastsSettings {
     /// seconds of the Channel's rate, within these bounds).
     pub min_window: i64,
     pub max_window: i64,
+    /// The error-rate breaker: a broadcast stops (paused with the reason) when more than
+    /// `breaker_failure_ratio` of its last `breaker_window` outcomes failed, once it has
+    /// at least `breaker_min_outcomes`.
+    pub breaker_window: usize,
+    pub breaker_min_outcomes: usize,
+    pub breaker_failure_ratio: f64,
 }
 
 impl Section for BroadcastsSettings {
@@ -39,6 +45,18 @@ impl Section for BroadcastsSettings {
             violations.push(FieldError::new(
                 "max_window",
                 "min_window must be at least 1 and max_window at least min_window",
+            ));
+        }
+        if self.breaker_min_outcomes == 0 || self.breaker_window < self.breaker_min_outcomes {
+            violations.push(FieldError::new(
+                "breaker_window",
+                "breaker_min_outcomes must be at least 1 and breaker_window at least breaker_min_outcomes",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.breaker_failure_ratio) {
+            violations.push(FieldError::new(
+                "breaker_failure_ratio",
+                "must be at least 0 and below 1",
             ));
         }
         violations.into_result()

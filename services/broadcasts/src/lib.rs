@@ -44,7 +44,10 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     let wake = Arc::new(Notify::new());
     service.consume(
         topology::BROADCASTS_STATUS,
-        status::StatusReports { wake: wake.clone() },
+        status::StatusReports {
+            wake: wake.clone(),
+            breaker: status::Breaker::new(&config),
+        },
     );
     let runner = Arc::new(runner::Runner::new(
         service.pool.clone(),

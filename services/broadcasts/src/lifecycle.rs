@@ -54,6 +54,28 @@ pub async fn announce(conn: &mut PgConnection, changed: &Broadcast) -> Result<()
     Ok(())
 }
 
+/// Pauses the broadcast `id` with `reason` if it is running: the platform stopping it
+/// (a refused channel, an error rate, an unreadable audience); a User resumes it.
+pub async fn stop_running(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    reason: &str,
+) -> Result<(), Error> {
+    let Some(current) = store::lock(conn, workspace_id, id).await? else {
+        return Ok(());
+    };
+    if current.state == State::Running {
+        let pause = Transition {
+            to: State::Paused,
+            reason,
+            schedule: None,
+        };
+        change(conn, &current, pause).await?;
+    }
+    Ok(())
+}
+
 /// The broadcast use cases of the API.
 #[derive(Clone)]
 pub struct Broadcasts {

@@ -399,18 +399,7 @@ impl Runner {
         let reason = format!("the audience cannot be read: {error}");
         let paused = async {
             let mut tx = self.pool.begin().await?;
-            let Some(current) = store::lock(&mut tx, broadcast.workspace_id, broadcast.id).await?
-            else {
-                return Ok(());
-            };
-            if current.state == State::Running {
-                let pause = Transition {
-                    to: State::Paused,
-                    reason: &reason,
-                    schedule: None,
-                };
-                lifecycle::change(&mut tx, &current, pause).await?;
-            }
+            lifecycle::stop_running(&mut tx, broadcast.workspace_id, broadcast.id, &reason).await?;
             tx.commit().await?;
             Ok::<_, Error>(())
         };

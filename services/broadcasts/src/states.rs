@@ -53,16 +53,16 @@ stored_enum! {
 }
 
 impl RecipientStatus {
-    /// The statuses a recipient may move to `self` from: a status report never moves a
-    /// recipient back (a late `sent` after `read`), and nothing leaves `skipped`.
+    /// The statuses a recipient may move to `self` from by a status report: never back
+    /// (a late `sent` after `read`), and nothing leaves `failed` or `skipped`.
     pub fn follows(self) -> &'static [RecipientStatus] {
         use RecipientStatus::*;
         match self {
             Sent => &[Pending, Queued],
             Delivered => &[Pending, Queued, Sent],
             Read => &[Pending, Queued, Sent, Delivered],
-            Failed => &[Pending, Queued, Sent],
-            Pending | Queued | Skipped => &[],
+            Failed | Skipped => &[Pending, Queued, Sent],
+            Pending | Queued => &[],
         }
     }
 }

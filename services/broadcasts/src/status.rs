@@ -1,22 +1,75 @@
 //! What became of each recipient: the gateway's `gateway.message.status` reports about
 //! the messages this service asked for, applied in the inbox's transaction.
-use std::sync::Arc;
+//!
+//! A failure is sorted by its kind: one recipient's (unreachable, outside the window,
+//! retries given up) fails that recipient only; a per-recipient cap skips it with the
+//! reason; a refused Channel or content stops the broadcast (paused with the reason), as
+//! does an error rate over the breaker's threshold. The gateway already retried what was
+//! worth retrying soon (rate limits, 5xx, timeouts) before it reported a failure.
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use ism_platform::events::{EventContext, EventHandler, HandlerError, topics};
 use ism_proto::events::v1::{Event, MessageStatusChanged};
-use ism_proto::types::v1::DeliveryStatus;
+use ism_proto::types::v1::{DeliveryFailure, DeliveryStatus};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::config::BroadcastsSettings;
 use crate::lifecycle;
 use crate::runner::SERVICE;
 use crate::states::RecipientStatus;
 use crate::store;
 
 /// Applies status reports to recipients, completes a broadcast whose last recipient
-/// got its outcome, and wakes the runner: the window has room again.
+/// got its outcome, stops one that cannot go on, and wakes the runner: the window has
+/// room again.
 pub struct StatusReports {
     pub wake: Arc<Notify>,
+    pub breaker: Breaker,
+}
+
+/// The last outcomes of each running broadcast seen by this replica: failed or not.
+pub struct Breaker {
+    outcomes: Mutex<HashMap<Uuid, VecDeque<bool>>>,
+    /// Outcomes looked at.
+    window: usize,
+    /// Fewest outcomes before the breaker may trip.
+    min_outcomes: usize,
+    /// The share of failures that trips it.
+    ratio: f64,
+}
+
+impl Breaker {
+    pub fn new(settings: &BroadcastsSettings) -> Self {
+        Self {
+            outcomes: Mutex::default(),
+            window: settings.breaker_window,
+            min_outcomes: settings.breaker_min_outcomes,
+            ratio: settings.breaker_failure_ratio,
+        }
+    }
+
+    /// Records one outcome of `broadcast_id`; why it must stop, when too many failed.
+    fn record(&self, broadcast_id: Uuid, failed: bool) -> Option<String> {
+        let mut all = self.outcomes.lock().ok()?;
+        let last = all.entry(broadcast_id).or_default();
+        last.push_back(failed);
+        if last.len() > self.window {
+            last.pop_front();
+        }
+        let failures = last.iter().filter(|f| **f).count();
+        let tripped =
+            last.len() >= self.min_outcomes && failures as f64 > self.ratio * last.len() as f64;
+        if !tripped {
+            return None;
+        }
+        let seen = last.len();
+        all.remove(&broadcast_id);
+        Some(format!(
+            "stopped by the error-rate breaker: {failures} of the last {seen} messages failed"
+        ))
+    }
 }
 
 impl EventHandler for StatusReports {
@@ -27,13 +80,24 @@ impl EventHandler for StatusReports {
         if report.requested_by != SERVICE {
             return Ok(());
         }
-        let id: Uuid = report.message_id.parse().map_err(|_| {
-            HandlerError::Permanent("status report: message_id is not a UUID".to_owned())
-        })?;
+        let permanent =
+            |field: &str| HandlerError::Permanent(format!("status report: {field} is not a UUID"));
+        let id: Uuid = report
+            .message_id
+            .parse()
+            .map_err(|_| permanent("message_id"))?;
+        let workspace_id: Uuid = event
+            .workspace_id
+            .parse()
+            .map_err(|_| permanent("workspace_id"))?;
+        let failure = DeliveryFailure::try_from(report.failure).unwrap_or_default();
         let status = match DeliveryStatus::try_from(report.status) {
             Ok(DeliveryStatus::Sent) => RecipientStatus::Sent,
             Ok(DeliveryStatus::Delivered) => RecipientStatus::Delivered,
             Ok(DeliveryStatus::Read) => RecipientStatus::Read,
+            Ok(DeliveryStatus::Failed) if failure == DeliveryFailure::Capped => {
+                RecipientStatus::Skipped
+            }
             Ok(DeliveryStatus::Failed) => RecipientStatus::Failed,
             _ => return Ok(()),
         };
@@ -48,12 +112,26 @@ impl EventHandler for StatusReports {
             &report.external_message_id,
         )
         .await?;
-        if let Some(broadcast_id) = changed
-            && let Some(done) = store::complete_if_done(&mut tx, broadcast_id).await?
-        {
-            lifecycle::announce(&mut tx, &done)
-                .await
-                .map_err(HandlerError::from)?;
+        if let Some(broadcast_id) = changed {
+            let stop = match failure {
+                DeliveryFailure::Channel | DeliveryFailure::Content => {
+                    Some(format!("stopped: {}", report.reason))
+                }
+                _ if matches!(status, RecipientStatus::Sent | RecipientStatus::Failed) => self
+                    .breaker
+                    .record(broadcast_id, status == RecipientStatus::Failed),
+                _ => None,
+            };
+            if let Some(reason) = stop {
+                lifecycle::stop_running(&mut tx, workspace_id, broadcast_id, &reason)
+                    .await
+                    .map_err(HandlerError::from)?;
+            }
+            if let Some(done) = store::complete_if_done(&mut tx, broadcast_id).await? {
+                lifecycle::announce(&mut tx, &done)
+                    .await
+                    .map_err(HandlerError::from)?;
+            }
         }
         tx.commit().await?;
         self.wake.notify_one();

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ism_platform::events::{self, EventContext, EventHandler, HandlerError, topics};
 use ism_proto::events::v1::{DeliveryRequested, Event, MessageStatusChanged};
-use ism_proto::types::v1::{DeliveryStatus, MessageContent};
+use ism_proto::types::v1::{DeliveryFailure, DeliveryStatus, MessageContent};
 use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
@@ -68,8 +68,10 @@ impl EventHandler for Requests {
                 message_id,
                 channel_id,
                 &request.requested_by,
-                DeliveryStatus::Failed,
-                "the channel does not exist or was disconnected",
+                Status::Failed(
+                    "the channel does not exist or was disconnected",
+                    DeliveryFailure::Channel,
+                ),
                 "",
             );
             events::enqueue(&mut tx, &status).await?;
@@ -93,16 +95,26 @@ impl EventHandler for Requests {
     }
 }
 
+/// A status to report: a failure comes with its reason and kind.
+#[derive(Clone, Copy)]
+pub(crate) enum Status<'a> {
+    Reached(DeliveryStatus),
+    Failed(&'a str, DeliveryFailure),
+}
+
 /// A `gateway.message.status` event about one of our messages.
 pub(crate) fn status_event(
     workspace_id: Uuid,
     message_id: Uuid,
     channel_id: Uuid,
     requested_by: &str,
-    status: DeliveryStatus,
-    reason: &str,
+    status: Status<'_>,
     external_message_id: &str,
 ) -> Event {
+    let (status, reason, failure) = match status {
+        Status::Reached(status) => (status, "", DeliveryFailure::Unspecified),
+        Status::Failed(reason, failure) => (DeliveryStatus::Failed, reason, failure),
+    };
     let payload = MessageStatusChanged {
         message_id: message_id.to_string(),
         channel_id: channel_id.to_string(),
@@ -110,6 +122,7 @@ pub(crate) fn status_event(
         reason: reason.to_owned(),
         external_message_id: external_message_id.to_owned(),
         requested_by: requested_by.to_owned(),
+        failure: failure as i32,
     };
     topics::MESSAGE_STATUS.event(workspace_id, &message_id.to_string(), &payload)
 }
@@ -333,6 +346,7 @@ impl Worker {
             Ok(None) => Outcome::Failed {
                 reason: "the channel was disconnected".to_owned(),
                 kind: "refused",
+                failure: DeliveryFailure::Channel,
             },
             Err(e) => Outcome::Retry {
                 after_ms: self.backoff_ms(delivery.attempts),
@@ -352,16 +366,21 @@ impl Worker {
                     (Utc::now() - delivery.created_at).num_seconds()
                 ),
                 kind,
+                failure: DeliveryFailure::GaveUp,
             },
             other => other,
         };
         let event = match &outcome {
             Outcome::Sent {
                 external_message_id,
-            } => Some(self.status(&delivery, DeliveryStatus::Sent, "", external_message_id)),
-            Outcome::Failed { reason, .. } => {
-                Some(self.status(&delivery, DeliveryStatus::Failed, reason, ""))
-            }
+            } => Some(self.status(
+                &delivery,
+                Status::Reached(DeliveryStatus::Sent),
+                external_message_id,
+            )),
+            Outcome::Failed {
+                reason, failure, ..
+            } => Some(self.status(&delivery, Status::Failed(reason, *failure), "")),
             Outcome::Retry {
                 reason, after_ms, ..
             } => {
@@ -383,20 +402,13 @@ impl Worker {
         })
     }
 
-    fn status(
-        &self,
-        delivery: &Delivery,
-        status: DeliveryStatus,
-        reason: &str,
-        external_message_id: &str,
-    ) -> Event {
+    fn status(&self, delivery: &Delivery, status: Status<'_>, external_message_id: &str) -> Event {
         status_event(
             delivery.workspace_id,
             delivery.message_id,
             delivery.channel_id,
             &delivery.requested_by,
             status,
-            reason,
             external_message_id,
         )
     }
@@ -444,17 +456,33 @@ impl Worker {
         last_inbound: Option<DateTime<Utc>>,
         delivery: &Delivery,
     ) -> Step {
-        let failed = |reason: String, kind| Step::Done(Outcome::Failed { reason, kind });
+        let failed = |reason: String, kind, failure| {
+            Step::Done(Outcome::Failed {
+                reason,
+                kind,
+                failure,
+            })
+        };
         let content = match MessageContent::decode(delivery.content.as_slice()) {
             Ok(content) => content,
-            Err(e) => return failed(format!("unreadable message content: {e}"), "internal"),
+            Err(e) => {
+                return failed(
+                    format!("unreadable message content: {e}"),
+                    "internal",
+                    DeliveryFailure::Content,
+                );
+            }
         };
         let credentials = match credentials {
             Ok(credentials) => credentials,
-            Err(reason) => return failed(reason.clone(), "internal"),
+            Err(reason) => return failed(reason.clone(), "internal", DeliveryFailure::Channel),
         };
         let Some(kind) = Kind::parse(&channel.kind) else {
-            return failed(format!("unknown channel type {}", channel.kind), "internal");
+            return failed(
+                format!("unknown channel type {}", channel.kind),
+                "internal",
+                DeliveryFailure::Channel,
+            );
         };
         if kind.has_reply_window()
             && !matches!(content.kind, Some(Content::Template(_)))
@@ -467,6 +495,7 @@ impl Worker {
                     at.format("%Y-%m-%d %H:%M UTC")
                 ),
                 "window",
+                DeliveryFailure::Window,
             );
         }
         if let Some(rate) = kind.per_chat_rate_limit() {
@@ -529,12 +558,13 @@ impl Worker {
                 if let Err(e) = store::set_health(&self.pool, channel.id, false, &reason).await {
                     tracing::warn!(error = %e, "flagging the channel unhealthy failed");
                 }
-                failed(reason, "auth")
+                failed(reason, "auth", DeliveryFailure::Channel)
             }
-            Err(failure) => {
-                let label = failure.label();
-                failed(failure.reason().to_owned(), label)
-            }
+            Err(failure) => failed(
+                failure.reason().to_owned(),
+                failure.label(),
+                failure.delivery_failure(),
+            ),
         }
     }
 }

@@ -325,14 +325,18 @@ async fn apply_receipt(
         // `sent` was reported when the provider accepted the message.
         _ => return Ok(0),
     };
+    let status = if receipt.status == DeliveryStatus::Failed {
+        delivery::Status::Failed(&receipt.reason, receipt.failure)
+    } else {
+        delivery::Status::Reached(receipt.status)
+    };
     let event = |row: &store::Receipted| {
         delivery::status_event(
             row.workspace_id,
             row.message_id,
             channel.id,
             &row.requested_by,
-            receipt.status,
-            &receipt.reason,
+            status,
             &row.external_message_id,
         )
     };

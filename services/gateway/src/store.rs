@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use ism_platform::events::{self, TracedEvent};
 use ism_proto::events::v1::Event;
+use ism_proto::types::v1::DeliveryFailure;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
@@ -362,6 +363,7 @@ pub enum Outcome {
     Failed {
         reason: String,
         kind: &'static str,
+        failure: DeliveryFailure,
     },
 }
 

@@ -246,6 +246,7 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
             outcome: Outcome::Failed {
                 reason: "the recipient is blocked".into(),
                 kind: "recipient",
+                failure: ism_proto::types::v1::DeliveryFailure::Recipient,
             },
             event: Some(event()),
         },

@@ -277,6 +277,101 @@ async fn pause_holds_the_sending_resume_finishes_it_and_cancel_skips_the_rest() 
 }
 
 #[tokio::test]
+async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_with_the_reason() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_BROADCASTS__MIN_WINDOW", "1");
+    platform.set("ISM_BROADCASTS__BREAKER_MIN_OUTCOMES", "6");
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    pace(&api, &tenant, 5).await;
+    reachable(&api, &tenant, 12).await;
+
+    // r1 is unknown to the receiver: it fails alone. r2 meets an outage: retried, sent.
+    receiver.script_for("r1", &[(404, "no such customer")]);
+    receiver.script_for("r2", &[(503, "down for a moment")]);
+    let first = api
+        .create_broadcast(everyone_but_vips(&tenant, "Errors", "one"))
+        .await;
+    api.start_broadcast(&first.id).await;
+    let done = api
+        .wait_for_broadcast(&first.id, WAIT, "the broadcast to complete", |b| {
+            state(b) == bc::BroadcastState::Completed
+        })
+        .await;
+    let mut expected = once_each(12);
+    expected.insert("r2".into(), 2);
+    assert_eq!(per_recipient(&receiver, "one"), expected);
+    let stats = done.stats.expect("stats");
+    assert_eq!(stats.sent, 11, "{stats:?}");
+    assert_eq!(stats.failed.values().sum::<i64>(), 1, "{stats:?}");
+    let unknown = api
+        .list_recipients(&first.id)
+        .await
+        .into_iter()
+        .find(|r| r.external_id == "r1")
+        .expect("r1 is a recipient");
+    assert_eq!(unknown.status, bc::RecipientStatus::Failed as i32);
+    assert!(
+        unknown
+            .reason
+            .contains("does not know this recipient (HTTP 404)"),
+        "{unknown:?}"
+    );
+
+    // Most recipients unknown: the error-rate breaker stops the broadcast, never
+    // "completed".
+    for i in 0..8 {
+        receiver.script_for(&format!("r{i}"), &[(404, "no such customer")]);
+    }
+    let failing = api
+        .create_broadcast(everyone_but_vips(&tenant, "Mostly unknown", "two"))
+        .await;
+    api.start_broadcast(&failing.id).await;
+    let stopped = api
+        .wait_for_broadcast(
+            &failing.id,
+            WAIT,
+            "the breaker to stop the broadcast",
+            |b| state(b) != bc::BroadcastState::Running,
+        )
+        .await;
+    assert_eq!(state(&stopped), bc::BroadcastState::Paused, "{stopped:?}");
+    assert!(
+        stopped.state_reason.contains("error-rate breaker"),
+        "{}",
+        stopped.state_reason
+    );
+
+    // A refused channel stops the broadcast at once: every message would fail alike.
+    receiver.script_for("r0", &[(401, "bad signature")]);
+    let refused = api
+        .create_broadcast(everyone_but_vips(&tenant, "Refused", "three"))
+        .await;
+    api.start_broadcast(&refused.id).await;
+    let stopped = api
+        .wait_for_broadcast(
+            &refused.id,
+            WAIT,
+            "the refusal to stop the broadcast",
+            |b| state(b) != bc::BroadcastState::Running,
+        )
+        .await;
+    assert_eq!(state(&stopped), bc::BroadcastState::Paused, "{stopped:?}");
+    assert!(
+        stopped
+            .state_reason
+            .contains("refused the channel (HTTP 401)"),
+        "{}",
+        stopped.state_reason
+    );
+    let stats = api.get_broadcast(&refused.id).await.stats.expect("stats");
+    assert!(stats.pending > 0, "the rest waits for a resume: {stats:?}");
+}
+
+#[tokio::test]
 async fn a_broadcasts_process_killed_mid_send_finishes_with_one_request_per_recipient() {
     let receiver = Receiver::start().await;
     let mut platform = Platform::new();

@@ -17,7 +17,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use ism_platform::convert::storable;
-use ism_proto::types::v1::{ChannelType, DeliveryStatus, MessageContent};
+use ism_proto::types::v1::{ChannelType, DeliveryFailure, DeliveryStatus, MessageContent};
 use sha2::Sha256;
 
 use crate::credentials::Credentials;
@@ -206,6 +206,26 @@ pub struct Receipt {
     pub status: DeliveryStatus,
     /// Why it failed, in words a person understands; empty unless failed.
     pub reason: String,
+    /// What kind of failure; unspecified unless failed.
+    pub failure: DeliveryFailure,
+}
+
+impl Receipt {
+    /// A receipt from a provider whose failures name no kind: a failed message is taken
+    /// as one this recipient cannot get.
+    pub fn new(target: ReceiptTarget, status: DeliveryStatus, reason: String) -> Self {
+        let failure = if status == DeliveryStatus::Failed {
+            DeliveryFailure::Recipient
+        } else {
+            DeliveryFailure::Unspecified
+        };
+        Self {
+            target,
+            status,
+            reason,
+            failure,
+        }
+    }
 }
 
 /// One thing a webhook told us.

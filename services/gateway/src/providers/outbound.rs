@@ -3,7 +3,7 @@
 //! worker acts on (retry, fail, flag the channel).
 use std::time::Duration;
 
-use ism_proto::types::v1::MessageContent;
+use ism_proto::types::v1::{DeliveryFailure, MessageContent};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -38,6 +38,9 @@ pub enum Failure {
     },
     /// The recipient cannot be reached (unknown, blocked, unsubscribed): permanent.
     Recipient(String),
+    /// A cap on what this recipient may receive (WhatsApp's per-user marketing limit):
+    /// permanent for now, worth trying much later.
+    Capped(String),
     /// The provider refused our credentials or configuration: the channel is unhealthy.
     Auth(String),
     /// Worth retrying with backoff (timeouts, 5xx, temporary provider errors).
@@ -53,9 +56,23 @@ impl Failure {
             Failure::Window(r)
             | Failure::RateLimited { reason: r, .. }
             | Failure::Recipient(r)
+            | Failure::Capped(r)
             | Failure::Auth(r)
             | Failure::Transient(r)
             | Failure::Refused(r) => r,
+        }
+    }
+
+    /// What a final failure of this kind tells the sender (retryable kinds end as
+    /// given up once the retry time is over).
+    pub fn delivery_failure(&self) -> DeliveryFailure {
+        match self {
+            Failure::Window(_) => DeliveryFailure::Window,
+            Failure::RateLimited { .. } | Failure::Transient(_) => DeliveryFailure::GaveUp,
+            Failure::Recipient(_) => DeliveryFailure::Recipient,
+            Failure::Capped(_) => DeliveryFailure::Capped,
+            Failure::Auth(_) => DeliveryFailure::Channel,
+            Failure::Refused(_) => DeliveryFailure::Content,
         }
     }
 
@@ -65,6 +82,7 @@ impl Failure {
             Failure::Window(_) => "window",
             Failure::RateLimited { .. } => "rate_limited",
             Failure::Recipient(_) => "recipient",
+            Failure::Capped(_) => "capped",
             Failure::Auth(_) => "auth",
             Failure::Transient(_) => "transient",
             Failure::Refused(_) => "refused",

@@ -197,7 +197,8 @@ pub fn request(
 }
 
 /// The business system's answer: 2xx is sent (with its `message_id`, if any); 5xx, 408
-/// and 429 are retried; any other status refuses the message.
+/// and 429 are retried; 404 and 410 name a recipient it does not know, 401 and 403 a
+/// channel it refuses; any other status refuses the message.
 pub fn answer(reply: &Reply) -> Result<String, Failure> {
     let code = reply.code;
     if (200..300).contains(&code) {
@@ -211,6 +212,12 @@ pub fn answer(reply: &Reply) -> Result<String, Failure> {
         }),
         408 | 500..=599 => Err(Failure::Transient(format!(
             "the receiver answered HTTP {code}: {snippet}"
+        ))),
+        404 | 410 => Err(Failure::Recipient(format!(
+            "the receiver does not know this recipient (HTTP {code}): {snippet}"
+        ))),
+        401 | 403 => Err(Failure::Auth(format!(
+            "the receiver refused the channel (HTTP {code}): {snippet}"
         ))),
         _ => Err(Failure::Refused(format!(
             "the receiver refused the message with HTTP {code}: {snippet}"

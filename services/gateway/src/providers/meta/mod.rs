@@ -327,11 +327,7 @@ fn event_items(event: Event) -> Vec<Item> {
                 })
         };
         match target {
-            Some(target) => Item::Receipt(Receipt {
-                target,
-                status,
-                reason: String::new(),
-            }),
+            Some(target) => Item::Receipt(Receipt::new(target, status, String::new())),
             None => Item::Ignored("receipt without ids or watermark".into()),
         }
     };

@@ -148,6 +148,7 @@ fn receipts_and_echoes_are_told_apart_from_messages() {
     assert_eq!(
         items[0],
         Item::Receipt(Receipt {
+            failure: ism_proto::types::v1::DeliveryFailure::Unspecified,
             target: ReceiptTarget::Ids(vec!["mid.1458668856218:ed81099e15d3f4f233".into()]),
             status: DeliveryStatus::Delivered,
             reason: String::new(),

@@ -108,11 +108,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, String> {
             ),
             other => return Ok(vec![Item::Ignored(format!("status {other}"))]),
         };
-        return Ok(vec![Item::Receipt(Receipt {
-            target: ReceiptTarget::Ids(vec![sid.to_owned()]),
-            status: delivery,
+        return Ok(vec![Item::Receipt(Receipt::new(
+            ReceiptTarget::Ids(vec![sid.to_owned()]),
+            delivery,
             reason,
-        })]);
+        ))]);
     }
     let from = get("From")
         .filter(|f| !f.is_empty())

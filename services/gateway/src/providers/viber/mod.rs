@@ -83,11 +83,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<Item>, String> {
         let token = token
             .clone()
             .ok_or("a delivery event needs message_token")?;
-        Ok(vec![Item::Receipt(Receipt {
-            target: ReceiptTarget::Ids(vec![token]),
+        Ok(vec![Item::Receipt(Receipt::new(
+            ReceiptTarget::Ids(vec![token]),
             status,
             reason,
-        })])
+        ))])
     };
     match callback.event.as_str() {
         "message" => {

@@ -3,11 +3,12 @@
 //! sent, delivered, read and failed with the error's code and title. The handshake and
 //! signature are Meta's (see [`super::meta`]).
 use ism_proto::types::v1::{
-    ButtonReply, ContactCard, DeliveryStatus, Location, Media, MediaType, MessageContent, Reaction,
-    Text, message_content::Kind as Content,
+    ButtonReply, ContactCard, DeliveryFailure, DeliveryStatus, Location, Media, MediaType,
+    MessageContent, Reaction, Text, message_content::Kind as Content,
 };
 use serde::Deserialize;
 
+use super::outbound::Failure;
 use super::{InboundMessage, Item, Receipt, ReceiptTarget, epoch_seconds};
 
 #[derive(Deserialize)]
@@ -327,24 +328,25 @@ fn message_item(message: Message, sender_name: String) -> Item {
 }
 
 fn status_item(status: Status) -> Item {
-    let (delivery, reason) = match status.status.as_str() {
-        "sent" => (DeliveryStatus::Sent, String::new()),
-        "delivered" => (DeliveryStatus::Delivered, String::new()),
-        "read" => (DeliveryStatus::Read, String::new()),
+    let none = DeliveryFailure::Unspecified;
+    let (delivery, reason, failure) = match status.status.as_str() {
+        "sent" => (DeliveryStatus::Sent, String::new(), none),
+        "delivered" => (DeliveryStatus::Delivered, String::new(), none),
+        "read" => (DeliveryStatus::Read, String::new(), none),
         "failed" => {
-            let reason = status
-                .errors
-                .first()
-                .map(|e| {
+            let failure = status.errors.first().map_or_else(
+                || Failure::Refused("WhatsApp reported the message as failed".to_owned()),
+                |e| {
                     let title = if e.title.is_empty() {
                         &e.message
                     } else {
                         &e.title
                     };
-                    error_reason(e.code, title)
-                })
-                .unwrap_or_else(|| "WhatsApp reported the message as failed".to_owned());
-            (DeliveryStatus::Failed, reason)
+                    send::classify(e.code, error_reason(e.code, title), None)
+                },
+            );
+            let kind = failure.delivery_failure();
+            (DeliveryStatus::Failed, failure.reason().to_owned(), kind)
         }
         other => return Item::Ignored(format!("status {other}")),
     };
@@ -352,6 +354,7 @@ fn status_item(status: Status) -> Item {
         target: ReceiptTarget::Ids(vec![status.id]),
         status: delivery,
         reason,
+        failure,
     })
 }
 

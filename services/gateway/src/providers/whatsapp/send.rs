@@ -93,16 +93,22 @@ pub fn answer(reply: &Reply) -> Result<String, Failure> {
     };
     let title = reply.text("/error/message");
     let reason = error_reason(code, &title);
-    Err(match code {
+    Err(match classify(code, reason, reply.retry_after) {
+        Failure::Refused(reason) if reply.code >= 500 => Failure::Transient(reason),
+        failure => failure,
+    })
+}
+
+/// What WhatsApp error `code` means, whether it answered a send or came later as a
+/// failed status (WhatsApp's error-code reference).
+pub fn classify(code: i64, reason: String, after: Option<std::time::Duration>) -> Failure {
+    match code {
         131047 => Failure::Window(reason),
-        130429 | 131056 | 80007 | 4 => Failure::RateLimited {
-            after: reply.retry_after,
-            reason,
-        },
-        131026 | 131021 | 131030 | 131049 | 131050 => Failure::Recipient(reason),
+        130429 | 131056 | 80007 | 4 => Failure::RateLimited { after, reason },
+        131049 => Failure::Capped(reason),
+        131026 | 131021 | 131030 | 131050 => Failure::Recipient(reason),
         0 | 3 | 10 | 190 | 200..=299 | 131005 | 131031 | 133010 => Failure::Auth(reason),
         1 | 2 | 131000 | 131016 | 133004 => Failure::Transient(reason),
-        _ if reply.code >= 500 => Failure::Transient(reason),
         _ => Failure::Refused(reason),
-    })
+    }
 }

@@ -78,7 +78,9 @@ fn statuses_become_receipts_with_a_reason_for_failures() {
         r#"{"statuses":[
       {"id":"wamid.1","status":"delivered","timestamp":"1","recipient_id":"1"},
       {"id":"wamid.2","status":"read","timestamp":"1","recipient_id":"1"},
-      {"id":"wamid.3","status":"failed","timestamp":"1","recipient_id":"1","errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}]}
+      {"id":"wamid.3","status":"failed","timestamp":"1","recipient_id":"1","errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}]},
+      {"id":"wamid.4","status":"failed","timestamp":"1","recipient_id":"1","errors":[{"code":131049,"title":"This message was not delivered to maintain healthy ecosystem engagement.","message":"healthy ecosystem engagement"}]},
+      {"id":"wamid.5","status":"failed","timestamp":"1","recipient_id":"1","errors":[{"code":132001,"title":"Template name does not exist in the translation","message":"Template does not exist"}]}
     ]}"#,
     );
     let items = parse(&body).unwrap();
@@ -94,6 +96,22 @@ fn statuses_become_receipts_with_a_reason_for_failures() {
         failed.reason.contains("131047") && failed.reason.contains("use a template"),
         "{}",
         failed.reason
+    );
+    // What each failure means for a sender deciding what to do next.
+    let kinds: Vec<DeliveryFailure> = items[2..]
+        .iter()
+        .map(|item| match item {
+            Item::Receipt(r) => r.failure,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            DeliveryFailure::Window,
+            DeliveryFailure::Capped,
+            DeliveryFailure::Content
+        ]
     );
 }
 
