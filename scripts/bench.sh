@@ -10,7 +10,9 @@
 #  - contacts: the contacts service at 1,000,000 Contacts (filters, counts, streaming,
 #    import, resolve) beside plain Postgres doing the same shapes;
 #  - conversations: the conversations store at 100,000 conversations and 5,000,000
-#    messages beside plain Postgres doing the same query shapes.
+#    messages beside plain Postgres doing the same query shapes;
+#  - broadcasts: 100,000 recipients unthrottled beside the gateway's own outbound rate on
+#    the same channel, the whole broadcast's time and the broadcasts process's memory.
 # `scripts/bench.sh` runs them all; `scripts/bench.sh flow contacts` runs those named.
 # Expects Postgres, Redis and RabbitMQ running (make bench starts them). Exits non-zero only
 # when a bench itself fails, not on a missed aim.
@@ -27,7 +29,7 @@ if wanted auth; then
     "$cargo" bench -p ism-platform --bench auth
 fi
 
-"$cargo" build --release -p ism -p ism-e2e --bin ism --bin bench --bin gateway_bench --bin bench_contacts
+"$cargo" build --release -p ism -p ism-e2e --bin ism --bin bench --bin gateway_bench --bin bench_contacts --bin broadcasts_bench
 export ISM_BIN="$target_dir/release/ism"
 if wanted flow; then
     echo "==> First flow"
@@ -44,4 +46,8 @@ fi
 if wanted conversations; then
     echo "==> Conversations at scale"
     "$cargo" bench -p ism-conversations --bench scale
+fi
+if wanted broadcasts; then
+    echo "==> Broadcasts at 100,000 recipients"
+    "$target_dir/release/broadcasts_bench"
 fi

@@ -487,6 +487,23 @@ impl Api {
         carried("ResolveContact", answer("ResolveContact", response).contact)
     }
 
+    /// SetBroadcastOptOut: the Contact, opted out of broadcasts or back in.
+    pub async fn set_broadcast_opt_out(&self, id: &str, opted_out: bool) -> ct::Contact {
+        let request = ct::SetBroadcastOptOutRequest {
+            id: id.into(),
+            opted_out,
+        };
+        let response = self
+            .contacts
+            .clone()
+            .set_broadcast_opt_out(self.authed(request))
+            .await;
+        carried(
+            "SetBroadcastOptOut",
+            answer("SetBroadcastOptOut", response).contact,
+        )
+    }
+
     /// CreateContact: the new Contact.
     pub async fn create_contact(&self, profile: ct::ContactProfile) -> ct::Contact {
         let request = ct::CreateContactRequest {
@@ -1143,6 +1160,42 @@ impl Api {
             }
             page_token = page.next_page_token;
         }
+    }
+
+    /// ExportRecipients: the whole CSV file.
+    pub async fn export_recipients(&self, broadcast_id: &str) -> String {
+        let request = bc::ExportRecipientsRequest {
+            broadcast_id: broadcast_id.into(),
+            statuses: Vec::new(),
+        };
+        let response = self
+            .broadcasts
+            .clone()
+            .export_recipients(self.authed(request))
+            .await;
+        let mut stream = answer("ExportRecipients", response);
+        let mut csv = Vec::new();
+        while let Some(chunk) = stream.message().await.expect("ExportRecipients chunk") {
+            csv.extend(chunk.data);
+        }
+        String::from_utf8(csv).expect("UTF-8 CSV")
+    }
+
+    /// ResendToFailed: the new draft, named after the old one.
+    pub async fn resend_to_failed(&self, broadcast_id: &str) -> bc::Broadcast {
+        let request = bc::ResendToFailedRequest {
+            broadcast_id: broadcast_id.into(),
+            name: String::new(),
+        };
+        let response = self
+            .broadcasts
+            .clone()
+            .resend_to_failed(self.authed(request))
+            .await;
+        carried(
+            "ResendToFailed",
+            answer("ResendToFailed", response).broadcast,
+        )
     }
 
     /// The broadcast once `done` holds of it, polling GetBroadcast.

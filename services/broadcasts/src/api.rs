@@ -5,6 +5,9 @@ use ism_platform::error::{FieldError, Violations};
 use ism_platform::paging;
 use ism_proto::broadcasts::v1 as pb;
 use ism_proto::broadcasts::v1::broadcast_service_server::BroadcastService;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -48,8 +51,13 @@ impl Api {
     }
 }
 
+/// A server stream of `T`.
+type Feed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl BroadcastService for Api {
+    type ExportRecipientsStream = Feed<pb::ExportRecipientsResponse>;
+
     #[tracing::instrument(skip_all, err)]
     async fn create_broadcast(
         &self,
@@ -236,6 +244,46 @@ impl BroadcastService for Api {
         Ok(Response::new(pb::ListRecipientsResponse {
             recipients,
             next_page_token,
+        }))
+    }
+
+    async fn export_recipients(
+        &self,
+        request: Request<pb::ExportRecipientsRequest>,
+    ) -> Result<Response<Self::ExportRecipientsStream>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let mut violations = Violations::new();
+        let id = violations.check(uuid("broadcast_id", &r.broadcast_id));
+        let statuses: Option<Vec<RecipientStatus>> =
+            violations.check(each("statuses", &r.statuses, wire::recipient_status_of));
+        violations.finish()?;
+        let (Some(id), Some(statuses)) = (id, statuses) else {
+            return Err(Status::internal("a checked request lacks a part"));
+        };
+        self.broadcasts.read(workspace_id, id).await?;
+        let chunks = reads::export(self.broadcasts.pool.clone(), id, statuses).map(|chunk| {
+            chunk
+                .map(|data| pb::ExportRecipientsResponse { data })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn resend_to_failed(
+        &self,
+        request: Request<pb::ResendToFailedRequest>,
+    ) -> Result<Response<pb::ResendToFailedResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let r = request.into_inner();
+        let id = uuid("broadcast_id", &r.broadcast_id)?;
+        let broadcast = self
+            .broadcasts
+            .resend_to_failed(workspace_id, id, &r.name)
+            .await?;
+        Ok(Response::new(pb::ResendToFailedResponse {
+            broadcast: Some(self.one(broadcast).await?),
         }))
     }
 }

@@ -8,6 +8,7 @@ use ism_proto::broadcasts::v1 as pb;
 use ism_proto::types::v1::message_content::Kind;
 use ism_proto::types::v1::{ChannelType, MessageContent};
 use prost::Message;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::directory::Directory;
@@ -121,9 +122,32 @@ fn check_content(
     violations.into_result().map(|()| content)
 }
 
+/// How many Contacts `audience`'s source holds (exclusions not subtracted), or what is
+/// wrong with it under `field`.
+pub async fn audience_size(
+    directory: &Directory,
+    pool: &PgPool,
+    workspace_id: Uuid,
+    audience: &pb::Audience,
+    field: &str,
+) -> Result<Result<i64, Violations>, Error> {
+    let Some(pb::audience::Source::FailedRecipientsOf(id)) = &audience.source else {
+        return directory.count(workspace_id, audience, field).await;
+    };
+    let at = format!("{field}.failed_recipients_of");
+    let Ok(id) = id.parse::<Uuid>() else {
+        return Ok(Err(FieldError::new(at, "not a UUID").into()));
+    };
+    Ok(match store::failed_count(pool, workspace_id, id).await? {
+        Some(n) => Ok(n),
+        None => Err(FieldError::new(at, "no such broadcast in this workspace").into()),
+    })
+}
+
 /// `definition` checked whole: every bad field at once, each named by its path.
 pub async fn check(
     directory: &Directory,
+    pool: &PgPool,
     workspace_id: Uuid,
     definition: Option<pb::BroadcastDefinition>,
 ) -> Result<store::Definition, Error> {
@@ -149,9 +173,14 @@ pub async fn check(
     });
     let audience = definition.audience.unwrap_or_default();
     violations.check(
-        directory
-            .count(workspace_id, &audience, "definition.audience")
-            .await?,
+        audience_size(
+            directory,
+            pool,
+            workspace_id,
+            &audience,
+            "definition.audience",
+        )
+        .await?,
     );
     violations.finish()?;
     let (Some(name), Some(labels), Some((channel_id, _)), Some(content)) =

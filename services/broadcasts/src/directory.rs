@@ -22,7 +22,7 @@ pub struct Directory {
     pub contacts: Peer<ContactServiceClient<Channel>>,
 }
 
-/// Contacts per streamed batch while an audience is frozen.
+/// Contacts per batch while an audience is frozen (streamed, or a resend's read).
 pub const FREEZE_BATCH: i32 = 1000;
 
 /// Records `status`'s field violations (or its message), each under `field`.
@@ -45,12 +45,14 @@ fn report(all: &mut Violations, field: &str, status: &Status) {
     }
 }
 
-/// The contacts service's audience of `audience`'s source.
+/// The contacts service's audience of `audience`'s source; `None` when it is not one of
+/// contacts' (unset, or an earlier broadcast's recipients).
 fn source(audience: &pb::Audience) -> Option<contacts::stream_contacts_request::Audience> {
     use contacts::stream_contacts_request::Audience as Stream;
     match audience.source.as_ref()? {
         pb::audience::Source::Filter(filter) => Some(Stream::Filter(filter.clone())),
         pb::audience::Source::SegmentId(id) => Some(Stream::SegmentId(id.clone())),
+        pb::audience::Source::FailedRecipientsOf(_) => None,
     }
 }
 
@@ -90,8 +92,9 @@ impl Directory {
         Ok(fields.into_iter().map(|f| f.key).collect())
     }
 
-    /// How many live Contacts `audience`'s source holds (exclusions not subtracted), or
-    /// what is wrong with it under `field` (a filter contacts refuses, an unknown Segment).
+    /// How many live Contacts a contacts audience's source holds (exclusions not
+    /// subtracted), or what is wrong with it under `field` (a filter contacts refuses, an
+    /// unknown Segment).
     pub async fn count(
         &self,
         workspace_id: Uuid,
@@ -179,6 +182,32 @@ impl Directory {
                 c.stream_contacts(r).await
             })
             .await
+    }
+
+    /// Which of `candidates` are live Contacts that may receive broadcasts: not blocked,
+    /// not opted out, not deleted.
+    pub async fn reachable(
+        &self,
+        workspace_id: Uuid,
+        candidates: &[Uuid],
+    ) -> Result<HashSet<Uuid>, Error> {
+        let yes_no = |field: &str| contacts::Condition {
+            kind: Some(contacts::condition::Kind::Field(contacts::FieldCondition {
+                field: field.to_owned(),
+                operator: contacts::FieldOperator::Is as i32,
+                values: vec![contacts::FieldValue {
+                    kind: Some(contacts::field_value::Kind::Checkbox(false)),
+                }],
+            })),
+        };
+        let filter = contacts::Filter {
+            groups: vec![contacts::ConditionGroup {
+                conditions: vec![yes_no("blocked"), yes_no("broadcast_opt_out")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.matching(workspace_id, &filter, candidates).await
     }
 
     /// Which of `candidates` match `filter`.

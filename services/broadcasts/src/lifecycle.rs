@@ -104,10 +104,14 @@ impl Broadcasts {
     async fn require_recipients(&self, broadcast: &Broadcast) -> Result<(), Error> {
         let audience = pb::Audience::decode(broadcast.audience.as_slice())
             .map_err(|e| Error::Unexpected(e.into()))?;
-        let count = self
-            .directory
-            .count(broadcast.workspace_id, &audience, "definition.audience")
-            .await?;
+        let count = definition::audience_size(
+            &self.directory,
+            &self.pool,
+            broadcast.workspace_id,
+            &audience,
+            "definition.audience",
+        )
+        .await?;
         match count {
             Ok(0) => Err(Error::precondition(
                 "definition.audience",
@@ -127,7 +131,8 @@ impl Broadcasts {
         workspace_id: Uuid,
         definition: Option<pb::BroadcastDefinition>,
     ) -> Result<Broadcast, Error> {
-        let definition = definition::check(&self.directory, workspace_id, definition).await?;
+        let definition =
+            definition::check(&self.directory, &self.pool, workspace_id, definition).await?;
         let mut tx = self.pool.begin().await?;
         let broadcast = store::insert(&mut tx, workspace_id, &definition).await?;
         tx.commit().await?;
@@ -142,7 +147,8 @@ impl Broadcasts {
     ) -> Result<Broadcast, Error> {
         // Another Workspace's broadcast is not found, whatever the definition.
         self.read(workspace_id, id).await?;
-        let definition = definition::check(&self.directory, workspace_id, definition).await?;
+        let definition =
+            definition::check(&self.directory, &self.pool, workspace_id, definition).await?;
         let mut tx = self.pool.begin().await?;
         let current = Self::locked(&mut tx, workspace_id, id).await?;
         if !current.state.editable() {
@@ -275,6 +281,47 @@ impl Broadcasts {
             schedule: None,
         };
         let broadcast = change(&mut tx, &current, cancelled).await?;
+        tx.commit().await?;
+        Ok(broadcast)
+    }
+
+    /// A new draft with `source`'s channel, content and labels, to its failed recipients.
+    pub async fn resend_to_failed(
+        &self,
+        workspace_id: Uuid,
+        source_id: Uuid,
+        name: &str,
+    ) -> Result<Broadcast, Error> {
+        let source = self.read(workspace_id, source_id).await?;
+        let name = if name.trim().is_empty() {
+            format!("{} (resend)", source.name)
+        } else {
+            name.trim().to_owned()
+        };
+        if name.chars().count() > 200 {
+            return Err(Error::invalid("name", "must have at most 200 characters"));
+        }
+        if store::failed_count(&self.pool, workspace_id, source_id).await? == Some(0) {
+            return Err(Error::precondition(
+                "broadcast_id",
+                "no recipient of this broadcast failed",
+            ));
+        }
+        let audience = pb::Audience {
+            source: Some(pb::audience::Source::FailedRecipientsOf(
+                source_id.to_string(),
+            )),
+            exclude: None,
+        };
+        let definition = store::Definition {
+            name,
+            channel_id: source.channel_id,
+            audience: audience.encode_to_vec(),
+            content: source.content,
+            labels: source.labels,
+        };
+        let mut tx = self.pool.begin().await?;
+        let broadcast = store::insert(&mut tx, workspace_id, &definition).await?;
         tx.commit().await?;
         Ok(broadcast)
     }

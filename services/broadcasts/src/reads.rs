@@ -53,3 +53,64 @@ pub async fn recipients(
     let (rows, next) = paging::finish(rows, limit, |r| r.contact_id);
     Ok((rows.into_iter().map(wire::recipient).collect(), next))
 }
+
+/// Recipients per chunk of a CSV export.
+const EXPORT_CHUNK: i64 = 1000;
+const EXPORT_COLUMNS: [&str; 7] = [
+    "contact_id",
+    "external_id",
+    "status",
+    "reason",
+    "external_message_id",
+    "updated_at",
+    "replied_at",
+];
+
+/// `broadcast_id`'s recipients as CSV chunks, read a page at a time so an export of any
+/// size holds one page in memory; a CSV library quotes what needs quoting.
+pub fn export(
+    pool: PgPool,
+    broadcast_id: Uuid,
+    statuses: Vec<RecipientStatus>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, Error>> + Send + 'static {
+    futures::stream::try_unfold(Some((None, true)), move |state| {
+        let (pool, statuses) = (pool.clone(), statuses.clone());
+        async move {
+            let Some((after, first)) = state else {
+                return Ok(None);
+            };
+            let rows =
+                store::recipients(&pool, broadcast_id, &statuses, after, EXPORT_CHUNK).await?;
+            let next = (rows.len() as i64 == EXPORT_CHUNK)
+                .then(|| rows.last().map(|r| (Some(r.contact_id), false)))
+                .flatten();
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            let written: Result<(), csv::Error> = (|| {
+                if first {
+                    csv.write_record(EXPORT_COLUMNS)?;
+                }
+                for r in &rows {
+                    let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                            .unwrap_or_default()
+                    };
+                    csv.write_record([
+                        r.contact_id.to_string(),
+                        r.external_id.clone(),
+                        r.status.to_string(),
+                        r.reason.clone(),
+                        r.external_message_id.clone(),
+                        at(Some(r.updated_at)),
+                        at(r.replied_at),
+                    ])?;
+                }
+                Ok(())
+            })();
+            written.map_err(|e| Error::Unexpected(e.into()))?;
+            let data = csv
+                .into_inner()
+                .map_err(|e| Error::Unexpected(anyhow::anyhow!("{e}")))?;
+            Ok(Some((data, next)))
+        }
+    })
+}

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::config::BroadcastsSettings;
 use crate::definition;
-use crate::directory::Directory;
+use crate::directory::{Directory, FREEZE_BATCH};
 use crate::error::Error;
 use crate::lifecycle::{self, running};
 use crate::states::{Missed, RecipientStatus, State};
@@ -45,7 +45,12 @@ const MISSED_AFTER: TimeDelta = TimeDelta::minutes(5);
 
 /// Why a recipient is skipped when the audience freezes.
 pub const BLOCKED: &str = "blocked";
+pub const OPTED_OUT: &str = "opted out";
 pub const NO_IDENTITY: &str = "no identity on the channel";
+/// Why a failed recipient is not reached again by a resend.
+const GONE: &str = "opted out, blocked or deleted since";
+const REWRITTEN: &str =
+    "the personalised message was edited since the first broadcast; create a new broadcast";
 
 /// Runs broadcasts; one per replica, sharing the work through row locks and leases.
 pub struct Runner {
@@ -281,6 +286,12 @@ impl Runner {
     async fn freeze(&self, broadcast: &Broadcast) -> Result<(), Error> {
         let audience = pb::Audience::decode(broadcast.audience.as_slice())
             .map_err(|e| Error::Unexpected(e.into()))?;
+        if let Some(pb::audience::Source::FailedRecipientsOf(source)) = &audience.source {
+            let source = source.parse().map_err(|_| {
+                Error::invalid("definition.audience.failed_recipients_of", "not a UUID")
+            })?;
+            return self.freeze_failed_of(broadcast, source).await;
+        }
         let content = MessageContent::decode(broadcast.content.as_slice())
             .map_err(|e| Error::Unexpected(e.into()))?;
         let field_keys = if definition::personalised(&content) {
@@ -386,6 +397,69 @@ impl Runner {
         }
     }
 
+    /// Freezes the failed recipients of the broadcast `source` after the last frozen
+    /// Contact, as they are now: those blocked, opted out or deleted since are skipped.
+    /// Each keeps the message it was rendered for, unless the message was edited since.
+    async fn freeze_failed_of(&self, broadcast: &Broadcast, source: Uuid) -> Result<(), Error> {
+        let original = store::get(
+            &mut *ism_platform::db::acquire(&self.pool).await?,
+            broadcast.workspace_id,
+            source,
+        )
+        .await?
+        .map(|b| b.content);
+        let unchanged = original.as_deref() == Some(broadcast.content.as_slice());
+        let personalised = definition::personalised(
+            &MessageContent::decode(broadcast.content.as_slice())
+                .map_err(|e| Error::Unexpected(e.into()))?,
+        );
+        let mut after = broadcast.frozen_after;
+        loop {
+            let batch = i64::from(FREEZE_BATCH);
+            let failed = store::failed_after(&self.pool, source, after, batch).await?;
+            let done = failed.len() < FREEZE_BATCH as usize;
+            let ids: Vec<Uuid> = failed.iter().map(|f| f.contact_id).collect();
+            let reachable = self
+                .directory
+                .reachable(broadcast.workspace_id, &ids)
+                .await?;
+            let rows: Vec<NewRecipient> = failed
+                .into_iter()
+                .map(|f| {
+                    let (status, reason, content) = if !reachable.contains(&f.contact_id) {
+                        (RecipientStatus::Skipped, GONE.to_owned(), None)
+                    } else if unchanged {
+                        (RecipientStatus::Pending, String::new(), f.content)
+                    } else if personalised {
+                        (RecipientStatus::Skipped, REWRITTEN.to_owned(), None)
+                    } else {
+                        (RecipientStatus::Pending, String::new(), None)
+                    };
+                    NewRecipient {
+                        contact_id: f.contact_id,
+                        status,
+                        reason,
+                        external_id: f.external_id,
+                        content,
+                    }
+                })
+                .collect();
+            let last = ids.last().copied().or(after);
+            let mut tx = self.pool.begin().await?;
+            store::insert_recipients(&mut tx, broadcast.id, &rows).await?;
+            let lease = self.settings.lease_seconds;
+            if !store::advance_freeze(&mut tx, broadcast.id, self.owner, last, done, lease).await? {
+                return Ok(());
+            }
+            tx.commit().await?;
+            after = last;
+            self.wake.notify_one();
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
     /// A freeze that cannot go on: an outage is retried at the next round; a refusal
     /// (the Segment was deleted) pauses the broadcast with the reason.
     async fn freeze_failed(&self, broadcast: &Broadcast, error: Error) {
@@ -429,6 +503,9 @@ fn recipient(
     };
     if contact.blocked {
         return skipped(BLOCKED);
+    }
+    if contact.broadcast_opt_out {
+        return skipped(OPTED_OUT);
     }
     let Some(identity) = identity else {
         return skipped(NO_IDENTITY);

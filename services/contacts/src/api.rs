@@ -28,7 +28,7 @@ use crate::profile::Profile;
 use crate::resolver::Resolver;
 use crate::search::{self, Sort};
 use crate::segments;
-use crate::store::{self, Contact, Full, IdentityKey, Patch, TagNames};
+use crate::store::{self, Contact, Flag, Full, IdentityKey, Patch, TagNames};
 use crate::tags;
 
 #[derive(Clone)]
@@ -242,6 +242,7 @@ fn to_proto(full: Full) -> pb::Contact {
         timezone: c.timezone,
         picture_url: c.picture_url,
         blocked: c.blocked,
+        broadcast_opt_out: c.broadcast_opt_out,
         version: c.version,
     }
 }
@@ -440,8 +441,24 @@ impl ContactService for Api {
         let workspace_id = workspace(&request, Role::Agent)?;
         let r = request.into_inner();
         let id = uuid("id", &r.id)?;
-        let contact = store::set_blocked(&self.pool, workspace_id, id, r.blocked).await?;
+        let contact =
+            store::set_flag(&self.pool, workspace_id, id, Flag::Blocked, r.blocked).await?;
         Ok(Response::new(pb::SetContactBlockedResponse {
+            contact: Some(self.one(contact).await?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn set_broadcast_opt_out(
+        &self,
+        request: Request<pb::SetBroadcastOptOutRequest>,
+    ) -> Result<Response<pb::SetBroadcastOptOutResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let r = request.into_inner();
+        let id = uuid("id", &r.id)?;
+        let flag = Flag::BroadcastOptOut;
+        let contact = store::set_flag(&self.pool, workspace_id, id, flag, r.opted_out).await?;
+        Ok(Response::new(pb::SetBroadcastOptOutResponse {
             contact: Some(self.one(contact).await?),
         }))
     }

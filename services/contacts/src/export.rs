@@ -7,7 +7,13 @@ use crate::profile::Profile;
 
 /// The default columns after `id` and the profile's ([`Profile::FIELDS`]), before the
 /// custom field keys.
-const OTHER_COLUMNS: [&str; 4] = ["blocked", "created_at", "last_interaction_at", "tags"];
+const OTHER_COLUMNS: [&str; 5] = [
+    "blocked",
+    "broadcast_opt_out",
+    "created_at",
+    "last_interaction_at",
+    "tags",
+];
 
 /// Writes Contacts as CSV with the default columns, `tags`, then `custom_keys`.
 pub struct Exporter {
@@ -65,6 +71,7 @@ impl Exporter {
                 c.timezone.clone(),
                 c.picture_url.clone(),
                 c.blocked.to_string(),
+                c.broadcast_opt_out.to_string(),
                 time(&c.created_at),
                 time(&c.last_interaction_at),
                 c.tags.join(";"),

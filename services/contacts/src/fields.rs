@@ -30,6 +30,7 @@ const OTHER_DEFAULT_KEYS: &[&str] = &[
     "updated_at",
     "last_interaction_at",
     "blocked",
+    "broadcast_opt_out",
     "tags",
     "channel",
 ];

@@ -56,7 +56,8 @@ enum Target {
     TextColumn(&'static str),
     /// A default timestamptz column (nullable or not).
     TimeColumn(&'static str),
-    Blocked,
+    /// A yes-or-no column of the Contact (blocked, broadcast_opt_out).
+    Flag(&'static str),
     Custom(String, FieldKind),
 }
 
@@ -212,7 +213,8 @@ fn target(field: &str, schema: &Schema) -> Result<Target, Reason> {
         "created_at" => Target::TimeColumn("c.created_at"),
         "updated_at" => Target::TimeColumn("c.updated_at"),
         "last_interaction_at" => Target::TimeColumn("c.last_interaction_at"),
-        "blocked" => Target::Blocked,
+        "blocked" => Target::Flag("c.blocked"),
+        "broadcast_opt_out" => Target::Flag("c.broadcast_opt_out"),
         key => match schema.fields.get(key) {
             Some(def) => Target::Custom(key.to_owned(), def.kind),
             None => return Err(format!("no such contact field {key:?}")),
@@ -235,7 +237,7 @@ fn shape(target: &Target) -> Shape {
     match target {
         Target::TextColumn(_) => Shape::Text,
         Target::TimeColumn(_) => Shape::DateTime,
-        Target::Blocked => Shape::Checkbox,
+        Target::Flag(_) => Shape::Checkbox,
         Target::Custom(_, kind) => match kind {
             FieldKind::Text | FieldKind::Email | FieldKind::Phone | FieldKind::Url => Shape::Text,
             FieldKind::Select => Shape::Select,
@@ -703,8 +705,8 @@ fn push_field(q: &mut QueryBuilder<Postgres>, target: &Target, test: &Test) {
                 }
             }
         }
-        (Target::Blocked, Test::Checkbox(b)) => {
-            q.push("c.blocked = ").push_bind(*b);
+        (Target::Flag(column), Test::Checkbox(b)) => {
+            q.push(*column).push(" = ").push_bind(*b);
         }
         (Target::Custom(key, _), Test::Checkbox(b)) => {
             q.push("coalesce(c.custom -> ")

@@ -39,6 +39,7 @@ enum Target {
     Custom(String, FieldKind),
     Tags,
     ExternalId,
+    BroadcastOptOut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,7 @@ impl Settings {
             let target = match c.field.as_str() {
                 "tags" => Target::Tags,
                 "external_id" => Target::ExternalId,
+                "broadcast_opt_out" => Target::BroadcastOptOut,
                 f => match Profile::FIELDS.iter().position(|p| *p == f) {
                     Some(i) => Target::Profile(i),
                     None => match schema.fields.get(f) {
@@ -145,6 +147,8 @@ struct Row {
     custom: BTreeMap<String, Value>,
     tags: Vec<String>,
     external_id: Option<String>,
+    /// The Contact's consent to broadcasts, when the file says.
+    opt_out: Option<bool>,
 }
 
 impl Row {
@@ -253,6 +257,17 @@ fn parse(
                     Ok(())
                 })
             }
+            Target::BroadcastOptOut => match value.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => {
+                    row.opt_out = Some(true);
+                    Ok(())
+                }
+                "false" | "no" | "0" => {
+                    row.opt_out = Some(false);
+                    Ok(())
+                }
+                _ => Err("true or false (yes or no, 1 or 0)".into()),
+            },
             Target::ExternalId if value.len() > 256 => Err("at most 256 bytes".into()),
             Target::ExternalId => {
                 row.external_id = Some(value.to_owned());
@@ -566,7 +581,8 @@ async fn apply(
                 };
                 let (profile, custom, changed) = updated(current, row);
                 if !changed.is_empty() {
-                    updates.push(current.id, &profile, custom, &tag_ids);
+                    let opt_out = row.opt_out.unwrap_or(current.broadcast_opt_out);
+                    updates.push(current.id, &profile, custom, &tag_ids, opt_out);
                     events.push(topics::CONTACT_UPDATED.event(
                         workspace_id,
                         &current.id.to_string(),
@@ -609,7 +625,7 @@ async fn apply(
                 }));
                 let mut custom = defaults.clone();
                 custom.extend(row.custom.iter().map(|(k, v)| (k.clone(), v.clone())));
-                inserts.push(id, &profile, custom, &tag_ids);
+                inserts.push(id, &profile, custom, &tag_ids, row.opt_out.unwrap_or(false));
                 let (channel_id, external_id) = match (settings.channel_id, &row.external_id) {
                     (Some(ch), Some(x)) => {
                         identities.0.push(x.clone());
@@ -783,6 +799,12 @@ fn updated(current: &Contact, row: &Row) -> (Profile, serde_json::Map<String, Va
         }
         _ => olds[i].clone(),
     });
+    if row
+        .opt_out
+        .is_some_and(|opt_out| opt_out != current.broadcast_opt_out)
+    {
+        changes.push(("broadcast_opt_out".to_owned(), None, None));
+    }
     let mut custom = current.custom.object();
     for (key, value) in &row.custom {
         let old = custom.insert(key.clone(), value.clone());
@@ -801,6 +823,7 @@ struct Columns {
     custom: Vec<Value>,
     /// Each Contact's Tags to add, as an array literal: Postgres has no ragged arrays.
     tag_ids: Vec<String>,
+    opt_out: Vec<bool>,
 }
 
 impl Columns {
@@ -810,8 +833,10 @@ impl Columns {
         p: &Profile,
         custom: serde_json::Map<String, Value>,
         tag_ids: &[Uuid],
+        opt_out: bool,
     ) {
         self.ids.push(id);
+        self.opt_out.push(opt_out);
         let tag_ids: Vec<String> = tag_ids.iter().map(Uuid::to_string).collect();
         self.tag_ids.push(format!("{{{}}}", tag_ids.join(",")));
         for (column, value) in self.text.iter_mut().zip(p.values()) {
@@ -827,11 +852,11 @@ impl Columns {
             tx,
             workspace_id,
             "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, phone, language,
-                 country, timezone, picture_url, custom, tag_ids)
-             SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu, tg::uuid[] FROM unnest($2::uuid[],
+                 country, timezone, picture_url, custom, tag_ids, broadcast_opt_out)
+             SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu, tg::uuid[], oo FROM unnest($2::uuid[],
                  $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                 $9::text[], $10::text[], $11::jsonb[], $12::text[])
-                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg)",
+                 $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[])
+                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg, oo)",
         )
         .await
     }
@@ -845,16 +870,17 @@ impl Columns {
                  language = r.lang, country = r.co, timezone = r.tz, picture_url = r.pic,
                  custom = r.cu, version = c.version + 1, updated_at = now(),
                  tag_ids = c.tag_ids
-                     || ARRAY(SELECT t FROM unnest(r.tg::uuid[]) AS t WHERE t <> ALL(c.tag_ids))
+                     || ARRAY(SELECT t FROM unnest(r.tg::uuid[]) AS t WHERE t <> ALL(c.tag_ids)),
+                 broadcast_opt_out = r.oo
              FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                 $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[])
-                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg)
+                 $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[])
+                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg, oo)
              WHERE c.workspace_id = $1 AND c.id = ANY($2) AND c.id = r.id",
         )
         .await
     }
 
-    /// Runs `sql` with the workspace as $1 and the columns as arrays $2 to $12.
+    /// Runs `sql` with the workspace as $1 and the columns as arrays $2 to $13.
     async fn write(
         &self,
         tx: &mut PgConnection,
@@ -878,6 +904,7 @@ impl Columns {
             .bind(&t[7])
             .bind(&self.custom)
             .bind(&self.tag_ids)
+            .bind(&self.opt_out)
             .execute(tx)
             .await?;
         Ok(())

@@ -126,10 +126,15 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     if source.blocked && !target.blocked {
         changed.push("blocked".into());
     }
+    // Either person asking for no broadcasts is enough.
+    if source.broadcast_opt_out && !target.broadcast_opt_out {
+        changed.push("broadcast_opt_out".into());
+    }
 
     store::save(&mut tx, workspace_id, m.target, &profile, custom).await?;
     let contact: Contact = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE contacts SET blocked = blocked OR $3,
+             broadcast_opt_out = broadcast_opt_out OR $6,
              created_at = least(created_at, $4),
              last_interaction_at = greatest(last_interaction_at, $5)
          WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
@@ -139,6 +144,7 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     .bind(source.blocked)
     .bind(source.created_at)
     .bind(source.last_interaction_at)
+    .bind(source.broadcast_opt_out)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query(

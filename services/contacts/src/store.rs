@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use ism_platform::events::{self, Topic, topics};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::events::v1::{
-    ContactBlocked, ContactCreated, ContactDeleted, ContactFieldChanged, ContactUpdated,
+    ContactBlocked, ContactCreated, ContactDeleted, ContactFieldChanged, ContactOptOutChanged,
+    ContactUpdated,
 };
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -35,6 +36,7 @@ pub struct Contact {
     pub picture_url: String,
     pub last_interaction_at: Option<DateTime<Utc>>,
     pub blocked: bool,
+    pub broadcast_opt_out: bool,
     pub custom: Custom,
     /// The ids of its Tags, kept equal to its `contact_tags` rows by a trigger.
     pub tag_ids: Vec<Uuid>,
@@ -53,11 +55,13 @@ impl Contact {
 
 /// Every column of [`Contact`], for `SELECT` and `RETURNING`.
 pub const COLUMNS: &str = "id, workspace_id, first_name, last_name, email, phone, language, country, \
-     timezone, picture_url, last_interaction_at, blocked, custom, tag_ids, version, created_at, updated_at, deleted_at";
+     timezone, picture_url, last_interaction_at, blocked, broadcast_opt_out, custom, tag_ids, version, created_at, \
+     updated_at, deleted_at";
 
 /// The same columns qualified by the alias `c`.
 pub(crate) const C_COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, c.language, \
-     c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.custom, c.tag_ids, c.version, \
+     c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.broadcast_opt_out, c.custom, \
+     c.tag_ids, c.version, \
      c.created_at, c.updated_at, c.deleted_at";
 
 /// A channel identity of a Contact.
@@ -641,38 +645,67 @@ pub async fn purge(pool: &PgPool, batch: i64) -> Result<u64, Error> {
     .rows_affected())
 }
 
-/// Blocks or unblocks a live Contact; emits an event only when that changes it.
-pub async fn set_blocked(
+/// A yes-or-no of a Contact set on its own (SetContactBlocked, SetBroadcastOptOut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    Blocked,
+    BroadcastOptOut,
+}
+
+/// Sets `flag` of a live Contact; emits an event only when that changes it.
+pub async fn set_flag(
     pool: &PgPool,
     workspace_id: Uuid,
     id: Uuid,
-    blocked: bool,
+    flag: Flag,
+    on: bool,
 ) -> Result<Contact, Error> {
     let mut tx = pool.begin().await?;
     let current = locked(&mut tx, workspace_id, id).await?;
-    if current.blocked == blocked {
+    let (now, column) = match flag {
+        Flag::Blocked => (current.blocked, "blocked"),
+        Flag::BroadcastOptOut => (current.broadcast_opt_out, "broadcast_opt_out"),
+    };
+    if now == on {
         tx.rollback().await?;
         return Ok(current);
     }
     let contact: Contact = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE contacts SET blocked = $3, version = version + 1, updated_at = now()
+        "UPDATE contacts SET {column} = $3, version = version + 1, updated_at = now()
          WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
     )))
     .bind(workspace_id)
     .bind(id)
-    .bind(blocked)
+    .bind(on)
     .fetch_one(&mut *tx)
     .await?;
-    let payload = ContactBlocked {
-        contact_id: id.to_string(),
-        blocked,
-    };
-    let event_type = if blocked {
-        &topics::CONTACT_BLOCKED
-    } else {
-        &topics::CONTACT_UNBLOCKED
-    };
-    emit(&mut tx, event_type, workspace_id, id, &payload).await?;
+    let contact_id = id.to_string();
+    match (flag, on) {
+        (Flag::Blocked, blocked) => {
+            let topic = if blocked {
+                &topics::CONTACT_BLOCKED
+            } else {
+                &topics::CONTACT_UNBLOCKED
+            };
+            let payload = ContactBlocked {
+                contact_id,
+                blocked,
+            };
+            emit(&mut tx, topic, workspace_id, id, &payload).await?;
+        }
+        (Flag::BroadcastOptOut, opted_out) => {
+            let topic = if opted_out {
+                &topics::CONTACT_OPTED_OUT
+            } else {
+                &topics::CONTACT_OPTED_IN
+            };
+            let payload = ContactOptOutChanged {
+                contact_id,
+                opted_out,
+            };
+            emit(&mut tx, topic, workspace_id, id, &payload).await?;
+        }
+    }
     tx.commit().await?;
     Ok(contact)
 }

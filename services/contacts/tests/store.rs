@@ -432,11 +432,11 @@ async fn deleted_contacts_are_hidden_restorable_and_a_returning_person_starts_af
     tags::add(&pool, ws, &[alan.contact.id], &["vip".into()])
         .await
         .unwrap();
-    let blocked = store::set_blocked(&pool, ws, alan.contact.id, true)
+    let blocked = store::set_flag(&pool, ws, alan.contact.id, store::Flag::Blocked, true)
         .await
         .unwrap();
     assert!(blocked.blocked);
-    store::set_blocked(&pool, ws, alan.contact.id, true)
+    store::set_flag(&pool, ws, alan.contact.id, store::Flag::Blocked, true)
         .await
         .unwrap();
     assert_eq!(events(&pool, "contacts.contact.blocked").await, 1);
@@ -814,7 +814,9 @@ mod filters {
         let alan = store::create(pool, ws, &alan, &HashMap::from([("score".into(), n(-1.0))]))
             .await
             .unwrap();
-        store::set_blocked(pool, ws, alan.id, true).await.unwrap();
+        store::set_flag(pool, ws, alan.id, store::Flag::Blocked, true)
+            .await
+            .unwrap();
         let key = IdentityKey {
             channel_id: a,
             external_id: "ann-1",
@@ -1438,7 +1440,7 @@ async fn merging_moves_everything_to_the_target_by_the_callers_rules() {
     store::update(&pool, ws, source.contact.id, 1, &patch)
         .await
         .unwrap();
-    store::set_blocked(&pool, ws, source.contact.id, true)
+    store::set_flag(&pool, ws, source.contact.id, store::Flag::Blocked, true)
         .await
         .unwrap();
     tags::add(&pool, ws, &[target.id], &["vip".into()])

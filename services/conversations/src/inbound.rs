@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use ism_platform::convert::from_timestamp;
 use ism_platform::events::{self, Batch, EventContext, EventHandler, HandlerError, topics};
 use ism_platform::peer::Peer;
-use ism_proto::contacts::v1::ResolveContactRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::contacts::v1::{ResolveContactRequest, SetBroadcastOptOutRequest};
 use ism_proto::events::v1::{
     ConversationMessageStatusChanged, Event, MessageCreated, MessageReceived, MessageStatusChanged,
     UserAvailabilityChanged,
 };
-use ism_proto::types::v1::DeliveryStatus;
+use ism_proto::types::v1::message_content::Kind as Content;
+use ism_proto::types::v1::{ChannelType, DeliveryStatus};
 use ism_proto::workspaces::v1 as ws;
 use prost::Message as _;
 use sqlx::PgConnection;
@@ -32,6 +33,42 @@ use crate::wire;
 pub struct Received {
     pub contacts: Peer<ContactServiceClient<Channel>>,
     pub assigner: Assigner,
+    pub consent: Consent,
+}
+
+/// The SMS keywords that change a Contact's consent to broadcasts, upper-case.
+pub struct Consent {
+    pub opt_out: Vec<String>,
+    pub opt_in: Vec<String>,
+}
+
+impl Consent {
+    pub fn new(opt_out: &[String], opt_in: &[String]) -> Self {
+        let upper = |words: &[String]| words.iter().map(|w| w.trim().to_uppercase()).collect();
+        Self {
+            opt_out: upper(opt_out),
+            opt_in: upper(opt_in),
+        }
+    }
+
+    /// Whether `inbound` opts its sender out (`Some(true)`) or in (`Some(false)`): an SMS
+    /// whose whole text is a keyword.
+    fn asked(&self, inbound: &Inbound) -> Option<bool> {
+        if inbound.received.channel_type != ChannelType::TwilioSms as i32 {
+            return None;
+        }
+        let Some(Content::Text(text)) = inbound.received.content.as_ref()?.kind.as_ref() else {
+            return None;
+        };
+        let word = text.body.trim().to_uppercase();
+        if self.opt_out.contains(&word) {
+            Some(true)
+        } else if self.opt_in.contains(&word) {
+            Some(false)
+        } else {
+            None
+        }
+    }
 }
 
 /// Deliveries of one lane stored in one transaction.
@@ -131,6 +168,25 @@ impl Received {
         contact.id.parse().map_err(|_| permanent("contact.id"))
     }
 
+    /// Applies an SMS keyword to the sender's consent before the message is stored, so a
+    /// failure retries the event instead of losing the request.
+    async fn apply_consent(&self, inbound: &Inbound, contact_id: Uuid) -> Result<(), HandlerError> {
+        let Some(opted_out) = self.consent.asked(inbound) else {
+            return Ok(());
+        };
+        let request = SetBroadcastOptOutRequest {
+            id: contact_id.to_string(),
+            opted_out,
+        };
+        self.contacts
+            .answer(inbound.workspace_id, request, |mut c, r| async move {
+                c.set_broadcast_opt_out(r).await
+            })
+            .await?
+            .map_err(transient)?;
+        Ok(())
+    }
+
     /// Assigns what the stored messages opened or woke, once committed.
     async fn after_commit(&self, stored: &[Stored]) {
         for Stored {
@@ -154,6 +210,7 @@ impl EventHandler for Received {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
         let inbound = Inbound::of(&event)?;
         let contact_id = self.resolve(&inbound).await?;
+        self.apply_consent(&inbound, contact_id).await?;
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
@@ -179,6 +236,11 @@ impl EventHandler for Received {
         let resolved =
             futures::future::try_join_all(senders.iter().map(|i| self.resolve(i))).await?;
         let contacts: HashMap<_, Uuid> = senders.iter().map(|i| i.sender()).zip(resolved).collect();
+        for i in &inbound {
+            if let Some(contact_id) = contacts.get(&i.sender()) {
+                self.apply_consent(i, *contact_id).await?;
+            }
+        }
         let (mut tx, fresh) = batch.begin().await?;
         let fresh: HashSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
         let arrivals = inbound

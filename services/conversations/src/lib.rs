@@ -68,6 +68,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         inbound::Received {
             contacts,
             assigner: assigner.clone(),
+            consent: inbound::Consent::new(&config.opt_out_keywords, &config.opt_in_keywords),
         },
     );
     service.consume(topology::CONVERSATIONS_STATUS, inbound::StatusReports);

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ism_e2e::fixtures::text_content;
-use ism_e2e::{Api, Platform, Receiver, Tenant, eventually};
+use ism_e2e::{Api, FakeProvider, Platform, Receiver, Tenant, credentials, eventually};
 use ism_proto::broadcasts::v1 as bc;
 use ism_proto::contacts::v1 as ct;
 use ism_proto::gateway::v1 as gw;
+use ism_proto::types::v1::ChannelType;
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -177,6 +178,47 @@ async fn a_broadcast_reaches_each_recipient_once_personalised_and_its_stats_matc
         "each sent recipient carries the provider's message id: {sent:?}"
     );
 
+    // The same recipients as CSV, a line each after the header.
+    let csv = api.export_recipients(&broadcast.id).await;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("contact_id,external_id,status,reason,external_message_id,updated_at,replied_at")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 11, "{csv}");
+    assert_eq!(rows.iter().filter(|l| l.contains(",sent,")).count(), 9);
+    assert_eq!(
+        rows.iter()
+            .filter(|l| l.contains(",skipped,no identity on the channel,"))
+            .count(),
+        1
+    );
+
+    // A recipient who writes back counts as a reply.
+    let body = serde_json::to_vec(
+        &serde_json::json!({"message_id": "answer-1", "from": {"id": "r3"}, "text": "Thanks!"}),
+    )
+    .expect("JSON");
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
+    assert_eq!(code, 200);
+    let replied = api
+        .wait_for_broadcast(&broadcast.id, WAIT, "the reply counted", |b| {
+            b.stats.as_ref().is_some_and(|s| s.replied == 1)
+        })
+        .await;
+    assert_eq!(replied.stats.expect("stats").sent, 9);
+    let answered = api
+        .list_recipients(&broadcast.id)
+        .await
+        .into_iter()
+        .filter(|r| r.replied_at.is_some())
+        .map(|r| r.external_id)
+        .collect::<Vec<_>>();
+    assert_eq!(answered, vec!["r3".to_owned()]);
+
     // Nothing more arrives later, and a completed broadcast cannot run again.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.received().len(), 9);
@@ -321,6 +363,23 @@ async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_wi
         "{unknown:?}"
     );
 
+    // Resending to the failed reaches r1 alone, now that the receiver knows it.
+    let resend = api.resend_to_failed(&first.id).await;
+    assert_eq!(
+        resend.definition.as_ref().map(|d| d.name.as_str()),
+        Some("Errors (resend)")
+    );
+    api.start_broadcast(&resend.id).await;
+    let resent = api
+        .wait_for_broadcast(&resend.id, WAIT, "the resend to complete", |b| {
+            state(b) == bc::BroadcastState::Completed
+        })
+        .await;
+    let stats = resent.stats.expect("stats");
+    assert_eq!((stats.recipients, stats.sent), (1, 1), "{stats:?}");
+    expected.insert("r1".into(), 2);
+    assert_eq!(per_recipient(&receiver, "one"), expected);
+
     // Most recipients unknown: the error-rate breaker stops the broadcast, never
     // "completed".
     for i in 0..8 {
@@ -345,7 +404,9 @@ async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_wi
         stopped.state_reason
     );
 
-    // A refused channel stops the broadcast at once: every message would fail alike.
+    // A refused channel stops the broadcast at once: every message would fail alike. At
+    // 2/s, four recipients wait at the gateway; the rest are not handed over.
+    pace(&api, &tenant, 2).await;
     receiver.script_for("r0", &[(401, "bad signature")]);
     let refused = api
         .create_broadcast(everyone_but_vips(&tenant, "Refused", "three"))
@@ -369,6 +430,117 @@ async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_wi
     );
     let stats = api.get_broadcast(&refused.id).await.stats.expect("stats");
     assert!(stats.pending > 0, "the rest waits for a resume: {stats:?}");
+}
+
+#[tokio::test]
+async fn opted_out_contacts_are_skipped_whether_by_api_import_or_an_sms_keyword() {
+    let receiver = Receiver::start().await;
+    let provider = FakeProvider::start().await;
+    let mut platform = Platform::new();
+    let public = format!("http://127.0.0.1:{}", platform.http_port);
+    platform.set("ISM_GATEWAY__PUBLIC_URL", &public);
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let sms = api
+        .connect_channel(gw::ConnectChannelRequest {
+            r#type: ChannelType::TwilioSms as i32,
+            name: "SMS".into(),
+            credentials: Some(gw::ChannelCredentials {
+                kind: Some(credentials::twilio()),
+            }),
+            api_base_url: provider.url.clone(),
+            ..Default::default()
+        })
+        .await;
+    let number = |i: usize| format!("+1555000000{i}");
+    let mut contacts = Vec::new();
+    for i in 0..6 {
+        contacts.push(api.resolve_contact(&sms.id, &number(i), "").await);
+    }
+
+    // 1 by the API; 2 by an import; 3 by texting STOP; 4 texts STOP, then START.
+    api.set_broadcast_opt_out(&contacts[1].id, true).await;
+    let import = api
+        .import_contacts(futures::stream::iter([
+            ct::ImportContactsRequest {
+                part: Some(ct::import_contacts_request::Part::Settings(
+                    ct::ImportSettings {
+                        columns: vec![
+                            ct::ColumnMapping {
+                                column: "number".into(),
+                                field: "external_id".into(),
+                            },
+                            ct::ColumnMapping {
+                                column: "no offers".into(),
+                                field: "broadcast_opt_out".into(),
+                            },
+                        ],
+                        r#match: ct::ImportMatch::ExternalId as i32,
+                        channel_id: sms.id.clone(),
+                    },
+                )),
+            },
+            ct::ImportContactsRequest {
+                part: Some(ct::import_contacts_request::Part::Data(
+                    format!("number,no offers\n{},yes\n", number(2)).into_bytes(),
+                )),
+            },
+        ]))
+        .await;
+    assert_eq!(import.updated, 1, "{import:?}");
+    let url = format!("{public}{}", sms.webhook_path);
+    let http = reqwest::Client::new();
+    for (n, (i, text)) in [(3, "stop"), (4, "STOP"), (4, "Start")]
+        .into_iter()
+        .enumerate()
+    {
+        let form = format!(
+            "SmsMessageSid=SMkw{n}&NumMedia=0&SmsStatus=received&Body={text}&To=%2B15017122661&MessageSid=SMkw{n}&AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&From=%2B1555000000{i}&ApiVersion=2010-04-01"
+        );
+        let answer = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "x-twilio-signature",
+                credentials::twilio_signature(&url, &form),
+            )
+            .body(form)
+            .send()
+            .await
+            .expect("webhook");
+        assert!(answer.status().is_success(), "{answer:?}");
+        // Each keyword is applied before the next is sent, as a person texts them.
+        let contact_id = contacts[i].id.clone();
+        let wanted = text.eq_ignore_ascii_case("stop");
+        eventually(WAIT, "the keyword applied", || {
+            let (api, contact_id) = (api.clone(), contact_id.clone());
+            async move { (api.get_contact(&contact_id).await.broadcast_opt_out == wanted).then_some(()) }
+        })
+        .await;
+    }
+
+    let mut definition = everyone_but_vips(&tenant, "Offers", "Spring offers");
+    definition.channel_id = sms.id.clone();
+    let broadcast = api.create_broadcast(definition).await;
+    api.start_broadcast(&broadcast.id).await;
+    let done = api
+        .wait_for_broadcast(&broadcast.id, WAIT, "the broadcast to complete", |b| {
+            state(b) == bc::BroadcastState::Completed
+        })
+        .await;
+    let stats = done.stats.expect("stats");
+    assert_eq!(stats.skipped.get("opted out"), Some(&3), "{stats:?}");
+    assert_eq!(stats.sent, 3, "{stats:?}");
+    let mut reached: Vec<String> = provider
+        .calls("/Messages.json")
+        .iter()
+        .filter(|c| c.form("Body").as_deref() == Some("Spring offers"))
+        .filter_map(|c| c.form("To"))
+        .collect();
+    reached.sort();
+    assert_eq!(reached, vec![number(0), number(4), number(5)]);
 }
 
 #[tokio::test]

@@ -114,6 +114,10 @@ pub mod topics {
         Topic::new(Contacts, "contacts.contact.blocked");
     pub const CONTACT_UNBLOCKED: Topic<ev::ContactBlocked> =
         Topic::new(Contacts, "contacts.contact.unblocked");
+    pub const CONTACT_OPTED_OUT: Topic<ev::ContactOptOutChanged> =
+        Topic::new(Contacts, "contacts.contact.opted_out");
+    pub const CONTACT_OPTED_IN: Topic<ev::ContactOptOutChanged> =
+        Topic::new(Contacts, "contacts.contact.opted_in");
     pub const CONTACT_MERGED: Topic<ev::ContactMerged> =
         Topic::new(Contacts, "contacts.contact.merged");
     pub const TAG_ADDED: Topic<ev::ContactTagChanged> = Topic::new(Contacts, "contacts.tag.added");

@@ -393,6 +393,14 @@ fn isolation_matrix() -> Vec<Case> {
             NotFound
         ),
         rpc!(
+            "ism.contacts.v1.ContactService/SetBroadcastOptOut",
+            contacts.set_broadcast_opt_out(|b| contacts::SetBroadcastOptOutRequest {
+                id: b.contact_id.clone(),
+                opted_out: true,
+            }),
+            NotFound
+        ),
+        rpc!(
             "ism.contacts.v1.ContactService/AddTags",
             contacts.add_tags(|b| contacts::AddTagsRequest {
                 contact_ids: vec![b.contact_id.clone()],
@@ -835,6 +843,22 @@ fn isolation_matrix() -> Vec<Case> {
             "ism.broadcasts.v1.BroadcastService/CancelBroadcast",
             broadcasts.cancel_broadcast(|b| broadcasts::CancelBroadcastRequest {
                 id: b.broadcast_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/ExportRecipients",
+            stream broadcasts.export_recipients(|b| broadcasts::ExportRecipientsRequest {
+                broadcast_id: b.broadcast_id.clone(),
+                statuses: Vec::new(),
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.broadcasts.v1.BroadcastService/ResendToFailed",
+            broadcasts.resend_to_failed(|b| broadcasts::ResendToFailedRequest {
+                broadcast_id: b.broadcast_id.clone(),
+                name: String::new(),
             }),
             NotFound
         ),

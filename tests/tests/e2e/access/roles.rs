@@ -446,6 +446,14 @@ fn role_matrix() -> Vec<RoleCase> {
             })
         ),
         admin!(
+            "ResendToFailed",
+            Manager,
+            broadcasts.resend_to_failed(|a| broadcasts::ResendToFailedRequest {
+                broadcast_id: a.broadcast_id.clone(),
+                name: String::new(),
+            })
+        ),
+        admin!(
             "DeleteBroadcast",
             Manager,
             broadcasts.delete_broadcast(|a| broadcasts::DeleteBroadcastRequest {
