@@ -14,6 +14,8 @@ use tokio::sync::Semaphore;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -88,7 +90,11 @@ async fn receive(
             .ok()
             .and_then(|b| b["to"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        inner.received.push(Received { headers, body });
+        inner.received.push(Received {
+            headers,
+            body,
+            at: std::time::Instant::now(),
+        });
         let own = inner
             .by_recipient
             .get_mut(&to)

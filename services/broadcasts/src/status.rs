@@ -9,9 +9,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use ism_platform::events::{EventContext, EventHandler, HandlerError, topics};
+use ism_platform::events::{Batch, EventContext, EventHandler, HandlerError, topics};
 use ism_proto::events::v1::{Event, MessageStatusChanged};
 use ism_proto::types::v1::{DeliveryFailure, DeliveryStatus};
+use sqlx::PgConnection;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -72,24 +73,31 @@ impl Breaker {
     }
 }
 
-impl EventHandler for StatusReports {
-    async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
+/// A status report about one of this service's recipients, decoded.
+struct Report {
+    id: Uuid,
+    workspace_id: Uuid,
+    status: RecipientStatus,
+    failure: DeliveryFailure,
+    reason: String,
+    external_message_id: String,
+}
+
+impl Report {
+    /// The report in `event`; `None` for another service's message or a status that
+    /// changes nothing here.
+    fn of(event: &Event) -> Result<Option<Self>, HandlerError> {
         let report: MessageStatusChanged = topics::MESSAGE_STATUS
-            .decode(&event)
+            .decode(event)
             .map_err(HandlerError::Permanent)?;
         if report.requested_by != SERVICE {
-            return Ok(());
+            return Ok(None);
         }
-        let permanent =
-            |field: &str| HandlerError::Permanent(format!("status report: {field} is not a UUID"));
-        let id: Uuid = report
-            .message_id
-            .parse()
-            .map_err(|_| permanent("message_id"))?;
-        let workspace_id: Uuid = event
-            .workspace_id
-            .parse()
-            .map_err(|_| permanent("workspace_id"))?;
+        let uuid = |value: &str, field: &str| {
+            value.parse::<Uuid>().map_err(|_| {
+                HandlerError::Permanent(format!("status report: {field} is not a UUID"))
+            })
+        };
         let failure = DeliveryFailure::try_from(report.failure).unwrap_or_default();
         let status = match DeliveryStatus::try_from(report.status) {
             Ok(DeliveryStatus::Sent) => RecipientStatus::Sent,
@@ -99,38 +107,96 @@ impl EventHandler for StatusReports {
                 RecipientStatus::Skipped
             }
             Ok(DeliveryStatus::Failed) => RecipientStatus::Failed,
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
-        let Some(mut tx) = ctx.begin().await? else {
-            return Ok(());
-        };
-        let changed = store::record_status(
-            &mut tx,
-            id,
+        Ok(Some(Self {
+            id: uuid(&report.message_id, "message_id")?,
+            workspace_id: uuid(&event.workspace_id, "workspace_id")?,
             status,
+            failure,
+            reason: report.reason,
+            external_message_id: report.external_message_id,
+        }))
+    }
+}
+
+/// Status reports applied per transaction when the queue has a backlog.
+const BATCH: usize = 64;
+
+impl StatusReports {
+    /// Applies `report` in `tx`: the recipient's status, then what it means for its
+    /// broadcast (stopped, or completed by its last outcome).
+    async fn apply(&self, tx: &mut PgConnection, report: &Report) -> Result<(), HandlerError> {
+        let changed = store::record_status(
+            tx,
+            report.id,
+            report.status,
             &report.reason,
             &report.external_message_id,
         )
         .await?;
-        if let Some(broadcast_id) = changed {
-            let stop = match failure {
-                DeliveryFailure::Channel | DeliveryFailure::Content => {
-                    Some(format!("stopped: {}", report.reason))
-                }
-                _ if matches!(status, RecipientStatus::Sent | RecipientStatus::Failed) => self
-                    .breaker
-                    .record(broadcast_id, status == RecipientStatus::Failed),
-                _ => None,
-            };
-            if let Some(reason) = stop {
-                lifecycle::stop_running(&mut tx, workspace_id, broadcast_id, &reason)
-                    .await
-                    .map_err(HandlerError::from)?;
+        let Some(broadcast_id) = changed else {
+            return Ok(());
+        };
+        let stop = match report.failure {
+            DeliveryFailure::Channel | DeliveryFailure::Content => {
+                Some(format!("stopped: {}", report.reason))
             }
-            if let Some(done) = store::complete_if_done(&mut tx, broadcast_id).await? {
-                lifecycle::announce(&mut tx, &done)
-                    .await
-                    .map_err(HandlerError::from)?;
+            _ if matches!(
+                report.status,
+                RecipientStatus::Sent | RecipientStatus::Failed
+            ) =>
+            {
+                self.breaker
+                    .record(broadcast_id, report.status == RecipientStatus::Failed)
+            }
+            _ => None,
+        };
+        if let Some(reason) = stop {
+            lifecycle::stop_running(tx, report.workspace_id, broadcast_id, &reason)
+                .await
+                .map_err(HandlerError::from)?;
+        }
+        if let Some(done) = store::complete_if_done(tx, broadcast_id).await? {
+            lifecycle::announce(tx, &done)
+                .await
+                .map_err(HandlerError::from)?;
+        }
+        Ok(())
+    }
+}
+
+impl EventHandler for StatusReports {
+    async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
+        let Some(report) = Report::of(&event)? else {
+            return Ok(());
+        };
+        let Some(mut tx) = ctx.begin().await? else {
+            return Ok(());
+        };
+        self.apply(&mut tx, &report).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH
+    }
+
+    async fn handle_batch(&self, batch: Batch) -> Result<(), HandlerError> {
+        // Other services' reports change nothing here and leave no inbox row.
+        let mut ours = false;
+        for event in batch.events() {
+            ours |= Report::of(event)?.is_some();
+        }
+        if !ours {
+            return Ok(());
+        }
+        let (mut tx, fresh) = batch.begin().await?;
+        for event in &fresh {
+            if let Some(report) = Report::of(event)? {
+                self.apply(&mut tx, &report).await?;
             }
         }
         tx.commit().await?;

@@ -13,7 +13,7 @@ use ism_platform::events::{self, EventContext, EventHandler, HandlerError, topic
 use ism_proto::events::v1::{DeliveryRequested, Event, MessageStatusChanged};
 use ism_proto::types::v1::{DeliveryFailure, DeliveryStatus, MessageContent};
 use prost::Message;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -23,72 +23,131 @@ use ism_proto::types::v1::message_content::Kind as Content;
 
 use crate::channels::api_base_url;
 use crate::credentials::{Cipher, Credentials};
+use crate::pacing::Pacing;
 use crate::providers::Kind;
 use crate::providers::outbound::{self, Failure, Outgoing};
 use crate::store::{self, Delivery, Outcome};
 
-/// Queues `*.delivery.requested` events as deliveries.
+/// Queues `*.delivery.requested` events as deliveries, several per transaction when the
+/// queue has a backlog (a broadcast hands over thousands at once).
 pub struct Requests {
     pub wake: Arc<Notify>,
 }
 
+/// Delivery requests applied per transaction.
+const REQUESTS_BATCH: usize = 64;
+
+/// One delivery request, decoded.
+struct Request {
+    workspace_id: Uuid,
+    message_id: Uuid,
+    channel_id: Uuid,
+    requested_by: String,
+    recipient: String,
+    content: Vec<u8>,
+}
+
+impl Request {
+    fn of(event: &Event) -> Result<Self, HandlerError> {
+        let request: DeliveryRequested =
+            events::decode_payload(event).map_err(HandlerError::Permanent)?;
+        let uuid = |value: &str, field: &str| {
+            value.parse::<Uuid>().map_err(|_| {
+                HandlerError::Permanent(format!("delivery request: {field} is not a UUID"))
+            })
+        };
+        Ok(Self {
+            workspace_id: uuid(&event.workspace_id, "workspace_id")?,
+            message_id: uuid(&request.message_id, "message_id")?,
+            channel_id: uuid(&request.channel_id, "channel_id")?,
+            requested_by: request.requested_by,
+            recipient: request.recipient_external_id,
+            content: request.content.unwrap_or_default().encode_to_vec(),
+        })
+    }
+}
+
+impl Requests {
+    /// Queues `requests` in `tx`: those for a channel of their Workspace as deliveries
+    /// (each message id once), the others reported failed, so the sender learns why.
+    async fn queue(&self, tx: &mut PgConnection, requests: &[Request]) -> Result<(), HandlerError> {
+        let pairs: (Vec<Uuid>, Vec<Uuid>) = requests
+            .iter()
+            .map(|r| (r.channel_id, r.workspace_id))
+            .unzip();
+        let owned: HashSet<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT c.id, c.workspace_id FROM channels c
+             JOIN unnest($1::uuid[], $2::uuid[]) AS r(channel_id, workspace_id)
+               ON c.id = r.channel_id AND c.workspace_id = r.workspace_id",
+        )
+        .bind(&pairs.0)
+        .bind(&pairs.1)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let (queued, refused): (Vec<&Request>, Vec<&Request>) = requests
+            .iter()
+            .partition(|r| owned.contains(&(r.channel_id, r.workspace_id)));
+        let failures: Vec<Event> = refused
+            .iter()
+            .map(|r| {
+                status_event(
+                    r.workspace_id,
+                    r.message_id,
+                    r.channel_id,
+                    &r.requested_by,
+                    Status::Failed(
+                        "the channel does not exist or was disconnected",
+                        DeliveryFailure::Channel,
+                    ),
+                    "",
+                )
+            })
+            .collect();
+        events::enqueue_all(&mut *tx, &failures).await?;
+        sqlx::query(
+            "INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bytea[])
+             ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(queued.iter().map(|r| r.message_id).collect::<Vec<_>>())
+        .bind(queued.iter().map(|r| r.workspace_id).collect::<Vec<_>>())
+        .bind(queued.iter().map(|r| r.channel_id).collect::<Vec<_>>())
+        .bind(queued.iter().map(|r| r.requested_by.as_str()).collect::<Vec<_>>())
+        .bind(queued.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
+        .bind(queued.iter().map(|r| r.content.as_slice()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
 impl EventHandler for Requests {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let request: DeliveryRequested =
-            events::decode_payload(&event).map_err(HandlerError::Permanent)?;
-        let permanent = |field: &str| {
-            HandlerError::Permanent(format!("delivery request: {field} is not a UUID"))
-        };
-        let workspace_id: Uuid = event
-            .workspace_id
-            .parse()
-            .map_err(|_| permanent("workspace_id"))?;
-        let message_id: Uuid = request
-            .message_id
-            .parse()
-            .map_err(|_| permanent("message_id"))?;
-        let channel_id: Uuid = request
-            .channel_id
-            .parse()
-            .map_err(|_| permanent("channel_id"))?;
+        let request = Request::of(&event)?;
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        let owned: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM channels WHERE id = $1 AND workspace_id = $2)",
-        )
-        .bind(channel_id)
-        .bind(workspace_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !owned {
-            // Reported as a failed delivery rather than dropped, so the sender learns why.
-            let status = status_event(
-                workspace_id,
-                message_id,
-                channel_id,
-                &request.requested_by,
-                Status::Failed(
-                    "the channel does not exist or was disconnected",
-                    DeliveryFailure::Channel,
-                ),
-                "",
-            );
-            events::enqueue(&mut tx, &status).await?;
-        } else {
-            sqlx::query(
-                "INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING",
-            )
-            .bind(message_id)
-            .bind(workspace_id)
-            .bind(channel_id)
-            .bind(&request.requested_by)
-            .bind(&request.recipient_external_id)
-            .bind(request.content.unwrap_or_default().encode_to_vec())
-            .execute(&mut *tx)
-            .await?;
-        }
+        self.queue(&mut tx, std::slice::from_ref(&request)).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        REQUESTS_BATCH
+    }
+
+    async fn handle_batch(&self, batch: events::Batch) -> Result<(), HandlerError> {
+        // A malformed request fails the batch; each is then handled alone, and that one
+        // dead-lettered.
+        let (mut tx, fresh) = batch.begin().await?;
+        let requests = fresh
+            .iter()
+            .map(Request::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.queue(&mut tx, &requests).await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(())
@@ -149,6 +208,8 @@ pub struct Worker {
     /// Deliveries handed to their provider whose outcome is not recorded yet: never
     /// claimed again by this process, whatever their lease says.
     pub unrecorded: std::sync::Mutex<HashSet<Uuid>>,
+    /// Channels paced below their rate after their provider's rate-limit answers.
+    pub pacing: Pacing,
 }
 
 /// What a batch of claimed deliveries shares, read once: their channels (a channel
@@ -504,11 +565,12 @@ impl Worker {
                 return Step::Postpone(wait);
             }
         }
-        let rate = if channel.rate_limit_per_second > 0 {
+        let full = if channel.rate_limit_per_second > 0 {
             f64::from(channel.rate_limit_per_second)
         } else {
             f64::from(kind.default_rate_limit_per_second())
         };
+        let rate = self.pacing.rate(channel.id, full);
         if let Some(wait) = self
             .slot(
                 &format!("channel:{}", channel.id),
@@ -551,7 +613,10 @@ impl Worker {
             Ok(external_message_id) => Step::Done(Outcome::Sent {
                 external_message_id,
             }),
-            Err(Failure::RateLimited { after, reason }) => retry(reason, after, "rate_limited"),
+            Err(Failure::RateLimited { after, reason }) => {
+                self.pacing.limited(channel.id);
+                retry(reason, after, "rate_limited")
+            }
             Err(Failure::Transient(reason)) => retry(reason, None, "transient"),
             Err(Failure::Auth(reason)) => {
                 // Every later message would fail the same way until the credentials change.

@@ -9,6 +9,7 @@ mod error;
 mod http;
 mod intake;
 mod media;
+mod pacing;
 pub mod providers;
 pub mod store;
 
@@ -68,6 +69,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         limiter: Limiter::new(ServiceName::Gateway, &settings.redis, &settings.rate_limit),
         public_url: public_url.clone(),
         unrecorded: Default::default(),
+        pacing: Default::default(),
     };
     service.spawn(worker.run(shutdown.clone()));
 

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use ism_e2e::{Api, Platform, Tenant};
+use ism_e2e::{Platform, Tenant};
 use ism_proto::broadcasts::v1 as bc;
 use ism_proto::contacts::v1 as ct;
 use ism_proto::gateway::v1 as gw;
@@ -193,17 +193,21 @@ fn definition(tenant: &Tenant, name: &str, last_name: Option<&str>) -> bc::Broad
 /// Runs one broadcast to `n` recipients: (recipients handed to the provider per second,
 /// time from start to completed).
 async fn broadcast(
-    api: &Api,
+    platform: &Platform,
+    tenant: &Tenant,
     counter: &Counter,
     definition: bc::BroadcastDefinition,
     n: i64,
 ) -> anyhow::Result<(f64, Duration)> {
     counter.reset();
+    let api = platform.api(tenant).await;
     let created = api.create_broadcast(definition).await;
     let started = Instant::now();
     api.start_broadcast(&created.id).await;
     wait_for(counter, n as u64, Duration::from_secs(600)).await?;
     let rate = counter.rate();
+    // A fresh token: the first may have expired meanwhile.
+    let api = platform.api(tenant).await;
     api.wait_for_broadcast(&created.id, Duration::from_secs(600), "completed", |b| {
         b.state == bc::BroadcastState::Completed as i32
     })
@@ -250,7 +254,8 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("broadcast to {SMALL}");
     let (_, small_took) = broadcast(
-        &api,
+        &platform,
+        &tenant,
         &counter,
         definition(&tenant, "Small", Some("Small")),
         SMALL,
@@ -261,8 +266,14 @@ async fn main() -> anyhow::Result<()> {
         "broadcast to {CONTACTS} (the first took {:.1} s)",
         small_took.as_secs_f64()
     );
-    let (rate, took) =
-        broadcast(&api, &counter, definition(&tenant, "All", None), CONTACTS).await?;
+    let (rate, took) = broadcast(
+        &platform,
+        &tenant,
+        &counter,
+        definition(&tenant, "All", None),
+        CONTACTS,
+    )
+    .await?;
     let rss_large = peak_rss_mib(platform.pid(broadcasts));
 
     let share = rate / gateway_rate;

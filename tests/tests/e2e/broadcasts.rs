@@ -544,6 +544,32 @@ async fn opted_out_contacts_are_skipped_whether_by_api_import_or_an_sms_keyword(
 }
 
 #[tokio::test]
+async fn a_broadcast_keeps_to_its_channels_rate_within_five_percent() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let api = platform.api(&tenant).await;
+    pace(&api, &tenant, 10).await;
+    reachable(&api, &tenant, 41).await;
+    let broadcast = api
+        .create_broadcast(everyone_but_vips(&tenant, "Paced", "paced"))
+        .await;
+    api.start_broadcast(&broadcast.id).await;
+    api.wait_for_broadcast(&broadcast.id, WAIT, "the broadcast to complete", |b| {
+        state(b) == bc::BroadcastState::Completed
+    })
+    .await;
+    let arrivals: Vec<std::time::Instant> = receiver.received().iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), 41);
+    let first = arrivals.iter().min().copied().expect("arrivals");
+    let last = arrivals.iter().max().copied().expect("arrivals");
+    let rate = 40.0 / last.duration_since(first).as_secs_f64();
+    assert!(
+        (rate - 10.0).abs() <= 0.5,
+        "40 intervals at {rate:.2}/s on a 10/s channel"
+    );
+}
+
+#[tokio::test]
 async fn a_broadcasts_process_killed_mid_send_finishes_with_one_request_per_recipient() {
     let receiver = Receiver::start().await;
     let mut platform = Platform::new();
