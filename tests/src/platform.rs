@@ -126,6 +126,11 @@ impl Platform {
         }
         let http_port = socket("gateway.http".to_owned());
         env.insert("ISM_GATEWAY__HTTP_PORT".into(), http_port.to_string());
+        // Providers are told webhook and status URLs on the gateway's own port.
+        env.insert(
+            "ISM_GATEWAY__PUBLIC_URL".into(),
+            format!("http://127.0.0.1:{http_port}"),
+        );
         let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         Self {
@@ -200,6 +205,16 @@ impl Platform {
             .expect("ism serve starts");
         self.children.push(child);
         self.children.len() - 1
+    }
+
+    /// Starts each service in a process of its own (so one can be killed or measured
+    /// alone); their indexes for [`Self::kill`] and [`Self::pid`], by service name.
+    pub fn spawn_each(&mut self) -> HashMap<&'static str, usize> {
+        ServiceName::ALL
+            .map(ServiceName::as_str)
+            .into_iter()
+            .map(|service| (service, self.spawn(service)))
+            .collect()
     }
 
     /// Migrates, creates a tenant whose channel delivers to `outbound_url`, and serves all.

@@ -3,6 +3,7 @@ use std::collections::HashSet;
 
 use ism_platform::error::{FieldError, Violations};
 use ism_platform::peer::Peer;
+use ism_platform::personalize;
 use ism_proto::broadcasts::v1 as pb;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
@@ -79,17 +80,7 @@ impl Directory {
 
     /// The keys of the Workspace's custom Contact Fields.
     pub async fn field_keys(&self, workspace_id: Uuid) -> Result<Vec<String>, Error> {
-        let fields = self
-            .contacts
-            .call(
-                workspace_id,
-                "contact fields",
-                contacts::ListContactFieldsRequest {},
-                |mut c, r| async move { c.list_contact_fields(r).await },
-            )
-            .await?
-            .fields;
-        Ok(fields.into_iter().map(|f| f.key).collect())
+        personalize::field_keys(&self.contacts, workspace_id).await
     }
 
     /// How many live Contacts a contacts audience's source holds (exclusions not

@@ -124,43 +124,60 @@ impl Report {
 const BATCH: usize = 64;
 
 impl StatusReports {
-    /// Applies `report` in `tx`: the recipient's status, then what it means for its
-    /// broadcast (stopped, or completed by its last outcome).
-    async fn apply(&self, tx: &mut PgConnection, report: &Report) -> Result<(), HandlerError> {
-        let changed = store::record_status(
-            tx,
-            report.id,
-            report.status,
-            &report.reason,
-            &report.external_message_id,
-        )
-        .await?;
-        let Some(broadcast_id) = changed else {
-            return Ok(());
-        };
-        let stop = match report.failure {
-            DeliveryFailure::Channel | DeliveryFailure::Content => {
-                Some(format!("stopped: {}", report.reason))
+    /// Applies `reports` in `tx`: the recipients' statuses in one statement, then what
+    /// they mean for each broadcast once (stopped, or completed by its last outcome).
+    async fn apply(&self, tx: &mut PgConnection, reports: &[Report]) -> Result<(), HandlerError> {
+        let changes: Vec<store::StatusChange<'_>> = reports
+            .iter()
+            .map(|r| store::StatusChange {
+                id: r.id,
+                status: r.status,
+                reason: &r.reason,
+                external_message_id: &r.external_message_id,
+            })
+            .collect();
+        let changed: HashMap<Uuid, Uuid> = store::record_statuses(tx, &changes)
+            .await?
+            .into_iter()
+            .collect();
+        let mut stops: Vec<(Uuid, Uuid, String)> = Vec::new();
+        let mut touched: Vec<Uuid> = Vec::new();
+        for report in reports {
+            let Some(&broadcast_id) = changed.get(&report.id) else {
+                continue;
+            };
+            touched.push(broadcast_id);
+            let stop = match report.failure {
+                DeliveryFailure::Channel | DeliveryFailure::Content => {
+                    Some(format!("stopped: {}", report.reason))
+                }
+                _ if matches!(
+                    report.status,
+                    RecipientStatus::Sent | RecipientStatus::Failed
+                ) =>
+                {
+                    self.breaker
+                        .record(broadcast_id, report.status == RecipientStatus::Failed)
+                }
+                _ => None,
+            };
+            if let Some(reason) = stop {
+                stops.push((report.workspace_id, broadcast_id, reason));
             }
-            _ if matches!(
-                report.status,
-                RecipientStatus::Sent | RecipientStatus::Failed
-            ) =>
-            {
-                self.breaker
-                    .record(broadcast_id, report.status == RecipientStatus::Failed)
-            }
-            _ => None,
-        };
-        if let Some(reason) = stop {
-            lifecycle::stop_running(tx, report.workspace_id, broadcast_id, &reason)
+        }
+        for (workspace_id, broadcast_id, reason) in stops {
+            lifecycle::stop_running(tx, workspace_id, broadcast_id, &reason)
                 .await
                 .map_err(HandlerError::from)?;
         }
-        if let Some(done) = store::complete_if_done(tx, broadcast_id).await? {
-            lifecycle::announce(tx, &done)
-                .await
-                .map_err(HandlerError::from)?;
+        touched.sort_unstable();
+        touched.dedup();
+        for broadcast_id in touched {
+            if let Some(done) = store::complete_if_done(tx, broadcast_id).await? {
+                lifecycle::announce(tx, &done)
+                    .await
+                    .map_err(HandlerError::from)?;
+            }
         }
         Ok(())
     }
@@ -174,7 +191,7 @@ impl EventHandler for StatusReports {
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        self.apply(&mut tx, &report).await?;
+        self.apply(&mut tx, std::slice::from_ref(&report)).await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(())
@@ -194,11 +211,11 @@ impl EventHandler for StatusReports {
             return Ok(());
         }
         let (mut tx, fresh) = batch.begin().await?;
+        let mut reports = Vec::with_capacity(fresh.len());
         for event in &fresh {
-            if let Some(report) = Report::of(event)? {
-                self.apply(&mut tx, &report).await?;
-            }
+            reports.extend(Report::of(event)?);
         }
+        self.apply(&mut tx, &reports).await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(())

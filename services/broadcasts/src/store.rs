@@ -343,28 +343,67 @@ pub async fn share(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Bro
     .await
 }
 
-/// Applies a status report to the recipient whose message is `id`, unless it would move
-/// it back; the recipient's broadcast when it changed.
-pub async fn record_status(
+/// A status report to apply to the recipient whose message is `id`.
+pub struct StatusChange<'a> {
+    pub id: Uuid,
+    pub status: RecipientStatus,
+    pub reason: &'a str,
+    pub external_message_id: &'a str,
+}
+
+/// Applies status reports, each unless it would move its recipient back, in one
+/// statement (several reports about one message apply in their order); the recipients
+/// that changed, with their broadcast.
+pub async fn record_statuses(
     conn: &mut PgConnection,
-    id: Uuid,
-    status: RecipientStatus,
-    reason: &str,
-    external_message_id: &str,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
-        "UPDATE recipients SET status = $2, reason = $3,
-             external_message_id = COALESCE(NULLIF($4, ''), external_message_id),
-             updated_at = now()
-         WHERE id = $1 AND status = ANY($5) RETURNING broadcast_id",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(reason)
-    .bind(external_message_id)
-    .bind(status.follows())
-    .fetch_optional(conn)
-    .await
+    changes: &[StatusChange<'_>],
+) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    // One statement updates a row once: a second report about the same message waits
+    // for the next statement.
+    let mut changed = Vec::with_capacity(changes.len());
+    let mut rest: &[StatusChange<'_>] = changes;
+    while !rest.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let split = rest
+            .iter()
+            .position(|c| !seen.insert(c.id))
+            .unwrap_or(rest.len());
+        let (now, later) = rest.split_at(split);
+        let follows: Vec<String> = now
+            .iter()
+            .map(|c| {
+                c.status
+                    .follows()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "UPDATE recipients r SET status = u.status, reason = u.reason,
+                 external_message_id = COALESCE(NULLIF(u.ext, ''), r.external_message_id),
+                 updated_at = now()
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                 AS u(id, status, reason, ext, follows)
+             WHERE r.id = u.id AND r.status = ANY(string_to_array(u.follows, ','))
+             RETURNING r.id, r.broadcast_id",
+        )
+        .bind(now.iter().map(|c| c.id).collect::<Vec<_>>())
+        .bind(now.iter().map(|c| c.status).collect::<Vec<_>>())
+        .bind(now.iter().map(|c| c.reason).collect::<Vec<_>>())
+        .bind(
+            now.iter()
+                .map(|c| c.external_message_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(follows)
+        .fetch_all(&mut *conn)
+        .await?;
+        changed.extend(rows);
+        rest = later;
+    }
+    Ok(changed)
 }
 
 /// Skips every recipient of `broadcast_id` not handed over yet, with `reason`.

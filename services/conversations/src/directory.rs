@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use ism_platform::auth::Subject;
 use ism_platform::error::FieldError;
 use ism_platform::peer::Peer;
-use ism_platform::personalize::Variables;
+use ism_platform::personalize::{self, Variables};
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::workspaces::v1 as ws;
@@ -52,17 +52,7 @@ impl Directory {
 
     /// The keys of the Workspace's custom Contact Fields.
     pub async fn field_keys(&self, workspace_id: Uuid) -> Result<Vec<String>, Error> {
-        let fields = self
-            .contacts
-            .call(
-                workspace_id,
-                "contact fields",
-                contacts::ListContactFieldsRequest {},
-                |mut c, r| async move { c.list_contact_fields(r).await },
-            )
-            .await?
-            .fields;
-        Ok(fields.into_iter().map(|f| f.key).collect())
+        personalize::field_keys(&self.contacts, workspace_id).await
     }
 
     /// Which of `candidates` are Contacts of the Workspace matching `filter` (at most

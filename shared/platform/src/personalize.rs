@@ -4,11 +4,16 @@
 //! rendered with strict undefined when it is sent.
 use std::collections::BTreeMap;
 
-use ism_proto::contacts::v1::Contact;
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::contacts::v1::field_value::Kind as FieldKind;
+use ism_proto::contacts::v1::{Contact, ListContactFieldsRequest};
 use minijinja::{Environment, UndefinedBehavior};
 
-use crate::error::FieldError;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::error::{Error, FieldError};
+use crate::peer::Peer;
 
 /// Profile fields of a Contact a text may name as `contact.<name>`.
 pub const CONTACT_FIELDS: [&str; 8] = Contact::PROFILE_FIELDS;
@@ -66,6 +71,23 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// The keys of the Workspace's custom Contact Fields, which a text may name.
+pub async fn field_keys(
+    contacts: &Peer<ContactServiceClient<Channel>>,
+    workspace_id: Uuid,
+) -> Result<Vec<String>, Error> {
+    let fields = contacts
+        .call(
+            workspace_id,
+            "contact fields",
+            ListContactFieldsRequest {},
+            |mut c, r| async move { c.list_contact_fields(r).await },
+        )
+        .await?
+        .fields;
+    Ok(fields.into_iter().map(|f| f.key).collect())
 }
 
 /// What the variables stand for when a text is sent.

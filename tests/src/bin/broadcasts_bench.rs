@@ -221,17 +221,8 @@ async fn main() -> anyhow::Result<()> {
     let mut platform = Platform::new();
     platform.set("ISM_TELEMETRY__LOG_FILTER", "warn");
     let tenant = platform.bootstrap(&url);
-    for service in [
-        "workspaces",
-        "contacts",
-        "conversations",
-        "gateway",
-        "workflows",
-        "integrations",
-    ] {
-        platform.spawn(service);
-    }
-    let broadcasts = platform.spawn("broadcasts");
+    // Each service in a process of its own, so the broadcasts one is measured alone.
+    let broadcasts = platform.spawn_each()["broadcasts"];
     platform.wait_ready().await;
     let api = platform.api(&tenant).await;
     let unthrottled = gw::UpdateChannelRequest {

@@ -50,7 +50,6 @@ async fn main() -> anyhow::Result<()> {
     let provider = FakeProvider::start().await;
     let mut platform = Platform::new();
     let public = format!("http://127.0.0.1:{}", platform.http_port);
-    platform.set("ISM_GATEWAY__PUBLIC_URL", &public);
     platform.set("ISM_TELEMETRY__LOG_FILTER", "warn");
     platform.set("ISM_DATABASE__MAX_CONNECTIONS", "10");
     let tenant = platform.bootstrap(&receiver.url);

@@ -436,12 +436,8 @@ async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_wi
 async fn opted_out_contacts_are_skipped_whether_by_api_import_or_an_sms_keyword() {
     let receiver = Receiver::start().await;
     let provider = FakeProvider::start().await;
-    let mut platform = Platform::new();
+    let (platform, tenant) = Platform::start(&receiver.url).await;
     let public = format!("http://127.0.0.1:{}", platform.http_port);
-    platform.set("ISM_GATEWAY__PUBLIC_URL", &public);
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
     let api = platform.api(&tenant).await;
     let sms = api
         .connect_channel(gw::ConnectChannelRequest {
@@ -577,17 +573,7 @@ async fn a_broadcasts_process_killed_mid_send_finishes_with_one_request_per_reci
     platform.set("ISM_BROADCASTS__LEASE_SECONDS", "2");
     let tenant = platform.bootstrap(&receiver.url);
     // Each service in a process of its own, so the broadcasts one alone can be killed.
-    for service in [
-        "workspaces",
-        "contacts",
-        "conversations",
-        "gateway",
-        "workflows",
-        "integrations",
-    ] {
-        platform.spawn(service);
-    }
-    let broadcasts = platform.spawn("broadcasts");
+    let broadcasts = platform.spawn_each()["broadcasts"];
     platform.wait_ready().await;
     let api = platform.api(&tenant).await;
     pace(&api, &tenant, 10).await;

@@ -30,12 +30,7 @@ impl World {
     async fn start() -> Self {
         let receiver = Receiver::start().await;
         let provider = FakeProvider::start().await;
-        let mut platform = Platform::new();
-        let public = format!("http://127.0.0.1:{}", platform.http_port);
-        platform.set("ISM_GATEWAY__PUBLIC_URL", &public);
-        let tenant = platform.bootstrap(&receiver.url);
-        platform.spawn("all");
-        platform.wait_ready().await;
+        let (platform, tenant) = Platform::start(&receiver.url).await;
         let api = platform.api(&tenant).await;
         Self {
             platform,
