@@ -4,10 +4,14 @@ use ism_platform::convert::{storable, timestamp, uuid};
 use ism_platform::db;
 use ism_platform::error::FieldError;
 use ism_platform::paging;
+use ism_platform::peer::Peer;
 use ism_proto::contacts::v1 as pb;
 use ism_proto::contacts::v1::contact_service_server::ContactService;
+use ism_proto::gateway::v1::GetChannelRequest;
+use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use std::pin::Pin;
 use std::sync::Arc;
+use tonic::transport::Channel;
 
 use futures::Stream;
 use sqlx::PgPool;
@@ -38,6 +42,8 @@ pub struct Api {
     pub resolver: Resolver,
     /// Interaction times of resolved Contacts, written in bulk.
     pub interactions: Arc<Interactions>,
+    /// The gateway, which knows each Workspace's channels.
+    pub gateway: Peer<GatewayServiceClient<Channel>>,
 }
 
 /// A server stream of `T`, fed by a reader task through a small channel so the database
@@ -301,7 +307,9 @@ impl ContactService for Api {
         &self,
         request: Request<pb::ResolveContactRequest>,
     ) -> Result<Response<pb::ResolveContactResponse>, Status> {
-        let workspace_id = workspace(&request, Role::Agent)?;
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Agent)?;
+        let workspace_id = caller.workspace_id()?;
         let request = request.into_inner();
         let channel_id = uuid("channel_id", &request.channel_id)?;
         let external_id = storable("external_id", request.external_id.trim())?;
@@ -315,6 +323,19 @@ impl ContactService for Api {
             external_id,
             display_name: storable("display_name", request.display_name.trim())?,
         };
+        // A service passes the channel of a message the gateway received for this
+        // Workspace; anyone else names one, which must be the Workspace's own, so no
+        // identity is ever placed on another Workspace's channel.
+        if caller.role != Role::Service {
+            let request = GetChannelRequest {
+                id: channel_id.to_string(),
+            };
+            self.gateway
+                .call(workspace_id, "channel", request, |mut c, r| async move {
+                    c.get_channel(r).await
+                })
+                .await?;
+        }
         let (mut contact, created) = self.resolver.resolve(workspace_id, &key).await?;
         if !created {
             self.interactions.record(&mut contact.contact);

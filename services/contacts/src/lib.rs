@@ -21,6 +21,7 @@ use std::sync::Arc;
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::service::Service;
 use ism_proto::contacts::v1::contact_service_server::ContactServiceServer;
+use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -59,6 +60,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         pool: service.pool.clone(),
         resolver: resolver::Resolver::new(service.pool.clone()),
         interactions,
+        gateway: service.peer(ServiceName::Gateway, GatewayServiceClient::new)?,
     }));
     service.serve(routes, verifier, &[]).await
 }

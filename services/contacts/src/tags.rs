@@ -3,7 +3,7 @@
 use ism_platform::error::FieldError;
 use ism_platform::events::{self, Topic, topics};
 use ism_proto::events::v1::{ContactTagChanged, Event, TagDeleted, TagRenamed};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -75,6 +75,30 @@ pub fn check_bulk(contacts: &[Uuid], tags: &[String]) -> Result<Vec<String>, Fie
     Ok(names)
 }
 
+/// `contacts` without repeats; NOT_FOUND unless every one is a live Contact of the
+/// Workspace: another Workspace's Contact is answered as one that does not exist.
+async fn require_live(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    contacts: &[Uuid],
+) -> Result<Vec<Uuid>, Error> {
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts
+         WHERE workspace_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
+    )
+    .bind(workspace_id)
+    .bind(contacts)
+    .fetch_one(conn)
+    .await?;
+    let mut distinct = contacts.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    if live != distinct.len() as i64 {
+        return Err(Error::NotFound("contact"));
+    }
+    Ok(distinct)
+}
+
 /// Adds `tags` to every live Contact of `contacts`; all must exist in the Workspace.
 /// Emits `contacts.tag.added` per new pair; returns how many pairs were new.
 pub async fn add(
@@ -84,20 +108,7 @@ pub async fn add(
     tags: &[String],
 ) -> Result<i64, Error> {
     let mut tx = pool.begin().await?;
-    let live: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM contacts
-         WHERE workspace_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
-    )
-    .bind(workspace_id)
-    .bind(contacts)
-    .fetch_one(&mut *tx)
-    .await?;
-    let mut distinct = contacts.to_vec();
-    distinct.sort();
-    distinct.dedup();
-    if live != distinct.len() as i64 {
-        return Err(Error::NotFound("contact"));
-    }
+    let distinct = require_live(&mut tx, workspace_id, contacts).await?;
     // Existing tags keep their spelling; new ones are created, racing creators meet at
     // the unique index and both read the winner.
     sqlx::query(
@@ -131,7 +142,8 @@ pub async fn add(
     Ok(count)
 }
 
-/// Removes `tags` from `contacts`; emits `contacts.tag.removed` per removed pair.
+/// Removes `tags` from `contacts`, which must all be live Contacts of the Workspace;
+/// emits `contacts.tag.removed` per removed pair.
 pub async fn remove(
     pool: &PgPool,
     workspace_id: Uuid,
@@ -139,6 +151,7 @@ pub async fn remove(
     tags: &[String],
 ) -> Result<i64, Error> {
     let mut tx = pool.begin().await?;
+    require_live(&mut tx, workspace_id, contacts).await?;
     let removed: Vec<(Uuid, String)> = sqlx::query_as(
         "DELETE FROM contact_tags ct USING tags t
          WHERE ct.tag_id = t.id AND t.workspace_id = $1 AND ct.workspace_id = $1

@@ -355,7 +355,7 @@ fn isolation_matrix() -> Vec<Case> {
                 external_id: "cb".into(),
                 display_name: "B's sender".into()
             }),
-            OwnWorkspace
+            NotFound
         ),
         rpc!(
             "ism.contacts.v1.ContactService/GetContact",
@@ -414,7 +414,7 @@ fn isolation_matrix() -> Vec<Case> {
                 contact_ids: vec![b.contact_id.clone()],
                 tags: vec!["tag-cb".into()]
             }),
-            OwnWorkspace
+            NotFound
         ),
         rpc!(
             "ism.contacts.v1.ContactService/ListTags",
