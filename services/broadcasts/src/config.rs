@@ -22,8 +22,6 @@ pub struct BroadcastsSettings {
     pub breaker_window: usize,
     pub breaker_min_outcomes: usize,
     pub breaker_failure_ratio: f64,
-    /// How long after a broadcast's start a recipient's message counts as a reply.
-    pub replied_within_hours: u32,
 }
 
 impl Section for BroadcastsSettings {
@@ -60,9 +58,6 @@ impl Section for BroadcastsSettings {
                 "breaker_failure_ratio",
                 "must be at least 0 and below 1",
             ));
-        }
-        if !(1..=720).contains(&self.replied_within_hours) {
-            violations.push(FieldError::new("replied_within_hours", "must be 1 to 720"));
         }
         violations.into_result()
     }

@@ -8,7 +8,6 @@ mod directory;
 mod error;
 mod lifecycle;
 mod reads;
-mod replies;
 mod runner;
 mod states;
 mod status;
@@ -48,13 +47,6 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         status::StatusReports {
             wake: wake.clone(),
             breaker: status::Breaker::new(&config),
-        },
-    );
-    service.consume(
-        topology::BROADCASTS_REPLIES,
-        replies::Replies {
-            pool: service.pool.clone(),
-            within: chrono::TimeDelta::hours(i64::from(config.replied_within_hours)),
         },
     );
     let runner = Arc::new(runner::Runner::new(

@@ -56,14 +56,13 @@ pub async fn recipients(
 
 /// Recipients per chunk of a CSV export.
 const EXPORT_CHUNK: i64 = 1000;
-const EXPORT_COLUMNS: [&str; 7] = [
+const EXPORT_COLUMNS: [&str; 6] = [
     "contact_id",
     "external_id",
     "status",
     "reason",
     "external_message_id",
     "updated_at",
-    "replied_at",
 ];
 
 /// `broadcast_id`'s recipients as CSV chunks, read a page at a time so an export of any
@@ -90,18 +89,14 @@ pub fn export(
                     csv.write_record(EXPORT_COLUMNS)?;
                 }
                 for r in &rows {
-                    let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                            .unwrap_or_default()
-                    };
                     csv.write_record([
                         r.contact_id.to_string(),
                         r.external_id.clone(),
                         r.status.to_string(),
                         r.reason.clone(),
                         r.external_message_id.clone(),
-                        at(Some(r.updated_at)),
-                        at(r.replied_at),
+                        r.updated_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     ])?;
                 }
                 Ok(())

@@ -441,13 +441,13 @@ pub async fn complete_if_done(
     .await
 }
 
-/// Recipients of `ids` by broadcast, status and reason: how many, and how many replied.
+/// Recipients of `ids` by broadcast, status and reason.
 pub async fn outcomes(
     pool: &PgPool,
     ids: &[Uuid],
-) -> sqlx::Result<Vec<(Uuid, RecipientStatus, String, i64, i64)>> {
+) -> sqlx::Result<Vec<(Uuid, RecipientStatus, String, i64)>> {
     sqlx::query_as(
-        "SELECT broadcast_id, status, reason, count(*), count(replied_at) FROM recipients
+        "SELECT broadcast_id, status, reason, count(*) FROM recipients
          WHERE broadcast_id = ANY($1) GROUP BY broadcast_id, status, reason",
     )
     .bind(ids)
@@ -464,7 +464,6 @@ pub struct Recipient {
     pub external_id: String,
     pub external_message_id: String,
     pub updated_at: DateTime<Utc>,
-    pub replied_at: Option<DateTime<Utc>>,
 }
 
 /// A page of `broadcast_id`'s recipients in Contact order, after `after`.
@@ -476,7 +475,7 @@ pub async fn recipients(
     limit: i64,
 ) -> sqlx::Result<Vec<Recipient>> {
     sqlx::query_as(
-        "SELECT contact_id, status, reason, external_id, external_message_id, updated_at, replied_at
+        "SELECT contact_id, status, reason, external_id, external_message_id, updated_at
          FROM recipients
          WHERE broadcast_id = $1
            AND (cardinality($2::text[]) = 0 OR status = ANY($2))
@@ -533,34 +532,4 @@ pub async fn failed_after(
     .bind(limit)
     .fetch_all(pool)
     .await
-}
-
-/// Marks the recipients each message answers: sent recipients of the Contact, not marked
-/// yet, of broadcasts on the message's channel that started at most `within` before it.
-pub async fn mark_replies(
-    pool: &PgPool,
-    replies: &[(Uuid, Uuid, Uuid, DateTime<Utc>)],
-    within: chrono::TimeDelta,
-) -> sqlx::Result<u64> {
-    let workspaces: Vec<Uuid> = replies.iter().map(|r| r.0).collect();
-    let channels: Vec<Uuid> = replies.iter().map(|r| r.1).collect();
-    let contacts: Vec<Uuid> = replies.iter().map(|r| r.2).collect();
-    let at: Vec<DateTime<Utc>> = replies.iter().map(|r| r.3).collect();
-    let marked = sqlx::query(
-        "UPDATE recipients r SET replied_at = m.at
-         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS m(ws, ch, contact, at),
-              broadcasts b
-         WHERE r.contact_id = m.contact AND r.replied_at IS NULL
-           AND r.status IN ('sent', 'delivered', 'read')
-           AND b.id = r.broadcast_id AND b.workspace_id = m.ws AND b.channel_id = m.ch
-           AND b.started_at <= m.at AND m.at <= b.started_at + make_interval(secs => $5)",
-    )
-    .bind(workspaces)
-    .bind(channels)
-    .bind(contacts)
-    .bind(at)
-    .bind(within.num_seconds() as f64)
-    .execute(pool)
-    .await?;
-    Ok(marked.rows_affected())
 }

@@ -77,14 +77,13 @@ pub fn recipient_status_of(value: i32) -> Option<RecipientStatus> {
     })
 }
 
-/// Stats of one broadcast from its recipients' (status, reason, count, replied) rows.
+/// Stats of one broadcast from its recipients' (status, reason, count) rows.
 pub fn stats<'a>(
-    outcomes: impl IntoIterator<Item = (RecipientStatus, &'a str, i64, i64)>,
+    outcomes: impl IntoIterator<Item = (RecipientStatus, &'a str, i64)>,
 ) -> pb::BroadcastStats {
     let mut stats = pb::BroadcastStats::default();
-    for (status, reason, n, replied) in outcomes {
+    for (status, reason, n) in outcomes {
         stats.recipients += n;
-        stats.replied += replied;
         match status {
             RecipientStatus::Pending => stats.pending += n,
             RecipientStatus::Queued => stats.queued += n,
@@ -129,16 +128,16 @@ pub fn broadcast(b: Broadcast, stats: pb::BroadcastStats) -> pb::Broadcast {
     }
 }
 
-/// Stats by broadcast from (broadcast, status, reason, count, replied) rows.
+/// Stats by broadcast from (broadcast, status, reason, count) rows.
 pub fn stats_by_broadcast(
-    rows: &[(Uuid, RecipientStatus, String, i64, i64)],
+    rows: &[(Uuid, RecipientStatus, String, i64)],
 ) -> HashMap<Uuid, pb::BroadcastStats> {
-    let mut grouped: HashMap<Uuid, Vec<(RecipientStatus, &str, i64, i64)>> = HashMap::new();
-    for (id, status, reason, n, replied) in rows {
+    let mut grouped: HashMap<Uuid, Vec<(RecipientStatus, &str, i64)>> = HashMap::new();
+    for (id, status, reason, n) in rows {
         grouped
             .entry(*id)
             .or_default()
-            .push((*status, reason.as_str(), *n, *replied));
+            .push((*status, reason.as_str(), *n));
     }
     grouped
         .into_iter()
@@ -154,6 +153,5 @@ pub fn recipient(r: Recipient) -> pb::Recipient {
         external_id: r.external_id,
         external_message_id: r.external_message_id,
         updated_at: Some(timestamp(r.updated_at)),
-        replied_at: r.replied_at.map(timestamp),
     }
 }

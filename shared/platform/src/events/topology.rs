@@ -60,13 +60,6 @@ pub const BROADCASTS_STATUS: QueueSpec = QueueSpec {
     patterns: &[topics::MESSAGE_STATUS.key()],
 };
 
-/// Broadcasts counts a recipient's message as a reply.
-pub const BROADCASTS_REPLIES: QueueSpec = QueueSpec {
-    service: "broadcasts",
-    name: "replies",
-    patterns: &[topics::MESSAGE_CREATED.key()],
-};
-
 /// All of them.
 pub const QUEUES: &[QueueSpec] = &[
     GATEWAY_DELIVERY,
@@ -75,5 +68,4 @@ pub const QUEUES: &[QueueSpec] = &[
     CONVERSATIONS_AVAILABILITY,
     CONVERSATIONS_MERGES,
     BROADCASTS_STATUS,
-    BROADCASTS_REPLIES,
 ];
