@@ -383,6 +383,11 @@ async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_wi
     // A refused channel stops the broadcast at once: every message would fail alike. At
     // 2/s, four recipients wait at the gateway; the rest are not handed over.
     pace(&api, &tenant, 2).await;
+    // What the stopped broadcast had handed over has gone out first.
+    api.wait_for_broadcast(&failing.id, WAIT, "its queued recipients sent", |b| {
+        b.stats.as_ref().is_some_and(|s| s.queued == 0)
+    })
+    .await;
     receiver.script_for("r0", &[(401, "bad signature")]);
     let refused = api
         .create_broadcast(everyone_but_vips(&tenant, "Refused", "three"))
@@ -575,6 +580,75 @@ async fn a_broadcasts_process_killed_mid_send_finishes_with_one_request_per_reci
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(per_recipient(&receiver, "crash"), once_each(40));
+}
+
+#[tokio::test]
+async fn a_gateway_killed_mid_broadcast_reaches_everyone_and_repeats_only_with_the_same_message_id()
+{
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_BROADCASTS__MIN_WINDOW", "1");
+    let tenant = platform.bootstrap(&receiver.url);
+    let gateway = platform.spawn_each()["gateway"];
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    pace(&api, &tenant, 10).await;
+    reachable(&api, &tenant, 30).await;
+    let broadcast = api
+        .create_broadcast(everyone_but_vips(&tenant, "Gateway crash", "crash"))
+        .await;
+    api.start_broadcast(&broadcast.id).await;
+    eventually(WAIT, "the broadcast under way", || async {
+        (requests(&receiver).len() >= 8).then_some(())
+    })
+    .await;
+    // From now on the receiver takes requests but holds its answers: whatever reaches it
+    // is at the provider, its outcome unknown, when the gateway dies.
+    let answered = requests(&receiver).len();
+    let gate = receiver.hold_answers();
+    eventually(WAIT, "a request held at the provider", || async {
+        (requests(&receiver).len() > answered).then_some(())
+    })
+    .await;
+    platform.kill(gateway);
+    gate.add_permits(10_000);
+    platform.spawn("gateway");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    api.wait_for_broadcast(
+        &broadcast.id,
+        Duration::from_secs(90),
+        "the broadcast to complete",
+        |b| state(b) == bc::BroadcastState::Completed,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every recipient reached. The gateway records a claimed batch's outcomes together,
+    // so a crash repeats the requests of the batch that was at the provider (the window
+    // docs/providers.md, "Sent once", describes); each repeat carries the first one's
+    // message id, for the receiving system to drop.
+    let reached = per_recipient(&receiver, "crash");
+    assert_eq!(reached.len(), 30, "{reached:?}");
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for request in receiver.received() {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON body");
+        let id = request
+            .headers
+            .get("x-ism-message-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        ids.entry(body["to"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(id);
+    }
+    for (to, sent) in &ids {
+        assert!(sent.len() <= 2, "{to} got {} requests", sent.len());
+        assert!(
+            sent.iter().all(|id| !id.is_empty() && *id == sent[0]),
+            "{to}'s repeat carries another message id: {sent:?}"
+        );
+    }
 }
 
 #[tokio::test]
