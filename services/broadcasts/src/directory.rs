@@ -1,6 +1,7 @@
 //! Channels and Contacts, read from the gateway's and the contacts service's APIs.
 use std::collections::HashSet;
 
+use ism_platform::audience;
 use ism_platform::error::{FieldError, Violations};
 use ism_platform::peer::Peer;
 use ism_platform::personalize;
@@ -208,20 +209,8 @@ impl Directory {
         filter: &contacts::Filter,
         candidates: &[Uuid],
     ) -> Result<HashSet<Uuid>, Error> {
-        let request = contacts::MatchContactsRequest {
-            filter: Some(filter.clone()),
-            contact_ids: candidates.iter().map(Uuid::to_string).collect(),
-        };
-        let matched = self
-            .contacts
-            .call(workspace_id, "contacts", request, |mut c, r| async move {
-                c.match_contacts(r).await
-            })
-            .await?;
-        Ok(matched
-            .contact_ids
-            .iter()
-            .filter_map(|id| id.parse().ok())
-            .collect())
+        audience::matching(&self.contacts, workspace_id, filter, candidates)
+            .await?
+            .map_err(|status| self.contacts.refused("contacts", &status))
     }
 }

@@ -2,6 +2,7 @@
 //! with a service token.
 use std::collections::HashSet;
 
+use ism_platform::audience;
 use ism_platform::auth::Subject;
 use ism_platform::error::FieldError;
 use ism_platform::peer::Peer;
@@ -64,22 +65,8 @@ impl Directory {
         filter: &contacts::Filter,
         candidates: &[Uuid],
     ) -> Result<HashSet<Uuid>, Error> {
-        let request = contacts::MatchContactsRequest {
-            filter: Some(filter.clone()),
-            contact_ids: candidates.iter().map(Uuid::to_string).collect(),
-        };
-        let answer = self
-            .contacts
-            .answer(workspace_id, request, |mut c, r| async move {
-                c.match_contacts(r).await
-            })
-            .await?;
-        match answer {
-            Ok(response) => Ok(response
-                .contact_ids
-                .iter()
-                .filter_map(|id| id.parse().ok())
-                .collect()),
+        match audience::matching(&self.contacts, workspace_id, filter, candidates).await? {
+            Ok(matched) => Ok(matched),
             Err(status) if status.code() == tonic::Code::InvalidArgument => {
                 let reason = status
                     .get_error_details()

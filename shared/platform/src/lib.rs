@@ -1,4 +1,5 @@
 //! Plumbing every IS-Messenger service shares. No business rules live here.
+pub mod audience;
 pub mod auth;
 pub mod batch;
 pub mod config;
