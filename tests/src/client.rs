@@ -11,6 +11,8 @@ use ism_proto::conversations::v1 as conv;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::gateway::v1 as gw;
 use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
+use ism_proto::integrations::v1 as ig;
+use ism_proto::integrations::v1::integration_service_client::IntegrationServiceClient;
 use ism_proto::workspaces::v1 as ws;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use tonic::Status;
@@ -36,6 +38,8 @@ pub struct Api {
     pub conversations: ConversationServiceClient<Channel>,
     /// The raw BroadcastService client.
     pub broadcasts: BroadcastServiceClient<Channel>,
+    /// The raw IntegrationService client.
+    pub integrations: IntegrationServiceClient<Channel>,
 }
 
 /// The response of a call that must succeed.
@@ -75,6 +79,7 @@ impl Api {
             contacts: ContactServiceClient::new(connect("contacts").await),
             conversations: ConversationServiceClient::new(connect("conversations").await),
             broadcasts: BroadcastServiceClient::new(connect("broadcasts").await),
+            integrations: IntegrationServiceClient::new(connect("integrations").await),
         }
     }
 
@@ -1212,5 +1217,167 @@ impl Api {
             done(&broadcast).then_some(broadcast)
         })
         .await
+    }
+
+    // Integrations.
+
+    /// ListWebhookEventTypes: every subscribable type.
+    pub async fn list_webhook_event_types(&self) -> Vec<ig::WebhookEventType> {
+        let request = ig::ListWebhookEventTypesRequest {};
+        let response = self
+            .integrations
+            .clone()
+            .list_webhook_event_types(self.authed(request))
+            .await;
+        answer("ListWebhookEventTypes", response).event_types
+    }
+
+    /// CreateWebhookEndpoint: the endpoint and its signing secret.
+    pub async fn create_webhook_endpoint(
+        &self,
+        definition: ig::WebhookEndpointDefinition,
+    ) -> (ig::WebhookEndpoint, String) {
+        let request = ig::CreateWebhookEndpointRequest {
+            definition: Some(definition),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .create_webhook_endpoint(self.authed(request))
+            .await;
+        let response = answer("CreateWebhookEndpoint", response);
+        (
+            carried("CreateWebhookEndpoint", response.endpoint),
+            response.secret,
+        )
+    }
+
+    /// GetWebhookEndpoint, with its health.
+    pub async fn get_webhook_endpoint(&self, id: &str) -> ig::WebhookEndpoint {
+        let request = ig::GetWebhookEndpointRequest {
+            endpoint_id: id.into(),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .get_webhook_endpoint(self.authed(request))
+            .await;
+        carried(
+            "GetWebhookEndpoint",
+            answer("GetWebhookEndpoint", response).endpoint,
+        )
+    }
+
+    /// SetWebhookEndpointEnabled.
+    pub async fn set_webhook_endpoint_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+    ) -> ig::WebhookEndpoint {
+        let request = ig::SetWebhookEndpointEnabledRequest {
+            endpoint_id: id.into(),
+            enabled,
+        };
+        let response = self
+            .integrations
+            .clone()
+            .set_webhook_endpoint_enabled(self.authed(request))
+            .await;
+        carried(
+            "SetWebhookEndpointEnabled",
+            answer("SetWebhookEndpointEnabled", response).endpoint,
+        )
+    }
+
+    /// RotateWebhookSecret: the new secret.
+    pub async fn rotate_webhook_secret(&self, id: &str, overlap_seconds: u32) -> String {
+        let request = ig::RotateWebhookSecretRequest {
+            endpoint_id: id.into(),
+            overlap_seconds,
+        };
+        let response = self
+            .integrations
+            .clone()
+            .rotate_webhook_secret(self.authed(request))
+            .await;
+        answer("RotateWebhookSecret", response).secret
+    }
+
+    /// TestWebhookEndpoint: what the receiver answered.
+    pub async fn test_webhook_endpoint(&self, id: &str) -> ig::WebhookAttempt {
+        let request = ig::TestWebhookEndpointRequest {
+            endpoint_id: id.into(),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .test_webhook_endpoint(self.authed(request))
+            .await;
+        carried(
+            "TestWebhookEndpoint",
+            answer("TestWebhookEndpoint", response).attempt,
+        )
+    }
+
+    /// ListWebhookDeliveries: the first page (all a test makes), newest first.
+    pub async fn list_webhook_deliveries(&self, endpoint_id: &str) -> Vec<ig::WebhookDelivery> {
+        let request = ig::ListWebhookDeliveriesRequest {
+            endpoint_id: endpoint_id.into(),
+            page_size: WHOLE_PAGE,
+            ..Default::default()
+        };
+        let response = self
+            .integrations
+            .clone()
+            .list_webhook_deliveries(self.authed(request))
+            .await;
+        answer("ListWebhookDeliveries", response).deliveries
+    }
+
+    /// ListWebhookAttempts, oldest first.
+    pub async fn list_webhook_attempts(&self, delivery_id: &str) -> Vec<ig::WebhookAttempt> {
+        let request = ig::ListWebhookAttemptsRequest {
+            delivery_id: delivery_id.into(),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .list_webhook_attempts(self.authed(request))
+            .await;
+        answer("ListWebhookAttempts", response).attempts
+    }
+
+    /// ResendWebhookDelivery.
+    pub async fn resend_webhook_delivery(&self, delivery_id: &str) -> ig::WebhookDelivery {
+        let request = ig::ResendWebhookDeliveryRequest {
+            delivery_id: delivery_id.into(),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .resend_webhook_delivery(self.authed(request))
+            .await;
+        carried(
+            "ResendWebhookDelivery",
+            answer("ResendWebhookDelivery", response).delivery,
+        )
+    }
+
+    /// RecoverWebhookEndpoint: how many deliveries were queued again.
+    pub async fn recover_webhook_endpoint(
+        &self,
+        endpoint_id: &str,
+        since: prost_types::Timestamp,
+    ) -> i64 {
+        let request = ig::RecoverWebhookEndpointRequest {
+            endpoint_id: endpoint_id.into(),
+            since: Some(since),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .recover_webhook_endpoint(self.authed(request))
+            .await;
+        answer("RecoverWebhookEndpoint", response).recovered
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::conversations::v1 as conversations;
+use ism_proto::integrations::v1 as ig;
 use ism_proto::types::v1::{MessageContent, Text, message_content};
 use ism_proto::workspaces::v1 as ws;
 use serde_json::json;
@@ -51,14 +52,20 @@ pub struct Side {
     pub import_id: String,
     /// A draft broadcast to every Contact.
     pub broadcast_id: String,
+    /// A disabled webhook endpoint following Tags added.
+    pub webhook_endpoint_id: String,
+    /// Its (skipped) delivery of the Tag added to the Contact.
+    pub webhook_delivery_id: String,
 }
 
 impl Side {
     /// Ids a response to another Workspace must never contain (the channel id is left
     /// out: a caller may name it in ResolveContact).
-    pub fn secret_ids(&self) -> [&str; 13] {
+    pub fn secret_ids(&self) -> [&str; 15] {
         [
             &self.broadcast_id,
+            &self.webhook_endpoint_id,
+            &self.webhook_delivery_id,
             &self.snippet_id,
             &self.inbox_id,
             &self.segment_id,
@@ -179,10 +186,23 @@ pub async fn populate(platform: &Platform, tenant: Tenant, sender: &str) -> Side
             },
         )
         .await;
+    let (endpoint, _) = api
+        .create_webhook_endpoint(ig::WebhookEndpointDefinition {
+            url: "http://127.0.0.1:9/hook".into(),
+            event_types: vec!["contacts.tag.added".into()],
+            ..Default::default()
+        })
+        .await;
+    // Disabled, so that its delivery stays as it is (skipped) while the matrices run.
+    api.set_webhook_endpoint_enabled(&endpoint.id, false).await;
     api.add_tags(
         vec![conversation.contact_id.clone()],
         &[&format!("tag-{sender}")],
     )
+    .await;
+    let delivery = eventually(Duration::from_secs(30), "the webhook delivery", || async {
+        api.list_webhook_deliveries(&endpoint.id).await.pop()
+    })
     .await;
     api.create_contact_field(contacts::ContactField {
         key: "tier".into(),
@@ -213,6 +233,8 @@ pub async fn populate(platform: &Platform, tenant: Tenant, sender: &str) -> Side
         .await;
     Side {
         broadcast_id: broadcast.id,
+        webhook_endpoint_id: endpoint.id,
+        webhook_delivery_id: delivery.id,
         snippet_id: snippet.id,
         inbox_id: inbox.id,
         segment_id: segment.id,

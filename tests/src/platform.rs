@@ -97,6 +97,14 @@ impl Platform {
             "ISM_GATEWAY__DELIVERY_RETRY_FOR_SECONDS".into(),
             "60".into(),
         );
+        // Webhook receivers in tests listen on loopback; retries come within seconds.
+        env.insert("ISM_EGRESS__ALLOW".into(), r#"["127.0.0.0/8"]"#.into());
+        env.insert(
+            "ISM_INTEGRATIONS__RETRY_SCHEDULE_SECONDS".into(),
+            "[0, 1, 1, 1, 1, 1, 1, 1]".into(),
+        );
+        env.insert("ISM_INTEGRATIONS__BREAKER_REST_SECONDS".into(), "1".into());
+        env.insert("ISM_INTEGRATIONS__POLL_MS".into(), "200".into());
         env.insert(
             "ISM_TELEMETRY__LOG_FILTER".into(),
             "info,sqlx=warn,lapin=warn".into(),

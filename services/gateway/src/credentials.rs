@@ -1,18 +1,14 @@
-//! Channel credentials and their encryption at rest: AES-256-GCM under
-//! `gateway.credentials_key`, bound to the channel id, with earlier keys accepted for
-//! reading so a key can be rotated without downtime.
+//! Channel credentials and their encryption at rest (`ism_platform::sealing`) under
+//! `gateway.credentials_key`, bound to the channel id.
 use std::fmt;
 
 use crate::config::GatewaySettings;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use aws_lc_rs::rand::SecureRandom;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+pub use ism_platform::sealing::OpenError;
+use ism_platform::sealing::{self, Sealer};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// The secrets of one channel, by provider. Never logged: `Debug` shows only the kind.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,48 +65,9 @@ impl fmt::Debug for Credentials {
     }
 }
 
-const VERSION: u8 = 1;
-const KEY_ID_LEN: usize = 4;
-const NONCE_LEN: usize = 12;
-
-struct Key {
-    id: [u8; KEY_ID_LEN],
-    aead: Aes256Gcm,
-}
-
-/// Seals and opens credentials. The sealed form is
-/// `version (1) | key id (4) | nonce (12) | ciphertext and tag`.
-pub struct Cipher {
-    current: Key,
-    previous: Vec<Key>,
-}
-
-/// Why sealed credentials could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(
-        "sealed with a key that is not configured (gateway.credentials_key or credentials_previous_keys)"
-    )]
-    UnknownKey,
-    #[error("the credentials are corrupt or belong to another channel")]
-    Corrupt,
-}
-
-fn key_bytes(encoded: &str, name: &str) -> anyhow::Result<Vec<u8>> {
-    STANDARD
-        .decode(encoded.trim())
-        .map_err(|e| anyhow::anyhow!("{name} is not base64: {e}"))
-}
-
-fn key(encoded: &str, name: &str) -> anyhow::Result<Key> {
-    let bytes = key_bytes(encoded, name)?;
-    let aead = Aes256Gcm::new_from_slice(&bytes)
-        .map_err(|_| anyhow::anyhow!("{name} must be 32 bytes, base64-encoded"))?;
-    let digest = Sha256::digest([b"ism-credentials-key:".as_slice(), &bytes].concat());
-    let mut id = [0u8; KEY_ID_LEN];
-    id.copy_from_slice(&digest[..KEY_ID_LEN]);
-    Ok(Key { id, aead })
-}
+/// Seals and opens channel credentials under `gateway.credentials_key`, bound to the
+/// channel id (see [`Sealer`]).
+pub struct Cipher(Sealer);
 
 /// Keys for `purpose`, derived from the configured credentials keys (HMAC-SHA256 of the
 /// purpose under each), the current one first: they rotate with the credentials key and
@@ -124,7 +81,7 @@ pub fn derived_keys(settings: &GatewaySettings, purpose: &str) -> anyhow::Result
                 .map(|k| k.expose_secret()),
         )
         .map(|encoded| {
-            let bytes = key_bytes(encoded, "gateway.credentials_key")?;
+            let bytes = sealing::key_bytes(encoded, "gateway.credentials_key")?;
             let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&bytes)
                 .map_err(|_| anyhow::anyhow!("an HMAC key of any length is accepted"))?;
             mac.update(purpose.as_bytes());
@@ -136,16 +93,12 @@ pub fn derived_keys(settings: &GatewaySettings, purpose: &str) -> anyhow::Result
 impl Cipher {
     /// The cipher configured in `settings`; an invalid key stops the start.
     pub fn from_settings(settings: &GatewaySettings) -> anyhow::Result<Self> {
-        let current = key(
-            settings.credentials_key.expose_secret(),
+        Sealer::new(
             "gateway.credentials_key",
-        )?;
-        let previous = settings
-            .credentials_previous_keys
-            .iter()
-            .map(|k| key(k.expose_secret(), "gateway.credentials_previous_keys"))
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self { current, previous })
+            &settings.credentials_key,
+            &settings.credentials_previous_keys,
+        )
+        .map(Self)
     }
 
     /// Encrypts `credentials` for the channel `channel_id` with the current key.
@@ -154,59 +107,17 @@ impl Cipher {
         channel_id: uuid::Uuid,
         credentials: &Credentials,
     ) -> anyhow::Result<Vec<u8>> {
-        let plaintext = serde_json::to_vec(credentials)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| anyhow::anyhow!("no system randomness"))?;
-        let ciphertext = self
-            .current
-            .aead
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &plaintext,
-                    aad: channel_id.as_bytes(),
-                },
-            )
-            .map_err(|_| anyhow::anyhow!("sealing credentials failed"))?;
-        let mut sealed = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN + ciphertext.len());
-        sealed.push(VERSION);
-        sealed.extend_from_slice(&self.current.id);
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
-        Ok(sealed)
+        self.0.seal(channel_id, credentials)
     }
 
     /// Decrypts what [`seal`](Self::seal) produced for the same channel.
     pub fn open(&self, channel_id: uuid::Uuid, sealed: &[u8]) -> Result<Credentials, OpenError> {
-        let header = 1 + KEY_ID_LEN + NONCE_LEN;
-        if sealed.len() < header || sealed[0] != VERSION {
-            return Err(OpenError::Corrupt);
-        }
-        let id = &sealed[1..1 + KEY_ID_LEN];
-        let key = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.id == id)
-            .ok_or(OpenError::UnknownKey)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&sealed[1 + KEY_ID_LEN..header]);
-        let plaintext = key
-            .aead
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &sealed[header..],
-                    aad: channel_id.as_bytes(),
-                },
-            )
-            .map_err(|_| OpenError::Corrupt)?;
-        serde_json::from_slice(&plaintext).map_err(|_| OpenError::Corrupt)
+        self.0.open(channel_id, sealed)
     }
 
     /// Whether `sealed` was sealed with the current key (else it should be re-sealed).
     pub fn is_current(&self, sealed: &[u8]) -> bool {
-        sealed.get(1..1 + KEY_ID_LEN) == Some(self.current.id.as_slice())
+        self.0.is_current(sealed)
     }
 }
 
@@ -268,7 +179,7 @@ mod tests {
         let forgotten = Cipher::from_settings(&settings(B, &[])).unwrap();
         assert!(matches!(
             forgotten.open(id, &sealed),
-            Err(OpenError::UnknownKey)
+            Err(OpenError::UnknownKey(_))
         ));
     }
 

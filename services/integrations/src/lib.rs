@@ -1,35 +1,100 @@
-//! The integrations service: bots and outgoing event webhooks.
-//!
-//! It already runs like every other service (its own database, migrations, outbox
-//! relay, health, reflection, metrics, auth); its RPCs and consumers arrive with the
-//! capability that needs them.
+//! The integrations service: outgoing event webhooks, each event delivered once per
+//! subscribed endpoint, signed per the Standard Webhooks specification, retried on a
+//! schedule over about 28 hours, logged, resendable and recoverable.
+mod api;
+mod bindings;
+mod catalog;
+pub mod config;
+mod endpoints;
+mod error;
+mod intake;
+mod log;
+mod sender;
+mod signing;
+mod states;
+mod store;
+mod wire;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::egress::{Egress, EgressSettings};
+use ism_platform::events::topology;
+use ism_platform::ratelimit::Limiter;
+use ism_platform::sealing::Sealer;
 use ism_platform::service::Service;
-use ism_proto::integrations::v1::integration_service_server::{
-    IntegrationService, IntegrationServiceServer,
-};
+use ism_proto::integrations::v1::integration_service_server::IntegrationServiceServer;
 use sqlx::migrate::Migrator;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+
+pub use error::Error;
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-struct Api;
-
-impl IntegrationService for Api {}
+/// How often a replica brings the events queue's bindings in line with the endpoints (they
+/// change with every endpoint change; this heals a change made while the broker was away).
+const BINDINGS_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the integrations service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Service::start(ServiceName::Integrations, settings, shutdown, &MIGRATOR).await?;
+    let config: config::IntegrationsSettings = settings.section()?;
+    let egress = Egress::new(&settings.section::<EgressSettings>()?);
+    let sealer = Arc::new(Sealer::new(
+        "integrations.secrets_key",
+        &config.secrets_key,
+        &config.secrets_previous_keys,
+    )?);
+    let limiter = Limiter::new(
+        ServiceName::Integrations,
+        &settings.redis,
+        &settings.rate_limit,
+    );
+    let mut service =
+        Service::start(ServiceName::Integrations, settings, shutdown, &MIGRATOR).await?;
+    let wake = Arc::new(Notify::new());
+    let poster = sender::Poster::new(&config, &egress, sealer);
+
+    let (pool, amqp) = (service.pool.clone(), service.amqp.clone());
+    service.every("webhook-bindings", BINDINGS_EVERY, move || {
+        let (pool, amqp) = (pool.clone(), amqp.clone());
+        async move {
+            let mut tx = pool.begin().await.map_err(Error::from)?;
+            bindings::sync(&amqp, &mut tx).await?;
+            tx.commit().await.map_err(Error::from)
+        }
+    });
+    service.consume(
+        topology::INTEGRATIONS_EVENTS,
+        intake::Intake { wake: wake.clone() },
+    );
+    let sender = Arc::new(sender::Sender::new(
+        service.pool.clone(),
+        config.clone(),
+        egress.clone(),
+        poster.clone(),
+        limiter,
+        wake.clone(),
+    ));
+    service.spawn(sender.run(service.shutdown.clone()));
+
     let verifier = service.remote_verifier()?;
-    service
-        .serve(
-            Routes::new(IntegrationServiceServer::new(Api)),
-            verifier,
-            &[],
-        )
-        .await
+    let routes = Routes::new(IntegrationServiceServer::new(api::Api {
+        endpoints: endpoints::Endpoints {
+            pool: service.pool.clone(),
+            amqp: service.amqp.clone(),
+            egress,
+            poster,
+            config,
+            wake: wake.clone(),
+        },
+        log: log::Log {
+            pool: service.pool.clone(),
+            wake,
+        },
+    }));
+    service.serve(routes, verifier, &[]).await
 }

@@ -13,4 +13,5 @@ mod first_message;
 mod providers;
 mod tracing;
 mod webhook_input;
+mod webhooks;
 mod write_budgets;

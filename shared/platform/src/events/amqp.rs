@@ -133,4 +133,36 @@ impl Amqp {
         }
         Ok(())
     }
+
+    /// Binds the consumer's queue to `key` as well as its declared patterns (bindings
+    /// that follow what users subscribe to; binding twice is one binding).
+    pub async fn bind(&self, channel: &Channel, spec: &QueueSpec, key: &str) -> lapin::Result<()> {
+        channel
+            .queue_bind(
+                self.queue_name(spec).as_str().into(),
+                self.exchange().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    }
+
+    /// Removes a binding made with [`bind`](Self::bind); removing one that is not there
+    /// changes nothing.
+    pub async fn unbind(
+        &self,
+        channel: &Channel,
+        spec: &QueueSpec,
+        key: &str,
+    ) -> lapin::Result<()> {
+        channel
+            .queue_unbind(
+                self.queue_name(spec).as_str().into(),
+                self.exchange().into(),
+                key.into(),
+                FieldTable::default(),
+            )
+            .await
+    }
 }

@@ -87,7 +87,9 @@ pub mod topics {
     use ism_proto::events::v1 as ev;
 
     use super::Topic;
-    use crate::config::ServiceName::{Broadcasts, Contacts, Conversations, Gateway, Workspaces};
+    use crate::config::ServiceName::{
+        Broadcasts, Contacts, Conversations, Gateway, Integrations, Workspaces,
+    };
 
     pub const USER_AVAILABILITY_CHANGED: Topic<ev::UserAvailabilityChanged> =
         Topic::new(Workspaces, "workspaces.user.availability_changed");
@@ -154,6 +156,12 @@ pub mod topics {
         Topic::new(Broadcasts, "broadcasts.delivery.requested");
     pub const BROADCAST_STATE_CHANGED: Topic<ev::BroadcastStateChanged> =
         Topic::new(Broadcasts, "broadcasts.broadcast.state_changed");
+
+    /// A webhook endpoint has failed every attempt for `integrations.warn_after_hours`.
+    pub const WEBHOOK_ENDPOINT_FAILING: Topic<ev::WebhookEndpointFailing> =
+        Topic::new(Integrations, "integrations.endpoint.failing");
+    pub const WEBHOOK_ENDPOINT_DISABLED: Topic<ev::WebhookEndpointDisabled> =
+        Topic::new(Integrations, "integrations.endpoint.disabled");
 }
 
 #[cfg(test)]

@@ -60,6 +60,15 @@ pub const BROADCASTS_STATUS: QueueSpec = QueueSpec {
     patterns: &[topics::MESSAGE_STATUS.key()],
 };
 
+/// Integrations turns events into webhook deliveries. Bound at run time to the event types
+/// some endpoint subscribes to (ADR 26), so an event type nobody subscribes to costs
+/// nothing here.
+pub const INTEGRATIONS_EVENTS: QueueSpec = QueueSpec {
+    service: "integrations",
+    name: "events",
+    patterns: &[],
+};
+
 /// All of them.
 pub const QUEUES: &[QueueSpec] = &[
     GATEWAY_DELIVERY,
@@ -68,4 +77,5 @@ pub const QUEUES: &[QueueSpec] = &[
     CONVERSATIONS_AVAILABILITY,
     CONVERSATIONS_MERGES,
     BROADCASTS_STATUS,
+    INTEGRATIONS_EVENTS,
 ];

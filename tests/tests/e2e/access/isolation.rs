@@ -10,6 +10,7 @@ use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::conversations::v1 as conversations;
 use ism_proto::gateway::v1 as gateway;
+use ism_proto::integrations::v1 as integrations;
 use ism_proto::types::v1::{ChannelType, MessageContent, Text, message_content};
 use ism_proto::workspaces::v1 as ws;
 use prost::Message;
@@ -870,6 +871,115 @@ fn isolation_matrix() -> Vec<Case> {
             }),
             NotFound
         ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/ListWebhookEventTypes",
+            integrations
+                .list_webhook_event_types(|_b| integrations::ListWebhookEventTypesRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/CreateWebhookEndpoint",
+            integrations.create_webhook_endpoint(|b| integrations::CreateWebhookEndpointRequest {
+                definition: Some(integrations::WebhookEndpointDefinition {
+                    url: "http://127.0.0.1:9/a".into(),
+                    event_types: vec!["contacts.tag.added".into()],
+                    channel_ids: vec![b.channel_id.clone()],
+                    ..Default::default()
+                }),
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/GetWebhookEndpoint",
+            integrations.get_webhook_endpoint(|b| integrations::GetWebhookEndpointRequest {
+                endpoint_id: b.webhook_endpoint_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/ListWebhookEndpoints",
+            integrations.list_webhook_endpoints(|_b| integrations::ListWebhookEndpointsRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/UpdateWebhookEndpoint",
+            integrations.update_webhook_endpoint(|b| integrations::UpdateWebhookEndpointRequest {
+                endpoint_id: b.webhook_endpoint_id.clone(),
+                definition: Some(integrations::WebhookEndpointDefinition {
+                    url: "http://127.0.0.1:9/b".into(),
+                    event_types: vec!["contacts.contact.created".into()],
+                    ..Default::default()
+                }),
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/DeleteWebhookEndpoint",
+            integrations.delete_webhook_endpoint(|b| integrations::DeleteWebhookEndpointRequest {
+                endpoint_id: b.webhook_endpoint_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/SetWebhookEndpointEnabled",
+            integrations.set_webhook_endpoint_enabled(|b| {
+                integrations::SetWebhookEndpointEnabledRequest {
+                    endpoint_id: b.webhook_endpoint_id.clone(),
+                    enabled: false,
+                }
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/RotateWebhookSecret",
+            integrations.rotate_webhook_secret(|b| integrations::RotateWebhookSecretRequest {
+                endpoint_id: b.webhook_endpoint_id.clone(),
+                overlap_seconds: 0,
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/TestWebhookEndpoint",
+            integrations.test_webhook_endpoint(|b| integrations::TestWebhookEndpointRequest {
+                endpoint_id: b.webhook_endpoint_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/ListWebhookDeliveries",
+            integrations.list_webhook_deliveries(|b| integrations::ListWebhookDeliveriesRequest {
+                endpoint_id: b.webhook_endpoint_id.clone(),
+                ..Default::default()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/ListWebhookAttempts",
+            integrations.list_webhook_attempts(|b| integrations::ListWebhookAttemptsRequest {
+                delivery_id: b.webhook_delivery_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/ResendWebhookDelivery",
+            integrations.resend_webhook_delivery(|b| integrations::ResendWebhookDeliveryRequest {
+                delivery_id: b.webhook_delivery_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/RecoverWebhookEndpoint",
+            integrations.recover_webhook_endpoint(|b| {
+                integrations::RecoverWebhookEndpointRequest {
+                    endpoint_id: b.webhook_endpoint_id.clone(),
+                    since: Some(prost_types::Timestamp {
+                        seconds: unix_now() - 3600,
+                        nanos: 0,
+                    }),
+                }
+            }),
+            NotFound
+        ),
     ]
 }
 
@@ -954,6 +1064,7 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
     let t = &side.token;
     let (mut w, mut g, mut k, mut v) = (c.workspaces, c.gateway, c.contacts, c.conversations);
     let mut casts = c.broadcasts;
+    let mut hooks = c.integrations;
     let all_users = ws::ListUsersRequest {
         include_deactivated: true,
         ..Default::default()
@@ -1040,6 +1151,42 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
             casts
                 .list_broadcasts(authed(t, broadcasts::ListBroadcastsRequest::default()))
                 .await
+        ),
+        format!(
+            "{:?}",
+            hooks
+                .list_webhook_endpoints(authed(t, integrations::ListWebhookEndpointsRequest {}))
+                .await
+                .map(|r| r
+                    .into_inner()
+                    .endpoints
+                    .into_iter()
+                    .map(|e| (
+                        e.id,
+                        e.definition,
+                        e.state,
+                        e.disabled_reason,
+                        e.update_time
+                    ))
+                    .collect::<Vec<_>>())
+        ),
+        format!(
+            "{:?}",
+            hooks
+                .list_webhook_deliveries(authed(
+                    t,
+                    integrations::ListWebhookDeliveriesRequest {
+                        endpoint_id: side.webhook_endpoint_id.clone(),
+                        ..Default::default()
+                    }
+                ))
+                .await
+                .map(|r| r
+                    .into_inner()
+                    .deliveries
+                    .into_iter()
+                    .map(|d| (d.id, d.state))
+                    .collect::<Vec<_>>())
         ),
     ]
     .into_iter()

@@ -8,6 +8,7 @@ use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
 use ism_proto::conversations::v1 as conversations;
 use ism_proto::gateway::v1 as gateway;
+use ism_proto::integrations::v1 as integrations;
 use ism_proto::types::v1::ChannelType;
 use ism_proto::workspaces::v1 as ws;
 use tonic::Code;
@@ -458,6 +459,84 @@ fn role_matrix() -> Vec<RoleCase> {
             Manager,
             broadcasts.delete_broadcast(|a| broadcasts::DeleteBroadcastRequest {
                 id: a.broadcast_id.clone()
+            })
+        ),
+        admin!(
+            "CreateWebhookEndpoint",
+            Manager,
+            integrations.create_webhook_endpoint(|_a| integrations::CreateWebhookEndpointRequest {
+                definition: Some(integrations::WebhookEndpointDefinition {
+                    url: "http://127.0.0.1:9/roles".into(),
+                    event_types: vec!["contacts.contact.created".into()],
+                    ..Default::default()
+                }),
+            })
+        ),
+        admin!(
+            "UpdateWebhookEndpoint",
+            Manager,
+            integrations.update_webhook_endpoint(|a| integrations::UpdateWebhookEndpointRequest {
+                endpoint_id: a.webhook_endpoint_id.clone(),
+                definition: Some(integrations::WebhookEndpointDefinition {
+                    url: "http://127.0.0.1:9/roles".into(),
+                    event_types: vec!["contacts.tag.added".into()],
+                    ..Default::default()
+                }),
+            })
+        ),
+        admin!(
+            "SetWebhookEndpointEnabled",
+            Manager,
+            integrations.set_webhook_endpoint_enabled(|a| {
+                integrations::SetWebhookEndpointEnabledRequest {
+                    endpoint_id: a.webhook_endpoint_id.clone(),
+                    enabled: false,
+                }
+            })
+        ),
+        admin!(
+            "RotateWebhookSecret",
+            Manager,
+            integrations.rotate_webhook_secret(|a| integrations::RotateWebhookSecretRequest {
+                endpoint_id: a.webhook_endpoint_id.clone(),
+                overlap_seconds: 60,
+            })
+        ),
+        admin!(
+            "TestWebhookEndpoint",
+            Manager,
+            integrations.test_webhook_endpoint(|a| integrations::TestWebhookEndpointRequest {
+                endpoint_id: a.webhook_endpoint_id.clone()
+            })
+        ),
+        admin!(
+            "ResendWebhookDelivery",
+            Manager,
+            integrations.resend_webhook_delivery(|a| integrations::ResendWebhookDeliveryRequest {
+                delivery_id: a.webhook_delivery_id.clone()
+            })
+        ),
+        admin!(
+            "RecoverWebhookEndpoint",
+            Manager,
+            integrations.recover_webhook_endpoint(|a| {
+                integrations::RecoverWebhookEndpointRequest {
+                    endpoint_id: a.webhook_endpoint_id.clone(),
+                    since: Some(prost_types::Timestamp {
+                        seconds: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64)
+                            - 3600,
+                        nanos: 0,
+                    }),
+                }
+            })
+        ),
+        admin!(
+            "DeleteWebhookEndpoint",
+            Manager,
+            integrations.delete_webhook_endpoint(|a| integrations::DeleteWebhookEndpointRequest {
+                endpoint_id: a.webhook_endpoint_id.clone()
             })
         ),
     ]

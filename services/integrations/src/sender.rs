@@ -1,0 +1,497 @@
+//! Delivering webhooks: claims due deliveries, POSTs each signed, and records what the
+//! receiver answered. A claim is a lease (the delivery's next attempt moved ahead), so a
+//! replica that dies mid-POST leaves the delivery to be attempted again after the lease:
+//! the receiver may see it twice, always with the same `webhook-id` (the Standard
+//! Webhooks contract). Each endpoint has at most `endpoint_concurrency` POSTs in flight
+//! here, so a slow receiver holds only its own share.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ism_platform::egress::Egress;
+use ism_platform::events::{enqueue, topics};
+use ism_platform::ratelimit::{Decision, Limiter};
+use ism_platform::sealing::Sealer;
+use ism_proto::events::v1 as ev;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::IntegrationsSettings;
+use crate::signing;
+use crate::states::DeliveryState;
+use crate::store::{self, Attempt, Claim};
+
+/// The first bytes of a receiver's answer kept in the log.
+const BODY_KEPT: usize = 1024;
+
+/// The HTTP side: signs and POSTs, for the sender and for a test call alike.
+#[derive(Clone)]
+pub struct Poster {
+    client: reqwest::Client,
+    timeout: Duration,
+    pub sealer: Arc<Sealer>,
+}
+
+/// What an attempt came to.
+#[derive(Debug)]
+pub enum Outcome {
+    Delivered,
+    /// 410: the receiver wants no more.
+    Gone,
+    Failed {
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Poster {
+    pub fn new(config: &IntegrationsSettings, egress: &Egress, sealer: Arc<Sealer>) -> Self {
+        Self {
+            client: egress.client(config.request_timeout()),
+            timeout: config.request_timeout(),
+            sealer,
+        }
+    }
+
+    /// POSTs `body` as event `id` to `url`, signed with `secrets`.
+    pub async fn post(
+        &self,
+        egress: &Egress,
+        url: &str,
+        secrets: &[&SecretString],
+        id: &str,
+        body: &str,
+    ) -> (Attempt, Outcome) {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let attempt = |status_code: i32, error: String, response_body: String| Attempt {
+            started_at,
+            duration_ms: clock.elapsed().as_millis() as i64,
+            status_code,
+            error,
+            response_body,
+        };
+        // A URL saved when its host was public may have been re-pointed: checked again.
+        if let Err(refusal) = egress.check_url(url) {
+            let error = format!("url {refusal}");
+            return (
+                attempt(0, error, String::new()),
+                Outcome::Failed { retry_after: None },
+            );
+        }
+        let timestamp = started_at.timestamp();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static("IS-Messenger-Webhooks/1"),
+        );
+        let signature = signing::signature(secrets, id, timestamp, body);
+        for (name, value) in [
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        let sent = self
+            .client
+            .post(url)
+            .headers(headers)
+            .body(body.to_owned())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                let error = if e.is_timeout() {
+                    format!("no answer within {} ms", self.timeout.as_millis())
+                } else {
+                    format!("could not reach the receiver: {}", error_chain(&e))
+                };
+                return (
+                    attempt(0, error, String::new()),
+                    Outcome::Failed { retry_after: None },
+                );
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers().get(RETRY_AFTER));
+        let mut kept = Vec::new();
+        while kept.len() < BODY_KEPT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    kept.extend_from_slice(&chunk[..chunk.len().min(BODY_KEPT - kept.len())])
+                }
+                _ => break,
+            }
+        }
+        let response_body = String::from_utf8_lossy(&kept).into_owned();
+        let code = i32::from(status.as_u16());
+        if status.is_success() {
+            (
+                attempt(code, String::new(), response_body),
+                Outcome::Delivered,
+            )
+        } else if status == reqwest::StatusCode::GONE {
+            let error = "answered 410 Gone".to_owned();
+            (attempt(code, error, response_body), Outcome::Gone)
+        } else {
+            let error = if status.is_redirection() {
+                format!("answered {status} (redirects are not followed)")
+            } else {
+                format!("answered {status}")
+            };
+            (
+                attempt(code, error, response_body),
+                Outcome::Failed { retry_after },
+            )
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut words = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        words = format!("{words}: {cause}");
+        source = cause.source();
+    }
+    words
+}
+
+/// A `Retry-After` of seconds or an HTTP date.
+fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+    let text = value?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(text).ok()?;
+    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+}
+
+/// The delivery loop of one replica.
+pub struct Sender {
+    pub pool: PgPool,
+    pub config: IntegrationsSettings,
+    pub egress: Egress,
+    pub poster: Poster,
+    pub limiter: Arc<Limiter>,
+    pub wake: Arc<Notify>,
+    in_flight: Arc<Semaphore>,
+    per_endpoint: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl Sender {
+    pub fn new(
+        pool: PgPool,
+        config: IntegrationsSettings,
+        egress: Egress,
+        poster: Poster,
+        limiter: Arc<Limiter>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            per_endpoint: Arc::default(),
+            pool,
+            config,
+            egress,
+            poster,
+            limiter,
+            wake,
+        }
+    }
+
+    /// Delivers until `shutdown`; POSTs in flight then finish or are attempted again
+    /// after their lease.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let poll = Duration::from_millis(self.config.poll_ms);
+        loop {
+            let claimed = match self.claim_round().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming webhook deliveries failed; retrying");
+                    0
+                }
+            };
+            if claimed > 0 && self.in_flight.available_permits() > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    async fn claim_round(self: &Arc<Self>) -> sqlx::Result<usize> {
+        let free = self.in_flight.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let busy: Vec<Uuid> = {
+            let counts = self.per_endpoint.lock().expect("not poisoned");
+            counts
+                .iter()
+                .filter(|(_, n)| **n >= self.config.endpoint_concurrency)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let lease = Duration::from_secs(self.config.lease_seconds);
+        let claims = store::claim(
+            &self.pool,
+            free.min(256) as i64,
+            self.config.endpoint_concurrency as i64,
+            &busy,
+            lease,
+        )
+        .await?;
+        let count = claims.len();
+        for claim in claims {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                break;
+            };
+            *self
+                .per_endpoint
+                .lock()
+                .expect("not poisoned")
+                .entry(claim.endpoint_id)
+                .or_default() += 1;
+            let this = self.clone();
+            tokio::spawn(async move {
+                let endpoint = claim.endpoint_id;
+                this.attempt(claim).await;
+                let mut counts = this.per_endpoint.lock().expect("not poisoned");
+                if let Some(n) = counts.get_mut(&endpoint) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&endpoint);
+                    }
+                }
+                drop(permit);
+                this.wake.notify_one();
+            });
+        }
+        Ok(count)
+    }
+
+    async fn attempt(&self, claim: Claim) {
+        let rate = claim.rate_limit_per_second;
+        if rate > 0 {
+            loop {
+                match self
+                    .limiter
+                    .take(
+                        &claim.endpoint_id.to_string(),
+                        f64::from(rate),
+                        rate as u32,
+                        Duration::from_secs(5),
+                    )
+                    .await
+                {
+                    Decision::Allow => break,
+                    Decision::After(wait) => {
+                        tokio::time::sleep(wait).await;
+                        break;
+                    }
+                    Decision::Limit(wait) => tokio::time::sleep(wait).await,
+                }
+            }
+        }
+        let (attempt, outcome) = match self.secrets(&claim) {
+            Ok(secrets) => {
+                let refs: Vec<&SecretString> = secrets.iter().collect();
+                self.poster
+                    .post(
+                        &self.egress,
+                        &claim.url,
+                        &refs,
+                        &claim.event_id.to_string(),
+                        &claim.body,
+                    )
+                    .await
+            }
+            Err(error) => (
+                Attempt {
+                    started_at: Utc::now(),
+                    duration_ms: 0,
+                    status_code: 0,
+                    error,
+                    response_body: String::new(),
+                },
+                Outcome::Failed { retry_after: None },
+            ),
+        };
+        metrics::counter!("ism_webhook_attempts_total", "outcome" => match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Gone => "gone",
+            Outcome::Failed { .. } => "failed",
+        })
+        .increment(1);
+        let record = || self.record(&claim, &attempt, &outcome);
+        let recorded = backon::Retryable::retry(
+            record,
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5))
+                .with_total_delay(Some(Duration::from_secs(self.config.lease_seconds / 2))),
+        )
+        .await;
+        if let Err(e) = recorded {
+            // Attempted again after its lease, with the same webhook-id.
+            tracing::warn!(delivery = %claim.id, error = %e, "recording a webhook attempt failed");
+        }
+    }
+
+    /// The secrets to sign with: the current one, and the previous one while it overlaps.
+    fn secrets(&self, claim: &Claim) -> Result<Vec<SecretString>, String> {
+        let open = |sealed: &[u8]| {
+            self.poster
+                .sealer
+                .open::<String>(claim.endpoint_id, sealed)
+                .map(SecretString::from)
+                .map_err(|e| format!("the signing secret cannot be opened: {e}"))
+        };
+        let mut secrets = vec![open(&claim.secret)?];
+        if let (Some(previous), Some(until)) = (&claim.previous_secret, claim.previous_secret_until)
+            && until > Utc::now()
+        {
+            secrets.push(open(previous)?);
+        }
+        Ok(secrets)
+    }
+
+    /// The delivery's next state and attempt time after a failure.
+    fn after_failure(
+        &self,
+        claim: &Claim,
+        retry_after: Option<Duration>,
+    ) -> (DeliveryState, DateTime<Utc>) {
+        let schedule = &self.config.retry_schedule_seconds;
+        let Some(wait) = schedule.get(claim.attempts as usize) else {
+            return (DeliveryState::Failed, Utc::now());
+        };
+        // Up to 10 %, different per delivery and attempt, so retries of events that
+        // failed together spread out.
+        let spread = (claim.id.as_u128() as u64)
+            .wrapping_mul(31)
+            .wrapping_add(claim.attempts as u64);
+        let jitter = (spread % 1000) as f64 / 10_000.0;
+        let scheduled = Duration::from_secs_f64(*wait as f64 * (1.0 + jitter));
+        let longest = Duration::from_secs(schedule.iter().copied().max().unwrap_or(0));
+        let wait = retry_after.map_or(scheduled, |asked| scheduled.max(asked.min(longest)));
+        (DeliveryState::Pending, Utc::now() + wait)
+    }
+
+    async fn record(
+        &self,
+        claim: &Claim,
+        attempt: &Attempt,
+        outcome: &Outcome,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        store::insert_attempt(&mut tx, claim.id, attempt).await?;
+        match outcome {
+            Outcome::Delivered => {
+                store::settle(&mut tx, claim.id, DeliveryState::Delivered, Utc::now()).await?;
+                store::endpoint_answered(&mut tx, claim.endpoint_id).await?;
+            }
+            Outcome::Gone => {
+                store::settle(&mut tx, claim.id, DeliveryState::Failed, Utc::now()).await?;
+                disable(&mut tx, claim.endpoint_id, "the receiver answered 410 Gone").await?;
+            }
+            Outcome::Failed { retry_after } => {
+                let failing = store::endpoint_failed(
+                    &mut tx,
+                    claim.endpoint_id,
+                    &attempt.error,
+                    self.config.breaker_failures,
+                    Duration::from_secs(self.config.breaker_rest_seconds),
+                    Duration::from_secs_f64(self.config.warn_after_hours * 3600.0),
+                )
+                .await?;
+                let (state, mut next) = self.after_failure(claim, *retry_after);
+                if let Some(failing) = failing {
+                    if let Some(rest) = failing.resting_until {
+                        next = next.max(rest);
+                    }
+                    if failing.warn {
+                        let event = topics::WEBHOOK_ENDPOINT_FAILING.event(
+                            failing.workspace_id,
+                            &claim.endpoint_id.to_string(),
+                            &ev::WebhookEndpointFailing {
+                                endpoint_id: claim.endpoint_id.to_string(),
+                                url: failing.url.clone(),
+                                failing_since: Some(ism_platform::convert::timestamp(
+                                    failing.failing_since,
+                                )),
+                                last_error: attempt.error.clone(),
+                            },
+                        );
+                        enqueue(&mut tx, &event).await?;
+                    }
+                    let disable_after = chrono::Duration::milliseconds(
+                        (self.config.disable_after_hours * 3_600_000.0) as i64,
+                    );
+                    if failing.failing_since <= Utc::now() - disable_after {
+                        let reason = format!(
+                            "every attempt failed since {} (last: {})",
+                            failing.failing_since.to_rfc3339(),
+                            attempt.error
+                        );
+                        store::settle(&mut tx, claim.id, state, next).await?;
+                        disable(&mut tx, claim.endpoint_id, &reason).await?;
+                        return tx.commit().await;
+                    }
+                }
+                store::settle(&mut tx, claim.id, state, next).await?;
+            }
+        }
+        tx.commit().await
+    }
+}
+
+/// Disables an endpoint and says so with `integrations.endpoint.disabled`.
+pub async fn disable(
+    tx: &mut sqlx::PgConnection,
+    endpoint_id: Uuid,
+    reason: &str,
+) -> sqlx::Result<()> {
+    if let Some(endpoint) = store::disable(tx, endpoint_id, reason).await? {
+        let event = topics::WEBHOOK_ENDPOINT_DISABLED.event(
+            endpoint.workspace_id,
+            &endpoint_id.to_string(),
+            &ev::WebhookEndpointDisabled {
+                endpoint_id: endpoint_id.to_string(),
+                url: endpoint.url,
+                reason: reason.to_owned(),
+            },
+        );
+        enqueue(tx, &event).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let seconds = HeaderValue::from_static("120");
+        assert_eq!(retry_after(Some(&seconds)), Some(Duration::from_secs(120)));
+        let later = (Utc::now() + chrono::Duration::seconds(60)).to_rfc2822();
+        let date = HeaderValue::from_str(&later).unwrap();
+        let read = retry_after(Some(&date)).unwrap();
+        assert!(read > Duration::from_secs(55) && read <= Duration::from_secs(60));
+        assert_eq!(retry_after(Some(&HeaderValue::from_static("soon"))), None);
+    }
+}

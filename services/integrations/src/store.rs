@@ -1,0 +1,584 @@
+//! SQL of the integrations service's tables, each statement once.
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::states::DeliveryState;
+
+/// What an endpoint defines, as stored.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub channel_ids: Vec<Uuid>,
+    pub tags: Vec<String>,
+    pub ordered: bool,
+    pub rate_limit_per_second: i32,
+}
+
+/// A stored endpoint; its secrets sealed.
+#[derive(Debug, Clone, FromRow)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub channel_ids: Vec<Uuid>,
+    pub tags: Vec<String>,
+    pub ordered: bool,
+    pub rate_limit_per_second: i32,
+    pub secret: Vec<u8>,
+    pub enabled: bool,
+    pub disabled_reason: String,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_error: String,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, workspace_id, url, description, event_types, channel_ids, tags, \
+     ordered, rate_limit_per_second, secret, enabled, \
+     disabled_reason, failing_since, last_error, last_success_at, consecutive_failures, \
+     created_at, updated_at";
+
+pub async fn count_endpoints(conn: &mut PgConnection, workspace_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE workspace_id = $1")
+        .bind(workspace_id)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn insert_endpoint(
+    conn: &mut PgConnection,
+    id: Uuid,
+    workspace_id: Uuid,
+    definition: &Definition,
+    secret: &[u8],
+) -> sqlx::Result<Endpoint> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO webhook_endpoints (id, workspace_id, url, description, event_types,
+             channel_ids, tags, ordered, rate_limit_per_second, secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(workspace_id)
+    .bind(&definition.url)
+    .bind(&definition.description)
+    .bind(&definition.event_types)
+    .bind(&definition.channel_ids)
+    .bind(&definition.tags)
+    .bind(definition.ordered)
+    .bind(definition.rate_limit_per_second)
+    .bind(secret)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn endpoint(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Endpoint>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn endpoints(conn: &mut PgConnection, workspace_id: Uuid) -> sqlx::Result<Vec<Endpoint>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE workspace_id = $1 ORDER BY id"
+    )))
+    .bind(workspace_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn update_definition(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    definition: &Definition,
+) -> sqlx::Result<Option<Endpoint>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_endpoints SET url = $3, description = $4, event_types = $5,
+             channel_ids = $6, tags = $7, ordered = $8, rate_limit_per_second = $9,
+             updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(&definition.url)
+    .bind(&definition.description)
+    .bind(&definition.event_types)
+    .bind(&definition.channel_ids)
+    .bind(&definition.tags)
+    .bind(definition.ordered)
+    .bind(definition.rate_limit_per_second)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn delete_endpoint(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace_id)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
+/// Enables an endpoint, clearing its failure record.
+pub async fn enable(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Endpoint>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_endpoints SET enabled = true, disabled_reason = '', failing_since = NULL,
+             warned_at = NULL, consecutive_failures = 0, resting_until = NULL, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Disables an endpoint with `reason` and skips its pending deliveries; `None` when it
+/// is not there or was already disabled.
+pub async fn disable(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+) -> sqlx::Result<Option<Endpoint>> {
+    let endpoint: Option<Endpoint> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
+         WHERE id = $1 AND enabled RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(reason)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if endpoint.is_some() {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET state = $2 WHERE endpoint_id = $1 AND state = $3",
+        )
+        .bind(id)
+        .bind(DeliveryState::Skipped)
+        .bind(DeliveryState::Pending)
+        .execute(conn)
+        .await?;
+    }
+    Ok(endpoint)
+}
+
+pub async fn set_secret(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    secret: &[u8],
+    previous_until: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE webhook_endpoints SET previous_secret = secret, secret = $3,
+             previous_secret_until = $4, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .bind(secret)
+    .bind(previous_until)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Every event type some endpoint (enabled or not: a disabled one keeps its events as
+/// skipped) subscribes to.
+pub async fn subscribed_types(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT DISTINCT unnest(event_types) FROM webhook_endpoints")
+        .fetch_all(conn)
+        .await
+}
+
+/// What intake needs of an endpoint to route an event to it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Subscriber {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub event_types: Vec<String>,
+    pub channel_ids: Vec<Uuid>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+}
+
+pub async fn subscribers(
+    conn: &mut PgConnection,
+    workspace_ids: &[Uuid],
+) -> sqlx::Result<Vec<Subscriber>> {
+    sqlx::query_as(
+        "SELECT id, workspace_id, event_types, channel_ids, tags, enabled
+         FROM webhook_endpoints WHERE workspace_id = ANY($1)",
+    )
+    .bind(workspace_ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// An event to deliver, stored once.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub body: String,
+}
+
+/// Stores `events` and one delivery per (event, endpoint) pair in `deliveries`; a pair
+/// stored before (the same event seen again) stays as it was.
+pub async fn insert_deliveries(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    deliveries: &[(Uuid, Uuid, DeliveryState)],
+) -> sqlx::Result<()> {
+    let column = |f: fn(&NewEvent) -> Uuid| events.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO webhook_events (id, workspace_id, event_type, occurred_at, body)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(column(|e| e.id))
+    .bind(column(|e| e.workspace_id))
+    .bind(
+        events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = deliveries.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, state)
+         SELECT d.id, d.endpoint_id, d.event_id, e.event_type, d.state
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[])
+             WITH ORDINALITY AS d (id, endpoint_id, event_id, state, n)
+         JOIN webhook_events e ON e.id = d.event_id
+         ORDER BY d.n
+         ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(deliveries.iter().map(|d| d.0).collect::<Vec<_>>())
+    .bind(deliveries.iter().map(|d| d.1).collect::<Vec<_>>())
+    .bind(deliveries.iter().map(|d| d.2).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A delivery claimed for one attempt, with what the attempt needs.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claim {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub attempts: i32,
+    pub url: String,
+    pub secret: Vec<u8>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub rate_limit_per_second: i32,
+    pub body: String,
+}
+
+/// Claims up to `limit` due deliveries, at most `per_endpoint` of each endpoint and none
+/// of `busy` endpoints (at their concurrency here), and of an ordered endpoint only the
+/// pending one of the earliest event. A claim moves the delivery's next attempt `lease` ahead, which is
+/// its lease: another replica takes it only after that.
+pub async fn claim(
+    pool: &PgPool,
+    limit: i64,
+    per_endpoint: i64,
+    busy: &[Uuid],
+    lease: std::time::Duration,
+) -> sqlx::Result<Vec<Claim>> {
+    sqlx::query_as(
+        "WITH due AS (
+             SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS n
+             FROM webhook_deliveries d
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id
+             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+               AND e.enabled AND (e.resting_until IS NULL OR e.resting_until <= now())
+               AND NOT (d.endpoint_id = ANY($3))
+               AND (NOT e.ordered OR d.event_id = (
+                   SELECT f.event_id FROM webhook_deliveries f
+                   WHERE f.endpoint_id = d.endpoint_id AND f.state = 'pending'
+                   ORDER BY f.event_id LIMIT 1))
+             ORDER BY d.next_attempt_at
+             LIMIT $1 * 4
+         ),
+         claimed AS (
+             UPDATE webhook_deliveries d
+             SET next_attempt_at = now() + make_interval(secs => $4), attempts = attempts + 1
+             FROM (SELECT id FROM due WHERE n <= $2 LIMIT $1) c
+             WHERE d.id = c.id AND d.state = 'pending' AND d.next_attempt_at <= now()
+             RETURNING d.id, d.endpoint_id, d.event_id, d.attempts
+         )
+         SELECT c.id, c.endpoint_id, c.event_id, c.attempts, e.url, e.secret, e.previous_secret,
+                e.previous_secret_until, e.rate_limit_per_second, v.body
+         FROM claimed c
+         JOIN webhook_endpoints e ON e.id = c.endpoint_id
+         JOIN webhook_events v ON v.id = c.event_id",
+    )
+    .bind(limit)
+    .bind(per_endpoint)
+    .bind(busy)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+/// One POST and what came of it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub status_code: i32,
+    pub error: String,
+    pub response_body: String,
+}
+
+/// Logs an attempt as the delivery's next one.
+pub async fn insert_attempt(
+    conn: &mut PgConnection,
+    delivery_id: Uuid,
+    attempt: &Attempt,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status_code,
+             error, response_body)
+         SELECT $1, coalesce(max(number), 0) + 1, $2, $3, $4, $5, $6
+         FROM webhook_attempts WHERE delivery_id = $1",
+    )
+    .bind(delivery_id)
+    .bind(attempt.started_at)
+    .bind(attempt.duration_ms)
+    .bind(attempt.status_code)
+    .bind(&attempt.error)
+    .bind(&attempt.response_body)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves a delivery on after an attempt: to `state`, with its next attempt at `next`. A
+/// delivery skipped while its attempt was in flight (its endpoint disabled) stays skipped
+/// unless the attempt settled it.
+pub async fn settle(
+    conn: &mut PgConnection,
+    delivery_id: Uuid,
+    state: DeliveryState,
+    next: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_deliveries
+         SET state = CASE WHEN state = 'skipped' AND $2 = 'pending' THEN state ELSE $2 END,
+             next_attempt_at = $3
+         WHERE id = $1",
+    )
+    .bind(delivery_id)
+    .bind(state)
+    .bind(next)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn endpoint_answered(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_endpoints SET failing_since = NULL, warned_at = NULL, last_error = '',
+             consecutive_failures = 0, resting_until = NULL, last_success_at = now()
+         WHERE id = $1 AND (consecutive_failures > 0 OR last_success_at IS NULL
+             OR last_success_at < now() - interval '1 second')",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An endpoint's failure record after one more failure.
+#[derive(Debug, Clone, FromRow)]
+pub struct Failing {
+    pub workspace_id: Uuid,
+    pub url: String,
+    pub failing_since: DateTime<Utc>,
+    pub resting_until: Option<DateTime<Utc>>,
+    /// Whether this failure passed the warning age (warned now, once).
+    pub warn: bool,
+}
+
+pub async fn endpoint_failed(
+    conn: &mut PgConnection,
+    id: Uuid,
+    error: &str,
+    breaker_failures: i32,
+    rest: std::time::Duration,
+    warn_after: std::time::Duration,
+) -> sqlx::Result<Option<Failing>> {
+    sqlx::query_as(
+        "UPDATE webhook_endpoints e SET
+             failing_since = coalesce(e.failing_since, now()),
+             last_error = $2,
+             consecutive_failures = e.consecutive_failures + 1,
+             resting_until = CASE WHEN e.consecutive_failures + 1 >= $3
+                 THEN now() + make_interval(secs => $4) ELSE e.resting_until END,
+             warned_at = CASE WHEN e.warned_at IS NULL
+                 AND coalesce(e.failing_since, now()) <= now() - make_interval(secs => $5)
+                 THEN now() ELSE e.warned_at END
+         FROM (SELECT warned_at FROM webhook_endpoints WHERE id = $1) before
+         WHERE e.id = $1
+         RETURNING e.workspace_id, e.url, e.failing_since, e.resting_until, (before.warned_at IS NULL AND e.warned_at IS NOT NULL) AS warn",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(breaker_failures)
+    .bind(rest.as_secs_f64())
+    .bind(warn_after.as_secs_f64())
+    .fetch_optional(conn)
+    .await
+}
+
+/// A delivery as the log shows it, with its last attempt.
+#[derive(Debug, Clone, FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub state: DeliveryState,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+const DELIVERY: &str = "SELECT d.id, d.endpoint_id, d.event_id, d.event_type, d.state, d.attempts,
+        d.next_attempt_at, d.created_at, a.started_at, a.duration_ms, a.status_code, a.error,
+        a.response_body
+    FROM webhook_deliveries d
+    JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.workspace_id = $1
+    LEFT JOIN LATERAL (SELECT * FROM webhook_attempts a WHERE a.delivery_id = d.id
+        ORDER BY a.number DESC LIMIT 1) a ON true";
+
+/// A page of an endpoint's deliveries, newest first, after `before` (a delivery id).
+#[allow(clippy::too_many_arguments)]
+pub async fn deliveries(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    endpoint_id: Uuid,
+    state: Option<DeliveryState>,
+    event_type: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Delivery>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{DELIVERY}
+         WHERE d.endpoint_id = $2 AND ($3::text IS NULL OR d.state = $3)
+           AND ($4::text IS NULL OR d.event_type = $4) AND ($5::uuid IS NULL OR d.id < $5)
+         ORDER BY d.id DESC LIMIT $6"
+    )))
+    .bind(workspace_id)
+    .bind(endpoint_id)
+    .bind(state)
+    .bind(event_type)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn delivery(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Delivery>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{DELIVERY} WHERE d.id = $2")))
+        .bind(workspace_id)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn attempts(conn: &mut PgConnection, delivery_id: Uuid) -> sqlx::Result<Vec<Attempt>> {
+    let rows: Vec<(DateTime<Utc>, i64, i32, String, String)> = sqlx::query_as(
+        "SELECT started_at, duration_ms, status_code, error, response_body
+         FROM webhook_attempts WHERE delivery_id = $1 ORDER BY number",
+    )
+    .bind(delivery_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(started_at, duration_ms, status_code, error, response_body)| Attempt {
+                started_at,
+                duration_ms,
+                status_code,
+                error,
+                response_body,
+            },
+        )
+        .collect())
+}
+
+/// Queues a delivery of the Workspace for an attempt now.
+pub async fn resend(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE webhook_deliveries d SET state = 'pending', next_attempt_at = now()
+         FROM webhook_endpoints e
+         WHERE d.id = $2 AND e.id = d.endpoint_id AND e.workspace_id = $1",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Queues again the failed and skipped deliveries of an endpoint created since `since`,
+/// each with a fresh retry schedule.
+pub async fn recover(
+    conn: &mut PgConnection,
+    endpoint_id: Uuid,
+    since: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let updated = sqlx::query(
+        "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = now()
+         WHERE endpoint_id = $1 AND state IN ('failed', 'skipped') AND created_at >= $2",
+    )
+    .bind(endpoint_id)
+    .bind(since)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected())
+}

@@ -1,0 +1,517 @@
+//! Outgoing event webhooks, as a business's receiving system sees them: every subscribed
+//! event once, signed so the Standard Webhooks reference library verifies it, retried
+//! through an outage in order, never lost to a crash, and bad endpoints refused.
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use ism_e2e::receiver::Received;
+use ism_e2e::{Api, Platform, Receiver, Tenant, eventually};
+use ism_proto::contacts::v1 as ct;
+use ism_proto::integrations::v1 as ig;
+use serde_json::{Value, json};
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn endpoint(url: &str, event_types: &[&str]) -> ig::WebhookEndpointDefinition {
+    ig::WebhookEndpointDefinition {
+        url: url.into(),
+        description: "our CRM".into(),
+        event_types: event_types.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The body of a POST, as JSON.
+fn body(received: &Received) -> Value {
+    serde_json::from_slice(&received.body).expect("a JSON body")
+}
+
+fn header<'a>(received: &'a Received, name: &str) -> &'a str {
+    received
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Whether the Standard Webhooks reference library accepts the POST with `secret`.
+fn verifies(received: &Received, secret: &str) -> bool {
+    standardwebhooks::Webhook::new(secret)
+        .expect("a whsec_ secret")
+        .verify(&received.body, &received.headers)
+        .is_ok()
+}
+
+async fn post_inbound(platform: &Platform, tenant: &Tenant, from: &str, id: &str, text: &str) {
+    let inbound = json!({"message_id": id, "from": {"id": from, "name": "Ada"}, "text": text});
+    let (code, _) = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &serde_json::to_vec(&inbound).expect("JSON"),
+        )
+        .await;
+    assert_eq!(code, 200);
+}
+
+/// The POSTs `receiver` got of `event_type`.
+fn of_type(receiver: &Receiver, event_type: &str) -> Vec<Received> {
+    receiver
+        .received()
+        .into_iter()
+        .filter(|r| body(r)["type"] == event_type)
+        .collect()
+}
+
+fn field_violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn subscribed_events_arrive_once_each_signed_filtered_and_logged() {
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    let offered: Vec<String> = api
+        .list_webhook_event_types()
+        .await
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let wanted = [
+        "contacts.contact.created",
+        "conversations.conversation.opened",
+        "conversations.message.created",
+        "contacts.tag.added",
+        "conversations.conversation.closed",
+    ];
+    for t in wanted {
+        assert!(offered.contains(&t.to_owned()), "{t} offered");
+    }
+
+    let crm = Receiver::start().await;
+    let (crm_endpoint, secret) = api
+        .create_webhook_endpoint(endpoint(&crm.url, &wanted))
+        .await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    // Filters: another Channel's messages only; the "vip" Tag only.
+    let elsewhere = Receiver::start().await;
+    let mut other_channel = endpoint(&elsewhere.url, &["conversations.message.created"]);
+    other_channel.channel_ids = vec![uuid::Uuid::new_v4().to_string()];
+    api.create_webhook_endpoint(other_channel).await;
+    let vips = Receiver::start().await;
+    let mut vip_tags = endpoint(&vips.url, &["contacts.tag.added"]);
+    vip_tags.tags = vec!["vip".into()];
+    let (_, vip_secret) = api.create_webhook_endpoint(vip_tags).await;
+
+    post_inbound(&platform, &tenant, "ada", "in-1", "hello there").await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    api.add_tags(
+        vec![conversation.contact_id.clone()],
+        &["vip", "newsletter"],
+    )
+    .await;
+    api.close_conversation(ism_proto::conversations::v1::CloseConversationRequest {
+        id: conversation.id.clone(),
+        ..Default::default()
+    })
+    .await;
+
+    // Two Tags added: five types, six events.
+    let all = eventually(WAIT, "every subscribed event", || async {
+        let all = crm.received();
+        (all.len() >= 6).then_some(all)
+    })
+    .await;
+    drop(all);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = crm.received();
+    assert_eq!(
+        all.len(),
+        6,
+        "each event once: {:?}",
+        all.iter().map(body).collect::<Vec<_>>()
+    );
+    let ids: HashSet<&str> = all.iter().map(|r| header(r, "webhook-id")).collect();
+    assert_eq!(ids.len(), 6, "one webhook-id per event");
+    for received in &all {
+        assert!(
+            verifies(received, &secret),
+            "signature of {}",
+            body(received)
+        );
+        assert_eq!(header(received, "content-type"), "application/json");
+        assert_eq!(body(received)["workspace_id"], tenant.workspace_id);
+    }
+    let message = &of_type(&crm, "conversations.message.created")[0];
+    assert_eq!(
+        body(message)["data"]["content"]["text"]["body"],
+        "hello there"
+    );
+    assert_eq!(body(message)["data"]["channel_id"], tenant.channel_id);
+    let mut tags: Vec<String> = of_type(&crm, "contacts.tag.added")
+        .iter()
+        .map(|r| {
+            body(r)["data"]["tag"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["newsletter", "vip"]);
+    assert_eq!(
+        body(&of_type(&crm, "conversations.conversation.closed")[0])["data"]["conversation_id"],
+        conversation.id
+    );
+
+    assert!(elsewhere.received().is_empty(), "another Channel's filter");
+    let vip_posts = vips.received();
+    assert_eq!(vip_posts.len(), 1);
+    assert_eq!(body(&vip_posts[0])["data"]["tag"], "vip");
+    assert!(verifies(&vip_posts[0], &vip_secret));
+    assert!(
+        !verifies(&vip_posts[0], &secret),
+        "each endpoint its own secret"
+    );
+
+    // The log: every delivery delivered at its first attempt, answered 200.
+    let deliveries = api.list_webhook_deliveries(&crm_endpoint.id).await;
+    assert_eq!(deliveries.len(), 6);
+    for d in &deliveries {
+        assert_eq!(d.state(), ig::WebhookDeliveryState::Delivered, "{d:?}");
+        assert!(
+            ids.contains(d.event_id.as_str()),
+            "the event id is the webhook-id"
+        );
+        assert_eq!(d.last_attempt.as_ref().map(|a| a.status_code), Some(200));
+        assert_eq!(api.list_webhook_attempts(&d.id).await.len(), 1);
+    }
+    let health = api
+        .get_webhook_endpoint(&crm_endpoint.id)
+        .await
+        .health
+        .unwrap_or_default();
+    assert!(health.last_success_time.is_some() && health.failing_since.is_none());
+
+    // A test call shows the answer; a resend repeats a delivery with the same webhook-id.
+    crm.script(&[(202, "noted")]);
+    let test = api.test_webhook_endpoint(&crm_endpoint.id).await;
+    assert_eq!(
+        (test.status_code, test.response_body.as_str()),
+        (202, "noted")
+    );
+    let tested = of_type(&crm, "integrations.endpoint.test");
+    assert_eq!(tested.len(), 1);
+    assert!(verifies(&tested[0], &secret));
+    let again = &deliveries[0];
+    api.resend_webhook_delivery(&again.id).await;
+    eventually(WAIT, "the resent delivery", || async {
+        let same: Vec<_> = crm
+            .received()
+            .into_iter()
+            .filter(|r| header(r, "webhook-id") == again.event_id)
+            .collect();
+        (same.len() == 2).then_some(())
+    })
+    .await;
+
+    // A rotated secret: both sign during the overlap.
+    let rotated = api.rotate_webhook_secret(&crm_endpoint.id, 3600).await;
+    let grace = api
+        .create_contact(ct::ContactProfile {
+            first_name: "Grace".into(),
+            ..Default::default()
+        })
+        .await;
+    let created = eventually(WAIT, "the event after the rotation", || async {
+        of_type(&crm, "contacts.contact.created")
+            .into_iter()
+            .find(|r| body(r)["data"]["contact_id"] == grace.id)
+    })
+    .await;
+    assert!(verifies(&created, &rotated), "the new secret");
+    assert!(
+        verifies(&created, &secret),
+        "the old secret during the overlap"
+    );
+    assert_eq!(header(&created, "webhook-signature").split(' ').count(), 2);
+}
+
+#[tokio::test]
+async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disables() {
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    let crm = Receiver::start().await;
+    // Down for six attempts: past the breaker (five failures), within the retries.
+    crm.script(&[(503, "down"); 6]);
+    let mut ordered = endpoint(
+        &crm.url,
+        &["contacts.contact.created", "integrations.endpoint.disabled"],
+    );
+    ordered.ordered = true;
+    let (crm_endpoint, _) = api.create_webhook_endpoint(ordered).await;
+    // One at a time too, so the 410 comes before anything else is attempted.
+    let gone = Receiver::start().await;
+    gone.script(&[(410, "we moved")]);
+    let mut one_by_one = endpoint(&gone.url, &["contacts.contact.created"]);
+    one_by_one.ordered = true;
+    let (gone_endpoint, _) = api.create_webhook_endpoint(one_by_one).await;
+
+    let mut names = Vec::new();
+    for i in 0..5 {
+        let contact = api
+            .create_contact(ct::ContactProfile {
+                first_name: format!("Contact {i}"),
+                ..Default::default()
+            })
+            .await;
+        names.push(contact.id);
+    }
+
+    let delivered = eventually(WAIT, "every event after the outage", || async {
+        let answered: Vec<String> = api
+            .list_webhook_deliveries(&crm_endpoint.id)
+            .await
+            .into_iter()
+            .filter(|d| d.state() == ig::WebhookDeliveryState::Delivered)
+            .map(|d| d.event_id)
+            .collect();
+        (answered.len() >= 5).then(|| of_type(&crm, "contacts.contact.created"))
+    })
+    .await;
+    // Each event reached the receiver in creation order, the first one repeatedly (503s),
+    // never one before the one ahead of it was answered 200.
+    let mut order: Vec<String> = Vec::new();
+    for r in &delivered {
+        let name = body(r)["data"]["contact_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if order.last() != Some(&name) {
+            order.push(name);
+        }
+    }
+    assert_eq!(order, names, "in order, each name once after its retries");
+    let attempts: usize = delivered.len();
+    assert_eq!(
+        attempts,
+        5 + 6,
+        "five events, six refused attempts of the first"
+    );
+    let log = api.list_webhook_deliveries(&crm_endpoint.id).await;
+    let first = log
+        .iter()
+        .min_by_key(|d| d.create_time.as_ref().map(|t| (t.seconds, t.nanos)))
+        .expect("deliveries");
+    let tries = api.list_webhook_attempts(&first.id).await;
+    assert_eq!(
+        tries.iter().map(|a| a.status_code).collect::<Vec<_>>(),
+        [503, 503, 503, 503, 503, 503, 200]
+    );
+
+    // 410 disabled the other endpoint, with the reason and an event.
+    let disabled = api.get_webhook_endpoint(&gone_endpoint.id).await;
+    assert_eq!(disabled.state(), ig::WebhookEndpointState::Disabled);
+    assert!(
+        disabled.disabled_reason.contains("410"),
+        "{}",
+        disabled.disabled_reason
+    );
+    let told = eventually(WAIT, "integrations.endpoint.disabled", || async {
+        of_type(&crm, "integrations.endpoint.disabled").pop()
+    })
+    .await;
+    assert_eq!(body(&told)["data"]["endpoint_id"], gone_endpoint.id);
+    assert_eq!(gone.received().len(), 1, "nothing after 410");
+    let states: BTreeMap<String, usize> = api
+        .list_webhook_deliveries(&gone_endpoint.id)
+        .await
+        .iter()
+        .fold(BTreeMap::new(), |mut m, d| {
+            *m.entry(format!("{:?}", d.state())).or_default() += 1;
+            m
+        });
+    assert_eq!(states.get("Failed"), Some(&1), "{states:?}");
+    assert_eq!(states.get("Skipped"), Some(&4), "{states:?}");
+
+    // Back: enabled and recovered, every event it missed arrives once.
+    api.set_webhook_endpoint_enabled(&gone_endpoint.id, true)
+        .await;
+    let since = prost_types::Timestamp {
+        seconds: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+            - 600,
+        nanos: 0,
+    };
+    assert_eq!(
+        api.recover_webhook_endpoint(&gone_endpoint.id, since).await,
+        5
+    );
+    eventually(WAIT, "the recovered deliveries", || async {
+        let ok = gone.received().len() - 1;
+        (ok >= 5).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ids: HashSet<String> = gone
+        .received()
+        .iter()
+        .skip(1)
+        .map(|r| header(r, "webhook-id").to_owned())
+        .collect();
+    assert_eq!((gone.received().len(), ids.len()), (6, 5));
+}
+
+#[tokio::test]
+async fn an_integrations_process_killed_mid_delivery_loses_nothing() {
+    let outbound = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_INTEGRATIONS__REQUEST_TIMEOUT_MS", "2000");
+    platform.set("ISM_INTEGRATIONS__LEASE_SECONDS", "3");
+    let tenant = platform.bootstrap(&outbound.url);
+    let integrations = platform.spawn_each()["integrations"];
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let crm = Receiver::start().await;
+    let (_, secret) = api
+        .create_webhook_endpoint(endpoint(&crm.url, &["contacts.contact.created"]))
+        .await;
+    let gate = crm.hold_answers();
+    for i in 0..20 {
+        api.create_contact(ct::ContactProfile {
+            first_name: format!("Crash {i}"),
+            ..Default::default()
+        })
+        .await;
+    }
+    let contact_of = |r: &Received| {
+        body(r)["data"]["contact_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually(WAIT, "deliveries in flight", || async {
+        (crm.received().len() >= 3).then_some(())
+    })
+    .await;
+    platform.kill(integrations);
+    gate.add_permits(10_000);
+    platform.spawn("integrations");
+    platform.wait_ready().await;
+
+    let received = eventually(WAIT, "every event after the crash", || async {
+        let names: HashSet<String> = crm.received().iter().map(contact_of).collect();
+        (names.len() == 20).then(|| crm.received())
+    })
+    .await;
+    // Repeats only of what was in flight at the crash, under the same webhook-id.
+    let mut id_of: BTreeMap<String, String> = BTreeMap::new();
+    for r in &received {
+        assert!(verifies(r, &secret));
+        let name = contact_of(r);
+        let id = header(r, "webhook-id").to_owned();
+        assert_eq!(
+            id_of.entry(name.clone()).or_insert(id.clone()),
+            &id,
+            "{name} under one id"
+        );
+    }
+    assert_eq!(id_of.len(), 20);
+    // At most the endpoint's concurrency (8) was in flight at the crash.
+    assert!(received.len() <= 20 + 8, "{} POSTs", received.len());
+}
+
+#[tokio::test]
+async fn bad_endpoints_are_refused_naming_each_field_and_nothing_is_saved() {
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api: Api = platform.api(&tenant).await;
+    let mut client = api.integrations.clone();
+    let refused = |definition: ig::WebhookEndpointDefinition| {
+        let mut client = client.clone();
+        let request = api.authed(ig::CreateWebhookEndpointRequest {
+            definition: Some(definition),
+        });
+        async move {
+            client
+                .create_webhook_endpoint(request)
+                .await
+                .expect_err("refused")
+        }
+    };
+
+    // Every internal range, as a literal or a name, and a scheme that is not http(s).
+    for url in [
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/",
+        "http://[fd00::1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://192.168.1.1:8080/",
+        "ftp://example.com/",
+        "http://user:pw@example.com/",
+    ] {
+        let status = refused(endpoint(url, &["contacts.contact.created"])).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{url}: {status:?}");
+        assert_eq!(field_violations(&status), ["definition.url"], "{url}");
+    }
+    let mut many = endpoint(
+        "http://127.0.0.1:9/",
+        &["contacts.contact.created", "no.such.event"],
+    );
+    many.tags = vec![String::new()];
+    many.channel_ids = vec!["not-a-uuid".into()];
+    many.rate_limit_per_second = 1_000_000;
+    let status = refused(many).await;
+    let mut fields = field_violations(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "definition.channel_ids[0]",
+            "definition.event_types[1]",
+            "definition.rate_limit_per_second",
+            "definition.tags[0]",
+        ],
+        "{status:?}"
+    );
+    let status = refused(endpoint("http://127.0.0.1:9/", &[])).await;
+    assert_eq!(field_violations(&status), ["definition.event_types"]);
+
+    let listed = client
+        .list_webhook_endpoints(api.authed(ig::ListWebhookEndpointsRequest {}))
+        .await
+        .expect("listed")
+        .into_inner()
+        .endpoints;
+    assert!(listed.is_empty(), "nothing saved: {listed:?}");
+
+    let (saved, _) = api
+        .create_webhook_endpoint(endpoint("http://127.0.0.1:9/", &["contacts.tag.added"]))
+        .await;
+    let status = client
+        .rotate_webhook_secret(api.authed(ig::RotateWebhookSecretRequest {
+            endpoint_id: saved.id.clone(),
+            overlap_seconds: 10_000_000,
+        }))
+        .await
+        .expect_err("too long an overlap");
+    assert_eq!(field_violations(&status), ["overlap_seconds"]);
+    let status = client
+        .recover_webhook_endpoint(api.authed(ig::RecoverWebhookEndpointRequest {
+            endpoint_id: saved.id.clone(),
+            since: None,
+        }))
+        .await
+        .expect_err("since is required");
+    assert_eq!(field_violations(&status), ["since"]);
+}
