@@ -10,7 +10,8 @@ class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         Receiver.count += 1
-        print(self.headers.get("x-ism-signature"), body.decode(errors="replace"), flush=True)
+        signature = self.headers.get("x-ism-signature") or self.headers.get("webhook-signature")
+        print(self.path, signature, body.decode(errors="replace"), flush=True)
         answer = json.dumps({"message_id": f"demo-{Receiver.count}"}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")

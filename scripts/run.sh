@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ISM=target/debug/ism
 export ISM_TELEMETRY__LOG_FORMAT="${ISM_TELEMETRY__LOG_FORMAT:-pretty}"
+# The demo's webhook receiver listens on loopback, which user-supplied URLs may not reach
+# by default.
+export ISM_EGRESS__ALLOW="${ISM_EGRESS__ALLOW:-[\"127.0.0.1/32\"]}"
 
 "$ISM" migrate all >/dev/null
 "$ISM" admin demo --file .ism/demo.env >/dev/null
@@ -55,6 +58,15 @@ Demo credentials are in .ism/demo.env (load them with: source .ism/demo.env).
   npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
       -H "authorization: Bearer \$TOKEN" -d '{"id":"<broadcast id>"}' \\
       http://127.0.0.1:50055/ism.broadcasts.v1.BroadcastService/GetBroadcast
+
+  # 5. Follow events with a webhook: every new message is POSTed, signed per the
+  #    Standard Webhooks spec with the secret the call returns, to the demo receiver
+  #    (the demo allows loopback URLs; production refuses them, see egress.allow):
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" \\
+      -d '{"definition":{"url":"http://127.0.0.1:8099/events",
+           "event_types":["conversations.message.created"]}}' \\
+      http://127.0.0.1:50057/ism.integrations.v1.IntegrationService/CreateWebhookEndpoint
 
 Stop with Ctrl-C (in-flight work drains first).
 
