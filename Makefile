@@ -48,7 +48,7 @@ lint-deploy:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: (with pg_stat_statements loaded, see scripts/dev-infra.sh stats) every benchmark (auth, flow, gateway, contacts, conversations, broadcasts) beside this machine's
+## bench: (with pg_stat_statements loaded, see scripts/dev-infra.sh stats) every benchmark (auth, flow, gateway, contacts, conversations, broadcasts, webhooks) beside this machine's
 ##        baselines; BENCH="flow contacts" runs only those named
 bench:
 	@scripts/dev-infra.sh stats

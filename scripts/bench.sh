@@ -12,7 +12,9 @@
 #  - conversations: the conversations store at 100,000 conversations and 5,000,000
 #    messages beside plain Postgres doing the same query shapes;
 #  - broadcasts: 100,000 recipients unthrottled beside the gateway's own outbound rate on
-#    the same channel, the whole broadcast's time and the broadcasts process's memory.
+#    the same channel, the whole broadcast's time and the broadcasts process's memory;
+#  - webhooks: deliveries/s and event-to-receiver p99 beside a bare HTTP client posting the
+#    same bodies, and one slow receiver's effect on another endpoint.
 # `scripts/bench.sh` runs them all; `scripts/bench.sh flow contacts` runs those named.
 # Expects Postgres, Redis and RabbitMQ running (make bench starts them). Exits non-zero only
 # when a bench itself fails, not on a missed aim.
@@ -29,7 +31,7 @@ if wanted auth; then
     "$cargo" bench -p ism-platform --bench auth
 fi
 
-"$cargo" build --release -p ism -p ism-e2e --bin ism --bin bench --bin gateway_bench --bin bench_contacts --bin broadcasts_bench
+"$cargo" build --release -p ism -p ism-e2e --bin ism --bin bench --bin gateway_bench --bin bench_contacts --bin broadcasts_bench --bin webhooks_bench
 export ISM_BIN="$target_dir/release/ism"
 if wanted flow; then
     echo "==> First flow"
@@ -50,4 +52,8 @@ fi
 if wanted broadcasts; then
     echo "==> Broadcasts at 100,000 recipients"
     "$target_dir/release/broadcasts_bench"
+fi
+if wanted webhooks; then
+    echo "==> Webhooks to a local receiver"
+    "$target_dir/release/webhooks_bench"
 fi

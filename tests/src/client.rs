@@ -1380,4 +1380,56 @@ impl Api {
             .await;
         answer("RecoverWebhookEndpoint", response).recovered
     }
+
+    /// CreateBot.
+    pub async fn create_bot(&self, definition: ig::BotDefinition) -> ig::Bot {
+        let request = ig::CreateBotRequest {
+            definition: Some(definition),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .create_bot(self.authed(request))
+            .await;
+        carried("CreateBot", answer("CreateBot", response).bot)
+    }
+
+    /// GetBot, with its health.
+    pub async fn get_bot(&self, id: &str) -> ig::Bot {
+        let request = ig::GetBotRequest { bot_id: id.into() };
+        let response = self
+            .integrations
+            .clone()
+            .get_bot(self.authed(request))
+            .await;
+        carried("GetBot", answer("GetBot", response).bot)
+    }
+
+    /// SetBotEnabled.
+    pub async fn set_bot_enabled(&self, id: &str, enabled: bool) -> ig::Bot {
+        let request = ig::SetBotEnabledRequest {
+            bot_id: id.into(),
+            enabled,
+        };
+        let response = self
+            .integrations
+            .clone()
+            .set_bot_enabled(self.authed(request))
+            .await;
+        carried("SetBotEnabled", answer("SetBotEnabled", response).bot)
+    }
+
+    /// TestBot: what the bot answers to `text`.
+    pub async fn test_bot(&self, id: &str, text: &str) -> ig::TestBotResponse {
+        let request = ig::TestBotRequest {
+            bot_id: id.into(),
+            text: text.into(),
+        };
+        let response = self
+            .integrations
+            .clone()
+            .test_bot(self.authed(request))
+            .await;
+        answer("TestBot", response)
+    }
 }

@@ -56,14 +56,19 @@ pub struct Side {
     pub webhook_endpoint_id: String,
     /// Its (skipped) delivery of the Tag added to the Contact.
     pub webhook_delivery_id: String,
+    /// A disabled bot on an OpenAI-compatible stand-in.
+    pub bot_id: String,
+    /// The stand-in's base URL, for bots the matrices create.
+    pub openai_url: String,
 }
 
 impl Side {
     /// Ids a response to another Workspace must never contain (the channel id is left
     /// out: a caller may name it in ResolveContact).
-    pub fn secret_ids(&self) -> [&str; 15] {
+    pub fn secret_ids(&self) -> [&str; 16] {
         [
             &self.broadcast_id,
+            &self.bot_id,
             &self.webhook_endpoint_id,
             &self.webhook_delivery_id,
             &self.snippet_id,
@@ -79,6 +84,20 @@ impl Side {
             &self.api_key_id,
             &self.tenant.owner_user_id,
         ]
+    }
+}
+
+/// A bot on the OpenAI-compatible stand-in at `base_url`.
+pub fn openai_bot(base_url: &str) -> ig::BotDefinition {
+    ig::BotDefinition {
+        name: "Assistant".into(),
+        backend: Some(ig::bot_definition::Backend::Openai(ig::OpenAiCompatible {
+            base_url: base_url.into(),
+            api_key: crate::bots::FakeOpenAi::API_KEY.into(),
+            model: "gpt-fake".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
     }
 }
 
@@ -231,7 +250,13 @@ pub async fn populate(platform: &Platform, tenant: Tenant, sender: &str) -> Side
             labels: vec!["fixture".into()],
         })
         .await;
+    let openai = crate::bots::FakeOpenAi::start().await;
+    let bot = api.create_bot(openai_bot(&openai.url)).await;
+    // Disabled, so that it answers none of the messages the matrices send.
+    api.set_bot_enabled(&bot.id, false).await;
     Side {
+        bot_id: bot.id,
+        openai_url: openai.url.clone(),
         broadcast_id: broadcast.id,
         webhook_endpoint_id: endpoint.id,
         webhook_delivery_id: delivery.id,

@@ -2,6 +2,7 @@
 //! against the machine's Postgres, Redis and RabbitMQ; and a stand-in for the business
 //! system that receives outbound messages.
 pub mod baseline;
+pub mod bots;
 pub mod client;
 pub mod credentials;
 pub mod fixtures;

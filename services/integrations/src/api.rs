@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::bots::Bots;
 use crate::catalog::EVENT_TYPES;
 use crate::endpoints::Endpoints;
 use crate::log::Log;
@@ -17,6 +18,7 @@ use crate::wire;
 pub struct Api {
     pub endpoints: Endpoints,
     pub log: Log,
+    pub bots: Bots,
 }
 
 /// The caller's Workspace once its role allows `role`: agents read, owners and managers
@@ -219,5 +221,94 @@ impl IntegrationService for Api {
         Ok(Response::new(pb::RecoverWebhookEndpointResponse {
             recovered: recovered as i64,
         }))
+    }
+
+    async fn create_bot(
+        &self,
+        request: Request<pb::CreateBotRequest>,
+    ) -> Result<Response<pb::CreateBotResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let bot = self
+            .bots
+            .create(workspace_id, request.into_inner().definition)
+            .await?;
+        Ok(Response::new(pb::CreateBotResponse {
+            bot: Some(wire::bot(bot)),
+        }))
+    }
+
+    async fn get_bot(
+        &self,
+        request: Request<pb::GetBotRequest>,
+    ) -> Result<Response<pb::GetBotResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let id = uuid("bot_id", &request.get_ref().bot_id)?;
+        let bot = self.bots.read(workspace_id, id).await?;
+        Ok(Response::new(pb::GetBotResponse {
+            bot: Some(wire::bot(bot)),
+        }))
+    }
+
+    async fn list_bots(
+        &self,
+        request: Request<pb::ListBotsRequest>,
+    ) -> Result<Response<pb::ListBotsResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let bots = self.bots.list(workspace_id).await?;
+        Ok(Response::new(pb::ListBotsResponse {
+            bots: bots.into_iter().map(wire::bot).collect(),
+        }))
+    }
+
+    async fn update_bot(
+        &self,
+        request: Request<pb::UpdateBotRequest>,
+    ) -> Result<Response<pb::UpdateBotResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let request = request.into_inner();
+        let id = uuid("bot_id", &request.bot_id)?;
+        let bot = self
+            .bots
+            .update(workspace_id, id, request.definition)
+            .await?;
+        Ok(Response::new(pb::UpdateBotResponse {
+            bot: Some(wire::bot(bot)),
+        }))
+    }
+
+    async fn delete_bot(
+        &self,
+        request: Request<pb::DeleteBotRequest>,
+    ) -> Result<Response<pb::DeleteBotResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let id = uuid("bot_id", &request.get_ref().bot_id)?;
+        self.bots.delete(workspace_id, id).await?;
+        Ok(Response::new(pb::DeleteBotResponse {}))
+    }
+
+    async fn set_bot_enabled(
+        &self,
+        request: Request<pb::SetBotEnabledRequest>,
+    ) -> Result<Response<pb::SetBotEnabledResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let id = uuid("bot_id", &request.get_ref().bot_id)?;
+        let bot = self
+            .bots
+            .set_enabled(workspace_id, id, request.get_ref().enabled)
+            .await?;
+        Ok(Response::new(pb::SetBotEnabledResponse {
+            bot: Some(wire::bot(bot)),
+        }))
+    }
+
+    async fn test_bot(
+        &self,
+        request: Request<pb::TestBotRequest>,
+    ) -> Result<Response<pb::TestBotResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let request = request.into_inner();
+        let id = uuid("bot_id", &request.bot_id)?;
+        let answer = self.bots.test(workspace_id, id, request.text).await?;
+        Ok(Response::new(wire::answer(answer)))
     }
 }

@@ -1,18 +1,25 @@
 //! The integrations service: outgoing event webhooks, each event delivered once per
 //! subscribed endpoint, signed per the Standard Webhooks specification, retried on a
-//! schedule over about 28 hours, logged, resendable and recoverable.
+//! schedule over about 28 hours, logged, resendable and recoverable; and bots (Dialogflow
+//! ES and CX, any OpenAI-compatible model) that answer Contacts until a human takes over.
 mod api;
+mod backend;
 mod bindings;
+mod bots;
 mod catalog;
 pub mod config;
+mod dialogflow;
 mod endpoints;
 mod error;
+mod google;
 mod intake;
 mod log;
+mod openai;
 mod sender;
 mod signing;
 mod states;
 mod store;
+mod turns;
 mod wire;
 
 use std::sync::Arc;
@@ -24,6 +31,8 @@ use ism_platform::events::topology;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::sealing::Sealer;
 use ism_platform::service::Service;
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::integrations::v1::integration_service_server::IntegrationServiceServer;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
@@ -56,7 +65,8 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     let mut service =
         Service::start(ServiceName::Integrations, settings, shutdown, &MIGRATOR).await?;
     let wake = Arc::new(Notify::new());
-    let poster = sender::Poster::new(&config, &egress, sealer);
+    let poster = sender::Poster::new(&config, &egress, sealer.clone());
+    let backends = backend::Backends::new(egress.clone());
 
     let (pool, amqp) = (service.pool.clone(), service.amqp.clone());
     service.every("webhook-bindings", BINDINGS_EVERY, move || {
@@ -81,12 +91,32 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     ));
     service.spawn(sender.run(service.shutdown.clone()));
 
+    let turns_wake = Arc::new(Notify::new());
+    service.consume(
+        topology::INTEGRATIONS_BOTS,
+        turns::Intake {
+            wake: turns_wake.clone(),
+        },
+    );
+    let worker = Arc::new(turns::Worker {
+        pool: service.pool.clone(),
+        sealer: sealer.clone(),
+        backends: backends.clone(),
+        peers: turns::Peers {
+            conversations: service
+                .peer(ServiceName::Conversations, ConversationServiceClient::new)?,
+            contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
+        },
+        wake: turns_wake,
+    });
+    service.spawn(worker.run(service.shutdown.clone()));
+
     let verifier = service.remote_verifier()?;
     let routes = Routes::new(IntegrationServiceServer::new(api::Api {
         endpoints: endpoints::Endpoints {
             pool: service.pool.clone(),
             amqp: service.amqp.clone(),
-            egress,
+            egress: egress.clone(),
             poster,
             config,
             wake: wake.clone(),
@@ -94,6 +124,13 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         log: log::Log {
             pool: service.pool.clone(),
             wake,
+        },
+        bots: bots::Bots {
+            pool: service.pool.clone(),
+            amqp: service.amqp.clone(),
+            egress: egress.clone(),
+            sealer,
+            backends,
         },
     }));
     service.serve(routes, verifier, &[]).await

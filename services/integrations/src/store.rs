@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::states::DeliveryState;
+use crate::states::{DeliveryState, SessionState, TurnState};
 
 /// What an endpoint defines, as stored.
 #[derive(Debug, Clone)]
@@ -581,4 +581,319 @@ pub async fn recover(
     .execute(conn)
     .await?;
     Ok(updated.rows_affected())
+}
+
+/// A stored bot; its backend sealed.
+#[derive(Debug, Clone, FromRow)]
+pub struct Bot {
+    pub id: Uuid,
+    pub name: String,
+    pub channel_ids: Vec<Uuid>,
+    pub backend: Vec<u8>,
+    pub timeout_ms: i32,
+    pub enabled: bool,
+    pub last_error: String,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const BOT_COLUMNS: &str = "id, name, channel_ids, backend, timeout_ms, enabled, \
+     last_error, last_error_at, created_at, updated_at";
+
+/// What a bot defines, as stored.
+#[derive(Debug, Clone)]
+pub struct BotDefinition {
+    pub name: String,
+    pub channel_ids: Vec<Uuid>,
+    pub kind: &'static str,
+    pub backend: Vec<u8>,
+    pub timeout_ms: i32,
+}
+
+pub async fn insert_bot(
+    conn: &mut PgConnection,
+    id: Uuid,
+    workspace_id: Uuid,
+    definition: &BotDefinition,
+) -> sqlx::Result<Bot> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO bots (id, workspace_id, name, channel_ids, kind, backend, timeout_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {BOT_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(workspace_id)
+    .bind(&definition.name)
+    .bind(&definition.channel_ids)
+    .bind(definition.kind)
+    .bind(&definition.backend)
+    .bind(definition.timeout_ms)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn bot(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Bot>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BOT_COLUMNS} FROM bots WHERE workspace_id = $1 AND id = $2"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn bots(conn: &mut PgConnection, workspace_id: Uuid) -> sqlx::Result<Vec<Bot>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BOT_COLUMNS} FROM bots WHERE workspace_id = $1 ORDER BY id"
+    )))
+    .bind(workspace_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn update_bot(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    definition: &BotDefinition,
+) -> sqlx::Result<Option<Bot>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE bots SET name = $3, channel_ids = $4, kind = $5, backend = $6, timeout_ms = $7,
+             last_error = '', last_error_at = NULL, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 RETURNING {BOT_COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(&definition.name)
+    .bind(&definition.channel_ids)
+    .bind(definition.kind)
+    .bind(&definition.backend)
+    .bind(definition.timeout_ms)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn delete_bot(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM bots WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace_id)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
+pub async fn set_bot_enabled(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    enabled: bool,
+) -> sqlx::Result<Option<Bot>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE bots SET enabled = $3, updated_at = now() WHERE workspace_id = $1 AND id = $2
+         RETURNING {BOT_COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(enabled)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether any Workspace has a bot (the bots queue is bound only then).
+pub async fn any_bot(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM bots)")
+        .fetch_one(conn)
+        .await
+}
+
+/// The enabled bot answering on `channel_id`: the Channel's own, else a Workspace-wide one.
+pub async fn bot_for(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    channel_id: Uuid,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM bots
+         WHERE workspace_id = $1 AND enabled AND ($2 = ANY(channel_ids) OR channel_ids = '{}')
+         ORDER BY cardinality(channel_ids) = 0, id LIMIT 1",
+    )
+    .bind(workspace_id)
+    .bind(channel_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a bot's failure, in words, for its health.
+pub async fn bot_failed(conn: &mut PgConnection, id: Uuid, error: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE bots SET last_error = $2, last_error_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn bot_answered(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE bots SET last_error = '', last_error_at = NULL WHERE id = $1 AND last_error <> ''",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The state of a conversation's bot session, if it has one.
+pub async fn session_state(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+) -> sqlx::Result<Option<SessionState>> {
+    sqlx::query_scalar("SELECT state FROM bot_sessions WHERE conversation_id = $1")
+        .bind(conversation_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn start_session(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    conversation_id: Uuid,
+    bot_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO bot_sessions (conversation_id, workspace_id, bot_id, state)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id) DO NOTHING",
+    )
+    .bind(conversation_id)
+    .bind(workspace_id)
+    .bind(bot_id)
+    .bind(SessionState::Active)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends an active session (handed over or ended, with the reason) and drops the
+/// conversation's turns still to answer.
+pub async fn end_session(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    state: SessionState,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE bot_sessions SET state = $2, reason = $3, updated_at = now()
+         WHERE conversation_id = $1 AND state = $4",
+    )
+    .bind(conversation_id)
+    .bind(state)
+    .bind(reason)
+    .bind(SessionState::Active)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE bot_turns SET state = $2 WHERE conversation_id = $1 AND state = $3")
+        .bind(conversation_id)
+        .bind(TurnState::Skipped)
+        .bind(TurnState::Pending)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A Contact's message for a bot to answer.
+#[derive(Debug, Clone, FromRow)]
+pub struct Turn {
+    pub message_id: Uuid,
+    pub workspace_id: Uuid,
+    pub conversation_id: Uuid,
+    pub contact_id: Uuid,
+    pub channel_id: Uuid,
+    pub bot_id: Uuid,
+    pub text: String,
+    pub attempts: i32,
+}
+
+pub async fn insert_turn(conn: &mut PgConnection, turn: &Turn) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO bot_turns (message_id, workspace_id, conversation_id, contact_id, channel_id,
+             bot_id, text, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(turn.message_id)
+    .bind(turn.workspace_id)
+    .bind(turn.conversation_id)
+    .bind(turn.contact_id)
+    .bind(turn.channel_id)
+    .bind(turn.bot_id)
+    .bind(&turn.text)
+    .bind(TurnState::Pending)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due turns, the earliest pending one of each conversation only (a
+/// conversation's messages are answered in order, one at a time), moving each one's next
+/// attempt `lease` ahead.
+pub async fn claim_turns(
+    pool: &PgPool,
+    limit: i64,
+    lease: std::time::Duration,
+) -> sqlx::Result<Vec<Turn>> {
+    sqlx::query_as(
+        "UPDATE bot_turns t
+         SET next_attempt_at = now() + make_interval(secs => $2), attempts = t.attempts + 1
+         FROM (
+             SELECT d.message_id FROM bot_turns d
+             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+               AND d.message_id = (
+                   SELECT f.message_id FROM bot_turns f
+                   WHERE f.conversation_id = d.conversation_id AND f.state = 'pending'
+                   ORDER BY f.created_at, f.message_id LIMIT 1)
+             ORDER BY d.next_attempt_at LIMIT $1
+         ) due
+         WHERE t.message_id = due.message_id AND t.state = 'pending' AND t.next_attempt_at <= now()
+         RETURNING t.message_id, t.workspace_id, t.conversation_id, t.contact_id, t.channel_id,
+             t.bot_id, t.text, t.attempts",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn finish_turn(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    state: TurnState,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE bot_turns SET state = $2 WHERE message_id = $1 AND state = 'pending'")
+        .bind(message_id)
+        .bind(state)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn retry_turn(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE bot_turns SET next_attempt_at = $2 WHERE message_id = $1 AND state = 'pending'",
+    )
+    .bind(message_id)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

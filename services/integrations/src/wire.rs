@@ -2,9 +2,10 @@
 use ism_platform::convert::timestamp;
 use ism_proto::integrations::v1 as pb;
 
+use crate::backend::{Answer, Backend};
 use crate::catalog::EventType;
 use crate::states::DeliveryState;
-use crate::store::{Attempt, Delivery, Endpoint};
+use crate::store::{Attempt, Bot, Delivery, Endpoint};
 
 pub fn event_type(t: &EventType) -> pb::WebhookEventType {
     pb::WebhookEventType {
@@ -95,5 +96,80 @@ pub fn delivery(d: Delivery) -> pb::WebhookDelivery {
             .then(|| timestamp(d.next_attempt_at)),
         last_attempt,
         create_time: Some(timestamp(d.created_at)),
+    }
+}
+
+/// The API's view of a backend: its settings, secrets blanked.
+fn backend(backend: &Backend) -> pb::bot_definition::Backend {
+    use pb::bot_definition::Backend as Pb;
+    match backend.clone() {
+        Backend::DialogflowEs {
+            region,
+            language,
+            api_base_url,
+            ..
+        } => Pb::DialogflowEs(pb::DialogflowEs {
+            service_account_json: String::new(),
+            region,
+            language,
+            api_base_url,
+        }),
+        Backend::DialogflowCx {
+            location,
+            agent_id,
+            environment,
+            language,
+            api_base_url,
+            ..
+        } => Pb::DialogflowCx(pb::DialogflowCx {
+            service_account_json: String::new(),
+            location,
+            agent_id,
+            environment,
+            language,
+            api_base_url,
+        }),
+        Backend::OpenAi {
+            base_url,
+            model,
+            system_prompt,
+            history_messages,
+            ..
+        } => Pb::Openai(pb::OpenAiCompatible {
+            base_url,
+            api_key: String::new(),
+            model,
+            system_prompt,
+            history_messages,
+        }),
+    }
+}
+
+pub fn bot((bot, kept): (Bot, Backend)) -> pb::Bot {
+    pb::Bot {
+        id: bot.id.to_string(),
+        definition: Some(pb::BotDefinition {
+            name: bot.name,
+            channel_ids: bot.channel_ids.iter().map(ToString::to_string).collect(),
+            backend: Some(backend(&kept)),
+            timeout_ms: bot.timeout_ms as u32,
+        }),
+        enabled: bot.enabled,
+        health: Some(pb::BotHealth {
+            last_error: bot.last_error,
+            last_error_time: bot.last_error_at.map(timestamp),
+        }),
+        create_time: Some(timestamp(bot.created_at)),
+        update_time: Some(timestamp(bot.updated_at)),
+    }
+}
+
+pub fn answer(answer: Answer) -> pb::TestBotResponse {
+    pb::TestBotResponse {
+        replies: answer.replies,
+        handover: answer.handover.is_some(),
+        handover_reason: answer.handover.unwrap_or_default(),
+        end: answer.end,
+        tags: answer.tags,
     }
 }

@@ -4,6 +4,7 @@
 //! `broker_restart`, which restarts the machine's broker, runs alone).
 mod access;
 mod api_contract;
+mod bots;
 mod broadcasts;
 mod contacts;
 mod conversations;

@@ -69,6 +69,14 @@ pub const INTEGRATIONS_EVENTS: QueueSpec = QueueSpec {
     patterns: &[],
 };
 
+/// Integrations' bots read the Contacts' messages and see humans take conversations over.
+/// Bound at run time, only while some Workspace has a bot (ADR 26).
+pub const INTEGRATIONS_BOTS: QueueSpec = QueueSpec {
+    service: "integrations",
+    name: "bots",
+    patterns: &[],
+};
+
 /// All of them.
 pub const QUEUES: &[QueueSpec] = &[
     GATEWAY_DELIVERY,
@@ -78,4 +86,5 @@ pub const QUEUES: &[QueueSpec] = &[
     CONVERSATIONS_MERGES,
     BROADCASTS_STATUS,
     INTEGRATIONS_EVENTS,
+    INTEGRATIONS_BOTS,
 ];

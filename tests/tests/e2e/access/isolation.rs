@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ism_e2e::fixtures::{Reply, Side, import_stream, populate, report_of_today};
+use ism_e2e::fixtures::{Reply, Side, import_stream, openai_bot, populate, report_of_today};
 use ism_e2e::{Api, Platform, Receiver, authed};
 use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
@@ -980,6 +980,56 @@ fn isolation_matrix() -> Vec<Case> {
             }),
             NotFound
         ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/CreateBot",
+            integrations.create_bot(|b| integrations::CreateBotRequest {
+                definition: Some(openai_bot(&b.openai_url)),
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/GetBot",
+            integrations.get_bot(|b| integrations::GetBotRequest {
+                bot_id: b.bot_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/ListBots",
+            integrations.list_bots(|_b| integrations::ListBotsRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/UpdateBot",
+            integrations.update_bot(|b| integrations::UpdateBotRequest {
+                bot_id: b.bot_id.clone(),
+                definition: Some(openai_bot(&b.openai_url)),
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/DeleteBot",
+            integrations.delete_bot(|b| integrations::DeleteBotRequest {
+                bot_id: b.bot_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/SetBotEnabled",
+            integrations.set_bot_enabled(|b| integrations::SetBotEnabledRequest {
+                bot_id: b.bot_id.clone(),
+                enabled: true,
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.integrations.v1.IntegrationService/TestBot",
+            integrations.test_bot(|b| integrations::TestBotRequest {
+                bot_id: b.bot_id.clone(),
+                text: "hello".into(),
+            }),
+            NotFound
+        ),
     ]
 }
 
@@ -1168,6 +1218,18 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
                         e.disabled_reason,
                         e.update_time
                     ))
+                    .collect::<Vec<_>>())
+        ),
+        format!(
+            "{:?}",
+            hooks
+                .list_bots(authed(t, integrations::ListBotsRequest {}))
+                .await
+                .map(|r| r
+                    .into_inner()
+                    .bots
+                    .into_iter()
+                    .map(|b| (b.id, b.definition, b.enabled))
                     .collect::<Vec<_>>())
         ),
         format!(

@@ -2,7 +2,7 @@
 //! needs, and refused to the others.
 use std::sync::Arc;
 
-use ism_e2e::fixtures::{Reply, Side, import_stream, populate, report_of_today};
+use ism_e2e::fixtures::{Reply, Side, import_stream, openai_bot, populate, report_of_today};
 use ism_e2e::{Api, Platform, Receiver};
 use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
@@ -530,6 +530,44 @@ fn role_matrix() -> Vec<RoleCase> {
                         nanos: 0,
                     }),
                 }
+            })
+        ),
+        admin!(
+            "CreateBot",
+            Manager,
+            integrations.create_bot(|a| integrations::CreateBotRequest {
+                definition: Some(openai_bot(&a.openai_url)),
+            })
+        ),
+        admin!(
+            "UpdateBot",
+            Manager,
+            integrations.update_bot(|a| integrations::UpdateBotRequest {
+                bot_id: a.bot_id.clone(),
+                definition: Some(openai_bot(&a.openai_url)),
+            })
+        ),
+        admin!(
+            "SetBotEnabled",
+            Manager,
+            integrations.set_bot_enabled(|a| integrations::SetBotEnabledRequest {
+                bot_id: a.bot_id.clone(),
+                enabled: false,
+            })
+        ),
+        admin!(
+            "TestBot",
+            Manager,
+            integrations.test_bot(|a| integrations::TestBotRequest {
+                bot_id: a.bot_id.clone(),
+                text: "hello".into(),
+            })
+        ),
+        admin!(
+            "DeleteBot",
+            Manager,
+            integrations.delete_bot(|a| integrations::DeleteBotRequest {
+                bot_id: a.bot_id.clone()
             })
         ),
         admin!(
