@@ -13,6 +13,8 @@ use ism_proto::gateway::v1 as gw;
 use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use ism_proto::integrations::v1 as ig;
 use ism_proto::integrations::v1::integration_service_client::IntegrationServiceClient;
+use ism_proto::workflows::v1 as wf;
+use ism_proto::workflows::v1::workflow_service_client::WorkflowServiceClient;
 use ism_proto::workspaces::v1 as ws;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use tonic::Status;
@@ -40,6 +42,8 @@ pub struct Api {
     pub broadcasts: BroadcastServiceClient<Channel>,
     /// The raw IntegrationService client.
     pub integrations: IntegrationServiceClient<Channel>,
+    /// The raw WorkflowService client.
+    pub workflows: WorkflowServiceClient<Channel>,
 }
 
 /// The response of a call that must succeed.
@@ -80,6 +84,7 @@ impl Api {
             conversations: ConversationServiceClient::new(connect("conversations").await),
             broadcasts: BroadcastServiceClient::new(connect("broadcasts").await),
             integrations: IntegrationServiceClient::new(connect("integrations").await),
+            workflows: WorkflowServiceClient::new(connect("workflows").await),
         }
     }
 
@@ -1431,5 +1436,118 @@ impl Api {
             .test_bot(self.authed(request))
             .await;
         answer("TestBot", response)
+    }
+
+    // Workflows.
+
+    /// CreateWorkflow: the new draft.
+    pub async fn create_workflow(&self, definition: wf::WorkflowDefinition) -> wf::Workflow {
+        let request = wf::CreateWorkflowRequest {
+            definition: Some(definition),
+        };
+        let response = self
+            .workflows
+            .clone()
+            .create_workflow(self.authed(request))
+            .await;
+        carried(
+            "CreateWorkflow",
+            answer("CreateWorkflow", response).workflow,
+        )
+    }
+
+    /// PublishWorkflow: the workflow with its new version, enabled.
+    pub async fn publish_workflow(&self, id: &str) -> wf::Workflow {
+        let request = wf::PublishWorkflowRequest {
+            workflow_id: id.into(),
+        };
+        let response = self
+            .workflows
+            .clone()
+            .publish_workflow(self.authed(request))
+            .await;
+        carried(
+            "PublishWorkflow",
+            answer("PublishWorkflow", response).workflow,
+        )
+    }
+
+    /// SetWorkflowEnabled.
+    pub async fn set_workflow_enabled(&self, id: &str, enabled: bool) -> wf::Workflow {
+        let request = wf::SetWorkflowEnabledRequest {
+            workflow_id: id.into(),
+            enabled,
+        };
+        let response = self
+            .workflows
+            .clone()
+            .set_workflow_enabled(self.authed(request))
+            .await;
+        carried(
+            "SetWorkflowEnabled",
+            answer("SetWorkflowEnabled", response).workflow,
+        )
+    }
+
+    /// StartRun: the run, unless the workflow's policy started none.
+    pub async fn start_run(&self, workflow_id: &str, conversation_id: &str) -> Option<wf::Run> {
+        let request = wf::StartRunRequest {
+            workflow_id: workflow_id.into(),
+            conversation_id: conversation_id.into(),
+        };
+        let response = self.workflows.clone().start_run(self.authed(request)).await;
+        answer("StartRun", response).run
+    }
+
+    /// GetRun, with its steps.
+    pub async fn get_run(&self, id: &str) -> wf::Run {
+        let request = wf::GetRunRequest { run_id: id.into() };
+        let response = self.workflows.clone().get_run(self.authed(request)).await;
+        carried("GetRun", answer("GetRun", response).run)
+    }
+
+    /// ListRuns of a workflow: the first page, newest first.
+    pub async fn list_runs(&self, workflow_id: &str) -> Vec<wf::Run> {
+        let request = wf::ListRunsRequest {
+            workflow_id: workflow_id.into(),
+            page_size: WHOLE_PAGE,
+            ..Default::default()
+        };
+        let response = self.workflows.clone().list_runs(self.authed(request)).await;
+        answer("ListRuns", response).runs
+    }
+
+    /// CancelRun.
+    pub async fn cancel_run(&self, id: &str) -> wf::Run {
+        let request = wf::CancelRunRequest { run_id: id.into() };
+        let response = self
+            .workflows
+            .clone()
+            .cancel_run(self.authed(request))
+            .await;
+        carried("CancelRun", answer("CancelRun", response).run)
+    }
+
+    /// RetryRun.
+    pub async fn retry_run(&self, id: &str) -> wf::Run {
+        let request = wf::RetryRunRequest { run_id: id.into() };
+        let response = self.workflows.clone().retry_run(self.authed(request)).await;
+        carried("RetryRun", answer("RetryRun", response).run)
+    }
+
+    /// The run once `done` holds of it, polling GetRun.
+    pub async fn wait_for_run(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&wf::Run) -> bool,
+    ) -> wf::Run {
+        let done = &done;
+        eventually(within, what, || async move {
+            let run = self.get_run(id).await;
+            done(&run).then_some(run)
+        })
+        .await
     }
 }

@@ -9,6 +9,7 @@ use ism_proto::contacts::v1 as contacts;
 use ism_proto::conversations::v1 as conversations;
 use ism_proto::integrations::v1 as ig;
 use ism_proto::types::v1::{MessageContent, Text, message_content};
+use ism_proto::workflows::v1 as wf;
 use ism_proto::workspaces::v1 as ws;
 use serde_json::json;
 use tonic::Status;
@@ -60,14 +61,20 @@ pub struct Side {
     pub bot_id: String,
     /// The stand-in's base URL, for bots the matrices create.
     pub openai_url: String,
+    /// A manual workflow (published, then disabled) that comments once.
+    pub workflow_id: String,
+    /// Its completed run in the Contact's conversation.
+    pub run_id: String,
 }
 
 impl Side {
     /// Ids a response to another Workspace must never contain (the channel id is left
     /// out: a caller may name it in ResolveContact).
-    pub fn secret_ids(&self) -> [&str; 16] {
+    pub fn secret_ids(&self) -> [&str; 18] {
         [
             &self.broadcast_id,
+            &self.workflow_id,
+            &self.run_id,
             &self.bot_id,
             &self.webhook_endpoint_id,
             &self.webhook_delivery_id,
@@ -97,6 +104,24 @@ pub fn openai_bot(base_url: &str) -> ig::BotDefinition {
             model: "gpt-fake".into(),
             ..Default::default()
         })),
+        ..Default::default()
+    }
+}
+
+/// A workflow started by hand that adds one internal comment, `body`.
+pub fn commenting_workflow(body: &str) -> wf::WorkflowDefinition {
+    wf::WorkflowDefinition {
+        name: "Note".into(),
+        trigger: Some(wf::Trigger {
+            kind: Some(wf::trigger::Kind::Manual(wf::Manual {})),
+        }),
+        steps: vec![wf::Step {
+            id: "note".into(),
+            kind: Some(wf::step::Kind::Comment(wf::CommentStep {
+                body: body.into(),
+            })),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -254,7 +279,20 @@ pub async fn populate(platform: &Platform, tenant: Tenant, sender: &str) -> Side
     let bot = api.create_bot(openai_bot(&openai.url)).await;
     // Disabled, so that it answers none of the messages the matrices send.
     api.set_bot_enabled(&bot.id, false).await;
+    let workflow = api.create_workflow(commenting_workflow("Note")).await;
+    api.publish_workflow(&workflow.id).await;
+    let run = api
+        .start_run(&workflow.id, &conversation.id)
+        .await
+        .expect("a first run starts");
+    api.wait_for_run(&run.id, Duration::from_secs(30), "the fixture run", |r| {
+        r.state() == wf::RunState::Completed
+    })
+    .await;
+    api.set_workflow_enabled(&workflow.id, false).await;
     Side {
+        workflow_id: workflow.id,
+        run_id: run.id,
         bot_id: bot.id,
         openai_url: openai.url.clone(),
         broadcast_id: broadcast.id,

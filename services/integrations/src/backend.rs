@@ -84,6 +84,8 @@ pub struct Answer {
     pub end: bool,
     /// Tags to add to the Contact.
     pub tags: Vec<String>,
+    /// Contact Field values to set, by key: text, a number or a checkbox.
+    pub fields: Vec<(String, serde_json::Value)>,
 }
 
 /// Why a bot did not answer.

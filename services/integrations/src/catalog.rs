@@ -6,7 +6,6 @@ use std::sync::LazyLock;
 use ism_platform::events::{Topic, topics};
 use ism_proto::events::v1::Event;
 use prost::Name;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::{Value, json};
 
 /// A subscribable event type.
@@ -69,11 +68,6 @@ pub fn known(name: &str) -> bool {
 /// The type of the event [`TestWebhookEndpoint`] sends; not subscribable.
 pub const TEST_EVENT: &str = "integrations.endpoint.test";
 
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(ism_proto::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set compiled with the protos decodes")
-});
-
 /// What an event says that endpoints filter on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Facets {
@@ -92,18 +86,7 @@ pub struct Rendered {
 /// not know: the event is dead-lettered with this reason).
 pub fn render(event: &Event) -> Result<Rendered, String> {
     let any = event.payload.as_ref().ok_or("event has no payload")?;
-    let name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let descriptor = POOL
-        .get_message_by_name(name)
-        .ok_or_else(|| format!("unknown payload type {name:?}"))?;
-    let message = DynamicMessage::decode(descriptor, any.value.as_slice())
-        .map_err(|e| format!("payload is not a {name}: {e}"))?;
-    let options = SerializeOptions::new()
-        .use_proto_field_name(true)
-        .skip_default_fields(false);
-    let data = message
-        .serialize_with_options(serde_json::value::Serializer, &options)
-        .map_err(|e| format!("payload of {name} has no JSON form: {e}"))?;
+    let data = ism_platform::json::any(any)?;
     let facets = Facets {
         channel_id: text(&data, "channel_id"),
         tag: event
@@ -155,7 +138,7 @@ mod tests {
     fn every_offered_type_renders_and_the_list_is_sorted() {
         assert!(EVENT_TYPES.windows(2).all(|w| w[0].name < w[1].name));
         for t in EVENT_TYPES.iter() {
-            assert!(POOL.get_message_by_name(&t.payload).is_some(), "{}", t.name);
+            assert!(ism_platform::json::known(&t.payload), "{}", t.name);
         }
         assert!(known("conversations.message.created"));
         assert!(!known("conversations.delivery.requested"));

@@ -1,7 +1,8 @@
 //! Dialogflow ES (v2) and CX (v3) `detectIntent`, one session per conversation, mapped to
 //! an [`Answer`]: text, quick replies, images, a handover (an ES `handover` action,
 //! parameter or custom payload; a CX `liveAgentHandoff`), an end (an ES `end` action,
-//! parameter or payload; a CX `endInteraction`) and Tags (a `tags` parameter or payload).
+//! parameter or payload; a CX `endInteraction`), Tags (a `tags` parameter or payload) and
+//! Contact Field values (a `contact_fields` object of them).
 use std::time::Duration;
 
 use ism_proto::types::v1::{Button, Media, MediaType, MessageContent, Text, message_content};
@@ -127,6 +128,14 @@ fn directives(object: &Value, answer: &mut Answer, reason: &str) {
         answer.end = true;
     }
     answer.tags.extend(tags_of(object.get("tags")));
+    if let Some(fields) = object.get("contact_fields").and_then(Value::as_object) {
+        answer.fields.extend(
+            fields
+                .iter()
+                .filter(|(_, v)| v.is_string() || v.is_number() || v.is_boolean())
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
 }
 
 fn map_es(result: &Value) -> Answer {
@@ -258,7 +267,7 @@ mod tests {
                 {"payload": {"tags": ["lead"]}}
             ],
             "action": "handover",
-            "parameters": {"tags": "vip"}
+            "parameters": {"tags": "vip", "contact_fields": {"plan": "pro", "seats": 5, "nested": {}}}
         }));
         let bodies: Vec<&str> = answer.replies.iter().map(body).collect();
         assert_eq!(bodies, ["Hello!", "How can I help?", "Pick one"]);
@@ -268,6 +277,13 @@ mod tests {
             Some("the agent asked for a human")
         );
         assert_eq!(answer.tags, ["lead", "vip"]);
+        assert_eq!(
+            answer.fields,
+            [
+                ("plan".to_owned(), json!("pro")),
+                ("seats".to_owned(), json!(5))
+            ]
+        );
         assert!(!answer.end);
         let plain = map_es(&json!({"fulfillmentText": "Only this", "parameters": {"end": true}}));
         assert_eq!(

@@ -50,6 +50,17 @@ fn said(content: &MessageContent) -> Option<String> {
     }
 }
 
+/// A Contact Field value from a bot's JSON: text, a number or a checkbox.
+fn field_value(value: &serde_json::Value) -> ct::FieldValue {
+    use ct::field_value::Kind;
+    let kind = match value {
+        serde_json::Value::Bool(b) => Kind::Checkbox(*b),
+        serde_json::Value::Number(n) => Kind::Number(n.as_f64().unwrap_or_default()),
+        other => Kind::Text(other.as_str().unwrap_or_default().to_owned()),
+    };
+    ct::FieldValue { kind: Some(kind) }
+}
+
 fn uuid_of(value: &str, what: &str) -> Result<Uuid, HandlerError> {
     Uuid::parse_str(value)
         .map_err(|_| HandlerError::Permanent(format!("{what} {value:?} is not a UUID")))
@@ -161,7 +172,8 @@ pub struct Worker {
 
 /// What to do with a turn after asking.
 enum Outcome {
-    Answered(Answer),
+    /// The answer, and the version of the Contact it was asked for.
+    Answered(Answer, i64),
     /// The session is over (a human has the conversation, or it is closed): not answered.
     Over(&'static str),
     /// The bot is gone or disabled.
@@ -205,8 +217,29 @@ impl Worker {
         let outcome = self.ask(turn).await?;
         let mut tx = self.pool.begin().await?;
         match outcome {
-            Ok(Outcome::Answered(answer)) => {
-                self.act(turn, &answer).await?;
+            Ok(Outcome::Answered(answer, version)) => {
+                match self.act(turn, &answer, version).await {
+                    Ok(()) => {}
+                    // A passing failure: the turn is redone after its lease.
+                    Err(e @ (Error::Unavailable(_) | Error::Aborted(_))) => return Err(e),
+                    // Refused for good (a reply the Channel cannot take, an unknown Contact
+                    // Field): retrying would fail alike, so a human takes over.
+                    Err(refused) => {
+                        let words = format!("its answer could not be applied: {refused}");
+                        store::bot_failed(&mut tx, turn.bot_id, &words).await?;
+                        self.hand_over(turn, &words).await?;
+                        store::end_session(
+                            &mut tx,
+                            turn.conversation_id,
+                            SessionState::HandedOver,
+                            &words,
+                        )
+                        .await?;
+                        store::finish_turn(&mut tx, turn.message_id, TurnState::Done).await?;
+                        tx.commit().await?;
+                        return Ok(());
+                    }
+                }
                 store::bot_answered(&mut tx, turn.bot_id).await?;
                 match &answer.handover {
                     Some(reason) => {
@@ -318,15 +351,16 @@ impl Worker {
         let query = Query {
             session: turn.conversation_id.to_string(),
             text: turn.text.clone(),
-            language: Some(contact.language).filter(|l| !l.is_empty()),
+            language: Some(contact.language.clone()).filter(|l| !l.is_empty()),
             history,
         };
         let timeout = Duration::from_millis(bot.timeout_ms as u64);
+        let version = contact.version;
         Ok(self
             .backends
             .ask(&backend, &query, timeout)
             .await
-            .map(Outcome::Answered))
+            .map(|answer| Outcome::Answered(answer, version)))
     }
 
     /// The conversation's last `count` messages, oldest first, up to the turn's own.
@@ -370,8 +404,8 @@ impl Worker {
         Ok(history)
     }
 
-    /// Sends the replies, adds the Tags, hands over or closes.
-    async fn act(&self, turn: &Turn, answer: &Answer) -> Result<(), Error> {
+    /// Sends the replies, adds the Tags and Contact Field values, hands over or closes.
+    async fn act(&self, turn: &Turn, answer: &Answer, version: i64) -> Result<(), Error> {
         let conversation_id = turn.conversation_id.to_string();
         for (i, content) in answer.replies.iter().enumerate() {
             let request = cv::SendMessageRequest {
@@ -402,6 +436,27 @@ impl Worker {
                     "contact",
                     request,
                     |mut c, r| async move { c.add_tags(r).await },
+                )
+                .await?;
+        }
+        if !answer.fields.is_empty() {
+            let request = ct::UpdateContactRequest {
+                id: turn.contact_id.to_string(),
+                version,
+                custom_fields: answer
+                    .fields
+                    .iter()
+                    .map(|(key, value)| (key.clone(), field_value(value)))
+                    .collect(),
+                ..Default::default()
+            };
+            self.peers
+                .contacts
+                .call(
+                    turn.workspace_id,
+                    "contact",
+                    request,
+                    |mut c, r| async move { c.update_contact(r).await },
                 )
                 .await?;
         }

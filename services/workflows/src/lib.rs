@@ -1,29 +1,82 @@
-//! The workflows service: workflow definitions, durable runs and timers.
-//!
-//! It already runs like every other service (its own database, migrations, outbox
-//! relay, health, reflection, metrics, auth); its RPCs and consumers arrive with the
-//! capability that needs them.
+//! The workflows service: a trigger and a graph of steps that automate conversations,
+//! versioned, with durable runs that resume where they were after a restart and never
+//! take a step's effect twice.
+mod api;
+mod bindings;
+pub mod config;
+mod definition;
+mod engine;
+mod error;
+mod runs;
+mod states;
+mod store;
+mod triggers;
+mod wire;
+mod workflows;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::events::topology;
 use ism_platform::service::Service;
-use ism_proto::workflows::v1::workflow_service_server::{WorkflowService, WorkflowServiceServer};
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
+use ism_proto::workflows::v1::workflow_service_server::WorkflowServiceServer;
 use sqlx::migrate::Migrator;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+
+pub use error::Error;
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-struct Api;
-
-impl WorkflowService for Api {}
+/// How often a replica brings the triggers queue's bindings in line with the workflows.
+const BINDINGS_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the workflows service until `shutdown`.
 pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Service::start(ServiceName::Workflows, settings, shutdown, &MIGRATOR).await?;
+    let config: config::WorkflowsSettings = settings.section()?;
+    let mut service = Service::start(ServiceName::Workflows, settings, shutdown, &MIGRATOR).await?;
+    let peers = engine::Peers {
+        conversations: service.peer(ServiceName::Conversations, ConversationServiceClient::new)?,
+        contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
+    };
+    let wake = Arc::new(Notify::new());
+    let (pool, amqp) = (service.pool.clone(), service.amqp.clone());
+    service.every("trigger-bindings", BINDINGS_EVERY, move || {
+        let (pool, amqp) = (pool.clone(), amqp.clone());
+        async move {
+            let mut tx = pool.begin().await.map_err(Error::from)?;
+            bindings::sync(&amqp, &mut tx).await?;
+            tx.commit().await.map_err(Error::from)
+        }
+    });
+    service.consume(
+        topology::WORKFLOWS_TRIGGERS,
+        triggers::Triggers { wake: wake.clone() },
+    );
+    let engine = Arc::new(engine::Engine::new(
+        service.pool.clone(),
+        peers.clone(),
+        config.clone(),
+        wake.clone(),
+    ));
+    service.spawn(engine.run(service.shutdown.clone()));
     let verifier = service.remote_verifier()?;
-    service
-        .serve(Routes::new(WorkflowServiceServer::new(Api)), verifier, &[])
-        .await
+    let routes = Routes::new(WorkflowServiceServer::new(api::Api {
+        workflows: workflows::Workflows {
+            pool: service.pool.clone(),
+            amqp: service.amqp.clone(),
+            config,
+        },
+        runs: runs::Runs {
+            pool: service.pool.clone(),
+            peers,
+            wake,
+        },
+    }));
+    service.serve(routes, verifier, &[]).await
 }

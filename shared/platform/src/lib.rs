@@ -11,6 +11,7 @@ pub mod egress;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod json;
 pub mod listeners;
 pub mod metrics;
 pub mod paging;

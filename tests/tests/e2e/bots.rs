@@ -110,9 +110,16 @@ async fn a_dialogflow_es_bot_answers_tags_and_hands_over_when_asked() {
                 {"text": {"text": ["Hello! How can I help?"]}},
                 {"quickReplies": {"title": "Pick one", "quickReplies": ["Sales", "Support"]}}
             ],
-            "parameters": {"tags": ["greeted"]}
+            "parameters": {"tags": ["greeted"], "contact_fields": {"plan": "pro"}}
         }),
     );
+    api.create_contact_field(ism_proto::contacts::v1::ContactField {
+        key: "plan".into(),
+        label: "Plan".into(),
+        r#type: ism_proto::contacts::v1::FieldType::Text as i32,
+        ..Default::default()
+    })
+    .await;
     google.reply(
         "a human please",
         json!({"fulfillmentText": "Connecting you.", "action": "handover"}),

@@ -15,4 +15,5 @@ mod providers;
 mod tracing;
 mod webhook_input;
 mod webhooks;
+mod workflows;
 mod write_budgets;

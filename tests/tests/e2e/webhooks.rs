@@ -515,3 +515,201 @@ async fn bad_endpoints_are_refused_naming_each_field_and_nothing_is_saved() {
         .expect_err("since is required");
     assert_eq!(field_violations(&status), ["since"]);
 }
+
+#[tokio::test]
+async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_then_disables() {
+    use ism_proto::conversations::v1 as cv;
+    use ism_proto::workspaces::v1 as ws;
+    let outbound = Receiver::start().await;
+    let mut platform = Platform::new();
+    // Failing for 2 s warns, for 4 s disables (hours in production).
+    platform.set("ISM_INTEGRATIONS__WARN_AFTER_HOURS", "0.0005");
+    platform.set("ISM_INTEGRATIONS__DISABLE_AFTER_HOURS", "0.0011");
+    let tenant = platform.bootstrap(&outbound.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let all: Vec<String> = api
+        .list_webhook_event_types()
+        .await
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let crm = Receiver::start().await;
+    let types: Vec<&str> = all.iter().map(String::as_str).collect();
+    let (_, secret) = api
+        .create_webhook_endpoint(endpoint(&crm.url, &types))
+        .await;
+    let down = Receiver::start().await;
+    down.script(&[(503, "down"); 200]);
+    let (down_endpoint, _) = api
+        .create_webhook_endpoint(endpoint(&down.url, &["contacts.contact.created"]))
+        .await;
+
+    // Conversations: opened, messages, a status, a comment, assignment, snooze, close.
+    post_inbound(&platform, &tenant, "ada", "all-1", "hello").await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    api.send_message(cv::SendMessageRequest {
+        conversation_id: conversation.id.clone(),
+        content: Some(ism_e2e::fixtures::text_content("Hi Ada")),
+        ..Default::default()
+    })
+    .await;
+    api.add_comment(cv::AddCommentRequest {
+        conversation_id: conversation.id.clone(),
+        body: "VIP".into(),
+        ..Default::default()
+    })
+    .await;
+    api.assign_conversation(&conversation.id, &tenant.owner_user_id, "")
+        .await;
+    let mut conversations = api.conversations.clone();
+    conversations
+        .unassign_conversation(api.authed(cv::UnassignConversationRequest {
+            id: conversation.id.clone(),
+        }))
+        .await
+        .expect("unassigned");
+    let later = prost_types::Timestamp {
+        seconds: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+            + 3600,
+        nanos: 0,
+    };
+    api.snooze_conversation(&conversation.id, later).await;
+    conversations
+        .wake_conversation(api.authed(cv::WakeConversationRequest {
+            id: conversation.id.clone(),
+        }))
+        .await
+        .expect("woken");
+    api.close_conversation(cv::CloseConversationRequest {
+        id: conversation.id.clone(),
+        ..Default::default()
+    })
+    .await;
+
+    // Contacts: fields, Tags, blocking, consent, merge, delete and restore.
+    let ada = conversation.contact_id.clone();
+    api.create_contact_field(ct::ContactField {
+        key: "tier".into(),
+        label: "Tier".into(),
+        r#type: ct::FieldType::Text as i32,
+        ..Default::default()
+    })
+    .await;
+    let version = api.get_contact(&ada).await.version;
+    api.update_contact(ct::UpdateContactRequest {
+        id: ada.clone(),
+        version,
+        last_name: Some("Lovelace".into()),
+        custom_fields: [(
+            "tier".to_owned(),
+            ct::FieldValue {
+                kind: Some(ct::field_value::Kind::Text("gold".into())),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    api.add_tags(vec![ada.clone()], &["vip", "temp"]).await;
+    let mut contacts = api.contacts.clone();
+    contacts
+        .remove_tags(api.authed(ct::RemoveTagsRequest {
+            contact_ids: vec![ada.clone()],
+            tags: vec!["temp".into()],
+        }))
+        .await
+        .expect("removed");
+    contacts
+        .rename_tag(api.authed(ct::RenameTagRequest {
+            name: "vip".into(),
+            new_name: "gold".into(),
+        }))
+        .await
+        .expect("renamed");
+    contacts
+        .delete_tag(api.authed(ct::DeleteTagRequest {
+            name: "gold".into(),
+        }))
+        .await
+        .expect("deleted");
+    api.set_contact_blocked(&ada, true).await;
+    api.set_contact_blocked(&ada, false).await;
+    api.set_broadcast_opt_out(&ada, true).await;
+    api.set_broadcast_opt_out(&ada, false).await;
+    let twin = api
+        .create_contact(ct::ContactProfile {
+            first_name: "Ada".into(),
+            ..Default::default()
+        })
+        .await;
+    let version = api.get_contact(&ada).await.version;
+    api.merge_contacts(ct::MergeContactsRequest {
+        target_id: ada.clone(),
+        source_id: twin.id,
+        target_version: version,
+        ..Default::default()
+    })
+    .await;
+    let gone = api
+        .create_contact(ct::ContactProfile {
+            first_name: "Gone".into(),
+            ..Default::default()
+        })
+        .await;
+    api.delete_contact(&gone.id).await;
+    api.restore_contact(&gone.id).await;
+
+    // A User's availability and a broadcast's state.
+    api.set_user_availability(&tenant.owner_user_id, ws::Availability::Away)
+        .await;
+    let broadcast = api
+        .create_broadcast(ism_proto::broadcasts::v1::BroadcastDefinition {
+            name: "All".into(),
+            channel_id: tenant.channel_id.clone(),
+            audience: Some(ism_proto::broadcasts::v1::Audience {
+                source: Some(ism_proto::broadcasts::v1::audience::Source::Filter(
+                    ct::Filter::default(),
+                )),
+                exclude: None,
+            }),
+            content: Some(ism_e2e::fixtures::text_content("News")),
+            labels: vec![],
+        })
+        .await;
+    api.start_broadcast(&broadcast.id).await;
+
+    let seen = eventually(Duration::from_secs(90), "every event type", || async {
+        let seen: HashSet<String> = crm
+            .received()
+            .iter()
+            .map(|r| body(r)["type"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        all.iter().all(|t| seen.contains(t)).then_some(seen)
+    })
+    .await;
+    assert_eq!(seen.len(), all.len(), "{seen:?}");
+    for received in crm.received() {
+        assert!(verifies(&received, &secret), "{}", body(&received)["type"]);
+    }
+    let failing = &of_type(&crm, "integrations.endpoint.failing")[0];
+    assert_eq!(body(failing)["data"]["endpoint_id"], down_endpoint.id);
+    assert!(
+        body(failing)["data"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("503")
+    );
+    let disabled = api.get_webhook_endpoint(&down_endpoint.id).await;
+    assert_eq!(disabled.state(), ig::WebhookEndpointState::Disabled);
+    assert!(
+        disabled
+            .disabled_reason
+            .contains("every attempt failed since"),
+        "{}",
+        disabled.disabled_reason
+    );
+}

@@ -1,6 +1,7 @@
 //! Events on RabbitMQ: topology, a transactional outbox with a confirming relay, and
 //! consumers that dedupe by event id, retry with backoff and dead-letter poison.
 mod amqp;
+pub mod bindings;
 mod consumer;
 mod envelope;
 mod outbox;

@@ -77,6 +77,14 @@ pub const INTEGRATIONS_BOTS: QueueSpec = QueueSpec {
     patterns: &[],
 };
 
+/// Workflows starts runs from a Contact's messages and opened conversations. Bound at run
+/// time, only to the types some enabled workflow is triggered by (ADR 26).
+pub const WORKFLOWS_TRIGGERS: QueueSpec = QueueSpec {
+    service: "workflows",
+    name: "triggers",
+    patterns: &[],
+};
+
 /// All of them.
 pub const QUEUES: &[QueueSpec] = &[
     GATEWAY_DELIVERY,
@@ -87,4 +95,5 @@ pub const QUEUES: &[QueueSpec] = &[
     BROADCASTS_STATUS,
     INTEGRATIONS_EVENTS,
     INTEGRATIONS_BOTS,
+    WORKFLOWS_TRIGGERS,
 ];

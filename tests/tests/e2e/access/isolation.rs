@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ism_e2e::fixtures::{Reply, Side, import_stream, openai_bot, populate, report_of_today};
+use ism_e2e::fixtures::{
+    Reply, Side, commenting_workflow, import_stream, openai_bot, populate, report_of_today,
+};
 use ism_e2e::{Api, Platform, Receiver, authed};
 use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
@@ -12,6 +14,7 @@ use ism_proto::conversations::v1 as conversations;
 use ism_proto::gateway::v1 as gateway;
 use ism_proto::integrations::v1 as integrations;
 use ism_proto::types::v1::{ChannelType, MessageContent, Text, message_content};
+use ism_proto::workflows::v1 as workflows;
 use ism_proto::workspaces::v1 as ws;
 use prost::Message;
 use tonic::Code;
@@ -1030,6 +1033,92 @@ fn isolation_matrix() -> Vec<Case> {
             }),
             NotFound
         ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/CreateWorkflow",
+            workflows.create_workflow(|_b| workflows::CreateWorkflowRequest {
+                definition: Some(commenting_workflow("mine")),
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/GetWorkflow",
+            workflows.get_workflow(|b| workflows::GetWorkflowRequest {
+                workflow_id: b.workflow_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/ListWorkflows",
+            workflows.list_workflows(|_b| workflows::ListWorkflowsRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/UpdateWorkflow",
+            workflows.update_workflow(|b| workflows::UpdateWorkflowRequest {
+                workflow_id: b.workflow_id.clone(),
+                definition: Some(commenting_workflow("changed")),
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/PublishWorkflow",
+            workflows.publish_workflow(|b| workflows::PublishWorkflowRequest {
+                workflow_id: b.workflow_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/SetWorkflowEnabled",
+            workflows.set_workflow_enabled(|b| workflows::SetWorkflowEnabledRequest {
+                workflow_id: b.workflow_id.clone(),
+                enabled: true,
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/DeleteWorkflow",
+            workflows.delete_workflow(|b| workflows::DeleteWorkflowRequest {
+                workflow_id: b.workflow_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/StartRun",
+            workflows.start_run(|b| workflows::StartRunRequest {
+                workflow_id: b.workflow_id.clone(),
+                conversation_id: b.conversation_id.clone(),
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/ListRuns",
+            workflows.list_runs(|b| workflows::ListRunsRequest {
+                workflow_id: b.workflow_id.clone(),
+                ..Default::default()
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/GetRun",
+            workflows.get_run(|b| workflows::GetRunRequest {
+                run_id: b.run_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/CancelRun",
+            workflows.cancel_run(|b| workflows::CancelRunRequest {
+                run_id: b.run_id.clone()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/RetryRun",
+            workflows.retry_run(|b| workflows::RetryRunRequest {
+                run_id: b.run_id.clone()
+            }),
+            NotFound
+        ),
     ]
 }
 
@@ -1115,6 +1204,7 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
     let (mut w, mut g, mut k, mut v) = (c.workspaces, c.gateway, c.contacts, c.conversations);
     let mut casts = c.broadcasts;
     let mut hooks = c.integrations;
+    let mut flows = c.workflows;
     let all_users = ws::ListUsersRequest {
         include_deactivated: true,
         ..Default::default()
@@ -1219,6 +1309,24 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
                         e.update_time
                     ))
                     .collect::<Vec<_>>())
+        ),
+        format!(
+            "{:?}",
+            flows
+                .list_workflows(authed(t, workflows::ListWorkflowsRequest {}))
+                .await
+        ),
+        format!(
+            "{:?}",
+            flows
+                .list_runs(authed(
+                    t,
+                    workflows::ListRunsRequest {
+                        workflow_id: side.workflow_id.clone(),
+                        ..Default::default()
+                    }
+                ))
+                .await
         ),
         format!(
             "{:?}",

@@ -2,7 +2,9 @@
 //! needs, and refused to the others.
 use std::sync::Arc;
 
-use ism_e2e::fixtures::{Reply, Side, import_stream, openai_bot, populate, report_of_today};
+use ism_e2e::fixtures::{
+    Reply, Side, commenting_workflow, import_stream, openai_bot, populate, report_of_today,
+};
 use ism_e2e::{Api, Platform, Receiver};
 use ism_proto::broadcasts::v1 as broadcasts;
 use ism_proto::contacts::v1 as contacts;
@@ -10,6 +12,7 @@ use ism_proto::conversations::v1 as conversations;
 use ism_proto::gateway::v1 as gateway;
 use ism_proto::integrations::v1 as integrations;
 use ism_proto::types::v1::ChannelType;
+use ism_proto::workflows::v1 as workflows;
 use ism_proto::workspaces::v1 as ws;
 use tonic::Code;
 
@@ -568,6 +571,65 @@ fn role_matrix() -> Vec<RoleCase> {
             Manager,
             integrations.delete_bot(|a| integrations::DeleteBotRequest {
                 bot_id: a.bot_id.clone()
+            })
+        ),
+        admin!(
+            "CreateWorkflow",
+            Manager,
+            workflows.create_workflow(|_a| workflows::CreateWorkflowRequest {
+                definition: Some(commenting_workflow("roles")),
+            })
+        ),
+        admin!(
+            "UpdateWorkflow",
+            Manager,
+            workflows.update_workflow(|a| workflows::UpdateWorkflowRequest {
+                workflow_id: a.workflow_id.clone(),
+                definition: Some(commenting_workflow("roles")),
+            })
+        ),
+        admin!(
+            "PublishWorkflow",
+            Manager,
+            workflows.publish_workflow(|a| workflows::PublishWorkflowRequest {
+                workflow_id: a.workflow_id.clone()
+            })
+        ),
+        admin!(
+            "SetWorkflowEnabled",
+            Manager,
+            workflows.set_workflow_enabled(|a| workflows::SetWorkflowEnabledRequest {
+                workflow_id: a.workflow_id.clone(),
+                enabled: true,
+            })
+        ),
+        admin!(
+            "StartRun",
+            Manager,
+            workflows.start_run(|a| workflows::StartRunRequest {
+                workflow_id: a.workflow_id.clone(),
+                conversation_id: a.conversation_id.clone(),
+            })
+        ),
+        admin!(
+            "CancelRun",
+            Manager,
+            workflows.cancel_run(|a| workflows::CancelRunRequest {
+                run_id: a.run_id.clone()
+            })
+        ),
+        admin!(
+            "RetryRun",
+            Manager,
+            workflows.retry_run(|a| workflows::RetryRunRequest {
+                run_id: a.run_id.clone()
+            })
+        ),
+        admin!(
+            "DeleteWorkflow",
+            Manager,
+            workflows.delete_workflow(|a| workflows::DeleteWorkflowRequest {
+                workflow_id: a.workflow_id.clone()
             })
         ),
         admin!(

@@ -1,0 +1,460 @@
+//! What makes a workflow definition valid: every field of every step, and the graph as a
+//! whole (every step reachable from the first, every `next` naming a step, every loop
+//! passing through a capped jump), each fault named by its path
+//! (`definition.steps[3].branch.cases[0].next`).
+use std::collections::{HashMap, HashSet};
+
+use ism_platform::error::{FieldError, Violations};
+use ism_proto::types::v1::ChannelType;
+use ism_proto::workflows::v1 as pb;
+use ism_proto::workflows::v1::step::Kind;
+use uuid::Uuid;
+
+const MAX_NAME: usize = 100;
+const MAX_KEYWORDS: usize = 20;
+const MAX_PATTERN: usize = 200;
+const MAX_CASES: usize = 10;
+const MAX_CONDITIONS: usize = 10;
+const MAX_TAGS: usize = 10;
+const MAX_TAG: usize = 64;
+const MAX_WAIT_SECONDS: u32 = 30 * 24 * 3600;
+const MAX_SUMMARY: usize = 2000;
+const MAX_COMMENT: usize = 4096;
+const MAX_JUMPS: u32 = 10;
+
+/// The kind of a step, as recorded in a run's history.
+pub fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::SendMessage(_) => "send_message",
+        Kind::Branch(_) => "branch",
+        Kind::AddTags(_) => "add_tags",
+        Kind::Wait(_) => "wait",
+        Kind::Assign(_) => "assign",
+        Kind::Close(_) => "close",
+        Kind::Comment(_) => "comment",
+        Kind::Jump(_) => "jump",
+    }
+}
+
+fn step_id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn uuids(values: &[String], field: &str, v: &mut Violations) {
+    for (i, value) in values.iter().enumerate() {
+        if Uuid::parse_str(value).is_err() {
+            v.push(FieldError::new(format!("{field}[{i}]"), "must be a UUID"));
+        }
+    }
+}
+
+fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
+    use pb::trigger::Kind as T;
+    match trigger.and_then(|t| t.kind.as_ref()) {
+        None => v.push(FieldError::new(
+            "trigger",
+            "is required: message_received, conversation_opened or manual",
+        )),
+        Some(T::MessageReceived(m)) => {
+            uuids(&m.channel_ids, "trigger.message_received.channel_ids", v);
+            if m.keywords.len() > MAX_KEYWORDS {
+                v.push(FieldError::new(
+                    "trigger.message_received.keywords",
+                    format!("at most {MAX_KEYWORDS}"),
+                ));
+            }
+            for (i, k) in m.keywords.iter().enumerate() {
+                if k.trim().is_empty() || k.len() > 100 {
+                    v.push(FieldError::new(
+                        format!("trigger.message_received.keywords[{i}]"),
+                        "must be 1 to 100 characters",
+                    ));
+                }
+            }
+            if m.pattern.len() > MAX_PATTERN {
+                v.push(FieldError::new(
+                    "trigger.message_received.pattern",
+                    format!("must be at most {MAX_PATTERN} characters"),
+                ));
+            } else if !m.pattern.is_empty()
+                && let Err(e) = regex::Regex::new(&m.pattern)
+            {
+                v.push(FieldError::new(
+                    "trigger.message_received.pattern",
+                    format!("is not a regular expression: {e}"),
+                ));
+            }
+        }
+        Some(T::ConversationOpened(o)) => {
+            uuids(&o.channel_ids, "trigger.conversation_opened.channel_ids", v)
+        }
+        Some(T::Manual(_)) => {}
+    }
+}
+
+/// The steps a step may go to, with the field naming each.
+fn exits(step: &pb::Step) -> Vec<(String, &str)> {
+    match &step.kind {
+        Some(Kind::Branch(b)) => {
+            let mut all: Vec<(String, &str)> = b
+                .cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("branch.cases[{i}].next"), c.next.as_str()))
+                .collect();
+            all.push(("branch.otherwise".into(), b.otherwise.as_str()));
+            all
+        }
+        Some(Kind::Jump(j)) => vec![("jump.to".into(), j.to.as_str())],
+        _ => vec![("next".into(), step.next.as_str())],
+    }
+    .into_iter()
+    .filter(|(_, to)| !to.is_empty())
+    .collect()
+}
+
+fn step(step: &pb::Step, v: &mut Violations) {
+    if !step_id_ok(&step.id) {
+        v.push(FieldError::new(
+            "id",
+            "must be 1 to 64 letters, digits, - or _",
+        ));
+    }
+    match &step.kind {
+        None => v.push(FieldError::new("kind", "is required")),
+        Some(Kind::SendMessage(s)) => {
+            if let Err(e) =
+                ism_platform::content::outbound(s.content.as_ref(), ChannelType::Unspecified as i32)
+            {
+                v.push(e.within("send_message"));
+            }
+        }
+        Some(Kind::Branch(b)) => {
+            if b.cases.is_empty() || b.cases.len() > MAX_CASES {
+                v.push(FieldError::new(
+                    "branch.cases",
+                    format!("must hold 1 to {MAX_CASES} cases"),
+                ));
+            }
+            for (i, case) in b.cases.iter().enumerate() {
+                if case.all.is_empty() || case.all.len() > MAX_CONDITIONS {
+                    v.push(FieldError::new(
+                        format!("branch.cases[{i}].all"),
+                        format!("must hold 1 to {MAX_CONDITIONS} conditions"),
+                    ));
+                }
+                for (j, condition) in case.all.iter().enumerate() {
+                    use pb::condition::Kind as C;
+                    let field = format!("branch.cases[{i}].all[{j}]");
+                    match &condition.kind {
+                        None => v.push(FieldError::new(field, "is required")),
+                        Some(C::TextContains(t) | C::HasTag(t)) if t.trim().is_empty() => {
+                            v.push(FieldError::new(field, "must not be empty"))
+                        }
+                        Some(C::ChannelId(id)) if Uuid::parse_str(id).is_err() => v.push(
+                            FieldError::new(format!("{field}.channel_id"), "must be a UUID"),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        Some(Kind::AddTags(t)) => {
+            if t.tags.is_empty() || t.tags.len() > MAX_TAGS {
+                v.push(FieldError::new(
+                    "add_tags.tags",
+                    format!("must name 1 to {MAX_TAGS} Tags"),
+                ));
+            }
+            for (i, tag) in t.tags.iter().enumerate() {
+                if tag.trim().is_empty() || tag.chars().count() > MAX_TAG {
+                    v.push(FieldError::new(
+                        format!("add_tags.tags[{i}]"),
+                        format!("must be 1 to {MAX_TAG} characters"),
+                    ));
+                }
+            }
+        }
+        Some(Kind::Wait(w)) => {
+            if !(1..=MAX_WAIT_SECONDS).contains(&w.seconds) {
+                v.push(FieldError::new(
+                    "wait.seconds",
+                    format!("must be 1 to {MAX_WAIT_SECONDS} (30 days)"),
+                ));
+            }
+        }
+        Some(Kind::Assign(a)) => {
+            if a.user_id.is_empty() && a.team_id.is_empty() {
+                v.push(FieldError::new("assign", "names a user_id or a team_id"));
+            }
+            for (field, id) in [
+                ("assign.user_id", &a.user_id),
+                ("assign.team_id", &a.team_id),
+            ] {
+                if !id.is_empty() && Uuid::parse_str(id).is_err() {
+                    v.push(FieldError::new(field, "must be a UUID"));
+                }
+            }
+        }
+        Some(Kind::Close(c)) => {
+            if c.summary.chars().count() > MAX_SUMMARY {
+                v.push(FieldError::new(
+                    "close.summary",
+                    format!("must be at most {MAX_SUMMARY} characters"),
+                ));
+            }
+        }
+        Some(Kind::Comment(c)) => {
+            if c.body.trim().is_empty() || c.body.len() > MAX_COMMENT {
+                v.push(FieldError::new(
+                    "comment.body",
+                    format!("must be 1 to {MAX_COMMENT} characters"),
+                ));
+            }
+        }
+        Some(Kind::Jump(j)) => {
+            if j.to.is_empty() {
+                v.push(FieldError::new("jump.to", "is required"));
+            }
+            if !(1..=MAX_JUMPS).contains(&j.max_times) {
+                v.push(FieldError::new(
+                    "jump.max_times",
+                    format!("must be 1 to {MAX_JUMPS}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Every fault of the graph: unknown targets, unreachable steps, loops without a jump.
+fn graph(steps: &[pb::Step], v: &mut Violations) {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    for (i, s) in steps.iter().enumerate() {
+        for (field, to) in exits(s) {
+            if !index.contains_key(to) {
+                v.push(FieldError::new(
+                    format!("steps[{i}].{field}"),
+                    format!("no step {to:?}"),
+                ));
+            }
+        }
+    }
+    let mut reached = HashSet::from([0usize]);
+    let mut todo = vec![0usize];
+    while let Some(i) = todo.pop() {
+        for (_, to) in exits(&steps[i]) {
+            if let Some(&j) = index.get(to)
+                && reached.insert(j)
+            {
+                todo.push(j);
+            }
+        }
+    }
+    for i in (0..steps.len()).filter(|i| !reached.contains(i)) {
+        v.push(FieldError::new(
+            format!("steps[{i}]"),
+            "cannot be reached from the first step",
+        ));
+    }
+    // Without the jumps' edges the graph must be acyclic: a loop always passes a capped jump.
+    let mut state = vec![0u8; steps.len()];
+    fn visit(
+        i: usize,
+        steps: &[pb::Step],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+    ) -> Option<usize> {
+        state[i] = 1;
+        if !matches!(steps[i].kind, Some(Kind::Jump(_))) {
+            for (_, to) in exits(&steps[i]) {
+                let Some(&j) = index.get(to) else { continue };
+                if state[j] == 1 {
+                    return Some(i);
+                }
+                if state[j] == 0
+                    && let Some(looped) = visit(j, steps, index, state)
+                {
+                    return Some(looped);
+                }
+            }
+        }
+        state[i] = 2;
+        None
+    }
+    for i in 0..steps.len() {
+        if state[i] == 0
+            && let Some(looped) = visit(i, steps, &index, &mut state)
+        {
+            v.push(FieldError::new(
+                format!("steps[{looped}]"),
+                "closes a loop without a jump step (loops go through a jump, which caps them)",
+            ));
+            break;
+        }
+    }
+}
+
+/// Checks `definition` whole, within `max_steps`; every fault under `definition.`.
+pub fn check(
+    definition: Option<&pb::WorkflowDefinition>,
+    max_steps: usize,
+) -> Result<pb::WorkflowDefinition, Violations> {
+    let Some(d) = definition else {
+        return Err(FieldError::new("definition", "is required").into());
+    };
+    let mut v = Violations::new();
+    if d.name.trim().is_empty() || d.name.chars().count() > MAX_NAME || d.name.contains('\0') {
+        v.push(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME} characters"),
+        ));
+    }
+    trigger(d.trigger.as_ref(), &mut v);
+    if pb::Reentry::try_from(d.reentry).is_err() {
+        v.push(FieldError::new("reentry", "unknown value"));
+    }
+    if d.steps.is_empty() || d.steps.len() > max_steps {
+        v.push(FieldError::new(
+            "steps",
+            format!("must hold 1 to {max_steps} steps"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, s) in d.steps.iter().enumerate() {
+        let mut own = Violations::new();
+        step(s, &mut own);
+        if !seen.insert(s.id.as_str()) {
+            own.push(FieldError::new(
+                "id",
+                format!("{:?} is used by an earlier step", s.id),
+            ));
+        }
+        v.extend_within(&format!("steps[{i}]"), own);
+    }
+    if v.is_empty() && !d.steps.is_empty() {
+        graph(&d.steps, &mut v);
+    }
+    if v.is_empty() {
+        return Ok(d.clone());
+    }
+    let mut within = Violations::new();
+    within.extend_within("definition", v);
+    Err(within)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str, next: &str, kind: Kind) -> pb::Step {
+        pb::Step {
+            id: id.into(),
+            next: next.into(),
+            kind: Some(kind),
+            position: None,
+        }
+    }
+
+    fn definition(steps: Vec<pb::Step>) -> pb::WorkflowDefinition {
+        pb::WorkflowDefinition {
+            name: "Greet".into(),
+            trigger: Some(pb::Trigger {
+                kind: Some(pb::trigger::Kind::Manual(pb::Manual {})),
+            }),
+            steps,
+            ..Default::default()
+        }
+    }
+
+    fn faults(d: &pb::WorkflowDefinition) -> Vec<String> {
+        check(Some(d), 100)
+            .err()
+            .map(|v| v.iter().map(|f| f.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    fn comment() -> Kind {
+        Kind::Comment(pb::CommentStep {
+            body: "note".into(),
+        })
+    }
+
+    #[test]
+    fn a_graph_with_a_capped_loop_is_valid() {
+        let d = definition(vec![
+            step("a", "b", comment()),
+            step(
+                "b",
+                "",
+                Kind::Jump(pb::JumpStep {
+                    to: "a".into(),
+                    max_times: 3,
+                }),
+            ),
+        ]);
+        assert!(faults(&d).is_empty(), "{:?}", faults(&d));
+    }
+
+    #[test]
+    fn dangling_unreachable_and_uncapped_loops_are_named() {
+        let dangling = definition(vec![step("a", "nowhere", comment())]);
+        assert_eq!(
+            faults(&dangling),
+            ["definition.steps[0].next: no step \"nowhere\""]
+        );
+        let unreachable = definition(vec![step("a", "", comment()), step("b", "", comment())]);
+        assert_eq!(
+            faults(&unreachable),
+            ["definition.steps[1]: cannot be reached from the first step"]
+        );
+        let looped = definition(vec![step("a", "b", comment()), step("b", "a", comment())]);
+        assert!(
+            faults(&looped)[0].contains("closes a loop without a jump step"),
+            "{:?}",
+            faults(&looped)
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_named_at_once() {
+        let mut d = definition(vec![
+            step(
+                "a",
+                "b",
+                Kind::Branch(pb::BranchStep {
+                    cases: (0..11).map(|_| pb::BranchCase::default()).collect(),
+                    otherwise: String::new(),
+                }),
+            ),
+            step("a", "", Kind::Wait(pb::WaitStep { seconds: 0 })),
+        ]);
+        d.name = String::new();
+        let all = faults(&d);
+        assert!(
+            all.contains(&"definition.name: must be 1 to 100 characters".to_owned()),
+            "{all:?}"
+        );
+        assert!(
+            all.iter()
+                .any(|f| f.starts_with("definition.steps[0].branch.cases:")),
+            "{all:?}"
+        );
+        assert!(
+            all.iter()
+                .any(|f| f.starts_with("definition.steps[1].wait.seconds:")),
+            "{all:?}"
+        );
+        assert!(
+            all.iter().any(|f| f.starts_with("definition.steps[1].id:")),
+            "{all:?}"
+        );
+    }
+}

@@ -1,0 +1,450 @@
+//! SQL of the workflows service's tables, each statement once.
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::states::{RunState, TriggerKind};
+
+/// A stored workflow; definitions are protobuf encodings.
+#[derive(Debug, Clone, FromRow)]
+pub struct Workflow {
+    pub id: Uuid,
+    pub draft: Vec<u8>,
+    pub published_version: i32,
+    pub published: Option<Vec<u8>>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const WORKFLOW: &str = "SELECT w.id, w.draft, w.published_version, v.definition AS published,
+        w.enabled, w.created_at, w.updated_at
+    FROM workflows w
+    LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.published_version";
+
+pub async fn count_workflows(conn: &mut PgConnection, workspace_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM workflows WHERE workspace_id = $1")
+        .bind(workspace_id)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn insert_workflow(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    draft: &[u8],
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO workflows (id, workspace_id, draft) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(workspace_id)
+        .bind(draft)
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+pub async fn workflow(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Workflow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{WORKFLOW} WHERE w.workspace_id = $1 AND w.id = $2"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn workflows(conn: &mut PgConnection, workspace_id: Uuid) -> sqlx::Result<Vec<Workflow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{WORKFLOW} WHERE w.workspace_id = $1 ORDER BY w.id"
+    )))
+    .bind(workspace_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn update_draft(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    draft: &[u8],
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE workflows SET draft = $3, updated_at = now() WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .bind(draft)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Publishes `definition` as the workflow's next version, enabled.
+pub async fn publish(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    definition: &[u8],
+    trigger: TriggerKind,
+) -> sqlx::Result<bool> {
+    let version: Option<i32> = sqlx::query_scalar(
+        "UPDATE workflows SET published_version = published_version + 1, trigger_kind = $3,
+             enabled = true, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2 RETURNING published_version",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .bind(trigger)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(version) = version else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "INSERT INTO workflow_versions (workflow_id, version, definition) VALUES ($1, $2, $3)",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(definition)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+pub async fn set_enabled(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    enabled: bool,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE workflows SET enabled = $3 AND published_version > 0, updated_at = now()
+         WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .bind(enabled)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Deletes a workflow and cancels its active runs.
+pub async fn delete_workflow(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query("UPDATE runs SET state = $3, updated_at = now() WHERE workspace_id = $1 AND workflow_id = $2 AND state IN ('running', 'waiting')")
+        .bind(workspace_id)
+        .bind(id)
+        .bind(RunState::Cancelled)
+        .execute(&mut *conn)
+        .await?;
+    let deleted = sqlx::query("DELETE FROM workflows WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace_id)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
+/// An enabled workflow's published version, for the trigger consumer.
+#[derive(Debug, Clone, FromRow)]
+pub struct Published {
+    pub id: Uuid,
+    pub version: i32,
+    pub definition: Vec<u8>,
+}
+
+pub async fn triggered(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    kind: TriggerKind,
+) -> sqlx::Result<Vec<Published>> {
+    sqlx::query_as(
+        "SELECT w.id, w.published_version AS version, v.definition
+         FROM workflows w
+         JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.published_version
+         WHERE w.workspace_id = $1 AND w.enabled AND w.trigger_kind = $2",
+    )
+    .bind(workspace_id)
+    .bind(kind)
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether any workflow of any Workspace is enabled with a trigger of `kind` (its queue
+/// is bound only then).
+pub async fn any_triggered(conn: &mut PgConnection, kind: TriggerKind) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM workflows WHERE enabled AND trigger_kind = $1)",
+    )
+    .bind(kind)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn published(
+    conn: &mut PgConnection,
+    workflow_id: Uuid,
+    version: i32,
+) -> sqlx::Result<Option<Vec<u8>>> {
+    sqlx::query_scalar(
+        "SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
+    )
+    .bind(workflow_id)
+    .bind(version)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A stored run.
+#[derive(Debug, Clone, FromRow)]
+pub struct Run {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub workflow_id: Uuid,
+    pub version: i32,
+    pub contact_id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub trigger_text: String,
+    pub state: RunState,
+    pub current_step: String,
+    pub step_count: i32,
+    pub jumps: sqlx::types::Json<std::collections::HashMap<String, u32>>,
+    pub wake_at: DateTime<Utc>,
+    pub error: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const RUN_COLUMNS: &str = "id, workspace_id, workflow_id, version, contact_id, conversation_id, \
+     channel_id, trigger_text, state, current_step, step_count, jumps, wake_at, error, created_at, \
+     updated_at";
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub workspace_id: Uuid,
+    pub workflow_id: Uuid,
+    pub version: i32,
+    pub contact_id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub trigger_text: String,
+    pub first_step: String,
+}
+
+/// Whether the Contact has an active run of the workflow, and whether any run at all.
+pub async fn runs_of(
+    conn: &mut PgConnection,
+    workflow_id: Uuid,
+    contact_id: Uuid,
+) -> sqlx::Result<(bool, bool)> {
+    sqlx::query_as(
+        "SELECT coalesce(bool_or(state IN ('running', 'waiting')), false), count(*) > 0
+         FROM runs WHERE workflow_id = $1 AND contact_id = $2",
+    )
+    .bind(workflow_id)
+    .bind(contact_id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn cancel_active(
+    conn: &mut PgConnection,
+    workflow_id: Uuid,
+    contact_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE runs SET state = 'cancelled', error = 'restarted by a new trigger', updated_at = now()
+         WHERE workflow_id = $1 AND contact_id = $2 AND state IN ('running', 'waiting')",
+    )
+    .bind(workflow_id)
+    .bind(contact_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Starts a run; `None` when the Contact already has an active one (a concurrent start).
+pub async fn insert_run(conn: &mut PgConnection, run: &NewRun) -> sqlx::Result<Option<Run>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO runs (id, workspace_id, workflow_id, version, contact_id, conversation_id,
+             channel_id, trigger_text, state, current_step)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (workflow_id, contact_id) WHERE state IN ('running', 'waiting') DO NOTHING
+         RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(run.workspace_id)
+    .bind(run.workflow_id)
+    .bind(run.version)
+    .bind(run.contact_id)
+    .bind(run.conversation_id)
+    .bind(run.channel_id)
+    .bind(&run.trigger_text)
+    .bind(RunState::Running)
+    .bind(&run.first_step)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Claims up to `limit` due runs, moving each one's wake time `lease` ahead (its lease).
+pub async fn claim_runs(
+    pool: &PgPool,
+    limit: i64,
+    lease: std::time::Duration,
+) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE runs r SET wake_at = now() + make_interval(secs => $2), state = 'running', updated_at = now()
+         FROM (SELECT id FROM runs WHERE state IN ('running', 'waiting') AND wake_at <= now()
+               ORDER BY wake_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+         WHERE r.id = due.id
+         RETURNING {}",
+        RUN_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+    )))
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+/// The run as it is now, locked for its step.
+pub async fn lock_run(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Run>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the start of step `seq` (kept when a crashed attempt recorded it already).
+pub async fn begin_step(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    seq: i32,
+    step_id: &str,
+    kind: &str,
+    input: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO run_steps (run_id, seq, step_id, kind, input) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (run_id, seq) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(seq)
+    .bind(step_id)
+    .bind(kind)
+    .bind(sqlx::types::Json(input))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn end_step(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    seq: i32,
+    output: &serde_json::Value,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE run_steps SET output = $3, error = $4, finished_at = now() WHERE run_id = $1 AND seq = $2")
+        .bind(run_id)
+        .bind(seq)
+        .bind(sqlx::types::Json(output))
+        .bind(error)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves a run on: its state, step, count of steps, jumps, wake time and error.
+pub async fn advance(conn: &mut PgConnection, run: &Run) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE runs SET state = $2, current_step = $3, step_count = $4, jumps = $5, wake_at = $6,
+             error = $7, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(run.id)
+    .bind(run.state)
+    .bind(&run.current_step)
+    .bind(run.step_count)
+    .bind(&run.jumps)
+    .bind(run.wake_at)
+    .bind(&run.error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn run(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Run>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE workspace_id = $1 AND id = $2"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of runs of a workflow or of a Contact, newest first, after `before`.
+pub async fn runs(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    workflow_id: Option<Uuid>,
+    contact_id: Option<Uuid>,
+    state: Option<RunState>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE workspace_id = $1 AND ($2::uuid IS NULL OR workflow_id = $2)
+           AND ($3::uuid IS NULL OR contact_id = $3) AND ($4::text IS NULL OR state = $4)
+           AND ($5::uuid IS NULL OR id < $5)
+         ORDER BY id DESC LIMIT $6"
+    )))
+    .bind(workspace_id)
+    .bind(workflow_id)
+    .bind(contact_id)
+    .bind(state)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// A step a run took.
+#[derive(Debug, Clone, FromRow)]
+pub struct RunStep {
+    pub step_id: String,
+    pub kind: String,
+    pub input: sqlx::types::Json<serde_json::Value>,
+    pub output: Option<sqlx::types::Json<serde_json::Value>>,
+    pub error: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub async fn run_steps(conn: &mut PgConnection, run_id: Uuid) -> sqlx::Result<Vec<RunStep>> {
+    sqlx::query_as(
+        "SELECT step_id, kind, input, output, error, started_at, finished_at
+         FROM run_steps WHERE run_id = $1 ORDER BY seq",
+    )
+    .bind(run_id)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,211 @@
+//! Starting runs from events: a Contact's message and an opened conversation, matched
+//! against the enabled workflows of the Workspace, in the transaction that marks the event
+//! processed (a redelivered event starts nothing twice). The queue is bound to an event
+//! type only while some enabled workflow has its trigger (ADR 26).
+use std::sync::Arc;
+
+use ism_platform::events::{Batch, EventContext, EventHandler, HandlerError, topics};
+use ism_proto::events::v1::Event;
+use ism_proto::types::v1::{Direction, message_content};
+use ism_proto::workflows::v1 as pb;
+use prost::Message;
+use sqlx::PgConnection;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::states::TriggerKind;
+use crate::store::{self, NewRun, Published};
+
+/// Where a run acts and what started it.
+pub struct Subject {
+    pub workspace_id: Uuid,
+    pub contact_id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub text: String,
+}
+
+/// Starts a run of `workflow` for `subject` unless its reentry policy or once-per-Contact
+/// says not to; the run, if one started.
+pub async fn start(
+    conn: &mut PgConnection,
+    workflow: &Published,
+    definition: &pb::WorkflowDefinition,
+    subject: &Subject,
+) -> sqlx::Result<Option<store::Run>> {
+    let Some(first) = definition.steps.first() else {
+        return Ok(None);
+    };
+    let (active, any) = store::runs_of(conn, workflow.id, subject.contact_id).await?;
+    if definition.once_per_contact && any {
+        return Ok(None);
+    }
+    if active {
+        if definition.reentry() != pb::Reentry::Restart {
+            return Ok(None);
+        }
+        store::cancel_active(conn, workflow.id, subject.contact_id).await?;
+    }
+    store::insert_run(
+        conn,
+        &NewRun {
+            workspace_id: subject.workspace_id,
+            workflow_id: workflow.id,
+            version: workflow.version,
+            contact_id: subject.contact_id,
+            conversation_id: subject.conversation_id,
+            channel_id: subject.channel_id,
+            trigger_text: subject.text.clone(),
+            first_step: first.id.clone(),
+        },
+    )
+    .await
+}
+
+fn uuid_of(value: &str, what: &str) -> Result<Uuid, HandlerError> {
+    Uuid::parse_str(value)
+        .map_err(|_| HandlerError::Permanent(format!("{what} {value:?} is not a UUID")))
+}
+
+/// Whether a message-received trigger takes `text` on `channel`.
+fn takes(trigger: &pb::MessageReceived, channel: &str, text: &str) -> bool {
+    let channel_ok =
+        trigger.channel_ids.is_empty() || trigger.channel_ids.iter().any(|c| c == channel);
+    let text = text.trim();
+    let keyword = trigger
+        .keywords
+        .iter()
+        .any(|k| k.trim().eq_ignore_ascii_case(text));
+    let pattern = !trigger.pattern.is_empty()
+        && regex::Regex::new(&trigger.pattern).is_ok_and(|re| re.is_match(text));
+    let text_ok = (trigger.keywords.is_empty() && trigger.pattern.is_empty()) || keyword || pattern;
+    channel_ok && text_ok
+}
+
+pub struct Triggers {
+    pub wake: Arc<Notify>,
+}
+
+/// Starts the runs `event` triggers; how many.
+async fn take(conn: &mut PgConnection, event: &Event) -> Result<usize, HandlerError> {
+    use pb::trigger::Kind as T;
+    let workspace_id = uuid_of(&event.workspace_id, "workspace_id")?;
+    let (kind, subject) = if event.r#type == topics::CONVERSATION_OPENED.key() {
+        let opened = topics::CONVERSATION_OPENED
+            .decode(event)
+            .map_err(HandlerError::Permanent)?;
+        (
+            TriggerKind::ConversationOpened,
+            Subject {
+                workspace_id,
+                contact_id: uuid_of(&opened.contact_id, "contact_id")?,
+                conversation_id: uuid_of(&opened.conversation_id, "conversation_id")?,
+                channel_id: uuid_of(&opened.channel_id, "channel_id")?,
+                text: String::new(),
+            },
+        )
+    } else {
+        let created = topics::MESSAGE_CREATED
+            .decode(event)
+            .map_err(HandlerError::Permanent)?;
+        let text = match created.content.as_ref().and_then(|c| c.kind.as_ref()) {
+            Some(message_content::Kind::Text(t)) => t.body.clone(),
+            Some(message_content::Kind::ButtonReply(b)) => b.title.clone(),
+            _ => String::new(),
+        };
+        if created.direction != Direction::Inbound as i32 {
+            return Ok(0);
+        }
+        (
+            TriggerKind::MessageReceived,
+            Subject {
+                workspace_id,
+                contact_id: uuid_of(&created.contact_id, "contact_id")?,
+                conversation_id: uuid_of(&created.conversation_id, "conversation_id")?,
+                channel_id: uuid_of(&created.channel_id, "channel_id")?,
+                text,
+            },
+        )
+    };
+    let mut started = 0;
+    for workflow in store::triggered(conn, workspace_id, kind).await? {
+        let definition =
+            pb::WorkflowDefinition::decode(workflow.definition.as_slice()).map_err(|e| {
+                HandlerError::Permanent(format!("stored workflow {}: {e}", workflow.id))
+            })?;
+        let channel = subject.channel_id.to_string();
+        let wanted = match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
+            Some(T::MessageReceived(m)) => takes(m, &channel, &subject.text),
+            Some(T::ConversationOpened(o)) => {
+                o.channel_ids.is_empty() || o.channel_ids.contains(&channel)
+            }
+            _ => false,
+        };
+        if wanted
+            && start(conn, &workflow, &definition, &subject)
+                .await?
+                .is_some()
+        {
+            started += 1;
+        }
+    }
+    Ok(started)
+}
+
+impl EventHandler for Triggers {
+    async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
+        let Some(mut tx) = ctx.begin().await? else {
+            return Ok(());
+        };
+        let started = take(&mut tx, &event).await?;
+        tx.commit().await?;
+        if started > 0 {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        32
+    }
+
+    async fn handle_batch(&self, batch: Batch) -> Result<(), HandlerError> {
+        let (mut tx, events) = batch.begin().await?;
+        let mut started = 0;
+        for event in &events {
+            started += take(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        if started > 0 {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_patterns_and_channels_decide_a_message_trigger() {
+        let any = pb::MessageReceived::default();
+        assert!(takes(&any, "c1", "anything"));
+        let keywords = pb::MessageReceived {
+            keywords: vec!["Pricing".into()],
+            ..Default::default()
+        };
+        assert!(takes(&keywords, "c1", " pricing "));
+        assert!(!takes(&keywords, "c1", "pricing please"));
+        let pattern = pb::MessageReceived {
+            pattern: r"(?i)\border\s+#?\d+".into(),
+            ..Default::default()
+        };
+        assert!(takes(&pattern, "c1", "Where is ORDER 123?"));
+        let elsewhere = pb::MessageReceived {
+            channel_ids: vec!["c2".into()],
+            ..Default::default()
+        };
+        assert!(!takes(&elsewhere, "c1", "hi"));
+    }
+}

@@ -1,0 +1,150 @@
+//! Defining workflows: drafts checked whole, published as immutable versions, enabled or
+//! disabled, deleted.
+use ism_platform::events::Amqp;
+use ism_proto::workflows::v1 as pb;
+use prost::Message;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::bindings;
+use crate::config::WorkflowsSettings;
+use crate::definition;
+use crate::error::Error;
+use crate::states::TriggerKind;
+use crate::store::{self, Workflow};
+
+#[derive(Clone)]
+pub struct Workflows {
+    pub pool: PgPool,
+    pub amqp: Amqp,
+    pub config: WorkflowsSettings,
+}
+
+fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
+    use pb::trigger::Kind as T;
+    match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
+        Some(T::MessageReceived(_)) => TriggerKind::MessageReceived,
+        Some(T::ConversationOpened(_)) => TriggerKind::ConversationOpened,
+        _ => TriggerKind::Manual,
+    }
+}
+
+impl Workflows {
+    fn check(
+        &self,
+        definition: Option<&pb::WorkflowDefinition>,
+    ) -> Result<pb::WorkflowDefinition, Error> {
+        definition::check(definition, self.config.max_steps).map_err(Error::Invalid)
+    }
+
+    pub async fn create(
+        &self,
+        workspace_id: Uuid,
+        definition: Option<pb::WorkflowDefinition>,
+    ) -> Result<Workflow, Error> {
+        let draft = self.check(definition.as_ref())?;
+        let mut tx = self.pool.begin().await?;
+        if store::count_workflows(&mut tx, workspace_id).await? >= self.config.max_workflows {
+            return Err(Error::precondition(
+                "workspace",
+                format!(
+                    "has {} workflows, the most allowed",
+                    self.config.max_workflows
+                ),
+            ));
+        }
+        let id = store::insert_workflow(&mut tx, workspace_id, &draft.encode_to_vec()).await?;
+        let workflow = store::workflow(&mut tx, workspace_id, id)
+            .await?
+            .ok_or(Error::NotFound("workflow"))?;
+        tx.commit().await?;
+        Ok(workflow)
+    }
+
+    pub async fn read(&self, workspace_id: Uuid, id: Uuid) -> Result<Workflow, Error> {
+        let mut conn = ism_platform::db::acquire(&self.pool).await?;
+        store::workflow(&mut conn, workspace_id, id)
+            .await?
+            .ok_or(Error::NotFound("workflow"))
+    }
+
+    pub async fn list(&self, workspace_id: Uuid) -> Result<Vec<Workflow>, Error> {
+        let mut conn = ism_platform::db::acquire(&self.pool).await?;
+        Ok(store::workflows(&mut conn, workspace_id).await?)
+    }
+
+    pub async fn update(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        definition: Option<pb::WorkflowDefinition>,
+    ) -> Result<Workflow, Error> {
+        let draft = self.check(definition.as_ref())?;
+        let mut conn = ism_platform::db::acquire(&self.pool).await?;
+        if !store::update_draft(&mut conn, workspace_id, id, &draft.encode_to_vec()).await? {
+            return Err(Error::NotFound("workflow"));
+        }
+        store::workflow(&mut conn, workspace_id, id)
+            .await?
+            .ok_or(Error::NotFound("workflow"))
+    }
+
+    pub async fn publish(&self, workspace_id: Uuid, id: Uuid) -> Result<Workflow, Error> {
+        let workflow = self.read(workspace_id, id).await?;
+        let draft = pb::WorkflowDefinition::decode(workflow.draft.as_slice())
+            .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored draft: {e}")))?;
+        let checked = self.check(Some(&draft))?;
+        let mut tx = self.pool.begin().await?;
+        if !store::publish(
+            &mut tx,
+            workspace_id,
+            id,
+            &checked.encode_to_vec(),
+            trigger_kind(&checked),
+        )
+        .await?
+        {
+            return Err(Error::NotFound("workflow"));
+        }
+        bindings::sync(&self.amqp, &mut tx).await?;
+        let workflow = store::workflow(&mut tx, workspace_id, id)
+            .await?
+            .ok_or(Error::NotFound("workflow"))?;
+        tx.commit().await?;
+        Ok(workflow)
+    }
+
+    pub async fn set_enabled(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        enabled: bool,
+    ) -> Result<Workflow, Error> {
+        let mut tx = self.pool.begin().await?;
+        if !store::set_enabled(&mut tx, workspace_id, id, enabled).await? {
+            return Err(Error::NotFound("workflow"));
+        }
+        let workflow = store::workflow(&mut tx, workspace_id, id)
+            .await?
+            .ok_or(Error::NotFound("workflow"))?;
+        if enabled && workflow.published_version == 0 {
+            return Err(Error::precondition(
+                "workflow",
+                "has no published version to enable",
+            ));
+        }
+        bindings::sync(&self.amqp, &mut tx).await?;
+        tx.commit().await?;
+        Ok(workflow)
+    }
+
+    pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        if !store::delete_workflow(&mut tx, workspace_id, id).await? {
+            return Err(Error::NotFound("workflow"));
+        }
+        bindings::sync(&self.amqp, &mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,506 @@
+//! Workflows as a business sees them: a message or an opened conversation starts a run
+//! that branches, tags, replies, waits and comments, through the real services and a
+//! Channel's receiver; waits survive a killed process and two replicas, nothing is sent
+//! twice, bad definitions are refused naming the step and field.
+use std::time::Duration;
+
+use ism_e2e::{Platform, Receiver, Tenant, eventually};
+use ism_proto::workflows::v1 as wf;
+use ism_proto::workflows::v1::step::Kind;
+use serde_json::json;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn step(id: &str, next: &str, kind: Kind) -> wf::Step {
+    wf::Step {
+        id: id.into(),
+        next: next.into(),
+        kind: Some(kind),
+        position: Some(wf::Position { x: 0.0, y: 0.0 }),
+    }
+}
+
+fn send(text: &str) -> Kind {
+    Kind::SendMessage(wf::SendMessageStep {
+        content: Some(ism_e2e::fixtures::text_content(text)),
+    })
+}
+
+fn workflow(
+    name: &str,
+    trigger: wf::trigger::Kind,
+    steps: Vec<wf::Step>,
+) -> wf::WorkflowDefinition {
+    wf::WorkflowDefinition {
+        name: name.into(),
+        trigger: Some(wf::Trigger {
+            kind: Some(trigger),
+        }),
+        steps,
+        ..Default::default()
+    }
+}
+
+fn opened() -> wf::trigger::Kind {
+    wf::trigger::Kind::ConversationOpened(wf::ConversationOpened::default())
+}
+
+async fn write(platform: &Platform, tenant: &Tenant, from: &str, id: &str, text: &str) {
+    let inbound = json!({"message_id": id, "from": {"id": from, "name": "Ada"}, "text": text});
+    let (code, _) = platform
+        .webhook(
+            &tenant.channel_id,
+            Some(&tenant.webhook_secret),
+            &serde_json::to_vec(&inbound).expect("JSON"),
+        )
+        .await;
+    assert_eq!(code, 200);
+}
+
+/// The texts the Channel's receiver got for `to`.
+fn sent_to(receiver: &Receiver, to: &str) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .filter_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            (body["to"] == to).then(|| body["text"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+async fn wait_sent(receiver: &Receiver, to: &str, count: usize) -> Vec<String> {
+    eventually(WAIT, "the workflow's messages", || async {
+        let sent = sent_to(receiver, to);
+        (sent.len() >= count).then_some(sent)
+    })
+    .await
+}
+
+fn field_violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_message_starts_a_run_that_branches_tags_and_replies_once() {
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    let trigger = wf::trigger::Kind::MessageReceived(wf::MessageReceived {
+        pattern: "(?i)pric(e|ing)".into(),
+        ..Default::default()
+    });
+    let branch = Kind::Branch(wf::BranchStep {
+        cases: vec![wf::BranchCase {
+            all: vec![wf::Condition {
+                kind: Some(wf::condition::Kind::TextContains("enterprise".into())),
+            }],
+            next: "sales".into(),
+        }],
+        otherwise: "reply".into(),
+    });
+    let created = api
+        .create_workflow(workflow(
+            "Pricing",
+            trigger,
+            vec![
+                step("check", "", branch),
+                step(
+                    "sales",
+                    "reply",
+                    Kind::AddTags(wf::AddTagsStep {
+                        tags: vec!["enterprise".into()],
+                    }),
+                ),
+                step("reply", "tag", send("Our prices: example.com/pricing")),
+                step(
+                    "tag",
+                    "",
+                    Kind::AddTags(wf::AddTagsStep {
+                        tags: vec!["asked-pricing".into()],
+                    }),
+                ),
+            ],
+        ))
+        .await;
+    assert_eq!(created.published_version, 0, "a draft until published");
+    let published = api.publish_workflow(&created.id).await;
+    assert_eq!((published.published_version, published.enabled), (1, true));
+
+    write(&platform, &tenant, "ada", "w-1", "hello").await;
+    write(
+        &platform,
+        &tenant,
+        "ada",
+        "w-2",
+        "Enterprise pricing, please",
+    )
+    .await;
+    assert_eq!(
+        wait_sent(&outbound, "ada", 1).await,
+        ["Our prices: example.com/pricing"]
+    );
+    let runs = eventually(WAIT, "the completed run", || async {
+        let runs = api.list_runs(&created.id).await;
+        (runs.len() == 1 && runs[0].state() == wf::RunState::Completed).then_some(runs)
+    })
+    .await;
+    let run = api.get_run(&runs[0].id).await;
+    let taken: Vec<(&str, &str)> = run
+        .steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(
+        taken,
+        [
+            ("check", "branch"),
+            ("sales", "add_tags"),
+            ("reply", "send_message"),
+            ("tag", "add_tags")
+        ]
+    );
+    assert!(
+        run.steps
+            .iter()
+            .all(|s| s.end_time.is_some() && s.error.is_empty())
+    );
+    assert!(
+        run.steps[0].output.contains("\"case\":0"),
+        "{}",
+        run.steps[0].output
+    );
+    let contact = api.get_contact(&run.contact_id).await;
+    let mut tags = contact.tags.clone();
+    tags.sort();
+    assert_eq!(tags, ["asked-pricing", "enterprise"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sent_to(&outbound, "ada").len(),
+        1,
+        "the reply once, \"hello\" started nothing"
+    );
+
+    // A new version changes what new runs do; the history keeps the first run's version.
+    let mut v2 = workflow(
+        "Pricing",
+        wf::trigger::Kind::MessageReceived(wf::MessageReceived {
+            keywords: vec!["prices".into()],
+            ..Default::default()
+        }),
+        vec![step("reply", "", send("Version two"))],
+    );
+    v2.reentry = wf::Reentry::Restart as i32;
+    api.workflows
+        .clone()
+        .update_workflow(api.authed(wf::UpdateWorkflowRequest {
+            workflow_id: created.id.clone(),
+            definition: Some(v2),
+        }))
+        .await
+        .expect("updated");
+    assert_eq!(api.publish_workflow(&created.id).await.published_version, 2);
+    write(&platform, &tenant, "ada", "w-3", "prices").await;
+    assert_eq!(wait_sent(&outbound, "ada", 2).await[1], "Version two");
+    assert_eq!(api.get_run(&run.id).await.version, 1);
+}
+
+#[tokio::test]
+async fn a_waiting_run_survives_a_killed_process_and_sends_each_message_once() {
+    let outbound = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_WORKFLOWS__LEASE_SECONDS", "2");
+    let tenant = platform.bootstrap(&outbound.url);
+    let workflows = platform.spawn_each()["workflows"];
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let welcome = api
+        .create_workflow(workflow(
+            "Welcome",
+            opened(),
+            vec![
+                step("hello", "pause", send("Welcome!")),
+                step("pause", "again", Kind::Wait(wf::WaitStep { seconds: 4 })),
+                step("again", "note", send("Still there?")),
+                step(
+                    "note",
+                    "",
+                    Kind::Comment(wf::CommentStep {
+                        body: "Followed up".into(),
+                    }),
+                ),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&welcome.id).await;
+
+    write(&platform, &tenant, "bob", "k-1", "hi").await;
+    assert_eq!(wait_sent(&outbound, "bob", 1).await, ["Welcome!"]);
+    let waiting = eventually(WAIT, "the waiting run", || async {
+        let runs = api.list_runs(&welcome.id).await;
+        runs.into_iter()
+            .find(|r| r.state() == wf::RunState::Waiting)
+    })
+    .await;
+    assert!(waiting.wake_time.is_some());
+    platform.kill(workflows);
+    platform.spawn("workflows");
+    platform.wait_ready().await;
+
+    let done = api
+        .wait_for_run(&waiting.id, WAIT, "the run after the restart", |r| {
+            r.state() == wf::RunState::Completed
+        })
+        .await;
+    assert_eq!(done.steps.len(), 4);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sent_to(&outbound, "bob"), ["Welcome!", "Still there?"]);
+}
+
+#[tokio::test]
+async fn two_replicas_fire_each_timer_once() {
+    let outbound = Receiver::start().await;
+    let mut platform = Platform::new();
+    let tenant = platform.bootstrap(&outbound.url);
+    platform.spawn_each();
+    platform.spawn("workflows");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let follow_up = api
+        .create_workflow(workflow(
+            "Follow up",
+            opened(),
+            vec![
+                step("pause", "ask", Kind::Wait(wf::WaitStep { seconds: 2 })),
+                step("ask", "", send("How did we do?")),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&follow_up.id).await;
+    let contacts: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    for (i, contact) in contacts.iter().enumerate() {
+        write(&platform, &tenant, contact, &format!("t-{i}"), "hi").await;
+    }
+    eventually(WAIT, "every run complete", || async {
+        let runs = api.list_runs(&follow_up.id).await;
+        (runs.len() == 6 && runs.iter().all(|r| r.state() == wf::RunState::Completed)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for contact in &contacts {
+        assert_eq!(sent_to(&outbound, contact), ["How did we do?"], "{contact}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_run_names_its_step_is_retried_from_it_and_a_runaway_loop_stops() {
+    let outbound = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_WORKFLOWS__STEP_BUDGET", "7");
+    let tenant = platform.bootstrap(&outbound.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let assign = api
+        .create_workflow(workflow(
+            "Assign",
+            opened(),
+            vec![step(
+                "assign",
+                "",
+                Kind::Assign(wf::AssignStep {
+                    user_id: nobody,
+                    team_id: String::new(),
+                }),
+            )],
+        ))
+        .await;
+    api.publish_workflow(&assign.id).await;
+    let looping = api
+        .create_workflow(workflow(
+            "Loop",
+            opened(),
+            vec![
+                step(
+                    "note",
+                    "again",
+                    Kind::Comment(wf::CommentStep {
+                        body: "tick".into(),
+                    }),
+                ),
+                step(
+                    "again",
+                    "",
+                    Kind::Jump(wf::JumpStep {
+                        to: "note".into(),
+                        max_times: 10,
+                    }),
+                ),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&looping.id).await;
+
+    write(&platform, &tenant, "cy", "f-1", "hi").await;
+    let failed = eventually(WAIT, "the failed run", || async {
+        api.list_runs(&assign.id)
+            .await
+            .into_iter()
+            .find(|r| r.state() == wf::RunState::Failed)
+    })
+    .await;
+    assert!(
+        failed.error.starts_with("step \"assign\""),
+        "{}",
+        failed.error
+    );
+    api.retry_run(&failed.id).await;
+    let again = api
+        .wait_for_run(&failed.id, WAIT, "the retried run to fail again", |r| {
+            r.state() == wf::RunState::Failed && r.steps.len() == 2
+        })
+        .await;
+    assert!(
+        again
+            .steps
+            .iter()
+            .all(|s| s.step_id == "assign" && !s.error.is_empty())
+    );
+
+    let stopped = eventually(WAIT, "the loop stopped by the budget", || async {
+        api.list_runs(&looping.id)
+            .await
+            .into_iter()
+            .find(|r| r.state() == wf::RunState::Failed)
+    })
+    .await;
+    assert!(
+        stopped.error.contains("step budget of 7"),
+        "{}",
+        stopped.error
+    );
+    assert_eq!(api.get_run(&stopped.id).await.steps.len(), 7);
+
+    let cancel = api
+        .workflows
+        .clone()
+        .cancel_run(api.authed(wf::CancelRunRequest {
+            run_id: stopped.id.clone(),
+        }))
+        .await
+        .expect_err("a failed run cannot be cancelled");
+    assert_eq!(cancel.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn bad_workflows_are_refused_naming_the_step_and_field_and_nothing_is_saved() {
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    let mut client = api.workflows.clone();
+    let mut refuse = async |definition: wf::WorkflowDefinition| {
+        client
+            .create_workflow(api.authed(wf::CreateWorkflowRequest {
+                definition: Some(definition),
+            }))
+            .await
+            .expect_err("refused")
+    };
+
+    let eleven = Kind::Branch(wf::BranchStep {
+        cases: (0..11)
+            .map(|_| wf::BranchCase {
+                all: vec![wf::Condition {
+                    kind: Some(wf::condition::Kind::HasTag("vip".into())),
+                }],
+                next: "a".into(),
+            })
+            .collect(),
+        otherwise: String::new(),
+    });
+    let mut bad = workflow(
+        "",
+        wf::trigger::Kind::MessageReceived(wf::MessageReceived {
+            pattern: "(unclosed".into(),
+            ..Default::default()
+        }),
+        vec![
+            step("a", "", eleven),
+            step("b", "", Kind::Wait(wf::WaitStep { seconds: 0 })),
+            step(
+                "c",
+                "",
+                Kind::Jump(wf::JumpStep {
+                    to: "a".into(),
+                    max_times: 11,
+                }),
+            ),
+        ],
+    );
+    bad.steps.push(step("a", "", send("duplicate id")));
+    let status = refuse(bad).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut fields = field_violations(&status);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "definition.name",
+            "definition.steps[0].branch.cases",
+            "definition.steps[1].wait.seconds",
+            "definition.steps[2].jump.max_times",
+            "definition.steps[3].id",
+            "definition.trigger.message_received.pattern",
+        ]
+    );
+
+    let dangling = workflow("Dangling", opened(), vec![step("a", "nowhere", send("hi"))]);
+    assert_eq!(
+        field_violations(&refuse(dangling).await),
+        ["definition.steps[0].next"]
+    );
+    let looped = workflow(
+        "Loop",
+        opened(),
+        vec![step("a", "b", send("hi")), step("b", "a", send("again"))],
+    );
+    assert_eq!(
+        field_violations(&refuse(looped).await),
+        ["definition.steps[1]"]
+    );
+    let orphan = workflow(
+        "Orphan",
+        opened(),
+        vec![step("a", "", send("hi")), step("b", "", send("lost"))],
+    );
+    assert_eq!(
+        field_violations(&refuse(orphan).await),
+        ["definition.steps[1]"]
+    );
+    let too_many = workflow(
+        "Long",
+        opened(),
+        (0..101)
+            .map(|i| step(&format!("s{i}"), &format!("s{}", i + 1), send("x")))
+            .collect(),
+    );
+    assert_eq!(
+        field_violations(&refuse(too_many).await),
+        ["definition.steps"]
+    );
+
+    let listed = client
+        .list_workflows(api.authed(wf::ListWorkflowsRequest {}))
+        .await
+        .expect("listed")
+        .into_inner()
+        .workflows;
+    assert!(listed.is_empty(), "nothing saved: {listed:?}");
+}
