@@ -68,6 +68,20 @@ Demo credentials are in .ism/demo.env (load them with: source .ism/demo.env).
            "event_types":["conversations.message.created"]}}' \\
       http://127.0.0.1:50057/ism.integrations.v1.IntegrationService/CreateWebhookEndpoint
 
+  # 6. Automate: a workflow that greets every new conversation, waits a minute and asks
+  #    again; publish it (use the id from create), then open a conversation as in step 1
+  #    with another --from, and watch .ism/outbound.log:
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" \\
+      -d '{"definition":{"name":"Welcome","trigger":{"conversation_opened":{}},"steps":[
+           {"id":"hello","next":"pause","send_message":{"content":{"text":{"body":"Welcome!"}}}},
+           {"id":"pause","next":"again","wait":{"seconds":60}},
+           {"id":"again","send_message":{"content":{"text":{"body":"Anything else?"}}}}]}}' \\
+      http://127.0.0.1:50056/ism.workflows.v1.WorkflowService/CreateWorkflow
+  npx --yes @bufbuild/buf@1.75.0 curl --protocol grpc --http2-prior-knowledge \\
+      -H "authorization: Bearer \$TOKEN" -d '{"workflow_id":"<workflow id>"}' \\
+      http://127.0.0.1:50056/ism.workflows.v1.WorkflowService/PublishWorkflow
+
 Stop with Ctrl-C (in-flight work drains first).
 
 USAGE
