@@ -81,14 +81,20 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         topology::INTEGRATIONS_EVENTS,
         intake::Intake { wake: wake.clone() },
     );
-    let sender = Arc::new(sender::Sender::new(
+    let (sender, delivered) = sender::Sender::new(
         service.pool.clone(),
         config.clone(),
         egress.clone(),
         poster.clone(),
         limiter,
         wake.clone(),
-    ));
+    );
+    let sender = Arc::new(sender);
+    service.spawn(
+        sender
+            .clone()
+            .record_delivered(delivered, service.shutdown.clone()),
+    );
     service.spawn(sender.run(service.shutdown.clone()));
 
     let turns_wake = Arc::new(Notify::new());

@@ -17,7 +17,7 @@ use ism_proto::events::v1 as ev;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use secrecy::SecretString;
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -41,6 +41,12 @@ pub struct Poster {
 #[derive(Debug)]
 pub enum Outcome {
     Delivered,
+    Refused(Refusal),
+}
+
+/// Why an attempt failed, as far as what follows is concerned.
+#[derive(Debug)]
+pub enum Refusal {
     /// 410: the receiver wants no more.
     Gone,
     Failed {
@@ -80,7 +86,7 @@ impl Poster {
             let error = format!("url {refusal}");
             return (
                 attempt(0, error, String::new()),
-                Outcome::Failed { retry_after: None },
+                Outcome::Refused(Refusal::Failed { retry_after: None }),
             );
         }
         let timestamp = started_at.timestamp();
@@ -117,7 +123,7 @@ impl Poster {
                 };
                 return (
                     attempt(0, error, String::new()),
-                    Outcome::Failed { retry_after: None },
+                    Outcome::Refused(Refusal::Failed { retry_after: None }),
                 );
             }
         };
@@ -141,7 +147,10 @@ impl Poster {
             )
         } else if status == reqwest::StatusCode::GONE {
             let error = "answered 410 Gone".to_owned();
-            (attempt(code, error, response_body), Outcome::Gone)
+            (
+                attempt(code, error, response_body),
+                Outcome::Refused(Refusal::Gone),
+            )
         } else {
             let error = if status.is_redirection() {
                 format!("answered {status} (redirects are not followed)")
@@ -150,7 +159,7 @@ impl Poster {
             };
             (
                 attempt(code, error, response_body),
-                Outcome::Failed { retry_after },
+                Outcome::Refused(Refusal::Failed { retry_after }),
             )
         }
     }
@@ -185,8 +194,16 @@ pub struct Sender {
     pub limiter: Arc<Limiter>,
     pub wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
-    per_endpoint: Arc<Mutex<HashMap<Uuid, usize>>>,
+    per_endpoint: Arc<Mutex<HashMap<Uuid, i64>>>,
+    /// Deliveries answered 2xx, recorded together by [`Sender::record_delivered`].
+    delivered: mpsc::UnboundedSender<Delivered>,
 }
+
+/// A delivery answered 2xx: its id, its endpoint and the attempt.
+type Delivered = (Uuid, Uuid, Attempt);
+
+/// Most deliveries recorded in one transaction.
+const RECORD_BATCH: usize = 256;
 
 impl Sender {
     pub fn new(
@@ -196,16 +213,67 @@ impl Sender {
         poster: Poster,
         limiter: Arc<Limiter>,
         wake: Arc<Notify>,
-    ) -> Self {
-        Self {
+    ) -> (Self, mpsc::UnboundedReceiver<Delivered>) {
+        let (delivered, received) = mpsc::unbounded_channel();
+        let sender = Self {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             per_endpoint: Arc::default(),
+            delivered,
             pool,
             config,
             egress,
             poster,
             limiter,
             wake,
+        };
+        (sender, received)
+    }
+
+    /// Records deliveries answered 2xx as they come, many per transaction: one commit per
+    /// batch instead of one per delivery. A batch that cannot be recorded is retried; if the
+    /// process dies first, its deliveries are attempted again after their lease (the same
+    /// `webhook-id`, as the specification allows).
+    pub async fn record_delivered(
+        self: Arc<Self>,
+        mut received: mpsc::UnboundedReceiver<Delivered>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                n = received.recv_many(&mut batch, RECORD_BATCH) => if n == 0 { return Ok(()) },
+                _ = shutdown.cancelled() => {
+                    // What came in before the stop is recorded; later answers are attempted
+                    // again after their lease.
+                    while batch.len() < RECORD_BATCH && let Ok(d) = received.try_recv() {
+                        batch.push(d);
+                    }
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            let record = || async {
+                let mut tx = self.pool.begin().await?;
+                store::record_delivered(&mut tx, &batch).await?;
+                tx.commit().await
+            };
+            let recorded = backon::Retryable::retry(
+                record,
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_total_delay(Some(Duration::from_secs(self.config.lease_seconds / 2))),
+            )
+            .await;
+            if let Err(e) = recorded {
+                tracing::warn!(deliveries = batch.len(), error = %e, "recording delivered webhooks failed");
+            }
+            batch.clear();
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
         }
     }
 
@@ -237,20 +305,19 @@ impl Sender {
         if free == 0 {
             return Ok(0);
         }
-        let busy: Vec<Uuid> = {
-            let counts = self.per_endpoint.lock().expect("not poisoned");
-            counts
-                .iter()
-                .filter(|(_, n)| **n >= self.config.endpoint_concurrency)
-                .map(|(id, _)| *id)
-                .collect()
-        };
+        let in_flight: Vec<(Uuid, i64)> = self
+            .per_endpoint
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(id, n)| (*id, *n))
+            .collect();
         let lease = Duration::from_secs(self.config.lease_seconds);
         let claims = store::claim(
             &self.pool,
-            free.min(256) as i64,
+            free.min(64) as i64,
             self.config.endpoint_concurrency as i64,
-            &busy,
+            &in_flight,
             lease,
         )
         .await?;
@@ -327,16 +394,25 @@ impl Sender {
                     error,
                     response_body: String::new(),
                 },
-                Outcome::Failed { retry_after: None },
+                Outcome::Refused(Refusal::Failed { retry_after: None }),
             ),
         };
         metrics::counter!("ism_webhook_attempts_total", "outcome" => match outcome {
             Outcome::Delivered => "delivered",
-            Outcome::Gone => "gone",
-            Outcome::Failed { .. } => "failed",
+            Outcome::Refused(Refusal::Gone) => "gone",
+            Outcome::Refused(Refusal::Failed { .. }) => "failed",
         })
         .increment(1);
-        let record = || self.record(&claim, &attempt, &outcome);
+        let refusal = match outcome {
+            Outcome::Delivered => {
+                // Recorded with others; a closed channel means the service is stopping,
+                // and the delivery is attempted again after its lease.
+                let _ = self.delivered.send((claim.id, claim.endpoint_id, attempt));
+                return;
+            }
+            Outcome::Refused(refusal) => refusal,
+        };
+        let record = || self.record(&claim, &attempt, &refusal);
         let recorded = backon::Retryable::retry(
             record,
             backon::ExponentialBuilder::default()
@@ -395,20 +471,16 @@ impl Sender {
         &self,
         claim: &Claim,
         attempt: &Attempt,
-        outcome: &Outcome,
+        refusal: &Refusal,
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         store::insert_attempt(&mut tx, claim.id, attempt).await?;
-        match outcome {
-            Outcome::Delivered => {
-                store::settle(&mut tx, claim.id, DeliveryState::Delivered, Utc::now()).await?;
-                store::endpoint_answered(&mut tx, claim.endpoint_id).await?;
-            }
-            Outcome::Gone => {
+        match refusal {
+            Refusal::Gone => {
                 store::settle(&mut tx, claim.id, DeliveryState::Failed, Utc::now()).await?;
                 disable(&mut tx, claim.endpoint_id, "the receiver answered 410 Gone").await?;
             }
-            Outcome::Failed { retry_after } => {
+            Refusal::Failed { retry_after } => {
                 let failing = store::endpoint_failed(
                     &mut tx,
                     claim.endpoint_id,

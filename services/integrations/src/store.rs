@@ -247,8 +247,8 @@ pub struct NewEvent {
     pub body: String,
 }
 
-/// Stores `events` and one delivery per (event, endpoint) pair in `deliveries`; a pair
-/// stored before (the same event seen again) stays as it was.
+/// Stores `events` and one delivery per (endpoint, event) pair in `deliveries`, each event
+/// among `events`; a pair stored before (the same event seen again) stays as it was.
 pub async fn insert_deliveries(
     conn: &mut PgConnection,
     events: &[NewEvent],
@@ -273,18 +273,27 @@ pub async fn insert_deliveries(
     .execute(&mut *conn)
     .await?;
     let ids: Vec<Uuid> = deliveries.iter().map(|_| Uuid::now_v7()).collect();
+    let type_of: std::collections::HashMap<Uuid, &str> = events
+        .iter()
+        .map(|e| (e.id, e.event_type.as_str()))
+        .collect();
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, state)
-         SELECT d.id, d.endpoint_id, d.event_id, e.event_type, d.state
-         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[])
-             WITH ORDINALITY AS d (id, endpoint_id, event_id, state, n)
-         JOIN webhook_events e ON e.id = d.event_id
+         SELECT d.id, d.endpoint_id, d.event_id, d.event_type, d.state
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+             WITH ORDINALITY AS d (id, endpoint_id, event_id, event_type, state, n)
          ORDER BY d.n
          ON CONFLICT (endpoint_id, event_id) DO NOTHING",
     )
     .bind(&ids)
     .bind(deliveries.iter().map(|d| d.0).collect::<Vec<_>>())
     .bind(deliveries.iter().map(|d| d.1).collect::<Vec<_>>())
+    .bind(
+        deliveries
+            .iter()
+            .map(|d| type_of.get(&d.1).copied().unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
     .bind(deliveries.iter().map(|d| d.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
@@ -306,37 +315,47 @@ pub struct Claim {
     pub body: String,
 }
 
-/// Claims up to `limit` due deliveries, at most `per_endpoint` of each endpoint and none
-/// of `busy` endpoints (at their concurrency here), and of an ordered endpoint only the
-/// pending one of the earliest event. A claim moves the delivery's next attempt `lease` ahead, which is
-/// its lease: another replica takes it only after that.
+/// Claims due deliveries: of up to `endpoints` endpoints that have some (none disabled or
+/// resting), at most `per_endpoint` in flight each counting the `in_flight` ones here, and
+/// of an ordered endpoint only the pending delivery of the earliest event. A claim moves
+/// the delivery's next attempt `lease` ahead, which is its lease: another replica takes it
+/// only after that. Each endpoint's deliveries are read through its own index range, so a
+/// claim costs the same whatever the backlog.
 pub async fn claim(
     pool: &PgPool,
-    limit: i64,
+    endpoints: i64,
     per_endpoint: i64,
-    busy: &[Uuid],
+    in_flight: &[(Uuid, i64)],
     lease: std::time::Duration,
 ) -> sqlx::Result<Vec<Claim>> {
     sqlx::query_as(
-        "WITH due AS (
-             SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS n
-             FROM webhook_deliveries d
-             JOIN webhook_endpoints e ON e.id = d.endpoint_id
-             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-               AND e.enabled AND (e.resting_until IS NULL OR e.resting_until <= now())
-               AND NOT (d.endpoint_id = ANY($3))
-               AND (NOT e.ordered OR d.event_id = (
-                   SELECT f.event_id FROM webhook_deliveries f
-                   WHERE f.endpoint_id = d.endpoint_id AND f.state = 'pending'
-                   ORDER BY f.event_id LIMIT 1))
-             ORDER BY d.next_attempt_at
-             LIMIT $1 * 4
+        "WITH ready AS (
+             SELECT e.id, e.ordered,
+                    $2 - coalesce((SELECT f.n FROM unnest($3::uuid[], $5::bigint[]) AS f (id, n)
+                                   WHERE f.id = e.id), 0) AS room
+             FROM webhook_endpoints e
+             WHERE e.enabled AND (e.resting_until IS NULL OR e.resting_until <= now())
+               AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                           WHERE d.endpoint_id = e.id AND d.state = 'pending'
+                             AND d.next_attempt_at <= now())
+             LIMIT $1
+         ),
+         due AS (
+             SELECT p.id FROM ready e
+             CROSS JOIN LATERAL (
+                 SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+                 WHERE d.endpoint_id = e.id AND d.state = 'pending'
+                   AND (e.ordered OR d.next_attempt_at <= now())
+                 ORDER BY d.event_id
+                 LIMIT CASE WHEN e.ordered THEN 1 ELSE greatest(e.room, 0) END
+             ) p
+             WHERE p.next_attempt_at <= now()
          ),
          claimed AS (
              UPDATE webhook_deliveries d
              SET next_attempt_at = now() + make_interval(secs => $4), attempts = attempts + 1
-             FROM (SELECT id FROM due WHERE n <= $2 LIMIT $1) c
-             WHERE d.id = c.id AND d.state = 'pending' AND d.next_attempt_at <= now()
+             FROM due
+             WHERE d.id = due.id AND d.state = 'pending' AND d.next_attempt_at <= now()
              RETURNING d.id, d.endpoint_id, d.event_id, d.attempts
          )
          SELECT c.id, c.endpoint_id, c.event_id, c.attempts, e.url, e.secret, e.previous_secret,
@@ -345,12 +364,48 @@ pub async fn claim(
          JOIN webhook_endpoints e ON e.id = c.endpoint_id
          JOIN webhook_events v ON v.id = c.event_id",
     )
-    .bind(limit)
+    .bind(endpoints)
     .bind(per_endpoint)
-    .bind(busy)
+    .bind(in_flight.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(lease.as_secs_f64())
+    .bind(in_flight.iter().map(|(_, n)| *n).collect::<Vec<_>>())
     .fetch_all(pool)
     .await
+}
+
+/// Records deliveries answered 2xx, each with its attempt, and their endpoints' success,
+/// in one statement each.
+pub async fn record_delivered(
+    conn: &mut PgConnection,
+    delivered: &[(Uuid, Uuid, Attempt)],
+) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = delivered.iter().map(|(id, _, _)| *id).collect();
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, number, started_at, duration_ms, status_code,
+             error, response_body)
+         SELECT d.id, coalesce((SELECT max(a.number) FROM webhook_attempts a WHERE a.delivery_id = d.id), 0) + 1,
+                d.started_at, d.duration_ms, d.status_code, '', d.body
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::int[], $5::text[])
+             AS d (id, started_at, duration_ms, status_code, body)",
+    )
+    .bind(&ids)
+    .bind(delivered.iter().map(|(_, _, a)| a.started_at).collect::<Vec<_>>())
+    .bind(delivered.iter().map(|(_, _, a)| a.duration_ms).collect::<Vec<_>>())
+    .bind(delivered.iter().map(|(_, _, a)| a.status_code).collect::<Vec<_>>())
+    .bind(delivered.iter().map(|(_, _, a)| a.response_body.as_str()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE webhook_deliveries SET state = 'delivered', next_attempt_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    let mut endpoints: Vec<Uuid> = delivered.iter().map(|(_, e, _)| *e).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    for endpoint in endpoints {
+        endpoint_answered(conn, endpoint).await?;
+    }
+    Ok(())
 }
 
 /// One POST and what came of it.
@@ -896,4 +951,110 @@ pub async fn retry_turn(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod plan_guard {
+    //! The plan guard for webhook delivery (ADR 21): on never-analysed tables holding a
+    //! thousand events for two endpoints, intake, the claim and the bookkeeping reach the
+    //! growing tables only through keyed probes.
+    use super::*;
+    use ism_platform::config::ServiceName;
+    use ism_platform::{db, plans};
+
+    const GROWING: &[&str] = &["webhook_deliveries", "webhook_events", "webhook_attempts"];
+
+    fn definition(ordered: bool) -> Definition {
+        Definition {
+            url: "http://203.0.113.1/hook".into(),
+            description: String::new(),
+            event_types: vec!["contacts.contact.created".into()],
+            channel_ids: Vec::new(),
+            tags: Vec::new(),
+            ordered,
+            rate_limit_per_second: 0,
+        }
+    }
+
+    fn events(workspace_id: Uuid, n: usize) -> Vec<NewEvent> {
+        (0..n)
+            .map(|_| NewEvent {
+                id: Uuid::now_v7(),
+                workspace_id,
+                event_type: "contacts.contact.created".into(),
+                occurred_at: Utc::now(),
+                body: "{}".into(),
+            })
+            .collect()
+    }
+
+    fn pairs(events: &[NewEvent], endpoints: &[Uuid]) -> Vec<(Uuid, Uuid, DeliveryState)> {
+        events
+            .iter()
+            .flat_map(|e| endpoints.iter().map(|p| (*p, e.id, DeliveryState::Pending)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn delivery_statements_probe_by_key_on_tables_never_analysed() {
+        let pool = db::scratch(ServiceName::Integrations, &crate::MIGRATOR)
+            .await
+            .unwrap();
+        plans::never_analysed(&pool, GROWING).await.unwrap();
+        let workspace = Uuid::now_v7();
+        let (plain, ordered) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut conn = pool.acquire().await.unwrap();
+        insert_endpoint(&mut conn, plain, workspace, &definition(false), b"s")
+            .await
+            .unwrap();
+        insert_endpoint(&mut conn, ordered, workspace, &definition(true), b"s")
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            let batch = events(workspace, 100);
+            insert_deliveries(&mut conn, &batch, &pairs(&batch, &[plain, ordered]))
+                .await
+                .unwrap();
+        }
+        drop(conn);
+
+        let guarded = plans::guarded_pool(&pool).await.unwrap();
+        let lease = std::time::Duration::from_secs(60);
+        for round in 0..7 {
+            let mut tx = guarded.begin().await.unwrap();
+            let batch = events(workspace, 10);
+            insert_deliveries(&mut tx, &batch, &pairs(&batch, &[plain, ordered]))
+                .await
+                .unwrap();
+            subscribers(&mut tx, &[workspace]).await.unwrap();
+            tx.commit().await.unwrap();
+            let claims = claim(&guarded, 64, 8, &[(plain, 2)], lease).await.unwrap();
+            assert!(!claims.is_empty(), "round {round} claimed nothing");
+            let attempt = Attempt {
+                started_at: Utc::now(),
+                duration_ms: 3,
+                status_code: 200,
+                error: String::new(),
+                response_body: "ok".into(),
+            };
+            let (failed, delivered) = claims.split_first().unwrap();
+            let delivered: Vec<_> = delivered
+                .iter()
+                .map(|c| (c.id, c.endpoint_id, attempt.clone()))
+                .collect();
+            let mut tx = guarded.begin().await.unwrap();
+            record_delivered(&mut tx, &delivered).await.unwrap();
+            insert_attempt(&mut tx, failed.id, &attempt).await.unwrap();
+            settle(&mut tx, failed.id, DeliveryState::Pending, Utc::now())
+                .await
+                .unwrap();
+            endpoint_failed(&mut tx, failed.endpoint_id, "answered 503", 5, lease, lease)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+
+        plans::assert_probes_by_key(&guarded, GROWING, 6).await;
+        guarded.close().await;
+    }
 }

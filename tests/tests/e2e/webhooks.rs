@@ -281,7 +281,10 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disa
             .list_webhook_deliveries(&crm_endpoint.id)
             .await
             .into_iter()
-            .filter(|d| d.state() == ig::WebhookDeliveryState::Delivered)
+            .filter(|d| {
+                d.state() == ig::WebhookDeliveryState::Delivered
+                    && d.event_type == "contacts.contact.created"
+            })
             .map(|d| d.event_id)
             .collect();
         (answered.len() >= 5).then(|| of_type(&crm, "contacts.contact.created"))
