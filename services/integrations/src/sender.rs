@@ -3,7 +3,7 @@
 //! replica that dies mid-POST leaves the delivery to be attempted again after the lease:
 //! the receiver may see it twice, always with the same `webhook-id` (the Standard
 //! Webhooks contract). Each endpoint has at most `endpoint_concurrency` POSTs in flight
-//! here, so a slow receiver holds only its own share.
+//! here (and a few times that claimed ahead), so a slow receiver holds only its own share.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use ism_proto::events::v1 as ev;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use secrecy::SecretString;
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -194,7 +194,7 @@ pub struct Sender {
     pub limiter: Arc<Limiter>,
     pub wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
-    per_endpoint: Arc<Mutex<HashMap<Uuid, i64>>>,
+    per_endpoint: Arc<Mutex<HashMap<Uuid, Lane>>>,
     /// Deliveries answered 2xx, recorded together by [`Sender::record_delivered`].
     delivered: mpsc::UnboundedSender<Delivered>,
 }
@@ -204,6 +204,17 @@ type Delivered = (Uuid, Uuid, Attempt);
 
 /// Most deliveries recorded in one transaction.
 const RECORD_BATCH: usize = 256;
+
+/// Deliveries of one endpoint claimed ahead of its POST slots, as a multiple of its
+/// concurrency: the next POST never waits for a claim's round trip.
+const PREFETCH: usize = 4;
+
+/// One endpoint's deliveries held by this replica: claimed (posting or waiting for a
+/// slot), and its POST slots.
+struct Lane {
+    held: i64,
+    slots: Arc<Semaphore>,
+}
 
 impl Sender {
     pub fn new(
@@ -305,19 +316,19 @@ impl Sender {
         if free == 0 {
             return Ok(0);
         }
-        let in_flight: Vec<(Uuid, i64)> = self
+        let held: Vec<(Uuid, i64)> = self
             .per_endpoint
             .lock()
             .expect("not poisoned")
             .iter()
-            .map(|(id, n)| (*id, *n))
+            .map(|(id, lane)| (*id, lane.held))
             .collect();
         let lease = Duration::from_secs(self.config.lease_seconds);
         let claims = store::claim(
             &self.pool,
             free.min(64) as i64,
-            self.config.endpoint_concurrency as i64,
-            &in_flight,
+            (self.config.endpoint_concurrency * PREFETCH) as i64,
+            &held,
             lease,
         )
         .await?;
@@ -326,21 +337,26 @@ impl Sender {
             let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                 break;
             };
-            *self
-                .per_endpoint
-                .lock()
-                .expect("not poisoned")
-                .entry(claim.endpoint_id)
-                .or_default() += 1;
+            let slots = {
+                let mut lanes = self.per_endpoint.lock().expect("not poisoned");
+                let lane = lanes.entry(claim.endpoint_id).or_insert_with(|| Lane {
+                    held: 0,
+                    slots: Arc::new(Semaphore::new(self.config.endpoint_concurrency)),
+                });
+                lane.held += 1;
+                lane.slots.clone()
+            };
             let this = self.clone();
             tokio::spawn(async move {
                 let endpoint = claim.endpoint_id;
-                this.attempt(claim).await;
-                let mut counts = this.per_endpoint.lock().expect("not poisoned");
-                if let Some(n) = counts.get_mut(&endpoint) {
-                    *n -= 1;
-                    if *n == 0 {
-                        counts.remove(&endpoint);
+                if let Ok(slot) = slots.acquire_owned().await {
+                    this.attempt(claim, slot).await;
+                }
+                let mut lanes = this.per_endpoint.lock().expect("not poisoned");
+                if let Some(lane) = lanes.get_mut(&endpoint) {
+                    lane.held -= 1;
+                    if lane.held == 0 {
+                        lanes.remove(&endpoint);
                     }
                 }
                 drop(permit);
@@ -350,7 +366,8 @@ impl Sender {
         Ok(count)
     }
 
-    async fn attempt(&self, claim: Claim) {
+    /// POSTs one claimed delivery in `slot` (one of its endpoint's), then records it.
+    async fn attempt(&self, claim: Claim, slot: OwnedSemaphorePermit) {
         let rate = claim.rate_limit_per_second;
         if rate > 0 {
             loop {
@@ -397,6 +414,7 @@ impl Sender {
                 Outcome::Refused(Refusal::Failed { retry_after: None }),
             ),
         };
+        drop(slot);
         metrics::counter!("ism_webhook_attempts_total", "outcome" => match outcome {
             Outcome::Delivered => "delivered",
             Outcome::Refused(Refusal::Gone) => "gone",

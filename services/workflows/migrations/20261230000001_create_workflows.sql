@@ -49,6 +49,8 @@ CREATE UNIQUE INDEX runs_active_key ON runs (workflow_id, contact_id) WHERE stat
 CREATE INDEX runs_due ON runs (wake_at) WHERE state IN ('running', 'waiting');
 CREATE INDEX runs_of_workflow ON runs (workflow_id, id DESC);
 CREATE INDEX runs_of_contact ON runs (contact_id, id DESC);
+-- Reentry and once-per-Contact: a Contact's runs of one workflow.
+CREATE INDEX runs_of_workflow_contact ON runs (workflow_id, contact_id);
 
 CREATE TABLE run_steps (
     run_id uuid NOT NULL REFERENCES runs (id) ON DELETE CASCADE,

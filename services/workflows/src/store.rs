@@ -448,3 +448,96 @@ pub async fn run_steps(conn: &mut PgConnection, run_id: Uuid) -> sqlx::Result<Ve
     .fetch_all(conn)
     .await
 }
+
+#[cfg(test)]
+mod plan_guard {
+    //! The plan guard for runs (ADR 21): on never-analysed tables holding a thousand runs
+    //! and their steps, triggering, claiming and taking steps reach the growing tables
+    //! only through keyed probes.
+    use super::*;
+    use ism_platform::config::ServiceName;
+    use ism_platform::{db, plans};
+
+    const GROWING: &[&str] = &["runs", "run_steps"];
+
+    fn new_run(workspace_id: Uuid, workflow_id: Uuid) -> NewRun {
+        NewRun {
+            workspace_id,
+            workflow_id,
+            version: 1,
+            contact_id: Uuid::now_v7(),
+            conversation_id: Uuid::now_v7(),
+            channel_id: Uuid::now_v7(),
+            trigger_text: "hello".into(),
+            first_step: "a".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn run_statements_probe_by_key_on_tables_never_analysed() {
+        let pool = db::scratch(ServiceName::Workflows, &crate::MIGRATOR)
+            .await
+            .unwrap();
+        plans::never_analysed(&pool, GROWING).await.unwrap();
+        let workspace = Uuid::now_v7();
+        let mut conn = pool.acquire().await.unwrap();
+        let workflow = insert_workflow(&mut conn, workspace, b"draft")
+            .await
+            .unwrap();
+        publish(
+            &mut conn,
+            workspace,
+            workflow,
+            b"v1",
+            TriggerKind::MessageReceived,
+        )
+        .await
+        .unwrap();
+        for _ in 0..1000 {
+            let run = insert_run(&mut conn, &new_run(workspace, workflow))
+                .await
+                .unwrap()
+                .unwrap();
+            begin_step(&mut conn, run.id, 1, "a", "comment", &serde_json::json!({}))
+                .await
+                .unwrap();
+        }
+        drop(conn);
+
+        let guarded = plans::guarded_pool(&pool).await.unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        for _ in 0..7 {
+            let mut tx = guarded.begin().await.unwrap();
+            let subject = new_run(workspace, workflow);
+            triggered(&mut tx, workspace, TriggerKind::MessageReceived)
+                .await
+                .unwrap();
+            runs_of(&mut tx, workflow, subject.contact_id)
+                .await
+                .unwrap();
+            insert_run(&mut tx, &subject).await.unwrap();
+            tx.commit().await.unwrap();
+            for claimed in claim_runs(&guarded, 8, lease).await.unwrap() {
+                let mut tx = guarded.begin().await.unwrap();
+                let mut run = lock_run(&mut tx, claimed.id).await.unwrap().unwrap();
+                published(&mut tx, run.workflow_id, run.version)
+                    .await
+                    .unwrap();
+                let seq = run.step_count + 1;
+                begin_step(&mut tx, run.id, seq, "a", "comment", &serde_json::json!({}))
+                    .await
+                    .unwrap();
+                end_step(&mut tx, run.id, seq, &serde_json::json!({}), "")
+                    .await
+                    .unwrap();
+                run.step_count = seq;
+                run.state = RunState::Completed;
+                advance(&mut tx, &run).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+
+        plans::assert_probes_by_key(&guarded, GROWING, 8).await;
+        guarded.close().await;
+    }
+}
