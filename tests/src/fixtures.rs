@@ -314,3 +314,30 @@ pub async fn populate(platform: &Platform, tenant: Tenant, sender: &str) -> Side
         api_key_id: key.id,
     }
 }
+
+/// A Contact `from` writes `text` (provider message id `id`) to `tenant`'s custom channel,
+/// through its signed webhook.
+pub async fn contact_writes(
+    platform: &Platform,
+    tenant: &Tenant,
+    from: &str,
+    id: &str,
+    text: &str,
+) {
+    let inbound = json!({"message_id": id, "from": {"id": from, "name": "Ada"}, "text": text});
+    let body = serde_json::to_vec(&inbound).expect("JSON");
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &body)
+        .await;
+    assert_eq!(code, 200);
+}
+
+/// The fields a refusal's `BadRequest` names, in its order.
+pub fn field_violations(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}

@@ -77,6 +77,30 @@ impl Receiver {
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().expect("receiver lock").received.clone()
     }
+
+    /// The texts of the messages POSTed for the Contact `to`, in order.
+    pub fn texts_to(&self, to: &str) -> Vec<String> {
+        self.received()
+            .iter()
+            .filter_map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+                (body["to"] == to).then(|| body["text"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+
+    /// [`Self::texts_to`] once it holds `count` texts, waiting up to a minute.
+    pub async fn wait_texts_to(&self, to: &str, count: usize) -> Vec<String> {
+        crate::eventually(
+            std::time::Duration::from_secs(60),
+            "the messages sent",
+            || async {
+                let sent = self.texts_to(to);
+                (sent.len() >= count).then_some(sent)
+            },
+        )
+        .await
+    }
 }
 
 async fn receive(

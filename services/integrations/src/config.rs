@@ -21,6 +21,8 @@ pub struct IntegrationsSettings {
     pub max_in_flight: usize,
     pub lease_seconds: u64,
     pub poll_ms: u64,
+    /// How long an ordered endpoint's event waits for earlier events still being taken in.
+    pub ordering_window_ms: u64,
     pub breaker_failures: i32,
     pub breaker_rest_seconds: u64,
     pub warn_after_hours: f64,

@@ -270,14 +270,7 @@ impl Sender {
                 store::record_delivered(&mut tx, &batch).await?;
                 tx.commit().await
             };
-            let recorded = backon::Retryable::retry(
-                record,
-                backon::ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_total_delay(Some(Duration::from_secs(self.config.lease_seconds / 2))),
-            )
-            .await;
+            let recorded = backon::Retryable::retry(record, self.record_backoff()).await;
             if let Err(e) = recorded {
                 tracing::warn!(deliveries = batch.len(), error = %e, "recording delivered webhooks failed");
             }
@@ -286,6 +279,15 @@ impl Sender {
                 return Ok(());
             }
         }
+    }
+
+    /// Retries of a failed record: within half a lease, so the delivery is not claimed
+    /// again while its outcome is still being written.
+    fn record_backoff(&self) -> backon::ExponentialBuilder {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_total_delay(Some(Duration::from_secs(self.config.lease_seconds / 2)))
     }
 
     /// Delivers until `shutdown`; POSTs in flight then finish or are attempted again
@@ -330,6 +332,7 @@ impl Sender {
             (self.config.endpoint_concurrency * PREFETCH) as i64,
             &held,
             lease,
+            Duration::from_millis(self.config.ordering_window_ms),
         )
         .await?;
         let count = claims.len();
@@ -431,14 +434,7 @@ impl Sender {
             Outcome::Refused(refusal) => refusal,
         };
         let record = || self.record(&claim, &attempt, &refusal);
-        let recorded = backon::Retryable::retry(
-            record,
-            backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(5))
-                .with_total_delay(Some(Duration::from_secs(self.config.lease_seconds / 2))),
-        )
-        .await;
+        let recorded = backon::Retryable::retry(record, self.record_backoff()).await;
         if let Err(e) = recorded {
             // Attempted again after its lease, with the same webhook-id.
             tracing::warn!(delivery = %claim.id, error = %e, "recording a webhook attempt failed");

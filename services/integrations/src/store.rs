@@ -317,7 +317,9 @@ pub struct Claim {
 
 /// Claims due deliveries: of up to `endpoints` endpoints that have some (none disabled or
 /// resting), at most `per_endpoint` in flight each counting the `in_flight` ones here, and
-/// of an ordered endpoint only the pending delivery of the earliest event. A claim moves
+/// of an ordered endpoint only the pending delivery of the earliest event, once it has
+/// waited `ordering_window` for earlier events still on their way (events of different
+/// conversations and Contacts are taken in in parallel and can arrive out of order). A claim moves
 /// the delivery's next attempt `lease` ahead, which is its lease: another replica takes it
 /// only after that. Each endpoint's deliveries are read through its own index range, so a
 /// claim costs the same whatever the backlog.
@@ -327,6 +329,7 @@ pub async fn claim(
     per_endpoint: i64,
     in_flight: &[(Uuid, i64)],
     lease: std::time::Duration,
+    ordering_window: std::time::Duration,
 ) -> sqlx::Result<Vec<Claim>> {
     sqlx::query_as(
         "WITH ready AS (
@@ -343,13 +346,14 @@ pub async fn claim(
          due AS (
              SELECT p.id FROM ready e
              CROSS JOIN LATERAL (
-                 SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+                 SELECT d.id, d.next_attempt_at, d.created_at FROM webhook_deliveries d
                  WHERE d.endpoint_id = e.id AND d.state = 'pending'
                    AND (e.ordered OR d.next_attempt_at <= now())
                  ORDER BY d.event_id
                  LIMIT CASE WHEN e.ordered THEN 1 ELSE greatest(e.room, 0) END
              ) p
              WHERE p.next_attempt_at <= now()
+               AND (NOT e.ordered OR p.created_at <= now() - make_interval(secs => $6))
          ),
          claimed AS (
              UPDATE webhook_deliveries d
@@ -369,6 +373,7 @@ pub async fn claim(
     .bind(in_flight.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(lease.as_secs_f64())
     .bind(in_flight.iter().map(|(_, n)| *n).collect::<Vec<_>>())
+    .bind(ordering_window.as_secs_f64())
     .fetch_all(pool)
     .await
 }
@@ -1028,7 +1033,16 @@ mod plan_guard {
                 .unwrap();
             subscribers(&mut tx, &[workspace]).await.unwrap();
             tx.commit().await.unwrap();
-            let claims = claim(&guarded, 64, 8, &[(plain, 2)], lease).await.unwrap();
+            let claims = claim(
+                &guarded,
+                64,
+                8,
+                &[(plain, 2)],
+                lease,
+                std::time::Duration::ZERO,
+            )
+            .await
+            .unwrap();
             assert!(!claims.is_empty(), "round {round} claimed nothing");
             let attempt = Attempt {
                 started_at: Utc::now(),

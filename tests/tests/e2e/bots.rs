@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use ism_e2e::bots::{FakeGoogle, FakeOpenAi};
-use ism_e2e::{Api, Platform, Receiver, Tenant, eventually};
+use ism_e2e::fixtures::{contact_writes, field_violations};
+use ism_e2e::{Api, Platform, Receiver, eventually};
 use ism_proto::conversations::v1 as cv;
 use ism_proto::integrations::v1 as ig;
 use ism_proto::types::v1::message_content;
@@ -43,38 +44,6 @@ fn openai_bot(ai: &FakeOpenAi) -> ig::BotDefinition {
     }
 }
 
-async fn write(platform: &Platform, tenant: &Tenant, from: &str, id: &str, text: &str) {
-    let inbound = json!({"message_id": id, "from": {"id": from, "name": "Ada"}, "text": text});
-    let (code, _) = platform
-        .webhook(
-            &tenant.channel_id,
-            Some(&tenant.webhook_secret),
-            &serde_json::to_vec(&inbound).expect("JSON"),
-        )
-        .await;
-    assert_eq!(code, 200);
-}
-
-/// The texts the Channel's outbound receiver got for `to`.
-fn sent_to(receiver: &Receiver, to: &str) -> Vec<String> {
-    receiver
-        .received()
-        .iter()
-        .filter_map(|r| {
-            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-            (body["to"] == to).then(|| body["text"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect()
-}
-
-async fn wait_sent(receiver: &Receiver, to: &str, count: usize) -> Vec<String> {
-    eventually(WAIT, "the bot's replies", || async {
-        let sent = sent_to(receiver, to);
-        (sent.len() >= count).then_some(sent)
-    })
-    .await
-}
-
 /// The conversation's internal comments.
 async fn comments(api: &Api, conversation_id: &str) -> Vec<String> {
     api.list_messages(conversation_id)
@@ -86,15 +55,6 @@ async fn comments(api: &Api, conversation_id: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-fn field_violations(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -133,8 +93,8 @@ async fn a_dialogflow_es_bot_answers_tags_and_hands_over_when_asked() {
         "the key is never returned"
     );
 
-    write(&platform, &tenant, "ada", "in-1", "hi").await;
-    let sent = wait_sent(&outbound, "ada", 2).await;
+    contact_writes(&platform, &tenant, "ada", "in-1", "hi").await;
+    let sent = outbound.wait_texts_to("ada", 2).await;
     assert_eq!(sent, ["Hello! How can I help?", "Pick one"]);
     let conversation = api.wait_for_conversation(WAIT, |_| true).await;
     let messages = api.list_messages(&conversation.id).await;
@@ -166,8 +126,8 @@ async fn a_dialogflow_es_bot_answers_tags_and_hands_over_when_asked() {
     );
     assert_eq!(asked[0].body["queryInput"]["text"]["text"], "hi");
 
-    write(&platform, &tenant, "ada", "in-2", "a human please").await;
-    wait_sent(&outbound, "ada", 3).await;
+    contact_writes(&platform, &tenant, "ada", "in-2", "a human please").await;
+    outbound.wait_texts_to("ada", 3).await;
     let notes = eventually(WAIT, "the handover note", || async {
         let notes = comments(&api, &conversation.id).await;
         (!notes.is_empty()).then_some(notes)
@@ -180,10 +140,10 @@ async fn a_dialogflow_es_bot_answers_tags_and_hands_over_when_asked() {
     assert_eq!(google.tokens_issued(), 1, "the token is reused");
 
     // Handed over: the bot stays silent.
-    write(&platform, &tenant, "ada", "in-3", "hi").await;
+    contact_writes(&platform, &tenant, "ada", "in-3", "hi").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(google.requests().len(), 2);
-    assert_eq!(sent_to(&outbound, "ada").len(), 3);
+    assert_eq!(outbound.texts_to("ada").len(), 3);
 }
 
 #[tokio::test]
@@ -220,15 +180,15 @@ async fn a_dialogflow_cx_bot_hands_off_live_and_a_human_assignment_ends_its_part
     })
     .await;
 
-    write(&platform, &tenant, "bob", "b-1", "hello").await;
-    assert_eq!(wait_sent(&outbound, "bob", 1).await, ["Hi from CX"]);
+    contact_writes(&platform, &tenant, "bob", "b-1", "hello").await;
+    assert_eq!(outbound.wait_texts_to("bob", 1).await, ["Hi from CX"]);
     assert!(
         google.requests()[0]
             .path
             .contains("/agents/agent-1/environments/prod/sessions/")
     );
-    write(&platform, &tenant, "bob", "b-2", "agent").await;
-    assert_eq!(wait_sent(&outbound, "bob", 2).await[1], "Transferring");
+    contact_writes(&platform, &tenant, "bob", "b-2", "agent").await;
+    assert_eq!(outbound.wait_texts_to("bob", 2).await[1], "Transferring");
     let bob = api.wait_for_conversation(WAIT, |_| true).await;
     eventually(WAIT, "the handover note", || async {
         let notes = comments(&api, &bob.id).await;
@@ -240,21 +200,21 @@ async fn a_dialogflow_cx_bot_hands_off_live_and_a_human_assignment_ends_its_part
     .await;
 
     // Another Contact: a User takes the conversation, and the bot answers no more.
-    write(&platform, &tenant, "cy", "c-1", "hello").await;
-    wait_sent(&outbound, "cy", 1).await;
+    contact_writes(&platform, &tenant, "cy", "c-1", "hello").await;
+    outbound.wait_texts_to("cy", 1).await;
     let cy = api.wait_for_conversation(WAIT, |c| c.id != bob.id).await;
     api.assign_conversation(&cy.id, &tenant.owner_user_id, "")
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let asked = google.requests().len();
-    write(&platform, &tenant, "cy", "c-2", "hello").await;
+    contact_writes(&platform, &tenant, "cy", "c-2", "hello").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         google.requests().len(),
         asked,
         "no query after the assignment"
     );
-    assert_eq!(sent_to(&outbound, "cy").len(), 1);
+    assert_eq!(outbound.texts_to("cy").len(), 1);
 }
 
 #[tokio::test]
@@ -270,12 +230,12 @@ async fn an_openai_compatible_bot_answers_with_the_history_and_hands_off_by_tool
     assert!(!tested.handover);
     assert_eq!(tested.replies.len(), 1);
 
-    write(&platform, &tenant, "dee", "d-1", "when are you open?").await;
+    contact_writes(&platform, &tenant, "dee", "d-1", "when are you open?").await;
     assert_eq!(
-        wait_sent(&outbound, "dee", 1).await,
+        outbound.wait_texts_to("dee", 1).await,
         ["9 to 5, Monday to Friday."]
     );
-    write(&platform, &tenant, "dee", "d-2", "let me talk to a person").await;
+    contact_writes(&platform, &tenant, "dee", "d-2", "let me talk to a person").await;
     let dee = api.wait_for_conversation(WAIT, |_| true).await;
     eventually(WAIT, "the handover note", || async {
         let notes = comments(&api, &dee.id).await;
@@ -309,7 +269,7 @@ async fn a_failing_bot_hands_the_conversation_to_a_human_with_the_reason() {
 
     // Unavailable three times: retried, then handed over.
     google.fail_next(503, 3);
-    write(&platform, &tenant, "eve", "e-1", "hi").await;
+    contact_writes(&platform, &tenant, "eve", "e-1", "hi").await;
     let eve = api.wait_for_conversation(WAIT, |_| true).await;
     let note = eventually(WAIT, "the handover after retries", || async {
         comments(&api, &eve.id).await.pop()
@@ -320,7 +280,7 @@ async fn a_failing_bot_hands_the_conversation_to_a_human_with_the_reason() {
 
     // No answer in time: handed over at once, never asked twice.
     google.delay_next(Duration::from_secs(3), 1);
-    write(&platform, &tenant, "fay", "f-1", "hi").await;
+    contact_writes(&platform, &tenant, "fay", "f-1", "hi").await;
     let fay = api.wait_for_conversation(WAIT, |c| c.id != eve.id).await;
     let note = eventually(WAIT, "the handover after a timeout", || async {
         comments(&api, &fay.id).await.pop()
@@ -331,7 +291,7 @@ async fn a_failing_bot_hands_the_conversation_to_a_human_with_the_reason() {
 
     // Credentials revoked: handed over, and the bot shows the error in words.
     google.revoke();
-    write(&platform, &tenant, "gus", "g-1", "hi").await;
+    contact_writes(&platform, &tenant, "gus", "g-1", "hi").await;
     let gus = api
         .wait_for_conversation(WAIT, |c| c.id != eve.id && c.id != fay.id)
         .await;
@@ -346,7 +306,7 @@ async fn a_failing_bot_hands_the_conversation_to_a_human_with_the_reason() {
         "{health:?}"
     );
     assert!(
-        sent_to(&outbound, "gus").is_empty(),
+        outbound.texts_to("gus").is_empty(),
         "nothing sent for the bot"
     );
 }

@@ -4,10 +4,10 @@
 //! twice, bad definitions are refused naming the step and field.
 use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, Tenant, eventually};
+use ism_e2e::fixtures::{contact_writes, field_violations};
+use ism_e2e::{Platform, Receiver, eventually};
 use ism_proto::workflows::v1 as wf;
 use ism_proto::workflows::v1::step::Kind;
-use serde_json::json;
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -44,47 +44,6 @@ fn workflow(
 
 fn opened() -> wf::trigger::Kind {
     wf::trigger::Kind::ConversationOpened(wf::ConversationOpened::default())
-}
-
-async fn write(platform: &Platform, tenant: &Tenant, from: &str, id: &str, text: &str) {
-    let inbound = json!({"message_id": id, "from": {"id": from, "name": "Ada"}, "text": text});
-    let (code, _) = platform
-        .webhook(
-            &tenant.channel_id,
-            Some(&tenant.webhook_secret),
-            &serde_json::to_vec(&inbound).expect("JSON"),
-        )
-        .await;
-    assert_eq!(code, 200);
-}
-
-/// The texts the Channel's receiver got for `to`.
-fn sent_to(receiver: &Receiver, to: &str) -> Vec<String> {
-    receiver
-        .received()
-        .iter()
-        .filter_map(|r| {
-            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-            (body["to"] == to).then(|| body["text"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect()
-}
-
-async fn wait_sent(receiver: &Receiver, to: &str, count: usize) -> Vec<String> {
-    eventually(WAIT, "the workflow's messages", || async {
-        let sent = sent_to(receiver, to);
-        (sent.len() >= count).then_some(sent)
-    })
-    .await
-}
-
-fn field_violations(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -133,8 +92,8 @@ async fn a_message_starts_a_run_that_branches_tags_and_replies_once() {
     let published = api.publish_workflow(&created.id).await;
     assert_eq!((published.published_version, published.enabled), (1, true));
 
-    write(&platform, &tenant, "ada", "w-1", "hello").await;
-    write(
+    contact_writes(&platform, &tenant, "ada", "w-1", "hello").await;
+    contact_writes(
         &platform,
         &tenant,
         "ada",
@@ -143,7 +102,7 @@ async fn a_message_starts_a_run_that_branches_tags_and_replies_once() {
     )
     .await;
     assert_eq!(
-        wait_sent(&outbound, "ada", 1).await,
+        outbound.wait_texts_to("ada", 1).await,
         ["Our prices: example.com/pricing"]
     );
     let runs = eventually(WAIT, "the completed run", || async {
@@ -182,7 +141,7 @@ async fn a_message_starts_a_run_that_branches_tags_and_replies_once() {
     assert_eq!(tags, ["asked-pricing", "enterprise"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        sent_to(&outbound, "ada").len(),
+        outbound.texts_to("ada").len(),
         1,
         "the reply once, \"hello\" started nothing"
     );
@@ -206,8 +165,8 @@ async fn a_message_starts_a_run_that_branches_tags_and_replies_once() {
         .await
         .expect("updated");
     assert_eq!(api.publish_workflow(&created.id).await.published_version, 2);
-    write(&platform, &tenant, "ada", "w-3", "prices").await;
-    assert_eq!(wait_sent(&outbound, "ada", 2).await[1], "Version two");
+    contact_writes(&platform, &tenant, "ada", "w-3", "prices").await;
+    assert_eq!(outbound.wait_texts_to("ada", 2).await[1], "Version two");
     assert_eq!(api.get_run(&run.id).await.version, 1);
 }
 
@@ -240,8 +199,8 @@ async fn a_waiting_run_survives_a_killed_process_and_sends_each_message_once() {
         .await;
     api.publish_workflow(&welcome.id).await;
 
-    write(&platform, &tenant, "bob", "k-1", "hi").await;
-    assert_eq!(wait_sent(&outbound, "bob", 1).await, ["Welcome!"]);
+    contact_writes(&platform, &tenant, "bob", "k-1", "hi").await;
+    assert_eq!(outbound.wait_texts_to("bob", 1).await, ["Welcome!"]);
     let waiting = eventually(WAIT, "the waiting run", || async {
         let runs = api.list_runs(&welcome.id).await;
         runs.into_iter()
@@ -260,7 +219,7 @@ async fn a_waiting_run_survives_a_killed_process_and_sends_each_message_once() {
         .await;
     assert_eq!(done.steps.len(), 4);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(sent_to(&outbound, "bob"), ["Welcome!", "Still there?"]);
+    assert_eq!(outbound.texts_to("bob"), ["Welcome!", "Still there?"]);
 }
 
 #[tokio::test]
@@ -268,7 +227,8 @@ async fn two_replicas_fire_each_timer_once() {
     let outbound = Receiver::start().await;
     let mut platform = Platform::new();
     let tenant = platform.bootstrap(&outbound.url);
-    platform.spawn_each();
+    // Two replicas of workflows: one in the process serving everything, one alone.
+    platform.spawn("all");
     platform.spawn("workflows");
     platform.wait_ready().await;
     let api = platform.api(&tenant).await;
@@ -285,7 +245,7 @@ async fn two_replicas_fire_each_timer_once() {
     api.publish_workflow(&follow_up.id).await;
     let contacts: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
     for (i, contact) in contacts.iter().enumerate() {
-        write(&platform, &tenant, contact, &format!("t-{i}"), "hi").await;
+        contact_writes(&platform, &tenant, contact, &format!("t-{i}"), "hi").await;
     }
     eventually(WAIT, "every run complete", || async {
         let runs = api.list_runs(&follow_up.id).await;
@@ -294,7 +254,7 @@ async fn two_replicas_fire_each_timer_once() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     for contact in &contacts {
-        assert_eq!(sent_to(&outbound, contact), ["How did we do?"], "{contact}");
+        assert_eq!(outbound.texts_to(contact), ["How did we do?"], "{contact}");
     }
 }
 
@@ -348,7 +308,7 @@ async fn a_failed_run_names_its_step_is_retried_from_it_and_a_runaway_loop_stops
         .await;
     api.publish_workflow(&looping.id).await;
 
-    write(&platform, &tenant, "cy", "f-1", "hi").await;
+    contact_writes(&platform, &tenant, "cy", "f-1", "hi").await;
     let failed = eventually(WAIT, "the failed run", || async {
         api.list_runs(&assign.id)
             .await
