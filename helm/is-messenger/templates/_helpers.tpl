@@ -185,6 +185,13 @@ Usage: {{ include "is-messenger.secretEnv" (dict "service" "gateway" "context" $
       name: {{ $s.credentialsKey.existingSecret | quote }}
       key: {{ $s.credentialsKey.key | quote }}
 {{- end }}
+{{- if eq .service "integrations" }}
+- name: ISM_INTEGRATIONS__SECRETS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.integrationsKey.existingSecret | quote }}
+      key: {{ $s.integrationsKey.key | quote }}
+{{- end }}
 {{- end -}}
 
 {{/*
