@@ -56,7 +56,10 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     });
     service.consume(
         topology::WORKFLOWS_TRIGGERS,
-        triggers::Triggers { wake: wake.clone() },
+        triggers::Triggers {
+            wake: wake.clone(),
+            patterns: triggers::Patterns::default(),
+        },
     );
     let engine = Arc::new(engine::Engine::new(
         service.pool.clone(),

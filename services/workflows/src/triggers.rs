@@ -67,8 +67,24 @@ fn uuid_of(value: &str, what: &str) -> Result<Uuid, HandlerError> {
         .map_err(|_| HandlerError::Permanent(format!("{what} {value:?} is not a UUID")))
 }
 
+/// Compiled trigger patterns by their text: a pattern is compiled once per process, not
+/// once per message.
+#[derive(Default)]
+pub struct Patterns(std::sync::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>);
+
+impl Patterns {
+    fn matches(&self, pattern: &str, text: &str) -> bool {
+        let mut compiled = self.0.lock().expect("not poisoned");
+        compiled
+            .entry(pattern.to_owned())
+            .or_insert_with(|| regex::Regex::new(pattern).ok())
+            .as_ref()
+            .is_some_and(|re| re.is_match(text))
+    }
+}
+
 /// Whether a message-received trigger takes `text` on `channel`.
-fn takes(trigger: &pb::MessageReceived, channel: &str, text: &str) -> bool {
+fn takes(trigger: &pb::MessageReceived, channel: &str, text: &str, patterns: &Patterns) -> bool {
     let channel_ok =
         trigger.channel_ids.is_empty() || trigger.channel_ids.iter().any(|c| c == channel);
     let text = text.trim();
@@ -76,18 +92,22 @@ fn takes(trigger: &pb::MessageReceived, channel: &str, text: &str) -> bool {
         .keywords
         .iter()
         .any(|k| k.trim().eq_ignore_ascii_case(text));
-    let pattern = !trigger.pattern.is_empty()
-        && regex::Regex::new(&trigger.pattern).is_ok_and(|re| re.is_match(text));
+    let pattern = !trigger.pattern.is_empty() && patterns.matches(&trigger.pattern, text);
     let text_ok = (trigger.keywords.is_empty() && trigger.pattern.is_empty()) || keyword || pattern;
     channel_ok && text_ok
 }
 
 pub struct Triggers {
     pub wake: Arc<Notify>,
+    pub patterns: Patterns,
 }
 
 /// Starts the runs `event` triggers; how many.
-async fn take(conn: &mut PgConnection, event: &Event) -> Result<usize, HandlerError> {
+async fn take(
+    conn: &mut PgConnection,
+    event: &Event,
+    patterns: &Patterns,
+) -> Result<usize, HandlerError> {
     use pb::trigger::Kind as T;
     let workspace_id = uuid_of(&event.workspace_id, "workspace_id")?;
     let (kind, subject) = if event.r#type == topics::CONVERSATION_OPENED.key() {
@@ -135,7 +155,7 @@ async fn take(conn: &mut PgConnection, event: &Event) -> Result<usize, HandlerEr
             })?;
         let channel = subject.channel_id.to_string();
         let wanted = match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
-            Some(T::MessageReceived(m)) => takes(m, &channel, &subject.text),
+            Some(T::MessageReceived(m)) => takes(m, &channel, &subject.text, patterns),
             Some(T::ConversationOpened(o)) => {
                 o.channel_ids.is_empty() || o.channel_ids.contains(&channel)
             }
@@ -157,7 +177,7 @@ impl EventHandler for Triggers {
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        let started = take(&mut tx, &event).await?;
+        let started = take(&mut tx, &event, &self.patterns).await?;
         tx.commit().await?;
         if started > 0 {
             self.wake.notify_one();
@@ -173,7 +193,7 @@ impl EventHandler for Triggers {
         let (mut tx, events) = batch.begin().await?;
         let mut started = 0;
         for event in &events {
-            started += take(&mut tx, event).await?;
+            started += take(&mut tx, event, &self.patterns).await?;
         }
         tx.commit().await?;
         if started > 0 {
@@ -189,23 +209,24 @@ mod tests {
 
     #[test]
     fn keywords_patterns_and_channels_decide_a_message_trigger() {
+        let patterns = Patterns::default();
         let any = pb::MessageReceived::default();
-        assert!(takes(&any, "c1", "anything"));
+        assert!(takes(&any, "c1", "anything", &patterns));
         let keywords = pb::MessageReceived {
             keywords: vec!["Pricing".into()],
             ..Default::default()
         };
-        assert!(takes(&keywords, "c1", " pricing "));
-        assert!(!takes(&keywords, "c1", "pricing please"));
+        assert!(takes(&keywords, "c1", " pricing ", &patterns));
+        assert!(!takes(&keywords, "c1", "pricing please", &patterns));
         let pattern = pb::MessageReceived {
             pattern: r"(?i)\border\s+#?\d+".into(),
             ..Default::default()
         };
-        assert!(takes(&pattern, "c1", "Where is ORDER 123?"));
+        assert!(takes(&pattern, "c1", "Where is ORDER 123?", &patterns));
         let elsewhere = pb::MessageReceived {
             channel_ids: vec!["c2".into()],
             ..Default::default()
         };
-        assert!(!takes(&elsewhere, "c1", "hi"));
+        assert!(!takes(&elsewhere, "c1", "hi", &patterns));
     }
 }
