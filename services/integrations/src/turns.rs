@@ -180,6 +180,20 @@ enum Outcome {
     NoBot,
 }
 
+/// A turn's outcome once the answer is applied, recorded in one transaction.
+enum Step {
+    Answered(Answer),
+    /// Handed to a human: `words` for the bot's health and session, `note` for the Users.
+    Failed {
+        note: String,
+        words: String,
+    },
+    Over(&'static str),
+    NoBot,
+    /// Asked again later after a passing failure, in these words.
+    Retry(String),
+}
+
 impl Worker {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         loop {
@@ -214,32 +228,45 @@ impl Worker {
     }
 
     async fn try_answer(&self, turn: &Turn) -> Result<(), Error> {
-        let outcome = self.ask(turn).await?;
-        let mut tx = self.pool.begin().await?;
-        match outcome {
+        let step = match self.ask(turn).await? {
             Ok(Outcome::Answered(answer, version)) => {
                 match self.act(turn, &answer, version).await {
-                    Ok(()) => {}
+                    Ok(()) => Step::Answered(answer),
                     // A passing failure: the turn is redone after its lease.
                     Err(e @ (Error::Unavailable(_) | Error::Aborted(_))) => return Err(e),
                     // Refused for good (a reply the Channel cannot take, an unknown Contact
                     // Field): retrying would fail alike, so a human takes over.
                     Err(refused) => {
                         let words = format!("its answer could not be applied: {refused}");
-                        store::bot_failed(&mut tx, turn.bot_id, &words).await?;
-                        self.hand_over(turn, &words).await?;
-                        store::end_session(
-                            &mut tx,
-                            turn.conversation_id,
-                            SessionState::HandedOver,
-                            &words,
-                        )
-                        .await?;
-                        store::finish_turn(&mut tx, turn.message_id, TurnState::Done).await?;
-                        tx.commit().await?;
-                        return Ok(());
+                        Step::Failed {
+                            note: words.clone(),
+                            words,
+                        }
                     }
                 }
+            }
+            Ok(Outcome::Over(why)) => Step::Over(why),
+            Ok(Outcome::NoBot) => Step::NoBot,
+            Err(BotError::Unavailable(words)) if turn.attempts < ATTEMPTS => Step::Retry(words),
+            Err(error) => {
+                let words = error.to_string();
+                Step::Failed {
+                    note: format!("the bot failed: {words}"),
+                    words,
+                }
+            }
+        };
+        if let Step::Failed { note, words } = &step {
+            // The bot's health is committed before the note is posted, so whoever the note
+            // sends to the bot finds the error there too.
+            let mut conn = ism_platform::db::acquire(&self.pool).await?;
+            store::bot_failed(&mut conn, turn.bot_id, words).await?;
+            drop(conn);
+            self.hand_over(turn, note).await?;
+        }
+        let mut tx = self.pool.begin().await?;
+        match step {
+            Step::Answered(answer) => {
                 store::bot_answered(&mut tx, turn.bot_id).await?;
                 match &answer.handover {
                     Some(reason) => {
@@ -264,22 +291,7 @@ impl Worker {
                 }
                 store::finish_turn(&mut tx, turn.message_id, TurnState::Done).await?;
             }
-            Ok(Outcome::Over(why)) => {
-                store::end_session(&mut tx, turn.conversation_id, SessionState::Ended, why).await?;
-            }
-            Ok(Outcome::NoBot) => {
-                store::finish_turn(&mut tx, turn.message_id, TurnState::Skipped).await?
-            }
-            Err(BotError::Unavailable(words)) if turn.attempts < ATTEMPTS => {
-                let wait = chrono::Duration::seconds(1 << turn.attempts);
-                tracing::info!(message = %turn.message_id, error = %words, "bot unavailable; retrying");
-                store::retry_turn(&mut tx, turn.message_id, Utc::now() + wait).await?;
-            }
-            Err(error) => {
-                let words = error.to_string();
-                store::bot_failed(&mut tx, turn.bot_id, &words).await?;
-                self.hand_over(turn, &format!("the bot failed: {words}"))
-                    .await?;
+            Step::Failed { words, .. } => {
                 store::end_session(
                     &mut tx,
                     turn.conversation_id,
@@ -288,6 +300,15 @@ impl Worker {
                 )
                 .await?;
                 store::finish_turn(&mut tx, turn.message_id, TurnState::Done).await?;
+            }
+            Step::Over(why) => {
+                store::end_session(&mut tx, turn.conversation_id, SessionState::Ended, why).await?;
+            }
+            Step::NoBot => store::finish_turn(&mut tx, turn.message_id, TurnState::Skipped).await?,
+            Step::Retry(words) => {
+                let wait = chrono::Duration::seconds(1 << turn.attempts);
+                tracing::info!(message = %turn.message_id, error = %words, "bot unavailable; retrying");
+                store::retry_turn(&mut tx, turn.message_id, Utc::now() + wait).await?;
             }
         }
         tx.commit().await?;
