@@ -7,11 +7,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     collect(&root, &mut files)?;
     files.sort();
-    let fds = protox::compile(&files, [&root])?;
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler
+        .include_source_info(true)
+        .include_imports(true)
+        .open_files(&files)?;
+    let fds = compiler.file_descriptor_set();
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Encoded by the compiler, which keeps custom options such as `ism.types.v1.limits`
+    // (prost's descriptor types drop them).
     std::fs::write(
         out.join("ism_descriptor.bin"),
-        prost::Message::encode_to_vec(&fds),
+        compiler.encode_file_descriptor_set(),
     )?;
     // Type names let event payloads travel as `google.protobuf.Any`.
     let mut config = tonic_prost_build::Config::new();
@@ -19,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A Contact's custom values decode without hashing and come out in key order: a
     // streamed segment carries 20 or so per Contact.
     config.btree_map([".ism.contacts.v1.Contact.custom_fields"]);
-    tonic_prost_build::configure().compile_fds_with_config(fds, config)?;
+    // Every method decodes its requests through the checking codec (`src/codec.rs`).
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::CheckedCodec")
+        .compile_fds_with_config(fds, config)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The default Contact Fields: each value checked and normalized before it is stored.
-use ism_platform::convert::storable;
+use ism_platform::convert::{quoted, storable};
 use ism_platform::error::{Checks, FieldError, Violations};
 use ism_proto::contacts::v1 as pb;
 
@@ -16,7 +16,7 @@ pub fn email(value: &str) -> Result<String, FieldError> {
     if lower.len() > 254 || !email_address::EmailAddress::is_valid(&lower) {
         return Err(FieldError::new(
             "email",
-            format!("{value:?} is not an email address"),
+            format!("{} is not an email address", quoted(value)),
         ));
     }
     Ok(lower)
@@ -32,7 +32,10 @@ pub fn phone(value: &str, country: &str) -> Result<String, FieldError> {
     let invalid = || {
         FieldError::new(
             "phone",
-            format!("{value:?} is not a valid phone number (E.164, e.g. +4915112345678)"),
+            format!(
+                "{} is not a valid phone number (E.164, e.g. +4915112345678)",
+                quoted(value)
+            ),
         )
     };
     if value.len() > 40 {
@@ -52,7 +55,12 @@ pub fn url(value: &str) -> Result<String, FieldError> {
     if value.is_empty() {
         return Ok(String::new());
     }
-    let invalid = || FieldError::new("picture_url", format!("{value:?} is not an http(s) URL"));
+    let invalid = || {
+        FieldError::new(
+            "picture_url",
+            format!("{} is not an http(s) URL", quoted(value)),
+        )
+    };
     if value.len() > 2048 {
         return Err(invalid());
     }
@@ -78,7 +86,10 @@ pub fn language(value: &str) -> Result<String, FieldError> {
     if !primary_ok || !rest_ok || value.len() > 35 {
         return Err(FieldError::new(
             "language",
-            format!("{value:?} is not a language tag such as en or pt-BR"),
+            format!(
+                "{} is not a language tag such as en or pt-BR",
+                quoted(value)
+            ),
         ));
     }
     Ok(value.to_owned())
@@ -93,7 +104,10 @@ pub fn country(value: &str) -> Result<String, FieldError> {
     if value.parse::<phonenumber::country::Id>().is_err() {
         return Err(FieldError::new(
             "country",
-            format!("{value:?} is not an ISO 3166-1 alpha-2 country code"),
+            format!(
+                "{} is not an ISO 3166-1 alpha-2 country code",
+                quoted(&value)
+            ),
         ));
     }
     Ok(value)
@@ -111,7 +125,10 @@ pub fn timezone(value: &str) -> Result<String, FieldError> {
         .map_err(|_| {
             FieldError::new(
                 "timezone",
-                format!("{value:?} is not an IANA time zone such as Europe/Berlin"),
+                format!(
+                    "{} is not an IANA time zone such as Europe/Berlin",
+                    quoted(value)
+                ),
             )
         })
 }

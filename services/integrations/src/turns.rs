@@ -62,8 +62,12 @@ fn field_value(value: &serde_json::Value) -> ct::FieldValue {
 }
 
 fn uuid_of(value: &str, what: &str) -> Result<Uuid, HandlerError> {
-    Uuid::parse_str(value)
-        .map_err(|_| HandlerError::Permanent(format!("{what} {value:?} is not a UUID")))
+    Uuid::parse_str(value).map_err(|_| {
+        HandlerError::Permanent(format!(
+            "{what} {} is not a UUID",
+            ism_platform::convert::quoted(value)
+        ))
+    })
 }
 
 /// Records what bots must answer and what ends their part.

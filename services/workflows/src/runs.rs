@@ -61,7 +61,10 @@ impl Runs {
             .ok_or(Error::NotFound("conversation"))?;
         let parse = |value: &str| {
             Uuid::parse_str(value).map_err(|_| {
-                Error::Unexpected(anyhow::anyhow!("conversations answered a bad id {value:?}"))
+                Error::Unexpected(anyhow::anyhow!(
+                    "conversations answered a bad id {}",
+                    ism_platform::convert::quoted(value)
+                ))
             })
         };
         let subject = Subject {

@@ -63,8 +63,12 @@ pub async fn start(
 }
 
 fn uuid_of(value: &str, what: &str) -> Result<Uuid, HandlerError> {
-    Uuid::parse_str(value)
-        .map_err(|_| HandlerError::Permanent(format!("{what} {value:?} is not a UUID")))
+    Uuid::parse_str(value).map_err(|_| {
+        HandlerError::Permanent(format!(
+            "{what} {} is not a UUID",
+            ism_platform::convert::quoted(value)
+        ))
+    })
 }
 
 /// Compiled trigger patterns by their text: a pattern is compiled once per process, not

@@ -17,6 +17,27 @@ pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }
 
+/// `value` as an error message or a log line may quote it: its first 32 characters,
+/// quoted and escaped, with `…` when there were more. A refusal quoting a whole bad
+/// value would be as large as the value.
+pub fn quoted(value: &str) -> String {
+    const SHOWN: usize = 32;
+    match value.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}…", &value[..end]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// `reason` cut to its first 200 characters: a parser's error (serde's "invalid type:
+/// string ...") may carry the whole bad value.
+pub fn clipped(reason: String) -> String {
+    const SHOWN: usize = 200;
+    match reason.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}…", &reason[..end]),
+        None => reason,
+    }
+}
+
 /// `value` unless it holds U+0000, which Postgres text and JSON cannot store: refused
 /// with an error naming `field`, before it can fail a statement (and whatever shares it).
 pub fn storable<'a>(field: &'static str, value: &'a str) -> Result<&'a str, FieldError> {

@@ -1,20 +1,14 @@
 //! Protobuf messages as proto3 JSON with the proto's field names (enums by name, fields at
 //! their default included), through the descriptors compiled with the protos: webhook
 //! bodies, run histories.
-use std::sync::LazyLock;
-
+use ism_proto::codec::descriptors;
 use prost::Name;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::Value;
-
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(ism_proto::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set compiled with the protos decodes")
-});
 
 /// The JSON of the message of type `name` encoded in `bytes`, or why there is none.
 pub fn encoded(name: &str, bytes: &[u8]) -> Result<Value, String> {
-    let descriptor = POOL
+    let descriptor = descriptors()
         .get_message_by_name(name)
         .ok_or_else(|| format!("unknown message type {name:?}"))?;
     let message =
@@ -40,5 +34,5 @@ pub fn message<M: Name>(message: &M) -> Value {
 
 /// Whether the descriptors know the message type `name`.
 pub fn known(name: &str) -> bool {
-    POOL.get_message_by_name(name).is_some()
+    descriptors().get_message_by_name(name).is_some()
 }

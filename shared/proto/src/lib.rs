@@ -5,6 +5,8 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ism_descriptor.bin"));
 
+pub mod codec;
+
 pub mod types {
     pub mod v1 {
         tonic::include_proto!("ism.types.v1");

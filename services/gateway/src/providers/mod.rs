@@ -16,11 +16,15 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use ism_platform::convert::storable;
+use ism_platform::convert::{clipped, storable};
 use ism_proto::types::v1::{ChannelType, DeliveryFailure, DeliveryStatus, MessageContent};
 use sha2::Sha256;
 
 use crate::credentials::Credentials;
+
+/// The most characters of a sender's name or a failure reason a webhook brings: the
+/// rest is cut.
+const MAX_WORDS: usize = 1000;
 
 /// A channel's type, as stored and as it appears in webhook paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +298,8 @@ pub fn parse(kind: Kind, body: &[u8]) -> Result<Vec<Item>, String> {
         Kind::TwilioSms | Kind::TwilioWhatsApp => twilio::parse(body),
         Kind::Line => line::parse(body),
         Kind::Viber => viber::parse(body),
-    }?;
+    }
+    .map_err(clipped)?;
     items.into_iter().map(Item::storable).collect()
 }
 
@@ -311,6 +316,11 @@ impl Item {
         let words = |value: &mut String| {
             if value.contains('\0') {
                 *value = value.replace('\0', "\u{FFFD}");
+            }
+            // The contacts service takes names up to its request limit: a longer one is
+            // cut rather than failing the message.
+            if let Some((end, _)) = value.char_indices().nth(MAX_WORDS) {
+                value.truncate(end);
             }
         };
         match &mut self {
