@@ -1,5 +1,6 @@
 //! Reads: broadcasts with their live stats, and pages of broadcasts and recipients.
 use ism_platform::paging;
+use ism_platform::spreadsheet::neutralised;
 use ism_proto::broadcasts::v1 as pb;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -91,10 +92,10 @@ pub fn export(
                 for r in &rows {
                     csv.write_record([
                         r.contact_id.to_string(),
-                        r.external_id.clone(),
+                        neutralised(&r.external_id).into_owned(),
                         r.status.to_string(),
-                        r.reason.clone(),
-                        r.external_message_id.clone(),
+                        neutralised(&r.reason).into_owned(),
+                        neutralised(&r.external_message_id).into_owned(),
                         r.updated_at
                             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     ])?;

@@ -1,6 +1,7 @@
 //! CSV export: one header line, then one line per Contact, written batch by batch.
 use chrono::SecondsFormat;
 use ism_platform::convert::from_timestamp;
+use ism_platform::spreadsheet::neutralised;
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 
 use crate::profile::Profile;
@@ -49,7 +50,7 @@ impl Exporter {
         let mut out = csv::Writer::from_writer(Vec::new());
         let mut write = |record: Vec<String>| {
             // Writing to memory fails only on an allocation failure.
-            let _ = out.write_record(&record);
+            let _ = out.write_record(record.iter().map(|cell| neutralised(cell).into_owned()));
         };
         if header {
             let defaults = std::iter::once("id")

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use ism_platform::convert::timestamp;
 use ism_platform::error::FieldError;
 use ism_platform::events::{self, topics};
+use ism_platform::spreadsheet::{self, neutralised};
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
 use ism_proto::events::v1::{ContactCreated, Event};
 use serde_json::Value;
@@ -200,7 +201,12 @@ fn parse(
         ..Row::default()
     };
     let mut problems = Vec::new();
-    let cell = |i: usize| record.get(positions[i]).map(str::trim).unwrap_or("");
+    let cell = |i: usize| {
+        record
+            .get(positions[i])
+            .map(|c| spreadsheet::restored(c.trim()))
+            .unwrap_or("")
+    };
     let country = settings
         .columns
         .iter()
@@ -443,7 +449,11 @@ pub async fn run(
     };
     write(&["row", "column", "reason"])?;
     for (line, column, reason) in &tally.problems {
-        write(&[&line.to_string(), column, reason])?;
+        write(&[
+            &line.to_string(),
+            &neutralised(column),
+            &neutralised(reason),
+        ])?;
     }
     let report = report
         .into_inner()

@@ -9,6 +9,12 @@ pub struct GatewaySettings {
     pub http_port: u16,
     pub public_url: String,
     pub body_limit_bytes: usize,
+    /// How long a webhook client may take to send a request's headers.
+    pub http_header_timeout_ms: u64,
+    /// How long a webhook request may take to be read and answered (408 after).
+    pub http_request_timeout_ms: u64,
+    /// Webhook connections served at once per gateway process.
+    pub http_max_connections: u32,
     pub delivery_timeout_ms: u64,
     /// How long after it was asked for a delivery that keeps failing for a passing
     /// reason is retried before it fails for good.
@@ -35,6 +41,9 @@ impl Section for GatewaySettings {
             }
         };
         at_least("body_limit_bytes", self.body_limit_bytes as u64, 1024);
+        at_least("http_header_timeout_ms", self.http_header_timeout_ms, 100);
+        at_least("http_request_timeout_ms", self.http_request_timeout_ms, 100);
+        at_least("http_max_connections", self.http_max_connections.into(), 1);
         at_least("delivery_timeout_ms", self.delivery_timeout_ms, 100);
         at_least(
             "delivery_retry_for_seconds",

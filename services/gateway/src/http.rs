@@ -167,6 +167,9 @@ async fn receive(
         Ok(found) => found,
         Err(response) => return response,
     };
+    if let Err(reason) = providers::check_content_type(kind, headers) {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+    }
     let url = format!(
         "{}{}",
         state.public_url,

@@ -11,6 +11,7 @@ mod intake;
 mod media;
 mod pacing;
 pub mod providers;
+mod serve;
 pub mod store;
 
 use std::sync::Arc;
@@ -93,10 +94,13 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         config.body_limit_bytes,
     );
     let stop = shutdown.clone();
+    let limits = serve::Limits {
+        header_timeout: Duration::from_millis(config.http_header_timeout_ms),
+        request_timeout: Duration::from_millis(config.http_request_timeout_ms),
+        max_connections: config.http_max_connections,
+    };
     service.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        serve::serve(listener, app, limits, stop).await?;
         Ok(())
     });
 

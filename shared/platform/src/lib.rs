@@ -22,5 +22,6 @@ pub mod ratelimit;
 pub mod sealing;
 pub mod service;
 pub mod shutdown;
+pub mod spreadsheet;
 pub mod stored;
 pub mod telemetry;

@@ -3,11 +3,13 @@
 //! `{{user.name}}` where there is one). Variables are checked when the text is saved and
 //! rendered with strict undefined when it is sent.
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::contacts::v1::field_value::Kind as FieldKind;
 use ism_proto::contacts::v1::{Contact, ListContactFieldsRequest};
 use minijinja::{Environment, UndefinedBehavior};
+use regex::Regex;
 
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -27,6 +29,41 @@ pub enum Sender {
     Platform,
 }
 
+/// What a `{{ }}` may hold: a variable, then text filters (`| default("there")`,
+/// `| upper`). Statements, arithmetic and calls are refused, so rendering costs what the
+/// text and its values cost: `{{ 'x' * 50000000 }}` would build 50 MB before any size
+/// check could refuse the message.
+static SUBSTITUTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"^-?\s*[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*\s*(\|\s*(default|upper|lower|title|capitalize|trim)\s*(\(\s*"[^"{}]*"\s*\))?\s*)*-?$"#,
+    )
+    .expect("a valid pattern")
+});
+
+/// Whether `text` only substitutes variables (see [`SUBSTITUTION`]); the reason if not.
+fn substitution_only(text: &str) -> Result<(), String> {
+    if text.contains("{%") || text.contains("{#") {
+        return Err(
+            "only {{ variables }} are allowed, not {% statements %} or {# comments #}".into(),
+        );
+    }
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let inner = &rest[start + 2..];
+        let Some(end) = inner.find("}}") else {
+            return Err("a {{ is not closed".into());
+        };
+        if !SUBSTITUTION.is_match(&inner[..end]) {
+            return Err(format!(
+                "{} is not a variable: use {{{{ contact.<field> }}}}, optionally with the filters default(\"...\"), upper, lower, title, capitalize or trim",
+                crate::convert::quoted(inner[..end].trim())
+            ));
+        }
+        rest = &inner[end + 2..];
+    }
+    Ok(())
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -41,6 +78,7 @@ pub fn check(
     field_keys: &[String],
     sender: Sender,
 ) -> Result<(), FieldError> {
+    substitution_only(text).map_err(|reason| FieldError::new(field.to_owned(), reason))?;
     let env = environment();
     let template = env
         .template_from_str(text)
@@ -134,6 +172,7 @@ impl Variables {
 
 /// `text` with its variables replaced; the error says which variable had no value.
 pub fn render(text: &str, variables: &Variables) -> Result<String, String> {
+    substitution_only(text)?;
     environment()
         .render_str(text, variables)
         .map_err(|e| e.to_string())
@@ -142,4 +181,34 @@ pub fn render(text: &str, variables: &Variables) -> Result<String, String> {
 /// Whether `text` names any variable (and needs rendering per recipient).
 pub fn has_variables(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_variables_and_text_filters_are_rendered() {
+        let variables = Variables {
+            contact: BTreeMap::from([("first_name".into(), "Ada".into())]),
+            ..Variables::default()
+        };
+        let text =
+            r#"Hi {{ contact.first_name | upper }}, {{- contact.first_name|default("there") }}!"#;
+        assert_eq!(render(text, &variables).unwrap(), "Hi ADA,Ada!");
+        for refused in [
+            "{{ 'x' * 50000000 }}",
+            "{{ range(100000000) | length }}",
+            "{% for i in range(1000000) %}x{% endfor %}",
+            "{{ contact.first_name ~ contact.first_name }}",
+            "{# note #}",
+            "{{ contact.first_name",
+        ] {
+            assert!(render(refused, &variables).is_err(), "{refused}");
+            assert!(
+                check("body", refused, &[], Sender::Platform).is_err(),
+                "{refused}"
+            );
+        }
+    }
 }

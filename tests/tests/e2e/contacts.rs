@@ -102,7 +102,7 @@ async fn contacts_fields_and_tags_through_the_server() {
                 first_name: "Ada\0".into(),
                 ..Default::default()
             },
-            "first_name",
+            "profile.first_name",
         ),
     ] {
         let status = client
@@ -319,7 +319,10 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         .search_contacts(agent.authed(search(unknown_operator, String::new())))
         .await
         .unwrap_err();
-    assert_eq!(violated_field(&bad), "filter");
+    assert_eq!(
+        violated_field(&bad),
+        "filter.groups[0].conditions[0].field.operator"
+    );
     let mut name_contains_nul = plan_is("ad\0a");
     if let Some(condition::Kind::Field(f)) = &mut name_contains_nul.groups[0].conditions[0].kind {
         f.field = "first_name".into();
@@ -329,20 +332,26 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         text: "ad\0a".into(),
         ..Filter::default()
     };
-    for nul in [name_contains_nul, text_with_nul] {
+    for (nul, field) in [
+        (
+            name_contains_nul,
+            "filter.groups[0].conditions[0].field.values[0].text",
+        ),
+        (text_with_nul, "filter.text"),
+    ] {
         let bad = client
             .search_contacts(agent.authed(search(nul, String::new())))
             .await
             .unwrap_err();
-        assert_eq!(violated_field(&bad), "filter");
+        assert_eq!(violated_field(&bad), field);
     }
     let mut big = search(Filter::default(), String::new());
     big.page_size = 101;
     let bad = client.search_contacts(agent.authed(big)).await.unwrap_err();
     assert_eq!(violated_field(&bad), "page_size");
 
-    // Text Postgres cannot hold is INVALID_ARGUMENT wherever it is stored, even where no
-    // field check names it.
+    // Text Postgres cannot hold is INVALID_ARGUMENT naming the field wherever it is
+    // stored, even where no field check of the service looks at it.
     let nul = client
         .create_segment(agent.authed(CreateSegmentRequest {
             name: "Pr\0s".into(),
@@ -350,7 +359,7 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         }))
         .await
         .unwrap_err();
-    assert_eq!(violated_field(&nul), "request");
+    assert_eq!(violated_field(&nul), "name");
 
     // Segments are saved filters; the stream yields every match in batches.
     let segment = agent.create_segment("Pros", plan_is("pro")).await;

@@ -287,6 +287,31 @@ pub fn signature_header(kind: Kind) -> &'static str {
     }
 }
 
+/// The media type of the webhooks `kind`'s provider sends: Twilio posts a form, every
+/// other provider JSON.
+pub fn content_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::TwilioSms | Kind::TwilioWhatsApp => "application/x-www-form-urlencoded",
+        _ => "application/json",
+    }
+}
+
+/// Whether a webhook's `Content-Type` header names `kind`'s media type (parameters such
+/// as `charset` aside); the reason for a 415 otherwise.
+pub fn check_content_type(kind: Kind, headers: &HeaderMap) -> Result<(), String> {
+    let expected = content_type(kind);
+    let sent = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    match sent {
+        Some(sent) if sent.eq_ignore_ascii_case(expected) => Ok(()),
+        Some(_) => Err(format!("{} webhooks are {expected}", kind.as_str())),
+        None => Err(format!("Content-Type is required: {expected}")),
+    }
+}
+
 /// Normalizes a verified webhook body; the error is the reason for a 400.
 pub fn parse(kind: Kind, body: &[u8]) -> Result<Vec<Item>, String> {
     let items = match kind {
