@@ -1,7 +1,8 @@
-//! Oversized uploads, refused the way a server should: from the declared length alone.
+//! Oversized uploads, refused the way a server should: from the declared length alone;
+//! and slow clients, cut off.
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Sends only the head of a `POST path` whose body is declared to be `length` bytes, and
@@ -35,4 +36,56 @@ pub async fn declared_length_status(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP status line: {status_line:?}"))
+}
+
+/// Sends `bytes` to the server on `port`, the first `at_once` of them together and the
+/// rest one at a time, `every` apart, as a slow client (or a slowloris) does, reading at
+/// the same time: what the server answered and how long after connecting it answered
+/// or closed the connection (at most 30 s).
+pub async fn trickle(
+    port: u16,
+    mut bytes: Vec<u8>,
+    at_once: usize,
+    every: Duration,
+) -> (String, Duration) {
+    let started = tokio::time::Instant::now();
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("server reachable");
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        let rest = bytes.split_off(at_once.min(bytes.len()));
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        for byte in rest {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+        // Everything sent: keep the connection open as a slow client would.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&chunk[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), read).await;
+    writing.abort();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }

@@ -458,3 +458,42 @@ async fn search_segments_streams_merges_imports_and_exports_through_the_server()
         .unwrap_err();
     assert_eq!(stale_segment.code(), Code::FailedPrecondition);
 }
+
+#[tokio::test]
+async fn exported_cells_never_run_as_formulas_and_import_back_unchanged() {
+    let receiver = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&receiver.url).await;
+    let owner = platform.api(&tenant).await;
+    owner.create_contact_field(plan_field()).await;
+    let formula = r#"=HYPERLINK("http://evil.example","click")"#;
+    let ada = owner
+        .create_contact(ContactProfile {
+            first_name: formula.into(),
+            last_name: "@SUM(A1:A9)".into(),
+            email: "ada@example.com".into(),
+            phone: "+4915112345678".into(),
+            ..Default::default()
+        })
+        .await;
+
+    let exported = owner
+        .export_contacts(ExportContactsRequest::default())
+        .await;
+    let exported = String::from_utf8(exported).unwrap();
+    let line = exported.lines().nth(1).expect("Ada's line");
+    assert!(
+        line.contains(r#""'=HYPERLINK(""http://evil.example"",""click"")""#),
+        "{line}"
+    );
+    assert!(line.contains(",'@SUM(A1:A9),"), "{line}");
+    assert!(
+        line.contains(",+4915112345678,"),
+        "a phone number stays as it is: {line}"
+    );
+
+    // The exported file imported again changes nothing: the quote comes off.
+    let import = owner.import_contacts(import_request(&exported)).await;
+    assert_eq!((import.updated, import.failed), (1, 0), "{import:?}");
+    let again = owner.get_contact(&ada.id).await;
+    assert_eq!(again.first_name, formula);
+}

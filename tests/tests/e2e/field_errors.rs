@@ -436,6 +436,21 @@ async fn each_reported_bad_input_is_refused_naming_its_field() {
         ["conditions.assignee_user_ids"]
     );
 
+    // A snippet is substitution only: no string repetition, loops or arithmetic.
+    for body in [
+        "{{ 'x' * 50000000 }}",
+        "{% for i in range(9999999) %}x{% endfor %}",
+    ] {
+        let snippet = CreateSnippetRequest {
+            shortcut: "big".into(),
+            title: "Big".into(),
+            body: body.into(),
+            personal: false,
+        };
+        let refused = conversations.create_snippet(authed(&token, snippet)).await;
+        assert_eq!(named(refused), ["body"], "{body}");
+    }
+
     let mut workspaces = api.workspaces.clone();
     for role in [99, -1] {
         let user = CreateUserRequest {

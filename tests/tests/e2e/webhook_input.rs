@@ -2,7 +2,7 @@
 //! message stores one message.
 use std::time::Duration;
 
-use ism_e2e::oversize::declared_length_status;
+use ism_e2e::oversize::{declared_length_status, trickle};
 use ism_e2e::{Platform, Receiver, sign};
 use serde_json::json;
 
@@ -66,6 +66,22 @@ async fn bad_webhooks_are_refused_with_a_reason_and_change_nothing() {
     assert_eq!(
         declared_length_status(platform.http_port, &path, &headers, huge.len()).await,
         413
+    );
+
+    // The body is right and signed, but not sent as the provider sends it.
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}{path}", platform.http_port))
+        .header("content-type", "text/plain")
+        .header("x-ism-signature", sign(secret, &good))
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("application/json"),
+        "{body}"
     );
 
     assert_eq!(
@@ -139,4 +155,64 @@ async fn the_same_webhook_sent_twice_is_one_message() {
 
     let ids = platform.stored_external_ids(&tenant, 3).await;
     assert_eq!(ids, vec!["with-nul", "after", "retry-me"]);
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_GATEWAY__HTTP_HEADER_TIMEOUT_MS", "1000");
+    platform.set("ISM_GATEWAY__HTTP_REQUEST_TIMEOUT_MS", "2000");
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let body = br#"{"message_id":"slow","from":{"id":"c1"},"text":"hi"}"#;
+    let head = |length: usize| {
+        format!(
+            "POST /webhooks/custom/{} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             x-ism-signature: {}\r\ncontent-length: {length}\r\n\r\n",
+            tenant.channel_id,
+            sign(&tenant.webhook_secret, body)
+        )
+    };
+    let every = Duration::from_millis(300);
+    let port = platform.http_port;
+    // Two send their headers a byte at a time, two their body (after whole headers).
+    let slow_headers: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(trickle(port, head(body.len()).into_bytes(), 0, every)))
+        .collect();
+    let slow_bodies: Vec<_> = (0..2)
+        .map(|_| {
+            let mut request = head(body.len()).into_bytes();
+            let whole_head = request.len();
+            request.extend_from_slice(body);
+            tokio::spawn(trickle(port, request, whole_head, every))
+        })
+        .collect();
+
+    // Meanwhile a provider's webhook is served as usual.
+    let prompt =
+        serde_json::to_vec(&json!({"message_id": "quick", "from": {"id": "c2"}, "text": "hi"}))
+            .unwrap();
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), &prompt)
+        .await;
+    assert_eq!(code, 200);
+
+    for slow in slow_headers {
+        let (answer, after) = slow.await.unwrap();
+        assert!(
+            after < Duration::from_secs(6),
+            "headers trickled for {after:?}: {answer:?}"
+        );
+        assert!(!answer.contains(" 200 "), "{answer:?}");
+    }
+    for slow in slow_bodies {
+        let (answer, after) = slow.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        assert!(
+            after < Duration::from_secs(8),
+            "a body trickled for {after:?}"
+        );
+    }
 }
