@@ -17,13 +17,20 @@ pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }
 
+/// The first `chars` characters of `value` when it holds more; `None` when it fits.
+pub fn cut(value: &str, chars: usize) -> Option<&str> {
+    value
+        .char_indices()
+        .nth(chars)
+        .map(|(end, _)| &value[..end])
+}
+
 /// `value` as an error message or a log line may quote it: its first 32 characters,
 /// quoted and escaped, with `…` when there were more. A refusal quoting a whole bad
 /// value would be as large as the value.
 pub fn quoted(value: &str) -> String {
-    const SHOWN: usize = 32;
-    match value.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{:?}…", &value[..end]),
+    match cut(value, 32) {
+        Some(head) => format!("{head:?}…"),
         None => format!("{value:?}"),
     }
 }
@@ -31,9 +38,8 @@ pub fn quoted(value: &str) -> String {
 /// `reason` cut to its first 200 characters: a parser's error (serde's "invalid type:
 /// string ...") may carry the whole bad value.
 pub fn clipped(reason: String) -> String {
-    const SHOWN: usize = 200;
-    match reason.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{}…", &reason[..end]),
+    match cut(&reason, 200) {
+        Some(head) => format!("{head}…"),
         None => reason,
     }
 }

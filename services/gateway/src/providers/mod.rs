@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use ism_platform::convert::{clipped, storable};
+use ism_platform::convert::{clipped, cut, storable};
 use ism_proto::types::v1::{ChannelType, DeliveryFailure, DeliveryStatus, MessageContent};
 use sha2::Sha256;
 
@@ -344,8 +344,8 @@ impl Item {
             }
             // The contacts service takes names up to its request limit: a longer one is
             // cut rather than failing the message.
-            if let Some((end, _)) = value.char_indices().nth(MAX_WORDS) {
-                value.truncate(end);
+            if let Some(head) = cut(value, MAX_WORDS) {
+                *value = head.to_owned();
             }
         };
         match &mut self {
