@@ -451,6 +451,17 @@ impl EventHandler for StatusReports {
             Ok(DeliveryStatus::Delivered) => Delivery::Delivered,
             Ok(DeliveryStatus::Read) => Delivery::Read,
             Ok(DeliveryStatus::Failed) => Delivery::Failed,
+            Ok(DeliveryStatus::Pending) => {
+                let Some(next) = report.next_attempt_at.as_ref().and_then(from_timestamp) else {
+                    return Ok(());
+                };
+                let Some(mut tx) = ctx.begin().await? else {
+                    return Ok(());
+                };
+                store::note_retry(&mut tx, workspace_id, message_id, &report.reason, next).await?;
+                tx.commit().await?;
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let Some(mut tx) = ctx.begin().await? else {

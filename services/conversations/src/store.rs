@@ -47,13 +47,15 @@ pub struct Message {
     pub sender: Author,
     pub sender_id: String,
     pub mentions: Vec<Uuid>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub retry_reason: String,
 }
 
 pub(crate) const CONVERSATION: &str = "id, workspace_id, contact_id, channel_id, contact_external_id, channel_type, status, \
      opened_by, opened_by_id, created_at, last_message_at, snoozed_until, assignee_user_id, assignee_team_id, \
      closed_at, closing_category, closing_summary, first_response_at, response_count, last_message_from, waiting_since";
 const MESSAGE: &str = "id, conversation_id, direction, content, status, failure_reason, external_message_id, sent_at, \
-     created_at, sender, sender_id, mentions";
+     created_at, sender, sender_id, mentions, next_attempt_at, retry_reason";
 
 /// Who a conversation is with, on which channel.
 pub struct Party<'a> {
@@ -422,7 +424,7 @@ pub async fn advance_status(
     external_message_id: &str,
 ) -> Result<Option<Advanced>, Error> {
     let updated: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE messages SET status = $3, failure_reason = $4,
+        "UPDATE messages SET status = $3, failure_reason = $4, next_attempt_at = NULL, retry_reason = '',
              external_message_id = CASE WHEN $5 = '' THEN external_message_id ELSE $5 END
          WHERE workspace_id = $1 AND id = $2 AND direction = 'outbound'
            AND (CASE status WHEN 'pending' THEN 1 WHEN 'sent' THEN 2 WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 ELSE 5 END)
@@ -437,6 +439,28 @@ pub async fn advance_status(
     .fetch_optional(conn)
     .await?;
     Ok(updated.map(|(conversation_id,)| Advanced { conversation_id }))
+}
+
+/// Shows when a still pending message's next attempt is due and why the last failed; a
+/// report arriving after the message was sent or failed changes nothing.
+pub async fn note_retry(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    id: Uuid,
+    reason: &str,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE messages SET next_attempt_at = $3, retry_reason = $4
+         WHERE workspace_id = $1 AND id = $2 AND direction = 'outbound' AND status = 'pending'",
+    )
+    .bind(workspace_id)
+    .bind(id)
+    .bind(next_attempt_at)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// One conversation of the Workspace.

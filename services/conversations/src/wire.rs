@@ -143,6 +143,8 @@ pub fn message(m: Message) -> pb::Message {
         sender_id: m.sender_id,
         internal: m.direction == Direction::Internal,
         mentioned_user_ids: m.mentions.iter().map(Uuid::to_string).collect(),
+        next_attempt_at: m.next_attempt_at.map(timestamp),
+        retry_reason: m.retry_reason,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::config::GatewaySettings;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use ism_platform::convert::timestamp;
 use ism_platform::events::{self, EventContext, EventHandler, HandlerError, topics};
 use ism_proto::events::v1::{DeliveryRequested, Event, MessageStatusChanged};
 use ism_proto::types::v1::{DeliveryFailure, DeliveryStatus, MessageContent};
@@ -159,6 +160,13 @@ impl EventHandler for Requests {
 pub(crate) enum Status<'a> {
     Reached(DeliveryStatus),
     Failed(&'a str, DeliveryFailure),
+    /// Still pending: attempt number `attempts` failed for this reason, and the next is
+    /// due at this time.
+    Retrying {
+        reason: &'a str,
+        next_attempt_at: DateTime<Utc>,
+        attempts: i32,
+    },
 }
 
 /// A `gateway.message.status` event about one of our messages.
@@ -170,9 +178,19 @@ pub(crate) fn status_event(
     status: Status<'_>,
     external_message_id: &str,
 ) -> Event {
-    let (status, reason, failure) = match status {
-        Status::Reached(status) => (status, "", DeliveryFailure::Unspecified),
-        Status::Failed(reason, failure) => (DeliveryStatus::Failed, reason, failure),
+    let (status, reason, failure, retry) = match status {
+        Status::Reached(status) => (status, "", DeliveryFailure::Unspecified, None),
+        Status::Failed(reason, failure) => (DeliveryStatus::Failed, reason, failure, None),
+        Status::Retrying {
+            reason,
+            next_attempt_at,
+            attempts,
+        } => (
+            DeliveryStatus::Pending,
+            reason,
+            DeliveryFailure::Unspecified,
+            Some((timestamp(next_attempt_at), attempts)),
+        ),
     };
     let payload = MessageStatusChanged {
         message_id: message_id.to_string(),
@@ -182,6 +200,8 @@ pub(crate) fn status_event(
         external_message_id: external_message_id.to_owned(),
         requested_by: requested_by.to_owned(),
         failure: failure as i32,
+        next_attempt_at: retry.map(|(at, _)| at),
+        attempts: retry.map_or(0, |(_, attempts)| attempts),
     };
     topics::MESSAGE_STATUS.event(workspace_id, &message_id.to_string(), &payload)
 }
@@ -415,14 +435,22 @@ impl Worker {
                 kind: "internal",
             },
         };
+        let retry_for = batch
+            .as_ref()
+            .ok()
+            .and_then(|b| b.channels.get(&delivery.channel_id))
+            .and_then(|(channel, _)| Kind::parse(&channel.kind))
+            .map_or(self.settings.delivery_retry_for_seconds, |kind| {
+                self.settings.retry_for_seconds(kind)
+            });
         let outcome = match outcome {
             Outcome::Retry {
                 reason,
                 kind,
                 after_ms,
-            } if self.out_of_time(&delivery, after_ms) => Outcome::Failed {
+            } if self.out_of_time(&delivery, after_ms, retry_for) => Outcome::Failed {
                 reason: format!(
-                    "gave up after {} attempts in {} s; last error: {reason}",
+                    "gave up after {} attempts in {} s: send it again once the provider is reachable; last error: {reason}",
                     delivery.attempts + 1,
                     (Utc::now() - delivery.created_at).num_seconds()
                 ),
@@ -446,7 +474,15 @@ impl Worker {
                 reason, after_ms, ..
             } => {
                 tracing::info!(%reason, retry_in_ms = after_ms, "delivery will be retried");
-                None
+                Some(self.status(
+                    &delivery,
+                    Status::Retrying {
+                        reason,
+                        next_attempt_at: Utc::now() + chrono::TimeDelta::milliseconds(*after_ms),
+                        attempts: delivery.attempts + 1,
+                    },
+                    "",
+                ))
             }
         };
         let (label, kind) = match &outcome {
@@ -474,9 +510,10 @@ impl Worker {
         )
     }
 
-    /// Whether a retry `after_ms` from now would fall past the delivery's retry budget.
-    fn out_of_time(&self, delivery: &Delivery, after_ms: i64) -> bool {
-        let budget = chrono::TimeDelta::seconds(self.settings.delivery_retry_for_seconds as i64);
+    /// Whether a retry `after_ms` from now would fall past the delivery's retry time of
+    /// `retry_for` seconds.
+    fn out_of_time(&self, delivery: &Delivery, after_ms: i64, retry_for: u64) -> bool {
+        let budget = chrono::TimeDelta::seconds(retry_for as i64);
         Utc::now() + chrono::TimeDelta::milliseconds(after_ms) > delivery.created_at + budget
     }
 

@@ -405,7 +405,7 @@ async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_wi
     assert!(
         stopped
             .state_reason
-            .contains("refused the channel (HTTP 401)"),
+            .contains("refused the channel's webhook secret: reconnect the channel"),
         "{}",
         stopped.state_reason
     );

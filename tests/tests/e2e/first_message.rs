@@ -181,6 +181,26 @@ async fn a_reply_rides_out_a_receivers_restart() {
             snippet_id: String::new(),
         })
         .await;
+    let retrying = api
+        .wait_for_message(&reply.id, WAIT, "its next attempt shown", |m| {
+            m.next_attempt_at.is_some()
+        })
+        .await;
+    assert_eq!(retrying.status, DeliveryStatus::Pending as i32);
+    assert!(
+        retrying.retry_reason.contains("HTTP 503") && retrying.retry_reason.contains("restarting"),
+        "{}",
+        retrying.retry_reason
+    );
+    let next = retrying.next_attempt_at.expect("shown").seconds;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    assert!(
+        (now - 60..=now + 60).contains(&next),
+        "the next attempt is due within the minute: {next} vs {now}"
+    );
     let done = api
         .wait_for_message(&reply.id, Duration::from_secs(60), "a final status", |m| {
             m.status != DeliveryStatus::Pending as i32
@@ -193,4 +213,63 @@ async fn a_reply_rides_out_a_receivers_restart() {
         done.failure_reason
     );
     assert_eq!(receiver.received().len(), 7, "six 503s, then the 200");
+    assert_eq!(
+        done.next_attempt_at, None,
+        "a sent message has no next attempt"
+    );
+    assert_eq!(done.retry_reason, "");
+}
+
+/// Each channel type retries for its own time: here custom channels give up after two
+/// seconds, and the message fails saying why and what to do.
+#[tokio::test]
+async fn a_reply_fails_once_its_channel_types_retry_time_is_over() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set(
+        "ISM_GATEWAY__DELIVERY_RETRY_FOR_SECONDS_BY_TYPE__CUSTOM",
+        "2",
+    );
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body)
+        .await;
+    assert_eq!(code, 200);
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+
+    receiver.script(&[(503, "down for maintenance"); 100]);
+    let reply = api
+        .send_message(SendMessageRequest {
+            conversation_id: conversation.id.clone(),
+            content: text("Anyone?"),
+            client_message_id: "budget".into(),
+            snippet_id: String::new(),
+        })
+        .await;
+    let done = api
+        .wait_for_message(&reply.id, WAIT, "a final status", |m| {
+            m.status != DeliveryStatus::Pending as i32
+        })
+        .await;
+    assert_eq!(done.status, DeliveryStatus::Failed as i32);
+    assert!(
+        done.failure_reason.starts_with("gave up after ")
+            && done
+                .failure_reason
+                .contains("send it again once the provider is reachable")
+            && done.failure_reason.contains("down for maintenance"),
+        "{}",
+        done.failure_reason
+    );
+    let tries = receiver.received().len();
+    assert!(
+        (2..40).contains(&tries),
+        "retried within its two seconds, then stopped: {tries}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received().len(), tries, "no attempt after failing");
 }

@@ -105,6 +105,33 @@ impl Kind {
         }
     }
 
+    /// The provider's name, as its users know it.
+    pub fn provider(self) -> &'static str {
+        match self {
+            Kind::Custom => "The receiver",
+            Kind::Messenger => "Messenger",
+            Kind::Instagram => "Instagram",
+            Kind::WhatsApp => "WhatsApp",
+            Kind::Telegram => "Telegram",
+            Kind::TwilioSms | Kind::TwilioWhatsApp => "Twilio",
+            Kind::Line => "LINE",
+            Kind::Viber => "Viber",
+        }
+    }
+
+    /// What the provider checks of a channel when it sends, by the name its console uses.
+    pub fn credential(self) -> &'static str {
+        match self {
+            Kind::Custom => "webhook secret",
+            Kind::Messenger | Kind::Instagram => "Page access token",
+            Kind::WhatsApp => "access token or phone number id",
+            Kind::Telegram => "bot token",
+            Kind::TwilioSms | Kind::TwilioWhatsApp => "Account SID, auth token or sender",
+            Kind::Line => "channel access token",
+            Kind::Viber => "auth token",
+        }
+    }
+
     /// Outbound messages per second when a channel sets none: the providers' published
     /// limits (WhatsApp Cloud API 80/s per number, Telegram 30/s per bot, Twilio 10/s
     /// per sender, Instagram 100/s per account, LINE 2,000/s per channel).

@@ -76,6 +76,29 @@ impl Failure {
         }
     }
 
+    /// This answer of a `kind` provider in words saying what happened and what to do,
+    /// with the provider's own words kept at the end. Retryable kinds keep their words:
+    /// they are retried, and a final give-up says what to do (see `delivery`).
+    pub fn advised(self, kind: Kind) -> Failure {
+        let provider = kind.provider();
+        match self {
+            Failure::Auth(said) => Failure::Auth(format!(
+                "{provider} refused the channel's {credential}: reconnect the channel with a valid {credential}; it answered: {said}",
+                credential = kind.credential()
+            )),
+            Failure::Recipient(said) => Failure::Recipient(format!(
+                "{provider} cannot deliver to this Contact: reach them on another channel; it answered: {said}"
+            )),
+            Failure::Capped(said) => Failure::Capped(format!(
+                "{provider} will not take more of these messages for this Contact now: try again in a day or more; it answered: {said}"
+            )),
+            Failure::Refused(said) => Failure::Refused(format!(
+                "{provider} refused this message: change its content or settings and send it again; it answered: {said}"
+            )),
+            retryable_or_worded => retryable_or_worded,
+        }
+    }
+
     /// A low-cardinality label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -304,7 +327,7 @@ pub async fn send(
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         snippet: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
     };
-    classify(&reply)
+    classify(&reply).map_err(|failure| failure.advised(kind))
 }
 
 /// The canonical answer to HTTP statuses a provider gave no better words for.
@@ -314,15 +337,17 @@ pub fn by_status(provider: &str, reply: &Reply, detail: &str) -> Failure {
     } else {
         detail
     };
-    let reason = format!("{provider} answered HTTP {}: {detail}", reply.code);
+    // Final failures are worded with the provider's name by `Failure::advised`.
+    let answered = format!("HTTP {}: {detail}", reply.code);
+    let reason = format!("{provider} answered {answered}");
     match reply.code {
         429 => Failure::RateLimited {
             after: reply.retry_after,
             reason,
         },
-        401 | 403 => Failure::Auth(reason),
+        401 | 403 => Failure::Auth(answered),
         408 | 500..=599 => Failure::Transient(reason),
-        _ => Failure::Refused(reason),
+        _ => Failure::Refused(answered),
     }
 }
 
@@ -372,5 +397,68 @@ impl<'a> Outgoing<'a> {
             status_callback: "",
             outbound_url: "",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn final_reason(kind: Kind, code: u16, body: &str) -> String {
+        let classify: Classify = match kind {
+            Kind::TwilioSms => twilio::answer,
+            Kind::Viber => viber::answer,
+            Kind::Telegram => telegram::answer,
+            Kind::Line => line::answer,
+            _ => unreachable!("not one of the examples"),
+        };
+        classify(&Reply::sample(code, body))
+            .map_err(|failure| failure.advised(kind))
+            .expect_err("a failure")
+            .reason()
+            .to_owned()
+    }
+
+    #[test]
+    fn final_failures_say_what_happened_and_what_to_do() {
+        for (kind, code, body, said) in [
+            (
+                Kind::TwilioSms,
+                401,
+                r#"{"code":20003,"message":"Authenticate"}"#,
+                "Twilio refused the channel's Account SID, auth token or sender: reconnect the channel with a valid Account SID, auth token or sender; it answered: Twilio error 20003 (Authenticate)",
+            ),
+            (
+                Kind::Viber,
+                200,
+                r#"{"status":2,"status_message":"invalidAuthToken"}"#,
+                "Viber refused the channel's auth token: reconnect the channel with a valid auth token; it answered: status 2: invalidAuthToken",
+            ),
+            (
+                Kind::Telegram,
+                401,
+                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#,
+                "Telegram refused the channel's bot token: reconnect the channel with a valid bot token; it answered: Unauthorized",
+            ),
+            (
+                Kind::Line,
+                400,
+                r#"{"message":"Failed to send messages"}"#,
+                "LINE refused this message: change its content or settings and send it again; it answered: HTTP 400: Failed to send messages",
+            ),
+        ] {
+            assert_eq!(final_reason(kind, code, body), said);
+        }
+    }
+
+    #[test]
+    fn retried_failures_keep_the_providers_name_for_the_give_up() {
+        let failure = line::answer(&Reply::sample(503, "{}"))
+            .map_err(|failure| failure.advised(Kind::Line))
+            .unwrap_err();
+        assert_eq!(
+            failure,
+            Failure::Transient("LINE answered HTTP 503: {}".into())
+        );
     }
 }

@@ -214,14 +214,10 @@ pub fn answer(reply: &Reply) -> Result<String, Failure> {
             "the receiver answered HTTP {code}: {snippet}"
         ))),
         404 | 410 => Err(Failure::Recipient(format!(
-            "the receiver does not know this recipient (HTTP {code}): {snippet}"
+            "it does not know this recipient (HTTP {code}): {snippet}"
         ))),
-        401 | 403 => Err(Failure::Auth(format!(
-            "the receiver refused the channel (HTTP {code}): {snippet}"
-        ))),
-        _ => Err(Failure::Refused(format!(
-            "the receiver refused the message with HTTP {code}: {snippet}"
-        ))),
+        401 | 403 => Err(Failure::Auth(format!("HTTP {code}: {snippet}"))),
+        _ => Err(Failure::Refused(format!("HTTP {code}: {snippet}"))),
     }
 }
 

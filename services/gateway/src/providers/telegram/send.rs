@@ -91,13 +91,13 @@ pub fn answer(reply: &Reply) -> Result<String, Failure> {
                 .or(reply.retry_after),
             reason,
         },
-        403 => Failure::Recipient(reason),
+        403 => Failure::Recipient(description),
         400 if description.contains("chat not found") || description.contains("user not found") => {
-            Failure::Recipient(reason)
+            Failure::Recipient(description)
         }
-        401 | 404 => Failure::Auth(reason),
+        401 | 404 => Failure::Auth(description),
         _ if description.is_empty() => by_status("Telegram", reply, ""),
         500..=599 => Failure::Transient(reason),
-        _ => Failure::Refused(reason),
+        _ => Failure::Refused(description),
     })
 }

@@ -102,14 +102,14 @@ pub fn answer(reply: &Reply) -> Result<String, Failure> {
     if status == 0 {
         return Ok(reply.text("/message_token"));
     }
-    let reason = format!("Viber status {status}: {}", reply.text("/status_message"));
+    let reason = format!("status {status}: {}", reply.text("/status_message"));
     Err(match status {
         5 | 6 | 11 => Failure::Recipient(format!(
             "{reason}: the recipient is not registered, not subscribed, or has no suitable device"
         )),
         12 => Failure::RateLimited {
             after: reply.retry_after,
-            reason,
+            reason: format!("Viber {reason}"),
         },
         1 | 2 | 7 | 8 | 9 | 10 => Failure::Auth(reason),
         _ => Failure::Refused(reason),
