@@ -153,6 +153,11 @@ impl Platform {
         }
     }
 
+    /// What the platform's processes have logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("{}.log", self.id))).unwrap_or_default()
+    }
+
     /// Overrides one setting (an `ISM_...` variable) for processes started afterwards.
     pub fn set(&mut self, key: &str, value: &str) {
         self.env.insert(key.to_owned(), value.to_owned());
@@ -435,11 +440,21 @@ impl Platform {
         index: usize,
         within: Duration,
     ) -> Option<std::process::ExitStatus> {
-        let child = &mut self.children[index];
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(child.id().to_string())
+            .arg(self.children[index].id().to_string())
             .status();
+        self.wait_exit(index, within)
+    }
+
+    /// The exit status of a process started with [`spawn`](Self::spawn), once it has
+    /// exited by itself within `within`.
+    pub fn wait_exit(
+        &mut self,
+        index: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let child = &mut self.children[index];
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {

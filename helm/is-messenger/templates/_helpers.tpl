@@ -177,6 +177,12 @@ Usage: {{ include "is-messenger.secretEnv" (dict "service" "gateway" "context" $
     secretKeyRef:
       name: {{ $s.signingKey.existingSecret | quote }}
       key: {{ $s.signingKey.key | quote }}
+- name: ISM_WORKSPACES__SIGNING_KEY_SEAL_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.signingKeySealKey.existingSecret | quote }}
+      key: {{ $s.signingKeySealKey.key | quote }}
+      optional: true
 {{- end }}
 {{- if eq .service "gateway" }}
 - name: ISM_GATEWAY__CREDENTIALS_KEY

@@ -71,12 +71,7 @@ pub async fn user_token(
     .await?;
     let workspace = workspace.ok_or(Error::NotFound("active user"))?;
     store::workspace(pool, workspace).await?;
-    let signer = Signer::load(
-        pool,
-        &settings.auth.signing_key_pem,
-        settings.auth.token_ttl_seconds,
-    )
-    .await?;
+    let signer = Signer::load(pool, settings).await?;
     tokens::for_user(pool, &signer, &Actor::operator(), workspace, user_id).await
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ism_platform::auth::{Caller, Role};
-use ism_platform::convert::uuid;
+use ism_platform::convert::{cut, uuid};
 use ism_platform::paging;
 use ism_proto::workspaces::v1 as pb;
 use ism_proto::workspaces::v1::workspace_service_server::WorkspaceService;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::audit::Actor;
 use crate::error::Error;
+use crate::guard::{Credential, Guard};
 use crate::keys::Signer;
 use crate::tenancy::{self, Settings};
 use crate::users::{self, NewUser, UserChanges};
@@ -30,6 +31,12 @@ pub struct Api {
     pub pool: PgPool,
     pub signer: Arc<Signer>,
     pub service_secret: SecretString,
+    pub guard: Guard,
+}
+
+/// What a credential names, cut to a length fit for a rate-limit key.
+fn named(value: &str) -> &str {
+    cut(value, 64).unwrap_or(value)
 }
 
 fn id(field: &'static str, value: &str) -> Result<Uuid, Error> {
@@ -50,31 +57,51 @@ fn authorize<T>(request: &Request<T>, required: Role) -> Result<(Actor, Uuid), S
 
 #[tonic::async_trait]
 impl WorkspaceService for Api {
-    #[tracing::instrument(skip_all, err)]
+    // A wrong credential is the caller's mistake, logged by the guard as a warning.
+    #[tracing::instrument(skip_all, err(level = "info"))]
     async fn exchange_api_key(
         &self,
         request: Request<pb::ExchangeApiKeyRequest>,
     ) -> Result<Response<pb::ExchangeApiKeyResponse>, Status> {
-        let (access_token, exp) =
-            tokens::for_api_key(&self.pool, &self.signer, &request.get_ref().api_key).await?;
+        let source = request.remote_addr().map(|a| a.ip());
+        let presented = request.get_ref().api_key.trim();
+        let prefix = store::split_api_key(presented).map_or("malformed", |(prefix, _)| prefix);
+        let (access_token, exp) = self
+            .guard
+            .check(
+                Credential::ApiKey(named(prefix)),
+                source,
+                tokens::for_api_key(&self.pool, &self.signer, presented),
+            )
+            .await?;
         Ok(Response::new(pb::ExchangeApiKeyResponse {
             access_token,
             expires_at: wire::expires(exp),
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     async fn issue_service_token(
         &self,
         request: Request<pb::IssueServiceTokenRequest>,
     ) -> Result<Response<pb::IssueServiceTokenResponse>, Status> {
+        let source = request.remote_addr().map(|a| a.ip());
         let request = request.into_inner();
-        let (access_token, exp) = tokens::for_service(
-            &self.signer,
-            &self.service_secret,
-            &request.service,
-            &request.secret,
-        )?;
+        let (access_token, exp) = self
+            .guard
+            .check(
+                Credential::Service(named(&request.service)),
+                source,
+                async {
+                    tokens::for_service(
+                        &self.signer,
+                        &self.service_secret,
+                        &request.service,
+                        &request.secret,
+                    )
+                },
+            )
+            .await?;
         Ok(Response::new(pb::IssueServiceTokenResponse {
             access_token,
             expires_at: wire::expires(exp),
@@ -83,8 +110,11 @@ impl WorkspaceService for Api {
 
     async fn get_public_keys(
         &self,
-        _: Request<pb::GetPublicKeysRequest>,
+        request: Request<pb::GetPublicKeysRequest>,
     ) -> Result<Response<pb::GetPublicKeysResponse>, Status> {
+        self.guard
+            .call("GetPublicKeys", request.remote_addr().map(|a| a.ip()))
+            .await?;
         let (kid, x) = self.signer.public();
         Ok(Response::new(pb::GetPublicKeysResponse {
             keys: vec![pb::PublicKey {

@@ -7,11 +7,15 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ism_platform::auth::{Claims, ISSUER, Role, Verifier};
+use ism_platform::config::Settings;
+use ism_platform::sealing::Sealer;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::config::WorkspacesSettings;
 
 /// The active signing key.
 pub struct Signer {
@@ -22,14 +26,19 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// The configured key, else the newest stored one, else a new stored one.
-    pub async fn load(
-        pool: &PgPool,
-        pem: &secrecy::SecretString,
-        ttl_seconds: u64,
-    ) -> anyhow::Result<Arc<Self>> {
+    /// The configured key (`auth.signing_key_pem`), else the newest stored one, else a
+    /// new stored one; stored keys are sealed under `workspaces.signing_key_seal_key`.
+    pub async fn load(pool: &PgPool, settings: &Settings) -> anyhow::Result<Arc<Self>> {
+        let pem = &settings.auth.signing_key_pem;
+        let ttl_seconds = settings.auth.token_ttl_seconds;
         let pkcs8 = if pem.expose_secret().trim().is_empty() {
-            stored_or_generated(pool).await?
+            let config: WorkspacesSettings = settings.section()?;
+            let sealer = Sealer::new(
+                "workspaces.signing_key_seal_key",
+                &config.signing_key_seal_key,
+                &config.signing_key_seal_previous_keys,
+            )?;
+            stored_or_generated(pool, &sealer).await?
         } else {
             pem_to_der(pem.expose_secret())?
         };
@@ -84,18 +93,74 @@ impl Signer {
     }
 }
 
-async fn stored_or_generated(pool: &PgPool) -> anyhow::Result<Vec<u8>> {
+/// The owner a stored key is sealed for: bound to its key id, so a sealed key moved to
+/// another row does not open.
+fn owner(kid: &str) -> Uuid {
+    let digest = Sha256::digest([b"ism-signing-key:".as_slice(), kid.as_bytes()].concat());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
+}
+
+/// A stored key's PKCS#8 document, sealed as base64 text.
+fn seal(sealer: &Sealer, kid: &str, pkcs8: &[u8]) -> anyhow::Result<Vec<u8>> {
+    sealer.seal(owner(kid), &STANDARD.encode(pkcs8))
+}
+
+/// A stored signing key: sealed, or in clear from before keys were sealed.
+#[derive(sqlx::FromRow)]
+struct StoredKey {
+    kid: String,
+    clear: Option<Vec<u8>>,
+    sealed: Option<Vec<u8>>,
+    live: bool,
+}
+
+/// The newest live stored key, else a new one stored. Every stored key not sealed with
+/// the current seal key (in clear from before sealing, or under a previous seal key) is
+/// sealed with it on the way.
+async fn stored_or_generated(pool: &PgPool, sealer: &Sealer) -> anyhow::Result<Vec<u8>> {
     let mut tx = pool.begin().await?;
     // One generator at a time, so replicas starting together agree on one key.
     sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let stored: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT pkcs8 FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+    let stored: Vec<StoredKey> = sqlx::query_as(
+        "SELECT kid, pkcs8 AS clear, sealed, retired_at IS NULL AS live FROM signing_keys ORDER BY created_at DESC",
     )
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    let pkcs8 = match stored {
+    let mut newest = None;
+    for StoredKey {
+        kid,
+        clear,
+        sealed,
+        live,
+    } in stored
+    {
+        let pkcs8 = match (&sealed, clear) {
+            (Some(sealed), _) => {
+                let encoded: String = sealer
+                    .open(owner(&kid), sealed)
+                    .map_err(|e| anyhow::anyhow!("stored signing key {kid}: {e}"))?;
+                STANDARD.decode(encoded)?
+            }
+            (None, Some(clear)) => clear,
+            (None, None) => anyhow::bail!("stored signing key {kid} has no key material"),
+        };
+        if !sealed.as_deref().is_some_and(|s| sealer.is_current(s)) {
+            sqlx::query("UPDATE signing_keys SET sealed = $2, pkcs8 = NULL WHERE kid = $1")
+                .bind(&kid)
+                .bind(seal(sealer, &kid, &pkcs8)?)
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(%kid, "sealed a stored signing key with the current seal key");
+        }
+        if live && newest.is_none() {
+            newest = Some(pkcs8);
+        }
+    }
+    let pkcs8 = match newest {
         Some(pkcs8) => pkcs8,
         None => {
             let document = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
@@ -103,9 +168,9 @@ async fn stored_or_generated(pool: &PgPool) -> anyhow::Result<Vec<u8>> {
             let pkcs8 = document.as_ref().to_vec();
             let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?;
             let kid = hex::encode(&Sha256::digest(pair.public_key().as_ref())[..8]);
-            sqlx::query("INSERT INTO signing_keys (kid, pkcs8) VALUES ($1, $2)")
+            sqlx::query("INSERT INTO signing_keys (kid, sealed) VALUES ($1, $2)")
                 .bind(&kid)
-                .bind(&pkcs8)
+                .bind(seal(sealer, &kid, &pkcs8)?)
                 .execute(&mut *tx)
                 .await?;
             tracing::info!(%kid, "generated a token-signing key");

@@ -4,8 +4,10 @@ pub mod admin;
 mod api;
 mod api_keys;
 mod audit;
+mod config;
 mod domain;
 mod error;
+mod guard;
 mod keys;
 mod store;
 mod teams;
@@ -17,6 +19,7 @@ mod wire;
 use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
 use ism_proto::workspaces::v1::workspace_service_server::WorkspaceServiceServer;
 use sqlx::migrate::Migrator;
@@ -37,17 +40,19 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         &MIGRATOR,
     )
     .await?;
-    let signer = keys::Signer::load(
-        &service.pool,
-        &settings.auth.signing_key_pem,
-        settings.auth.token_ttl_seconds,
-    )
-    .await?;
+    let config: config::WorkspacesSettings = settings.section()?;
+    let signer = keys::Signer::load(&service.pool, &settings).await?;
     let verifier = signer.verifier()?;
+    let limiter = Limiter::new(
+        ServiceName::Workspaces,
+        &settings.redis,
+        &settings.rate_limit,
+    );
     let api = api::Api {
         pool: service.pool.clone(),
         signer,
         service_secret: settings.auth.service_secret.clone(),
+        guard: guard::Guard::new(limiter, config.clone()),
     };
     let routes = Routes::new(WorkspaceServiceServer::new(api));
     service.serve(routes, verifier, api::PUBLIC_RPCS).await

@@ -305,15 +305,18 @@ pub async fn create_api_key(
     Ok((key, format!("ism_{prefix}_{secret}")))
 }
 
+/// An API key's public prefix and its secret (`ism_<prefix>_<secret>`).
+pub fn split_api_key(full: &str) -> Option<(&str, &str)> {
+    full.strip_prefix("ism_")
+        .and_then(|rest| rest.split_once('_'))
+}
+
 /// The live key `full` names, if its secret matches.
 pub async fn authenticate_api_key(pool: &PgPool, full: &str) -> Result<ApiKey, Error> {
     const REFUSED: Error = Error::Unauthenticated(std::borrow::Cow::Borrowed(
         "API key not recognised or revoked",
     ));
-    let (prefix, secret) = full
-        .strip_prefix("ism_")
-        .and_then(|rest| rest.split_once('_'))
-        .ok_or(REFUSED)?;
+    let (prefix, secret) = split_api_key(full).ok_or(REFUSED)?;
     let row: ApiKeyWithHash = sqlx::query_as(
         "SELECT k.id, k.workspace_id, k.name, k.role, k.prefix, k.created_at, k.revoked_at, k.secret_hash
          FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id

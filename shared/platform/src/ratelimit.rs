@@ -51,6 +51,24 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + ahead + 1000)
 return {allowed, wait}
 ";
 
+/// How long until each bucket of KEYS holds a whole token (the longest wait; 0 when all
+/// do), taking none. ARGV: refill rate per second and burst, as for TOKEN_BUCKET.
+const PEEK: &str = r"
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = 0
+for _, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  if tokens < 1 then wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate)) end
+end
+return wait
+";
+
 /// What the bucket said about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -65,6 +83,7 @@ pub enum Decision {
 pub struct Limiter {
     redis: Option<ConnectionManager>,
     script: redis::Script,
+    peek: redis::Script,
     prefix: String,
     settings: RateLimitSettings,
     last_warning: AtomicI64,
@@ -93,6 +112,7 @@ impl Limiter {
         Arc::new(Self {
             redis: manager,
             script: redis::Script::new(TOKEN_BUCKET),
+            peek: redis::Script::new(PEEK),
             prefix: format!("{}:ratelimit:{service}", redis.key_prefix),
             settings: settings.clone(),
             last_warning: AtomicI64::new(0),
@@ -136,6 +156,29 @@ impl Limiter {
         }
     }
 
+    /// Whether every bucket of `keys` (refilling at `rate` up to `burst`) holds a token,
+    /// taking none: `Limit` with the longest wait when one is empty; `Allow` whenever
+    /// Redis cannot answer in time.
+    pub async fn peek(&self, keys: &[String], rate: f64, burst: u32) -> Decision {
+        let Some(mut redis) = self.redis.clone() else {
+            return Decision::Allow;
+        };
+        let mut invocation = self.peek.prepare_invoke();
+        for key in keys {
+            invocation.key(format!("{}:{key}", self.prefix));
+        }
+        invocation.arg(rate).arg(burst.max(1));
+        let timeout = Duration::from_millis(self.settings.redis_timeout_ms);
+        match tokio::time::timeout(timeout, invocation.invoke_async::<i64>(&mut redis)).await {
+            Ok(Ok(wait_ms)) if wait_ms > 0 => {
+                Decision::Limit(Duration::from_millis(wait_ms as u64))
+            }
+            Ok(Ok(_)) => Decision::Allow,
+            Ok(Err(e)) => self.fail_open(&e.to_string()),
+            Err(_) => self.fail_open("timed out"),
+        }
+    }
+
     fn fail_open(&self, why: &str) -> Decision {
         metrics::counter!("ism_rate_limit_fail_open_total").increment(1);
         let now = chrono::Utc::now().timestamp();
@@ -155,13 +198,13 @@ impl Limiter {
     }
 }
 
-/// RESOURCE_EXHAUSTED with a `retry-after` header (whole seconds, rounded up) and a
-/// `google.rpc.RetryInfo` detail (exact).
-pub fn exhausted(retry_after: Duration) -> Status {
+/// RESOURCE_EXHAUSTED saying `why`, with a `retry-after` header (whole seconds, rounded
+/// up) and a `google.rpc.RetryInfo` detail (exact).
+pub fn exhausted(why: &str, retry_after: Duration) -> Status {
     let seconds = retry_after.as_millis().div_ceil(1000).max(1);
     let mut status = Status::with_error_details(
         Code::ResourceExhausted,
-        format!("rate limit of this workspace exceeded; retry after {seconds} s"),
+        format!("{why}; retry after {seconds} s"),
         ErrorDetails::with_retry_info(Some(retry_after)),
     );
     if let Ok(value) = seconds.to_string().parse() {
@@ -240,7 +283,7 @@ where
                 Decision::Allow | Decision::After(_) => inner.call(request).await,
                 Decision::Limit(wait) => {
                     metrics::counter!("ism_rate_limited_total").increment(1);
-                    Ok(exhausted(wait).into_http())
+                    Ok(exhausted("rate limit of this workspace exceeded", wait).into_http())
                 }
             }
         })

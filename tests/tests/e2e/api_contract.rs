@@ -10,7 +10,9 @@ use ism_proto::gateway::v1::{CreateChannelRequest, GetChannelRequest};
 use ism_proto::types::v1::ChannelType;
 use ism_proto::workspaces::v1::Role;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
-use ism_proto::workspaces::v1::{CreateApiKeyRequest, ExchangeApiKeyRequest};
+use ism_proto::workspaces::v1::{
+    CreateApiKeyRequest, ExchangeApiKeyRequest, GetPublicKeysRequest, IssueServiceTokenRequest,
+};
 use serde_json::json;
 use tonic::Code;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -205,4 +207,220 @@ async fn one_workspace_never_sees_another_and_roles_are_enforced() {
     let status = gateway.create_channel(api_a.authed(bad)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("name"), "{}", status.message());
+}
+
+/// Credential guessing is slowed: a handful of wrong API keys or service secrets from one
+/// address, or for one key, and further calls are refused with a retry time (even with
+/// the right key) until the budget refills. Failures are counted and logged as warnings.
+#[tokio::test]
+async fn credential_guessing_is_refused_after_a_few_tries_and_counted() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_WORKSPACES__CREDENTIAL_FAILURE_BURST", "5");
+    platform.set("ISM_WORKSPACES__CREDENTIAL_FAILURES_PER_MINUTE", "60");
+    platform.set("ISM_WORKSPACES__PUBLIC_CALL_BURST", "40");
+    platform.set("ISM_WORKSPACES__PUBLIC_CALLS_PER_SECOND", "5");
+    let tenant = platform.bootstrap(&receiver.url);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let mut workspaces =
+        WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
+    let (prefix, _) = tenant
+        .api_key
+        .rsplit_once('_')
+        .expect("ism_<prefix>_<secret>");
+    let guess = |n: usize| ExchangeApiKeyRequest {
+        api_key: format!("{prefix}_wrong{n}"),
+    };
+
+    let mut answers = Vec::new();
+    for n in 0..300 {
+        answers.push(workspaces.exchange_api_key(guess(n)).await.unwrap_err());
+    }
+    let refused_credentials = answers
+        .iter()
+        .filter(|s| s.code() == Code::Unauthenticated)
+        .count();
+    assert!(
+        (5..=7).contains(&refused_credentials),
+        "five wrong guesses are answered, then the rest are refused: {refused_credentials}"
+    );
+    let limited = answers.last().expect("answers");
+    assert_eq!(limited.code(), Code::ResourceExhausted, "{limited:?}");
+    assert!(limited.metadata().get("retry-after").is_some());
+
+    let right = ExchangeApiKeyRequest {
+        api_key: tenant.api_key.clone(),
+    };
+    let locked = workspaces
+        .exchange_api_key(right.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        locked.code(),
+        Code::ResourceExhausted,
+        "while the budget is spent even the right key waits: {locked:?}"
+    );
+    let exchanged = eventually(Duration::from_secs(10), "the budget refilled", || {
+        let mut workspaces = workspaces.clone();
+        let right = right.clone();
+        async move { workspaces.exchange_api_key(right).await.ok() }
+    })
+    .await;
+    assert!(!exchanged.into_inner().access_token.is_empty());
+
+    // A wrong service secret is limited per address (a service name has no budget of its
+    // own, or anyone could lock the platform's services out).
+    let mut service_answers = Vec::new();
+    for _ in 0..30 {
+        service_answers.push(
+            workspaces
+                .issue_service_token(IssueServiceTokenRequest {
+                    service: "contacts".into(),
+                    secret: "guess".into(),
+                })
+                .await
+                .unwrap_err()
+                .code(),
+        );
+    }
+    assert_eq!(
+        service_answers
+            .iter()
+            .filter(|c| **c == Code::Unauthenticated)
+            .count(),
+        5,
+        "{service_answers:?}"
+    );
+    assert_eq!(service_answers.last(), Some(&Code::ResourceExhausted));
+
+    let metrics = reqwest::get(format!(
+        "http://127.0.0.1:{}/metrics",
+        platform.metrics_ports["workspaces"]
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let counted = |rpc: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("ism_credential_failures_total")
+                    && l.contains(&format!("rpc=\"{rpc}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(counted("ExchangeApiKey"), Some(refused_credentials as f64));
+    assert_eq!(counted("IssueServiceToken"), Some(5.0));
+    let log = platform.log();
+    assert!(
+        log.contains("wrong credential presented"),
+        "failures are logged"
+    );
+    assert!(
+        !log.lines().any(|l| l.contains("ERROR")
+            && (l.contains("not recognised") || l.contains("wrong credential"))),
+        "a wrong credential is the caller's mistake, not an ERROR"
+    );
+
+    // Calls needing no token are limited per address too.
+    let mut keys_answers = Vec::new();
+    for _ in 0..100 {
+        keys_answers.push(
+            workspaces
+                .get_public_keys(GetPublicKeysRequest {})
+                .await
+                .map(|_| Code::Ok)
+                .unwrap_or_else(|s| s.code()),
+        );
+    }
+    assert!(keys_answers.contains(&Code::Ok));
+    assert!(keys_answers.contains(&Code::ResourceExhausted));
+}
+
+/// The token-signing key is stored sealed, never in clear, and its seal key rotates: a
+/// start with a new key (the old one listed as previous) re-seals it, tokens signed
+/// before keep working, and a start without any key that opens it stops with the reason.
+#[tokio::test]
+async fn the_signing_key_is_sealed_at_rest_and_its_seal_key_rotates() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    let tenant = platform.bootstrap(&receiver.url);
+    let all = platform.spawn("all");
+    platform.wait_ready().await;
+    let token = platform.token(&tenant).await;
+    let db = platform.database("workspaces").await;
+    let stored = || async {
+        sqlx::query_as::<_, (String, Option<Vec<u8>>, Option<Vec<u8>>)>(
+            "SELECT kid, pkcs8, sealed FROM signing_keys",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap()
+    };
+    let before = stored().await;
+    assert_eq!(before.len(), 1, "one key");
+    let (kid, clear, sealed) = before[0].clone();
+    assert_eq!(clear, None, "no key in clear");
+    let sealed = sealed.expect("sealed");
+
+    platform.kill(all);
+    let old = "ZGV2LW9ubHktdG9rZW4tc2VhbC1rZXktY2hhbmdlISE=";
+    let new = "bmV3LXNlYWwta2V5LWZvci10b2tlbi1zaWduZXItMzI=";
+    platform.set("ISM_WORKSPACES__SIGNING_KEY_SEAL_KEY", new);
+    platform.set(
+        "ISM_WORKSPACES__SIGNING_KEY_SEAL_PREVIOUS_KEYS",
+        &format!("[\"{old}\"]"),
+    );
+    let all = platform.spawn("all");
+    platform.wait_ready().await;
+    let after = stored().await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].0, kid, "the same signing key");
+    let resealed = after[0].2.clone().expect("sealed");
+    assert_ne!(
+        resealed[1..5],
+        sealed[1..5],
+        "sealed under the new seal key"
+    );
+    lists(&platform, &token)
+        .await
+        .expect("a token signed before the rotation still works");
+
+    // The old seal key dropped: the key opens with the new one alone.
+    platform.kill(all);
+    platform.set("ISM_WORKSPACES__SIGNING_KEY_SEAL_PREVIOUS_KEYS", "[]");
+    let all = platform.spawn("all");
+    platform.wait_ready().await;
+    lists(&platform, &token).await.expect("still works");
+
+    // A seal key that opens nothing stops the start, saying why.
+    platform.kill(all);
+    platform.set(
+        "ISM_WORKSPACES__SIGNING_KEY_SEAL_KEY",
+        "YS13cm9uZy1zZWFsLWtleS1vcGVuaW5nLW5vdGhpbmc=",
+    );
+    let workspaces = platform.spawn("workspaces");
+    let exit = platform.wait_exit(workspaces, Duration::from_secs(30));
+    assert!(exit.is_some_and(|e| !e.success()), "{exit:?}");
+    let log = platform.log();
+    assert!(
+        log.contains("sealed with a key that is not configured (workspaces.signing_key_seal_key"),
+        "the reason is logged"
+    );
+}
+
+async fn lists(
+    platform: &Platform,
+    token: &str,
+) -> Result<tonic::Response<ism_proto::conversations::v1::ListConversationsResponse>, tonic::Status>
+{
+    platform
+        .conversations()
+        .await
+        .list_conversations(authed(token, ListConversationsRequest::default()))
+        .await
 }
