@@ -1,11 +1,12 @@
 //! API keys: created with a secret shown once, revoked, and exchanged for access tokens.
-use ism_platform::auth::Role;
+use ism_platform::auth::{Role, Subject};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::{Action, Actor, Target, details};
 use crate::error::Error;
 use crate::store::{self, ApiKey};
+use crate::tokens;
 
 /// Creates a key in `workspace`; returns it with its secret, of which this is the only
 /// copy.
@@ -50,6 +51,9 @@ pub async fn revoke(
 ) -> Result<ApiKey, Error> {
     let mut tx = pool.begin().await?;
     let key = store::revoke_api_key(&mut tx, workspace, id).await?;
+    if let Some(at) = key.revoked_at {
+        tokens::revoke(&mut tx, workspace, Subject::ApiKey(id.to_string()), at).await?;
+    }
     let facts = details([("name", key.name.clone())]);
     store::audit(
         &mut tx,

@@ -31,6 +31,11 @@ impl Signer {
     pub async fn load(pool: &PgPool, settings: &Settings) -> anyhow::Result<Arc<Self>> {
         let pem = &settings.auth.signing_key_pem;
         let ttl_seconds = settings.auth.token_ttl_seconds;
+        // Revocations are kept a day (ADR 28): a longer-lived token would outlive its own.
+        anyhow::ensure!(
+            (1..=86_400).contains(&ttl_seconds),
+            "auth.token_ttl_seconds must be 1 to 86400, as revocations are kept a day"
+        );
         let pkcs8 = if pem.expose_secret().trim().is_empty() {
             let config: WorkspacesSettings = settings.section()?;
             let sealer = Sealer::new(

@@ -1,9 +1,12 @@
 //! Access tokens: minted for API keys, Users and the platform's own services.
 use ism_platform::auth::{Role, Subject};
 use ism_platform::config::ServiceName;
+use ism_platform::convert::timestamp;
 use ism_platform::error::FieldError;
+use ism_platform::events::{emit, topics};
+use ism_proto::events::v1::AccessRevoked;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -82,4 +85,21 @@ pub async fn for_user(
     .await?;
     tx.commit().await?;
     Ok(minted)
+}
+
+/// Tells every service, in the caller's transaction, that `subject`'s tokens issued until
+/// `at` are no longer valid (`workspaces.access.revoked`).
+pub async fn revoke(
+    conn: &mut PgConnection,
+    workspace: Uuid,
+    subject: Subject,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let subject = subject.to_string();
+    let payload = AccessRevoked {
+        subject: subject.clone(),
+        revoked_at: Some(timestamp(at)),
+    };
+    emit(conn, &topics::ACCESS_REVOKED, workspace, &subject, &payload).await?;
+    Ok(())
 }

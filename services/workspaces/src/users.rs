@@ -1,5 +1,5 @@
 //! Users: the people of a Workspace, their roles and whether they can take conversations.
-use ism_platform::auth::Role;
+use ism_platform::auth::{Role, Subject};
 use ism_platform::convert::timestamp;
 use ism_platform::error::{Checks, FieldError};
 use ism_platform::events::{emit, topics};
@@ -11,7 +11,7 @@ use crate::audit::{Action, Actor, Target, details};
 use crate::domain::{self, Availability};
 use crate::error::Error;
 use crate::store::{self, User};
-use crate::wire;
+use crate::{tokens, wire};
 
 /// A User to add, as requested.
 pub struct NewUser<'a> {
@@ -135,6 +135,8 @@ pub async fn deactivate(
     let user = store::deactivate_user(&mut tx, workspace, user_id).await?;
     if was_active {
         publish_availability(&mut tx, workspace, &user, current.availability).await?;
+        let at = user.deactivated_at.unwrap_or_else(chrono::Utc::now);
+        tokens::revoke(&mut tx, workspace, Subject::User(user_id), at).await?;
         store::audit(
             &mut tx,
             workspace,

@@ -172,6 +172,11 @@ impl Service {
         verifier: Arc<Verifier>,
         public_rpcs: &'static [&'static str],
     ) -> anyhow::Result<()> {
+        self.tasks.spawn(
+            verifier
+                .clone()
+                .follow_revocations(self.amqp.clone(), self.shutdown.clone()),
+        );
         verifier.ready(&self.shutdown).await;
         let listener = listeners::listen(
             &format!("{}.grpc", self.name),

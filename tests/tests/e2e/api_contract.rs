@@ -11,7 +11,8 @@ use ism_proto::types::v1::ChannelType;
 use ism_proto::workspaces::v1::Role;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use ism_proto::workspaces::v1::{
-    CreateApiKeyRequest, ExchangeApiKeyRequest, GetPublicKeysRequest, IssueServiceTokenRequest,
+    CreateApiKeyRequest, CreateUserRequest, DeactivateUserRequest, ExchangeApiKeyRequest,
+    GetPublicKeysRequest, IssueServiceTokenRequest, IssueUserTokenRequest, RevokeApiKeyRequest,
 };
 use serde_json::json;
 use tonic::Code;
@@ -423,4 +424,180 @@ async fn lists(
         .await
         .list_conversations(authed(token, ListConversationsRequest::default()))
         .await
+}
+
+/// Whether every service refuses `token`, by a read each of them serves.
+async fn refused_everywhere(api: &ism_e2e::Api, token: &str) -> Vec<(&'static str, Code)> {
+    let code = |result: Result<(), tonic::Status>| result.err().map_or(Code::Ok, |s| s.code());
+    vec![
+        (
+            "workspaces",
+            code(
+                api.workspaces
+                    .clone()
+                    .list_users(authed(token, Default::default()))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "gateway",
+            code(
+                api.gateway
+                    .clone()
+                    .list_channels(authed(token, Default::default()))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "contacts",
+            code(
+                api.contacts
+                    .clone()
+                    .list_contacts(authed(token, Default::default()))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "conversations",
+            code(
+                api.conversations
+                    .clone()
+                    .list_conversations(authed(token, Default::default()))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "broadcasts",
+            code(
+                api.broadcasts
+                    .clone()
+                    .list_broadcasts(authed(token, Default::default()))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "integrations",
+            code(
+                api.integrations
+                    .clone()
+                    .list_webhook_endpoints(authed(token, Default::default()))
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "workflows",
+            code(
+                api.workflows
+                    .clone()
+                    .list_workflows(authed(token, Default::default()))
+                    .await
+                    .map(drop),
+            ),
+        ),
+    ]
+}
+
+/// Revoking an API key or deactivating a User travels as an event: within seconds every
+/// service refuses their unexpired tokens, and so does a process started afterwards.
+#[tokio::test]
+async fn a_revoked_keys_and_a_deactivated_users_tokens_are_refused_within_seconds() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    let tenant = platform.bootstrap(&receiver.url);
+    let all = platform.spawn("all");
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let key = api.create_api_key("soon revoked", Role::Manager).await;
+    let key_token = api.exchange_api_key(&key.secret).await.access_token;
+    let user = api
+        .workspaces
+        .clone()
+        .create_user(api.authed(CreateUserRequest {
+            email: "leaving@example.com".into(),
+            display_name: "Leaving".into(),
+            role: Role::Agent as i32,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .expect("user");
+    let user_token = api
+        .workspaces
+        .clone()
+        .issue_user_token(api.authed(IssueUserTokenRequest {
+            user_id: user.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    for token in [&key_token, &user_token] {
+        let answers = refused_everywhere(&api, token).await;
+        assert!(
+            answers.iter().all(|(_, code)| *code == Code::Ok),
+            "valid before: {answers:?}"
+        );
+    }
+
+    api.workspaces
+        .clone()
+        .revoke_api_key(api.authed(RevokeApiKeyRequest {
+            id: key.api_key.expect("key").id,
+        }))
+        .await
+        .unwrap();
+    api.workspaces
+        .clone()
+        .deactivate_user(api.authed(DeactivateUserRequest {
+            id: user.id.clone(),
+        }))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for token in [&key_token, &user_token] {
+        eventually(
+            Duration::from_secs(5),
+            "refused by every service",
+            || async {
+                let answers = refused_everywhere(&api, token).await;
+                answers
+                    .iter()
+                    .all(|(_, code)| *code == Code::Unauthenticated)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let others = refused_everywhere(&api, &api.token).await;
+    assert!(
+        others.iter().all(|(_, code)| *code == Code::Ok),
+        "other tokens keep working: {others:?}"
+    );
+
+    // A process started after the revocation learns of it from the stream.
+    platform.kill(all);
+    platform.spawn("all");
+    platform.wait_ready().await;
+    for token in [&key_token, &user_token] {
+        eventually(
+            Duration::from_secs(5),
+            "refused after a restart",
+            || async {
+                let answers = refused_everywhere(&api, token).await;
+                answers
+                    .iter()
+                    .all(|(_, code)| *code == Code::Unauthenticated)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
 }

@@ -7,6 +7,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::ExposeSecret;
 
+use super::topics;
 use super::topology::{self, QueueSpec};
 use crate::config::AmqpSettings;
 
@@ -55,7 +56,46 @@ impl Amqp {
         for spec in topology::QUEUES {
             self.declare_queue(&channel, spec).await?;
         }
+        self.declare_revocations(&channel).await?;
         Ok(channel)
+    }
+
+    /// The stream of `workspaces.access.revoked` events every process reads from its
+    /// start, kept a day (longer than any token lives), so a process started after a
+    /// revocation learns of it too (ADR 28).
+    pub fn revocations_stream(&self) -> String {
+        format!("{}.revocations", self.settings.queue_prefix)
+    }
+
+    /// Declares the revocations stream, bound to the revocation events.
+    pub async fn declare_revocations(&self, channel: &Channel) -> lapin::Result<()> {
+        self.declare_exchanges(channel).await?;
+        let stream = self.revocations_stream();
+        let mut args = FieldTable::default();
+        args.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString("stream".into()),
+        );
+        args.insert(
+            ShortString::from("x-max-age"),
+            AMQPValue::LongString("1D".into()),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(stream.as_str().into(), durable, args)
+            .await?;
+        channel
+            .queue_bind(
+                stream.as_str().into(),
+                self.exchange().into(),
+                topics::ACCESS_REVOKED.key().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
     }
 
     async fn declare_exchanges(&self, channel: &Channel) -> lapin::Result<()> {

@@ -94,6 +94,9 @@ pub mod topics {
     pub const USER_AVAILABILITY_CHANGED: Topic<ev::UserAvailabilityChanged> =
         Topic::new(Workspaces, "workspaces.user.availability_changed");
 
+    pub const ACCESS_REVOKED: Topic<ev::AccessRevoked> =
+        Topic::new(Workspaces, "workspaces.access.revoked");
+
     pub const MESSAGE_RECEIVED: Topic<ev::MessageReceived> =
         Topic::new(Gateway, "gateway.message.received");
     /// A message the business sent from the provider's own app, seen by its webhook.
