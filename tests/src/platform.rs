@@ -153,6 +153,19 @@ impl Platform {
         }
     }
 
+    /// The Prometheus text `service` exposes on its metrics port now.
+    pub async fn metrics(&self, service: &str) -> String {
+        reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            self.metrics_ports[service]
+        ))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text")
+    }
+
     /// What the platform's processes have logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_dir.join(format!("{}.log", self.id))).unwrap_or_default()

@@ -107,9 +107,23 @@ fn owner(kid: &str) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
-/// A stored key's PKCS#8 document, sealed as base64 text.
-fn seal(sealer: &Sealer, kid: &str, pkcs8: &[u8]) -> anyhow::Result<Vec<u8>> {
-    sealer.seal(owner(kid), &STANDARD.encode(pkcs8))
+/// Stores the key `kid` sealed with the current seal key (its PKCS#8 document as base64
+/// text), in place of any earlier form.
+async fn store_sealed(
+    conn: &mut sqlx::PgConnection,
+    sealer: &Sealer,
+    kid: &str,
+    pkcs8: &[u8],
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, sealed) VALUES ($1, $2)
+         ON CONFLICT (kid) DO UPDATE SET sealed = excluded.sealed, pkcs8 = NULL",
+    )
+    .bind(kid)
+    .bind(sealer.seal(owner(kid), &STANDARD.encode(pkcs8))?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A stored signing key: sealed, or in clear from before keys were sealed.
@@ -154,11 +168,7 @@ async fn stored_or_generated(pool: &PgPool, sealer: &Sealer) -> anyhow::Result<V
             (None, None) => anyhow::bail!("stored signing key {kid} has no key material"),
         };
         if !sealed.as_deref().is_some_and(|s| sealer.is_current(s)) {
-            sqlx::query("UPDATE signing_keys SET sealed = $2, pkcs8 = NULL WHERE kid = $1")
-                .bind(&kid)
-                .bind(seal(sealer, &kid, &pkcs8)?)
-                .execute(&mut *tx)
-                .await?;
+            store_sealed(&mut tx, sealer, &kid, &pkcs8).await?;
             tracing::info!(%kid, "sealed a stored signing key with the current seal key");
         }
         if live && newest.is_none() {
@@ -173,11 +183,7 @@ async fn stored_or_generated(pool: &PgPool, sealer: &Sealer) -> anyhow::Result<V
             let pkcs8 = document.as_ref().to_vec();
             let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("{e}"))?;
             let kid = hex::encode(&Sha256::digest(pair.public_key().as_ref())[..8]);
-            sqlx::query("INSERT INTO signing_keys (kid, sealed) VALUES ($1, $2)")
-                .bind(&kid)
-                .bind(seal(sealer, &kid, &pkcs8)?)
-                .execute(&mut *tx)
-                .await?;
+            store_sealed(&mut tx, sealer, &kid, &pkcs8).await?;
             tracing::info!(%kid, "generated a token-signing key");
             pkcs8
         }

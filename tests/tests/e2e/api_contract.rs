@@ -54,15 +54,7 @@ async fn every_server_has_health_reflection_and_metrics() {
             "{service} lists {names:?}"
         );
 
-        let metrics = reqwest::get(format!(
-            "http://127.0.0.1:{}/metrics",
-            platform.metrics_ports[service]
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        let metrics = platform.metrics(service).await;
         assert!(
             metrics.contains("ism_db_pool_connections"),
             "{service} metrics"

@@ -12,6 +12,16 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A text reply in `conversation` with the client message id `client_id`.
+fn text_reply(conversation: &str, body: &str, client_id: &str) -> SendMessageRequest {
+    SendMessageRequest {
+        conversation_id: conversation.to_owned(),
+        content: text(body),
+        client_message_id: client_id.to_owned(),
+        snippet_id: String::new(),
+    }
+}
+
 fn text(body: &str) -> Option<MessageContent> {
     Some(MessageContent {
         kind: Some(Kind::Text(Text {
@@ -59,12 +69,11 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
     assert_eq!(contact.identities[0].external_id, "customer-42");
 
     let reply = api
-        .send_message(SendMessageRequest {
-            conversation_id: conversation.id.clone(),
-            content: text("Yes, it left this morning."),
-            client_message_id: "reply-1".into(),
-            snippet_id: String::new(),
-        })
+        .send_message(text_reply(
+            &conversation.id,
+            "Yes, it left this morning.",
+            "reply-1",
+        ))
         .await;
     assert_eq!(reply.status, DeliveryStatus::Pending as i32);
 
@@ -92,12 +101,11 @@ async fn a_webhook_becomes_a_conversation_and_a_reply_reaches_the_business() {
 
     // A retried SendMessage with the same client id is the same message, sent once.
     let again = api
-        .send_message(SendMessageRequest {
-            conversation_id: conversation.id.clone(),
-            content: text("Yes, it left this morning."),
-            client_message_id: "reply-1".into(),
-            snippet_id: String::new(),
-        })
+        .send_message(text_reply(
+            &conversation.id,
+            "Yes, it left this morning.",
+            "reply-1",
+        ))
         .await;
     assert_eq!(again.id, reply.id);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -127,12 +135,7 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
     let mut statuses = Vec::new();
     for client_id in ["refused", "flaky"] {
         let message = api
-            .send_message(SendMessageRequest {
-                conversation_id: conversation.id.clone(),
-                content: text(client_id),
-                client_message_id: client_id.into(),
-                snippet_id: String::new(),
-            })
+            .send_message(text_reply(&conversation.id, client_id, client_id))
             .await;
         let done = api
             .wait_for_message(&message.id, WAIT, "a final status", |m| {
@@ -174,12 +177,11 @@ async fn a_reply_rides_out_a_receivers_restart() {
     let restarting = [(503, "restarting"); 6];
     receiver.script(&restarting);
     let reply = api
-        .send_message(SendMessageRequest {
-            conversation_id: conversation.id.clone(),
-            content: text("Still there?"),
-            client_message_id: "after-restart".into(),
-            snippet_id: String::new(),
-        })
+        .send_message(text_reply(
+            &conversation.id,
+            "Still there?",
+            "after-restart",
+        ))
         .await;
     let retrying = api
         .wait_for_message(&reply.id, WAIT, "its next attempt shown", |m| {
@@ -243,12 +245,7 @@ async fn a_reply_fails_once_its_channel_types_retry_time_is_over() {
 
     receiver.script(&[(503, "down for maintenance"); 100]);
     let reply = api
-        .send_message(SendMessageRequest {
-            conversation_id: conversation.id.clone(),
-            content: text("Anyone?"),
-            client_message_id: "budget".into(),
-            snippet_id: String::new(),
-        })
+        .send_message(text_reply(&conversation.id, "Anyone?", "budget"))
         .await;
     let done = api
         .wait_for_message(&reply.id, WAIT, "a final status", |m| {

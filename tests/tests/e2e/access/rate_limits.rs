@@ -60,15 +60,7 @@ async fn traffic_flows_when_redis_is_down() {
     for _ in 0..5 {
         api.get_workspace().await;
     }
-    let metrics = reqwest::get(format!(
-        "http://127.0.0.1:{}/metrics",
-        platform.metrics_ports["workspaces"]
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = platform.metrics("workspaces").await;
     assert!(
         metrics.contains("ism_rate_limit_fail_open_total"),
         "fail-open is counted"

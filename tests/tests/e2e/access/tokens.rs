@@ -286,15 +286,7 @@ async fn credential_guessing_is_refused_after_a_few_tries_and_counted() {
     );
     assert_eq!(service_answers.last(), Some(&Code::ResourceExhausted));
 
-    let metrics = reqwest::get(format!(
-        "http://127.0.0.1:{}/metrics",
-        platform.metrics_ports["workspaces"]
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = platform.metrics("workspaces").await;
     let counted = |rpc: &str| {
         metrics
             .lines()
@@ -417,80 +409,32 @@ async fn lists(
         .await
 }
 
-/// Whether every service refuses `token`, by a read each of them serves.
-async fn refused_everywhere(api: &Api, token: &str) -> Vec<(&'static str, Code)> {
-    let code = |result: Result<(), tonic::Status>| result.err().map_or(Code::Ok, |s| s.code());
+/// What each service answers `token`, by a read each of them serves.
+async fn answers_everywhere(api: &Api, token: &str) -> Vec<(&'static str, Code)> {
+    macro_rules! answer {
+        ($client:expr, $read:ident) => {
+            $client
+                .clone()
+                .$read(authed(token, Default::default()))
+                .await
+                .err()
+                .map_or(Code::Ok, |s| s.code())
+        };
+    }
     vec![
-        (
-            "workspaces",
-            code(
-                api.workspaces
-                    .clone()
-                    .list_users(authed(token, Default::default()))
-                    .await
-                    .map(drop),
-            ),
-        ),
-        (
-            "gateway",
-            code(
-                api.gateway
-                    .clone()
-                    .list_channels(authed(token, Default::default()))
-                    .await
-                    .map(drop),
-            ),
-        ),
-        (
-            "contacts",
-            code(
-                api.contacts
-                    .clone()
-                    .list_contacts(authed(token, Default::default()))
-                    .await
-                    .map(drop),
-            ),
-        ),
+        ("workspaces", answer!(api.workspaces, list_users)),
+        ("gateway", answer!(api.gateway, list_channels)),
+        ("contacts", answer!(api.contacts, list_contacts)),
         (
             "conversations",
-            code(
-                api.conversations
-                    .clone()
-                    .list_conversations(authed(token, Default::default()))
-                    .await
-                    .map(drop),
-            ),
+            answer!(api.conversations, list_conversations),
         ),
-        (
-            "broadcasts",
-            code(
-                api.broadcasts
-                    .clone()
-                    .list_broadcasts(authed(token, Default::default()))
-                    .await
-                    .map(drop),
-            ),
-        ),
+        ("broadcasts", answer!(api.broadcasts, list_broadcasts)),
         (
             "integrations",
-            code(
-                api.integrations
-                    .clone()
-                    .list_webhook_endpoints(authed(token, Default::default()))
-                    .await
-                    .map(drop),
-            ),
+            answer!(api.integrations, list_webhook_endpoints),
         ),
-        (
-            "workflows",
-            code(
-                api.workflows
-                    .clone()
-                    .list_workflows(authed(token, Default::default()))
-                    .await
-                    .map(drop),
-            ),
-        ),
+        ("workflows", answer!(api.workflows, list_workflows)),
     ]
 }
 
@@ -530,7 +474,7 @@ async fn a_revoked_keys_and_a_deactivated_users_tokens_are_refused_within_second
         .into_inner()
         .access_token;
     for token in [&key_token, &user_token] {
-        let answers = refused_everywhere(&api, token).await;
+        let answers = answers_everywhere(&api, token).await;
         assert!(
             answers.iter().all(|(_, code)| *code == Code::Ok),
             "valid before: {answers:?}"
@@ -557,7 +501,7 @@ async fn a_revoked_keys_and_a_deactivated_users_tokens_are_refused_within_second
             Duration::from_secs(5),
             "refused by every service",
             || async {
-                let answers = refused_everywhere(&api, token).await;
+                let answers = answers_everywhere(&api, token).await;
                 answers
                     .iter()
                     .all(|(_, code)| *code == Code::Unauthenticated)
@@ -567,7 +511,7 @@ async fn a_revoked_keys_and_a_deactivated_users_tokens_are_refused_within_second
         .await;
     }
     assert!(started.elapsed() < Duration::from_secs(5));
-    let others = refused_everywhere(&api, &api.token).await;
+    let others = answers_everywhere(&api, &api.token).await;
     assert!(
         others.iter().all(|(_, code)| *code == Code::Ok),
         "other tokens keep working: {others:?}"
@@ -582,7 +526,7 @@ async fn a_revoked_keys_and_a_deactivated_users_tokens_are_refused_within_second
             Duration::from_secs(5),
             "refused after a restart",
             || async {
-                let answers = refused_everywhere(&api, token).await;
+                let answers = answers_everywhere(&api, token).await;
                 answers
                     .iter()
                     .all(|(_, code)| *code == Code::Unauthenticated)
