@@ -5,14 +5,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
-use ism_proto::events::v1::{AccessRevoked, Event};
 use ism_proto::workspaces::v1::GetPublicKeysRequest;
 use ism_proto::workspaces::v1::IssueServiceTokenRequest;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use prost::Message;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tonic::Status;
@@ -20,8 +17,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::events::{Amqp, topics};
-use crate::telemetry;
+use crate::{revocations, telemetry};
 
 /// Issuer of every token.
 pub const ISSUER: &str = "ism-workspaces";
@@ -33,8 +29,6 @@ const MIN_REFRESH_GAP: Duration = Duration::from_secs(5);
 const KEYS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds a token is still accepted after its `exp`, for clocks a little apart.
 const LEEWAY_SECONDS: u64 = 5;
-/// How long revocations are kept, in the stream and in memory: longer than any token lives.
-const REVOCATIONS_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// Verified tokens remembered per process; a client reuses its token for many calls.
 const VERIFIED_CAPACITY: usize = 10_000;
 
@@ -198,9 +192,6 @@ pub struct Verifier {
     /// an Ed25519 verification costs tens of microseconds, a lookup well under one. Expiry
     /// and the key's presence are checked again on every hit.
     verified: quick_cache::sync::Cache<String, (String, Claims)>,
-    /// Subjects whose tokens issued at or before the time (Unix seconds) are refused,
-    /// learnt from `workspaces.access.revoked` events.
-    revoked: RwLock<HashMap<String, i64>>,
 }
 
 impl Verifier {
@@ -212,7 +203,6 @@ impl Verifier {
             last_refresh: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
-            revoked: RwLock::new(HashMap::new()),
         })
     }
 
@@ -226,7 +216,6 @@ impl Verifier {
             last_refresh: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
             verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
-            revoked: RwLock::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&verifier);
         tokio::spawn(async move {
@@ -365,90 +354,12 @@ impl Verifier {
 
     /// `claims`, unless their subject's access was revoked after they were issued.
     fn unrevoked(&self, claims: Claims) -> Result<Claims, Status> {
-        let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
-        match revoked.get(&claims.sub) {
-            Some(at) if claims.iat <= *at => Err(Status::unauthenticated(
+        if revocations::covers(&claims.sub, claims.iat) {
+            return Err(Status::unauthenticated(
                 "invalid access token: its API key was revoked or its User deactivated",
-            )),
-            _ => Ok(claims),
+            ));
         }
-    }
-
-    /// Refuses `subject`'s tokens issued at or before `at` from now on.
-    fn revoke(&self, subject: String, at: i64) {
-        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
-        // A revocation older than the stream's day outlived every token it covered.
-        let forgotten = at - REVOCATIONS_KEPT.as_secs() as i64;
-        revoked.retain(|_, when| *when > forgotten);
-        let when = revoked.entry(subject).or_insert(at);
-        *when = (*when).max(at);
-    }
-
-    /// Reads the revocations stream from its start until `shutdown`, reconnecting after
-    /// failures, so tokens of revoked API keys and deactivated Users are refused within
-    /// moments of the change on every process, not at their expiry.
-    pub async fn follow_revocations(
-        self: Arc<Self>,
-        amqp: Amqp,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> anyhow::Result<()> {
-        let mut wait = Duration::from_millis(200);
-        loop {
-            let followed = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                followed = self.read_revocations(&amqp) => followed,
-            };
-            if let Err(e) = followed {
-                tracing::warn!(error = %e, "reading revocations failed; reconnecting");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_secs(10));
-        }
-    }
-
-    async fn read_revocations(&self, amqp: &Amqp) -> anyhow::Result<()> {
-        let connection = amqp.connect().await?;
-        let channel = connection.create_channel().await?;
-        amqp.declare_revocations(&channel).await?;
-        // A stream is read with a prefetch and acknowledgements, from an offset.
-        channel
-            .basic_qos(100, lapin::options::BasicQosOptions::default())
-            .await?;
-        let mut from = lapin::types::FieldTable::default();
-        from.insert(
-            "x-stream-offset".into(),
-            lapin::types::AMQPValue::LongString("first".into()),
-        );
-        let stream = amqp.revocations_stream();
-        let mut deliveries = channel
-            .basic_consume(
-                stream.as_str().into(),
-                format!("revocations-{}", Uuid::now_v7()).as_str().into(),
-                lapin::options::BasicConsumeOptions::default(),
-                from,
-            )
-            .await?;
-        while let Some(delivery) = deliveries.next().await {
-            let delivery = delivery?;
-            let revoked = Event::decode(delivery.data.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|event| topics::ACCESS_REVOKED.decode(&event));
-            match revoked {
-                Ok(AccessRevoked {
-                    subject,
-                    revoked_at: Some(at),
-                }) => self.revoke(subject, at.seconds),
-                Ok(_) => tracing::warn!("a revocation without its time; ignored"),
-                Err(e) => tracing::warn!(error = %e, "an unreadable revocation; ignored"),
-            }
-            delivery
-                .ack(lapin::options::BasicAckOptions::default())
-                .await?;
-        }
-        anyhow::bail!("the revocations stream closed")
+        Ok(claims)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod peer;
 pub mod personalize;
 pub mod plans;
 pub mod ratelimit;
+pub mod revocations;
 pub mod sealing;
 pub mod service;
 pub mod shutdown;

@@ -17,7 +17,7 @@ use crate::config::{ServiceName, Settings};
 use crate::events::topology::QueueSpec;
 use crate::events::{Amqp, Consumer, EventHandler, run_relay};
 use crate::peer::Peer;
-use crate::{db, grpc, listeners, metrics};
+use crate::{db, grpc, listeners, metrics, revocations};
 
 /// A starting service: its settings, pool, and the tasks it runs until shutdown.
 pub struct Service {
@@ -172,11 +172,10 @@ impl Service {
         verifier: Arc<Verifier>,
         public_rpcs: &'static [&'static str],
     ) -> anyhow::Result<()> {
-        self.tasks.spawn(
-            verifier
-                .clone()
-                .follow_revocations(self.amqp.clone(), self.shutdown.clone()),
-        );
+        self.tasks.spawn(revocations::follow(
+            self.amqp.clone(),
+            self.shutdown.clone(),
+        ));
         verifier.ready(&self.shutdown).await;
         let listener = listeners::listen(
             &format!("{}.grpc", self.name),

@@ -3,14 +3,24 @@
 //! its status comes back.
 use std::time::Duration;
 
-use ism_e2e::{Platform, Receiver, eventually, sign};
-use ism_proto::conversations::v1::SendMessageRequest;
+use ism_e2e::{Api, Platform, Receiver, Tenant, eventually, sign};
+use ism_proto::conversations::v1::{Conversation, SendMessageRequest};
 use ism_proto::types::v1::{
     DeliveryStatus, Direction, MessageContent, Text, message_content::Kind,
 };
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The conversation a Contact opens by writing "hi" through the tenant's channel.
+async fn contact_says_hi(platform: &Platform, tenant: &Tenant, api: &Api) -> Conversation {
+    let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
+    let (code, _) = platform
+        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body)
+        .await;
+    assert_eq!(code, 200);
+    api.wait_for_conversation(WAIT, |_| true).await
+}
 
 /// A text reply in `conversation` with the client message id `client_id`.
 fn text_reply(conversation: &str, body: &str, client_id: &str) -> SendMessageRequest {
@@ -117,15 +127,7 @@ async fn a_refused_reply_fails_with_the_receivers_reason_and_a_flaky_one_is_retr
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
     let api = platform.api(&tenant).await;
-    let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
-    assert_eq!(
-        platform
-            .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body)
-            .await
-            .0,
-        200
-    );
-    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    let conversation = contact_says_hi(&platform, &tenant, &api).await;
 
     receiver.script(&[
         (400, "unknown recipient"),
@@ -167,12 +169,7 @@ async fn a_reply_rides_out_a_receivers_restart() {
     let receiver = Receiver::start().await;
     let (platform, tenant) = Platform::start(&receiver.url).await;
     let api = platform.api(&tenant).await;
-    let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
-    let (code, _) = platform
-        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body)
-        .await;
-    assert_eq!(code, 200);
-    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    let conversation = contact_says_hi(&platform, &tenant, &api).await;
 
     let restarting = [(503, "restarting"); 6];
     receiver.script(&restarting);
@@ -236,12 +233,7 @@ async fn a_reply_fails_once_its_channel_types_retry_time_is_over() {
     platform.spawn("all");
     platform.wait_ready().await;
     let api = platform.api(&tenant).await;
-    let body = br#"{"message_id":"m1","from":{"id":"c1"},"text":"hi"}"#;
-    let (code, _) = platform
-        .webhook(&tenant.channel_id, Some(&tenant.webhook_secret), body)
-        .await;
-    assert_eq!(code, 200);
-    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    let conversation = contact_says_hi(&platform, &tenant, &api).await;
 
     receiver.script(&[(503, "down for maintenance"); 100]);
     let reply = api

@@ -438,6 +438,18 @@ async fn answers_everywhere(api: &Api, token: &str) -> Vec<(&'static str, Code)>
     ]
 }
 
+/// Waits up to 5 seconds for every service to refuse `token` as UNAUTHENTICATED.
+async fn refused_everywhere_within_seconds(api: &Api, token: &str, what: &str) {
+    eventually(Duration::from_secs(5), what, || async {
+        answers_everywhere(api, token)
+            .await
+            .iter()
+            .all(|(_, code)| *code == Code::Unauthenticated)
+            .then_some(())
+    })
+    .await;
+}
+
 /// Revoking an API key or deactivating a User travels as an event: within seconds every
 /// service refuses their unexpired tokens, and so does a process started afterwards.
 #[tokio::test]
@@ -497,18 +509,7 @@ async fn a_revoked_keys_and_a_deactivated_users_tokens_are_refused_within_second
         .unwrap();
     let started = std::time::Instant::now();
     for token in [&key_token, &user_token] {
-        eventually(
-            Duration::from_secs(5),
-            "refused by every service",
-            || async {
-                let answers = answers_everywhere(&api, token).await;
-                answers
-                    .iter()
-                    .all(|(_, code)| *code == Code::Unauthenticated)
-                    .then_some(())
-            },
-        )
-        .await;
+        refused_everywhere_within_seconds(&api, token, "refused by every service").await;
     }
     assert!(started.elapsed() < Duration::from_secs(5));
     let others = answers_everywhere(&api, &api.token).await;
@@ -522,17 +523,6 @@ async fn a_revoked_keys_and_a_deactivated_users_tokens_are_refused_within_second
     platform.spawn("all");
     platform.wait_ready().await;
     for token in [&key_token, &user_token] {
-        eventually(
-            Duration::from_secs(5),
-            "refused after a restart",
-            || async {
-                let answers = answers_everywhere(&api, token).await;
-                answers
-                    .iter()
-                    .all(|(_, code)| *code == Code::Unauthenticated)
-                    .then_some(())
-            },
-        )
-        .await;
+        refused_everywhere_within_seconds(&api, token, "refused after a restart").await;
     }
 }
