@@ -518,6 +518,7 @@ impl Drop for Platform {
             .iter()
             .map(|spec| self.queue(&spec.consumer()))
             .flat_map(|queue| [format!("{queue}.dlq"), queue])
+            .chain([self.queue("revocations")])
             .collect();
         let exchange = self.exchange();
         // Cleanup runs on its own thread and runtime: Drop may run inside the test's runtime.
