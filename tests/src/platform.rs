@@ -245,7 +245,15 @@ impl Platform {
 
     /// Migrates, creates a tenant whose channel delivers to `outbound_url`, and serves all.
     pub async fn start(outbound_url: &str) -> (Self, Tenant) {
+        Self::start_with(outbound_url, &[]).await
+    }
+
+    /// [`start`](Self::start) with `settings` (`ISM_...` variables) overridden first.
+    pub async fn start_with(outbound_url: &str, settings: &[(&str, &str)]) -> (Self, Tenant) {
         let mut platform = Self::new();
+        for (key, value) in settings {
+            platform.set(key, value);
+        }
         let tenant = platform.bootstrap(outbound_url);
         platform.spawn("all");
         platform.wait_ready().await;

@@ -212,12 +212,9 @@ async fn a_broadcast_reaches_each_recipient_once_personalised_and_its_stats_matc
 #[tokio::test]
 async fn pause_holds_the_sending_resume_finishes_it_and_cancel_skips_the_rest() {
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
     // Two seconds of a 4/s channel may wait at the gateway: a pause holds within 8.
-    platform.set("ISM_BROADCASTS__MIN_WINDOW", "1");
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) =
+        Platform::start_with(&receiver.url, &[("ISM_BROADCASTS__MIN_WINDOW", "1")]).await;
     let api = platform.api(&tenant).await;
     pace(&api, &tenant, 4).await;
     reachable(&api, &tenant, 16).await;
@@ -297,12 +294,14 @@ async fn pause_holds_the_sending_resume_finishes_it_and_cancel_skips_the_rest() 
 #[tokio::test]
 async fn provider_errors_fail_one_recipient_are_retried_or_stop_the_broadcast_with_the_reason() {
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set("ISM_BROADCASTS__MIN_WINDOW", "1");
-    platform.set("ISM_BROADCASTS__BREAKER_MIN_OUTCOMES", "6");
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &receiver.url,
+        &[
+            ("ISM_BROADCASTS__MIN_WINDOW", "1"),
+            ("ISM_BROADCASTS__BREAKER_MIN_OUTCOMES", "6"),
+        ],
+    )
+    .await;
     let api = platform.api(&tenant).await;
     pace(&api, &tenant, 5).await;
     reachable(&api, &tenant, 12).await;

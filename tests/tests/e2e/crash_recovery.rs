@@ -282,12 +282,12 @@ async fn a_reply_whose_outcome_cannot_be_recorded_is_not_sent_again() {
     use ism_proto::types::v1::{MessageContent, Text, message_content};
 
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
     // A lease of 2 × 2 s + 5 s = 9 s.
-    platform.set("ISM_GATEWAY__DELIVERY_TIMEOUT_MS", "2000");
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &receiver.url,
+        &[("ISM_GATEWAY__DELIVERY_TIMEOUT_MS", "2000")],
+    )
+    .await;
     let (code, _) = platform
         .webhook(
             &tenant.channel_id,

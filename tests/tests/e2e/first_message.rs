@@ -224,14 +224,14 @@ async fn a_reply_rides_out_a_receivers_restart() {
 #[tokio::test]
 async fn a_reply_fails_once_its_channel_types_retry_time_is_over() {
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set(
-        "ISM_GATEWAY__DELIVERY_RETRY_FOR_SECONDS_BY_TYPE__CUSTOM",
-        "2",
-    );
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &receiver.url,
+        &[(
+            "ISM_GATEWAY__DELIVERY_RETRY_FOR_SECONDS_BY_TYPE__CUSTOM",
+            "2",
+        )],
+    )
+    .await;
     let api = platform.api(&tenant).await;
     let conversation = contact_says_hi(&platform, &tenant, &api).await;
 

@@ -59,11 +59,8 @@ async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and
     );
 
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set("ISM_TELEMETRY__OTLP_ENDPOINT", &otlp);
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) =
+        Platform::start_with(&receiver.url, &[("ISM_TELEMETRY__OTLP_ENDPOINT", &otlp)]).await;
 
     let body = serde_json::to_vec(
         &json!({"message_id": "traced", "from": {"id": "c1"}, "text": "follow me"}),

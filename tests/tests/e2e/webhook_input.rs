@@ -160,12 +160,14 @@ async fn the_same_webhook_sent_twice_is_one_message() {
 #[tokio::test]
 async fn slow_clients_are_cut_off_while_others_are_served() {
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set("ISM_GATEWAY__HTTP_HEADER_TIMEOUT_MS", "1000");
-    platform.set("ISM_GATEWAY__HTTP_REQUEST_TIMEOUT_MS", "2000");
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &receiver.url,
+        &[
+            ("ISM_GATEWAY__HTTP_HEADER_TIMEOUT_MS", "1000"),
+            ("ISM_GATEWAY__HTTP_REQUEST_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
     let body = br#"{"message_id":"slow","from":{"id":"c1"},"text":"hi"}"#;
     let head = |length: usize| {
         format!(

@@ -505,13 +505,15 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
     use ism_proto::conversations::v1 as cv;
     use ism_proto::workspaces::v1 as ws;
     let outbound = Receiver::start().await;
-    let mut platform = Platform::new();
     // Failing for 2 s warns, for 4 s disables (hours in production).
-    platform.set("ISM_INTEGRATIONS__WARN_AFTER_HOURS", "0.0005");
-    platform.set("ISM_INTEGRATIONS__DISABLE_AFTER_HOURS", "0.0011");
-    let tenant = platform.bootstrap(&outbound.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &outbound.url,
+        &[
+            ("ISM_INTEGRATIONS__WARN_AFTER_HOURS", "0.0005"),
+            ("ISM_INTEGRATIONS__DISABLE_AFTER_HOURS", "0.0011"),
+        ],
+    )
+    .await;
     let api = platform.api(&tenant).await;
     let all: Vec<String> = api
         .list_webhook_event_types()

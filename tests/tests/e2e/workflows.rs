@@ -261,11 +261,8 @@ async fn two_replicas_fire_each_timer_once() {
 #[tokio::test]
 async fn a_failed_run_names_its_step_is_retried_from_it_and_a_runaway_loop_stops() {
     let outbound = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set("ISM_WORKFLOWS__STEP_BUDGET", "7");
-    let tenant = platform.bootstrap(&outbound.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) =
+        Platform::start_with(&outbound.url, &[("ISM_WORKFLOWS__STEP_BUDGET", "7")]).await;
     let api = platform.api(&tenant).await;
     let nobody = uuid::Uuid::new_v4().to_string();
     let assign = api

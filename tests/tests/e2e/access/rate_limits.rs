@@ -50,12 +50,14 @@ async fn a_busy_workspace_is_slowed_down_alone_with_a_retry_hint() {
 #[tokio::test]
 async fn traffic_flows_when_redis_is_down() {
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set("ISM_REDIS__URL", "redis://127.0.0.1:1");
-    platform.set("ISM_RATE_LIMIT__BURST", "1");
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &receiver.url,
+        &[
+            ("ISM_REDIS__URL", "redis://127.0.0.1:1"),
+            ("ISM_RATE_LIMIT__BURST", "1"),
+        ],
+    )
+    .await;
     let api = platform.api(&tenant).await;
     for _ in 0..5 {
         api.get_workspace().await;

@@ -49,11 +49,11 @@ async fn sign_with_platform_key(platform: &Platform, claims: serde_json::Value) 
 #[tokio::test]
 async fn expired_revoked_forged_and_tampered_tokens_are_refused() {
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set("ISM_AUTH__SIGNING_KEY_PEM", SIGNING_KEY_PEM);
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &receiver.url,
+        &[("ISM_AUTH__SIGNING_KEY_PEM", SIGNING_KEY_PEM)],
+    )
+    .await;
     let owner = platform.api(&tenant).await;
     let now = chrono_now();
     let claims = |exp: i64, ws: Option<&str>| {
@@ -202,14 +202,16 @@ async fn a_service_started_before_workspaces_takes_valid_tokens_once_serving() {
 #[tokio::test]
 async fn credential_guessing_is_refused_after_a_few_tries_and_counted() {
     let receiver = Receiver::start().await;
-    let mut platform = Platform::new();
-    platform.set("ISM_WORKSPACES__CREDENTIAL_FAILURE_BURST", "5");
-    platform.set("ISM_WORKSPACES__CREDENTIAL_FAILURES_PER_MINUTE", "60");
-    platform.set("ISM_WORKSPACES__PUBLIC_CALL_BURST", "40");
-    platform.set("ISM_WORKSPACES__PUBLIC_CALLS_PER_SECOND", "5");
-    let tenant = platform.bootstrap(&receiver.url);
-    platform.spawn("all");
-    platform.wait_ready().await;
+    let (platform, tenant) = Platform::start_with(
+        &receiver.url,
+        &[
+            ("ISM_WORKSPACES__CREDENTIAL_FAILURE_BURST", "5"),
+            ("ISM_WORKSPACES__CREDENTIAL_FAILURES_PER_MINUTE", "60"),
+            ("ISM_WORKSPACES__PUBLIC_CALL_BURST", "40"),
+            ("ISM_WORKSPACES__PUBLIC_CALLS_PER_SECOND", "5"),
+        ],
+    )
+    .await;
     let mut workspaces =
         WorkspaceServiceClient::new(platform.channel("workspaces").connect().await.unwrap());
     let (prefix, _) = tenant
