@@ -411,6 +411,56 @@ async fn lists(
         .await
 }
 
+/// A signing key stored in clear by an earlier version is sealed at the next start, its
+/// clear copy erased, and it keeps signing the tokens every service accepts.
+#[tokio::test]
+async fn a_signing_key_stored_in_clear_is_sealed_at_start() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    let tenant = platform.bootstrap(&receiver.url);
+    let db = platform.database("workspaces").await;
+    let body: String = SIGNING_KEY_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let pkcs8 = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ('legacy', $1, now() + interval '1 minute')",
+    )
+    .bind(&pkcs8)
+    .execute(&db)
+    .await
+    .unwrap();
+    platform.spawn("all");
+    platform.wait_ready().await;
+
+    let (clear, sealed): (Option<Vec<u8>>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT pkcs8, sealed FROM signing_keys WHERE kid = 'legacy'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(clear, None, "the clear copy is erased");
+    let sealed = sealed.expect("sealed");
+    assert!(
+        !sealed.windows(pkcs8.len()).any(|w| w == pkcs8.as_slice()),
+        "the sealed form does not hold the key in clear"
+    );
+    let api = platform.api(&tenant).await;
+    let forged = sign_with_platform_key(
+        &platform,
+        json!({"iss": "ism-workspaces", "sub": "api_key:x", "iat": chrono_now(), "exp": chrono_now() + 60,
+               "role": "owner", "ws": tenant.workspace_id}),
+    )
+    .await;
+    let answers = answers_everywhere(&api, &forged).await;
+    assert!(
+        answers.iter().all(|(_, code)| *code == Code::Ok),
+        "the stored key still signs what every service accepts: {answers:?}"
+    );
+}
+
 /// What each service answers `token`, by a read each of them serves.
 async fn answers_everywhere(api: &Api, token: &str) -> Vec<(&'static str, Code)> {
     macro_rules! answer {
