@@ -4,11 +4,16 @@ CARGO ?= cargo
 BUF   ?= npx --yes @bufbuild/buf@1.75.0
 ISM   := target/debug/ism
 
-.PHONY: run test lint bench infra build migrate fmt lint-rust lint-proto lint-deploy
+.PHONY: run test lint bench infra infra-stats build migrate fmt lint-rust lint-proto lint-deploy
 
 ## infra: install (if missing) and start Postgres, Redis and RabbitMQ; create role and databases
 infra:
 	@scripts/dev-infra.sh
+
+## infra-stats: `infra`, with pg_stat_statements loaded (one restart of Postgres, once per
+##              machine): the write budgets in `make test` and the benchmarks count statements
+infra-stats:
+	@scripts/dev-infra.sh stats
 
 ## build: the ism binary (debug)
 build:
@@ -27,7 +32,7 @@ run: infra build
 # resolve features differently and compile most dependencies twice.
 # Four tests at a time on any machine: the end-to-end scenarios mostly wait on their
 # platforms, so a 2-core machine runs four of them at once.
-test: infra
+test: infra-stats
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads 4
 
@@ -50,6 +55,5 @@ fmt:
 
 ## bench: (with pg_stat_statements loaded, see scripts/dev-infra.sh stats) every benchmark (auth, flow, gateway, contacts, conversations, broadcasts, webhooks) beside this machine's
 ##        baselines; BENCH="flow contacts" runs only those named
-bench:
-	@scripts/dev-infra.sh stats
+bench: infra-stats
 	@scripts/bench.sh $(BENCH)

@@ -68,26 +68,44 @@ impl Statements {
     }
 }
 
+/// What one statement cost between two snapshots.
+#[derive(Clone, Default)]
+pub struct Spent {
+    /// The service whose database ran it.
+    pub service: String,
+    /// Its normalised text, on one line.
+    pub query: String,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub rows: i64,
+}
+
+impl Snapshot {
+    /// The statements run since `before`, each once, with what they cost meanwhile.
+    pub fn since(&self, before: &Snapshot) -> Vec<Spent> {
+        self.0
+            .iter()
+            .map(|(key, now)| {
+                let then = before.0.get(key).cloned().unwrap_or_default();
+                Spent {
+                    service: key.0.clone(),
+                    query: now.query.split_whitespace().collect::<Vec<_>>().join(" "),
+                    calls: now.calls - then.calls,
+                    total_ms: now.total_ms - then.total_ms,
+                    rows: now.rows - then.rows,
+                }
+            })
+            .filter(|spent| spent.calls > 0)
+            .collect()
+    }
+}
+
 /// Prints the `top` statements by Postgres time between `before` and `after`, with their
 /// time per stored message (`per` messages were stored meanwhile).
 pub fn print_top(before: &Snapshot, after: &Snapshot, per: u64, top: usize) {
-    let mut spent: Vec<(&(String, i64), Counters)> = after
-        .0
-        .iter()
-        .map(|(key, now)| {
-            let then = before.0.get(key).cloned().unwrap_or_default();
-            let spent = Counters {
-                query: now.query.clone(),
-                calls: now.calls - then.calls,
-                total_ms: now.total_ms - then.total_ms,
-                rows: now.rows - then.rows,
-            };
-            (key, spent)
-        })
-        .filter(|(_, spent)| spent.calls > 0)
-        .collect();
-    spent.sort_by(|a, b| b.1.total_ms.total_cmp(&a.1.total_ms));
-    let total: f64 = spent.iter().map(|(_, s)| s.total_ms).sum();
+    let mut spent = after.since(before);
+    spent.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+    let total: f64 = spent.iter().map(|s| s.total_ms).sum();
     let per = per.max(1) as f64;
     println!(
         "Postgres statement time: {:.0} ms in all, {:.3} ms per stored message; the {top} costliest:",
@@ -98,9 +116,8 @@ pub fn print_top(before: &Snapshot, after: &Snapshot, per: u64, top: usize) {
         "{:>10} {:>9} {:>8} {:>9} {:>8}  {:<14} statement",
         "total ms", "ms/msg", "calls", "mean ms", "rows", "database"
     );
-    for ((service, _), s) in spent.iter().take(top) {
-        let text: String = s.query.split_whitespace().collect::<Vec<_>>().join(" ");
-        let text: String = text.chars().take(110).collect();
+    for s in spent.iter().take(top) {
+        let text: String = s.query.chars().take(110).collect();
         println!(
             "{:>10.0} {:>9.3} {:>8} {:>9.3} {:>8}  {:<14} {text}",
             s.total_ms,
@@ -108,7 +125,7 @@ pub fn print_top(before: &Snapshot, after: &Snapshot, per: u64, top: usize) {
             s.calls,
             s.total_ms / s.calls as f64,
             s.rows,
-            service
+            s.service
         );
     }
 }
