@@ -109,6 +109,12 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
         0xfec0..=0xfeff => "site-local",
         0xff00..=0xffff => "multicast",
         0x2001 if s[1] == 0x0db8 => "documentation",
+        0x3fff if s[1] <= 0x0fff => "documentation",
+        // 2001::/23, Teredo among them, whose addresses carry an IPv4 host.
+        0x2001 if s[1] <= 0x01ff => "IETF protocol assignment",
+        // 6to4 addresses carry an IPv4 host in their second and third segments.
+        0x2002 => "6to4",
+        0x0100 if s[1..4] == [0, 0, 0] => "discard-only",
         // IPv4-compatible (::a.b.c.d) and other addresses of ::/8.
         0x0000..=0x00ff => "reserved",
         _ => return None,
@@ -195,6 +201,8 @@ impl Egress {
     /// `timeout` for a whole request.
     pub fn client(&self, timeout: Duration) -> reqwest::Client {
         reqwest::Client::builder()
+            // A proxy from the environment would resolve the host itself, past this check.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(self.clone()))
             .timeout(timeout)
@@ -249,6 +257,15 @@ mod tests {
             ("2001:db8::1", "documentation"),
             ("::127.0.0.1", "reserved"),
             ("::ffff:8.8.8.8", "IPv4-mapped"),
+            ("3fff::1", "documentation"),
+            ("2001::1", "IETF protocol assignment"),
+            (
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                "IETF protocol assignment",
+            ),
+            ("2002:a00:1::1", "6to4"),
+            ("100::1", "discard-only"),
+            ("64:ff9b:1::a00:1", "reserved"),
         ] {
             let ip: IpAddr = address.parse().unwrap();
             assert_eq!(internal_range(ip), Some(range), "{address}");
