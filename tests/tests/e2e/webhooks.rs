@@ -230,8 +230,11 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disa
     let (platform, tenant) = Platform::start(&outbound.url).await;
     let api = platform.api(&tenant).await;
     let crm = Receiver::start().await;
-    // Down for six attempts: past the breaker (five failures), within the retries.
-    crm.script(&[(503, "down"); 6]);
+    // Down for six attempts: past the breaker (five failures), within the retries; the
+    // last answer a redirect, which is a failed attempt and never followed.
+    let mut down = vec![(503, "down"); 5];
+    down.push((302, "moved"));
+    crm.script(&down);
     let mut ordered = endpoint(
         &crm.url,
         &["contacts.contact.created", "integrations.endpoint.disabled"],
@@ -270,7 +273,8 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disa
         (answered.len() >= 5).then(|| of_type(&crm, "contacts.contact.created"))
     })
     .await;
-    // Each event reached the receiver in creation order, the first one repeatedly (503s),
+    // Each event reached the receiver in creation order, the first one repeatedly (503s
+    // and a 302),
     // never one before the one ahead of it was answered 200.
     let mut order: Vec<String> = Vec::new();
     for r in &delivered {
@@ -297,7 +301,12 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disa
     let tries = api.list_webhook_attempts(&first.id).await;
     assert_eq!(
         tries.iter().map(|a| a.status_code).collect::<Vec<_>>(),
-        [503, 503, 503, 503, 503, 503, 200]
+        [503, 503, 503, 503, 503, 302, 200]
+    );
+    assert!(
+        tries[5].error.contains("redirects are not followed"),
+        "{}",
+        tries[5].error
     );
 
     // 410 disabled the other endpoint, with the reason and an event.
