@@ -364,6 +364,58 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disa
 }
 
 #[tokio::test]
+async fn a_rate_limited_endpoint_is_paced_and_never_slows_another() {
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    const RATE: u32 = 2;
+    const EVENTS: usize = 8;
+    let paced = Receiver::start().await;
+    let mut limited = endpoint(&paced.url, &["contacts.contact.created"]);
+    limited.rate_limit_per_second = RATE;
+    api.create_webhook_endpoint(limited).await;
+    let free = Receiver::start().await;
+    api.create_webhook_endpoint(endpoint(&free.url, &["contacts.contact.created"]))
+        .await;
+
+    for i in 0..EVENTS {
+        api.create_contact(ct::ContactProfile {
+            first_name: format!("Contact {i}"),
+            ..Default::default()
+        })
+        .await;
+    }
+    let arrivals = |receiver: &Receiver| {
+        let got = of_type(receiver, "contacts.contact.created");
+        (got.len() >= EVENTS).then(|| got.iter().map(|r| r.at).collect::<Vec<_>>())
+    };
+    let paced_at = eventually(WAIT, "every event at the paced endpoint", || async {
+        arrivals(&paced)
+    })
+    .await;
+    let free_at = eventually(WAIT, "every event at the free endpoint", || async {
+        arrivals(&free)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(paced.received().len(), EVENTS, "each event once");
+    assert_eq!(free.received().len(), EVENTS, "each event once");
+
+    // A burst of RATE, then RATE a second: the rest take (EVENTS - RATE) / RATE seconds.
+    let span = |at: &[std::time::Instant]| at[at.len() - 1] - at[0];
+    let least = Duration::from_secs_f64((EVENTS as u32 - RATE) as f64 / f64::from(RATE) * 0.9);
+    assert!(
+        span(&paced_at) >= least,
+        "{EVENTS} POSTs at {RATE}/s took {:?}, at least {least:?} expected",
+        span(&paced_at)
+    );
+    assert!(
+        free_at[EVENTS - 1] < paced_at[EVENTS - 1],
+        "the endpoint without a limit had every event before the paced one"
+    );
+}
+
+#[tokio::test]
 async fn an_integrations_process_killed_mid_delivery_loses_nothing() {
     let outbound = Receiver::start().await;
     let mut platform = Platform::new();
