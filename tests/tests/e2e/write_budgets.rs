@@ -254,6 +254,26 @@ fn over_budget(
     over
 }
 
+/// Watches the idle services for [`IDLE`] from `idle`, then runs `during` and lets the
+/// counts settle: what it cost beyond its budgets, and the last reading, which starts the
+/// next phase's idle window.
+async fn phase(
+    platform: &Platform,
+    statements: &Statements,
+    idle: Reading,
+    during: impl Future<Output = ()>,
+    rows: &[(&str, &str, usize)],
+    work: &[(&str, Work)],
+) -> (Vec<String>, Reading) {
+    tokio::time::sleep(IDLE).await;
+    let start = read(platform, statements).await;
+    during.await;
+    tokio::time::sleep(STATS_SETTLE).await;
+    let end = read(platform, statements).await;
+    let over = over_budget((&idle, &start), (&start, &end), rows, work);
+    (over, end)
+}
+
 /// Waits until conversations holds `count` messages of `direction` in `status` and has
 /// published every event.
 async fn settled(conversations: &PgPool, direction: &str, status: &str, count: i64) {
@@ -360,19 +380,24 @@ async fn an_inbound_message_and_a_reply_cost_no_more_than_their_budgets() {
     tokio::time::sleep(STATS_SETTLE).await;
 
     let idle = read(&platform, &statements).await;
-    tokio::time::sleep(IDLE).await;
-    let start = read(&platform, &statements).await;
-    inbound(&platform, &tenant, 1..N + 1).await;
-    tokio::time::sleep(STATS_SETTLE).await;
-    let end = read(&platform, &statements).await;
-    let inbound_over = over_budget((&idle, &start), (&start, &end), INBOUND_ROWS, INBOUND_WORK);
-
-    tokio::time::sleep(IDLE).await;
-    let start = read(&platform, &statements).await;
-    replies(&platform, &replying, 1..N + 1).await;
-    tokio::time::sleep(STATS_SETTLE).await;
-    let after = read(&platform, &statements).await;
-    let over = over_budget((&end, &start), (&start, &after), REPLY_ROWS, REPLY_WORK);
+    let (inbound_over, end) = phase(
+        &platform,
+        &statements,
+        idle,
+        inbound(&platform, &tenant, 1..N + 1),
+        INBOUND_ROWS,
+        INBOUND_WORK,
+    )
+    .await;
+    let (over, _) = phase(
+        &platform,
+        &statements,
+        end,
+        replies(&platform, &replying, 1..N + 1),
+        REPLY_ROWS,
+        REPLY_WORK,
+    )
+    .await;
     assert!(
         inbound_over.is_empty(),
         "inbound messages over budget:\n{}",
