@@ -136,14 +136,5 @@ pub async fn update(
 }
 
 pub async fn delete(pool: &PgPool, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
-    let deleted = sqlx::query("DELETE FROM segments WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace_id)
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(Error::NotFound("segment"));
-    }
-    Ok(())
+    ism_platform::db::delete_in_workspace(pool, "segments", workspace_id, id, "segment").await
 }

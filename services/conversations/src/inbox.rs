@@ -281,16 +281,7 @@ pub async fn update(
 }
 
 pub async fn delete(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
-    let deleted = sqlx::query("DELETE FROM inboxes WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace_id)
-        .bind(id)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(Error::NotFound("inbox"));
-    }
-    Ok(())
+    ism_platform::db::delete_in_workspace(conn, "inboxes", workspace_id, id, "inbox").await
 }
 
 /// The Workspace's inboxes by name, after `after`.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use ism_platform::events::topology::{INTEGRATIONS_BOTS, INTEGRATIONS_EVENTS};
 use ism_platform::events::{Amqp, bindings, topics};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgTransaction};
 
 use crate::catalog::EVENT_TYPES;
 use crate::error::Error;
@@ -55,4 +55,10 @@ pub async fn sync(amqp: &Amqp, tx: &mut PgConnection) -> Result<(), Error> {
     )
     .await
     .map_err(|e| Error::Unavailable(format!("the message broker: {e}").into()))
+}
+
+/// Syncs the bindings as `tx` leaves the endpoints and bots, then commits `tx`.
+pub async fn commit(amqp: &Amqp, mut tx: PgTransaction<'_>) -> Result<(), Error> {
+    sync(amqp, &mut tx).await?;
+    Ok(tx.commit().await?)
 }

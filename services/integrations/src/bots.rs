@@ -332,8 +332,7 @@ impl Bots {
         stored.backend = self.sealer.seal(id, &backend).map_err(Error::Unexpected)?;
         let mut tx = self.pool.begin().await?;
         let bot = store::insert_bot(&mut tx, id, workspace_id, &stored).await?;
-        bindings::sync(&self.amqp, &mut tx).await?;
-        tx.commit().await?;
+        bindings::commit(&self.amqp, tx).await?;
         Ok((bot, backend))
     }
 
@@ -374,11 +373,8 @@ impl Bots {
 
     pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
-        if !store::delete_bot(&mut tx, workspace_id, id).await? {
-            return Err(Error::NotFound("bot"));
-        }
-        bindings::sync(&self.amqp, &mut tx).await?;
-        tx.commit().await?;
+        store::delete_bot(&mut tx, workspace_id, id).await?;
+        bindings::commit(&self.amqp, tx).await?;
         Ok(())
     }
 

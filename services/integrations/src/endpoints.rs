@@ -135,6 +135,17 @@ impl Endpoints {
         })
     }
 
+    /// A new signing secret of endpoint `id`, and its sealed form to store.
+    fn new_secret(&self, id: Uuid) -> Result<(SecretString, Vec<u8>), Error> {
+        let secret = crate::signing::new_secret().map_err(Error::Unexpected)?;
+        let sealed = self
+            .poster
+            .sealer
+            .seal(id, &secrecy::ExposeSecret::expose_secret(&secret))
+            .map_err(Error::Unexpected)?;
+        Ok((secret, sealed))
+    }
+
     pub async fn create(
         &self,
         workspace_id: Uuid,
@@ -142,12 +153,7 @@ impl Endpoints {
     ) -> Result<(Endpoint, SecretString), Error> {
         let definition = self.check(definition).await?;
         let id = Uuid::now_v7();
-        let secret = signing_secret()?;
-        let sealed = self
-            .poster
-            .sealer
-            .seal(id, &secret_text(&secret))
-            .map_err(Error::Unexpected)?;
+        let (secret, sealed) = self.new_secret(id)?;
         let mut tx = self.pool.begin().await?;
         if store::count_endpoints(&mut tx, workspace_id).await? >= self.config.max_endpoints {
             return Err(Error::precondition(
@@ -160,8 +166,7 @@ impl Endpoints {
         }
         let endpoint =
             store::insert_endpoint(&mut tx, id, workspace_id, &definition, &sealed).await?;
-        bindings::sync(&self.amqp, &mut tx).await?;
-        tx.commit().await?;
+        bindings::commit(&self.amqp, tx).await?;
         Ok((endpoint, secret))
     }
 
@@ -188,18 +193,14 @@ impl Endpoints {
         let endpoint = store::update_definition(&mut tx, workspace_id, id, &definition)
             .await?
             .ok_or(Error::NotFound("webhook endpoint"))?;
-        bindings::sync(&self.amqp, &mut tx).await?;
-        tx.commit().await?;
+        bindings::commit(&self.amqp, tx).await?;
         Ok(endpoint)
     }
 
     pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
-        if !store::delete_endpoint(&mut tx, workspace_id, id).await? {
-            return Err(Error::NotFound("webhook endpoint"));
-        }
-        bindings::sync(&self.amqp, &mut tx).await?;
-        tx.commit().await?;
+        store::delete_endpoint(&mut tx, workspace_id, id).await?;
+        bindings::commit(&self.amqp, tx).await?;
         Ok(())
     }
 
@@ -244,12 +245,7 @@ impl Endpoints {
         } else {
             overlap_seconds
         };
-        let secret = signing_secret()?;
-        let sealed = self
-            .poster
-            .sealer
-            .seal(id, &secret_text(&secret))
-            .map_err(Error::Unexpected)?;
+        let (secret, sealed) = self.new_secret(id)?;
         let until = Utc::now() + chrono::Duration::seconds(i64::from(overlap));
         let mut conn = ism_platform::db::acquire(&self.pool).await?;
         if !store::set_secret(&mut conn, workspace_id, id, &sealed, until).await? {
@@ -280,12 +276,4 @@ impl Endpoints {
             .await;
         Ok(attempt)
     }
-}
-
-fn signing_secret() -> Result<SecretString, Error> {
-    crate::signing::new_secret().map_err(Error::Unexpected)
-}
-
-fn secret_text(secret: &SecretString) -> String {
-    secrecy::ExposeSecret::expose_secret(secret).to_owned()
 }

@@ -68,14 +68,8 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     let poster = sender::Poster::new(&config, &egress, sealer.clone());
     let backends = backend::Backends::new(egress.clone());
 
-    let (pool, amqp) = (service.pool.clone(), service.amqp.clone());
-    service.every("webhook-bindings", BINDINGS_EVERY, move || {
-        let (pool, amqp) = (pool.clone(), amqp.clone());
-        async move {
-            let mut tx = pool.begin().await.map_err(Error::from)?;
-            bindings::sync(&amqp, &mut tx).await?;
-            tx.commit().await.map_err(Error::from)
-        }
+    service.every_in_transaction("webhook-bindings", BINDINGS_EVERY, |amqp, tx| {
+        Box::pin(bindings::sync(amqp, tx))
     });
     service.consume(
         topology::INTEGRATIONS_EVENTS,

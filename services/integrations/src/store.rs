@@ -1,7 +1,10 @@
 //! SQL of the integrations service's tables, each statement once.
 use chrono::{DateTime, Utc};
+use ism_platform::db;
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
+
+use crate::error::Error;
 
 use crate::states::{DeliveryState, SessionState, TurnState};
 
@@ -130,13 +133,15 @@ pub async fn delete_endpoint(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     id: Uuid,
-) -> sqlx::Result<bool> {
-    let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace_id)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(deleted.rows_affected() == 1)
+) -> Result<(), Error> {
+    db::delete_in_workspace(
+        conn,
+        "webhook_endpoints",
+        workspace_id,
+        id,
+        "webhook endpoint",
+    )
+    .await
 }
 
 /// Enables an endpoint, clearing its failure record.
@@ -741,13 +746,8 @@ pub async fn delete_bot(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     id: Uuid,
-) -> sqlx::Result<bool> {
-    let deleted = sqlx::query("DELETE FROM bots WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace_id)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(deleted.rows_affected() == 1)
+) -> Result<(), Error> {
+    db::delete_in_workspace(conn, "bots", workspace_id, id, "bot").await
 }
 
 pub async fn set_bot_enabled(

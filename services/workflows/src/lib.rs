@@ -45,14 +45,8 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
     };
     let wake = Arc::new(Notify::new());
-    let (pool, amqp) = (service.pool.clone(), service.amqp.clone());
-    service.every("trigger-bindings", BINDINGS_EVERY, move || {
-        let (pool, amqp) = (pool.clone(), amqp.clone());
-        async move {
-            let mut tx = pool.begin().await.map_err(Error::from)?;
-            bindings::sync(&amqp, &mut tx).await?;
-            tx.commit().await.map_err(Error::from)
-        }
+    service.every_in_transaction("trigger-bindings", BINDINGS_EVERY, |amqp, tx| {
+        Box::pin(bindings::sync(amqp, tx))
     });
     service.consume(
         topology::WORKFLOWS_TRIGGERS,

@@ -3,6 +3,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::error::Error;
 use crate::states::{RunState, TriggerKind};
 
 /// A stored workflow; definitions are protobuf encodings.
@@ -139,19 +140,14 @@ pub async fn delete_workflow(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     id: Uuid,
-) -> sqlx::Result<bool> {
+) -> Result<(), Error> {
     sqlx::query("UPDATE runs SET state = $3, updated_at = now() WHERE workspace_id = $1 AND workflow_id = $2 AND state IN ('running', 'waiting')")
         .bind(workspace_id)
         .bind(id)
         .bind(RunState::Cancelled)
         .execute(&mut *conn)
         .await?;
-    let deleted = sqlx::query("DELETE FROM workflows WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace_id)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(deleted.rows_affected() == 1)
+    ism_platform::db::delete_in_workspace(conn, "workflows", workspace_id, id, "workflow").await
 }
 
 /// An enabled workflow's published version, for the trigger consumer.

@@ -140,9 +140,7 @@ impl Workflows {
 
     pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
-        if !store::delete_workflow(&mut tx, workspace_id, id).await? {
-            return Err(Error::NotFound("workflow"));
-        }
+        store::delete_workflow(&mut tx, workspace_id, id).await?;
         bindings::sync(&self.amqp, &mut tx).await?;
         tx.commit().await?;
         Ok(())

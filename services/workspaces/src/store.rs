@@ -590,16 +590,7 @@ pub async fn delete_team(
     workspace_id: Uuid,
     id: Uuid,
 ) -> Result<(), Error> {
-    let deleted = sqlx::query("DELETE FROM teams WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace_id)
-        .bind(id)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    if deleted == 0 {
-        return Err(Error::NotFound("team"));
-    }
-    Ok(())
+    ism_platform::db::delete_in_workspace(conn, "teams", workspace_id, id, "team").await
 }
 
 /// Adds an active User of the Team's Workspace; returns whether it was new.

@@ -2,7 +2,6 @@
 //! keys, the tower layer every gRPC server runs, and service tokens for outgoing calls.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -17,6 +16,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::gate::{Gate, Gated};
 use crate::{revocations, telemetry};
 
 /// Issuer of every token.
@@ -378,62 +378,30 @@ impl AuthLayer {
 }
 
 impl<S> tower::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
+    type Service = Gated<S, AuthLayer>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            verifier: self.verifier.clone(),
-            public: self.public,
-        }
+        Gated::new(inner, self.clone())
     }
 }
 
-/// The service [`AuthLayer`] wraps around a gRPC server.
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    verifier: Arc<Verifier>,
-    public: &'static [&'static str],
-}
-
-impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl Gate for AuthLayer {
+    fn admit<B: Send + 'static>(
+        &self,
+        mut request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<http::Request<B>, Status>> {
         let path = request.uri().path();
         let exempt = path.starts_with("/grpc.health.")
             || path.starts_with("/grpc.reflection.")
             || self.public.contains(&path);
-        // The clone that was made ready is the one we must call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         if exempt {
-            return Box::pin(inner.call(request));
+            return Box::pin(std::future::ready(Ok(request)));
         }
         let verifier = self.verifier.clone();
         Box::pin(async move {
-            match authenticate(&verifier, request.headers()).await {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                    inner.call(request).await
-                }
-                Err(status) => Ok(status.into_http()),
-            }
+            let caller = authenticate(&verifier, request.headers()).await?;
+            request.extensions_mut().insert(caller);
+            Ok(request)
         })
     }
 }

@@ -6,6 +6,7 @@ use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres};
+use uuid::Uuid;
 
 use crate::config::{DatabaseSettings, ServiceName};
 
@@ -61,6 +62,29 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Resul
 /// A connection of `pool` for a handler, a pool timeout being UNAVAILABLE as everywhere.
 pub async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, crate::error::Error> {
     Ok(pool.acquire().await?)
+}
+
+/// Deletes row `id` of `table` in `workspace_id`; NOT_FOUND naming `what` when the
+/// Workspace has no such row.
+pub async fn delete_in_workspace<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    table: &'static str,
+    workspace_id: Uuid,
+    id: Uuid,
+    what: &'static str,
+) -> Result<(), crate::error::Error> {
+    let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE workspace_id = $1 AND id = $2"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Err(crate::error::Error::NotFound(what));
+    }
+    Ok(())
 }
 
 /// Applies the platform's and then the service's migrations.

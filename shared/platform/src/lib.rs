@@ -10,6 +10,7 @@ pub mod deadline;
 pub mod egress;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod grpc;
 pub mod json;
 pub mod listeners;

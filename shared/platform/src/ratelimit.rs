@@ -6,7 +6,6 @@
 //! [`AuthLayer`]: crate::auth::AuthLayer
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -17,6 +16,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::{Caller, Role};
 use crate::config::{RateLimitSettings, RedisSettings, ServiceName};
+use crate::gate::{Gate, Gated};
 
 /// Seconds between two fail-open warnings, so an outage does not flood the log.
 const WARN_EVERY_SECONDS: i64 = 10;
@@ -232,58 +232,32 @@ impl RateLimitLayer {
 }
 
 impl<S> tower::Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
+    type Service = Gated<S, RateLimitLayer>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            limiter: self.limiter.clone(),
-        }
+        Gated::new(inner, self.clone())
     }
 }
 
-/// The service [`RateLimitLayer`] wraps around a gRPC server.
-#[derive(Clone)]
-pub struct RateLimit<S> {
-    inner: S,
-    limiter: Option<Arc<Limiter>>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for RateLimit<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The clone that was made ready is the one we must call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Gate for RateLimitLayer {
+    fn admit<B: Send + 'static>(
+        &self,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<http::Request<B>, Status>> {
         let workspace = request
             .extensions()
             .get::<Caller>()
             .filter(|caller| caller.role != Role::Service)
             .and_then(|caller| caller.workspace_id().ok());
         let (Some(limiter), Some(workspace)) = (self.limiter.clone(), workspace) else {
-            return Box::pin(inner.call(request));
+            return Box::pin(std::future::ready(Ok(request)));
         };
         Box::pin(async move {
             match limiter.check(&workspace.to_string()).await {
-                Decision::Allow | Decision::After(_) => inner.call(request).await,
+                Decision::Allow | Decision::After(_) => Ok(request),
                 Decision::Limit(wait) => {
                     metrics::counter!("ism_rate_limited_total").increment(1);
-                    Ok(exhausted("rate limit of this workspace exceeded", wait).into_http())
+                    Err(exhausted("rate limit of this workspace exceeded", wait))
                 }
             }
         })

@@ -5,8 +5,9 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use futures::future::BoxFuture;
 use sqlx::migrate::Migrator;
+use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -14,6 +15,7 @@ use tonic::transport::Channel;
 
 use crate::auth::{AuthLayer, ServiceTokens, Verifier};
 use crate::config::{ServiceName, Settings};
+use crate::error::Error;
 use crate::events::topology::QueueSpec;
 use crate::events::{Amqp, Consumer, EventHandler, run_relay};
 use crate::peer::Peer;
@@ -107,6 +109,26 @@ impl Service {
                 };
                 ::metrics::counter!("ism_job_runs_total", "service" => service, "job" => name, "outcome" => outcome)
                     .increment(1);
+            }
+        });
+    }
+
+    /// Like [`every`](Self::every), with each round's `job` on a transaction of its own, committed
+    /// when it succeeds: the repair of run-time bindings (ADR 26) a broker restart lost.
+    pub fn every_in_transaction<F>(&mut self, name: &'static str, period: Duration, job: F)
+    where
+        F: for<'c> Fn(&'c Amqp, &'c mut PgConnection) -> BoxFuture<'c, Result<(), Error>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (pool, amqp, job) = (self.pool.clone(), self.amqp.clone(), Arc::new(job));
+        self.every(name, period, move || {
+            let (pool, amqp, job) = (pool.clone(), amqp.clone(), job.clone());
+            async move {
+                let mut tx = pool.begin().await?;
+                job(&amqp, &mut tx).await?;
+                Ok::<_, Error>(tx.commit().await?)
             }
         });
     }
