@@ -126,6 +126,8 @@ struct GoogleInner {
     key: DecodingKey,
     /// Access tokens handed out so far.
     issued: HashSet<String>,
+    /// Issued access tokens invalidated before their expiry.
+    retired: HashSet<String>,
     /// Once set, no assertion is accepted and no access token is valid.
     revoked: bool,
     /// Scripted query results, by query text.
@@ -192,6 +194,7 @@ impl FakeGoogle {
             key: DecodingKey::from_rsa_pem(TEST_PUBLIC_KEY_PEM.as_bytes())
                 .expect("test public key"),
             issued: HashSet::new(),
+            retired: HashSet::new(),
             revoked: false,
             replies: HashMap::new(),
             failures: VecDeque::new(),
@@ -264,6 +267,14 @@ impl FakeGoogle {
     /// `invalid_grant` and `detectIntent` answers 401 for every token, old or new.
     pub fn revoke(&self) {
         self.inner.lock().expect("google lock").revoked = true;
+    }
+
+    /// Invalidates every access token issued so far, before its expiry (as Google does
+    /// when a key is rotated): `detectIntent` answers 401 for them; new ones are valid.
+    pub fn retire_tokens(&self) {
+        let mut inner = self.inner.lock().expect("google lock");
+        let issued = inner.issued.clone();
+        inner.retired.extend(issued);
     }
 
     /// Every `detectIntent` call so far, in arrival order (refused ones too).
@@ -541,7 +552,8 @@ async fn detect_intent(
     }
     let inner = inner.lock().expect("google lock");
     let token = bearer(authorization.as_deref());
-    if inner.revoked || !token.is_some_and(|token| inner.issued.contains(token)) {
+    let valid = token.is_some_and(|t| inner.issued.contains(t) && !inner.retired.contains(t));
+    if inner.revoked || !valid {
         return google_error(401, None);
     }
     let Some((edition, project)) = parse_detect_intent(&path) else {

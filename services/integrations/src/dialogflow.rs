@@ -79,8 +79,20 @@ pub async fn detect_intent(
         }
         Backend::OpenAi { .. } => unreachable!("dialogflow is asked for Dialogflow backends only"),
     };
-    let token = backends.tokens.token(backends, account, timeout).await?;
-    let answer = backends.post_json(&url, &token, &body, timeout).await?;
+    let cached = backends.tokens.cached(account);
+    let token = match &cached {
+        Some(token) => token.clone(),
+        None => backends.tokens.fetch(backends, account, timeout).await?,
+    };
+    let answer = match backends.post_json(&url, &token, &body, timeout).await {
+        // Google stops accepting a token before its expiry when the key is rotated; a
+        // refused call did nothing, so it is asked once more with a new token.
+        Err(BotError::Credentials(_)) if cached.is_some() => {
+            let token = backends.tokens.fetch(backends, account, timeout).await?;
+            backends.post_json(&url, &token, &body, timeout).await?
+        }
+        answered => answered?,
+    };
     let result = answer
         .get("queryResult")
         .ok_or_else(|| BotError::Refused("the answer has no queryResult".into()))?;
@@ -154,13 +166,7 @@ fn map_es(result: &Value) -> Answer {
             continue;
         }
         if let Some(lines) = message.pointer("/text/text").and_then(Value::as_array) {
-            answer.replies.extend(
-                lines
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|l| !l.is_empty())
-                    .map(text),
-            );
+            answer.replies.extend(text_lines(lines));
         } else if let Some(quick) = message.get("quickReplies") {
             let mut reply = text(quick["title"].as_str().unwrap_or_default());
             reply.buttons = quick["quickReplies"]
@@ -214,17 +220,20 @@ fn map_es(result: &Value) -> Answer {
     answer
 }
 
+/// The non-empty lines of a text response message, one reply each.
+fn text_lines(lines: &[Value]) -> impl Iterator<Item = MessageContent> + '_ {
+    lines
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|l| !l.is_empty())
+        .map(text)
+}
+
 fn map_cx(result: &Value) -> Answer {
     let mut answer = Answer::default();
     for message in result["responseMessages"].as_array().into_iter().flatten() {
         if let Some(lines) = message.pointer("/text/text").and_then(Value::as_array) {
-            answer.replies.extend(
-                lines
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|l| !l.is_empty())
-                    .map(text),
-            );
+            answer.replies.extend(text_lines(lines));
         } else if let Some(handoff) = message.get("liveAgentHandoff") {
             let said = handoff.pointer("/metadata/reason").and_then(Value::as_str);
             answer.handover = Some(

@@ -76,20 +76,12 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// A valid access token for `account`: the cached one, or a new one.
-    pub async fn token(
-        &self,
-        backends: &Backends,
-        account: &ServiceAccount,
-        timeout: Duration,
-    ) -> Result<String, BotError> {
+    /// The cached access token for `account`, while it is not about to expire.
+    pub fn cached(&self, account: &ServiceAccount) -> Option<String> {
         let key = (account.client_email.clone(), account.private_key_id.clone());
-        if let Some((token, until)) = self.cache.lock().expect("not poisoned").get(&key)
-            && Instant::now() + REFRESH_BEFORE < *until
-        {
-            return Ok(token.clone());
-        }
-        self.fetch(backends, account, timeout).await
+        let cache = self.cache.lock().expect("not poisoned");
+        let (token, until) = cache.get(&key)?;
+        (Instant::now() + REFRESH_BEFORE < *until).then(|| token.clone())
     }
 
     /// A new access token for `account`, cached.

@@ -126,6 +126,9 @@ async fn a_dialogflow_es_bot_answers_tags_and_hands_over_when_asked() {
     );
     assert_eq!(asked[0].body["queryInput"]["text"]["text"], "hi");
 
+    // A cached token Google stopped accepting before its expiry: replaced, the question
+    // asked once more, and the Contact never notices.
+    google.retire_tokens();
     contact_writes(&platform, &tenant, "ada", "in-2", "a human please").await;
     outbound.wait_texts_to("ada", 3).await;
     let notes = eventually(WAIT, "the handover note", || async {
@@ -134,15 +137,23 @@ async fn a_dialogflow_es_bot_answers_tags_and_hands_over_when_asked() {
     })
     .await;
     assert!(
-        notes[0].contains("handed this conversation over"),
+        notes[0].contains("handed this conversation over: the agent asked for a human"),
         "{notes:?}"
     );
-    assert_eq!(google.tokens_issued(), 1, "the token is reused");
+    assert_eq!(google.tokens_issued(), 2, "one new token after the refusal");
+    let tokens: Vec<String> = google
+        .requests()
+        .into_iter()
+        .map(|r| r.authorization.unwrap_or_default())
+        .collect();
+    assert_eq!(tokens.len(), 3, "the refused question asked again once");
+    assert_eq!(tokens[0], tokens[1], "the cached token, refused");
+    assert_ne!(tokens[1], tokens[2], "then a new one");
 
     // Handed over: the bot stays silent.
     contact_writes(&platform, &tenant, "ada", "in-3", "hi").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(google.requests().len(), 2);
+    assert_eq!(google.requests().len(), 3);
     assert_eq!(outbound.texts_to("ada").len(), 3);
 }
 
