@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ism_platform::paging;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -63,6 +63,10 @@ impl Log {
 
     pub async fn resend(&self, workspace_id: Uuid, delivery_id: Uuid) -> Result<Delivery, Error> {
         let mut conn = ism_platform::db::acquire(&self.pool).await?;
+        let delivery = store::delivery(&mut conn, workspace_id, delivery_id)
+            .await?
+            .ok_or(Error::NotFound("webhook delivery"))?;
+        enabled(&mut conn, workspace_id, delivery.endpoint_id).await?;
         if !store::resend(&mut conn, workspace_id, delivery_id).await? {
             return Err(Error::NotFound("webhook delivery"));
         }
@@ -90,11 +94,24 @@ impl Log {
             Some(since) => since,
         };
         let mut conn = ism_platform::db::acquire(&self.pool).await?;
-        store::endpoint(&mut conn, workspace_id, endpoint_id)
-            .await?
-            .ok_or(Error::NotFound("webhook endpoint"))?;
+        enabled(&mut conn, workspace_id, endpoint_id).await?;
         let recovered = store::recover(&mut conn, endpoint_id, since).await?;
         self.wake.notify_one();
         Ok(recovered)
     }
+}
+
+/// Refuses work for a disabled endpoint, which would otherwise wait unseen until it is
+/// enabled again.
+async fn enabled(conn: &mut PgConnection, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
+    let endpoint = store::endpoint(conn, workspace_id, id)
+        .await?
+        .ok_or(Error::NotFound("webhook endpoint"))?;
+    if !endpoint.enabled {
+        return Err(Error::precondition(
+            "endpoint",
+            "is disabled: enable it first, then resend or recover",
+        ));
+    }
+    Ok(())
 }

@@ -336,9 +336,7 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disa
     assert_eq!(states.get("Failed"), Some(&1), "{states:?}");
     assert_eq!(states.get("Skipped"), Some(&4), "{states:?}");
 
-    // Back: enabled and recovered, every event it missed arrives once.
-    api.set_webhook_endpoint_enabled(&gone_endpoint.id, true)
-        .await;
+    // While it is disabled, a resend or a recovery is refused saying what to do first.
     let since = prost_types::Timestamp {
         seconds: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -346,6 +344,42 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_in_order_and_410_disa
             - 600,
         nanos: 0,
     };
+    let skipped = api
+        .list_webhook_deliveries(&gone_endpoint.id)
+        .await
+        .into_iter()
+        .find(|d| d.state() == ig::WebhookDeliveryState::Skipped)
+        .expect("a skipped delivery");
+    let mut client = api.integrations.clone();
+    let refused = client
+        .resend_webhook_delivery(api.authed(ig::ResendWebhookDeliveryRequest {
+            delivery_id: skipped.id.clone(),
+        }))
+        .await
+        .expect_err("a resend to a disabled endpoint");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("enable it first"), "{refused:?}");
+    let refused = client
+        .recover_webhook_endpoint(api.authed(ig::RecoverWebhookEndpointRequest {
+            endpoint_id: gone_endpoint.id.clone(),
+            since: Some(since),
+        }))
+        .await
+        .expect_err("a recovery of a disabled endpoint");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let states_now = api.list_webhook_deliveries(&gone_endpoint.id).await;
+    assert_eq!(
+        states_now
+            .iter()
+            .filter(|d| d.state() == ig::WebhookDeliveryState::Skipped)
+            .count(),
+        4,
+        "nothing changed"
+    );
+
+    // Back: enabled and recovered, every event it missed arrives once.
+    api.set_webhook_endpoint_enabled(&gone_endpoint.id, true)
+        .await;
     assert_eq!(
         api.recover_webhook_endpoint(&gone_endpoint.id, since).await,
         5
