@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ism_platform::convert;
 use ism_platform::egress::Egress;
 use ism_platform::error::{FieldError, Violations};
 use ism_platform::events::Amqp;
@@ -109,22 +110,7 @@ impl Bots {
                 format!("must be 1 to {MAX_NAME} characters"),
             ));
         }
-        if d.channel_ids.len() > MAX_CHANNELS {
-            v.push(FieldError::new(
-                "channel_ids",
-                format!("at most {MAX_CHANNELS}"),
-            ));
-        }
-        let mut channel_ids = Vec::new();
-        for (i, id) in d.channel_ids.iter().enumerate() {
-            match Uuid::parse_str(id) {
-                Ok(id) => channel_ids.push(id),
-                Err(_) => v.push(FieldError::new(
-                    format!("channel_ids[{i}]"),
-                    "must be a UUID",
-                )),
-            }
-        }
+        let channel_ids = convert::uuids("channel_ids", &d.channel_ids, MAX_CHANNELS, &mut v);
         if d.timeout_ms > MAX_TIMEOUT_MS {
             v.push(FieldError::new(
                 "timeout_ms",

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ism_platform::convert::storable;
+use ism_platform::convert::{self, storable};
 use ism_platform::egress::Egress;
 use ism_platform::error::{FieldError, Violations};
 use ism_platform::events::Amqp;
@@ -83,22 +83,12 @@ impl Endpoints {
         let mut event_types = d.event_types.clone();
         event_types.sort();
         event_types.dedup();
-        if d.channel_ids.len() > MAX_FILTER_VALUES {
-            violations.push(FieldError::new(
-                "channel_ids",
-                format!("at most {MAX_FILTER_VALUES}"),
-            ));
-        }
-        let mut channel_ids = Vec::new();
-        for (i, id) in d.channel_ids.iter().enumerate() {
-            match Uuid::parse_str(id) {
-                Ok(id) => channel_ids.push(id),
-                Err(_) => violations.push(FieldError::new(
-                    format!("channel_ids[{i}]"),
-                    "must be a UUID",
-                )),
-            }
-        }
+        let channel_ids = convert::uuids(
+            "channel_ids",
+            &d.channel_ids,
+            MAX_FILTER_VALUES,
+            &mut violations,
+        );
         if d.tags.len() > MAX_FILTER_VALUES {
             violations.push(FieldError::new(
                 "tags",

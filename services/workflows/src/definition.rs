@@ -4,6 +4,7 @@
 //! (`definition.steps[3].branch.cases[0].next`).
 use std::collections::{HashMap, HashSet};
 
+use ism_platform::convert;
 use ism_platform::error::{FieldError, Violations};
 use ism_proto::types::v1::ChannelType;
 use ism_proto::workflows::v1 as pb;
@@ -12,6 +13,8 @@ use uuid::Uuid;
 
 const MAX_NAME: usize = 100;
 const MAX_KEYWORDS: usize = 20;
+/// Channels a trigger may be limited to.
+const MAX_CHANNELS: usize = 100;
 const MAX_PATTERN: usize = 200;
 const MAX_CASES: usize = 10;
 const MAX_CONDITIONS: usize = 10;
@@ -44,14 +47,6 @@ fn step_id_ok(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn uuids(values: &[String], field: &str, v: &mut Violations) {
-    for (i, value) in values.iter().enumerate() {
-        if Uuid::parse_str(value).is_err() {
-            v.push(FieldError::new(format!("{field}[{i}]"), "must be a UUID"));
-        }
-    }
-}
-
 fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
     use pb::trigger::Kind as T;
     match trigger.and_then(|t| t.kind.as_ref()) {
@@ -60,7 +55,12 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
             "is required: message_received, conversation_opened or manual",
         )),
         Some(T::MessageReceived(m)) => {
-            uuids(&m.channel_ids, "trigger.message_received.channel_ids", v);
+            convert::uuids(
+                "trigger.message_received.channel_ids",
+                &m.channel_ids,
+                MAX_CHANNELS,
+                v,
+            );
             if m.keywords.len() > MAX_KEYWORDS {
                 v.push(FieldError::new(
                     "trigger.message_received.keywords",
@@ -90,7 +90,12 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
             }
         }
         Some(T::ConversationOpened(o)) => {
-            uuids(&o.channel_ids, "trigger.conversation_opened.channel_ids", v)
+            convert::uuids(
+                "trigger.conversation_opened.channel_ids",
+                &o.channel_ids,
+                MAX_CHANNELS,
+                v,
+            );
         }
         Some(T::Manual(_)) => {}
     }

@@ -2,7 +2,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::error::FieldError;
+use crate::error::{FieldError, Violations};
 
 /// A protobuf timestamp of `at`.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -51,6 +51,22 @@ pub fn storable<'a>(field: &'static str, value: &'a str) -> Result<&'a str, Fiel
         return Err(FieldError::new(field, "must not contain NUL characters"));
     }
     Ok(value)
+}
+
+/// At most `max` `values` as UUIDs; each one that is not a UUID is a violation naming it
+/// by index (`field[2]`), and so is a list longer than `max`.
+pub fn uuids(field: &str, values: &[String], max: usize, violations: &mut Violations) -> Vec<Uuid> {
+    if values.len() > max {
+        violations.push(FieldError::new(field.to_owned(), format!("at most {max}")));
+    }
+    let mut ids = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        match Uuid::parse_str(value) {
+            Ok(id) => ids.push(id),
+            Err(_) => violations.push(FieldError::new(format!("{field}[{i}]"), "must be a UUID")),
+        }
+    }
+    ids
 }
 
 /// `value` as a UUID, or an error naming `field`.
