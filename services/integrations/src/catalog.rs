@@ -1,6 +1,7 @@
 //! The event types endpoints subscribe to, and each event's webhook body: the Standard
-//! Webhooks shape `{"type", "timestamp", "workspace_id", "data"}`, `data` being the event's
-//! payload in proto3 JSON with the proto's field names.
+//! Webhooks shape `{"type", "timestamp", "workspace_id", "data_type", "data"}`, `data`
+//! being the event's payload in proto3 JSON with the proto's field names and `data_type`
+//! that payload's proto message, whose package carries the payload's version.
 use std::sync::LazyLock;
 
 use ism_platform::events::{Topic, topics};
@@ -87,6 +88,7 @@ pub struct Rendered {
 pub fn render(event: &Event) -> Result<Rendered, String> {
     let any = event.payload.as_ref().ok_or("event has no payload")?;
     let data = ism_platform::json::any(any)?;
+    let data_type = any.type_url.rsplit('/').next().unwrap_or_default();
     let facets = Facets {
         channel_id: text(&data, "channel_id"),
         tag: event
@@ -101,14 +103,21 @@ pub fn render(event: &Event) -> Result<Rendered, String> {
         .and_then(ism_platform::convert::from_timestamp)
         .unwrap_or_else(chrono::Utc::now);
     Ok(Rendered {
-        body: body(&event.r#type, timestamp, &event.workspace_id, data),
+        body: body(
+            &event.r#type,
+            data_type,
+            timestamp,
+            &event.workspace_id,
+            data,
+        ),
         facets,
     })
 }
 
-/// A webhook body of `event_type` carrying `data`.
+/// A webhook body of `event_type` carrying `data`, a `data_type` in JSON.
 pub fn body(
     event_type: &str,
+    data_type: &str,
     at: chrono::DateTime<chrono::Utc>,
     workspace_id: &str,
     data: Value,
@@ -117,6 +126,7 @@ pub fn body(
         "type": event_type,
         "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "workspace_id": workspace_id,
+        "data_type": data_type,
         "data": data,
     })
     .to_string()
@@ -162,6 +172,7 @@ mod tests {
         assert_eq!(body["type"], "conversations.message.created");
         assert_eq!(body["workspace_id"], workspace.to_string());
         assert_eq!(body["data"]["message_id"], "m1");
+        assert_eq!(body["data_type"], "ism.events.v1.MessageCreated");
         assert_eq!(rendered.facets.channel_id.as_deref(), Some("ch1"));
         assert_eq!(rendered.facets.tag, None);
 

@@ -7,7 +7,9 @@ use ism_platform::convert::{self, storable};
 use ism_platform::egress::Egress;
 use ism_platform::error::{FieldError, Violations};
 use ism_platform::events::Amqp;
+use ism_proto::events::v1::WebhookEndpointTest;
 use ism_proto::integrations::v1 as pb;
+use prost::Name;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -255,6 +257,7 @@ impl Endpoints {
         let event_id = Uuid::now_v7().to_string();
         let body = catalog::body(
             catalog::TEST_EVENT,
+            &WebhookEndpointTest::full_name(),
             Utc::now(),
             &workspace_id.to_string(),
             serde_json::json!({ "endpoint_id": id.to_string() }),

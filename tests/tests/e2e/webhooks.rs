@@ -189,6 +189,10 @@ async fn subscribed_events_arrive_once_each_signed_filtered_and_logged() {
     );
     let tested = of_type(&crm, "integrations.endpoint.test");
     assert_eq!(tested.len(), 1);
+    assert_eq!(
+        body(&tested[0])["data_type"],
+        "ism.events.v1.WebhookEndpointTest"
+    );
     assert!(verifies(&tested[0], &secret));
     let again = &deliveries[0];
     api.resend_webhook_delivery(&again.id).await;
@@ -612,12 +616,8 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
     )
     .await;
     let api = platform.api(&tenant).await;
-    let all: Vec<String> = api
-        .list_webhook_event_types()
-        .await
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let offered = api.list_webhook_event_types().await;
+    let all: Vec<String> = offered.iter().map(|t| t.name.clone()).collect();
     let crm = Receiver::start().await;
     let types: Vec<&str> = all.iter().map(String::as_str).collect();
     let (_, secret) = api
@@ -776,7 +776,15 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
     .await;
     assert_eq!(seen.len(), all.len(), "{seen:?}");
     for received in crm.received() {
-        assert!(verifies(&received, &secret), "{}", body(&received)["type"]);
+        let sent = body(&received);
+        assert!(verifies(&received, &secret), "{}", sent["type"]);
+        // Each body names its payload's proto message, the one the catalog lists.
+        let listed = offered.iter().find(|t| sent["type"] == t.name.as_str());
+        assert_eq!(
+            sent["data_type"].as_str(),
+            listed.map(|t| t.payload.as_str()),
+            "{sent}"
+        );
     }
     let failing = &of_type(&crm, "integrations.endpoint.failing")[0];
     assert_eq!(body(failing)["data"]["endpoint_id"], down_endpoint.id);
