@@ -12,12 +12,20 @@ use ism_platform::config::{ServiceName, Settings};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ISM_COMMIT"),
+    ")"
+);
+
 /// IS-Messenger: omnichannel business messaging.
 ///
 /// Configuration comes from built-in defaults overridden by ISM_<SECTION>__<KEY>
 /// environment variables (see docs/configuration.md); `ism config` prints the defaults.
 #[derive(Parser)]
-#[command(name = "ism", version, about, long_about)]
+#[command(name = "ism", version = VERSION, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Arc::new(Settings::load()?);
     match cli.command {
-        Command::Serve { service } => services::serve(settings, &service).await,
+        Command::Serve { service } => {
+            ism_platform::metrics::build_info(env!("CARGO_PKG_VERSION"), env!("ISM_COMMIT"));
+            services::serve(settings, &service).await
+        }
         Command::Migrate { service } => {
             let _telemetry = ism_platform::telemetry::init(&settings.telemetry, "ism-migrate")?;
             for name in selected(&service)? {

@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::shutdown::Stop;
 use ism_platform::{db, shutdown, telemetry};
 use sqlx::migrate::Migrator;
-use tokio_util::sync::CancellationToken;
 
 fn migrator(service: ServiceName) -> &'static Migrator {
     match service {
@@ -22,16 +22,16 @@ fn migrator(service: ServiceName) -> &'static Migrator {
 fn runner(
     service: ServiceName,
     settings: Arc<Settings>,
-    shutdown: CancellationToken,
+    stop: Stop,
 ) -> BoxFuture<'static, anyhow::Result<()>> {
     match service {
-        ServiceName::Workspaces => Box::pin(ism_workspaces::run(settings, shutdown)),
-        ServiceName::Gateway => Box::pin(ism_gateway::run(settings, shutdown)),
-        ServiceName::Contacts => Box::pin(ism_contacts::run(settings, shutdown)),
-        ServiceName::Conversations => Box::pin(ism_conversations::run(settings, shutdown)),
-        ServiceName::Broadcasts => Box::pin(ism_broadcasts::run(settings, shutdown)),
-        ServiceName::Workflows => Box::pin(ism_workflows::run(settings, shutdown)),
-        ServiceName::Integrations => Box::pin(ism_integrations::run(settings, shutdown)),
+        ServiceName::Workspaces => Box::pin(ism_workspaces::run(settings, stop)),
+        ServiceName::Gateway => Box::pin(ism_gateway::run(settings, stop)),
+        ServiceName::Contacts => Box::pin(ism_contacts::run(settings, stop)),
+        ServiceName::Conversations => Box::pin(ism_conversations::run(settings, stop)),
+        ServiceName::Broadcasts => Box::pin(ism_broadcasts::run(settings, stop)),
+        ServiceName::Workflows => Box::pin(ism_workflows::run(settings, stop)),
+        ServiceName::Integrations => Box::pin(ism_integrations::run(settings, stop)),
     }
 }
 
@@ -51,15 +51,19 @@ pub async fn serve(settings: Arc<Settings>, name: &str) -> anyhow::Result<()> {
         "ism".to_owned()
     };
     let _telemetry = telemetry::init(&settings.telemetry, &process)?;
-    let shutdown = shutdown::on_signal();
+    let drain = std::time::Duration::from_secs(settings.shutdown.drain_seconds);
+    let stop = shutdown::on_signal(
+        std::time::Duration::from_secs(settings.shutdown.propagation_seconds),
+        drain,
+    );
     let runs = services.into_iter().map(|service| {
-        let run = runner(service, settings.clone(), shutdown.clone());
-        let shutdown = shutdown.clone();
+        let run = runner(service, settings.clone(), stop.clone());
+        let stop = stop.clone();
         async move {
             let result = run.await;
             if let Err(e) = &result {
                 tracing::error!(%service, error = %format!("{e:#}"), "service failed; stopping");
-                shutdown.cancel();
+                stop.now();
             }
             result
         }
@@ -69,10 +73,9 @@ pub async fn serve(settings: Arc<Settings>, name: &str) -> anyhow::Result<()> {
     // Work still in flight when the drain time is over is safe to drop: every step is
     // recorded before it is acknowledged, so it is redone after the restart, as after a
     // crash. A peer that accepts connections but no longer answers cannot hold a stop.
-    let drain = std::time::Duration::from_secs(settings.shutdown.drain_seconds);
     let results = tokio::select! {
         results = &mut all => results,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+        _ = async { stop.work().cancelled().await; tokio::time::sleep(drain).await } => {
             tracing::warn!("drain time over; stopping with work in flight, redone after the restart");
             return Ok(());
         }

@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod oversize;
 pub mod platform;
 pub mod provider;
+pub mod proxy;
 pub mod receiver;
 pub mod statements;
 

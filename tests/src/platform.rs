@@ -63,6 +63,21 @@ pub struct Tenant {
     pub owner_user_id: String,
 }
 
+/// The gRPC service `service` serves (`contacts`: `ism.contacts.v1.ContactService`).
+pub fn grpc_service_name(service: &str) -> &'static str {
+    use ism_proto::*;
+    match service {
+        "workspaces" => workspaces::v1::workspace_service_server::SERVICE_NAME,
+        "gateway" => gateway::v1::gateway_service_server::SERVICE_NAME,
+        "contacts" => contacts::v1::contact_service_server::SERVICE_NAME,
+        "conversations" => conversations::v1::conversation_service_server::SERVICE_NAME,
+        "broadcasts" => broadcasts::v1::broadcast_service_server::SERVICE_NAME,
+        "workflows" => workflows::v1::workflow_service_server::SERVICE_NAME,
+        "integrations" => integrations::v1::integration_service_server::SERVICE_NAME,
+        other => panic!("no service {other}"),
+    }
+}
+
 /// The environment and processes of one isolated platform.
 pub struct Platform {
     pub id: String,
@@ -92,6 +107,9 @@ impl Platform {
         env.insert("ISM_AMQP__RETRY_BASE_MS".into(), "50".into());
         env.insert("ISM_REDIS__KEY_PREFIX".into(), id.clone());
         env.insert("ISM_GRPC__HOST".into(), "127.0.0.1".into());
+        // Nothing routes by readiness here: a stopping process need not wait for it.
+        env.insert("ISM_SHUTDOWN__PROPAGATION_SECONDS".into(), "0".into());
+        env.insert("ISM_HEALTH__CHECK_INTERVAL_MS".into(), "200".into());
         env.insert("ISM_GATEWAY__DELIVERY_RETRY_BASE_MS".into(), "100".into());
         env.insert(
             "ISM_GATEWAY__DELIVERY_RETRY_FOR_SECONDS".into(),
@@ -169,6 +187,11 @@ impl Platform {
     /// What the platform's processes have logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_dir.join(format!("{}.log", self.id))).unwrap_or_default()
+    }
+
+    /// The setting `key` (`ISM_...`) processes are started with.
+    pub fn setting(&self, key: &str) -> &str {
+        &self.env[key]
     }
 
     /// Overrides one setting (an `ISM_...` variable) for processes started afterwards.
@@ -319,24 +342,34 @@ impl Platform {
         }
     }
 
-    /// Whether `service`'s gRPC health check answers SERVING.
+    /// Whether `service` is ready: its gRPC health check for its own service name (what
+    /// the chart's readiness probe asks) answers SERVING.
     pub async fn serving(&self, service: &str) -> bool {
+        self.health(service, grpc_service_name(service)).await
+            == Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
+    }
+
+    /// What `service`'s health service answers for `name` (`""`: the whole server, as a
+    /// liveness probe asks); `None` when it does not answer.
+    pub async fn health(
+        &self,
+        service: &str,
+        name: &str,
+    ) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
         let endpoint = self.channel(service).timeout(Duration::from_secs(2));
-        let Ok(Ok(channel)) =
-            tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await
-        else {
-            return false;
-        };
+        let channel = tokio::time::timeout(Duration::from_secs(2), endpoint.connect())
+            .await
+            .ok()?
+            .ok()?;
         let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
-        client
+        let answer = client
             .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
+                service: name.to_owned(),
             })
             .await
-            .is_ok_and(|r| {
-                r.into_inner().status
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-            })
+            .ok()?;
+        tonic_health::pb::health_check_response::ServingStatus::try_from(answer.into_inner().status)
+            .ok()
     }
 
     /// A channel to `service`'s gRPC port.
@@ -398,18 +431,24 @@ impl Platform {
                         .into_inner();
                     let mut ids = Vec::new();
                     for conversation in list.conversations {
-                        let request = ListMessagesRequest {
-                            conversation_id: conversation.id,
-                            page_size: 100,
-                            ..Default::default()
-                        };
-                        let messages = client
-                            .list_messages(authed(&token, request))
-                            .await
-                            .ok()?
-                            .into_inner()
-                            .messages;
-                        ids.extend(messages.into_iter().map(|m| m.external_message_id));
+                        let mut page_token = String::new();
+                        loop {
+                            let request = ListMessagesRequest {
+                                conversation_id: conversation.id.clone(),
+                                page_size: 100,
+                                page_token,
+                            };
+                            let page = client
+                                .list_messages(authed(&token, request))
+                                .await
+                                .ok()?
+                                .into_inner();
+                            ids.extend(page.messages.into_iter().map(|m| m.external_message_id));
+                            if page.next_page_token.is_empty() {
+                                break;
+                            }
+                            page_token = page.next_page_token;
+                        }
                     }
                     (ids.len() >= expected).then_some(ids)
                 }
@@ -461,11 +500,16 @@ impl Platform {
         index: usize,
         within: Duration,
     ) -> Option<std::process::ExitStatus> {
+        self.stop(index);
+        self.wait_exit(index, within)
+    }
+
+    /// Sends SIGTERM to a process started with [`spawn`](Self::spawn), without waiting.
+    pub fn stop(&self, index: usize) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.children[index].id().to_string())
             .status();
-        self.wait_exit(index, within)
     }
 
     /// The exit status of a process started with [`spawn`](Self::spawn), once it has
@@ -475,15 +519,21 @@ impl Platform {
         index: usize,
         within: Duration,
     ) -> Option<std::process::ExitStatus> {
-        let child = &mut self.children[index];
         let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
+        loop {
+            if let Some(status) = self.exited(index) {
                 return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        None
+    }
+
+    /// The exit status of a process started with [`spawn`](Self::spawn) if it has exited.
+    pub fn exited(&mut self, index: usize) -> Option<std::process::ExitStatus> {
+        self.children[index].try_wait().ok().flatten()
     }
 
     /// A Postgres pool on this platform's database of `service` (for fault injection

@@ -133,6 +133,7 @@ ISM_GATEWAY__HTTP_PORT: {{ .Values.ports.http | int64 | quote }}
 ISM_GATEWAY__PUBLIC_URL: {{ .Values.config.gateway.publicUrl | quote }}
 ISM_GATEWAY__BODY_LIMIT_BYTES: {{ .Values.config.gateway.bodyLimitBytes | int64 | quote }}
 ISM_AUTH__TOKEN_TTL_SECONDS: {{ .Values.config.auth.tokenTtlSeconds | int64 | quote }}
+ISM_SHUTDOWN__PROPAGATION_SECONDS: {{ .Values.config.shutdown.propagationSeconds | int64 | quote }}
 ISM_SHUTDOWN__DRAIN_SECONDS: {{ .Values.config.shutdown.drainSeconds | int64 | quote }}
 {{- range $svc := splitList " " (include "is-messenger.serviceNames" $root) }}
 {{- $up := upper $svc }}
@@ -242,8 +243,9 @@ The /tmp emptyDir volume.
 Fail early on combinations that a schema cannot express.
 */}}
 {{- define "is-messenger.validate" -}}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.config.shutdown.drainSeconds) -}}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than config.shutdown.drainSeconds (%v)" .Values.terminationGracePeriodSeconds .Values.config.shutdown.drainSeconds) -}}
+{{- $stop := add (int .Values.config.shutdown.propagationSeconds) (int .Values.config.shutdown.drainSeconds) -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int $stop) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than config.shutdown.propagationSeconds + drainSeconds (%v)" .Values.terminationGracePeriodSeconds $stop) -}}
 {{- end -}}
 {{- end -}}
 
@@ -280,4 +282,12 @@ NetworkPolicy egress rule for DNS on port 53 (UDP and TCP); any destination when
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+{{/*
+The gRPC service a component serves: the name its readiness probe asks about.
+*/}}
+{{- define "is-messenger.grpcServiceName" -}}
+{{- $names := dict "workspaces" "ism.workspaces.v1.WorkspaceService" "gateway" "ism.gateway.v1.GatewayService" "contacts" "ism.contacts.v1.ContactService" "conversations" "ism.conversations.v1.ConversationService" "broadcasts" "ism.broadcasts.v1.BroadcastService" "workflows" "ism.workflows.v1.WorkflowService" "integrations" "ism.integrations.v1.IntegrationService" -}}
+{{- get $names . -}}
 {{- end -}}

@@ -18,25 +18,24 @@ use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
+use ism_platform::grpc::GZIP;
 use ism_platform::service::Service;
+use ism_platform::shutdown::Stop;
 use ism_proto::broadcasts::v1::broadcast_service_server::BroadcastServiceServer;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 pub use error::Error;
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// Runs the broadcasts service until `shutdown`.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the broadcasts service until `stop`.
+pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     let config: config::BroadcastsSettings = settings.section()?;
-    let mut service =
-        Service::start(ServiceName::Broadcasts, settings, shutdown, &MIGRATOR).await?;
+    let mut service = Service::start(ServiceName::Broadcasts, settings, stop, &MIGRATOR).await?;
     let directory = directory::Directory {
         gateway: service.peer(ServiceName::Gateway, GatewayServiceClient::new)?,
         contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
@@ -57,12 +56,18 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     ));
     service.spawn(runner.run(service.shutdown.clone()));
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(BroadcastServiceServer::new(api::Api {
+    let server = BroadcastServiceServer::new(api::Api {
         broadcasts: lifecycle::Broadcasts {
             pool: service.pool.clone(),
             directory,
             wake,
         },
-    }));
-    service.serve(routes, verifier, &[]).await
+    });
+    service
+        .serve(
+            server.accept_compressed(GZIP).send_compressed(GZIP),
+            verifier,
+            &[],
+        )
+        .await
 }

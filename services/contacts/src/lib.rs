@@ -19,21 +19,21 @@ pub mod values;
 use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::grpc::GZIP;
 use ism_platform::service::Service;
+use ism_platform::shutdown::Stop;
 use ism_proto::contacts::v1::contact_service_server::ContactServiceServer;
 use ism_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use sqlx::migrate::Migrator;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 pub use error::Error;
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// Runs the contacts service until `shutdown`.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut service = Service::start(ServiceName::Contacts, settings, shutdown, &MIGRATOR).await?;
+/// Runs the contacts service until `stop`.
+pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
+    let mut service = Service::start(ServiceName::Contacts, settings, stop, &MIGRATOR).await?;
     let pool = service.pool.clone();
     service.every("purge old imports", CLEAN_UP_EVERY, move || {
         let pool = pool.clone();
@@ -56,13 +56,19 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         async move { interactions.run(pool, shutdown).await }
     });
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(ContactServiceServer::new(api::Api {
+    let server = ContactServiceServer::new(api::Api {
         pool: service.pool.clone(),
         resolver: resolver::Resolver::new(service.pool.clone()),
         interactions,
         gateway: service.peer(ServiceName::Gateway, GatewayServiceClient::new)?,
-    }));
-    service.serve(routes, verifier, &[]).await
+    });
+    service
+        .serve(
+            server.accept_compressed(GZIP).send_compressed(GZIP),
+            verifier,
+            &[],
+        )
+        .await
 }
 
 /// Rows purged or swept per statement.

@@ -26,14 +26,14 @@ use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
+use ism_platform::grpc::GZIP;
 use ism_platform::service::Service;
+use ism_platform::shutdown::Stop;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1::conversation_service_server::ConversationServiceServer;
 use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 pub use assign::{Candidate, Rules, Strategy, assign, decide, oldest_unassigned};
 pub use error::Error;
@@ -50,13 +50,12 @@ const TIMER_BATCH: i64 = 100;
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// Runs the conversations service until `shutdown`.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the conversations service until `stop`.
+pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     let config: config::ConversationsSettings = settings.section()?;
     let clock = Clock::offset_by(config.clock_offset_seconds);
     let poll = Duration::from_millis(config.timer_poll_ms);
-    let mut service =
-        Service::start(ServiceName::Conversations, settings, shutdown, &MIGRATOR).await?;
+    let mut service = Service::start(ServiceName::Conversations, settings, stop, &MIGRATOR).await?;
     let contacts = service.peer(ServiceName::Contacts, ContactServiceClient::new)?;
     let workspaces = service.peer(ServiceName::Workspaces, WorkspaceServiceClient::new)?;
     let assigner = Assigner {
@@ -85,12 +84,18 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         async move { fire_timers(&pool, clock, &assigner).await }
     });
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(ConversationServiceServer::new(api::Api {
+    let server = ConversationServiceServer::new(api::Api {
         pool: service.pool.clone(),
         clock,
         assigner,
-    }));
-    service.serve(routes, verifier, &[]).await
+    });
+    service
+        .serve(
+            server.accept_compressed(GZIP).send_compressed(GZIP),
+            verifier,
+            &[],
+        )
+        .await
 }
 
 /// Fires due snooze wake-ups and auto-closes, a batch at a time until none is left; what

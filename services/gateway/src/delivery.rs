@@ -435,14 +435,14 @@ impl Worker {
                 kind: "internal",
             },
         };
-        let retry_for = batch
+        let channel_kind = batch
             .as_ref()
             .ok()
             .and_then(|b| b.channels.get(&delivery.channel_id))
-            .and_then(|(channel, _)| Kind::parse(&channel.kind))
-            .map_or(self.settings.delivery_retry_for_seconds, |kind| {
-                self.settings.retry_for_seconds(kind)
-            });
+            .and_then(|(channel, _)| Kind::parse(&channel.kind));
+        let retry_for = channel_kind.map_or(self.settings.delivery_retry_for_seconds, |kind| {
+            self.settings.retry_for_seconds(kind)
+        });
         let outcome = match outcome {
             Outcome::Retry {
                 reason,
@@ -490,7 +490,8 @@ impl Worker {
             Outcome::Retry { kind, .. } => ("retry", *kind),
             Outcome::Failed { kind, .. } => ("failed", *kind),
         };
-        metrics::counter!("ism_deliveries_total", "outcome" => label, "reason" => kind)
+        let channel_type = channel_kind.map_or("unknown", Kind::as_str);
+        metrics::counter!("ism_deliveries_total", "channel_type" => channel_type, "outcome" => label, "reason" => kind)
             .increment(1);
         Some(store::Finished {
             message_id: delivery.message_id,

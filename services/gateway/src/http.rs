@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ism_platform::convert::timestamp;
 use ism_platform::events::{Topic, TracedEvent, topics};
+use ism_platform::health::Readiness;
 use ism_platform::telemetry;
 use ism_proto::events::v1::{MessageReceived, Sender};
 use ism_proto::types::v1::DeliveryStatus;
@@ -33,6 +34,8 @@ use crate::store::{self, Arrival, Channel};
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// What `/readyz` answers by.
+    pub readiness: Readiness,
     pub cipher: Arc<Cipher>,
     pub channels: ChannelCache,
     pub intake: Intake,
@@ -62,9 +65,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => "ready".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    if state.readiness.is_ready() {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: stopping, or the database or the broker does not answer",
+        )
+            .into_response()
     }
 }
 

@@ -19,14 +19,14 @@ use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
+use ism_platform::grpc::GZIP;
 use ism_platform::listeners;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
+use ism_platform::shutdown::Stop;
 use ism_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 pub use api::create_channel;
 pub use error::Error;
@@ -39,16 +39,11 @@ const MEDIA_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// Runs the gateway until `shutdown`.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the gateway until `stop`.
+pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     let config: config::GatewaySettings = settings.section()?;
-    let mut service = Service::start(
-        ServiceName::Gateway,
-        settings.clone(),
-        shutdown.clone(),
-        &MIGRATOR,
-    )
-    .await?;
+    let mut service =
+        Service::start(ServiceName::Gateway, settings.clone(), stop, &MIGRATOR).await?;
     let cipher = Arc::new(credentials::Cipher::from_settings(&config)?);
     let resealed = store::reseal(&service.pool, &cipher).await?;
     if resealed > 0 {
@@ -72,13 +67,14 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         unrecorded: Default::default(),
         pacing: Default::default(),
     };
-    service.spawn(worker.run(shutdown.clone()));
+    service.spawn(worker.run(service.shutdown.clone()));
 
     let listener = listeners::listen("gateway.http", &settings.grpc.host, config.http_port).await?;
     let channels = channel_cache::ChannelCache::new(Duration::from_millis(config.channel_cache_ms));
     let app = http::router(
         http::AppState {
             pool: service.pool.clone(),
+            readiness: service.readiness.clone(),
             cipher: cipher.clone(),
             channels: channels.clone(),
             intake: intake::Intake::start(service.pool.clone()),
@@ -93,19 +89,19 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         },
         config.body_limit_bytes,
     );
-    let stop = shutdown.clone();
+    let stop = service.stop.clone();
     let limits = serve::Limits {
         header_timeout: Duration::from_millis(config.http_header_timeout_ms),
         request_timeout: Duration::from_millis(config.http_request_timeout_ms),
         max_connections: config.http_max_connections,
     };
-    service.spawn(async move {
+    service.spawn_server(async move {
         serve::serve(listener, app, limits, stop).await?;
         Ok(())
     });
 
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(GatewayServiceServer::new(api::Api {
+    let server = GatewayServiceServer::new(api::Api {
         channels: channels::Channels {
             pool: service.pool.clone(),
             cipher,
@@ -113,6 +109,12 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
             public_url,
             webhook_channels: channels,
         },
-    }));
-    service.serve(routes, verifier, &[]).await
+    });
+    service
+        .serve(
+            server.accept_compressed(GZIP).send_compressed(GZIP),
+            verifier,
+            &[],
+        )
+        .await
 }

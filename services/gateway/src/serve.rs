@@ -11,15 +11,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
-use http::StatusCode;
+use axum::response::Response;
+use http::header::CONNECTION;
+use http::{HeaderValue, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use ism_platform::shutdown::Stop;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tower::util::MapResponseLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// The limits of [`serve`].
@@ -30,18 +33,32 @@ pub struct Limits {
     pub max_connections: u32,
 }
 
-/// Serves `app` on `listener` within `limits` until `stop`, then lets the connections
-/// in flight finish their requests.
+/// Serves `app` on `listener` within `limits` until the stop closes listeners, then
+/// lets the connections in flight finish their requests. From the stop's announcement
+/// on, every answer says `Connection: close`, so that callers open their next request on
+/// a new connection (to another replica) instead of reusing one this process is about
+/// to close under a request they are writing.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
-    stop: CancellationToken,
+    stop: Stop,
 ) -> std::io::Result<()> {
-    let app = app.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
-    ));
+    let announced = stop.announced().clone();
+    let app = app
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(MapResponseLayer::new(move |mut response: Response| {
+            if announced.is_cancelled() {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }));
+    let stop = stop.closed().clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     loop {
         let slot = tokio::select! {

@@ -28,16 +28,16 @@ use std::time::Duration;
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::egress::{Egress, EgressSettings};
 use ism_platform::events::topology;
+use ism_platform::grpc::GZIP;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::sealing::Sealer;
 use ism_platform::service::Service;
+use ism_platform::shutdown::Stop;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::integrations::v1::integration_service_server::IntegrationServiceServer;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 pub use error::Error;
 
@@ -48,8 +48,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// change with every endpoint change; this heals a change made while the broker was away).
 const BINDINGS_EVERY: Duration = Duration::from_secs(30);
 
-/// Runs the integrations service until `shutdown`.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the integrations service until `stop`.
+pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     let config: config::IntegrationsSettings = settings.section()?;
     let egress = Egress::new(&settings.section::<EgressSettings>()?);
     let sealer = Arc::new(Sealer::new(
@@ -62,8 +62,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         &settings.redis,
         &settings.rate_limit,
     );
-    let mut service =
-        Service::start(ServiceName::Integrations, settings, shutdown, &MIGRATOR).await?;
+    let mut service = Service::start(ServiceName::Integrations, settings, stop, &MIGRATOR).await?;
     let wake = Arc::new(Notify::new());
     let poster = sender::Poster::new(&config, &egress, sealer.clone());
     let backends = backend::Backends::new(egress.clone());
@@ -112,7 +111,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     service.spawn(worker.run(service.shutdown.clone()));
 
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(IntegrationServiceServer::new(api::Api {
+    let server = IntegrationServiceServer::new(api::Api {
         endpoints: endpoints::Endpoints {
             pool: service.pool.clone(),
             amqp: service.amqp.clone(),
@@ -132,6 +131,12 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
             sealer,
             backends,
         },
-    }));
-    service.serve(routes, verifier, &[]).await
+    });
+    service
+        .serve(
+            server.accept_compressed(GZIP).send_compressed(GZIP),
+            verifier,
+            &[],
+        )
+        .await
 }

@@ -19,14 +19,14 @@ use std::time::Duration;
 
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
+use ism_platform::grpc::GZIP;
 use ism_platform::service::Service;
+use ism_platform::shutdown::Stop;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::workflows::v1::workflow_service_server::WorkflowServiceServer;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 pub use error::Error;
 
@@ -36,10 +36,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// How often a replica brings the triggers queue's bindings in line with the workflows.
 const BINDINGS_EVERY: Duration = Duration::from_secs(30);
 
-/// Runs the workflows service until `shutdown`.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the workflows service until `stop`.
+pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     let config: config::WorkflowsSettings = settings.section()?;
-    let mut service = Service::start(ServiceName::Workflows, settings, shutdown, &MIGRATOR).await?;
+    let mut service = Service::start(ServiceName::Workflows, settings, stop, &MIGRATOR).await?;
     let peers = engine::Peers {
         conversations: service.peer(ServiceName::Conversations, ConversationServiceClient::new)?,
         contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
@@ -63,7 +63,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
     ));
     service.spawn(engine.run(service.shutdown.clone()));
     let verifier = service.remote_verifier()?;
-    let routes = Routes::new(WorkflowServiceServer::new(api::Api {
+    let server = WorkflowServiceServer::new(api::Api {
         workflows: workflows::Workflows {
             pool: service.pool.clone(),
             amqp: service.amqp.clone(),
@@ -74,6 +74,12 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
             peers,
             wake,
         },
-    }));
-    service.serve(routes, verifier, &[]).await
+    });
+    service
+        .serve(
+            server.accept_compressed(GZIP).send_compressed(GZIP),
+            verifier,
+            &[],
+        )
+        .await
 }

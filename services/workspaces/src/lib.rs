@@ -19,27 +19,22 @@ mod wire;
 use std::sync::Arc;
 
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::grpc::GZIP;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
+use ism_platform::shutdown::Stop;
 use ism_proto::workspaces::v1::workspace_service_server::WorkspaceServiceServer;
 use sqlx::migrate::Migrator;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 pub use error::Error;
 
 /// This service's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// Runs the workspaces service until `shutdown`.
-pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let service = Service::start(
-        ServiceName::Workspaces,
-        settings.clone(),
-        shutdown,
-        &MIGRATOR,
-    )
-    .await?;
+/// Runs the workspaces service until `stop`.
+pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
+    let service =
+        Service::start(ServiceName::Workspaces, settings.clone(), stop, &MIGRATOR).await?;
     let config: config::WorkspacesSettings = settings.section()?;
     let signer = keys::Signer::load(&service.pool, &settings).await?;
     let verifier = signer.verifier()?;
@@ -54,6 +49,12 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) -> anyhow
         service_secret: settings.auth.service_secret.clone(),
         guard: guard::Guard::new(limiter, config.clone()),
     };
-    let routes = Routes::new(WorkspaceServiceServer::new(api));
-    service.serve(routes, verifier, api::PUBLIC_RPCS).await
+    let server = WorkspaceServiceServer::new(api);
+    service
+        .serve(
+            server.accept_compressed(GZIP).send_compressed(GZIP),
+            verifier,
+            api::PUBLIC_RPCS,
+        )
+        .await
 }

@@ -79,6 +79,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub grpc: GrpcSettings,
     pub shutdown: ShutdownSettings,
+    pub health: HealthSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub services: BTreeMap<ServiceName, ServiceEndpoint>,
@@ -195,7 +196,20 @@ pub struct GrpcSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ShutdownSettings {
+    /// After SIGTERM, how long the process keeps serving and working as before, with
+    /// readiness NOT_SERVING, while load balancers and peers stop sending calls here.
+    pub propagation_seconds: u64,
+    /// Then, how long work and calls in flight may take to finish.
     pub drain_seconds: u64,
+}
+
+/// How readiness follows a service's dependencies (see [`crate::health`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HealthSettings {
+    /// How often the database and the broker are checked.
+    pub check_interval_ms: u64,
+    /// A check not answered within this long counts as a failure.
+    pub check_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

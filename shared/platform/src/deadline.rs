@@ -2,13 +2,14 @@
 //! reaches.
 //!
 //! The gRPC stack ([`DeadlineLayer`]) reads the caller's `grpc-timeout` (capped by this
-//! server's own request timeout) and keeps the deadline for the handler's future; a
-//! [`Peer`](crate::peer::Peer) call made while handling it carries what is left, so a
-//! peer stops working on an answer nobody waits for any more.
+//! server's own request timeout), keeps the deadline for the handler's future and
+//! answers DEADLINE_EXCEEDED when it passes; a [`Peer`](crate::peer::Peer) call made
+//! while handling it carries what is left, so a peer stops working on an answer nobody
+//! waits for any more.
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 
 tokio::task_local! {
@@ -45,7 +46,8 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 }
 
 /// Keeps each call's deadline (the caller's `grpc-timeout`, at most `limit`) for the
-/// handler.
+/// handler, and answers DEADLINE_EXCEEDED once it has passed (a stream's deadline covers
+/// its first answer).
 #[derive(Clone, Copy)]
 pub struct DeadlineLayer {
     limit: Duration,
@@ -74,14 +76,15 @@ pub struct Deadline<S> {
     limit: Duration,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
+impl<S, B, R> tower::Service<http::Request<B>> for Deadline<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    // The handler's own future in the deadline's scope: no allocation per call.
-    type Future = TaskLocalFuture<Instant, S::Future>;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -95,7 +98,17 @@ where
             .and_then(parse_grpc_timeout);
         let allowed = asked.map_or(self.limit, |asked| asked.min(self.limit));
         let deadline = Instant::now() + allowed;
-        DEADLINE.scope(deadline, self.inner.call(request))
+        let call = DEADLINE.scope(deadline, self.inner.call(request));
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(answered) => answered,
+                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                    "no answer within the call's deadline ({} ms)",
+                    allowed.as_millis()
+                ))
+                .into_http()),
+            }
+        })
     }
 }
 
@@ -126,7 +139,11 @@ mod tests {
                 .get("grpc-timeout")
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_grpc_timeout);
-            Ok::<_, std::convert::Infallible>(passed.expect("a peer call carries a timeout"))
+            let mut response = http::Response::new(());
+            response
+                .extensions_mut()
+                .insert(passed.expect("a peer call carries a timeout"));
+            Ok::<_, std::convert::Infallible>(response)
         });
         let mut service = DeadlineLayer::new(limit).layer(handler);
         let mut request = http::Request::new(());
@@ -135,7 +152,28 @@ mod tests {
                 .headers_mut()
                 .insert("grpc-timeout", header.parse().unwrap());
         }
-        service.ready().await.unwrap().call(request).await.unwrap()
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        *response
+            .extensions()
+            .get::<Duration>()
+            .expect("the handler answered")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_past_its_deadline_answers_deadline_exceeded() {
+        let slow = tower::service_fn(|_: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+        let mut service = DeadlineLayer::new(Duration::from_secs(30)).layer(slow);
+        let mut request = http::Request::new(());
+        request
+            .headers_mut()
+            .insert("grpc-timeout", "200m".parse().unwrap());
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert!(status.message().contains("200 ms"), "{}", status.message());
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod gate;
 pub mod grpc;
+pub mod health;
 pub mod json;
 pub mod listeners;
 pub mod metrics;

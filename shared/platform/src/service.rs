@@ -1,6 +1,7 @@
 //! A service's start, in the order every service follows: database and migrations,
-//! outbox relay, metrics, consumers and workers, then the gRPC server; all under one
-//! shutdown token.
+//! outbox relay, metrics, readiness, consumers and workers, then the gRPC server; and its
+//! stop, in the phases of [`Stop`]: work first, then listeners, then the relay.
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -8,9 +9,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sqlx::migrate::Migrator;
 use sqlx::{PgConnection, PgPool};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tonic::body::Body;
+use tonic::server::NamedService;
 use tonic::transport::Channel;
 
 use crate::auth::{AuthLayer, ServiceTokens, Verifier};
@@ -18,59 +21,103 @@ use crate::config::{ServiceName, Settings};
 use crate::error::Error;
 use crate::events::topology::QueueSpec;
 use crate::events::{Amqp, Consumer, EventHandler, run_relay};
+use crate::health::{self, BrokerLink, Readiness};
 use crate::peer::Peer;
+use crate::shutdown::Stop;
 use crate::{db, grpc, listeners, metrics, revocations};
 
-/// A starting service: its settings, pool, and the tasks it runs until shutdown.
+/// A starting service: its settings, pool, and the tasks it runs until it stops.
 pub struct Service {
     pub name: ServiceName,
     pub settings: Arc<Settings>,
     pub pool: PgPool,
     pub amqp: Amqp,
+    /// Cancelled when work must stop ([`Stop::work`]): workers and consumers watch it.
     pub shutdown: CancellationToken,
+    /// The process' stop, whose phases the servers follow.
+    pub stop: Stop,
+    /// Whether the database and the broker answer, and the stop is not announced.
+    pub readiness: Readiness,
+    /// Consumers, workers and jobs: they end when work stops.
     tasks: JoinSet<anyhow::Result<()>>,
+    /// Listeners and what serving needs (readiness, revocations): they end when closed.
+    servers: JoinSet<anyhow::Result<()>>,
+    /// Held while `tasks` run, so that listeners stay open for them.
+    working: TaskTrackerToken,
+    /// The outbox relay, stopped last, after the calls in flight have committed.
+    relay: JoinHandle<()>,
+    stop_relay: DropGuard,
     /// One token cache for every peer of this service.
     tokens: OnceLock<Arc<ServiceTokens>>,
 }
 
 impl Service {
-    /// Connects and migrates the service's database, starts its outbox relay and metrics.
+    /// Connects and migrates the service's database, starts its outbox relay, metrics
+    /// and readiness checks.
     pub async fn start(
         name: ServiceName,
         settings: Arc<Settings>,
-        shutdown: CancellationToken,
+        stop: Stop,
         migrator: &Migrator,
     ) -> anyhow::Result<Self> {
         let pool = db::prepare(&settings.database, name, migrator).await?;
         let amqp = Amqp::new(settings.amqp.clone());
-        let mut tasks = JoinSet::new();
+        let mut servers = JoinSet::new();
         let metrics_listener = listeners::listen(
             &format!("{name}.metrics"),
             &settings.grpc.host,
             settings.service(name).metrics_port,
         )
         .await?;
-        tasks.spawn(metrics::serve(
+        servers.spawn(metrics::serve(
             name.as_str(),
             metrics_listener,
             pool.clone(),
-            shutdown.clone(),
+            stop.closed().clone(),
         ));
-        tasks.spawn(relay(name, pool.clone(), amqp.clone(), shutdown.clone()));
+        let broker = BrokerLink::default();
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(run_relay(
+            name.as_str(),
+            pool.clone(),
+            amqp.clone(),
+            broker.clone(),
+            relay_stop.clone(),
+        ));
+        let (readiness, checks) =
+            health::follow(name, pool.clone(), broker, &settings.health, stop.clone());
+        servers.spawn(checks);
         Ok(Self {
             name,
             settings,
             pool,
             amqp,
-            shutdown,
-            tasks,
+            shutdown: stop.work().clone(),
+            working: stop.working(),
+            stop,
+            readiness,
+            tasks: JoinSet::new(),
+            servers,
+            relay,
+            stop_relay: relay_stop.drop_guard(),
             tokens: OnceLock::new(),
         })
     }
 
-    /// Runs `task` beside the server; an error in it stops the service.
+    /// Runs `task` beside the server; it must end soon after [`Self::shutdown`]. An
+    /// error in it stops the service.
     pub fn spawn(&mut self, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
         self.tasks.spawn(task);
+    }
+
+    /// Runs a listener of the service's own (the gateway's HTTP side) until
+    /// [`Stop::closed`], which comes after every task's end. An error in it stops the
+    /// service.
+    pub fn spawn_server(
+        &mut self,
+        server: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        self.servers.spawn(server);
     }
 
     /// Runs `job` every `period` until shutdown, first one `period` after the start. A
@@ -186,17 +233,27 @@ impl Service {
         ))
     }
 
-    /// Serves `routes` (authenticated by `verifier`, except `public_rpcs`) and waits for
-    /// every task; returns after shutdown, or with the first task's error.
-    pub async fn serve(
+    /// Serves the gRPC service `server` (authenticated by `verifier`, except
+    /// `public_rpcs`) and waits for every task; returns after the stop, or with the
+    /// first task's error.
+    pub async fn serve<S>(
         mut self,
-        routes: Routes,
+        server: S,
         verifier: Arc<Verifier>,
         public_rpcs: &'static [&'static str],
-    ) -> anyhow::Result<()> {
-        self.tasks.spawn(revocations::follow(
+    ) -> anyhow::Result<()>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.servers.spawn(revocations::follow(
             self.amqp.clone(),
-            self.shutdown.clone(),
+            self.stop.closed().clone(),
         ));
         verifier.ready(&self.shutdown).await;
         let listener = listeners::listen(
@@ -205,44 +262,38 @@ impl Service {
             self.settings.service(self.name).grpc_port,
         )
         .await?;
-        let settings = self.settings.clone();
-        let shutdown = self.shutdown.clone();
+        let serving = grpc::Serving {
+            service: self.name,
+            settings: self.settings.clone(),
+            auth: AuthLayer::new(verifier, public_rpcs),
+            readiness: self.readiness.clone(),
+            stop: self.stop.clone(),
+        };
+        self.servers.spawn(serving.serve(listener, server));
         let name = self.name;
-        self.tasks.spawn(async move {
-            grpc::serve(
-                name,
-                &settings,
-                listener,
-                routes,
-                AuthLayer::new(verifier, public_rpcs),
-                shutdown,
-            )
-            .await
-        });
-        while let Some(joined) = self.tasks.join_next().await {
+        let failed = |e: anyhow::Error, stop: &Stop| {
+            stop.now();
+            e.context(format!("{name} stopped"))
+        };
+        let mut working = (!self.tasks.is_empty()).then_some(self.working);
+        loop {
+            let joined = tokio::select! {
+                Some(joined) = self.tasks.join_next() => joined,
+                Some(joined) = self.servers.join_next() => joined,
+                else => break,
+            };
             match joined {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    self.shutdown.cancel();
-                    return Err(e.context(format!("{name} stopped")));
-                }
-                Err(e) => {
-                    self.shutdown.cancel();
-                    return Err(anyhow::anyhow!("{name}: a task panicked: {e}"));
-                }
+                Ok(Err(e)) => return Err(failed(e, &self.stop)),
+                Err(e) => return Err(failed(anyhow::anyhow!("a task panicked: {e}"), &self.stop)),
+            }
+            if self.tasks.is_empty() {
+                working.take();
             }
         }
+        drop(self.stop_relay);
+        let _ = self.relay.await;
         self.pool.close().await;
         Ok(())
     }
-}
-
-async fn relay(
-    name: ServiceName,
-    pool: PgPool,
-    amqp: Amqp,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    run_relay(name.as_str(), pool, amqp, shutdown).await;
-    Ok(())
 }

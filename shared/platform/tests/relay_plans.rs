@@ -42,6 +42,7 @@ async fn the_relay_reads_pending_events_by_index_on_an_outbox_never_analysed() {
         "plans",
         guarded.clone(),
         amqp,
+        Default::default(),
         shutdown.clone(),
     ));
     let pending = || async {

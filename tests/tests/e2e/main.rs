@@ -11,6 +11,7 @@ mod conversations;
 mod crash_recovery;
 mod field_errors;
 mod first_message;
+mod operability;
 mod providers;
 mod tracing;
 mod webhook_input;

@@ -164,11 +164,20 @@ pub struct Consumer<H> {
     amqp: Amqp,
 }
 
+/// What can become of an event a consumer takes (`ism_events_consumed_total{outcome}`).
+const OUTCOMES: [&str; 3] = ["processed", "requeued", "dead_lettered"];
+
 impl<H: EventHandler> Consumer<H> {
     /// The consumer of `spec`'s queue.
     pub fn new(spec: QueueSpec, handler: H, pool: PgPool, amqp: Amqp) -> Self {
+        let name = format!("{}.{}", spec.service, spec.name);
+        // From zero, so that an alert on the first dead letter has a series to rise from.
+        for outcome in OUTCOMES {
+            metrics::counter!("ism_events_consumed_total", "consumer" => name.clone(), "outcome" => outcome)
+                .increment(0);
+        }
         Self {
-            name: Arc::from(format!("{}.{}", spec.service, spec.name)),
+            name: Arc::from(name),
             spec,
             handler: Arc::new(handler),
             pool,

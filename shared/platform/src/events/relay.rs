@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Amqp;
+use crate::health::BrokerLink;
 
 /// How often the relay looks even without a wake-up (rows of another process, or of a
 /// transaction that committed after the look its wake-up caused).
@@ -24,6 +25,9 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// After a wake-up that found nothing (the writer had not committed yet), the relay
 /// looks again after 1, 2, 4, ... ms, this many times, before waiting for the poll.
 const SETTLE_LOOKS: u32 = 8;
+/// The longest a batch may take to publish and be confirmed: a connection lost under a
+/// publish may leave it waiting for ever, while its rows stay pending.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Published rows are kept this long for inspection, then pruned.
 const KEEP_PUBLISHED: &str = "1 hour";
 
@@ -51,18 +55,21 @@ pub(crate) fn wake(service: &str) {
     wake_of(service).notify_one();
 }
 
-/// Runs until `shutdown`, reconnecting to RabbitMQ and Postgres as needed.
+/// Runs until `shutdown`, reconnecting to RabbitMQ and Postgres as needed; `link`
+/// follows its broker connection.
 pub async fn run_relay(
     service: &'static str,
     pool: PgPool,
     amqp: Amqp,
+    link: BrokerLink,
     shutdown: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        match relay_once(service, &pool, &amqp, &shutdown).await {
+        match relay_once(service, &pool, &amqp, &link, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
+                link.lost();
                 tracing::warn!(service, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "outbox relay interrupted");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -78,10 +85,12 @@ async fn relay_once(
     service: &'static str,
     pool: &PgPool,
     amqp: &Amqp,
+    link: &BrokerLink,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let conn = amqp.connect().await?;
     let channel = amqp.publisher(&conn).await?;
+    link.connected(conn.status().clone());
     let wake = wake_of(service);
     tracing::info!(service, "outbox relay connected");
     let mut last_prune = tokio::time::Instant::now();
@@ -90,6 +99,11 @@ async fn relay_once(
     // The looks left after a wake-up, each `1 << n` ms after the one before.
     let mut settle = 0..0;
     loop {
+        // An idle relay would not notice a lost connection until its next publish; it
+        // reconnects now, and readiness (which follows this connection) sees the loss.
+        if !conn.status().connected() {
+            anyhow::bail!("the broker connection was lost");
+        }
         let mut published = false;
         while let Some(full) = publish_batch(service, pool, amqp, &channel).await? {
             published = true;
@@ -101,8 +115,9 @@ async fn relay_once(
             settle = 0..0;
         }
         if tokio::time::Instant::now() >= next_gauge {
-            metrics::gauge!("ism_outbox_backlog", "service" => service)
-                .set(backlog(pool).await? as f64);
+            let (count, oldest) = backlog(pool).await?;
+            metrics::gauge!("ism_outbox_backlog", "service" => service).set(count as f64);
+            metrics::gauge!("ism_outbox_oldest_seconds", "service" => service).set(oldest);
             next_gauge = tokio::time::Instant::now() + POLL_INTERVAL;
         }
         if last_prune.elapsed() > Duration::from_secs(60) {
@@ -128,6 +143,17 @@ async fn relay_once(
 /// Publishes one batch: `None` when nothing was pending, else whether the batch was
 /// full (more may be waiting).
 async fn publish_batch(
+    service: &'static str,
+    pool: &PgPool,
+    amqp: &Amqp,
+    channel: &Channel,
+) -> anyhow::Result<Option<bool>> {
+    tokio::time::timeout(BATCH_TIMEOUT, publish(service, pool, amqp, channel))
+        .await
+        .map_err(|_| anyhow::anyhow!("a batch was not confirmed within {BATCH_TIMEOUT:?}"))?
+}
+
+async fn publish(
     service: &'static str,
     pool: &PgPool,
     amqp: &Amqp,
@@ -198,11 +224,17 @@ async fn prune(pool: &PgPool) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Events committed but not yet confirmed by RabbitMQ.
-async fn backlog(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM platform_outbox WHERE published_at IS NULL")
-        .fetch_one(pool)
-        .await
+/// Events waiting, and the oldest one's age in seconds (0 when none waits).
+async fn backlog(pool: &PgPool) -> sqlx::Result<(i64, f64)> {
+    sqlx::query_as(
+        "SELECT count(*),
+                COALESCE(extract(epoch FROM now() - (
+                    SELECT created_at FROM platform_outbox WHERE published_at IS NULL
+                    ORDER BY seq LIMIT 1)), 0)::float8
+         FROM platform_outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 #[cfg(test)]
