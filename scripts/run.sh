@@ -8,6 +8,8 @@ export ISM_TELEMETRY__LOG_FORMAT="${ISM_TELEMETRY__LOG_FORMAT:-pretty}"
 # The demo's webhook receiver listens on loopback, which user-supplied URLs may not reach
 # by default.
 export ISM_EGRESS__ALLOW="${ISM_EGRESS__ALLOW:-[\"127.0.0.1/32\"]}"
+# No load balancer routes by readiness here: Ctrl-C need not wait for one to notice.
+export ISM_SHUTDOWN__PROPAGATION_SECONDS="${ISM_SHUTDOWN__PROPAGATION_SECONDS:-0}"
 
 "$ISM" migrate all >/dev/null
 "$ISM" admin demo --file .ism/demo.env >/dev/null

@@ -58,7 +58,7 @@ type Feed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl BroadcastService for Api {
     type ExportRecipientsStream = Feed<pb::ExportRecipientsResponse>;
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_broadcast(
         &self,
         request: Request<pb::CreateBroadcastRequest>,
@@ -110,7 +110,7 @@ impl BroadcastService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_broadcast(
         &self,
         request: Request<pb::UpdateBroadcastRequest>,
@@ -127,7 +127,7 @@ impl BroadcastService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_broadcast(
         &self,
         request: Request<pb::DeleteBroadcastRequest>,
@@ -138,7 +138,7 @@ impl BroadcastService for Api {
         Ok(Response::new(pb::DeleteBroadcastResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn schedule_broadcast(
         &self,
         request: Request<pb::ScheduleBroadcastRequest>,
@@ -170,7 +170,7 @@ impl BroadcastService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn start_broadcast(
         &self,
         request: Request<pb::StartBroadcastRequest>,
@@ -183,7 +183,7 @@ impl BroadcastService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn pause_broadcast(
         &self,
         request: Request<pb::PauseBroadcastRequest>,
@@ -196,7 +196,7 @@ impl BroadcastService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn resume_broadcast(
         &self,
         request: Request<pb::ResumeBroadcastRequest>,
@@ -209,7 +209,7 @@ impl BroadcastService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn cancel_broadcast(
         &self,
         request: Request<pb::CancelBroadcastRequest>,
@@ -270,7 +270,7 @@ impl BroadcastService for Api {
         Ok(Response::new(Box::pin(chunks)))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn resend_to_failed(
         &self,
         request: Request<pb::ResendToFailedRequest>,

@@ -302,7 +302,7 @@ fn audience_of_export(
 impl ContactService for Api {
     type StreamContactsStream = Feed<pb::StreamContactsResponse>;
     type ExportContactsStream = Feed<pb::ExportContactsResponse>;
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn resolve_contact(
         &self,
         request: Request<pb::ResolveContactRequest>,
@@ -346,7 +346,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_contact(
         &self,
         request: Request<pb::CreateContactRequest>,
@@ -366,7 +366,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_contact(
         &self,
         request: Request<pb::GetContactRequest>,
@@ -379,7 +379,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_contacts(
         &self,
         request: Request<pb::ListContactsRequest>,
@@ -396,7 +396,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_contact(
         &self,
         request: Request<pb::UpdateContactRequest>,
@@ -428,7 +428,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_contact(
         &self,
         request: Request<pb::DeleteContactRequest>,
@@ -441,7 +441,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn restore_contact(
         &self,
         request: Request<pb::RestoreContactRequest>,
@@ -454,7 +454,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn set_contact_blocked(
         &self,
         request: Request<pb::SetContactBlockedRequest>,
@@ -469,7 +469,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn set_broadcast_opt_out(
         &self,
         request: Request<pb::SetBroadcastOptOutRequest>,
@@ -484,7 +484,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_contact_field(
         &self,
         request: Request<pb::CreateContactFieldRequest>,
@@ -497,7 +497,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_contact_fields(
         &self,
         request: Request<pb::ListContactFieldsRequest>,
@@ -510,7 +510,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::ListContactFieldsResponse { fields }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_contact_field(
         &self,
         request: Request<pb::UpdateContactFieldRequest>,
@@ -523,7 +523,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_contact_field(
         &self,
         request: Request<pb::DeleteContactFieldRequest>,
@@ -533,7 +533,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::DeleteContactFieldResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn add_tags(
         &self,
         request: Request<pb::AddTagsRequest>,
@@ -546,7 +546,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::AddTagsResponse { added }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn remove_tags(
         &self,
         request: Request<pb::RemoveTagsRequest>,
@@ -559,7 +559,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::RemoveTagsResponse { removed }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_tags(
         &self,
         request: Request<pb::ListTagsRequest>,
@@ -576,7 +576,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::ListTagsResponse { tags }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn rename_tag(
         &self,
         request: Request<pb::RenameTagRequest>,
@@ -589,7 +589,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::RenameTagResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_tag(
         &self,
         request: Request<pb::DeleteTagRequest>,
@@ -600,7 +600,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::DeleteTagResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn search_contacts(
         &self,
         request: Request<pb::SearchContactsRequest>,
@@ -630,7 +630,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn stream_contacts(
         &self,
         request: Request<pb::StreamContactsRequest>,
@@ -657,7 +657,7 @@ impl ContactService for Api {
         Ok(Response::new(feed(rx)))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn match_contacts(
         &self,
         request: Request<pb::MatchContactsRequest>,
@@ -672,7 +672,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_segment(
         &self,
         request: Request<pb::CreateSegmentRequest>,
@@ -686,7 +686,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_segment(
         &self,
         request: Request<pb::GetSegmentRequest>,
@@ -699,7 +699,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_segments(
         &self,
         request: Request<pb::ListSegmentsRequest>,
@@ -719,7 +719,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_segment(
         &self,
         request: Request<pb::UpdateSegmentRequest>,
@@ -734,7 +734,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_segment(
         &self,
         request: Request<pb::DeleteSegmentRequest>,
@@ -745,7 +745,7 @@ impl ContactService for Api {
         Ok(Response::new(pb::DeleteSegmentResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn merge_contacts(
         &self,
         request: Request<pb::MergeContactsRequest>,
@@ -776,7 +776,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_duplicates(
         &self,
         request: Request<pb::ListDuplicatesRequest>,
@@ -800,7 +800,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn import_contacts(
         &self,
         request: Request<tonic::Streaming<pb::ImportContactsRequest>>,
@@ -844,7 +844,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_import(
         &self,
         request: Request<pb::GetImportRequest>,
@@ -857,7 +857,7 @@ impl ContactService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn export_contacts(
         &self,
         request: Request<pb::ExportContactsRequest>,

@@ -83,7 +83,7 @@ impl Api {
 
 #[tonic::async_trait]
 impl ConversationService for Api {
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_conversations(
         &self,
         request: Request<pb::ListConversationsRequest>,
@@ -101,7 +101,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_conversation(
         &self,
         request: Request<pb::GetConversationRequest>,
@@ -116,7 +116,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_messages(
         &self,
         request: Request<pb::ListMessagesRequest>,
@@ -140,7 +140,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn send_message(
         &self,
         request: Request<pb::SendMessageRequest>,
@@ -157,7 +157,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_message(
         &self,
         request: Request<pb::GetMessageRequest>,
@@ -171,7 +171,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn add_comment(
         &self,
         request: Request<pb::AddCommentRequest>,
@@ -189,7 +189,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn snooze_conversation(
         &self,
         request: Request<pb::SnoozeConversationRequest>,
@@ -206,7 +206,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn wake_conversation(
         &self,
         request: Request<pb::WakeConversationRequest>,
@@ -221,7 +221,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn close_conversation(
         &self,
         request: Request<pb::CloseConversationRequest>,
@@ -246,7 +246,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn assign_conversation(
         &self,
         request: Request<pb::AssignConversationRequest>,
@@ -270,7 +270,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn unassign_conversation(
         &self,
         request: Request<pb::UnassignConversationRequest>,
@@ -285,7 +285,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn assign_next(
         &self,
         request: Request<pb::AssignNextRequest>,
@@ -307,7 +307,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_conversation_settings(
         &self,
         request: Request<pb::GetConversationSettingsRequest>,
@@ -322,7 +322,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_conversation_settings(
         &self,
         request: Request<pb::UpdateConversationSettingsRequest>,
@@ -348,7 +348,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_report(
         &self,
         request: Request<pb::GetReportRequest>,
@@ -367,7 +367,7 @@ impl ConversationService for Api {
         Ok(Response::new(pb::GetReportResponse { rows }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_snippet(
         &self,
         request: Request<pb::CreateSnippetRequest>,
@@ -397,7 +397,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_snippets(
         &self,
         request: Request<pb::ListSnippetsRequest>,
@@ -424,7 +424,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_snippet(
         &self,
         request: Request<pb::UpdateSnippetRequest>,
@@ -448,7 +448,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_snippet(
         &self,
         request: Request<pb::DeleteSnippetRequest>,
@@ -466,7 +466,7 @@ impl ConversationService for Api {
         Ok(Response::new(pb::DeleteSnippetResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_inbox(
         &self,
         request: Request<pb::CreateInboxRequest>,
@@ -484,7 +484,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_inboxes(
         &self,
         request: Request<pb::ListInboxesRequest>,
@@ -503,7 +503,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_inbox(
         &self,
         request: Request<pb::UpdateInboxRequest>,
@@ -522,7 +522,7 @@ impl ConversationService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_inbox(
         &self,
         request: Request<pb::DeleteInboxRequest>,
@@ -536,7 +536,7 @@ impl ConversationService for Api {
         Ok(Response::new(pb::DeleteInboxResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_inbox_conversations(
         &self,
         request: Request<pb::ListInboxConversationsRequest>,

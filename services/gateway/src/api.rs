@@ -27,7 +27,7 @@ pub struct Api {
 
 #[tonic::async_trait]
 impl GatewayService for Api {
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_channel(
         &self,
         request: Request<pb::CreateChannelRequest>,
@@ -46,7 +46,7 @@ impl GatewayService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn connect_channel(
         &self,
         request: Request<pb::ConnectChannelRequest>,
@@ -63,7 +63,7 @@ impl GatewayService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_channel(
         &self,
         request: Request<pb::GetChannelRequest>,
@@ -76,7 +76,7 @@ impl GatewayService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_channels(
         &self,
         request: Request<pb::ListChannelsRequest>,
@@ -99,7 +99,7 @@ impl GatewayService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_channel(
         &self,
         request: Request<pb::UpdateChannelRequest>,
@@ -115,7 +115,7 @@ impl GatewayService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_channel(
         &self,
         request: Request<pb::DeleteChannelRequest>,
@@ -127,7 +127,7 @@ impl GatewayService for Api {
         Ok(Response::new(pb::DeleteChannelResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn test_channel(
         &self,
         request: Request<pb::TestChannelRequest>,

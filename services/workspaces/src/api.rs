@@ -125,7 +125,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_workspace(
         &self,
         request: Request<pb::GetWorkspaceRequest>,
@@ -137,7 +137,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_api_key(
         &self,
         request: Request<pb::CreateApiKeyRequest>,
@@ -152,7 +152,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_api_keys(
         &self,
         request: Request<pb::ListApiKeysRequest>,
@@ -168,7 +168,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn revoke_api_key(
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
@@ -181,7 +181,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_workspace(
         &self,
         request: Request<pb::UpdateWorkspaceRequest>,
@@ -200,7 +200,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_workspace(
         &self,
         request: Request<pb::CreateWorkspaceRequest>,
@@ -222,7 +222,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_workspaces(
         &self,
         request: Request<pb::ListWorkspacesRequest>,
@@ -238,7 +238,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn archive_workspace(
         &self,
         request: Request<pb::ArchiveWorkspaceRequest>,
@@ -249,7 +249,7 @@ impl WorkspaceService for Api {
         Ok(Response::new(pb::ArchiveWorkspaceResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_organization(
         &self,
         request: Request<pb::GetOrganizationRequest>,
@@ -261,7 +261,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn rename_organization(
         &self,
         request: Request<pb::RenameOrganizationRequest>,
@@ -274,7 +274,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_user(
         &self,
         request: Request<pb::CreateUserRequest>,
@@ -292,7 +292,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn get_user(
         &self,
         request: Request<pb::GetUserRequest>,
@@ -304,7 +304,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,
@@ -327,7 +327,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn update_user(
         &self,
         request: Request<pb::UpdateUserRequest>,
@@ -345,7 +345,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn deactivate_user(
         &self,
         request: Request<pb::DeactivateUserRequest>,
@@ -358,7 +358,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn set_user_availability(
         &self,
         request: Request<pb::SetUserAvailabilityRequest>,
@@ -373,7 +373,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn issue_user_token(
         &self,
         request: Request<pb::IssueUserTokenRequest>,
@@ -388,7 +388,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_team(
         &self,
         request: Request<pb::CreateTeamRequest>,
@@ -400,7 +400,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_teams(
         &self,
         request: Request<pb::ListTeamsRequest>,
@@ -416,7 +416,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn rename_team(
         &self,
         request: Request<pb::RenameTeamRequest>,
@@ -430,7 +430,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn delete_team(
         &self,
         request: Request<pb::DeleteTeamRequest>,
@@ -441,7 +441,7 @@ impl WorkspaceService for Api {
         Ok(Response::new(pb::DeleteTeamResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn add_team_member(
         &self,
         request: Request<pb::AddTeamMemberRequest>,
@@ -453,7 +453,7 @@ impl WorkspaceService for Api {
         Ok(Response::new(pb::AddTeamMemberResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn remove_team_member(
         &self,
         request: Request<pb::RemoveTeamMemberRequest>,
@@ -465,7 +465,7 @@ impl WorkspaceService for Api {
         Ok(Response::new(pb::RemoveTeamMemberResponse {}))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_team_members(
         &self,
         request: Request<pb::ListTeamMembersRequest>,
@@ -482,7 +482,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_user_teams(
         &self,
         request: Request<pb::ListUserTeamsRequest>,
@@ -499,7 +499,7 @@ impl WorkspaceService for Api {
         }))
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,

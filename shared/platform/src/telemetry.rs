@@ -9,8 +9,13 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, JsonFields};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -54,9 +59,8 @@ pub fn init(settings: &TelemetrySettings, service_name: &str) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("telemetry.log_filter: {e}"))?;
     let fmt = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLine)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
     };
@@ -67,6 +71,98 @@ pub fn init(settings: &TelemetrySettings, service_name: &str) -> anyhow::Result<
         .try_init()
         .map_err(|e| anyhow::anyhow!("telemetry already initialised: {e}"))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// One JSON object per log line: time, level, target, the event's fields, the fields of
+/// every span it is inside (outer first, inner winning: `request_id`, `event.id`...), and
+/// the OpenTelemetry `trace_id` and `span_id` of the innermost one, so that any line
+/// written while handling a request or an event can be found from its trace and back.
+struct JsonLine;
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = FieldMap::default();
+        event.record(&mut fields);
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert("level".into(), event.metadata().level().as_str().into());
+        line.insert("fields".into(), fields.0.into());
+        line.insert("target".into(), event.metadata().target().into());
+        if let Some(scope) = ctx.event_scope() {
+            let mut span = serde_json::Map::new();
+            let mut innermost = None;
+            for each in scope.from_root() {
+                let extensions = each.extensions();
+                if let Some(formatted) = extensions.get::<FormattedFields<N>>()
+                    && let Ok(serde_json::Value::Object(own)) =
+                        serde_json::from_str::<serde_json::Value>(formatted)
+                {
+                    span.extend(own);
+                }
+                span.insert("name".into(), each.name().into());
+                innermost = Some(each.id());
+            }
+            line.insert("span".into(), span.into());
+            let ids = innermost.and_then(|id| {
+                tracing::dispatcher::get_default(|dispatch| {
+                    tracing_opentelemetry::get_otel_context(&id, dispatch)
+                })
+            });
+            if let Some(cx) = ids {
+                let context = cx.span().span_context().clone();
+                if context.is_valid() {
+                    line.insert("trace_id".into(), context.trace_id().to_string().into());
+                    line.insert("span_id".into(), context.span_id().to_string().into());
+                }
+            }
+        }
+        writeln!(writer, "{}", serde_json::Value::Object(line))
+    }
+}
+
+/// An event's fields as JSON values.
+#[derive(Default)]
+struct FieldMap(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for FieldMap {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
 }
 
 /// Makes `cx` the parent of `span` and records its trace id on the span's `trace_id`

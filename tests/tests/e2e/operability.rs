@@ -9,8 +9,8 @@ use std::time::Duration;
 use ism_e2e::platform::grpc_service_name;
 use ism_e2e::proxy::Proxy;
 use ism_e2e::{Platform, Receiver, authed, eventually};
-use ism_proto::contacts::v1::ListContactsRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::contacts::v1::{GetContactRequest, ListContactsRequest};
 use ism_proto::conversations::v1::ListConversationsRequest;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use serde_json::json;
@@ -120,6 +120,19 @@ async fn each_port_reflects_checks_and_counts_only_what_it_serves() {
         Some("gzip")
     );
 
+    // Client mistakes are the client's: answered, and logged below ERROR.
+    let mut contacts = ContactServiceClient::new(channel.clone());
+    for id in ["not-a-uuid", "01a24660-1d3b-7619-b12f-a36d664caeec"] {
+        let refused = contacts
+            .get_contact(authed(&token, GetContactRequest { id: id.into() }))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused.code(), Code::InvalidArgument | Code::NotFound),
+            "{refused:?}"
+        );
+    }
+
     // Raw HTTP/2, as a scanner sends it.
     let raw = reqwest::Client::builder()
         .http2_prior_knowledge()
@@ -222,6 +235,15 @@ async fn each_port_reflects_checks_and_counts_only_what_it_serves() {
             "{service}: build info with a commit"
         );
     }
+    let log = platform.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "client mistakes logged as errors: {errors:?}"
+    );
     // Outcome series start at zero, so an alert on the first dead letter can fire.
     let conversations = platform.metrics("conversations").await;
     assert!(

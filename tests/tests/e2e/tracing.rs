@@ -128,4 +128,29 @@ async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and
             "no path from the contacts span to the consumer span"
         );
     }
+    // Every log line written inside a span (a request, an event's handling) names its
+    // trace and span, and the message's lines name this message's trace.
+    let log = platform.log();
+    let inside: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line.get("span").is_some())
+        .collect();
+    assert!(!inside.is_empty(), "lines inside spans: {log}");
+    for line in &inside {
+        let id = |key: &str, length: usize| {
+            line[key]
+                .as_str()
+                .is_some_and(|id| id.len() == length && id.chars().all(|c| c.is_ascii_hexdigit()))
+        };
+        assert!(id("trace_id", 32) && id("span_id", 16), "{line}");
+    }
+    let stored = inside
+        .iter()
+        .find(|line| line["fields"]["message"] == "inbound message stored")
+        .expect("the stored message's log line");
+    assert_eq!(
+        stored["trace_id"].as_str(),
+        Some(hex::encode(&consume.trace_id).as_str())
+    );
 }
