@@ -36,15 +36,20 @@ test: infra-stats
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads 4
 
-## lint: rustfmt, clippy -D warnings, buf lint, Helm chart and Kubernetes manifests
+## lint: rustfmt, clippy -D warnings, buf lint and breaking changes, Helm chart and Kubernetes manifests
 lint: lint-rust lint-proto lint-deploy
 
 lint-rust:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The API may grow but not break: every commit is checked against its parent (a clone
+# without history has nothing to compare with and says so).
 lint-proto:
 	$(BUF) lint
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(BUF) breaking --against '.git#ref=HEAD~1' && echo "buf breaking: nothing broken since HEAD~1"; \
+	else echo "buf breaking: no parent commit in this clone; skipped"; fi
 
 lint-deploy:
 	@scripts/lint-deploy.sh

@@ -44,6 +44,7 @@ pub async fn migrate(settings: &Settings, service: ServiceName) -> anyhow::Resul
 
 /// Serves `name` (one service or `all`) until SIGTERM.
 pub async fn serve(settings: Arc<Settings>, name: &str) -> anyhow::Result<()> {
+    settings.refuse_public_secrets()?;
     let services = crate::selected(name)?;
     let process = if services.len() == 1 {
         format!("ism-{}", services[0])

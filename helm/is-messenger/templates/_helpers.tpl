@@ -127,6 +127,7 @@ by the migration hook Jobs (which run before the ConfigMap exists on a first ins
 {{- $root := . -}}
 ISM_AMQP__EXCHANGE: {{ .Values.config.amqp.exchange | quote }}
 ISM_TELEMETRY__LOG_FILTER: {{ .Values.config.telemetry.logFilter | quote }}
+ISM_MODE: {{ .Values.config.mode | quote }}
 ISM_TELEMETRY__LOG_FORMAT: {{ .Values.config.telemetry.logFormat | quote }}
 ISM_TELEMETRY__OTLP_ENDPOINT: {{ .Values.config.telemetry.otlpEndpoint | quote }}
 ISM_GATEWAY__HTTP_PORT: {{ .Values.ports.http | int64 | quote }}

@@ -70,9 +70,27 @@ impl FromStr for ServiceName {
     }
 }
 
+/// Where the platform runs: a development machine, where the published secrets of
+/// `default.toml` are fine, or a deployment, where they are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Development,
+    Production,
+}
+
+/// The keys whose default in `default.toml` is a published development secret.
+const PUBLIC_SECRETS: [&str; 4] = [
+    "auth.service_secret",
+    "workspaces.signing_key_seal_key",
+    "gateway.credentials_key",
+    "integrations.secrets_key",
+];
+
 /// All settings of the platform; each service reads the sections it needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    pub mode: Mode,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub amqp: AmqpSettings,
@@ -261,6 +279,32 @@ impl Settings {
         Ok(section)
     }
 
+    /// In production mode, an error naming every key still set to its published
+    /// development secret (and the variable that sets it).
+    pub fn refuse_public_secrets(&self) -> anyhow::Result<()> {
+        if self.mode != Mode::Production {
+            return Ok(());
+        }
+        let defaults = Figment::from(Toml::string(DEFAULTS));
+        let value = |figment: &Figment, key: &str| {
+            figment
+                .find_value(key)
+                .ok()
+                .and_then(|value| value.into_string())
+        };
+        let public: Vec<String> = PUBLIC_SECRETS
+            .into_iter()
+            .filter(|key| value(&self.figment, key) == value(&defaults, key))
+            .map(|key| format!("{key} (ISM_{})", key.to_uppercase().replace('.', "__")))
+            .collect();
+        anyhow::ensure!(
+            public.is_empty(),
+            "production mode refuses the published development secrets of the built-in defaults; set your own: {}",
+            public.join(", ")
+        );
+        Ok(())
+    }
+
     /// The layered sources, for callers that add their own overrides (tests).
     pub fn figment() -> Figment {
         Figment::new()
@@ -277,6 +321,39 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn production_mode_names_each_published_secret_left_in_place() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut figment = Figment::new().merge(Toml::string(DEFAULTS));
+            for (key, value) in pairs {
+                figment = figment.merge((*key, *value));
+            }
+            let mut settings: Settings = figment.extract().unwrap();
+            settings.figment = figment;
+            settings.refuse_public_secrets()
+        };
+        assert!(with(&[]).is_ok(), "development mode takes the defaults");
+        let refused = with(&[("mode", "production"), ("gateway.credentials_key", "b3du")])
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "auth.service_secret (ISM_AUTH__SERVICE_SECRET)",
+            "workspaces.signing_key_seal_key (ISM_WORKSPACES__SIGNING_KEY_SEAL_KEY)",
+            "integrations.secrets_key (ISM_INTEGRATIONS__SECRETS_KEY)",
+        ] {
+            assert!(refused.contains(key), "{refused}");
+        }
+        assert!(!refused.contains("gateway.credentials_key"), "{refused}");
+        let own = [
+            ("mode", "production"),
+            ("auth.service_secret", "own"),
+            ("workspaces.signing_key_seal_key", "own"),
+            ("gateway.credentials_key", "own"),
+            ("integrations.secrets_key", "own"),
+        ];
+        assert!(with(&own).is_ok());
+    }
+
     use super::*;
 
     #[test]
