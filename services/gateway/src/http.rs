@@ -137,7 +137,12 @@ async fn webhook(
     let label = Kind::parse(&provider).map_or("unknown", Kind::as_str);
     let span = tracing::info_span!(
         "webhook.receive",
+        otel.name = "POST /webhooks/{provider}/{channel_id}",
         otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        http.route = "/webhooks/{provider}/{channel_id}",
+        http.response.status_code = tracing::field::Empty,
         provider = label,
         channel_id = %channel_id,
         trace_id = tracing::field::Empty,
@@ -145,8 +150,12 @@ async fn webhook(
     telemetry::adopt_parent(&span, telemetry::context_from_http(&headers));
     let started = Instant::now();
     let response = receive(&state, &provider, &channel_id, &uri, &headers, &body)
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let code = response.status().as_u16().to_string();
     metrics::counter!("ism_webhooks_total", "provider" => label, "code" => code).increment(1);
     metrics::histogram!("ism_webhook_seconds", "provider" => label)

@@ -215,6 +215,20 @@ const CODE_NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// Whether `code` is the server's failure rather than the caller's, as OpenTelemetry's
+/// conventions for gRPC servers count it.
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
 fn code_name(code: Code) -> &'static str {
     CODE_NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
 }
@@ -270,11 +284,20 @@ where
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        // Named and described as OpenTelemetry's conventions for RPC servers say.
+        let (rpc_service, rpc_method) = method
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("unknown", "unknown"));
         let span = tracing::info_span!(
             "grpc.request",
-            otel.name = %method,
+            otel.name = %method.trim_start_matches('/'),
             otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
             rpc.system = "grpc",
+            rpc.service = rpc_service,
+            rpc.method = rpc_method,
+            rpc.grpc.status_code = tracing::field::Empty,
             ism.service = %self.service,
             request_id = %request_id,
             trace_id = tracing::field::Empty,
@@ -336,6 +359,10 @@ impl Drop for Call {
         let elapsed = self.started.elapsed().as_secs_f64();
         let name = code_name(code);
         self.span.record("grpc.status", name);
+        self.span.record("rpc.grpc.status_code", code as i64);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
         self.span
             .in_scope(|| tracing::debug!(latency_s = elapsed, code = name, "gRPC call finished"));
         let labels = [

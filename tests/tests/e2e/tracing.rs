@@ -41,10 +41,18 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
             opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
                 Some(s.clone())
             }
+            opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(n) => {
+                Some(n.to_string())
+            }
             _ => None,
         }
     })
 }
+
+/// The span names OpenTelemetry's conventions give: the route of an HTTP server span,
+/// `package.Service/Method` of an RPC server span.
+const WEBHOOK: &str = "POST /webhooks/{provider}/{channel_id}";
+const RESOLVE: &str = "ism.contacts.v1.ContactService/ResolveContact";
 
 #[tokio::test]
 async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and_contacts() {
@@ -77,16 +85,13 @@ async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and
     let trace = eventually(Duration::from_secs(30), "a trace reaching contacts", || {
         let spans = collector.spans.lock().unwrap().clone();
         async move {
-            let webhook = spans.iter().find(|s| s.name == "webhook.receive")?;
+            let webhook = spans.iter().find(|s| s.name == WEBHOOK)?;
             let trace: Vec<Span> = spans
                 .iter()
                 .filter(|s| s.trace_id == webhook.trace_id)
                 .cloned()
                 .collect();
-            trace
-                .iter()
-                .any(|s| s.name == "/ism.contacts.v1.ContactService/ResolveContact")
-                .then_some(trace)
+            trace.iter().any(|s| s.name == RESOLVE).then_some(trace)
         }
     })
     .await;
@@ -97,7 +102,7 @@ async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no {name} span in {trace:#?}"))
     };
-    let webhook = named("webhook.receive");
+    let webhook = named(WEBHOOK);
     let consume = trace
         .iter()
         .find(|s| {
@@ -105,7 +110,7 @@ async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and
                 && attribute(s, "consumer").as_deref() == Some("conversations.inbound")
         })
         .expect("the conversations consumer span is in the webhook's trace");
-    let resolve = named("/ism.contacts.v1.ContactService/ResolveContact");
+    let resolve = named(RESOLVE);
     assert_eq!(
         consume.parent_span_id, webhook.span_id,
         "the queue hop continues the webhook's span"
@@ -114,6 +119,33 @@ async fn one_inbound_message_is_one_trace_across_gateway_queue_conversations_and
         attribute(resolve, "ism.service").as_deref(),
         Some("contacts")
     );
+    // Kinds and attributes as OpenTelemetry's conventions for HTTP, RPC and messaging say.
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    assert_eq!(webhook.kind, SpanKind::Server as i32);
+    assert_eq!(consume.kind, SpanKind::Consumer as i32);
+    assert_eq!(resolve.kind, SpanKind::Server as i32);
+    for (span, key, value) in [
+        (webhook, "http.request.method", "POST"),
+        (webhook, "http.route", "/webhooks/{provider}/{channel_id}"),
+        (webhook, "http.response.status_code", "200"),
+        (consume, "messaging.system", "rabbitmq"),
+        (
+            consume,
+            "messaging.consumer.group.name",
+            "conversations.inbound",
+        ),
+        (resolve, "rpc.system", "grpc"),
+        (resolve, "rpc.service", "ism.contacts.v1.ContactService"),
+        (resolve, "rpc.method", "ResolveContact"),
+        (resolve, "rpc.grpc.status_code", "0"),
+    ] {
+        assert_eq!(
+            attribute(span, key).as_deref(),
+            Some(value),
+            "{key} of {}",
+            span.name
+        );
+    }
     let mut ancestor = resolve.parent_span_id.clone();
     let mut hops = 0;
     while ancestor != consume.span_id {

@@ -17,11 +17,13 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
+use opentelemetry::trace::TraceContextExt;
 use prost::Message;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use super::topology::QueueSpec;
@@ -328,6 +330,11 @@ impl<H: EventHandler> Lane<H> {
     async fn process(&self, delivery: Delivery, event: Event) {
         let span = tracing::info_span!(
             "event.consume",
+            otel.kind = "consumer",
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
+            messaging.consumer.group.name = %self.consumer,
+            messaging.message.id = %event.id,
             consumer = %self.consumer,
             event.r#type = %event.r#type,
             event.id = %event.id,
@@ -353,9 +360,19 @@ impl<H: EventHandler> Lane<H> {
             Some(events) => {
                 let span = tracing::info_span!(
                     "event.consume_batch",
+                    otel.kind = "consumer",
+                    messaging.system = "rabbitmq",
+                    messaging.operation.type = "process",
+                    messaging.consumer.group.name = %self.consumer,
+                    messaging.batch.message_count = events.len(),
                     consumer = %self.consumer,
                     size = events.len(),
                 );
+                // A batch has many parents: it links to each event's own trace.
+                for (delivery, _) in &deliveries {
+                    let cx = telemetry::context_from_map(&trace_headers(delivery));
+                    span.add_link(cx.span().span_context().clone());
+                }
                 let batch = Batch {
                     pool: self.pool.clone(),
                     consumer: self.consumer.clone(),
