@@ -21,9 +21,9 @@ CHART="$ROOT/helm/is-messenger"
 # Kubernetes version the manifests are validated against (schemas shipped by kubernetes-validate).
 KUBE_VERSION="${KUBE_VERSION:-1.33.0}"
 # Custom resources that kubernetes-validate has no schema for. They are allowed only in Helm
-# renders (optional ServiceMonitor) and get a structural check of their own; the kustomize
+# renders (optional ServiceMonitor and PrometheusRule) and get a structural check of their own; the kustomize
 # overlays must not contain any.
-CRD_KINDS="ServiceMonitor"
+CRD_KINDS="ServiceMonitor PrometheusRule"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lint-deploy.XXXXXX")"
 cleanup() {
@@ -72,8 +72,14 @@ for d in docs:
         if not allow:
             print(f"  {where}: custom resources are not allowed here"); bad += 1; continue
         spec = d.get("spec") or {}
-        ok = (d.get("apiVersion") == "monitoring.coreos.com/v1" and isinstance(spec.get("selector"), dict)
-              and spec.get("endpoints") and all(isinstance(e, dict) and e.get("port") for e in spec["endpoints"]))
+        if kind == "PrometheusRule":
+            ok = (d.get("apiVersion") == "monitoring.coreos.com/v1" and spec.get("groups")
+                  and all(g.get("name") and g.get("rules") and all(
+                      (r.get("alert") or r.get("record")) and isinstance(r.get("expr"), str) and r["expr"].strip()
+                      for r in g["rules"]) for g in spec["groups"]))
+        else:
+            ok = (d.get("apiVersion") == "monitoring.coreos.com/v1" and isinstance(spec.get("selector"), dict)
+                  and spec.get("endpoints") and all(isinstance(e, dict) and e.get("port") for e in spec["endpoints"]))
         print(f"  {where}: {'structure ok (CRD, no upstream schema)' if ok else 'INVALID structure'}")
         bad += 0 if ok else 1
         continue
@@ -217,7 +223,7 @@ API = {
     ("autoscaling", "v2"): [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     ("networking.k8s.io", "v1"): [("networkpolicies", "NetworkPolicy", True), ("ingresses", "Ingress", True)],
-    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True)],
+    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True), ("prometheusrules", "PrometheusRule", True)],
 }
 KUBE_MINOR = os.environ.get("KUBE_VERSION", "1.33.0").split(".")[1]
 CAPTURED = []
