@@ -147,6 +147,11 @@ ensure_packages() {
     missing+=(rabbitmq-server)
     INSTALLED[rabbitmq]=1
   fi
+  # promtool (from Debian's prometheus package; its server is not started) checks every
+  # port's /metrics in the end-to-end tests.
+  if ! command -v promtool >/dev/null 2>&1; then
+    missing+=(prometheus)
+  fi
   ((${#missing[@]} == 0)) && return 0
 
   echo "dev-infra: installing ${missing[*]} ..."
@@ -156,7 +161,7 @@ ensure_packages() {
   apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >/dev/null 9>&- \
     || die "apt-get install ${missing[*]} failed"
   local cmd
-  for cmd in pg_ctlcluster pg_isready psql redis-server redis-cli rabbitmq-server rabbitmqctl; do
+  for cmd in pg_ctlcluster pg_isready psql redis-server redis-cli rabbitmq-server rabbitmqctl promtool; do
     command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after apt-get install ${missing[*]}"
   done
 }

@@ -372,6 +372,37 @@ impl Platform {
             .ok()
     }
 
+    /// The services `service`'s port lists through server reflection (v1).
+    pub async fn reflected(&self, service: &str) -> std::collections::BTreeSet<String> {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let channel = self
+            .channel(service)
+            .connect()
+            .await
+            .expect("reflection reachable");
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(channel)
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .expect("reflection answers")
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = stream
+            .message()
+            .await
+            .expect("a reflection answer")
+            .and_then(|answer| answer.message_response)
+        else {
+            panic!("{service}: no service list");
+        };
+        list.service.into_iter().map(|s| s.name).collect()
+    }
+
     /// A channel to `service`'s gRPC port.
     pub fn channel(&self, service: &str) -> tonic::transport::Endpoint {
         tonic::transport::Endpoint::from_shared(format!(

@@ -16,9 +16,9 @@ mod wire;
 
 use std::sync::Arc;
 
+use ism_platform::compressed;
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
-use ism_platform::grpc::GZIP;
 use ism_platform::service::Service;
 use ism_platform::shutdown::Stop;
 use ism_proto::broadcasts::v1::broadcast_service_server::BroadcastServiceServer;
@@ -63,11 +63,5 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
             wake,
         },
     });
-    service
-        .serve(
-            server.accept_compressed(GZIP).send_compressed(GZIP),
-            verifier,
-            &[],
-        )
-        .await
+    service.serve(compressed!(server), verifier, &[]).await
 }

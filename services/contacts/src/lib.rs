@@ -18,8 +18,8 @@ pub mod values;
 
 use std::sync::Arc;
 
+use ism_platform::compressed;
 use ism_platform::config::{ServiceName, Settings};
-use ism_platform::grpc::GZIP;
 use ism_platform::service::Service;
 use ism_platform::shutdown::Stop;
 use ism_proto::contacts::v1::contact_service_server::ContactServiceServer;
@@ -62,13 +62,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
         interactions,
         gateway: service.peer(ServiceName::Gateway, GatewayServiceClient::new)?,
     });
-    service
-        .serve(
-            server.accept_compressed(GZIP).send_compressed(GZIP),
-            verifier,
-            &[],
-        )
-        .await
+    service.serve(compressed!(server), verifier, &[]).await
 }
 
 /// Rows purged or swept per statement.

@@ -24,9 +24,9 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ism_platform::compressed;
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
-use ism_platform::grpc::GZIP;
 use ism_platform::service::Service;
 use ism_platform::shutdown::Stop;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
@@ -89,13 +89,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
         clock,
         assigner,
     });
-    service
-        .serve(
-            server.accept_compressed(GZIP).send_compressed(GZIP),
-            verifier,
-            &[],
-        )
-        .await
+    service.serve(compressed!(server), verifier, &[]).await
 }
 
 /// Fires due snooze wake-ups and auto-closes, a batch at a time until none is left; what

@@ -17,9 +17,9 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ism_platform::compressed;
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::events::topology;
-use ism_platform::grpc::GZIP;
 use ism_platform::listeners;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
@@ -110,11 +110,5 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
             webhook_channels: channels,
         },
     });
-    service
-        .serve(
-            server.accept_compressed(GZIP).send_compressed(GZIP),
-            verifier,
-            &[],
-        )
-        .await
+    service.serve(compressed!(server), verifier, &[]).await
 }

@@ -25,10 +25,10 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ism_platform::compressed;
 use ism_platform::config::{ServiceName, Settings};
 use ism_platform::egress::{Egress, EgressSettings};
 use ism_platform::events::topology;
-use ism_platform::grpc::GZIP;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::sealing::Sealer;
 use ism_platform::service::Service;
@@ -132,11 +132,5 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
             backends,
         },
     });
-    service
-        .serve(
-            server.accept_compressed(GZIP).send_compressed(GZIP),
-            verifier,
-            &[],
-        )
-        .await
+    service.serve(compressed!(server), verifier, &[]).await
 }

@@ -18,8 +18,8 @@ mod wire;
 
 use std::sync::Arc;
 
+use ism_platform::compressed;
 use ism_platform::config::{ServiceName, Settings};
-use ism_platform::grpc::GZIP;
 use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
 use ism_platform::shutdown::Stop;
@@ -51,10 +51,6 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     };
     let server = WorkspaceServiceServer::new(api);
     service
-        .serve(
-            server.accept_compressed(GZIP).send_compressed(GZIP),
-            verifier,
-            api::PUBLIC_RPCS,
-        )
+        .serve(compressed!(server), verifier, api::PUBLIC_RPCS)
         .await
 }

@@ -54,16 +54,11 @@ impl Serving {
     /// to the configured drain time. The health service reports the server (`""`, for
     /// liveness) SERVING until then, and `server`'s own name (for readiness) as
     /// [`Readiness`] says; reflection lists `server`, health and reflection, no more.
-    pub async fn serve<S>(self, listener: TcpListener, server: S) -> anyhow::Result<()>
-    where
-        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    pub async fn serve<S: GrpcServer>(
+        self,
+        listener: TcpListener,
+        server: S,
+    ) -> anyhow::Result<()> {
         let Self {
             service,
             settings,
@@ -421,3 +416,43 @@ impl<B: http_body::Body> http_body::Body for Observed<B> {
 
 /// The compression every server accepts, and answers with when the caller accepts it.
 pub const GZIP: tonic::codec::CompressionEncoding = tonic::codec::CompressionEncoding::Gzip;
+
+/// A generated gRPC server with the platform's compression: [`GZIP`] accepted, and used for
+/// answers to callers that accept it. A macro, as generated servers share no trait.
+#[macro_export]
+macro_rules! compressed {
+    ($server:expr) => {
+        $server
+            .accept_compressed($crate::grpc::GZIP)
+            .send_compressed($crate::grpc::GZIP)
+    };
+}
+
+/// What a service's gRPC server is: a generated server (named, cloneable, sendable).
+pub trait GrpcServer:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcServer for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}

@@ -1,7 +1,6 @@
 //! A service's start, in the order every service follows: database and migrations,
 //! outbox relay, metrics, readiness, consumers and workers, then the gRPC server; and its
 //! stop, in the phases of [`Stop`]: work first, then listeners, then the relay.
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -12,8 +11,6 @@ use sqlx::{PgConnection, PgPool};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::task_tracker::TaskTrackerToken;
-use tonic::body::Body;
-use tonic::server::NamedService;
 use tonic::transport::Channel;
 
 use crate::auth::{AuthLayer, ServiceTokens, Verifier};
@@ -21,6 +18,7 @@ use crate::config::{ServiceName, Settings};
 use crate::error::Error;
 use crate::events::topology::QueueSpec;
 use crate::events::{Amqp, Consumer, EventHandler, run_relay};
+use crate::grpc::GrpcServer;
 use crate::health::{self, BrokerLink, Readiness};
 use crate::peer::Peer;
 use crate::shutdown::Stop;
@@ -236,21 +234,12 @@ impl Service {
     /// Serves the gRPC service `server` (authenticated by `verifier`, except
     /// `public_rpcs`) and waits for every task; returns after the stop, or with the
     /// first task's error.
-    pub async fn serve<S>(
+    pub async fn serve<S: GrpcServer>(
         mut self,
         server: S,
         verifier: Arc<Verifier>,
         public_rpcs: &'static [&'static str],
-    ) -> anyhow::Result<()>
-    where
-        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    ) -> anyhow::Result<()> {
         self.servers.spawn(revocations::follow(
             self.amqp.clone(),
             self.stop.closed().clone(),

@@ -19,10 +19,6 @@ use tonic::codec::CompressionEncoding;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use tonic_reflection::pb::v1::ServerReflectionRequest;
-use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 const SERVICES: [&str; 7] = [
     "workspaces",
@@ -33,27 +29,6 @@ const SERVICES: [&str; 7] = [
     "workflows",
     "integrations",
 ];
-
-/// The services `service`'s reflection lists.
-async fn reflected(platform: &Platform, service: &str) -> BTreeSet<String> {
-    let mut client =
-        ServerReflectionClient::new(platform.channel(service).connect().await.unwrap());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        stream.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("{service}: no service list");
-    };
-    list.service.into_iter().map(|s| s.name).collect()
-}
 
 /// The value of the sample `series` (name and labels, as rendered) in `text`.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -77,7 +52,7 @@ async fn each_port_reflects_checks_and_counts_only_what_it_serves() {
         ]
         .map(str::to_owned)
         .into();
-        assert_eq!(reflected(&platform, service).await, expected, "{service}");
+        assert_eq!(platform.reflected(service).await, expected, "{service}");
         assert_eq!(
             platform.health(service, own).await,
             Some(ServingStatus::Serving),
@@ -233,6 +208,11 @@ async fn each_port_reflects_checks_and_counts_only_what_it_serves() {
             text.lines()
                 .any(|l| l.starts_with("ism_build_info{") && l.contains("commit=\"")),
             "{service}: build info with a commit"
+        );
+        assert_eq!(
+            promtool_problems(&text),
+            "",
+            "{service}: promtool check metrics"
         );
     }
     let log = platform.log();
@@ -483,4 +463,34 @@ async fn replacing_each_of_two_processes_under_steady_calls_and_webhooks_fails_n
 /// Whether a call failed in the client's transport (the connection), before any answer.
 fn in_transport(status: &tonic::Status) -> bool {
     std::error::Error::source(status).is_some_and(|source| source.is::<tonic::transport::Error>())
+}
+
+/// What `promtool check metrics` finds wrong in `text` (empty when nothing). promtool is
+/// installed with the test infrastructure (scripts/dev-infra.sh).
+fn promtool_problems(text: &str) -> String {
+    use std::io::Write;
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (make test installs it)");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the metrics");
+    let output = check.wait_with_output().expect("promtool ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && said.trim().is_empty() {
+        String::new()
+    } else {
+        format!("{}: {said}", output.status)
+    }
 }
