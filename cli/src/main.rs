@@ -56,8 +56,13 @@ enum Command {
     },
     /// Send a signed message to a custom channel's webhook, as a business's system would.
     Webhook(admin::WebhookArgs),
-    /// Print the built-in configuration defaults, every key documented.
-    Config,
+    /// Print the built-in configuration defaults, every key documented; with
+    /// `--effective`, the configuration in effect here, secrets masked.
+    Config {
+        /// The defaults with this environment's `ISM_*` overrides, as JSON, secrets masked.
+        #[arg(long)]
+        effective: bool,
+    },
 }
 
 #[tokio::main]
@@ -80,8 +85,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(command) => admin::run(&settings, command).await,
         Command::Token { api_key } => admin::token(&settings, &api_key).await,
         Command::Webhook(args) => admin::webhook(&settings, args).await,
-        Command::Config => {
+        Command::Config { effective: false } => {
             print!("{}", ism_platform::config::DEFAULTS);
+            Ok(())
+        }
+        Command::Config { effective: true } => {
+            println!("{}", settings.effective()?);
             Ok(())
         }
     }

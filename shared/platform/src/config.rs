@@ -87,6 +87,42 @@ const PUBLIC_SECRETS: [&str; 4] = [
     "integrations.secrets_key",
 ];
 
+/// The keys holding secrets (a table or a list holds them in each entry).
+const SECRET_KEYS: [&str; 12] = [
+    "database.url",
+    "database.urls",
+    "redis.url",
+    "amqp.url",
+    "auth.service_secret",
+    "auth.signing_key_pem",
+    "workspaces.signing_key_seal_key",
+    "workspaces.signing_key_seal_previous_keys",
+    "gateway.credentials_key",
+    "gateway.credentials_previous_keys",
+    "integrations.secrets_key",
+    "integrations.secrets_previous_keys",
+];
+
+/// Masks a secret: a URL keeps all but its password, anything else becomes `********`.
+fn mask(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
+        serde_json::Value::Object(entries) => entries.values_mut().for_each(mask),
+        serde_json::Value::String(text) if !text.is_empty() => {
+            *text = match url::Url::parse(text) {
+                Ok(mut url) if url.has_host() => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("********"));
+                    }
+                    url.to_string()
+                }
+                _ => "********".to_owned(),
+            };
+        }
+        _ => {}
+    }
+}
+
 /// All settings of the platform; each service reads the sections it needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -305,6 +341,22 @@ impl Settings {
         Ok(())
     }
 
+    /// The configuration in effect (defaults, then `ISM_*` variables) as JSON, every
+    /// secret masked: whole values, and the password of connection URLs.
+    pub fn effective(&self) -> anyhow::Result<String> {
+        let mut settings: serde_json::Value = self
+            .figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        for key in SECRET_KEYS {
+            let pointer = format!("/{}", key.replace('.', "/"));
+            if let Some(value) = settings.pointer_mut(&pointer) {
+                mask(value);
+            }
+        }
+        Ok(serde_json::to_string_pretty(&settings)?)
+    }
+
     /// The layered sources, for callers that add their own overrides (tests).
     pub fn figment() -> Figment {
         Figment::new()
@@ -321,6 +373,45 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_effective_configuration_shows_overrides_and_masks_every_secret() {
+        let figment = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .merge(("database.max_connections", 42))
+            .merge(("auth.service_secret", "s3cret-of-the-service"))
+            .merge(("database.urls.contacts", "postgres://u:hunter2@db/contacts"))
+            .merge(("gateway.credentials_previous_keys", vec!["b2xkLWtleQ=="]));
+        let mut settings: Settings = figment.clone().extract().unwrap();
+        settings.figment = figment;
+        let shown = settings.effective().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(value["database"]["max_connections"], 42);
+        assert_eq!(
+            value["database"]["urls"]["contacts"],
+            "postgres://u:********@db/contacts"
+        );
+        assert_eq!(
+            value["database"]["url"],
+            "postgres://ism:********@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(
+            value["amqp"]["url"],
+            "amqp://guest:********@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(value["auth"]["service_secret"], "********");
+        assert_eq!(value["gateway"]["credentials_previous_keys"][0], "********");
+        for secret in [
+            "s3cret",
+            "hunter2",
+            "b2xkLWtleQ",
+            "ZGV2LW9ubHk",
+            ":ism@",
+            "guest@",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+    }
+
     #[test]
     fn production_mode_names_each_published_secret_left_in_place() {
         let with = |pairs: &[(&str, &str)]| {
