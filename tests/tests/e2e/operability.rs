@@ -494,3 +494,61 @@ fn promtool_problems(text: &str) -> String {
         format!("{}: {said}", output.status)
     }
 }
+
+#[tokio::test]
+async fn a_busy_database_pool_answers_unavailable_never_internal() {
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::new();
+    let tenant = platform.bootstrap(&receiver.url);
+    // One connection per service and a short wait for it: a burst of calls must queue
+    // past the wait.
+    platform.set("ISM_DATABASE__MAX_CONNECTIONS", "1");
+    platform.set("ISM_DATABASE__ACQUIRE_TIMEOUT_MS", "150");
+    platform.set("ISM_RATE_LIMIT__ENABLED", "false");
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let token = platform.token(&tenant).await;
+    let contacts = ContactServiceClient::new(platform.channel("contacts").connect().await.unwrap());
+    let calls = (0..16).map(|_| {
+        let mut contacts = contacts.clone();
+        let token = token.clone();
+        async move {
+            contacts
+                .list_contacts(authed(&token, ListContactsRequest::default()))
+                .await
+                .map(|_| ())
+        }
+    });
+    // The one connection is held by a call waiting on a lock for a second (fault
+    // injection through the service's own database), as a slow query would hold it.
+    let database = platform.database("contacts").await;
+    let mut lock = database.begin().await.unwrap();
+    sqlx::query("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        lock.commit().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(futures::future::join_all(calls), release);
+    let codes: Vec<Code> = answers
+        .iter()
+        .map(|answer| {
+            answer
+                .as_ref()
+                .map_or_else(|status| status.code(), |()| Code::Ok)
+        })
+        .collect();
+    assert!(
+        codes
+            .iter()
+            .all(|code| matches!(code, Code::Ok | Code::Unavailable)),
+        "{answers:?}"
+    );
+    assert!(
+        codes.contains(&Code::Unavailable),
+        "the burst outwaited the pool: {codes:?}"
+    );
+    assert!(codes.contains(&Code::Ok), "{codes:?}");
+}
