@@ -228,6 +228,9 @@ pub struct TelemetrySettings {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub otlp_endpoint: String,
+    /// The share of new traces recorded and exported, from 0 to 1; a trace a caller
+    /// started follows the caller's decision.
+    pub sampling_ratio: f64,
 }
 
 /// How log lines are written.

@@ -8,7 +8,7 @@ use opentelemetry::{Context, global};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -39,11 +39,18 @@ impl Drop for TelemetryGuard {
 pub fn init(settings: &TelemetrySettings, service_name: &str) -> anyhow::Result<TelemetryGuard> {
     global::set_text_map_propagator(TraceContextPropagator::new());
 
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(service_name.to_owned())
-            .build(),
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&settings.sampling_ratio),
+        "telemetry.sampling_ratio: {} is not between 0 and 1",
+        settings.sampling_ratio
     );
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(sampler(settings.sampling_ratio))
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        );
     if !settings.otlp_endpoint.is_empty() {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -71,6 +78,11 @@ pub fn init(settings: &TelemetrySettings, service_name: &str) -> anyhow::Result<
         .try_init()
         .map_err(|e| anyhow::anyhow!("telemetry already initialised: {e}"))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// Records `ratio` of new traces, and whatever the caller decided for traces it began.
+fn sampler(ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
 }
 
 /// One JSON object per log line: time, level, target, the event's fields, the fields of
@@ -219,5 +231,48 @@ impl Extractor for HeaderCarrier<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+
+    use super::*;
+
+    fn decision(ratio: f64, parent: Option<bool>) -> SamplingDecision {
+        let cx = match parent {
+            None => Context::new(),
+            Some(sampled) => Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                if sampled {
+                    TraceFlags::SAMPLED
+                } else {
+                    TraceFlags::default()
+                },
+                true,
+                TraceState::default(),
+            )),
+        };
+        sampler(ratio)
+            .should_sample(
+                Some(&cx),
+                TraceId::from(0x0123_4567_89ab_cdef_0123_4567_89ab_cdefu128),
+                "call",
+                &SpanKind::Server,
+                &[],
+                &[],
+            )
+            .decision
+    }
+
+    #[test]
+    fn new_traces_are_sampled_by_ratio_and_callers_traces_by_the_caller() {
+        assert_eq!(decision(1.0, None), SamplingDecision::RecordAndSample);
+        assert_eq!(decision(0.0, None), SamplingDecision::Drop);
+        assert_eq!(decision(0.0, Some(true)), SamplingDecision::RecordAndSample);
+        assert_eq!(decision(1.0, Some(false)), SamplingDecision::Drop);
     }
 }
