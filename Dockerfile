@@ -23,6 +23,9 @@ FROM chef AS builder
 ENV SQLX_OFFLINE=true \
     CARGO_TERM_COLOR=never
 COPY --from=planner /src/recipe.json recipe.json
+# The commit `ism --version` and ism_build_info name (.git is not in the context).
+ARG ISM_COMMIT=unknown
+ENV ISM_COMMIT=${ISM_COMMIT}
 # Dependency layer: rebuilt only when the recipe changes.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
