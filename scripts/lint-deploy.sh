@@ -318,6 +318,27 @@ def render(user_values):
     return "\n".join(parts), (rel.get("info") or {}).get("notes"), None
 
 
+def outbound_egress(label, manifest, values):
+    """The outbound URLs' ports the operator lists are open from the gateway and integrations,
+    and from no other service."""
+    np = values["networkPolicy"]
+    if not np["enabled"]:
+        return
+    wanted = set(np["egress"]["providers"]["ports"])
+    others = {np["egress"][d]["port"] for d in ("postgres", "redis", "amqp", "otlp")} | {53, values["ports"]["grpc"]}
+    for doc in yaml.safe_load_all(manifest):
+        if not doc or doc.get("kind") != "NetworkPolicy":
+            continue
+        component = doc["metadata"]["labels"].get("app.kubernetes.io/component")
+        ports = {p["port"] for rule in doc["spec"].get("egress") or [] for p in rule.get("ports") or []}
+        if component in ("gateway", "integrations"):
+            if not wanted <= ports:
+                fail(f"{label}: {component} egress lacks outbound ports {sorted(wanted - ports)}")
+        elif ports - others:
+            fail(f"{label}: {component} egress opens {sorted(ports - others)}")
+    print(f"    egress: outbound ports {sorted(wanted)} from gateway and integrations only")
+
+
 cases = [("default values", os.path.join(CHART, "values.yaml"), {})]
 for path in sorted(glob.glob(os.path.join(ROOT, "k8s", "examples", "values-*.yaml"))):
     cases.append((os.path.relpath(path, ROOT), path, load_yaml(path)))
@@ -345,6 +366,7 @@ for label, path, user in cases:
         f.write(manifest)
     if not notes or "grpcurl" not in notes:
         fail(f"{label}: NOTES.txt did not render")
+    outbound_egress(label, manifest, coalesce(DEFAULTS, user))
     print(f"    render: ok ({manifest.count(chr(10) + 'kind: ')} resources) -> {name}.yaml")
 
 # --- negative test ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Outbound delivery: requests arrive as events and are queued durably; a worker sends
 //! them, retries transient failures with backoff and jitter, and reports every final
 //! status as `gateway.message.status`.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +10,16 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use ism_platform::convert::timestamp;
-use ism_platform::events::{self, EventContext, EventHandler, HandlerError, topics};
+use ism_platform::events::{self, EventContext, EventHandler, HandlerError, TracedEvent, topics};
+use ism_platform::telemetry;
 use ism_proto::events::v1::{DeliveryRequested, Event, MessageStatusChanged};
 use ism_proto::types::v1::{DeliveryFailure, DeliveryStatus, MessageContent};
 use prost::Message;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use ism_platform::ratelimit::{Decision, Limiter};
@@ -46,10 +49,12 @@ struct Request {
     requested_by: String,
     recipient: String,
     content: Vec<u8>,
+    /// The trace the delivery continues.
+    trace: BTreeMap<String, String>,
 }
 
 impl Request {
-    fn of(event: &Event) -> Result<Self, HandlerError> {
+    fn of(event: &Event, trace: BTreeMap<String, String>) -> Result<Self, HandlerError> {
         let request: DeliveryRequested =
             events::decode_payload(event).map_err(HandlerError::Permanent)?;
         let uuid = |value: &str, field: &str| {
@@ -64,6 +69,7 @@ impl Request {
             requested_by: request.requested_by,
             recipient: request.recipient_external_id,
             content: request.content.unwrap_or_default().encode_to_vec(),
+            trace,
         })
     }
 }
@@ -108,8 +114,8 @@ impl Requests {
             .collect();
         events::enqueue_all(&mut *tx, &failures).await?;
         sqlx::query(
-            "INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bytea[])
+            "INSERT INTO deliveries (message_id, workspace_id, channel_id, requested_by, recipient, content, trace)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::jsonb[])
              ON CONFLICT (message_id) DO NOTHING",
         )
         .bind(queued.iter().map(|r| r.message_id).collect::<Vec<_>>())
@@ -118,6 +124,7 @@ impl Requests {
         .bind(queued.iter().map(|r| r.requested_by.as_str()).collect::<Vec<_>>())
         .bind(queued.iter().map(|r| r.recipient.as_str()).collect::<Vec<_>>())
         .bind(queued.iter().map(|r| r.content.as_slice()).collect::<Vec<_>>())
+        .bind(queued.iter().map(|r| Json(&r.trace)).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -126,7 +133,9 @@ impl Requests {
 
 impl EventHandler for Requests {
     async fn handle(&self, event: Event, ctx: EventContext) -> Result<(), HandlerError> {
-        let request = Request::of(&event)?;
+        // The delivery continues this event's handling: its attempts, however much later,
+        // join the sender's trace.
+        let request = Request::of(&event, telemetry::current_context_headers())?;
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
@@ -143,10 +152,10 @@ impl EventHandler for Requests {
     async fn handle_batch(&self, batch: events::Batch) -> Result<(), HandlerError> {
         // A malformed request fails the batch; each is then handled alone, and that one
         // dead-lettered.
-        let (mut tx, fresh) = batch.begin().await?;
+        let (mut tx, fresh) = batch.begin_traced().await?;
         let requests = fresh
-            .iter()
-            .map(Request::of)
+            .into_iter()
+            .map(|traced| Request::of(&traced.event, traced.trace))
             .collect::<Result<Vec<_>, _>>()?;
         self.queue(&mut tx, &requests).await?;
         tx.commit().await?;
@@ -338,7 +347,15 @@ impl Worker {
         let finished: Vec<store::Finished> = futures::stream::iter(due)
             .map(|delivery| {
                 let (worker, batch) = (self.clone(), batch.clone());
-                async move { worker.attempt(delivery, &batch).await }
+                let span = tracing::info_span!(
+                    "delivery.attempt",
+                    message_id = %delivery.message_id,
+                    attempt = delivery.attempts + 1,
+                    otel.status_code = tracing::field::Empty,
+                    trace_id = tracing::field::Empty,
+                );
+                telemetry::adopt_parent(&span, telemetry::context_from_map(&delivery.trace));
+                async move { worker.attempt(delivery, &batch).await }.instrument(span)
             })
             .buffer_unordered(self.settings.delivery_concurrency.max(1))
             .filter_map(std::future::ready)
@@ -393,7 +410,6 @@ impl Worker {
     }
 
     /// One attempt; `None` when the rate limit put the delivery back.
-    #[tracing::instrument(skip_all, fields(message_id = %delivery.message_id, attempt = delivery.attempts + 1))]
     async fn attempt(
         &self,
         delivery: Delivery,
@@ -459,7 +475,7 @@ impl Worker {
             },
             other => other,
         };
-        let event = match &outcome {
+        let status = match &outcome {
             Outcome::Sent {
                 external_message_id,
             } => Some(self.status(
@@ -490,13 +506,16 @@ impl Worker {
             Outcome::Retry { kind, .. } => ("retry", *kind),
             Outcome::Failed { kind, .. } => ("failed", *kind),
         };
+        if label != "sent" {
+            tracing::Span::current().record("otel.status_code", "ERROR");
+        }
         let channel_type = channel_kind.map_or("unknown", Kind::as_str);
         metrics::counter!("ism_deliveries_total", "channel_type" => channel_type, "outcome" => label, "reason" => kind)
             .increment(1);
         Some(store::Finished {
             message_id: delivery.message_id,
             outcome,
-            event,
+            event: status.map(TracedEvent::here),
         })
     }
 

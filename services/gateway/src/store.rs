@@ -1,10 +1,11 @@
 //! Channels, accepted inbound messages and outbound deliveries in Postgres.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use ism_platform::events::{self, TracedEvent};
 use ism_proto::events::v1::Event;
 use ism_proto::types::v1::DeliveryFailure;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
@@ -313,6 +314,8 @@ pub struct Delivery {
     pub attempts: i32,
     /// When the delivery was asked for: its retry budget counts from here.
     pub created_at: DateTime<Utc>,
+    /// The trace context of the request it was queued for.
+    pub trace: Json<BTreeMap<String, String>>,
 }
 
 /// Claims up to `limit` due deliveries for `lease` seconds; a crashed sender's claims
@@ -337,7 +340,7 @@ pub async fn claim_due(
                      AND e.status IN ('queued', 'sending')
                      AND (e.created_at, e.message_id) < (d.created_at, d.message_id))
              ORDER BY next_attempt_at, created_at, message_id LIMIT $1 FOR UPDATE SKIP LOCKED)
-         RETURNING message_id, workspace_id, channel_id, requested_by, recipient, content, attempts, created_at",
+         RETURNING message_id, workspace_id, channel_id, requested_by, recipient, content, attempts, created_at, trace",
     )
     // Planned afresh each time: a plan cached while the queue was empty would sort the
     // whole table once it is not.
@@ -386,7 +389,8 @@ pub async fn postpone(pool: &PgPool, message_id: Uuid, after_ms: i64) -> Result<
 pub struct Finished {
     pub message_id: Uuid,
     pub outcome: Outcome,
-    pub event: Option<Event>,
+    /// The status to report, in the trace of the attempt that reached it.
+    pub event: Option<TracedEvent>,
 }
 
 /// Stores the outcomes of a batch of attempts and their status events in one
@@ -437,8 +441,8 @@ pub async fn finish_attempts(pool: &PgPool, finished: &[Finished]) -> Result<(),
     .bind(delays)
     .execute(&mut *tx)
     .await?;
-    let events: Vec<Event> = finished.iter().filter_map(|f| f.event.clone()).collect();
-    events::enqueue_all(&mut tx, &events).await?;
+    let events: Vec<TracedEvent> = finished.iter().filter_map(|f| f.event.clone()).collect();
+    events::enqueue_traced(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(())
 }

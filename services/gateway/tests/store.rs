@@ -239,7 +239,7 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
             outcome: Outcome::Sent {
                 external_message_id: "p-a".into(),
             },
-            event: Some(event()),
+            event: Some(TracedEvent::here(event())),
         },
         Finished {
             message_id: ids[1],
@@ -248,7 +248,7 @@ async fn a_batch_of_outcomes_is_recorded_with_its_status_events_at_once() {
                 kind: "recipient",
                 failure: ism_proto::types::v1::DeliveryFailure::Recipient,
             },
-            event: Some(event()),
+            event: Some(TracedEvent::here(event())),
         },
         Finished {
             message_id: ids[2],

@@ -2,6 +2,7 @@
 //! missing, migrated with the platform's tables (outbox, inbox) and its own.
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -21,10 +22,25 @@ pub async fn connect(settings: &DatabaseSettings, service: ServiceName) -> anyho
         .map_err(|e| anyhow::anyhow!("database URL of {service}: {e}"))?;
     let options = options.log_statements(tracing::log::LevelFilter::Debug);
     create_database_if_missing(&options).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-        .connect_with(options)
+    let open = || {
+        PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .connect_with(options.clone())
+    };
+    // A first connection slower than `acquire_timeout_ms` (a short wait for busy pools,
+    // while many processes start at once) is not a reason to give up starting.
+    let pool = open
+        .retry(
+            ExponentialBuilder::default()
+                .with_max_delay(Duration::from_secs(1))
+                .without_max_times()
+                .with_total_delay(Some(Duration::from_secs(30))),
+        )
+        .when(|e| matches!(e, sqlx::Error::PoolTimedOut))
+        .notify(|_, after| {
+            tracing::warn!(%service, retry_in_ms = after.as_millis() as u64, "the first database connection took longer than database.acquire_timeout_ms; trying again");
+        })
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the {service} database: {e}"))?;
     Ok(pool)

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::ConnectionStatus;
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
 use crate::config::{HealthSettings, ServiceName};
@@ -38,6 +39,33 @@ impl BrokerLink {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_some_and(ConnectionStatus::connected)
+    }
+}
+
+/// Whether the database answers, asked over a connection of the check's own: a pool
+/// whose every connection is busy is load, not an outage, and a readiness that failed
+/// under load would turn every replica away at once when they are busiest.
+struct DatabaseProbe {
+    options: PgConnectOptions,
+    connection: Option<PgConnection>,
+    timeout: Duration,
+}
+
+impl DatabaseProbe {
+    async fn answers(&mut self) -> bool {
+        let asked = tokio::time::timeout(self.timeout, async {
+            // A connection that failed or timed out is dropped here, half-closed as it may
+            // be: the next check opens a fresh one.
+            let mut connection = match self.connection.take() {
+                Some(connection) => connection,
+                None => self.options.connect().await?,
+            };
+            connection.ping().await?;
+            self.connection = Some(connection);
+            Ok::<_, sqlx::Error>(())
+        })
+        .await;
+        asked.is_ok_and(|answer| answer.is_ok())
     }
 }
 
@@ -72,7 +100,11 @@ pub fn follow(
 ) {
     let (ready, readiness) = watch::channel(false);
     let interval = Duration::from_millis(settings.check_interval_ms);
-    let timeout = Duration::from_millis(settings.check_timeout_ms);
+    let mut probe = DatabaseProbe {
+        options: (*pool.connect_options()).clone(),
+        connection: None,
+        timeout: Duration::from_millis(settings.check_timeout_ms),
+    };
     let task = async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -82,9 +114,7 @@ pub fn follow(
                 _ = stop.announced().cancelled(), if !stop.announced().is_cancelled() => {}
                 _ = tick.tick() => {}
             }
-            let database = tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&pool))
-                .await
-                .is_ok_and(|answer| answer.is_ok());
+            let database = probe.answers().await;
             let broker = broker.is_up();
             for (dependency, up) in [("database", database), ("broker", broker)] {
                 metrics::gauge!("ism_dependency_up", "service" => service.as_str(), "dependency" => dependency)

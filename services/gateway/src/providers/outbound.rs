@@ -3,6 +3,7 @@
 //! worker acts on (retry, fail, flag the channel).
 use std::time::Duration;
 
+use ism_platform::telemetry;
 use ism_proto::types::v1::{DeliveryFailure, MessageContent};
 use serde_json::Value;
 use uuid::Uuid;
@@ -306,13 +307,15 @@ pub async fn send(
             ));
         }
     };
-    let response = request.timeout(timeout).send().await.map_err(|e| {
-        if e.is_timeout() {
-            Failure::Transient("the provider did not answer in time".into())
-        } else {
-            Failure::Transient(format!("cannot reach the provider: {e}"))
-        }
-    })?;
+    let response = telemetry::send_http(request.timeout(timeout))
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                Failure::Transient("the provider did not answer in time".into())
+            } else {
+                Failure::Transient(format!("cannot reach the provider: {e}"))
+            }
+        })?;
     let code = response.status().as_u16();
     let retry_after = response
         .headers()

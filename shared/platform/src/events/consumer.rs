@@ -27,7 +27,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use super::topology::QueueSpec;
-use super::{Amqp, DEAD_LETTER_REASON_HEADER};
+use super::{Amqp, DEAD_LETTER_REASON_HEADER, TracedEvent};
 use crate::telemetry;
 
 /// Why a handler did not apply an event.
@@ -79,7 +79,8 @@ impl EventContext {
 pub struct Batch {
     pool: PgPool,
     consumer: Arc<str>,
-    events: Vec<(Uuid, Event)>,
+    /// Each event with the trace context it was published in.
+    events: Vec<(Uuid, TracedEvent)>,
 }
 
 impl Batch {
@@ -89,6 +90,16 @@ impl Batch {
     pub async fn begin(
         &self,
     ) -> Result<(Transaction<'static, Postgres>, Vec<Event>), HandlerError> {
+        let (tx, fresh) = self.begin_traced().await?;
+        Ok((tx, fresh.into_iter().map(|traced| traced.event).collect()))
+    }
+
+    /// Like [`Self::begin`], with each event's own trace context: for work the handler
+    /// leaves for later (a queued delivery), which continues the event's trace rather
+    /// than the batch's.
+    pub async fn begin_traced(
+        &self,
+    ) -> Result<(Transaction<'static, Postgres>, Vec<TracedEvent>), HandlerError> {
         let mut tx = self.pool.begin().await?;
         let mut ids: Vec<Uuid> = self.events.iter().map(|(id, _)| *id).collect();
         // Inbox rows in id order, so two overlapping batches never wait on each other in
@@ -108,14 +119,14 @@ impl Batch {
             .events
             .iter()
             .filter(|(id, _)| fresh.remove(id))
-            .map(|(_, event)| event.clone())
+            .map(|(_, traced)| traced.clone())
             .collect();
         Ok((tx, events))
     }
 
     /// The batch's events in delivery order, duplicates included.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
-        self.events.iter().map(|(_, event)| event)
+        self.events.iter().map(|(_, traced)| &traced.event)
     }
 
     /// How many deliveries the batch holds.
@@ -352,9 +363,15 @@ impl<H: EventHandler> Lane<H> {
     /// each goes through [`Lane::process`] alone.
     async fn process_batch(&self, deliveries: Vec<(Delivery, Event)>) {
         let started = Instant::now();
-        let events: Option<Vec<(Uuid, Event)>> = deliveries
+        let events: Option<Vec<(Uuid, TracedEvent)>> = deliveries
             .iter()
-            .map(|(_, event)| Some((event.id.parse().ok()?, event.clone())))
+            .map(|(delivery, event)| {
+                let traced = TracedEvent {
+                    event: event.clone(),
+                    trace: trace_headers(delivery),
+                };
+                Some((event.id.parse().ok()?, traced))
+            })
             .collect();
         let result = match events {
             Some(events) => {
@@ -369,8 +386,8 @@ impl<H: EventHandler> Lane<H> {
                     size = events.len(),
                 );
                 // A batch has many parents: it links to each event's own trace.
-                for (delivery, _) in &deliveries {
-                    let cx = telemetry::context_from_map(&trace_headers(delivery));
+                for (_, traced) in &events {
+                    let cx = telemetry::context_from_map(&traced.trace);
                     span.add_link(cx.span().span_context().clone());
                 }
                 let batch = Batch {

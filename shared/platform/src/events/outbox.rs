@@ -37,19 +37,43 @@ pub struct TracedEvent {
 }
 
 impl TracedEvent {
-    /// `event`, carrying the current span's trace context.
+    /// `event`, created in the current span: it carries the context of a PRODUCER span
+    /// there.
     pub fn here(event: Event) -> Self {
-        Self {
-            event,
-            trace: telemetry::current_context_headers(),
-        }
+        let trace = produced(std::slice::from_ref(&event));
+        Self { event, trace }
     }
+}
+
+/// The context of a PRODUCER span for `events` created now (OpenTelemetry's messaging
+/// "create" operation), in the current span: it travels with the events, so each
+/// consumer's span is its child, and the trace shows where the events were raised.
+fn produced(events: &[Event]) -> BTreeMap<String, String> {
+    let kind = match events {
+        [first, rest @ ..] if rest.iter().all(|e| e.r#type == first.r#type) => {
+            first.r#type.as_str()
+        }
+        _ => "events",
+    };
+    let span = tracing::info_span!(
+        "event.create",
+        otel.name = %format!("create {kind}"),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "create",
+        messaging.destination.name = kind,
+        messaging.batch.message_count = events.len(),
+    );
+    span.in_scope(telemetry::current_context_headers)
 }
 
 /// Stores many events in the outbox with one statement (bulk writes such as imports),
 /// within the caller's transaction; in the given order.
 pub async fn enqueue_all(conn: &mut PgConnection, events: &[Event]) -> sqlx::Result<()> {
-    let trace = telemetry::current_context_headers();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let trace = produced(events);
     insert(conn, events.iter().map(|event| (event, &trace))).await
 }
 
