@@ -339,6 +339,23 @@ def outbound_egress(label, manifest, values):
     print(f"    egress: outbound ports {sorted(wanted)} from gateway and integrations only")
 
 
+def dashboard(label, manifest):
+    """The Grafana dashboard, when rendered, is JSON whose every query reads a metric family the
+    services export (or the process collector's)."""
+    with open(os.path.join(ROOT, "shared", "platform", "src", "metrics.rs")) as f:
+        families = set(re.findall(r'"(ism_[a-z_]+)"', f.read()))
+    for doc in yaml.safe_load_all(manifest):
+        if not doc or doc.get("kind") != "ConfigMap" or "is-messenger.json" not in (doc.get("data") or {}):
+            continue
+        board = json.loads(doc["data"]["is-messenger.json"])
+        exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+        used = {re.sub(r"_bucket$", "", m) for e in exprs for m in re.findall(r"\b(ism_[a-z_]+)", e)}
+        unknown = sorted(used - families)
+        if unknown:
+            fail(f"{label}: the dashboard queries unknown metrics {unknown}")
+        print(f"    dashboard: {len(board['panels'])} panels, {len(used)} metric families, all exported")
+
+
 cases = [("default values", os.path.join(CHART, "values.yaml"), {})]
 for path in sorted(glob.glob(os.path.join(ROOT, "k8s", "examples", "values-*.yaml"))):
     cases.append((os.path.relpath(path, ROOT), path, load_yaml(path)))
@@ -367,6 +384,7 @@ for label, path, user in cases:
     if not notes or "grpcurl" not in notes:
         fail(f"{label}: NOTES.txt did not render")
     outbound_egress(label, manifest, coalesce(DEFAULTS, user))
+    dashboard(label, manifest)
     print(f"    render: ok ({manifest.count(chr(10) + 'kind: ')} resources) -> {name}.yaml")
 
 # --- negative test ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use ism_platform::egress::Egress;
 use ism_platform::events::{enqueue, topics};
 use ism_platform::ratelimit::{Decision, Limiter};
 use ism_platform::sealing::Sealer;
+use ism_platform::telemetry;
 use ism_proto::events::v1 as ev;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use secrecy::SecretString;
@@ -106,13 +107,9 @@ impl Poster {
                 headers.insert(name, value);
             }
         }
-        let sent = self
-            .client
-            .post(url)
-            .headers(headers)
-            .body(body.to_owned())
-            .send()
-            .await;
+        let sent =
+            telemetry::send_http(self.client.post(url).headers(headers).body(body.to_owned()))
+                .await;
         let mut response = match sent {
             Ok(response) => response,
             Err(e) => {

@@ -120,6 +120,12 @@ async fn subscribed_events_arrive_once_each_signed_filtered_and_logged() {
     );
     let ids: HashSet<&str> = all.iter().map(|r| header(r, "webhook-id")).collect();
     assert_eq!(ids.len(), 6, "one webhook-id per event");
+    // Each delivery carries its trace, so a receiver that traces continues it.
+    let traces: HashSet<&str> = all.iter().map(|r| header(r, "traceparent")).collect();
+    assert!(
+        traces.iter().all(|t| t.len() == 55 && t.starts_with("00-")),
+        "{traces:?}"
+    );
     for received in &all {
         assert!(
             verifies(received, &secret),
