@@ -40,6 +40,26 @@ impl TraceService for Collector {
     }
 }
 
+impl Collector {
+    /// The spans of the first trace whose span `root` was collected, once one of them
+    /// is `reaching`.
+    async fn trace(&self, root: &str, what: &str, reaching: impl Fn(&Span) -> bool) -> Vec<Span> {
+        eventually(Duration::from_secs(30), what, || {
+            let spans = self.spans.lock().unwrap().clone();
+            let found = spans.iter().find(|s| s.name == root).map(|root| {
+                spans
+                    .iter()
+                    .filter(|s| s.trace_id == root.trace_id)
+                    .cloned()
+                    .collect::<Vec<Span>>()
+            });
+            let done = found.filter(|trace| trace.iter().any(&reaching));
+            async move { done }
+        })
+        .await
+    }
+}
+
 fn named<'a>(trace: &'a [Span], name: &str) -> &'a Span {
     trace
         .iter()
@@ -115,19 +135,9 @@ async fn a_message_is_one_trace_each_way_across_services_queues_and_the_provider
         200
     );
 
-    let trace = eventually(Duration::from_secs(30), "a trace reaching contacts", || {
-        let spans = collector.spans.lock().unwrap().clone();
-        async move {
-            let webhook = spans.iter().find(|s| s.name == WEBHOOK)?;
-            let trace: Vec<Span> = spans
-                .iter()
-                .filter(|s| s.trace_id == webhook.trace_id)
-                .cloned()
-                .collect();
-            trace.iter().any(|s| s.name == RESOLVE).then_some(trace)
-        }
-    })
-    .await;
+    let trace = collector
+        .trace(WEBHOOK, "a trace reaching contacts", |s| s.name == RESOLVE)
+        .await;
 
     let webhook = named(&trace, WEBHOOK);
     let consume = trace
@@ -240,23 +250,9 @@ async fn a_message_is_one_trace_each_way_across_services_queues_and_the_provider
         s.name == "event.consume"
             && attribute(s, "consumer").as_deref() == Some("conversations.status")
     };
-    let trace = eventually(
-        Duration::from_secs(30),
-        "the reply's trace reaching its status update",
-        || {
-            let spans = collector.spans.lock().unwrap().clone();
-            async move {
-                let send = spans.iter().find(|s| s.name == SEND)?;
-                let trace: Vec<Span> = spans
-                    .iter()
-                    .filter(|s| s.trace_id == send.trace_id)
-                    .cloned()
-                    .collect();
-                trace.iter().any(status_consumer).then_some(trace)
-            }
-        },
-    )
-    .await;
+    let trace = collector
+        .trace(SEND, "the reply's trace reaching its status update", status_consumer)
+        .await;
     let send = named(&trace, SEND);
     let status = trace
         .iter()
