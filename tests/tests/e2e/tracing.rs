@@ -251,7 +251,11 @@ async fn a_message_is_one_trace_each_way_across_services_queues_and_the_provider
             && attribute(s, "consumer").as_deref() == Some("conversations.status")
     };
     let trace = collector
-        .trace(SEND, "the reply's trace reaching its status update", status_consumer)
+        .trace(
+            SEND,
+            "the reply's trace reaching its status update",
+            status_consumer,
+        )
         .await;
     let send = named(&trace, SEND);
     let status = trace
