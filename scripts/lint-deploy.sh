@@ -353,7 +353,8 @@ def dashboard(label, manifest):
         unknown = sorted(used - families)
         if unknown:
             fail(f"{label}: the dashboard queries unknown metrics {unknown}")
-        print(f"    dashboard: {len(board['panels'])} panels, {len(used)} metric families, all exported")
+        else:
+            print(f"    dashboard: {len(board['panels'])} panels, {len(used)} metric families, all exported")
 
 
 cases = [("default values", os.path.join(CHART, "values.yaml"), {})]
