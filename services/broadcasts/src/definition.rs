@@ -3,7 +3,7 @@
 use ism_platform::content;
 use ism_platform::convert::uuid;
 use ism_platform::error::{FieldError, Violations};
-use ism_platform::personalize::{self, Sender, Variables};
+use ism_platform::personalize::{self, Sender};
 use ism_proto::broadcasts::v1 as pb;
 use ism_proto::types::v1::message_content::Kind;
 use ism_proto::types::v1::{ChannelType, MessageContent};
@@ -61,23 +61,6 @@ fn needs_template(channel_type: i32) -> bool {
     )
 }
 
-/// The personalisable texts of `content`, by field path.
-fn texts(content: &MessageContent) -> Vec<(String, &str)> {
-    match &content.kind {
-        Some(Kind::Text(text)) => vec![("content.text.body".to_owned(), text.body.as_str())],
-        Some(Kind::Media(media)) => {
-            vec![("content.media.caption".to_owned(), media.caption.as_str())]
-        }
-        Some(Kind::Template(template)) => template
-            .variables
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("content.template.variables[{i}]"), v.as_str()))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// The content for `channel_type`, or every reason it cannot be broadcast there.
 fn check_content(
     content: Option<&MessageContent>,
@@ -110,7 +93,7 @@ fn check_content(
             "a broadcast answers no message",
         ));
     }
-    for (field, text) in texts(&content) {
+    for (field, text) in personalize::texts(&content) {
         let field = format!("definition.{field}");
         violations.check(personalize::check(
             &field,
@@ -197,27 +180,4 @@ pub async fn check(
         content: content.encode_to_vec(),
         labels,
     })
-}
-
-/// Whether `content` names variables, so each recipient gets a rendering of their own.
-pub fn personalised(content: &MessageContent) -> bool {
-    texts(content)
-        .iter()
-        .any(|(_, text)| personalize::has_variables(text))
-}
-
-/// `content` rendered for one Contact.
-pub fn render(content: &MessageContent, variables: &Variables) -> Result<MessageContent, String> {
-    let mut rendered = content.clone();
-    match &mut rendered.kind {
-        Some(Kind::Text(text)) => text.body = personalize::render(&text.body, variables)?,
-        Some(Kind::Media(media)) => media.caption = personalize::render(&media.caption, variables)?,
-        Some(Kind::Template(template)) => {
-            for variable in &mut template.variables {
-                *variable = personalize::render(variable, variables)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(rendered)
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use ism_platform::error::Error as PlatformError;
 use ism_platform::events::{self, topics};
-use ism_platform::personalize::Variables;
+use ism_platform::personalize::{self, Variables};
 use ism_proto::broadcasts::v1 as pb;
 use ism_proto::contacts::v1::Contact;
 use ism_proto::events::v1::DeliveryRequested;
@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::BroadcastsSettings;
-use crate::definition;
 use crate::directory::{Directory, FREEZE_BATCH};
 use crate::error::Error;
 use crate::lifecycle::{self, running};
@@ -294,7 +293,7 @@ impl Runner {
         }
         let content = MessageContent::decode(broadcast.content.as_slice())
             .map_err(|e| Error::Unexpected(e.into()))?;
-        let field_keys = if definition::personalised(&content) {
+        let field_keys = if personalize::personalised(&content) {
             Some(self.directory.field_keys(broadcast.workspace_id).await?)
         } else {
             None
@@ -409,7 +408,7 @@ impl Runner {
         .await?
         .map(|b| b.content);
         let unchanged = original.as_deref() == Some(broadcast.content.as_slice());
-        let personalised = definition::personalised(
+        let personalised = personalize::personalised(
             &MessageContent::decode(broadcast.content.as_slice())
                 .map_err(|e| Error::Unexpected(e.into()))?,
         );
@@ -511,10 +510,12 @@ fn recipient(
         return skipped(NO_IDENTITY);
     };
     let content = match field_keys {
-        Some(keys) => match definition::render(content, &Variables::of_contact(contact, keys)) {
-            Ok(own) => Some(own.encode_to_vec()),
-            Err(e) => return skipped(&format!("the message cannot be personalised: {e}")),
-        },
+        Some(keys) => {
+            match personalize::render_content(content, &Variables::of_contact(contact, keys)) {
+                Ok(own) => Some(own.encode_to_vec()),
+                Err(e) => return skipped(&format!("the message cannot be personalised: {e}")),
+            }
+        }
         None => None,
     };
     NewRecipient {

@@ -1,6 +1,7 @@
 //! The triggers queue is bound to a Contact's messages and to opened conversations only
 //! while some enabled workflow has that trigger (ADR 26), in the transaction that changes
-//! the workflows.
+//! the workflows; to messages also while an enabled workflow asks questions or a run
+//! awaits an answer.
 use std::collections::HashSet;
 
 use ism_platform::events::topology::WORKFLOWS_TRIGGERS;
@@ -27,6 +28,9 @@ pub async fn sync(amqp: &Amqp, tx: &mut PgConnection) -> Result<(), Error> {
         if store::any_triggered(tx, kind).await? {
             bound.insert(key);
         }
+    }
+    if store::any_asking(tx).await? {
+        bound.insert(topics::MESSAGE_CREATED.key());
     }
     let keys = TRIGGERS.map(|(key, _)| key);
     bindings::apply(

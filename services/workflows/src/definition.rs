@@ -2,10 +2,11 @@
 //! whole (every step reachable from the first, every `next` naming a step, every loop
 //! passing through a capped jump), each fault named by its path
 //! (`definition.steps[3].branch.cases[0].next`).
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ism_platform::convert;
 use ism_platform::error::{FieldError, Violations};
+use ism_platform::personalize;
 use ism_proto::types::v1::ChannelType;
 use ism_proto::workflows::v1 as pb;
 use ism_proto::workflows::v1::step::Kind;
@@ -24,6 +25,11 @@ const MAX_WAIT_SECONDS: u32 = 30 * 24 * 3600;
 const MAX_SUMMARY: usize = 2000;
 const MAX_COMMENT: usize = 4096;
 const MAX_JUMPS: u32 = 10;
+const MAX_OPTIONS: usize = 10;
+const MAX_OPTION: usize = 100;
+const MAX_RETRIES: u32 = 5;
+/// Longest value compared in a condition, and longest retry text.
+const MAX_VALUE: usize = 1000;
 
 /// The kind of a step, as recorded in a run's history.
 pub fn kind_name(kind: &Kind) -> &'static str {
@@ -36,7 +42,22 @@ pub fn kind_name(kind: &Kind) -> &'static str {
         Kind::Close(_) => "close",
         Kind::Comment(_) => "comment",
         Kind::Jump(_) => "jump",
+        Kind::Ask(_) => "ask",
     }
+}
+
+/// Whether the definition has an ask step (its runs wait for Contacts' messages).
+pub fn asks(definition: &pb::WorkflowDefinition) -> bool {
+    definition
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, Some(Kind::Ask(_))))
+}
+
+fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn step_id_ok(id: &str) -> bool {
@@ -115,6 +136,11 @@ fn exits(step: &pb::Step) -> Vec<(String, &str)> {
             all
         }
         Some(Kind::Jump(j)) => vec![("jump.to".into(), j.to.as_str())],
+        Some(Kind::Ask(a)) => vec![
+            ("next".into(), step.next.as_str()),
+            ("ask.timeout_next".into(), a.timeout_next.as_str()),
+            ("ask.invalid_next".into(), a.invalid_next.as_str()),
+        ],
         _ => vec![("next".into(), step.next.as_str())],
     }
     .into_iter()
@@ -163,6 +189,25 @@ fn step(step: &pb::Step, v: &mut Violations) {
                         Some(C::ChannelId(id)) if Uuid::parse_str(id).is_err() => v.push(
                             FieldError::new(format!("{field}.channel_id"), "must be a UUID"),
                         ),
+                        Some(C::VariableEquals(e) | C::FieldEquals(e)) => {
+                            let which = if matches!(condition.kind, Some(C::VariableEquals(_))) {
+                                "variable_equals"
+                            } else {
+                                "field_equals"
+                            };
+                            if !name_ok(&e.name) {
+                                v.push(FieldError::new(
+                                    format!("{field}.{which}.name"),
+                                    "must be 1 to 64 letters, digits or _",
+                                ));
+                            }
+                            if e.value.chars().count() > MAX_VALUE {
+                                v.push(FieldError::new(
+                                    format!("{field}.{which}.value"),
+                                    format!("must be at most {MAX_VALUE} characters"),
+                                ));
+                            }
+                        }
                         Some(_) => {}
                     }
                 }
@@ -221,6 +266,7 @@ fn step(step: &pb::Step, v: &mut Violations) {
                 ));
             }
         }
+        Some(Kind::Ask(a)) => ask(a, v),
         Some(Kind::Jump(j)) => {
             if j.to.is_empty() {
                 v.push(FieldError::new("jump.to", "is required"));
@@ -232,6 +278,82 @@ fn step(step: &pb::Step, v: &mut Violations) {
                 ));
             }
         }
+    }
+}
+
+fn ask(a: &pb::AskStep, v: &mut Violations) {
+    if let Err(e) =
+        ism_platform::content::outbound(a.question.as_ref(), ChannelType::Unspecified as i32)
+    {
+        v.push(e.within("ask.question"));
+    }
+    let answer_type = pb::AnswerType::try_from(a.answer_type);
+    if answer_type.is_err() {
+        v.push(FieldError::new("ask.answer_type", "unknown value"));
+    }
+    let choice = answer_type == Ok(pb::AnswerType::Choice);
+    if choice && !(2..=MAX_OPTIONS).contains(&a.options.len()) {
+        v.push(FieldError::new(
+            "ask.options",
+            format!("must hold 2 to {MAX_OPTIONS} options for a choice"),
+        ));
+    }
+    if !choice && !a.options.is_empty() {
+        v.push(FieldError::new(
+            "ask.options",
+            "are only for ANSWER_TYPE_CHOICE",
+        ));
+    }
+    for (i, option) in a.options.iter().enumerate() {
+        if option.trim().is_empty() || option.chars().count() > MAX_OPTION {
+            v.push(FieldError::new(
+                format!("ask.options[{i}]"),
+                format!("must be 1 to {MAX_OPTION} characters"),
+            ));
+        }
+    }
+    let number = answer_type == Ok(pb::AnswerType::Number);
+    for (field, bound) in [("ask.min", a.min), ("ask.max", a.max)] {
+        match bound {
+            Some(_) if !number => v.push(FieldError::new(field, "is only for ANSWER_TYPE_NUMBER")),
+            Some(b) if !b.is_finite() => v.push(FieldError::new(field, "must be a finite number")),
+            _ => {}
+        }
+    }
+    if let (Some(lo), Some(hi)) = (a.min, a.max)
+        && lo > hi
+    {
+        v.push(FieldError::new("ask.max", "must not be less than ask.min"));
+    }
+    if a.retries > MAX_RETRIES {
+        v.push(FieldError::new(
+            "ask.retries",
+            format!("must be 0 to {MAX_RETRIES}"),
+        ));
+    }
+    if a.retry_text.chars().count() > MAX_VALUE {
+        v.push(FieldError::new(
+            "ask.retry_text",
+            format!("must be at most {MAX_VALUE} characters"),
+        ));
+    }
+    if !a.save_to_variable.is_empty() && !name_ok(&a.save_to_variable) {
+        v.push(FieldError::new(
+            "ask.save_to_variable",
+            "must be 1 to 64 letters, digits or _",
+        ));
+    }
+    if !a.save_to_field.is_empty() && !name_ok(&a.save_to_field) {
+        v.push(FieldError::new(
+            "ask.save_to_field",
+            "must be a custom Contact Field's key",
+        ));
+    }
+    if !(1..=MAX_WAIT_SECONDS).contains(&a.timeout_seconds) {
+        v.push(FieldError::new(
+            "ask.timeout_seconds",
+            format!("must be 1 to {MAX_WAIT_SECONDS} (30 days)"),
+        ));
     }
 }
 
@@ -305,6 +427,127 @@ fn graph(steps: &[pb::Step], v: &mut Violations) {
             break;
         }
     }
+}
+
+/// The variables set on every path into each step (by index): an ask step sets its
+/// variable on its `next` edge only (a timeout or invalid answers set nothing).
+fn variables_set(steps: &[pb::Step]) -> Vec<Option<BTreeSet<String>>> {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    // None: no path reaches the step yet (the top of the lattice).
+    let mut into: Vec<Option<BTreeSet<String>>> = vec![None; steps.len()];
+    into[0] = Some(BTreeSet::new());
+    let mut todo = vec![0usize];
+    while let Some(i) = todo.pop() {
+        let Some(here) = into[i].clone() else {
+            continue;
+        };
+        for (field, to) in exits(&steps[i]) {
+            let Some(&j) = index.get(to) else { continue };
+            let mut out = here.clone();
+            if let Some(Kind::Ask(a)) = &steps[i].kind
+                && field == "next"
+                && !a.save_to_variable.is_empty()
+            {
+                out.insert(a.save_to_variable.clone());
+            }
+            let met = match &into[j] {
+                None => out,
+                Some(before) => before.intersection(&out).cloned().collect(),
+            };
+            if into[j].as_ref() != Some(&met) {
+                into[j] = Some(met);
+                todo.push(j);
+            }
+        }
+    }
+    into
+}
+
+/// Checks what a definition names against the Workspace before it is published: custom
+/// Contact Fields (`field_keys`) that exist, and variables set on every path before a
+/// step names them (in a text or a condition); every fault under `definition.`.
+pub fn check_references(
+    definition: &pb::WorkflowDefinition,
+    field_keys: &[String],
+) -> Result<(), Violations> {
+    let set = variables_set(&definition.steps);
+    let mut v = Violations::new();
+    for (i, s) in definition.steps.iter().enumerate() {
+        let known = set[i].clone().unwrap_or_default();
+        let at = |field: &str| format!("steps[{i}].{field}");
+        let (content, under) = match &s.kind {
+            Some(Kind::SendMessage(m)) => (m.content.as_ref(), "send_message"),
+            Some(Kind::Ask(a)) => (a.question.as_ref(), "ask.question"),
+            _ => (None, ""),
+        };
+        let hint = format!(
+            "use contact.<profile field>, contact.fields.<custom field key> or vars.<a variable set before this step{}>",
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", known.iter().cloned().collect::<Vec<_>>().join(", "))
+            }
+        );
+        for (field, text) in content.map(personalize::texts).unwrap_or_default() {
+            let field = match under {
+                "send_message" => at(&format!("send_message.{field}")),
+                _ => at(&format!("{under}.{}", field.trim_start_matches("content."))),
+            };
+            if let Err(e) = personalize::check_names(&field, text, &hint, |name| {
+                personalize::names_contact(name, field_keys)
+                    || name
+                        .strip_prefix("vars.")
+                        .is_some_and(|var| known.contains(var))
+            }) {
+                v.push(e);
+            }
+        }
+        if let Some(Kind::Ask(a)) = &s.kind
+            && !a.save_to_field.is_empty()
+            && !field_keys.contains(&a.save_to_field)
+        {
+            v.push(FieldError::new(
+                at("ask.save_to_field"),
+                format!("no custom Contact Field {:?}", a.save_to_field),
+            ));
+        }
+        if let Some(Kind::Branch(b)) = &s.kind {
+            use pb::condition::Kind as C;
+            for (c, case) in b.cases.iter().enumerate() {
+                for (j, condition) in case.all.iter().enumerate() {
+                    let field = at(&format!("branch.cases[{c}].all[{j}]"));
+                    match &condition.kind {
+                        Some(C::VariableEquals(e)) if !known.contains(&e.name) => {
+                            v.push(FieldError::new(
+                                format!("{field}.variable_equals.name"),
+                                format!(
+                                    "variable {:?} is not set on every path to this step",
+                                    e.name
+                                ),
+                            ))
+                        }
+                        Some(C::FieldEquals(e)) if !field_keys.contains(&e.name) => {
+                            v.push(FieldError::new(
+                                format!("{field}.field_equals.name"),
+                                format!("no custom Contact Field {:?}", e.name),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    if v.is_empty() {
+        return Ok(());
+    }
+    let mut within = Violations::new();
+    within.extend_within("definition", v);
+    Err(within)
 }
 
 /// Checks `definition` whole, within `max_steps`; every fault under `definition.`.

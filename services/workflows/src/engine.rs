@@ -9,12 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ism_platform::peer::Peer;
+use ism_platform::personalize::{self, Variables};
 use ism_proto::contacts::v1 as ct;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::contacts::v1::field_value::Kind as FieldKind;
 use ism_proto::conversations::v1 as cv;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
+use ism_proto::types::v1::{MessageContent, Text, message_content};
 use ism_proto::workflows::v1 as pb;
 use ism_proto::workflows::v1::step::Kind;
 use prost::Message;
@@ -25,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::announce;
+use crate::answers;
 use crate::config::WorkflowsSettings;
 use crate::definition::kind_name;
 use crate::error::Error;
@@ -56,6 +61,8 @@ enum Effect {
     Next(Option<String>),
     /// Wait, then go on to this step.
     Wait(Duration, Option<String>),
+    /// Wait for the Contact's answer to this (ask) step until then.
+    Await(DateTime<Utc>),
 }
 
 /// Whether to take the run's next step now.
@@ -167,7 +174,7 @@ impl Engine {
             Err(Error::NotFound(_)) => {
                 run.state = RunState::Cancelled;
                 run.error = "its workflow was deleted".into();
-                store::advance(&mut tx, &run).await?;
+                settle(&mut tx, &run).await?;
                 tx.commit().await?;
                 return Ok(Flow::Stop);
             }
@@ -175,7 +182,7 @@ impl Engine {
         };
         let Some(step) = definition.steps.iter().find(|s| s.id == run.current_step) else {
             run.state = RunState::Completed;
-            store::advance(&mut tx, &run).await?;
+            settle(&mut tx, &run).await?;
             tx.commit().await?;
             return Ok(Flow::Stop);
         };
@@ -185,7 +192,7 @@ impl Engine {
                 "the step budget of {} steps ran out (a loop?)",
                 self.config.step_budget
             );
-            store::advance(&mut tx, &run).await?;
+            settle(&mut tx, &run).await?;
             tx.commit().await?;
             return Ok(Flow::Stop);
         }
@@ -195,29 +202,76 @@ impl Engine {
             )));
         };
         let seq = run.step_count + 1;
-        let input = ism_platform::json::message(step);
-        store::begin_step(&mut tx, run.id, seq, &step.id, kind_name(kind), &input).await?;
-        match self.perform(&mut run, step, kind, seq).await {
+        let done = match (kind, run.awaiting.is_empty(), run.answer.clone()) {
+            (_, true, _) => {
+                let input = ism_platform::json::message(step);
+                store::begin_step(&mut tx, run.id, seq, &step.id, kind_name(kind), &input).await?;
+                self.perform(&mut run, step, kind, seq).await
+            }
+            (Kind::Ask(ask), false, Some(answer)) => {
+                let input = json!({ "answer": answer });
+                store::begin_step(&mut tx, run.id, seq, &step.id, "answer", &input).await?;
+                self.answered(&mut run, step, ask, &answer, seq).await
+            }
+            (Kind::Ask(ask), false, None) if run.awaiting_until.is_none_or(|t| t <= Utc::now()) => {
+                let input = json!({ "awaited_until": run.awaiting_until });
+                store::begin_step(&mut tx, run.id, seq, &step.id, "answer_timeout", &input).await?;
+                Ok((
+                    Effect::Next(next_of(&ask.timeout_next)),
+                    json!({ "answered": false }),
+                ))
+            }
+            (Kind::Ask(_), false, None) => {
+                // Claimed before its deadline with no answer (an expired lease): wait on.
+                run.state = RunState::Waiting;
+                run.wake_at = run.awaiting_until.unwrap_or_else(Utc::now);
+                settle(&mut tx, &run).await?;
+                tx.commit().await?;
+                return Ok(Flow::Stop);
+            }
+            (_, false, _) => {
+                return Err(Error::Unexpected(anyhow::anyhow!(
+                    "run {} awaits an answer at step {:?}, which does not ask",
+                    run.id,
+                    step.id
+                )));
+            }
+        };
+        match done {
             Ok((effect, output)) => {
                 store::end_step(&mut tx, run.id, seq, &output, "").await?;
                 run.step_count = seq;
                 let flow = match effect {
-                    Effect::Next(Some(next)) => {
-                        run.current_step = next;
-                        Flow::Continue
-                    }
-                    Effect::Next(None) => {
-                        run.state = RunState::Completed;
+                    Effect::Await(until) => {
+                        run.state = RunState::Waiting;
+                        run.wake_at = until;
+                        run.awaiting = step.id.clone();
+                        run.awaiting_until = Some(until);
+                        run.answer = None;
                         Flow::Stop
                     }
+                    Effect::Next(next) => {
+                        run.stop_awaiting();
+                        match next {
+                            Some(next) => {
+                                run.current_step = next;
+                                Flow::Continue
+                            }
+                            None => {
+                                run.state = RunState::Completed;
+                                Flow::Stop
+                            }
+                        }
+                    }
                     Effect::Wait(duration, next) => {
+                        run.stop_awaiting();
                         run.state = RunState::Waiting;
                         run.wake_at = Utc::now() + duration;
                         run.current_step = next.unwrap_or_default();
                         Flow::Stop
                     }
                 };
-                store::advance(&mut tx, &run).await?;
+                settle(&mut tx, &run).await?;
                 tx.commit().await?;
                 Ok(flow)
             }
@@ -228,9 +282,153 @@ impl Engine {
                 run.step_count = seq;
                 run.state = RunState::Failed;
                 run.error = format!("step {:?}: {words}", step.id);
-                store::advance(&mut tx, &run).await?;
+                settle(&mut tx, &run).await?;
                 tx.commit().await?;
                 Ok(Flow::Stop)
+            }
+        }
+    }
+
+    /// Sends `content` in the run's conversation, its variables rendered, with the
+    /// idempotency key of step `seq`; the message's id.
+    async fn send(&self, run: &Run, content: &MessageContent, seq: i32) -> Result<String, Error> {
+        let content = if personalize::personalised(content) {
+            let keys = personalize::field_keys(&self.peers.contacts, run.workspace_id).await?;
+            let mut variables = Variables::of_contact(&self.contact(run).await?, &keys);
+            variables.vars = run.variables.0.clone();
+            personalize::render_content(content, &variables)
+                .map_err(|e| Error::precondition("content", format!("cannot be rendered: {e}")))?
+        } else {
+            content.clone()
+        };
+        let request = cv::SendMessageRequest {
+            conversation_id: run.conversation_id.to_string(),
+            content: Some(content),
+            client_message_id: format!("{}:{seq}", run.id),
+            snippet_id: String::new(),
+        };
+        let sent = self
+            .peers
+            .conversations
+            .call(
+                run.workspace_id,
+                "conversation",
+                request,
+                |mut c, r| async move { c.send_message(r).await },
+            )
+            .await?;
+        Ok(sent.message.map(|m| m.id).unwrap_or_default())
+    }
+
+    /// Takes the Contact's `answer` to `ask`: saved and on to the step's `next` when
+    /// valid; otherwise asked again while retries last, then on to `invalid_next`.
+    async fn answered(
+        &self,
+        run: &mut Run,
+        step: &pb::Step,
+        ask: &pb::AskStep,
+        answer: &str,
+        seq: i32,
+    ) -> Result<(Effect, Value), Error> {
+        match answers::take(ask, answer) {
+            Ok(value) => {
+                if !ask.save_to_field.is_empty() {
+                    self.set_field(run, &ask.save_to_field, &value).await?;
+                }
+                if !ask.save_to_variable.is_empty() {
+                    run.variables
+                        .0
+                        .insert(ask.save_to_variable.clone(), value.clone());
+                }
+                Ok((
+                    Effect::Next(next_of(&step.next)),
+                    json!({ "valid": true, "saved": value }),
+                ))
+            }
+            Err(why) if run.invalid_answers >= i32::try_from(ask.retries).unwrap_or(i32::MAX) => {
+                Ok((
+                    Effect::Next(next_of(&ask.invalid_next)),
+                    json!({ "valid": false, "why": why, "retries_spent": ask.retries }),
+                ))
+            }
+            Err(why) => {
+                run.invalid_answers += 1;
+                let text = if ask.retry_text.is_empty() {
+                    why.clone()
+                } else {
+                    ask.retry_text.clone()
+                };
+                let again = MessageContent {
+                    kind: Some(message_content::Kind::Text(Text { body: text })),
+                    ..Default::default()
+                };
+                let message_id = self.send(run, &again, seq).await?;
+                Ok((
+                    Effect::Await(run.awaiting_until.unwrap_or_else(Utc::now)),
+                    json!({ "valid": false, "why": why, "asked_again": message_id }),
+                ))
+            }
+        }
+    }
+
+    /// Saves `value` in the Contact's custom field `key`, typed as the field is.
+    async fn set_field(&self, run: &Run, key: &str, value: &str) -> Result<(), Error> {
+        let ws = run.workspace_id;
+        let fields = self
+            .peers
+            .contacts
+            .call(
+                ws,
+                "contact fields",
+                ct::ListContactFieldsRequest {},
+                |mut c, r| async move { c.list_contact_fields(r).await },
+            )
+            .await?
+            .fields;
+        let field = fields.iter().find(|f| f.key == key).ok_or_else(|| {
+            Error::precondition("save_to_field", format!("no custom Contact Field {key:?}"))
+        })?;
+        let kind = match field.r#type() {
+            ct::FieldType::Number => FieldKind::Number(value.parse().map_err(|_| {
+                Error::precondition(
+                    "save_to_field",
+                    format!("{key:?} takes a number, not {value:?}"),
+                )
+            })?),
+            ct::FieldType::Date => FieldKind::Date(value.to_owned()),
+            ct::FieldType::Checkbox => FieldKind::Checkbox(matches!(
+                value.to_lowercase().as_str(),
+                "yes" | "y" | "true" | "1"
+            )),
+            _ => FieldKind::Text(value.to_owned()),
+        };
+        // A concurrent change to the Contact makes its version stale: read it again.
+        let mut tries = 0;
+        loop {
+            let contact = self.contact(run).await?;
+            let request = ct::UpdateContactRequest {
+                id: run.contact_id.to_string(),
+                version: contact.version,
+                custom_fields: [(
+                    key.to_owned(),
+                    ct::FieldValue {
+                        kind: Some(kind.clone()),
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            };
+            let updated = self
+                .peers
+                .contacts
+                .call(ws, "contact", request, |mut c, r| async move {
+                    c.update_contact(r).await
+                })
+                .await;
+            match updated {
+                Err(Error::Precondition(_)) if tries < 3 => tries += 1,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
             }
         }
     }
@@ -248,24 +446,22 @@ impl Engine {
         let next = next_of(&step.next);
         Ok(match kind {
             Kind::SendMessage(send) => {
-                let request = cv::SendMessageRequest {
-                    conversation_id,
-                    content: send.content.clone(),
-                    client_message_id: format!("{}:{seq}", run.id),
-                    snippet_id: String::new(),
-                };
-                let sent = self
-                    .peers
-                    .conversations
-                    .call(ws, "conversation", request, |mut c, r| async move {
-                        c.send_message(r).await
-                    })
-                    .await?;
-                let id = sent.message.map(|m| m.id).unwrap_or_default();
+                let content = send.content.clone().unwrap_or_default();
+                let id = self.send(run, &content, seq).await?;
                 (Effect::Next(next), json!({"message_id": id}))
             }
+            Kind::Ask(ask) => {
+                let question = ask.question.clone().unwrap_or_default();
+                let id = self.send(run, &question, seq).await?;
+                run.invalid_answers = 0;
+                let until = Utc::now() + Duration::from_secs(u64::from(ask.timeout_seconds));
+                (
+                    Effect::Await(until),
+                    json!({"message_id": id, "until": until.to_rfc3339()}),
+                )
+            }
             Kind::Branch(branch) => {
-                let mut tags: Option<Vec<String>> = None;
+                let mut contact: Option<ct::Contact> = None;
                 let mut chosen = None;
                 for (i, case) in branch.cases.iter().enumerate() {
                     let mut holds = true;
@@ -278,11 +474,26 @@ impl Engine {
                                 .contains(&text.to_lowercase()),
                             Some(C::ChannelId(id)) => run.channel_id.to_string() == *id,
                             Some(C::HasTag(tag)) => {
-                                if tags.is_none() {
-                                    tags = Some(self.tags(run).await?);
+                                if contact.is_none() {
+                                    contact = Some(self.contact(run).await?);
                                 }
-                                tags.as_ref().is_some_and(|all| all.contains(tag))
+                                contact.as_ref().is_some_and(|c| c.tags.contains(tag))
                             }
+                            Some(C::FieldEquals(equals)) => {
+                                if contact.is_none() {
+                                    contact = Some(self.contact(run).await?);
+                                }
+                                let value = contact
+                                    .as_ref()
+                                    .and_then(|c| c.custom_fields.get(&equals.name))
+                                    .map_or_else(String::new, personalize::field_text);
+                                value.eq_ignore_ascii_case(equals.value.trim())
+                            }
+                            Some(C::VariableEquals(equals)) => run
+                                .variables
+                                .get(&equals.name)
+                                .map_or("", String::as_str)
+                                .eq_ignore_ascii_case(equals.value.trim()),
                             None => false,
                         };
                     }
@@ -385,12 +596,11 @@ impl Engine {
         })
     }
 
-    async fn tags(&self, run: &Run) -> Result<Vec<String>, Error> {
+    async fn contact(&self, run: &Run) -> Result<ct::Contact, Error> {
         let request = ct::GetContactRequest {
             id: run.contact_id.to_string(),
         };
-        let contact = self
-            .peers
+        self.peers
             .contacts
             .call(
                 run.workspace_id,
@@ -398,7 +608,15 @@ impl Engine {
                 request,
                 |mut c, r| async move { c.get_contact(r).await },
             )
-            .await?;
-        Ok(contact.contact.map(|c| c.tags).unwrap_or_default())
+            .await?
+            .contact
+            .ok_or(Error::NotFound("contact"))
     }
+}
+
+/// Writes the run as it now is, with the event of a run that has just ended.
+async fn settle(tx: &mut sqlx::PgConnection, run: &Run) -> Result<(), Error> {
+    store::advance(tx, run).await?;
+    announce::moved(tx, run).await?;
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! The workflows service: a trigger and a graph of steps that automate conversations,
 //! versioned, with durable runs that resume where they were after a restart and never
 //! take a step's effect twice.
+mod announce;
+mod answers;
 mod api;
 mod bindings;
 pub mod config;
@@ -45,6 +47,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
         contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
     };
     let wake = Arc::new(Notify::new());
+    announce::describe();
     service.every_in_transaction("trigger-bindings", BINDINGS_EVERY, |amqp, tx| {
         Box::pin(bindings::sync(amqp, tx))
     });
@@ -68,6 +71,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
             pool: service.pool.clone(),
             amqp: service.amqp.clone(),
             config,
+            contacts: peers.contacts.clone(),
         },
         runs: runs::Runs {
             pool: service.pool.clone(),

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::announce;
 use crate::engine::Peers;
 use crate::error::Error;
 use crate::states::RunState;
@@ -146,6 +147,7 @@ impl Runs {
             run.error.clear();
         }
         store::advance(&mut tx, &run).await?;
+        announce::moved(&mut tx, &run).await?;
         tx.commit().await?;
         self.wake.notify_one();
         self.read(workspace_id, id).await

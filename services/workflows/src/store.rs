@@ -85,22 +85,25 @@ pub async fn update_draft(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Publishes `definition` as the workflow's next version, enabled.
+/// Publishes `definition` as the workflow's next version, enabled; `asks` when it has an
+/// ask step.
 pub async fn publish(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     id: Uuid,
     definition: &[u8],
     trigger: TriggerKind,
+    asks: bool,
 ) -> sqlx::Result<bool> {
     let version: Option<i32> = sqlx::query_scalar(
         "UPDATE workflows SET published_version = published_version + 1, trigger_kind = $3,
-             enabled = true, updated_at = now()
+             asks = $4, enabled = true, updated_at = now()
          WHERE workspace_id = $1 AND id = $2 RETURNING published_version",
     )
     .bind(workspace_id)
     .bind(id)
     .bind(trigger)
+    .bind(asks)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(version) = version else {
@@ -135,19 +138,24 @@ pub async fn set_enabled(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Deletes a workflow and cancels its active runs.
+/// Deletes a workflow and cancels its active runs; the runs cancelled.
 pub async fn delete_workflow(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     id: Uuid,
-) -> Result<(), Error> {
-    sqlx::query("UPDATE runs SET state = $3, updated_at = now() WHERE workspace_id = $1 AND workflow_id = $2 AND state IN ('running', 'waiting')")
-        .bind(workspace_id)
-        .bind(id)
-        .bind(RunState::Cancelled)
-        .execute(&mut *conn)
-        .await?;
-    ism_platform::db::delete_in_workspace(conn, "workflows", workspace_id, id, "workflow").await
+) -> Result<Vec<Run>, Error> {
+    let cancelled = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE runs SET state = $3, error = 'its workflow was deleted', updated_at = now()
+         WHERE workspace_id = $1 AND workflow_id = $2 AND state IN ('running', 'waiting')
+         RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(workspace_id)
+    .bind(id)
+    .bind(RunState::Cancelled)
+    .fetch_all(&mut *conn)
+    .await?;
+    ism_platform::db::delete_in_workspace(conn, "workflows", workspace_id, id, "workflow").await?;
+    Ok(cancelled)
 }
 
 /// An enabled workflow's published version, for the trigger consumer.
@@ -219,11 +227,30 @@ pub struct Run {
     pub error: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Values ask steps saved, by name.
+    pub variables: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
+    /// The ask step whose answer the run waits for; empty when it waits for none.
+    pub awaiting: String,
+    /// When the awaited answer is too late.
+    pub awaiting_until: Option<DateTime<Utc>>,
+    /// The Contact's message not yet taken by the awaited step.
+    pub answer: Option<String>,
+    pub invalid_answers: i32,
+}
+
+impl Run {
+    /// Forgets the question the run awaited: it has moved on.
+    pub fn stop_awaiting(&mut self) {
+        self.awaiting.clear();
+        self.awaiting_until = None;
+        self.answer = None;
+        self.invalid_answers = 0;
+    }
 }
 
 const RUN_COLUMNS: &str = "id, workspace_id, workflow_id, version, contact_id, conversation_id, \
      channel_id, trigger_text, state, current_step, step_count, jumps, wake_at, error, created_at, \
-     updated_at";
+     updated_at, variables, awaiting, awaiting_until, answer, invalid_answers";
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -254,20 +281,56 @@ pub async fn runs_of(
     .await
 }
 
+/// Cancels the Contact's active run of the workflow; the runs cancelled.
 pub async fn cancel_active(
     conn: &mut PgConnection,
     workflow_id: Uuid,
     contact_id: Uuid,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE runs SET state = 'cancelled', error = 'restarted by a new trigger', updated_at = now()
-         WHERE workflow_id = $1 AND contact_id = $2 AND state IN ('running', 'waiting')",
-    )
+         WHERE workflow_id = $1 AND contact_id = $2 AND state IN ('running', 'waiting')
+         RETURNING {RUN_COLUMNS}"
+    )))
     .bind(workflow_id)
     .bind(contact_id)
-    .execute(conn)
+    .fetch_all(conn)
+    .await
+}
+
+/// Hands a Contact's message to the active runs of its conversation: a run awaiting an
+/// answer is woken to take it; any other keeps it until it asks (an ask clears it). A run
+/// taking a step holds its row, so a message arriving while its question is being asked
+/// waits here and lands after the run has started to await it. Whether some run awaited it.
+pub async fn hand_answer(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    text: &str,
+) -> sqlx::Result<bool> {
+    let awaited: Vec<bool> = sqlx::query_scalar(
+        "UPDATE runs SET answer = $2,
+             state = CASE WHEN awaiting <> '' THEN 'running' ELSE state END,
+             wake_at = CASE WHEN awaiting <> '' THEN now() ELSE wake_at END,
+             updated_at = now()
+         WHERE conversation_id = $1 AND state IN ('running', 'waiting')
+         RETURNING awaiting <> ''",
+    )
+    .bind(conversation_id)
+    .bind(text)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(awaited.contains(&true))
+}
+
+/// Whether a Contact's messages must reach the triggers queue for answers: an enabled
+/// workflow asks, or a run awaits an answer.
+pub async fn any_asking(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM workflows WHERE enabled AND asks)
+             OR EXISTS (SELECT 1 FROM runs WHERE state IN ('running', 'waiting') AND awaiting <> '')",
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Starts a run; `None` when the Contact already has an active one (a concurrent start).
@@ -363,11 +426,13 @@ pub async fn end_step(
     Ok(())
 }
 
-/// Moves a run on: its state, step, count of steps, jumps, wake time and error.
+/// Moves a run on: its state, step, count of steps, jumps, wake time, error, variables
+/// and the answer it awaits.
 pub async fn advance(conn: &mut PgConnection, run: &Run) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE runs SET state = $2, current_step = $3, step_count = $4, jumps = $5, wake_at = $6,
-             error = $7, updated_at = now()
+             error = $7, variables = $8, awaiting = $9, awaiting_until = $10, answer = $11,
+             invalid_answers = $12, updated_at = now()
          WHERE id = $1",
     )
     .bind(run.id)
@@ -377,6 +442,11 @@ pub async fn advance(conn: &mut PgConnection, run: &Run) -> sqlx::Result<()> {
     .bind(&run.jumps)
     .bind(run.wake_at)
     .bind(&run.error)
+    .bind(&run.variables)
+    .bind(&run.awaiting)
+    .bind(run.awaiting_until)
+    .bind(&run.answer)
+    .bind(run.invalid_answers)
     .execute(conn)
     .await?;
     Ok(())
@@ -486,6 +556,7 @@ mod plan_guard {
             workflow,
             b"v1",
             TriggerKind::MessageReceived,
+            true,
         )
         .await
         .unwrap();
@@ -509,6 +580,9 @@ mod plan_guard {
                 .await
                 .unwrap();
             runs_of(&mut tx, workflow, subject.contact_id)
+                .await
+                .unwrap();
+            hand_answer(&mut tx, subject.conversation_id, "yes")
                 .await
                 .unwrap();
             insert_run(&mut tx, &subject).await.unwrap();

@@ -1,4 +1,5 @@
-//! Starting runs from events: a Contact's message and an opened conversation, matched
+//! Starting runs from events: a Contact's message (unless a run awaits it as an answer)
+//! and an opened conversation, matched
 //! against the enabled workflows of the Workspace, in the transaction that marks the event
 //! processed (a redelivered event starts nothing twice). The queue is bound to an event
 //! type only while some enabled workflow has its trigger (ADR 26).
@@ -13,6 +14,7 @@ use sqlx::PgConnection;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::announce;
 use crate::states::TriggerKind;
 use crate::store::{self, NewRun, Published};
 
@@ -44,9 +46,11 @@ pub async fn start(
         if definition.reentry() != pb::Reentry::Restart {
             return Ok(None);
         }
-        store::cancel_active(conn, workflow.id, subject.contact_id).await?;
+        for cancelled in store::cancel_active(conn, workflow.id, subject.contact_id).await? {
+            announce::moved(conn, &cancelled).await?;
+        }
     }
-    store::insert_run(
+    let run = store::insert_run(
         conn,
         &NewRun {
             workspace_id: subject.workspace_id,
@@ -59,7 +63,11 @@ pub async fn start(
             first_step: first.id.clone(),
         },
     )
-    .await
+    .await?;
+    if let Some(run) = &run {
+        announce::started(conn, run).await?;
+    }
+    Ok(run)
 }
 
 fn uuid_of(value: &str, what: &str) -> Result<Uuid, HandlerError> {
@@ -106,7 +114,8 @@ pub struct Triggers {
     pub patterns: Patterns,
 }
 
-/// Starts the runs `event` triggers; how many.
+/// Starts the runs `event` triggers, or hands a Contact's message to the run awaiting
+/// their answer (it then starts nothing); how many runs are due now.
 async fn take(
     conn: &mut PgConnection,
     event: &Event,
@@ -140,12 +149,16 @@ async fn take(
         if created.direction != Direction::Inbound as i32 {
             return Ok(0);
         }
+        let conversation_id = uuid_of(&created.conversation_id, "conversation_id")?;
+        if store::hand_answer(conn, conversation_id, &text).await? {
+            return Ok(1);
+        }
         (
             TriggerKind::MessageReceived,
             Subject {
                 workspace_id,
                 contact_id: uuid_of(&created.contact_id, "contact_id")?,
-                conversation_id: uuid_of(&created.conversation_id, "conversation_id")?,
+                conversation_id,
                 channel_id: uuid_of(&created.channel_id, "channel_id")?,
                 text,
             },

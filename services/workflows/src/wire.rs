@@ -70,5 +70,7 @@ pub fn run(r: Run, steps: Vec<RunStep>) -> pb::Run {
         steps: steps.into_iter().map(run_step).collect(),
         create_time: Some(timestamp(r.created_at)),
         update_time: Some(timestamp(r.updated_at)),
+        variables: r.variables.0.into_iter().collect(),
+        awaiting_answer: !r.awaiting.is_empty() && r.state == RunState::Waiting,
     }
 }

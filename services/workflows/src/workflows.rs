@@ -1,11 +1,16 @@
 //! Defining workflows: drafts checked whole, published as immutable versions, enabled or
 //! disabled, deleted.
 use ism_platform::events::Amqp;
+use ism_platform::peer::Peer;
+use ism_platform::personalize;
+use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::workflows::v1 as pb;
 use prost::Message;
 use sqlx::PgPool;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::announce;
 use crate::bindings;
 use crate::config::WorkflowsSettings;
 use crate::definition;
@@ -18,6 +23,7 @@ pub struct Workflows {
     pub pool: PgPool,
     pub amqp: Amqp,
     pub config: WorkflowsSettings,
+    pub contacts: Peer<ContactServiceClient<Channel>>,
 }
 
 fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
@@ -94,6 +100,8 @@ impl Workflows {
         let draft = pb::WorkflowDefinition::decode(workflow.draft.as_slice())
             .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored draft: {e}")))?;
         let checked = self.check(Some(&draft))?;
+        let field_keys = personalize::field_keys(&self.contacts, workspace_id).await?;
+        definition::check_references(&checked, &field_keys).map_err(Error::Invalid)?;
         let mut tx = self.pool.begin().await?;
         if !store::publish(
             &mut tx,
@@ -101,6 +109,7 @@ impl Workflows {
             id,
             &checked.encode_to_vec(),
             trigger_kind(&checked),
+            definition::asks(&checked),
         )
         .await?
         {
@@ -140,7 +149,9 @@ impl Workflows {
 
     pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
-        store::delete_workflow(&mut tx, workspace_id, id).await?;
+        for cancelled in store::delete_workflow(&mut tx, workspace_id, id).await? {
+            announce::moved(&mut tx, &cancelled).await?;
+        }
         bindings::sync(&self.amqp, &mut tx).await?;
         tx.commit().await?;
         Ok(())

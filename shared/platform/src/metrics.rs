@@ -155,6 +155,11 @@ const FAMILIES: &[(&str, Kind, &str)] = &[
         "Broadcast recipients handed to the gateway.",
     ),
     (
+        "ism_workflow_runs_total",
+        Kind::Counter,
+        "Workflow runs started and ended, by outcome (started, completed, failed, cancelled).",
+    ),
+    (
         "ism_webhook_attempts_total",
         Kind::Counter,
         "Event webhook POSTs to endpoints, by outcome.",

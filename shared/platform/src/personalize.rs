@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::contacts::v1::field_value::Kind as FieldKind;
-use ism_proto::contacts::v1::{Contact, ListContactFieldsRequest};
+use ism_proto::contacts::v1::{Contact, FieldValue, ListContactFieldsRequest};
+use ism_proto::types::v1::MessageContent;
+use ism_proto::types::v1::message_content::Kind;
 use minijinja::{Environment, UndefinedBehavior};
 use regex::Regex;
 
@@ -70,6 +72,19 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Whether `name` (`contact.<field>`, `contact.fields.<key>`) names a Contact variable,
+/// given the Workspace's custom Contact Field keys.
+pub fn names_contact(name: &str, field_keys: &[String]) -> bool {
+    match name.split_once('.') {
+        Some(("contact", rest)) => match rest.split_once('.') {
+            Some(("fields", key)) => field_keys.iter().any(|k| k == key),
+            None => CONTACT_FIELDS.contains(&rest),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Whether `text` (the request's `field`) is a valid template naming only variables
 /// `sender` provides; `field_keys` are the Workspace's custom Contact Field keys.
 pub fn check(
@@ -78,33 +93,38 @@ pub fn check(
     field_keys: &[String],
     sender: Sender,
 ) -> Result<(), FieldError> {
+    let user = if sender == Sender::User {
+        " or user.name"
+    } else {
+        ""
+    };
+    let hint = format!(
+        "use contact.<{}>, contact.fields.<custom field key>{user}",
+        CONTACT_FIELDS.join("|")
+    );
+    check_names(field, text, &hint, |variable| {
+        names_contact(variable, field_keys) || (variable == "user.name" && sender == Sender::User)
+    })
+}
+
+/// Whether `text` (the request's `field`) is a valid template naming only variables
+/// `known` takes; `hint` says which those are.
+pub fn check_names(
+    field: &str,
+    text: &str,
+    hint: &str,
+    known: impl Fn(&str) -> bool,
+) -> Result<(), FieldError> {
     substitution_only(text).map_err(|reason| FieldError::new(field.to_owned(), reason))?;
     let env = environment();
     let template = env
         .template_from_str(text)
         .map_err(|e| FieldError::new(field.to_owned(), format!("not a valid template: {e}")))?;
     for variable in template.undeclared_variables(true) {
-        let known = match variable.split_once('.') {
-            Some(("contact", rest)) => match rest.split_once('.') {
-                Some(("fields", key)) => field_keys.iter().any(|k| k == key),
-                None => CONTACT_FIELDS.contains(&rest),
-                _ => false,
-            },
-            Some(("user", "name")) => sender == Sender::User,
-            _ => false,
-        };
-        if !known {
-            let user = if sender == Sender::User {
-                " or user.name"
-            } else {
-                ""
-            };
+        if !known(&variable) {
             return Err(FieldError::new(
                 field.to_owned(),
-                format!(
-                    "unknown variable {{{{{variable}}}}}: use contact.<{}>, contact.fields.<custom field key>{user}",
-                    CONTACT_FIELDS.join("|")
-                ),
+                format!("unknown variable {{{{{variable}}}}}: {hint}"),
             ));
         }
     }
@@ -134,6 +154,8 @@ pub struct Variables {
     /// Profile fields and `fields` (every custom field of the Workspace, "" when unset).
     pub contact: BTreeMap<String, serde_json::Value>,
     pub user: BTreeMap<String, String>,
+    /// A workflow run's variables.
+    pub vars: BTreeMap<String, String>,
 }
 
 impl Variables {
@@ -151,15 +173,7 @@ impl Variables {
                 let value = contact
                     .custom_fields
                     .get(key)
-                    .and_then(|v| v.kind.as_ref())
-                    .map_or_else(String::new, |kind| match kind {
-                        FieldKind::Text(t) | FieldKind::Date(t) => t.clone(),
-                        FieldKind::Number(n) => n.to_string(),
-                        FieldKind::Checkbox(b) => b.to_string(),
-                        FieldKind::Datetime(ts) => crate::convert::from_timestamp(ts)
-                            .map(|at| at.to_rfc3339())
-                            .unwrap_or_default(),
-                    });
+                    .map_or_else(String::new, field_text);
                 (key.clone(), value.into())
             })
             .collect();
@@ -168,6 +182,22 @@ impl Variables {
             .insert("fields".into(), serde_json::Value::Object(fields));
         variables
     }
+}
+
+/// A custom field's value as text ("" when unset): a date as YYYY-MM-DD, a datetime in
+/// RFC 3339.
+pub fn field_text(value: &FieldValue) -> String {
+    value
+        .kind
+        .as_ref()
+        .map_or_else(String::new, |kind| match kind {
+            FieldKind::Text(t) | FieldKind::Date(t) => t.clone(),
+            FieldKind::Number(n) => n.to_string(),
+            FieldKind::Checkbox(b) => b.to_string(),
+            FieldKind::Datetime(ts) => crate::convert::from_timestamp(ts)
+                .map(|at| at.to_rfc3339())
+                .unwrap_or_default(),
+        })
 }
 
 /// `text` with its variables replaced; the error says which variable had no value.
@@ -181,6 +211,47 @@ pub fn render(text: &str, variables: &Variables) -> Result<String, String> {
 /// Whether `text` names any variable (and needs rendering per recipient).
 pub fn has_variables(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
+}
+
+/// The personalisable texts of `content`, by field path under `content`.
+pub fn texts(content: &MessageContent) -> Vec<(String, &str)> {
+    match &content.kind {
+        Some(Kind::Text(text)) => vec![("content.text.body".to_owned(), text.body.as_str())],
+        Some(Kind::Media(media)) => {
+            vec![("content.media.caption".to_owned(), media.caption.as_str())]
+        }
+        Some(Kind::Template(template)) => template
+            .variables
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("content.template.variables[{i}]"), v.as_str()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `content` names variables, so each Contact gets a rendering of their own.
+pub fn personalised(content: &MessageContent) -> bool {
+    texts(content).iter().any(|(_, text)| has_variables(text))
+}
+
+/// `content` rendered for one Contact.
+pub fn render_content(
+    content: &MessageContent,
+    variables: &Variables,
+) -> Result<MessageContent, String> {
+    let mut rendered = content.clone();
+    match &mut rendered.kind {
+        Some(Kind::Text(text)) => text.body = render(&text.body, variables)?,
+        Some(Kind::Media(media)) => media.caption = render(&media.caption, variables)?,
+        Some(Kind::Template(template)) => {
+            for variable in &mut template.variables {
+                *variable = render(variable, variables)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(rendered)
 }
 
 #[cfg(test)]

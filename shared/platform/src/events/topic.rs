@@ -88,7 +88,7 @@ pub mod topics {
 
     use super::Topic;
     use crate::config::ServiceName::{
-        Broadcasts, Contacts, Conversations, Gateway, Integrations, Workspaces,
+        Broadcasts, Contacts, Conversations, Gateway, Integrations, Workflows, Workspaces,
     };
 
     pub const USER_AVAILABILITY_CHANGED: Topic<ev::UserAvailabilityChanged> =
@@ -159,6 +159,15 @@ pub mod topics {
         Topic::new(Broadcasts, "broadcasts.delivery.requested");
     pub const BROADCAST_STATE_CHANGED: Topic<ev::BroadcastStateChanged> =
         Topic::new(Broadcasts, "broadcasts.broadcast.state_changed");
+
+    pub const WORKFLOW_RUN_STARTED: Topic<ev::WorkflowRunChanged> =
+        Topic::new(Workflows, "workflows.run.started");
+    pub const WORKFLOW_RUN_COMPLETED: Topic<ev::WorkflowRunChanged> =
+        Topic::new(Workflows, "workflows.run.completed");
+    pub const WORKFLOW_RUN_FAILED: Topic<ev::WorkflowRunChanged> =
+        Topic::new(Workflows, "workflows.run.failed");
+    pub const WORKFLOW_RUN_CANCELLED: Topic<ev::WorkflowRunChanged> =
+        Topic::new(Workflows, "workflows.run.cancelled");
 
     /// A webhook endpoint has failed every attempt for `integrations.warn_after_hours`.
     pub const WEBHOOK_ENDPOINT_FAILING: Topic<ev::WebhookEndpointFailing> =
