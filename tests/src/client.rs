@@ -1472,6 +1472,19 @@ impl Api {
         )
     }
 
+    /// GetWorkflow: its draft and published version.
+    pub async fn get_workflow(&self, id: &str) -> wf::Workflow {
+        let request = wf::GetWorkflowRequest {
+            workflow_id: id.into(),
+        };
+        let response = self
+            .workflows
+            .clone()
+            .get_workflow(self.authed(request))
+            .await;
+        carried("GetWorkflow", answer("GetWorkflow", response).workflow)
+    }
+
     /// SetWorkflowEnabled.
     pub async fn set_workflow_enabled(&self, id: &str, enabled: bool) -> wf::Workflow {
         let request = wf::SetWorkflowEnabledRequest {

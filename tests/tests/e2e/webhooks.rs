@@ -9,6 +9,7 @@ use ism_e2e::receiver::Received;
 use ism_e2e::{Api, Platform, Receiver, eventually};
 use ism_proto::contacts::v1 as ct;
 use ism_proto::integrations::v1 as ig;
+use ism_proto::workflows::v1 as wf;
 use serde_json::Value;
 use tonic::Code;
 
@@ -771,6 +772,53 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
         .await;
     api.start_broadcast(&broadcast.id).await;
 
+    // Workflow runs: one completes, one fails at its step, one is cancelled while waiting.
+    let manual = |name: &str, kind: wf::step::Kind| wf::WorkflowDefinition {
+        name: name.into(),
+        trigger: Some(wf::Trigger {
+            kind: Some(wf::trigger::Kind::Manual(wf::Manual {})),
+        }),
+        steps: vec![wf::Step {
+            id: "only".into(),
+            kind: Some(kind),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut runs = Vec::new();
+    for definition in [
+        manual(
+            "Note",
+            wf::step::Kind::Comment(wf::CommentStep {
+                body: "Seen".into(),
+            }),
+        ),
+        manual(
+            "Assign nobody",
+            wf::step::Kind::Assign(wf::AssignStep {
+                user_id: uuid::Uuid::new_v4().to_string(),
+                team_id: String::new(),
+            }),
+        ),
+        manual(
+            "Wait long",
+            wf::step::Kind::Wait(wf::WaitStep { seconds: 3600 }),
+        ),
+    ] {
+        let workflow = api.create_workflow(definition).await;
+        api.publish_workflow(&workflow.id).await;
+        runs.push(
+            api.start_run(&workflow.id, &conversation.id)
+                .await
+                .expect("a run"),
+        );
+    }
+    api.wait_for_run(&runs[2].id, WAIT, "the long wait", |r| {
+        r.state() == wf::RunState::Waiting
+    })
+    .await;
+    api.cancel_run(&runs[2].id).await;
+
     let seen = eventually(Duration::from_secs(90), "every event type", || async {
         let seen: HashSet<String> = crm
             .received()
@@ -781,6 +829,26 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
     })
     .await;
     assert_eq!(seen.len(), all.len(), "{seen:?}");
+    for (event_type, run) in [
+        ("workflows.run.completed", &runs[0]),
+        ("workflows.run.failed", &runs[1]),
+        ("workflows.run.cancelled", &runs[2]),
+    ] {
+        let ended = of_type(&crm, event_type);
+        assert_eq!(ended.len(), 1, "{event_type}");
+        let data = &body(&ended[0])["data"];
+        assert_eq!(data["run_id"], run.id.as_str(), "{event_type}");
+        assert_eq!(data["contact_id"], ada.as_str(), "{event_type}");
+    }
+    assert_eq!(of_type(&crm, "workflows.run.started").len(), 3);
+    let failed = body(&of_type(&crm, "workflows.run.failed")[0]);
+    assert_eq!(failed["data"]["step_id"], "only");
+    assert!(
+        failed["data"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("step \"only\"")),
+        "{failed}"
+    );
     for received in crm.received() {
         let sent = body(&received);
         assert!(verifies(&received, &secret), "{}", sent["type"]);

@@ -461,3 +461,216 @@ async fn bad_workflows_are_refused_naming_the_step_and_field_and_nothing_is_save
         .workflows;
     assert!(listed.is_empty(), "nothing saved: {listed:?}");
 }
+
+fn ask(question: &str, answer_type: wf::AnswerType) -> wf::AskStep {
+    wf::AskStep {
+        question: Some(ism_e2e::fixtures::text_content(question)),
+        answer_type: answer_type.into(),
+        timeout_seconds: 60,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn questions_are_answered_retried_timed_out_and_saved_and_answers_start_nothing_else() {
+    use ism_proto::contacts::v1 as ct;
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    api.create_contact_field(ct::ContactField {
+        key: "seats".into(),
+        label: "Seats".into(),
+        r#type: ct::FieldType::Number as i32,
+        ..Default::default()
+    })
+    .await;
+    let seats = wf::AskStep {
+        min: Some(1.0),
+        max: Some(500.0),
+        retries: 1,
+        save_to_variable: "seats".into(),
+        save_to_field: "seats".into(),
+        timeout_seconds: 8,
+        timeout_next: "late".into(),
+        invalid_next: "human".into(),
+        ..ask("How many seats?", wf::AnswerType::Number)
+    };
+    let plan = wf::AskStep {
+        options: vec!["Basic".into(), "Pro".into()],
+        save_to_variable: "plan".into(),
+        ..ask("Which plan? 1 Basic, 2 Pro", wf::AnswerType::Choice)
+    };
+    let route = Kind::Branch(wf::BranchStep {
+        cases: vec![wf::BranchCase {
+            all: vec![wf::Condition {
+                kind: Some(wf::condition::Kind::VariableEquals(wf::Equals {
+                    name: "plan".into(),
+                    value: "pro".into(),
+                })),
+            }],
+            next: "pro".into(),
+        }],
+        otherwise: "thanks".into(),
+    });
+    let steps = vec![
+        step("seats", "plan", Kind::Ask(seats)),
+        step("plan", "route", Kind::Ask(plan)),
+        step("route", "", route),
+        step(
+            "pro",
+            "thanks",
+            Kind::AddTags(wf::AddTagsStep {
+                tags: vec!["pro-lead".into()],
+            }),
+        ),
+        step(
+            "thanks",
+            "",
+            send("Thanks {{ contact.first_name }}: {{ vars.seats }} seats of {{ vars.plan }}."),
+        ),
+        step("late", "", send("No answer; we will write later.")),
+        step(
+            "human",
+            "",
+            Kind::Comment(wf::CommentStep {
+                body: "Could not qualify".into(),
+            }),
+        ),
+    ];
+    let keyword = wf::trigger::Kind::MessageReceived(wf::MessageReceived {
+        keywords: vec!["quote".into()],
+        ..Default::default()
+    });
+
+    // Publishing checks what the steps name: a variable some path does not set, a field
+    // that does not exist.
+    let mut unset = steps.clone();
+    unset[5] = step("late", "", send("You chose {{ vars.plan }}"));
+    let mut unknown_field = unset.clone();
+    if let Some(Kind::Ask(a)) = unknown_field[0].kind.as_mut() {
+        a.save_to_field = "budget".into();
+    }
+    let refused = api
+        .create_workflow(workflow("Bad", keyword.clone(), unknown_field))
+        .await;
+    let status = api
+        .workflows
+        .clone()
+        .publish_workflow(api.authed(wf::PublishWorkflowRequest {
+            workflow_id: refused.id.clone(),
+        }))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_violations(&status),
+        [
+            "definition.steps[0].ask.save_to_field",
+            "definition.steps[5].send_message.content.text.body"
+        ]
+    );
+    assert_eq!(api.get_workflow(&refused.id).await.published_version, 0);
+
+    let qualify = api
+        .create_workflow(workflow("Qualify", keyword, steps))
+        .await;
+    api.publish_workflow(&qualify.id).await;
+    // Were the answers not taken by the runs, this would start on "12".
+    let numbers = api
+        .create_workflow(workflow(
+            "Numbers",
+            wf::trigger::Kind::MessageReceived(wf::MessageReceived {
+                pattern: r"^\d+$".into(),
+                ..Default::default()
+            }),
+            vec![step("n", "", send("A number!"))],
+        ))
+        .await;
+    api.publish_workflow(&numbers.id).await;
+
+    // Ada answers wrongly once, then right, and picks a plan.
+    contact_writes(&platform, &tenant, "ada", "q-1", "quote").await;
+    outbound.wait_texts_to("ada", 1).await;
+    contact_writes(&platform, &tenant, "ada", "q-2", "lots").await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 2).await[1],
+        "Please answer with a number from 1 to 500."
+    );
+    contact_writes(&platform, &tenant, "ada", "q-3", "12").await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 3).await[2],
+        "Which plan? 1 Basic, 2 Pro"
+    );
+    contact_writes(&platform, &tenant, "ada", "q-4", "pro").await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 4).await[3],
+        "Thanks Ada: 12 seats of Pro."
+    );
+    // Bob never answers; Cy answers wrongly twice.
+    contact_writes(&platform, &tenant, "bob", "q-5", "quote").await;
+    contact_writes(&platform, &tenant, "cy", "q-6", "quote").await;
+    outbound.wait_texts_to("cy", 1).await;
+    contact_writes(&platform, &tenant, "cy", "q-7", "many").await;
+    outbound.wait_texts_to("cy", 2).await;
+    contact_writes(&platform, &tenant, "cy", "q-8", "900").await;
+
+    let runs = eventually(WAIT, "three finished runs", || async {
+        let runs = api.list_runs(&qualify.id).await;
+        (runs.len() == 3 && runs.iter().all(|r| r.state() == wf::RunState::Completed))
+            .then_some(runs)
+    })
+    .await;
+    assert_eq!(
+        outbound.wait_texts_to("bob", 2).await,
+        ["How many seats?", "No answer; we will write later."]
+    );
+    assert_eq!(
+        outbound.texts_to("cy"),
+        [
+            "How many seats?",
+            "Please answer with a number from 1 to 500."
+        ]
+    );
+    let mut histories = Vec::new();
+    let mut ada = None;
+    for run in &runs {
+        let run = api.get_run(&run.id).await;
+        let kinds: Vec<String> = run.steps.iter().map(|s| s.kind.clone()).collect();
+        if kinds.len() == 8 {
+            assert!(run.steps[1].output.contains("\"valid\":false"));
+            assert_eq!(
+                run.variables,
+                [
+                    ("plan".to_owned(), "Pro".to_owned()),
+                    ("seats".to_owned(), "12".to_owned())
+                ]
+                .into()
+            );
+            ada = Some(run);
+        }
+        histories.push(kinds.join(" "));
+    }
+    histories.sort();
+    assert_eq!(
+        histories,
+        [
+            // Ada: one invalid answer, asked again, then both answers taken.
+            "ask answer answer ask answer branch add_tags send_message",
+            // Cy: two invalid answers, the retry spent, on to a human.
+            "ask answer answer comment",
+            // Bob: no answer in time.
+            "ask answer_timeout send_message",
+        ]
+    );
+    let ada = ada.expect("Ada's run");
+    let contact = api.get_contact(&ada.contact_id).await;
+    assert_eq!(
+        contact.custom_fields["seats"].kind,
+        Some(ct::field_value::Kind::Number(12.0))
+    );
+    assert_eq!(contact.tags, ["pro-lead"]);
+    assert!(
+        api.list_runs(&numbers.id).await.is_empty(),
+        "answers start no other workflow"
+    );
+}
