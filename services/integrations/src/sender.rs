@@ -116,7 +116,10 @@ impl Poster {
                 let error = if e.is_timeout() {
                     format!("no answer within {} ms", self.timeout.as_millis())
                 } else {
-                    format!("could not reach the receiver: {}", error_chain(&e))
+                    format!(
+                        "could not reach the receiver: {}",
+                        ism_platform::egress::error_chain(&e)
+                    )
                 };
                 return (
                     attempt(0, error, String::new()),
@@ -160,16 +163,6 @@ impl Poster {
             )
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut words = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        words = format!("{words}: {cause}");
-        source = cause.source();
-    }
-    words
 }
 
 /// A `Retry-After` of seconds or an HTTP date.

@@ -5,12 +5,15 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ism_platform::convert;
+use ism_platform::egress::Egress;
 use ism_platform::error::{FieldError, Violations};
 use ism_platform::personalize;
 use ism_proto::types::v1::ChannelType;
 use ism_proto::workflows::v1 as pb;
 use ism_proto::workflows::v1::step::Kind;
 use uuid::Uuid;
+
+use crate::calls;
 
 const MAX_NAME: usize = 100;
 const MAX_KEYWORDS: usize = 20;
@@ -30,6 +33,10 @@ const MAX_OPTION: usize = 100;
 const MAX_RETRIES: u32 = 5;
 /// Longest value compared in a condition, and longest retry text.
 const MAX_VALUE: usize = 1000;
+const MAX_URL: usize = 2000;
+const MAX_HEADERS: usize = 10;
+const MAX_BODY: usize = 64 * 1024;
+const MAX_SAVED: usize = 10;
 
 /// The kind of a step, as recorded in a run's history.
 pub fn kind_name(kind: &Kind) -> &'static str {
@@ -43,6 +50,7 @@ pub fn kind_name(kind: &Kind) -> &'static str {
         Kind::Comment(_) => "comment",
         Kind::Jump(_) => "jump",
         Kind::Ask(_) => "ask",
+        Kind::HttpRequest(_) => "http_request",
     }
 }
 
@@ -136,6 +144,10 @@ fn exits(step: &pb::Step) -> Vec<(String, &str)> {
             all
         }
         Some(Kind::Jump(j)) => vec![("jump.to".into(), j.to.as_str())],
+        Some(Kind::HttpRequest(h)) => vec![
+            ("next".into(), step.next.as_str()),
+            ("http_request.failure_next".into(), h.failure_next.as_str()),
+        ],
         Some(Kind::Ask(a)) => vec![
             ("next".into(), step.next.as_str()),
             ("ask.timeout_next".into(), a.timeout_next.as_str()),
@@ -148,7 +160,7 @@ fn exits(step: &pb::Step) -> Vec<(String, &str)> {
     .collect()
 }
 
-fn step(step: &pb::Step, v: &mut Violations) {
+fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
     if !step_id_ok(&step.id) {
         v.push(FieldError::new(
             "id",
@@ -267,6 +279,7 @@ fn step(step: &pb::Step, v: &mut Violations) {
             }
         }
         Some(Kind::Ask(a)) => ask(a, v),
+        Some(Kind::HttpRequest(h)) => http_request(h, egress, v),
         Some(Kind::Jump(j)) => {
             if j.to.is_empty() {
                 v.push(FieldError::new("jump.to", "is required"));
@@ -278,6 +291,88 @@ fn step(step: &pb::Step, v: &mut Violations) {
                 ));
             }
         }
+    }
+}
+
+fn http_request(h: &pb::HttpRequestStep, egress: &Egress, v: &mut Violations) {
+    if !calls::METHODS.contains(&h.method.as_str()) {
+        v.push(FieldError::new(
+            "http_request.method",
+            format!("must be one of {}", calls::METHODS.join(", ")),
+        ));
+    }
+    if h.url.is_empty() || h.url.chars().count() > MAX_URL {
+        v.push(FieldError::new(
+            "http_request.url",
+            format!("must be 1 to {MAX_URL} characters"),
+        ));
+    } else if personalize::has_variables(&h.url) {
+        // Checked whole once rendered, when the step runs.
+        if !(h.url.starts_with("https://") || h.url.starts_with("http://")) {
+            v.push(FieldError::new(
+                "http_request.url",
+                "must start with https:// or http://",
+            ));
+        }
+    } else if let Err(refusal) = egress.check_url(&h.url) {
+        v.push(FieldError::new("http_request.url", refusal.to_string()));
+    }
+    if h.headers.len() > MAX_HEADERS {
+        v.push(FieldError::new(
+            "http_request.headers",
+            format!("at most {MAX_HEADERS}"),
+        ));
+    }
+    for (name, value) in &h.headers {
+        let field = format!("http_request.headers[{name:?}]");
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || ["host", "content-length", "idempotency-key"]
+                .contains(&name.to_ascii_lowercase().as_str())
+        {
+            v.push(FieldError::new(
+                field,
+                "is not a header name a step may set",
+            ));
+        } else if value.chars().count() > MAX_VALUE
+            || (!personalize::has_variables(value)
+                && reqwest::header::HeaderValue::from_str(value).is_err())
+        {
+            v.push(FieldError::new(
+                field,
+                format!("must be at most {MAX_VALUE} characters of visible ASCII"),
+            ));
+        }
+    }
+    if h.body.len() > MAX_BODY {
+        v.push(FieldError::new(
+            "http_request.body",
+            format!("must be at most {} KiB", MAX_BODY / 1024),
+        ));
+    }
+    if h.save.len() > MAX_SAVED {
+        v.push(FieldError::new(
+            "http_request.save",
+            format!("at most {MAX_SAVED} variables"),
+        ));
+    }
+    for (name, pointer) in &h.save {
+        if !name_ok(name) {
+            v.push(FieldError::new(
+                format!("http_request.save[{name:?}]"),
+                "a variable's name is 1 to 64 letters, digits or _",
+            ));
+        } else if !(pointer.is_empty() || pointer.starts_with('/')) || pointer.len() > MAX_VALUE {
+            v.push(FieldError::new(
+                format!("http_request.save[{name:?}]"),
+                "must be a JSON Pointer such as /order/status",
+            ));
+        }
+    }
+    if h.timeout_seconds > calls::MAX_TIMEOUT_SECONDS {
+        v.push(FieldError::new(
+            "http_request.timeout_seconds",
+            format!("must be at most {}", calls::MAX_TIMEOUT_SECONDS),
+        ));
     }
 }
 
@@ -430,7 +525,8 @@ fn graph(steps: &[pb::Step], v: &mut Violations) {
 }
 
 /// The variables set on every path into each step (by index): an ask step sets its
-/// variable on its `next` edge only (a timeout or invalid answers set nothing).
+/// variable on its `next` edge only (a timeout or invalid answers set nothing), an HTTP
+/// request step its saved variables on its `next` (success) edge only.
 fn variables_set(steps: &[pb::Step]) -> Vec<Option<BTreeSet<String>>> {
     let index: HashMap<&str, usize> = steps
         .iter()
@@ -448,11 +544,14 @@ fn variables_set(steps: &[pb::Step]) -> Vec<Option<BTreeSet<String>>> {
         for (field, to) in exits(&steps[i]) {
             let Some(&j) = index.get(to) else { continue };
             let mut out = here.clone();
-            if let Some(Kind::Ask(a)) = &steps[i].kind
-                && field == "next"
-                && !a.save_to_variable.is_empty()
-            {
-                out.insert(a.save_to_variable.clone());
+            match &steps[i].kind {
+                Some(Kind::Ask(a)) if field == "next" && !a.save_to_variable.is_empty() => {
+                    out.insert(a.save_to_variable.clone());
+                }
+                Some(Kind::HttpRequest(h)) if field == "next" => {
+                    out.extend(h.save.keys().cloned());
+                }
+                _ => {}
             }
             let met = match &into[j] {
                 None => out,
@@ -492,18 +591,33 @@ pub fn check_references(
                 format!(": {}", known.iter().cloned().collect::<Vec<_>>().join(", "))
             }
         );
+        let names = |name: &str| {
+            personalize::names_contact(name, field_keys)
+                || name
+                    .strip_prefix("vars.")
+                    .is_some_and(|var| known.contains(var))
+        };
         for (field, text) in content.map(personalize::texts).unwrap_or_default() {
             let field = match under {
                 "send_message" => at(&format!("send_message.{field}")),
                 _ => at(&format!("{under}.{}", field.trim_start_matches("content."))),
             };
-            if let Err(e) = personalize::check_names(&field, text, &hint, |name| {
-                personalize::names_contact(name, field_keys)
-                    || name
-                        .strip_prefix("vars.")
-                        .is_some_and(|var| known.contains(var))
-            }) {
+            if let Err(e) = personalize::check_names(&field, text, &hint, names) {
                 v.push(e);
+            }
+        }
+        if let Some(Kind::HttpRequest(h)) = &s.kind {
+            let texts = std::iter::once(("http_request.url".to_owned(), &h.url))
+                .chain(std::iter::once(("http_request.body".to_owned(), &h.body)))
+                .chain(
+                    h.headers
+                        .iter()
+                        .map(|(name, value)| (format!("http_request.headers[{name:?}]"), value)),
+                );
+            for (field, text) in texts {
+                if let Err(e) = personalize::check_names(&at(&field), text, &hint, names) {
+                    v.push(e);
+                }
             }
         }
         if let Some(Kind::Ask(a)) = &s.kind
@@ -554,6 +668,7 @@ pub fn check_references(
 pub fn check(
     definition: Option<&pb::WorkflowDefinition>,
     max_steps: usize,
+    egress: &Egress,
 ) -> Result<pb::WorkflowDefinition, Violations> {
     let Some(d) = definition else {
         return Err(FieldError::new("definition", "is required").into());
@@ -578,7 +693,7 @@ pub fn check(
     let mut seen = HashSet::new();
     for (i, s) in d.steps.iter().enumerate() {
         let mut own = Violations::new();
-        step(s, &mut own);
+        step(s, egress, &mut own);
         if !seen.insert(s.id.as_str()) {
             own.push(FieldError::new(
                 "id",
@@ -623,7 +738,11 @@ mod tests {
     }
 
     fn faults(d: &pb::WorkflowDefinition) -> Vec<String> {
-        check(Some(d), 100)
+        let egress = Egress::new(&ism_platform::egress::EgressSettings {
+            allow: vec![],
+            https_only: false,
+        });
+        check(Some(d), 100, &egress)
             .err()
             .map(|v| v.iter().map(|f| f.to_string()).collect())
             .unwrap_or_default()

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::announce;
 use crate::answers;
+use crate::calls::Caller;
 use crate::config::WorkflowsSettings;
 use crate::definition::kind_name;
 use crate::error::Error;
@@ -52,6 +53,7 @@ pub struct Engine {
     pub peers: Peers,
     pub config: WorkflowsSettings,
     pub wake: Arc<Notify>,
+    caller: Caller,
     definitions: Mutex<HashMap<(Uuid, i32), Arc<pb::WorkflowDefinition>>>,
 }
 
@@ -76,12 +78,19 @@ fn next_of(id: &str) -> Option<String> {
 }
 
 impl Engine {
-    pub fn new(pool: PgPool, peers: Peers, config: WorkflowsSettings, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        peers: Peers,
+        config: WorkflowsSettings,
+        wake: Arc<Notify>,
+        caller: Caller,
+    ) -> Self {
         Self {
             pool,
             peers,
             config,
             wake,
+            caller,
             definitions: Mutex::default(),
         }
     }
@@ -293,10 +302,7 @@ impl Engine {
     /// idempotency key of step `seq`; the message's id.
     async fn send(&self, run: &Run, content: &MessageContent, seq: i32) -> Result<String, Error> {
         let content = if personalize::personalised(content) {
-            let keys = personalize::field_keys(&self.peers.contacts, run.workspace_id).await?;
-            let mut variables = Variables::of_contact(&self.contact(run).await?, &keys);
-            variables.vars = run.variables.0.clone();
-            personalize::render_content(content, &variables)
+            personalize::render_content(content, &self.variables(run).await?)
                 .map_err(|e| Error::precondition("content", format!("cannot be rendered: {e}")))?
         } else {
             content.clone()
@@ -318,6 +324,41 @@ impl Engine {
             )
             .await?;
         Ok(sent.message.map(|m| m.id).unwrap_or_default())
+    }
+
+    /// What a text of the run may name: its Contact and its variables.
+    async fn variables(&self, run: &Run) -> Result<Variables, Error> {
+        let keys = personalize::field_keys(&self.peers.contacts, run.workspace_id).await?;
+        let mut variables = Variables::of_contact(&self.contact(run).await?, &keys);
+        variables.vars = run.variables.0.clone();
+        Ok(variables)
+    }
+
+    /// `http` with the variables of its URL, header values and body rendered.
+    async fn rendered(
+        &self,
+        run: &Run,
+        http: &pb::HttpRequestStep,
+    ) -> Result<pb::HttpRequestStep, Error> {
+        let mut texts = std::iter::once(&http.url)
+            .chain(http.headers.values())
+            .chain(std::iter::once(&http.body));
+        if !texts.any(|t| personalize::has_variables(t)) {
+            return Ok(http.clone());
+        }
+        let variables = self.variables(run).await?;
+        let render = |field: &str, text: &str| {
+            personalize::render(text, &variables).map_err(|e| {
+                Error::precondition("http_request", format!("{field} cannot be rendered: {e}"))
+            })
+        };
+        let mut rendered = http.clone();
+        rendered.url = render("url", &http.url)?;
+        rendered.body = render("body", &http.body)?;
+        for (name, value) in &mut rendered.headers {
+            *value = render(&format!("header {name}"), value)?;
+        }
+        Ok(rendered)
     }
 
     /// Takes the Contact's `answer` to `ask`: saved and on to the step's `next` when
@@ -449,6 +490,16 @@ impl Engine {
                 let content = send.content.clone().unwrap_or_default();
                 let id = self.send(run, &content, seq).await?;
                 (Effect::Next(next), json!({"message_id": id}))
+            }
+            Kind::HttpRequest(http) => {
+                let call = self.rendered(run, http).await?;
+                let called = self.caller.call(&call, &format!("{}:{seq}", run.id)).await;
+                if called.succeeded {
+                    run.variables.0.extend(called.saved);
+                    (Effect::Next(next), called.output)
+                } else {
+                    (Effect::Next(next_of(&http.failure_next)), called.output)
+                }
             }
             Kind::Ask(ask) => {
                 let question = ask.question.clone().unwrap_or_default();

@@ -5,6 +5,7 @@ mod announce;
 mod answers;
 mod api;
 mod bindings;
+mod calls;
 pub mod config;
 mod definition;
 mod engine;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use ism_platform::compressed;
 use ism_platform::config::{ServiceName, Settings};
+use ism_platform::egress::{Egress, EgressSettings};
 use ism_platform::events::topology;
 use ism_platform::service::Service;
 use ism_platform::shutdown::Stop;
@@ -41,6 +43,7 @@ const BINDINGS_EVERY: Duration = Duration::from_secs(30);
 /// Runs the workflows service until `stop`.
 pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     let config: config::WorkflowsSettings = settings.section()?;
+    let egress = Egress::new(&settings.section::<EgressSettings>()?);
     let mut service = Service::start(ServiceName::Workflows, settings, stop, &MIGRATOR).await?;
     let peers = engine::Peers {
         conversations: service.peer(ServiceName::Conversations, ConversationServiceClient::new)?,
@@ -63,6 +66,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
         peers.clone(),
         config.clone(),
         wake.clone(),
+        calls::Caller::new(egress.clone()),
     ));
     service.spawn(engine.run(service.shutdown.clone()));
     let verifier = service.remote_verifier()?;
@@ -72,6 +76,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
             amqp: service.amqp.clone(),
             config,
             contacts: peers.contacts.clone(),
+            egress,
         },
         runs: runs::Runs {
             pool: service.pool.clone(),

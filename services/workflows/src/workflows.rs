@@ -1,5 +1,6 @@
 //! Defining workflows: drafts checked whole, published as immutable versions, enabled or
 //! disabled, deleted.
+use ism_platform::egress::Egress;
 use ism_platform::events::Amqp;
 use ism_platform::peer::Peer;
 use ism_platform::personalize;
@@ -24,6 +25,7 @@ pub struct Workflows {
     pub amqp: Amqp,
     pub config: WorkflowsSettings,
     pub contacts: Peer<ContactServiceClient<Channel>>,
+    pub egress: Egress,
 }
 
 fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
@@ -40,7 +42,7 @@ impl Workflows {
         &self,
         definition: Option<&pb::WorkflowDefinition>,
     ) -> Result<pb::WorkflowDefinition, Error> {
-        definition::check(definition, self.config.max_steps).map_err(Error::Invalid)
+        definition::check(definition, self.config.max_steps, &self.egress).map_err(Error::Invalid)
     }
 
     pub async fn create(

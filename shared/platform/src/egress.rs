@@ -121,6 +121,18 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
+/// An error with every cause after it, in words: a refused address shows as
+/// "... : leads to 10.0.0.1, a private address".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut words = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        words = format!("{words}: {cause}");
+        source = cause.source();
+    }
+    words
+}
+
 /// The policy of one process, shared by its clients.
 #[derive(Debug, Clone)]
 pub struct Egress {

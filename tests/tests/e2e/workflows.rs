@@ -674,3 +674,124 @@ async fn questions_are_answered_retried_timed_out_and_saved_and_answers_start_no
         "answers start no other workflow"
     );
 }
+
+#[tokio::test]
+async fn an_http_step_calls_once_with_its_key_saves_the_answer_and_refuses_internal_addresses() {
+    let outbound = Receiver::start().await;
+    // Only the stand-in's own address is allowed: the rest of 127/8 is loopback.
+    let (platform, tenant) = Platform::start_with(
+        &outbound.url,
+        &[("ISM_EGRESS__ALLOW", r#"["127.0.0.1/32"]"#)],
+    )
+    .await;
+    let api = platform.api(&tenant).await;
+    let crm = Receiver::start().await;
+    crm.script(&[
+        (
+            200,
+            r#"{"order": {"status": "shipped", "eta": "2026-12-24"}}"#,
+        ),
+        (302, ""),
+    ]);
+    let call = |url: &str| wf::HttpRequestStep {
+        method: "POST".into(),
+        url: url.into(),
+        headers: [("x-api-key".to_owned(), "k-1".to_owned())].into(),
+        body: r#"{"name": "{{ contact.first_name }}"}"#.into(),
+        save: [
+            ("status".to_owned(), "/order/status".to_owned()),
+            ("eta".to_owned(), "/order/eta".to_owned()),
+        ]
+        .into(),
+        timeout_seconds: 5,
+        failure_next: "sorry".into(),
+    };
+    let lookup = |url: &str| {
+        workflow(
+            "Order status",
+            wf::trigger::Kind::MessageReceived(wf::MessageReceived {
+                keywords: vec!["order".into()],
+                ..Default::default()
+            }),
+            vec![
+                step("lookup", "tell", Kind::HttpRequest(call(url))),
+                step(
+                    "tell",
+                    "",
+                    send("Your order is {{ vars.status }}, expected {{ vars.eta }}."),
+                ),
+                step("sorry", "", send("We could not look it up.")),
+            ],
+        )
+    };
+
+    // Internal addresses are refused when saved, naming the step's field.
+    for internal in [
+        "http://10.0.0.1/orders",
+        "http://127.0.0.2/orders",
+        "http://[fd00::1]/orders",
+        "http://[::ffff:127.0.0.1]/orders",
+        "http://169.254.169.254/latest/meta-data",
+        "ftp://crm.example.com/orders",
+    ] {
+        let status = api
+            .workflows
+            .clone()
+            .create_workflow(api.authed(wf::CreateWorkflowRequest {
+                definition: Some(lookup(internal)),
+            }))
+            .await
+            .expect_err(internal);
+        assert_eq!(status.code(), Code::InvalidArgument, "{internal}");
+        assert_eq!(
+            field_violations(&status),
+            ["definition.steps[0].http_request.url"],
+            "{internal}"
+        );
+    }
+    let orders = api.create_workflow(lookup(&crm.url)).await;
+    api.publish_workflow(&orders.id).await;
+
+    contact_writes(&platform, &tenant, "ada", "o-1", "order").await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 1).await,
+        ["Your order is shipped, expected 2026-12-24."]
+    );
+    contact_writes(&platform, &tenant, "bob", "o-2", "order").await;
+    assert_eq!(
+        outbound.wait_texts_to("bob", 1).await,
+        ["We could not look it up."]
+    );
+    let runs = eventually(WAIT, "two completed runs", || async {
+        let runs = api.list_runs(&orders.id).await;
+        (runs.len() == 2 && runs.iter().all(|r| r.state() == wf::RunState::Completed))
+            .then_some(runs)
+    })
+    .await;
+    let calls = crm.received();
+    assert_eq!(calls.len(), 2, "one call per run");
+    // Runs are listed newest first: Bob's, then Ada's.
+    for (call, run) in calls.iter().zip(runs.iter().rev()) {
+        assert_eq!(call.headers["idempotency-key"], format!("{}:1", run.id));
+        assert_eq!(call.headers["x-api-key"], "k-1");
+        assert_eq!(call.headers["content-type"], "application/json");
+        assert!(call.headers.contains_key("traceparent"));
+        let body: serde_json::Value = serde_json::from_slice(&call.body).expect("JSON");
+        assert_eq!(body, serde_json::json!({"name": "Ada"}));
+    }
+    let bob = api.get_run(&runs[0].id).await;
+    assert!(
+        bob.steps[0].output.contains("redirects are not followed"),
+        "{}",
+        bob.steps[0].output
+    );
+    let ada = api.get_run(&runs[1].id).await;
+    assert_eq!(
+        ada.variables,
+        [
+            ("eta".to_owned(), "2026-12-24".to_owned()),
+            ("status".to_owned(), "shipped".to_owned())
+        ]
+        .into()
+    );
+}
