@@ -138,6 +138,7 @@ pub async fn close(
         closed_by: closing.closed_by.to_owned(),
         closing_category: closing.category.to_owned(),
         closing_summary: closing.summary.to_owned(),
+        channel_id: conversation.channel_id.to_string(),
     };
     emit(
         conn,

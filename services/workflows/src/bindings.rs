@@ -1,4 +1,4 @@
-//! The triggers queue is bound to a Contact's messages and to opened conversations only
+//! The triggers queue is bound to a Contact's messages and to opened and closed conversations only
 //! while some enabled workflow has that trigger (ADR 26), in the transaction that changes
 //! the workflows; to messages also while an enabled workflow asks questions or a run
 //! awaits an answer.
@@ -12,11 +12,15 @@ use crate::error::Error;
 use crate::states::TriggerKind;
 use crate::store;
 
-const TRIGGERS: [(&str, TriggerKind); 2] = [
+const TRIGGERS: [(&str, TriggerKind); 3] = [
     (topics::MESSAGE_CREATED.key(), TriggerKind::MessageReceived),
     (
         topics::CONVERSATION_OPENED.key(),
         TriggerKind::ConversationOpened,
+    ),
+    (
+        topics::CONVERSATION_CLOSED.key(),
+        TriggerKind::ConversationClosed,
     ),
 ];
 

@@ -16,6 +16,8 @@ pub struct WorkflowsSettings {
     pub poll_ms: u64,
     /// How long a replica holds a run it claimed before another may take it over.
     pub lease_seconds: u64,
+    /// How often an assign step with rules tries again while no User is eligible.
+    pub assign_retry_seconds: u64,
 }
 
 impl Section for WorkflowsSettings {
@@ -34,6 +36,12 @@ impl Section for WorkflowsSettings {
         }
         if self.poll_ms < 10 {
             v.push(FieldError::new("poll_ms", "must be at least 10"));
+        }
+        if self.assign_retry_seconds < 1 {
+            v.push(FieldError::new(
+                "assign_retry_seconds",
+                "must be at least 1",
+            ));
         }
         if self.lease_seconds < 1 {
             v.push(FieldError::new("lease_seconds", "must be at least 1"));

@@ -8,6 +8,7 @@ use ism_platform::convert;
 use ism_platform::egress::Egress;
 use ism_platform::error::{FieldError, Violations};
 use ism_platform::personalize;
+use ism_proto::conversations::v1::AssignmentStrategy;
 use ism_proto::types::v1::ChannelType;
 use ism_proto::workflows::v1 as pb;
 use ism_proto::workflows::v1::step::Kind;
@@ -34,6 +35,7 @@ const MAX_RETRIES: u32 = 5;
 /// Longest value compared in a condition, and longest retry text.
 const MAX_VALUE: usize = 1000;
 const MAX_URL: usize = 2000;
+const MAX_ASSIGN_WAIT_SECONDS: u32 = 7 * 24 * 3600;
 const MAX_HEADERS: usize = 10;
 const MAX_BODY: usize = 64 * 1024;
 const MAX_SAVED: usize = 10;
@@ -51,6 +53,10 @@ pub fn kind_name(kind: &Kind) -> &'static str {
         Kind::Jump(_) => "jump",
         Kind::Ask(_) => "ask",
         Kind::HttpRequest(_) => "http_request",
+        Kind::Unassign(_) => "unassign",
+        Kind::RemoveTags(_) => "remove_tags",
+        Kind::UpdateField(_) => "update_field",
+        Kind::StartWorkflow(_) => "start_workflow",
     }
 }
 
@@ -81,7 +87,7 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
     match trigger.and_then(|t| t.kind.as_ref()) {
         None => v.push(FieldError::new(
             "trigger",
-            "is required: message_received, conversation_opened or manual",
+            "is required: message_received, conversation_opened, conversation_closed or manual",
         )),
         Some(T::MessageReceived(m)) => {
             convert::uuids(
@@ -126,6 +132,14 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
                 v,
             );
         }
+        Some(T::ConversationClosed(c)) => {
+            convert::uuids(
+                "trigger.conversation_closed.channel_ids",
+                &c.channel_ids,
+                MAX_CHANNELS,
+                v,
+            );
+        }
         Some(T::Manual(_)) => {}
     }
 }
@@ -144,6 +158,10 @@ fn exits(step: &pb::Step) -> Vec<(String, &str)> {
             all
         }
         Some(Kind::Jump(j)) => vec![("jump.to".into(), j.to.as_str())],
+        Some(Kind::Assign(a)) if a.rules.is_some() => vec![
+            ("next".into(), step.next.as_str()),
+            ("assign.timeout_next".into(), a.timeout_next.as_str()),
+        ],
         Some(Kind::HttpRequest(h)) => vec![
             ("next".into(), step.next.as_str()),
             ("http_request.failure_next".into(), h.failure_next.as_str()),
@@ -225,20 +243,29 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
                 }
             }
         }
-        Some(Kind::AddTags(t)) => {
-            if t.tags.is_empty() || t.tags.len() > MAX_TAGS {
+        Some(Kind::AddTags(t)) => tags("add_tags.tags", &t.tags, v),
+        Some(Kind::RemoveTags(t)) => tags("remove_tags.tags", &t.tags, v),
+        Some(Kind::Unassign(_)) => {}
+        Some(Kind::UpdateField(u)) => {
+            if !name_ok(&u.key) {
                 v.push(FieldError::new(
-                    "add_tags.tags",
-                    format!("must name 1 to {MAX_TAGS} Tags"),
+                    "update_field.key",
+                    "must be a custom Contact Field's key",
                 ));
             }
-            for (i, tag) in t.tags.iter().enumerate() {
-                if tag.trim().is_empty() || tag.chars().count() > MAX_TAG {
-                    v.push(FieldError::new(
-                        format!("add_tags.tags[{i}]"),
-                        format!("must be 1 to {MAX_TAG} characters"),
-                    ));
-                }
+            if u.value.chars().count() > MAX_VALUE {
+                v.push(FieldError::new(
+                    "update_field.value",
+                    format!("must be at most {MAX_VALUE} characters"),
+                ));
+            }
+        }
+        Some(Kind::StartWorkflow(w)) => {
+            if Uuid::parse_str(&w.workflow_id).is_err() {
+                v.push(FieldError::new(
+                    "start_workflow.workflow_id",
+                    "must be a workflow's id",
+                ));
             }
         }
         Some(Kind::Wait(w)) => {
@@ -249,19 +276,7 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
                 ));
             }
         }
-        Some(Kind::Assign(a)) => {
-            if a.user_id.is_empty() && a.team_id.is_empty() {
-                v.push(FieldError::new("assign", "names a user_id or a team_id"));
-            }
-            for (field, id) in [
-                ("assign.user_id", &a.user_id),
-                ("assign.team_id", &a.team_id),
-            ] {
-                if !id.is_empty() && Uuid::parse_str(id).is_err() {
-                    v.push(FieldError::new(field, "must be a UUID"));
-                }
-            }
-        }
+        Some(Kind::Assign(a)) => assign(a, v),
         Some(Kind::Close(c)) => {
             if c.summary.chars().count() > MAX_SUMMARY {
                 v.push(FieldError::new(
@@ -291,6 +306,80 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
                 ));
             }
         }
+    }
+}
+
+fn tags(field: &str, tags: &[String], v: &mut Violations) {
+    if tags.is_empty() || tags.len() > MAX_TAGS {
+        v.push(FieldError::new(
+            field.to_owned(),
+            format!("must name 1 to {MAX_TAGS} Tags"),
+        ));
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.trim().is_empty() || tag.chars().count() > MAX_TAG {
+            v.push(FieldError::new(
+                format!("{field}[{i}]"),
+                format!("must be 1 to {MAX_TAG} characters"),
+            ));
+        }
+    }
+}
+
+fn assign(a: &pb::AssignStep, v: &mut Violations) {
+    for (field, id) in [
+        ("assign.user_id", &a.user_id),
+        ("assign.team_id", &a.team_id),
+    ] {
+        if !id.is_empty() && Uuid::parse_str(id).is_err() {
+            v.push(FieldError::new(field, "must be a UUID"));
+        }
+    }
+    let Some(rules) = &a.rules else {
+        if a.user_id.is_empty() && a.team_id.is_empty() {
+            v.push(FieldError::new(
+                "assign",
+                "names a user_id, a team_id or rules",
+            ));
+        }
+        if a.timeout_seconds > 0 || !a.timeout_next.is_empty() {
+            v.push(FieldError::new(
+                "assign.timeout_seconds",
+                "is only for rules",
+            ));
+        }
+        return;
+    };
+    if !a.user_id.is_empty() {
+        v.push(FieldError::new(
+            "assign.user_id",
+            "rules choose the User: leave it empty",
+        ));
+    }
+    if !matches!(
+        rules.strategy(),
+        AssignmentStrategy::RoundRobin | AssignmentStrategy::LeastOpen
+    ) || AssignmentStrategy::try_from(rules.strategy).is_err()
+    {
+        v.push(FieldError::new(
+            "assign.rules.strategy",
+            "must be ASSIGNMENT_STRATEGY_ROUND_ROBIN or ASSIGNMENT_STRATEGY_LEAST_OPEN",
+        ));
+    }
+    if !rules.team_id.is_empty() {
+        v.push(FieldError::new(
+            "assign.rules.team_id",
+            "is the step's team_id: leave it empty",
+        ));
+    }
+    if rules.cap < 0 {
+        v.push(FieldError::new("assign.rules.cap", "must not be negative"));
+    }
+    if a.timeout_seconds > MAX_ASSIGN_WAIT_SECONDS {
+        v.push(FieldError::new(
+            "assign.timeout_seconds",
+            format!("must be at most {MAX_ASSIGN_WAIT_SECONDS} (7 days)"),
+        ));
     }
 }
 
@@ -620,6 +709,19 @@ pub fn check_references(
                 }
             }
         }
+        if let Some(Kind::UpdateField(u)) = &s.kind {
+            if !field_keys.contains(&u.key) {
+                v.push(FieldError::new(
+                    at("update_field.key"),
+                    format!("no custom Contact Field {:?}", u.key),
+                ));
+            }
+            if let Err(e) =
+                personalize::check_names(&at("update_field.value"), &u.value, &hint, names)
+            {
+                v.push(e);
+            }
+        }
         if let Some(Kind::Ask(a)) = &s.kind
             && !a.save_to_field.is_empty()
             && !field_keys.contains(&a.save_to_field)
@@ -652,6 +754,75 @@ pub fn check_references(
                         }
                         _ => {}
                     }
+                }
+            }
+        }
+    }
+    if v.is_empty() {
+        return Ok(());
+    }
+    let mut within = Violations::new();
+    within.extend_within("definition", v);
+    Err(within)
+}
+
+/// The workflows a definition's steps start, with each step's index.
+fn started(definition: &pb::WorkflowDefinition) -> impl Iterator<Item = (usize, &str)> {
+    definition
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.kind {
+            Some(Kind::StartWorkflow(w)) => Some((i, w.workflow_id.as_str())),
+            _ => None,
+        })
+}
+
+/// Checks the workflows `definition` (of workflow `id`) starts against the Workspace's
+/// published ones (`others`, by id): each exists with a manual trigger, and none starts,
+/// through others, workflow `id` again (a cycle); every fault under `definition.`.
+pub fn check_started(
+    id: &str,
+    definition: &pb::WorkflowDefinition,
+    others: &HashMap<String, pb::WorkflowDefinition>,
+) -> Result<(), Violations> {
+    use pb::trigger::Kind as T;
+    let mut v = Violations::new();
+    for (i, target) in started(definition) {
+        let field = format!("steps[{i}].start_workflow.workflow_id");
+        let Some(other) = others.get(target).filter(|_| target != id) else {
+            let why = if target == id {
+                "a workflow may not start itself".to_owned()
+            } else {
+                format!("no published workflow {target:?}")
+            };
+            v.push(FieldError::new(field, why));
+            continue;
+        };
+        if !matches!(
+            other.trigger.as_ref().and_then(|t| t.kind.as_ref()),
+            Some(T::Manual(_))
+        ) {
+            v.push(FieldError::new(
+                field,
+                "starts only workflows with a manual trigger",
+            ));
+            continue;
+        }
+        let mut seen = HashSet::from([target]);
+        let mut todo = vec![target];
+        while let Some(at) = todo.pop() {
+            for (_, next) in others.get(at).into_iter().flat_map(started) {
+                if next == id {
+                    v.push(FieldError::new(
+                        field.clone(),
+                        format!("{target:?} starts this workflow again, through {at:?}: a cycle"),
+                    ));
+                    todo.clear();
+                    break;
+                }
+                if seen.insert(next) {
+                    todo.push(next);
                 }
             }
         }

@@ -36,6 +36,7 @@ use crate::definition::kind_name;
 use crate::error::Error;
 use crate::states::RunState;
 use crate::store::{self, Run};
+use crate::triggers::{self, Subject};
 
 /// How long after a passing failure (a peer or the database away) a run is tried again.
 const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
@@ -65,6 +66,8 @@ enum Effect {
     Wait(Duration, Option<String>),
     /// Wait for the Contact's answer to this (ask) step until then.
     Await(DateTime<Utc>),
+    /// Take this step again at the first time, giving up at the second.
+    Retry(DateTime<Utc>, DateTime<Utc>),
 }
 
 /// Whether to take the run's next step now.
@@ -215,15 +218,15 @@ impl Engine {
             (_, true, _) => {
                 let input = ism_platform::json::message(step);
                 store::begin_step(&mut tx, run.id, seq, &step.id, kind_name(kind), &input).await?;
-                self.perform(&mut run, step, kind, seq).await
+                self.perform(&mut tx, &mut run, step, kind, seq).await
             }
             (Kind::Ask(ask), false, Some(answer)) => {
                 let input = json!({ "answer": answer });
                 store::begin_step(&mut tx, run.id, seq, &step.id, "answer", &input).await?;
                 self.answered(&mut run, step, ask, &answer, seq).await
             }
-            (Kind::Ask(ask), false, None) if run.awaiting_until.is_none_or(|t| t <= Utc::now()) => {
-                let input = json!({ "awaited_until": run.awaiting_until });
+            (Kind::Ask(ask), false, None) if run.deadline.is_none_or(|t| t <= Utc::now()) => {
+                let input = json!({ "awaited_until": run.deadline });
                 store::begin_step(&mut tx, run.id, seq, &step.id, "answer_timeout", &input).await?;
                 Ok((
                     Effect::Next(next_of(&ask.timeout_next)),
@@ -233,7 +236,7 @@ impl Engine {
             (Kind::Ask(_), false, None) => {
                 // Claimed before its deadline with no answer (an expired lease): wait on.
                 run.state = RunState::Waiting;
-                run.wake_at = run.awaiting_until.unwrap_or_else(Utc::now);
+                run.wake_at = run.deadline.unwrap_or_else(Utc::now);
                 settle(&mut tx, &run).await?;
                 tx.commit().await?;
                 return Ok(Flow::Stop);
@@ -249,13 +252,22 @@ impl Engine {
         match done {
             Ok((effect, output)) => {
                 store::end_step(&mut tx, run.id, seq, &output, "").await?;
-                run.step_count = seq;
+                // A retried step keeps its place in the history and the step budget.
+                if !matches!(effect, Effect::Retry(..)) {
+                    run.step_count = seq;
+                }
                 let flow = match effect {
+                    Effect::Retry(wake, deadline) => {
+                        run.state = RunState::Waiting;
+                        run.wake_at = wake;
+                        run.deadline = Some(deadline);
+                        Flow::Stop
+                    }
                     Effect::Await(until) => {
                         run.state = RunState::Waiting;
                         run.wake_at = until;
                         run.awaiting = step.id.clone();
-                        run.awaiting_until = Some(until);
+                        run.deadline = Some(until);
                         run.answer = None;
                         Flow::Stop
                     }
@@ -374,7 +386,8 @@ impl Engine {
         match answers::take(ask, answer) {
             Ok(value) => {
                 if !ask.save_to_field.is_empty() {
-                    self.set_field(run, &ask.save_to_field, &value).await?;
+                    self.set_field(run, &ask.save_to_field, Some(&value))
+                        .await?;
                 }
                 if !ask.save_to_variable.is_empty() {
                     run.variables
@@ -405,15 +418,54 @@ impl Engine {
                 };
                 let message_id = self.send(run, &again, seq).await?;
                 Ok((
-                    Effect::Await(run.awaiting_until.unwrap_or_else(Utc::now)),
+                    Effect::Await(run.deadline.unwrap_or_else(Utc::now)),
                     json!({ "valid": false, "why": why, "asked_again": message_id }),
                 ))
             }
         }
     }
 
-    /// Saves `value` in the Contact's custom field `key`, typed as the field is.
-    async fn set_field(&self, run: &Run, key: &str, value: &str) -> Result<(), Error> {
+    /// Starts the published, enabled, manual workflow `id` for the run's conversation in
+    /// the step's transaction, so it starts once; its run's id, or none when its reentry
+    /// policy or once-per-Contact started nothing.
+    async fn start_workflow(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        run: &Run,
+        id: &str,
+    ) -> Result<Option<String>, Error> {
+        let refused = |why: &str| Error::precondition("start_workflow", why.to_owned());
+        let id = Uuid::parse_str(id).map_err(|_| refused("names no workflow"))?;
+        let workflow = store::workflow(tx, run.workspace_id, id)
+            .await?
+            .ok_or_else(|| refused("its workflow was deleted"))?;
+        let (Some(bytes), true) = (workflow.published, workflow.enabled) else {
+            return Err(refused("its workflow is not published and enabled"));
+        };
+        let definition = pb::WorkflowDefinition::decode(bytes.as_slice())
+            .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored workflow version: {e}")))?;
+        let published = store::Published {
+            id,
+            version: workflow.published_version,
+            definition: bytes,
+        };
+        let subject = Subject {
+            workspace_id: run.workspace_id,
+            contact_id: run.contact_id,
+            conversation_id: run.conversation_id,
+            channel_id: run.channel_id,
+            text: run.trigger_text.clone(),
+        };
+        let started = triggers::start(tx, &published, &definition, &subject).await?;
+        if started.is_some() {
+            self.wake.notify_one();
+        }
+        Ok(started.map(|r| r.id.to_string()))
+    }
+
+    /// Saves `value` in the Contact's custom field `key`, typed as the field is; `None`
+    /// clears it.
+    async fn set_field(&self, run: &Run, key: &str, value: Option<&str>) -> Result<(), Error> {
         let ws = run.workspace_id;
         let fields = self
             .peers
@@ -427,21 +479,21 @@ impl Engine {
             .await?
             .fields;
         let field = fields.iter().find(|f| f.key == key).ok_or_else(|| {
-            Error::precondition("save_to_field", format!("no custom Contact Field {key:?}"))
+            Error::precondition("field", format!("no custom Contact Field {key:?}"))
         })?;
-        let kind = match field.r#type() {
-            ct::FieldType::Number => FieldKind::Number(value.parse().map_err(|_| {
-                Error::precondition(
-                    "save_to_field",
-                    format!("{key:?} takes a number, not {value:?}"),
-                )
-            })?),
-            ct::FieldType::Date => FieldKind::Date(value.to_owned()),
-            ct::FieldType::Checkbox => FieldKind::Checkbox(matches!(
+        let kind = match (value, field.r#type()) {
+            (None, _) => None,
+            (Some(value), ct::FieldType::Number) => {
+                Some(FieldKind::Number(value.parse().map_err(|_| {
+                    Error::precondition("field", format!("{key:?} takes a number, not {value:?}"))
+                })?))
+            }
+            (Some(value), ct::FieldType::Date) => Some(FieldKind::Date(value.to_owned())),
+            (Some(value), ct::FieldType::Checkbox) => Some(FieldKind::Checkbox(matches!(
                 value.to_lowercase().as_str(),
                 "yes" | "y" | "true" | "1"
-            )),
-            _ => FieldKind::Text(value.to_owned()),
+            ))),
+            (Some(value), _) => Some(FieldKind::Text(value.to_owned())),
         };
         // A concurrent change to the Contact makes its version stale: read it again.
         let mut tries = 0;
@@ -450,13 +502,7 @@ impl Engine {
             let request = ct::UpdateContactRequest {
                 id: run.contact_id.to_string(),
                 version: contact.version,
-                custom_fields: [(
-                    key.to_owned(),
-                    ct::FieldValue {
-                        kind: Some(kind.clone()),
-                    },
-                )]
-                .into(),
+                custom_fields: [(key.to_owned(), ct::FieldValue { kind: kind.clone() })].into(),
                 ..Default::default()
             };
             let updated = self
@@ -477,6 +523,7 @@ impl Engine {
     /// The step's effect, and its output for the history.
     async fn perform(
         &self,
+        tx: &mut sqlx::PgConnection,
         run: &mut Run,
         step: &pb::Step,
         kind: &Kind,
@@ -582,22 +629,108 @@ impl Engine {
                     json!({"until": until.to_rfc3339()}),
                 )
             }
-            Kind::Assign(assign) => {
-                let request = cv::AssignConversationRequest {
+            Kind::Assign(assign) => match &assign.rules {
+                None => {
+                    let request = cv::AssignConversationRequest {
+                        id: conversation_id,
+                        user_id: assign.user_id.clone(),
+                        team_id: assign.team_id.clone(),
+                    };
+                    self.peers
+                        .conversations
+                        .call(ws, "conversation", request, |mut c, r| async move {
+                            c.assign_conversation(r).await
+                        })
+                        .await?;
+                    (
+                        Effect::Next(next),
+                        json!({"user_id": assign.user_id, "team_id": assign.team_id}),
+                    )
+                }
+                Some(rules) => {
+                    let request = cv::AssignNextRequest {
+                        conversation_id,
+                        rules: Some(cv::AssignmentRules {
+                            team_id: assign.team_id.clone(),
+                            ..rules.clone()
+                        }),
+                    };
+                    let answer = self
+                        .peers
+                        .conversations
+                        .call(ws, "conversation", request, |mut c, r| async move {
+                            c.assign_next(r).await
+                        })
+                        .await?;
+                    let now = Utc::now();
+                    let deadline = run.deadline.unwrap_or_else(|| {
+                        now + Duration::from_secs(u64::from(assign.timeout_seconds))
+                    });
+                    if answer.assigned {
+                        let user = answer
+                            .conversation
+                            .map(|c| c.assignee_user_id)
+                            .unwrap_or_default();
+                        (Effect::Next(next), json!({"assigned_to": user}))
+                    } else if now >= deadline {
+                        (
+                            Effect::Next(next_of(&assign.timeout_next)),
+                            json!({"assigned": false, "timed_out": true}),
+                        )
+                    } else {
+                        let again = (now + Duration::from_secs(self.config.assign_retry_seconds))
+                            .min(deadline);
+                        (
+                            Effect::Retry(again, deadline),
+                            json!({"assigned": false, "next_try": again.to_rfc3339()}),
+                        )
+                    }
+                }
+            },
+            Kind::Unassign(_) => {
+                let request = cv::UnassignConversationRequest {
                     id: conversation_id,
-                    user_id: assign.user_id.clone(),
-                    team_id: assign.team_id.clone(),
                 };
                 self.peers
                     .conversations
                     .call(ws, "conversation", request, |mut c, r| async move {
-                        c.assign_conversation(r).await
+                        c.unassign_conversation(r).await
                     })
+                    .await?;
+                (Effect::Next(next), json!({"unassigned": true}))
+            }
+            Kind::RemoveTags(remove) => {
+                let request = ct::RemoveTagsRequest {
+                    contact_ids: vec![run.contact_id.to_string()],
+                    tags: remove.tags.clone(),
+                };
+                self.peers
+                    .contacts
+                    .call(ws, "contact", request, |mut c, r| async move {
+                        c.remove_tags(r).await
+                    })
+                    .await?;
+                (Effect::Next(next), json!({"removed": remove.tags}))
+            }
+            Kind::UpdateField(update) => {
+                let value = if personalize::has_variables(&update.value) {
+                    personalize::render(&update.value, &self.variables(run).await?).map_err(
+                        |e| Error::precondition("update_field", format!("cannot be rendered: {e}")),
+                    )?
+                } else {
+                    update.value.clone()
+                };
+                let value = value.trim();
+                self.set_field(run, &update.key, (!value.is_empty()).then_some(value))
                     .await?;
                 (
                     Effect::Next(next),
-                    json!({"user_id": assign.user_id, "team_id": assign.team_id}),
+                    json!({"key": update.key, "value": value}),
                 )
+            }
+            Kind::StartWorkflow(start) => {
+                let started = self.start_workflow(tx, run, &start.workflow_id).await?;
+                (Effect::Next(next), json!({"started_run": started}))
             }
             Kind::Close(close) => {
                 let request = cv::CloseConversationRequest {

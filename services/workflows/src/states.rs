@@ -17,6 +17,7 @@ stored_enum! {
     pub enum TriggerKind {
         MessageReceived = "message_received",
         ConversationOpened = "conversation_opened",
+        ConversationClosed = "conversation_closed",
         Manual = "manual",
     }
 }

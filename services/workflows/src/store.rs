@@ -158,6 +158,22 @@ pub async fn delete_workflow(
     Ok(cancelled)
 }
 
+/// Every published version in force in the Workspace: each workflow's latest.
+pub async fn published_all(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+) -> sqlx::Result<Vec<Published>> {
+    sqlx::query_as(
+        "SELECT w.id, w.published_version AS version, v.definition
+         FROM workflows w
+         JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.published_version
+         WHERE w.workspace_id = $1",
+    )
+    .bind(workspace_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// An enabled workflow's published version, for the trigger consumer.
 #[derive(Debug, Clone, FromRow)]
 pub struct Published {
@@ -231,8 +247,8 @@ pub struct Run {
     pub variables: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
     /// The ask step whose answer the run waits for; empty when it waits for none.
     pub awaiting: String,
-    /// When the awaited answer is too late.
-    pub awaiting_until: Option<DateTime<Utc>>,
+    /// When the awaited answer is too late, or an assignment stops trying.
+    pub deadline: Option<DateTime<Utc>>,
     /// The Contact's message not yet taken by the awaited step.
     pub answer: Option<String>,
     pub invalid_answers: i32,
@@ -242,7 +258,7 @@ impl Run {
     /// Forgets the question the run awaited: it has moved on.
     pub fn stop_awaiting(&mut self) {
         self.awaiting.clear();
-        self.awaiting_until = None;
+        self.deadline = None;
         self.answer = None;
         self.invalid_answers = 0;
     }
@@ -250,7 +266,7 @@ impl Run {
 
 const RUN_COLUMNS: &str = "id, workspace_id, workflow_id, version, contact_id, conversation_id, \
      channel_id, trigger_text, state, current_step, step_count, jumps, wake_at, error, created_at, \
-     updated_at, variables, awaiting, awaiting_until, answer, invalid_answers";
+     updated_at, variables, awaiting, deadline, answer, invalid_answers";
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -431,7 +447,7 @@ pub async fn end_step(
 pub async fn advance(conn: &mut PgConnection, run: &Run) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE runs SET state = $2, current_step = $3, step_count = $4, jumps = $5, wake_at = $6,
-             error = $7, variables = $8, awaiting = $9, awaiting_until = $10, answer = $11,
+             error = $7, variables = $8, awaiting = $9, deadline = $10, answer = $11,
              invalid_answers = $12, updated_at = now()
          WHERE id = $1",
     )
@@ -444,7 +460,7 @@ pub async fn advance(conn: &mut PgConnection, run: &Run) -> sqlx::Result<()> {
     .bind(&run.error)
     .bind(&run.variables)
     .bind(&run.awaiting)
-    .bind(run.awaiting_until)
+    .bind(run.deadline)
     .bind(&run.answer)
     .bind(run.invalid_answers)
     .execute(conn)

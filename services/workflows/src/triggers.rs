@@ -1,5 +1,5 @@
 //! Starting runs from events: a Contact's message (unless a run awaits it as an answer)
-//! and an opened conversation, matched
+//! and an opened or closed conversation, matched
 //! against the enabled workflows of the Workspace, in the transaction that marks the event
 //! processed (a redelivered event starts nothing twice). The queue is bound to an event
 //! type only while some enabled workflow has its trigger (ADR 26).
@@ -137,6 +137,21 @@ async fn take(
                 text: String::new(),
             },
         )
+    } else if event.r#type == topics::CONVERSATION_CLOSED.key() {
+        let closed = topics::CONVERSATION_CLOSED
+            .decode(event)
+            .map_err(HandlerError::Permanent)?;
+        (
+            TriggerKind::ConversationClosed,
+            Subject {
+                workspace_id,
+                contact_id: uuid_of(&closed.contact_id, "contact_id")?,
+                conversation_id: uuid_of(&closed.conversation_id, "conversation_id")?,
+                // Events written before closed conversations named their Channel.
+                channel_id: Uuid::parse_str(&closed.channel_id).unwrap_or_default(),
+                text: String::new(),
+            },
+        )
     } else {
         let created = topics::MESSAGE_CREATED
             .decode(event)
@@ -175,6 +190,9 @@ async fn take(
             Some(T::MessageReceived(m)) => takes(m, &channel, &subject.text, patterns),
             Some(T::ConversationOpened(o)) => {
                 o.channel_ids.is_empty() || o.channel_ids.contains(&channel)
+            }
+            Some(T::ConversationClosed(c)) => {
+                c.channel_ids.is_empty() || c.channel_ids.contains(&channel)
             }
             _ => false,
         };

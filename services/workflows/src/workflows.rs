@@ -33,6 +33,7 @@ fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
     match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
         Some(T::MessageReceived(_)) => TriggerKind::MessageReceived,
         Some(T::ConversationOpened(_)) => TriggerKind::ConversationOpened,
+        Some(T::ConversationClosed(_)) => TriggerKind::ConversationClosed,
         _ => TriggerKind::Manual,
     }
 }
@@ -105,6 +106,17 @@ impl Workflows {
         let field_keys = personalize::field_keys(&self.contacts, workspace_id).await?;
         definition::check_references(&checked, &field_keys).map_err(Error::Invalid)?;
         let mut tx = self.pool.begin().await?;
+        // Publishes take turns, so two cannot each close half of a cycle.
+        ism_platform::events::bindings::lock(&mut tx, "workflows").await?;
+        let others = store::published_all(&mut tx, workspace_id)
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let definition = pb::WorkflowDefinition::decode(p.definition.as_slice()).ok()?;
+                Some((p.id.to_string(), definition))
+            })
+            .collect();
+        definition::check_started(&id.to_string(), &checked, &others).map_err(Error::Invalid)?;
         if !store::publish(
             &mut tx,
             workspace_id,

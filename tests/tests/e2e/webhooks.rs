@@ -798,6 +798,7 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
             wf::step::Kind::Assign(wf::AssignStep {
                 user_id: uuid::Uuid::new_v4().to_string(),
                 team_id: String::new(),
+                ..Default::default()
             }),
         ),
         manual(

@@ -275,6 +275,7 @@ async fn a_failed_run_names_its_step_is_retried_from_it_and_a_runaway_loop_stops
                 Kind::Assign(wf::AssignStep {
                     user_id: nobody,
                     team_id: String::new(),
+                    ..Default::default()
                 }),
             )],
         ))
@@ -794,4 +795,202 @@ async fn an_http_step_calls_once_with_its_key_saves_the_answer_and_refuses_inter
         ]
         .into()
     );
+}
+
+#[tokio::test]
+async fn assignment_rules_fields_tags_a_closed_trigger_and_started_workflows_act_once() {
+    use ism_proto::contacts::v1 as ct;
+    use ism_proto::conversations::v1 as cv;
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start_with(
+        &outbound.url,
+        &[("ISM_WORKFLOWS__ASSIGN_RETRY_SECONDS", "1")],
+    )
+    .await;
+    let api = platform.api(&tenant).await;
+    api.create_contact_field(ct::ContactField {
+        key: "stage".into(),
+        label: "Stage".into(),
+        r#type: ct::FieldType::Text as i32,
+        ..Default::default()
+    })
+    .await;
+    let empty_team = api.create_team("Nobody here").await;
+    let round_robin = |team_id: &str, timeout_seconds: u32, timeout_next: &str| {
+        Kind::Assign(wf::AssignStep {
+            team_id: team_id.into(),
+            rules: Some(cv::AssignmentRules {
+                strategy: cv::AssignmentStrategy::RoundRobin as i32,
+                ..Default::default()
+            }),
+            timeout_seconds,
+            timeout_next: timeout_next.into(),
+            ..Default::default()
+        })
+    };
+
+    // Started by the closing workflow: a survey that tags and records the stage.
+    let survey = api
+        .create_workflow(workflow(
+            "Survey",
+            wf::trigger::Kind::Manual(wf::Manual {}),
+            vec![
+                step("bye", "stage", send("Thanks for talking to us!")),
+                step(
+                    "stage",
+                    "",
+                    Kind::UpdateField(wf::UpdateFieldStep {
+                        key: "stage".into(),
+                        value: "closed {{ contact.first_name }}".into(),
+                    }),
+                ),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&survey.id).await;
+    let on_close = api
+        .create_workflow(workflow(
+            "On close",
+            wf::trigger::Kind::ConversationClosed(wf::ConversationClosed::default()),
+            vec![
+                step(
+                    "untag",
+                    "survey",
+                    Kind::RemoveTags(wf::RemoveTagsStep {
+                        tags: vec!["waiting".into()],
+                    }),
+                ),
+                step(
+                    "survey",
+                    "",
+                    Kind::StartWorkflow(wf::StartWorkflowStep {
+                        workflow_id: survey.id.clone(),
+                    }),
+                ),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&on_close.id).await;
+
+    // A workflow may not start one that starts it back, nor one that is not manual.
+    let mut back = api.get_workflow(&survey.id).await.draft.expect("draft");
+    back.steps[1].next = "again".into();
+    back.steps.push(step(
+        "again",
+        "",
+        Kind::StartWorkflow(wf::StartWorkflowStep {
+            workflow_id: survey.id.clone(),
+        }),
+    ));
+    back.steps.push(step(
+        "close-again",
+        "",
+        Kind::StartWorkflow(wf::StartWorkflowStep {
+            workflow_id: on_close.id.clone(),
+        }),
+    ));
+    back.steps[2].next = "close-again".into();
+    api.workflows
+        .clone()
+        .update_workflow(api.authed(wf::UpdateWorkflowRequest {
+            workflow_id: survey.id.clone(),
+            definition: Some(back),
+        }))
+        .await
+        .expect("a draft is saved");
+    let status = api
+        .workflows
+        .clone()
+        .publish_workflow(api.authed(wf::PublishWorkflowRequest {
+            workflow_id: survey.id.clone(),
+        }))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_violations(&status),
+        [
+            "definition.steps[2].start_workflow.workflow_id",
+            "definition.steps[3].start_workflow.workflow_id"
+        ]
+    );
+    assert_eq!(api.get_workflow(&survey.id).await.published_version, 1);
+
+    // A new conversation: tagged, no one in the Team (given up after 2 s), then the
+    // Workspace's round-robin assigns it, and it is unassigned again.
+    // Once per Contact: the survey's message reopens the conversation.
+    let mut routing = workflow(
+        "Routing",
+        opened(),
+        vec![
+            step(
+                "tag",
+                "team",
+                Kind::AddTags(wf::AddTagsStep {
+                    tags: vec!["waiting".into()],
+                }),
+            ),
+            step("team", "", round_robin(&empty_team.id, 2, "anyone")),
+            step("anyone", "release", round_robin("", 0, "")),
+            step("release", "", Kind::Unassign(wf::UnassignStep {})),
+        ],
+    );
+    routing.once_per_contact = true;
+    let routing = api.create_workflow(routing).await;
+    api.publish_workflow(&routing.id).await;
+    contact_writes(&platform, &tenant, "ada", "r-1", "hello").await;
+    let routed = eventually(WAIT, "the routing run", || async {
+        api.list_runs(&routing.id)
+            .await
+            .into_iter()
+            .find(|r| r.state() == wf::RunState::Completed)
+    })
+    .await;
+    let routed = api.get_run(&routed.id).await;
+    let taken: Vec<(&str, &str)> = routed
+        .steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.output.as_str()))
+        .collect();
+    assert_eq!(taken.len(), 4, "{taken:?}");
+    assert!(taken[1].1.contains("\"timed_out\":true"), "{taken:?}");
+    assert!(
+        taken[2].1.contains(&tenant.owner_user_id),
+        "assigned to the only User: {taken:?}"
+    );
+    let conversation = api.get_conversation(&routed.conversation_id).await;
+    assert!(conversation.assignee_user_id.is_empty(), "unassigned again");
+    assert_eq!(api.get_contact(&routed.contact_id).await.tags, ["waiting"]);
+
+    // Closing it starts the closing workflow, which starts the survey once.
+    api.close_conversation(cv::CloseConversationRequest {
+        id: conversation.id.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 1).await,
+        ["Thanks for talking to us!"]
+    );
+    let surveyed = eventually(WAIT, "the survey run", || async {
+        let runs = api.list_runs(&survey.id).await;
+        (runs.len() == 1 && runs[0].state() == wf::RunState::Completed).then_some(runs)
+    })
+    .await;
+    let contact = api.get_contact(&surveyed[0].contact_id).await;
+    assert!(contact.tags.is_empty(), "{:?}", contact.tags);
+    assert_eq!(
+        contact.custom_fields["stage"].kind,
+        Some(ct::field_value::Kind::Text("closed Ada".into()))
+    );
+    let closing = api.list_runs(&on_close.id).await;
+    assert_eq!(closing.len(), 1);
+    let closing = api.get_run(&closing[0].id).await;
+    assert!(
+        closing.steps[1].output.contains(&surveyed[0].id),
+        "{}",
+        closing.steps[1].output
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(outbound.texts_to("ada").len(), 1, "the survey ran once");
 }
