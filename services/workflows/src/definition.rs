@@ -14,7 +14,7 @@ use ism_proto::workflows::v1 as pb;
 use ism_proto::workflows::v1::step::Kind;
 use uuid::Uuid;
 
-use crate::calls;
+use crate::{calendar, calls};
 
 const MAX_NAME: usize = 100;
 const MAX_KEYWORDS: usize = 20;
@@ -219,6 +219,10 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
                         Some(C::ChannelId(id)) if Uuid::parse_str(id).is_err() => v.push(
                             FieldError::new(format!("{field}.channel_id"), "must be a UUID"),
                         ),
+                        Some(C::BusinessHours(_)) => {}
+                        Some(C::TimeWindow(w)) => {
+                            time_window(&format!("{field}.time_window"), w, v)
+                        }
                         Some(C::VariableEquals(e) | C::FieldEquals(e)) => {
                             let which = if matches!(condition.kind, Some(C::VariableEquals(_))) {
                                 "variable_equals"
@@ -305,6 +309,39 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
                     format!("must be 1 to {MAX_JUMPS}"),
                 ));
             }
+        }
+    }
+}
+
+fn time_window(field: &str, w: &pb::TimeWindow, v: &mut Violations) {
+    for (part, text) in [("from_date", &w.from_date), ("until_date", &w.until_date)] {
+        if !text.is_empty() && calendar::date(text).is_none() {
+            v.push(FieldError::new(
+                format!("{field}.{part}"),
+                "must be a date, YYYY-MM-DD",
+            ));
+        }
+    }
+    if let (Some(from), Some(until)) = (calendar::date(&w.from_date), calendar::date(&w.until_date))
+        && from > until
+    {
+        v.push(FieldError::new(
+            format!("{field}.until_date"),
+            "must not be before from_date",
+        ));
+    }
+    if w.weekdays.len() > 7 || w.weekdays.iter().any(|d| !(1..=7).contains(d)) {
+        v.push(FieldError::new(
+            format!("{field}.weekdays"),
+            "must be ISO weekdays, 1 (Monday) to 7 (Sunday)",
+        ));
+    }
+    for (part, text) in [("from_time", &w.from_time), ("until_time", &w.until_time)] {
+        if !text.is_empty() && calendar::time(text).is_none() {
+            v.push(FieldError::new(
+                format!("{field}.{part}"),
+                "must be a time, HH:MM",
+            ));
         }
     }
 }

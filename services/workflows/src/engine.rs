@@ -20,6 +20,8 @@ use ism_proto::conversations::v1::conversation_service_client::ConversationServi
 use ism_proto::types::v1::{MessageContent, Text, message_content};
 use ism_proto::workflows::v1 as pb;
 use ism_proto::workflows::v1::step::Kind;
+use ism_proto::workspaces::v1 as ws;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use prost::Message;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -30,6 +32,7 @@ use uuid::Uuid;
 
 use crate::announce;
 use crate::answers;
+use crate::calendar;
 use crate::calls::Caller;
 use crate::config::WorkflowsSettings;
 use crate::definition::kind_name;
@@ -46,6 +49,7 @@ const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 pub struct Peers {
     pub conversations: Peer<ConversationServiceClient<Channel>>,
     pub contacts: Peer<ContactServiceClient<Channel>>,
+    pub workspaces: Peer<WorkspaceServiceClient<Channel>>,
 }
 
 /// Executes due runs until shutdown.
@@ -560,6 +564,7 @@ impl Engine {
             }
             Kind::Branch(branch) => {
                 let mut contact: Option<ct::Contact> = None;
+                let mut local: Option<(chrono::NaiveDateTime, ws::BusinessHours)> = None;
                 let mut chosen = None;
                 for (i, case) in branch.cases.iter().enumerate() {
                     let mut holds = true;
@@ -586,6 +591,22 @@ impl Engine {
                                     .and_then(|c| c.custom_fields.get(&equals.name))
                                     .map_or_else(String::new, personalize::field_text);
                                 value.eq_ignore_ascii_case(equals.value.trim())
+                            }
+                            Some(C::BusinessHours(hours)) => {
+                                if local.is_none() {
+                                    local = Some(self.local_now(run).await?);
+                                }
+                                local.as_ref().is_some_and(|(now, business)| {
+                                    calendar::open(business, *now) == hours.open
+                                })
+                            }
+                            Some(C::TimeWindow(window)) => {
+                                if local.is_none() {
+                                    local = Some(self.local_now(run).await?);
+                                }
+                                local
+                                    .as_ref()
+                                    .is_some_and(|(now, _)| calendar::within(window, *now))
                             }
                             Some(C::VariableEquals(equals)) => run
                                 .variables
@@ -778,6 +799,30 @@ impl Engine {
                 }
             }
         })
+    }
+
+    /// Now in the Workspace's time zone (UTC when it names none), and its business hours.
+    async fn local_now(
+        &self,
+        run: &Run,
+    ) -> Result<(chrono::NaiveDateTime, ws::BusinessHours), Error> {
+        let workspace = self
+            .peers
+            .workspaces
+            .call(
+                run.workspace_id,
+                "workspace",
+                ws::GetWorkspaceRequest {},
+                |mut c, r| async move { c.get_workspace(r).await },
+            )
+            .await?
+            .workspace
+            .ok_or(Error::NotFound("workspace"))?;
+        let zone: chrono_tz::Tz = workspace.timezone.parse().unwrap_or(chrono_tz::UTC);
+        Ok((
+            Utc::now().with_timezone(&zone).naive_local(),
+            workspace.business_hours.unwrap_or_default(),
+        ))
     }
 
     async fn contact(&self, run: &Run) -> Result<ct::Contact, Error> {

@@ -5,6 +5,7 @@ mod announce;
 mod answers;
 mod api;
 mod bindings;
+mod calendar;
 mod calls;
 pub mod config;
 mod definition;
@@ -29,6 +30,7 @@ use ism_platform::shutdown::Stop;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
 use ism_proto::workflows::v1::workflow_service_server::WorkflowServiceServer;
+use ism_proto::workspaces::v1::workspace_service_client::WorkspaceServiceClient;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
 
@@ -48,6 +50,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     let peers = engine::Peers {
         conversations: service.peer(ServiceName::Conversations, ConversationServiceClient::new)?,
         contacts: service.peer(ServiceName::Contacts, ContactServiceClient::new)?,
+        workspaces: service.peer(ServiceName::Workspaces, WorkspaceServiceClient::new)?,
     };
     let wake = Arc::new(Notify::new());
     announce::describe();

@@ -994,3 +994,112 @@ async fn assignment_rules_fields_tags_a_closed_trigger_and_started_workflows_act
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(outbound.texts_to("ada").len(), 1, "the survey ran once");
 }
+
+#[tokio::test]
+async fn date_and_time_conditions_follow_the_workspaces_hours_and_time_zone() {
+    use chrono::Datelike;
+    use ism_proto::workspaces::v1 as ws;
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    // Open every day but today (in the Workspace's zone, Tokyo).
+    let tokyo = chrono::Utc::now() + chrono::TimeDelta::hours(9);
+    let today = tokyo.weekday().number_from_monday() as i32;
+    api.update_workspace(ws::UpdateWorkspaceRequest {
+        timezone: Some("Asia/Tokyo".into()),
+        business_hours: Some(ws::BusinessHours {
+            intervals: (1..=7)
+                .filter(|d| *d != today)
+                .map(|weekday| ws::BusinessHoursInterval {
+                    weekday,
+                    open: "00:00".into(),
+                    close: "23:59".into(),
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let condition = |kind| wf::Condition { kind: Some(kind) };
+    let yesterday = (tokyo - chrono::TimeDelta::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let branch = Kind::Branch(wf::BranchStep {
+        cases: vec![
+            wf::BranchCase {
+                all: vec![condition(wf::condition::Kind::TimeWindow(wf::TimeWindow {
+                    until_date: yesterday,
+                    ..Default::default()
+                }))],
+                next: "past".into(),
+            },
+            wf::BranchCase {
+                all: vec![
+                    condition(wf::condition::Kind::BusinessHours(
+                        wf::BusinessHoursCondition { open: false },
+                    )),
+                    condition(wf::condition::Kind::TimeWindow(wf::TimeWindow {
+                        weekdays: vec![today],
+                        ..Default::default()
+                    })),
+                ],
+                next: "closed".into(),
+            },
+        ],
+        otherwise: "open".into(),
+    });
+    let hours = api
+        .create_workflow(workflow(
+            "Hours",
+            opened(),
+            vec![
+                step("when", "", branch),
+                step("past", "", send("A window that ended yesterday holds?")),
+                step("closed", "", send("We are closed today.")),
+                step("open", "", send("We are open.")),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&hours.id).await;
+    contact_writes(&platform, &tenant, "ada", "h-1", "hello").await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 1).await,
+        ["We are closed today."]
+    );
+
+    let status = api
+        .workflows
+        .clone()
+        .create_workflow(api.authed(wf::CreateWorkflowRequest {
+            definition: Some(workflow(
+                "Bad window",
+                opened(),
+                vec![step(
+                    "when",
+                    "",
+                    Kind::Branch(wf::BranchStep {
+                        cases: vec![wf::BranchCase {
+                            all: vec![condition(wf::condition::Kind::TimeWindow(wf::TimeWindow {
+                                from_date: "2026-13-01".into(),
+                                weekdays: vec![8],
+                                from_time: "25:00".into(),
+                                ..Default::default()
+                            }))],
+                            next: String::new(),
+                        }],
+                        otherwise: String::new(),
+                    }),
+                )],
+            )),
+        }))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        field_violations(&status),
+        [
+            "definition.steps[0].branch.cases[0].all[0].time_window.from_date",
+            "definition.steps[0].branch.cases[0].all[0].time_window.weekdays",
+            "definition.steps[0].branch.cases[0].all[0].time_window.from_time",
+        ]
+    );
+}
