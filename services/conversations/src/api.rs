@@ -93,7 +93,13 @@ impl ConversationService for Api {
         let request = request.into_inner();
         let limit = paging::page_size(request.page_size)?;
         let before: Option<Cursor> = paging::decode_token(&request.page_token)?;
-        let rows = store::list_conversations(&self.pool, workspace_id, before, limit + 1).await?;
+        let rows = if request.contact_id.is_empty() {
+            store::list_conversations(&self.pool, workspace_id, before, limit + 1).await?
+        } else {
+            let contact_id = uuid("contact_id", &request.contact_id)?;
+            store::contact_conversations(&self.pool, workspace_id, contact_id, before, limit + 1)
+                .await?
+        };
         let (rows, next_page_token) = paging::finish(rows, limit, |c| (c.last_message_at, c.id));
         Ok(Response::new(pb::ListConversationsResponse {
             conversations: rows.into_iter().map(wire::conversation).collect(),

@@ -516,6 +516,30 @@ pub async fn list_conversations(
     .await?)
 }
 
+/// One Contact's conversations, most recently active first, after `before`.
+pub async fn contact_conversations(
+    pool: &PgPool,
+    workspace_id: Uuid,
+    contact_id: Uuid,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Conversation>, Error> {
+    let (at, id) = before.unzip();
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONVERSATION} FROM conversations
+         WHERE workspace_id = $1 AND contact_id = $2
+           AND ($3::timestamptz IS NULL OR (last_message_at, id) < ($3, $4))
+         ORDER BY last_message_at DESC, id DESC LIMIT $5"
+    )))
+    .bind(workspace_id)
+    .bind(contact_id)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Newest first, after the keyset position `before`.
 pub async fn list_messages(
     pool: &PgPool,

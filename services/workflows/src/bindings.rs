@@ -1,4 +1,5 @@
-//! The triggers queue is bound to a Contact's messages and to opened and closed conversations only
+//! The triggers queue is bound to a Contact's messages, opened and closed conversations,
+//! Tag and custom Field changes only
 //! while some enabled workflow has that trigger (ADR 26), in the transaction that changes
 //! the workflows; to messages also while an enabled workflow asks questions or a run
 //! awaits an answer.
@@ -12,7 +13,7 @@ use crate::error::Error;
 use crate::states::TriggerKind;
 use crate::store;
 
-const TRIGGERS: [(&str, TriggerKind); 3] = [
+const TRIGGERS: [(&str, TriggerKind); 6] = [
     (topics::MESSAGE_CREATED.key(), TriggerKind::MessageReceived),
     (
         topics::CONVERSATION_OPENED.key(),
@@ -21,6 +22,12 @@ const TRIGGERS: [(&str, TriggerKind); 3] = [
     (
         topics::CONVERSATION_CLOSED.key(),
         TriggerKind::ConversationClosed,
+    ),
+    (topics::TAG_ADDED.key(), TriggerKind::ContactTagUpdated),
+    (topics::TAG_REMOVED.key(), TriggerKind::ContactTagUpdated),
+    (
+        topics::CONTACT_FIELD_CHANGED.key(),
+        TriggerKind::ContactFieldUpdated,
     ),
 ];
 

@@ -87,7 +87,7 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
     match trigger.and_then(|t| t.kind.as_ref()) {
         None => v.push(FieldError::new(
             "trigger",
-            "is required: message_received, conversation_opened, conversation_closed or manual",
+            "is required: message_received, conversation_opened, conversation_closed, contact_tag_updated, contact_field_updated or manual",
         )),
         Some(T::MessageReceived(m)) => {
             convert::uuids(
@@ -131,6 +131,30 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
                 MAX_CHANNELS,
                 v,
             );
+        }
+        Some(T::ContactTagUpdated(t)) => {
+            if t.tags.len() > MAX_KEYWORDS
+                || t.tags.iter().any(|tag| tag.trim().is_empty() || tag.chars().count() > MAX_TAG)
+            {
+                v.push(FieldError::new(
+                    "trigger.contact_tag_updated.tags",
+                    format!("at most {MAX_KEYWORDS} Tags of 1 to {MAX_TAG} characters"),
+                ));
+            }
+            if pb::TagChange::try_from(t.change).is_err() {
+                v.push(FieldError::new(
+                    "trigger.contact_tag_updated.change",
+                    "unknown value",
+                ));
+            }
+        }
+        Some(T::ContactFieldUpdated(f)) => {
+            if f.keys.len() > MAX_KEYWORDS || f.keys.iter().any(|k| !name_ok(k)) {
+                v.push(FieldError::new(
+                    "trigger.contact_field_updated.keys",
+                    format!("at most {MAX_KEYWORDS} custom Contact Field keys"),
+                ));
+            }
         }
         Some(T::ConversationClosed(c)) => {
             convert::uuids(
@@ -701,6 +725,16 @@ pub fn check_references(
 ) -> Result<(), Violations> {
     let set = variables_set(&definition.steps);
     let mut v = Violations::new();
+    if let Some(pb::trigger::Kind::ContactFieldUpdated(f)) =
+        definition.trigger.as_ref().and_then(|t| t.kind.as_ref())
+    {
+        for key in f.keys.iter().filter(|k| !field_keys.contains(k)) {
+            v.push(FieldError::new(
+                "trigger.contact_field_updated.keys",
+                format!("no custom Contact Field {key:?}"),
+            ));
+        }
+    }
     for (i, s) in definition.steps.iter().enumerate() {
         let known = set[i].clone().unwrap_or_default();
         let at = |field: &str| format!("steps[{i}].{field}");

@@ -62,6 +62,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
         triggers::Triggers {
             wake: wake.clone(),
             patterns: triggers::Patterns::default(),
+            conversations: peers.conversations.clone(),
         },
     );
     let engine = Arc::new(engine::Engine::new(

@@ -18,6 +18,8 @@ stored_enum! {
         MessageReceived = "message_received",
         ConversationOpened = "conversation_opened",
         ConversationClosed = "conversation_closed",
+        ContactTagUpdated = "contact_tag_updated",
+        ContactFieldUpdated = "contact_field_updated",
         Manual = "manual",
     }
 }

@@ -1,5 +1,6 @@
-//! Starting runs from events: a Contact's message (unless a run awaits it as an answer)
-//! and an opened or closed conversation, matched
+//! Starting runs from events: a Contact's message (unless a run awaits it as an answer),
+//! an opened or closed conversation, a Tag or custom Field change (the run acting in the
+//! Contact's most recently active conversation), matched
 //! against the enabled workflows of the Workspace, in the transaction that marks the event
 //! processed (a redelivered event starts nothing twice). The queue is bound to an event
 //! type only while some enabled workflow has its trigger (ADR 26).
@@ -13,6 +14,11 @@ use prost::Message;
 use sqlx::PgConnection;
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use ism_platform::peer::Peer;
+use ism_proto::conversations::v1 as cv;
+use ism_proto::conversations::v1::conversation_service_client::ConversationServiceClient;
+use tonic::transport::Channel;
 
 use crate::announce;
 use crate::states::TriggerKind;
@@ -112,99 +118,211 @@ fn takes(trigger: &pb::MessageReceived, channel: &str, text: &str, patterns: &Pa
 pub struct Triggers {
     pub wake: Arc<Notify>,
     pub patterns: Patterns,
+    pub conversations: Peer<ConversationServiceClient<Channel>>,
 }
 
-/// Starts the runs `event` triggers, or hands a Contact's message to the run awaiting
-/// their answer (it then starts nothing); how many runs are due now.
-async fn take(
-    conn: &mut PgConnection,
-    event: &Event,
+/// What changed on a Contact, for the Tag and Field triggers.
+enum Change {
+    None,
+    Tag { name: String, added: bool },
+    Field(String),
+}
+
+/// Whether `trigger` takes the change `change` on `channel` with `text`.
+fn wanted(
+    trigger: Option<&pb::trigger::Kind>,
+    channel: &str,
+    text: &str,
+    change: &Change,
     patterns: &Patterns,
-) -> Result<usize, HandlerError> {
+) -> bool {
     use pb::trigger::Kind as T;
-    let workspace_id = uuid_of(&event.workspace_id, "workspace_id")?;
-    let (kind, subject) = if event.r#type == topics::CONVERSATION_OPENED.key() {
-        let opened = topics::CONVERSATION_OPENED
-            .decode(event)
-            .map_err(HandlerError::Permanent)?;
-        (
-            TriggerKind::ConversationOpened,
-            Subject {
-                workspace_id,
-                contact_id: uuid_of(&opened.contact_id, "contact_id")?,
-                conversation_id: uuid_of(&opened.conversation_id, "conversation_id")?,
-                channel_id: uuid_of(&opened.channel_id, "channel_id")?,
-                text: String::new(),
-            },
-        )
-    } else if event.r#type == topics::CONVERSATION_CLOSED.key() {
-        let closed = topics::CONVERSATION_CLOSED
-            .decode(event)
-            .map_err(HandlerError::Permanent)?;
-        (
-            TriggerKind::ConversationClosed,
-            Subject {
-                workspace_id,
-                contact_id: uuid_of(&closed.contact_id, "contact_id")?,
-                conversation_id: uuid_of(&closed.conversation_id, "conversation_id")?,
-                // Events written before closed conversations named their Channel.
-                channel_id: Uuid::parse_str(&closed.channel_id).unwrap_or_default(),
-                text: String::new(),
-            },
-        )
-    } else {
-        let created = topics::MESSAGE_CREATED
-            .decode(event)
-            .map_err(HandlerError::Permanent)?;
-        let text = match created.content.as_ref().and_then(|c| c.kind.as_ref()) {
-            Some(message_content::Kind::Text(t)) => t.body.clone(),
-            Some(message_content::Kind::ButtonReply(b)) => b.title.clone(),
-            _ => String::new(),
-        };
-        if created.direction != Direction::Inbound as i32 {
-            return Ok(0);
+    let on_channel = |ids: &[String]| ids.is_empty() || ids.iter().any(|id| id == channel);
+    match (trigger, change) {
+        (Some(T::MessageReceived(m)), _) => takes(m, channel, text, patterns),
+        (Some(T::ConversationOpened(o)), _) => on_channel(&o.channel_ids),
+        (Some(T::ConversationClosed(c)), _) => on_channel(&c.channel_ids),
+        (Some(T::ContactTagUpdated(t)), Change::Tag { name, added }) => {
+            let direction = match t.change() {
+                pb::TagChange::Unspecified | pb::TagChange::Added => *added,
+                pb::TagChange::Removed => !added,
+                pb::TagChange::Any => true,
+            };
+            direction
+                && (t.tags.is_empty()
+                    || t.tags
+                        .iter()
+                        .any(|tag| tag.trim().eq_ignore_ascii_case(name)))
         }
-        let conversation_id = uuid_of(&created.conversation_id, "conversation_id")?;
-        if store::hand_answer(conn, conversation_id, &text).await? {
-            return Ok(1);
+        (Some(T::ContactFieldUpdated(f)), Change::Field(key)) => {
+            f.keys.is_empty() || f.keys.contains(key)
         }
-        (
-            TriggerKind::MessageReceived,
-            Subject {
-                workspace_id,
-                contact_id: uuid_of(&created.contact_id, "contact_id")?,
-                conversation_id,
-                channel_id: uuid_of(&created.channel_id, "channel_id")?,
-                text,
-            },
-        )
-    };
-    let mut started = 0;
-    for workflow in store::triggered(conn, workspace_id, kind).await? {
-        let definition =
-            pb::WorkflowDefinition::decode(workflow.definition.as_slice()).map_err(|e| {
-                HandlerError::Permanent(format!("stored workflow {}: {e}", workflow.id))
-            })?;
-        let channel = subject.channel_id.to_string();
-        let wanted = match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
-            Some(T::MessageReceived(m)) => takes(m, &channel, &subject.text, patterns),
-            Some(T::ConversationOpened(o)) => {
-                o.channel_ids.is_empty() || o.channel_ids.contains(&channel)
-            }
-            Some(T::ConversationClosed(c)) => {
-                c.channel_ids.is_empty() || c.channel_ids.contains(&channel)
-            }
-            _ => false,
+        _ => false,
+    }
+}
+
+impl Triggers {
+    /// The Contact's most recently active conversation and its Channel, if any.
+    async fn latest_conversation(
+        &self,
+        workspace_id: Uuid,
+        contact_id: Uuid,
+    ) -> Result<Option<(Uuid, Uuid)>, HandlerError> {
+        let request = cv::ListConversationsRequest {
+            page_size: 1,
+            contact_id: contact_id.to_string(),
+            ..Default::default()
         };
-        if wanted
-            && start(conn, &workflow, &definition, &subject)
+        let page = self
+            .conversations
+            .call(
+                workspace_id,
+                "conversations",
+                request,
+                |mut c, r| async move { c.list_conversations(r).await },
+            )
+            .await?;
+        let Some(latest) = page.conversations.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            uuid_of(&latest.id, "conversation id")?,
+            uuid_of(&latest.channel_id, "channel_id")?,
+        )))
+    }
+
+    /// Starts the runs `event` triggers, or hands a Contact's message to the run awaiting
+    /// their answer (it then starts nothing); how many runs are due now.
+    async fn take(&self, conn: &mut PgConnection, event: &Event) -> Result<usize, HandlerError> {
+        let workspace_id = uuid_of(&event.workspace_id, "workspace_id")?;
+        let contact_subject = |contact_id: &str| -> Result<Subject, HandlerError> {
+            Ok(Subject {
+                workspace_id,
+                contact_id: uuid_of(contact_id, "contact_id")?,
+                conversation_id: Uuid::nil(),
+                channel_id: Uuid::nil(),
+                text: String::new(),
+            })
+        };
+        let (kind, mut subject, change) = if event.r#type == topics::CONVERSATION_OPENED.key() {
+            let opened = topics::CONVERSATION_OPENED
+                .decode(event)
+                .map_err(HandlerError::Permanent)?;
+            (
+                TriggerKind::ConversationOpened,
+                Subject {
+                    workspace_id,
+                    contact_id: uuid_of(&opened.contact_id, "contact_id")?,
+                    conversation_id: uuid_of(&opened.conversation_id, "conversation_id")?,
+                    channel_id: uuid_of(&opened.channel_id, "channel_id")?,
+                    text: String::new(),
+                },
+                Change::None,
+            )
+        } else if event.r#type == topics::CONVERSATION_CLOSED.key() {
+            let closed = topics::CONVERSATION_CLOSED
+                .decode(event)
+                .map_err(HandlerError::Permanent)?;
+            (
+                TriggerKind::ConversationClosed,
+                Subject {
+                    workspace_id,
+                    contact_id: uuid_of(&closed.contact_id, "contact_id")?,
+                    conversation_id: uuid_of(&closed.conversation_id, "conversation_id")?,
+                    // Events written before closed conversations named their Channel.
+                    channel_id: Uuid::parse_str(&closed.channel_id).unwrap_or_default(),
+                    text: String::new(),
+                },
+                Change::None,
+            )
+        } else if event.r#type == topics::TAG_ADDED.key()
+            || event.r#type == topics::TAG_REMOVED.key()
+        {
+            let added = event.r#type == topics::TAG_ADDED.key();
+            let tagged = if added {
+                topics::TAG_ADDED
+            } else {
+                topics::TAG_REMOVED
+            }
+            .decode(event)
+            .map_err(HandlerError::Permanent)?;
+            (
+                TriggerKind::ContactTagUpdated,
+                contact_subject(&tagged.contact_id)?,
+                Change::Tag {
+                    name: tagged.tag,
+                    added,
+                },
+            )
+        } else if event.r#type == topics::CONTACT_FIELD_CHANGED.key() {
+            let changed = topics::CONTACT_FIELD_CHANGED
+                .decode(event)
+                .map_err(HandlerError::Permanent)?;
+            (
+                TriggerKind::ContactFieldUpdated,
+                contact_subject(&changed.contact_id)?,
+                Change::Field(changed.key),
+            )
+        } else {
+            let created = topics::MESSAGE_CREATED
+                .decode(event)
+                .map_err(HandlerError::Permanent)?;
+            let text = match created.content.as_ref().and_then(|c| c.kind.as_ref()) {
+                Some(message_content::Kind::Text(t)) => t.body.clone(),
+                Some(message_content::Kind::ButtonReply(b)) => b.title.clone(),
+                _ => String::new(),
+            };
+            if created.direction != Direction::Inbound as i32 {
+                return Ok(0);
+            }
+            let conversation_id = uuid_of(&created.conversation_id, "conversation_id")?;
+            if store::hand_answer(conn, conversation_id, &text).await? {
+                return Ok(1);
+            }
+            (
+                TriggerKind::MessageReceived,
+                Subject {
+                    workspace_id,
+                    contact_id: uuid_of(&created.contact_id, "contact_id")?,
+                    conversation_id,
+                    channel_id: uuid_of(&created.channel_id, "channel_id")?,
+                    text,
+                },
+                Change::None,
+            )
+        };
+        let mut started = 0;
+        for workflow in store::triggered(conn, workspace_id, kind).await? {
+            let definition = pb::WorkflowDefinition::decode(workflow.definition.as_slice())
+                .map_err(|e| {
+                    HandlerError::Permanent(format!("stored workflow {}: {e}", workflow.id))
+                })?;
+            let channel = subject.channel_id.to_string();
+            let trigger = definition.trigger.as_ref().and_then(|t| t.kind.as_ref());
+            if !wanted(trigger, &channel, &subject.text, &change, &self.patterns) {
+                continue;
+            }
+            if subject.conversation_id.is_nil() {
+                match self
+                    .latest_conversation(workspace_id, subject.contact_id)
+                    .await?
+                {
+                    Some((conversation_id, channel_id)) => {
+                        subject.conversation_id = conversation_id;
+                        subject.channel_id = channel_id;
+                    }
+                    None => return Ok(started),
+                }
+            }
+            if start(conn, &workflow, &definition, &subject)
                 .await?
                 .is_some()
-        {
-            started += 1;
+            {
+                started += 1;
+            }
         }
+        Ok(started)
     }
-    Ok(started)
 }
 
 impl EventHandler for Triggers {
@@ -212,7 +330,7 @@ impl EventHandler for Triggers {
         let Some(mut tx) = ctx.begin().await? else {
             return Ok(());
         };
-        let started = take(&mut tx, &event, &self.patterns).await?;
+        let started = self.take(&mut tx, &event).await?;
         tx.commit().await?;
         if started > 0 {
             self.wake.notify_one();
@@ -228,7 +346,7 @@ impl EventHandler for Triggers {
         let (mut tx, events) = batch.begin().await?;
         let mut started = 0;
         for event in &events {
-            started += take(&mut tx, event, &self.patterns).await?;
+            started += self.take(&mut tx, event).await?;
         }
         tx.commit().await?;
         if started > 0 {

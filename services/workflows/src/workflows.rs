@@ -34,6 +34,8 @@ fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
         Some(T::MessageReceived(_)) => TriggerKind::MessageReceived,
         Some(T::ConversationOpened(_)) => TriggerKind::ConversationOpened,
         Some(T::ConversationClosed(_)) => TriggerKind::ConversationClosed,
+        Some(T::ContactTagUpdated(_)) => TriggerKind::ContactTagUpdated,
+        Some(T::ContactFieldUpdated(_)) => TriggerKind::ContactFieldUpdated,
         _ => TriggerKind::Manual,
     }
 }
