@@ -443,15 +443,8 @@ impl Engine {
         let workflow = store::workflow(tx, run.workspace_id, id)
             .await?
             .ok_or_else(|| refused("its workflow was deleted"))?;
-        let (Some(bytes), true) = (workflow.published, workflow.enabled) else {
+        let Some((published, definition)) = workflow.startable()? else {
             return Err(refused("its workflow is not published and enabled"));
-        };
-        let definition = pb::WorkflowDefinition::decode(bytes.as_slice())
-            .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored workflow version: {e}")))?;
-        let published = store::Published {
-            id,
-            version: workflow.published_version,
-            definition: bytes,
         };
         let subject = Subject {
             workspace_id: run.workspace_id,

@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use ism_platform::paging;
 use ism_proto::conversations::v1 as cv;
-use ism_proto::workflows::v1 as pb;
-use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -14,7 +12,7 @@ use crate::announce;
 use crate::engine::Peers;
 use crate::error::Error;
 use crate::states::RunState;
-use crate::store::{self, Published, Run, RunStep};
+use crate::store::{self, Run, RunStep};
 use crate::triggers::{self, Subject};
 
 #[derive(Clone)]
@@ -38,14 +36,12 @@ impl Runs {
             .await?
             .ok_or(Error::NotFound("workflow"))?;
         drop(conn);
-        let (Some(bytes), true) = (workflow.published, workflow.enabled) else {
+        let Some((published, definition)) = workflow.startable()? else {
             return Err(Error::precondition(
                 "workflow",
                 "is not published and enabled",
             ));
         };
-        let definition = pb::WorkflowDefinition::decode(bytes.as_slice())
-            .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored workflow version: {e}")))?;
         let conversation = self
             .peers
             .conversations
@@ -74,11 +70,6 @@ impl Runs {
             conversation_id,
             channel_id: parse(&conversation.channel_id)?,
             text: String::new(),
-        };
-        let published = Published {
-            id: workflow_id,
-            version: workflow.published_version,
-            definition: bytes,
         };
         let mut tx = self.pool.begin().await?;
         let run = triggers::start(&mut tx, &published, &definition, &subject).await?;

@@ -3,6 +3,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
+use ism_proto::workflows::v1 as pb;
+use prost::Message;
+
 use crate::error::Error;
 use crate::states::{RunState, TriggerKind};
 
@@ -156,6 +159,24 @@ pub async fn delete_workflow(
     .await?;
     ism_platform::db::delete_in_workspace(conn, "workflows", workspace_id, id, "workflow").await?;
     Ok(cancelled)
+}
+
+impl Workflow {
+    /// The published version it starts runs of, decoded; `None` while it is not published
+    /// and enabled.
+    pub fn startable(self) -> Result<Option<(Published, pb::WorkflowDefinition)>, Error> {
+        let (Some(bytes), true) = (self.published, self.enabled) else {
+            return Ok(None);
+        };
+        let definition = pb::WorkflowDefinition::decode(bytes.as_slice())
+            .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored workflow version: {e}")))?;
+        let published = Published {
+            id: self.id,
+            version: self.published_version,
+            definition: bytes,
+        };
+        Ok(Some((published, definition)))
+    }
 }
 
 /// Every published version in force in the Workspace: each workflow's latest.
