@@ -1103,3 +1103,68 @@ async fn date_and_time_conditions_follow_the_workspaces_hours_and_time_zone() {
         ]
     );
 }
+
+#[tokio::test]
+async fn tag_and_field_changes_start_runs_in_the_contacts_latest_conversation() {
+    use ism_proto::contacts::v1 as ct;
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    api.create_contact_field(ct::ContactField {
+        key: "plan".into(),
+        label: "Plan".into(),
+        r#type: ct::FieldType::Text as i32,
+        ..Default::default()
+    })
+    .await;
+    let vip = api
+        .create_workflow(workflow(
+            "VIP",
+            wf::trigger::Kind::ContactTagUpdated(wf::ContactTagUpdated {
+                tags: vec!["VIP".into()],
+                change: wf::TagChange::Added as i32,
+            }),
+            vec![step("hi", "", send("Welcome, VIP!"))],
+        ))
+        .await;
+    api.publish_workflow(&vip.id).await;
+    let plan = api
+        .create_workflow(workflow(
+            "Plan",
+            wf::trigger::Kind::ContactFieldUpdated(wf::ContactFieldUpdated {
+                keys: vec!["plan".into()],
+            }),
+            vec![step("note", "", send("Your plan changed."))],
+        ))
+        .await;
+    api.publish_workflow(&plan.id).await;
+
+    contact_writes(&platform, &tenant, "ada", "t-1", "hello").await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    api.add_tags(vec![conversation.contact_id.clone()], &["other"])
+        .await;
+    api.add_tags(vec![conversation.contact_id.clone()], &["vip"])
+        .await;
+    let version = api.get_contact(&conversation.contact_id).await.version;
+    api.update_contact(ct::UpdateContactRequest {
+        id: conversation.contact_id.clone(),
+        version,
+        custom_fields: [(
+            "plan".to_owned(),
+            ct::FieldValue {
+                kind: Some(ct::field_value::Kind::Text("gold".into())),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let mut sent = outbound.wait_texts_to("ada", 2).await;
+    sent.sort();
+    assert_eq!(sent, ["Welcome, VIP!", "Your plan changed."]);
+    for id in [&vip.id, &plan.id] {
+        let runs = api.list_runs(id).await;
+        assert_eq!(runs.len(), 1, "one run, not one for the other Tag");
+        assert_eq!(runs[0].conversation_id, conversation.id);
+    }
+}
