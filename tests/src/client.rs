@@ -548,6 +548,25 @@ impl Api {
         carried("UpdateContact", answer("UpdateContact", response).contact)
     }
 
+    /// SetLifecycleStages: `(key, name)` in order.
+    pub async fn set_lifecycle_stages(&self, stages: &[(&str, &str)]) -> Vec<ct::LifecycleStage> {
+        let request = ct::SetLifecycleStagesRequest {
+            stages: stages
+                .iter()
+                .map(|(key, name)| ct::LifecycleStage {
+                    key: (*key).into(),
+                    name: (*name).into(),
+                })
+                .collect(),
+        };
+        let response = self
+            .contacts
+            .clone()
+            .set_lifecycle_stages(self.authed(request))
+            .await;
+        answer("SetLifecycleStages", response).stages
+    }
+
     /// DeleteContact.
     pub async fn delete_contact(&self, id: &str) {
         let request = ct::DeleteContactRequest { id: id.into() };

@@ -26,6 +26,7 @@ use crate::fields::{self, FieldKind, NewField, Schema};
 use crate::filter::{self, Filter};
 use crate::import;
 use crate::interactions::Interactions;
+use crate::lifecycle::{self, Stage};
 use crate::matching;
 use crate::merge::{self, Merge, Side};
 use crate::profile::Profile;
@@ -249,6 +250,7 @@ fn to_proto(full: Full) -> pb::Contact {
         picture_url: c.picture_url,
         blocked: c.blocked,
         broadcast_opt_out: c.broadcast_opt_out,
+        lifecycle_stage: c.lifecycle_stage,
         version: c.version,
     }
 }
@@ -421,6 +423,7 @@ impl ContactService for Api {
             timezone: r.timezone,
             picture_url: r.picture_url,
             custom: r.custom_fields,
+            lifecycle_stage: r.lifecycle_stage,
         };
         let contact = store::update(&self.pool, workspace_id, id, r.version, &patch).await?;
         Ok(Response::new(pb::UpdateContactResponse {
@@ -531,6 +534,32 @@ impl ContactService for Api {
         let workspace_id = workspace(&request, Role::Manager)?;
         fields::delete(&self.pool, workspace_id, &request.get_ref().key).await?;
         Ok(Response::new(pb::DeleteContactFieldResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn set_lifecycle_stages(
+        &self,
+        request: Request<pb::SetLifecycleStagesRequest>,
+    ) -> Result<Response<pb::SetLifecycleStagesResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Manager)?;
+        let stages = lifecycle::check(&request.get_ref().stages).map_err(Error::from)?;
+        lifecycle::replace(&self.pool, workspace_id, &stages).await?;
+        Ok(Response::new(pb::SetLifecycleStagesResponse {
+            stages: stages.iter().map(Stage::to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn list_lifecycle_stages(
+        &self,
+        request: Request<pb::ListLifecycleStagesRequest>,
+    ) -> Result<Response<pb::ListLifecycleStagesResponse>, Status> {
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let mut conn = db::acquire(&self.pool).await?;
+        let stages = lifecycle::list(&mut conn, workspace_id).await?;
+        Ok(Response::new(pb::ListLifecycleStagesResponse {
+            stages: stages.iter().map(Stage::to_proto).collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]

@@ -8,9 +8,10 @@ use crate::profile::Profile;
 
 /// The default columns after `id` and the profile's ([`Profile::FIELDS`]), before the
 /// custom field keys.
-const OTHER_COLUMNS: [&str; 5] = [
+const OTHER_COLUMNS: [&str; 6] = [
     "blocked",
     "broadcast_opt_out",
+    "lifecycle_stage",
     "created_at",
     "last_interaction_at",
     "tags",
@@ -73,6 +74,7 @@ impl Exporter {
                 c.picture_url.clone(),
                 c.blocked.to_string(),
                 c.broadcast_opt_out.to_string(),
+                c.lifecycle_stage.clone(),
                 time(&c.created_at),
                 time(&c.last_interaction_at),
                 c.tags.join(";"),

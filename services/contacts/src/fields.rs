@@ -31,6 +31,7 @@ const OTHER_DEFAULT_KEYS: &[&str] = &[
     "last_interaction_at",
     "blocked",
     "broadcast_opt_out",
+    "lifecycle_stage",
     "tags",
     "channel",
 ];

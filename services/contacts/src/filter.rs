@@ -210,6 +210,7 @@ fn target(field: &str, schema: &Schema) -> Result<Target, Reason> {
         "country" => Target::TextColumn("lower(c.country)"),
         "timezone" => Target::TextColumn("lower(c.timezone)"),
         "picture_url" => Target::TextColumn("lower(c.picture_url)"),
+        "lifecycle_stage" => Target::TextColumn("c.lifecycle_stage"),
         "created_at" => Target::TimeColumn("c.created_at"),
         "updated_at" => Target::TimeColumn("c.updated_at"),
         "last_interaction_at" => Target::TimeColumn("c.last_interaction_at"),

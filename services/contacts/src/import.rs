@@ -1,7 +1,7 @@
 //! CSV import: columns mapped to fields, every row validated on its own, then applied
 //! in bulk, chunk by chunk, each chunk in one transaction with its events. A row is
 //! applied whole or not at all; a rejected row gets a line in the error report.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use ism_platform::error::FieldError;
 use ism_platform::events::{self, topics};
 use ism_platform::spreadsheet::{self, neutralised};
 use ism_proto::contacts::v1::{self as pb, field_value::Kind};
-use ism_proto::events::v1::{ContactCreated, Event};
+use ism_proto::events::v1::{ContactCreated, ContactLifecycleUpdated, Event};
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
 use tokio::task::JoinSet;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::fields::{FieldKind, Schema};
+use crate::lifecycle::{self, Stage};
 use crate::profile::{self, Profile};
 use crate::store::{COLUMNS, Contact};
 use crate::tags::tag_events;
@@ -41,6 +42,7 @@ enum Target {
     Tags,
     ExternalId,
     BroadcastOptOut,
+    LifecycleStage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct Settings {
     columns: Vec<(String, Target)>,
     match_by: MatchBy,
     channel_id: Option<Uuid>,
+    /// The Workspace's lifecycle stages when the import began.
+    stages: Vec<Stage>,
 }
 
 fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
@@ -64,7 +68,11 @@ fn bad(field: &'static str, reason: impl Into<String>) -> FieldError {
 }
 
 impl Settings {
-    pub fn check(s: &pb::ImportSettings, schema: &Schema) -> Result<Self, FieldError> {
+    pub fn check(
+        s: &pb::ImportSettings,
+        schema: &Schema,
+        stages: Vec<Stage>,
+    ) -> Result<Self, FieldError> {
         if s.columns.is_empty() || s.columns.len() > 300 {
             return Err(bad("settings.columns", "1 to 300 column mappings"));
         }
@@ -74,6 +82,7 @@ impl Settings {
                 "tags" => Target::Tags,
                 "external_id" => Target::ExternalId,
                 "broadcast_opt_out" => Target::BroadcastOptOut,
+                "lifecycle_stage" => Target::LifecycleStage,
                 f => match Profile::FIELDS.iter().position(|p| *p == f) {
                     Some(i) => Target::Profile(i),
                     None => match schema.fields.get(f) {
@@ -136,6 +145,7 @@ impl Settings {
             columns,
             match_by,
             channel_id,
+            stages,
         })
     }
 }
@@ -150,6 +160,8 @@ struct Row {
     external_id: Option<String>,
     /// The Contact's consent to broadcasts, when the file says.
     opt_out: Option<bool>,
+    /// The key of the Contact's lifecycle stage, when the file says.
+    stage: Option<String>,
 }
 
 impl Row {
@@ -274,6 +286,19 @@ fn parse(
                 }
                 _ => Err("true or false (yes or no, 1 or 0)".into()),
             },
+            Target::LifecycleStage => {
+                let stage = settings
+                    .stages
+                    .iter()
+                    .find(|s| s.key == value || s.name.to_lowercase() == value.to_lowercase());
+                match stage {
+                    Some(s) => {
+                        row.stage = Some(s.key.clone());
+                        Ok(())
+                    }
+                    None => Err(format!("{value:?} is not a lifecycle stage")),
+                }
+            }
             Target::ExternalId if value.len() > 256 => Err("at most 256 bytes".into()),
             Target::ExternalId => {
                 row.external_id = Some(value.to_owned());
@@ -355,8 +380,11 @@ pub async fn run(
     settings: &pb::ImportSettings,
     data: &[u8],
 ) -> Result<Outcome, Error> {
-    let schema = crate::fields::schema(&mut *pool.acquire().await?, workspace_id).await?;
-    let settings = Settings::check(settings, &schema)?;
+    let mut conn = pool.acquire().await?;
+    let schema = crate::fields::schema(&mut conn, workspace_id).await?;
+    let stages = lifecycle::list(&mut conn, workspace_id).await?;
+    drop(conn);
+    let settings = Settings::check(settings, &schema, stages)?;
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(data);
     let headers = reader
         .headers()
@@ -568,6 +596,18 @@ async fn apply(
             .is_some_and(|ids| ids.len() > 1)
     };
     let tags = tags_of(tx, workspace_id, chunk.iter().filter(|r| !several(r))).await?;
+    // Shared locks keep the stages named until the chunk commits; one removed since the
+    // file was read fails its rows.
+    let named: Vec<&str> = chunk.iter().filter_map(|r| r.stage.as_deref()).collect();
+    let stages: HashSet<String> = sqlx::query_scalar(
+        "SELECT key FROM lifecycle_stages WHERE workspace_id = $1 AND key = ANY($2) FOR SHARE",
+    )
+    .bind(workspace_id)
+    .bind(&named)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
     let mut events: Vec<Event> = Vec::new();
     let mut inserts = Columns::default();
     let mut updates = Columns::default();
@@ -575,6 +615,11 @@ async fn apply(
     let mut tag_pairs: (Vec<Uuid>, Vec<Uuid>) = Default::default();
     let defaults = schema.defaults();
     for row in chunk {
+        if let Some(gone) = row.stage.as_ref().filter(|s| !stages.contains(*s)) {
+            let reason = format!("the lifecycle stage {gone} was removed during the import");
+            done.problems.push((row.line, String::new(), reason));
+            continue;
+        }
         let mut tag_ids: Vec<Uuid> = row
             .tags
             .iter()
@@ -592,7 +637,16 @@ async fn apply(
                 let (profile, custom, changed) = updated(current, row);
                 if !changed.is_empty() {
                     let opt_out = row.opt_out.unwrap_or(current.broadcast_opt_out);
-                    updates.push(current.id, &profile, custom, &tag_ids, opt_out);
+                    let stage = row.stage.as_ref().unwrap_or(&current.lifecycle_stage);
+                    updates.push(current.id, &profile, custom, &tag_ids, opt_out, stage);
+                    if *stage != current.lifecycle_stage {
+                        events.push(stage_event(
+                            workspace_id,
+                            id,
+                            &current.lifecycle_stage,
+                            stage,
+                        ));
+                    }
                     events.push(topics::CONTACT_UPDATED.event(
                         workspace_id,
                         &current.id.to_string(),
@@ -635,7 +689,12 @@ async fn apply(
                 }));
                 let mut custom = defaults.clone();
                 custom.extend(row.custom.iter().map(|(k, v)| (k.clone(), v.clone())));
-                inserts.push(id, &profile, custom, &tag_ids, row.opt_out.unwrap_or(false));
+                let stage = row.stage.clone().unwrap_or_default();
+                let opt_out = row.opt_out.unwrap_or(false);
+                inserts.push(id, &profile, custom, &tag_ids, opt_out, &stage);
+                if !stage.is_empty() {
+                    events.push(stage_event(workspace_id, &id, "", &stage));
+                }
                 let (channel_id, external_id) = match (settings.channel_id, &row.external_id) {
                     (Some(ch), Some(x)) => {
                         identities.0.push(x.clone());
@@ -795,6 +854,19 @@ async fn find(
     Ok(rows.into_iter().collect())
 }
 
+/// `contacts.lifecycle.updated` for an imported Contact.
+fn stage_event(workspace_id: Uuid, contact_id: &Uuid, old: &str, new: &str) -> Event {
+    topics::CONTACT_LIFECYCLE_UPDATED.event(
+        workspace_id,
+        &contact_id.to_string(),
+        &ContactLifecycleUpdated {
+            contact_id: contact_id.to_string(),
+            old_stage: old.to_owned(),
+            new_stage: new.to_owned(),
+        },
+    )
+}
+
 /// A changed custom value: key, old, new.
 type Change = (String, Option<Value>, Option<Value>);
 
@@ -815,6 +887,13 @@ fn updated(current: &Contact, row: &Row) -> (Profile, serde_json::Map<String, Va
     {
         changes.push(("broadcast_opt_out".to_owned(), None, None));
     }
+    if row
+        .stage
+        .as_ref()
+        .is_some_and(|stage| *stage != current.lifecycle_stage)
+    {
+        changes.push(("lifecycle_stage".to_owned(), None, None));
+    }
     let mut custom = current.custom.object();
     for (key, value) in &row.custom {
         let old = custom.insert(key.clone(), value.clone());
@@ -834,6 +913,7 @@ struct Columns {
     /// Each Contact's Tags to add, as an array literal: Postgres has no ragged arrays.
     tag_ids: Vec<String>,
     opt_out: Vec<bool>,
+    stage: Vec<String>,
 }
 
 impl Columns {
@@ -844,9 +924,11 @@ impl Columns {
         custom: serde_json::Map<String, Value>,
         tag_ids: &[Uuid],
         opt_out: bool,
+        stage: &str,
     ) {
         self.ids.push(id);
         self.opt_out.push(opt_out);
+        self.stage.push(stage.to_owned());
         let tag_ids: Vec<String> = tag_ids.iter().map(Uuid::to_string).collect();
         self.tag_ids.push(format!("{{{}}}", tag_ids.join(",")));
         for (column, value) in self.text.iter_mut().zip(p.values()) {
@@ -862,11 +944,11 @@ impl Columns {
             tx,
             workspace_id,
             "INSERT INTO contacts (id, workspace_id, first_name, last_name, email, phone, language,
-                 country, timezone, picture_url, custom, tag_ids, broadcast_opt_out)
-             SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu, tg::uuid[], oo FROM unnest($2::uuid[],
+                 country, timezone, picture_url, custom, tag_ids, broadcast_opt_out, lifecycle_stage)
+             SELECT id, $1, f, l, e, p, lang, co, tz, pic, cu, tg::uuid[], oo, ls FROM unnest($2::uuid[],
                  $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                 $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[])
-                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg, oo)",
+                 $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[], $14::text[])
+                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg, oo, ls)",
         )
         .await
     }
@@ -881,16 +963,17 @@ impl Columns {
                  custom = r.cu, version = c.version + 1, updated_at = now(),
                  tag_ids = c.tag_ids
                      || ARRAY(SELECT t FROM unnest(r.tg::uuid[]) AS t WHERE t <> ALL(c.tag_ids)),
-                 broadcast_opt_out = r.oo
+                 broadcast_opt_out = r.oo, lifecycle_stage = r.ls
              FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                 $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[])
-                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg, oo)
+                 $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[],
+                 $14::text[])
+                 AS r(id, f, l, e, p, lang, co, tz, pic, cu, tg, oo, ls)
              WHERE c.workspace_id = $1 AND c.id = ANY($2) AND c.id = r.id",
         )
         .await
     }
 
-    /// Runs `sql` with the workspace as $1 and the columns as arrays $2 to $13.
+    /// Runs `sql` with the workspace as $1 and the columns as arrays $2 to $14.
     async fn write(
         &self,
         tx: &mut PgConnection,
@@ -915,6 +998,7 @@ impl Columns {
             .bind(&self.custom)
             .bind(&self.tag_ids)
             .bind(&self.opt_out)
+            .bind(&self.stage)
             .execute(tx)
             .await?;
         Ok(())

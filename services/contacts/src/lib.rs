@@ -6,6 +6,7 @@ pub mod fields;
 pub mod filter;
 pub mod import;
 pub mod interactions;
+pub mod lifecycle;
 pub mod matching;
 pub mod merge;
 pub mod profile;

@@ -131,7 +131,15 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
         changed.push("broadcast_opt_out".into());
     }
 
-    store::save(&mut tx, workspace_id, m.target, &profile, custom).await?;
+    // The target keeps its stage; one without takes the source's.
+    let stage = match target.lifecycle_stage.as_str() {
+        "" => source.lifecycle_stage.clone(),
+        ours => ours.to_owned(),
+    };
+    if stage != target.lifecycle_stage {
+        changed.push("lifecycle_stage".into());
+    }
+    store::save(&mut tx, workspace_id, m.target, &profile, custom, &stage).await?;
     let contact: Contact = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE contacts SET blocked = blocked OR $3,
              broadcast_opt_out = broadcast_opt_out OR $6,
@@ -194,6 +202,9 @@ pub async fn merge(pool: &PgPool, workspace_id: Uuid, m: &Merge) -> Result<Conta
     .await?;
     if !changed.is_empty() {
         store::emit_changes(&mut tx, &schema, &contact, changed, field_changes).await?;
+    }
+    if contact.lifecycle_stage != target.lifecycle_stage {
+        store::emit_stage_change(&mut tx, &contact, &target.lifecycle_stage).await?;
     }
     let gained = gained.into_iter().map(|tag| (m.target, tag));
     events::enqueue_all(

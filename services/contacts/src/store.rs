@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use ism_platform::events::{self, Topic, topics};
 use ism_proto::contacts::v1 as pb;
 use ism_proto::events::v1::{
-    ContactBlocked, ContactCreated, ContactDeleted, ContactFieldChanged, ContactOptOutChanged,
-    ContactUpdated,
+    ContactBlocked, ContactCreated, ContactDeleted, ContactFieldChanged, ContactLifecycleUpdated,
+    ContactOptOutChanged, ContactUpdated,
 };
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool};
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::fields::{self, Schema};
+use crate::lifecycle;
 use crate::profile::{self, Profile};
 use crate::values::Custom;
 
@@ -37,6 +38,8 @@ pub struct Contact {
     pub last_interaction_at: Option<DateTime<Utc>>,
     pub blocked: bool,
     pub broadcast_opt_out: bool,
+    /// The key of its lifecycle stage, or empty.
+    pub lifecycle_stage: String,
     pub custom: Custom,
     /// The ids of its Tags, kept equal to its `contact_tags` rows by a trigger.
     pub tag_ids: Vec<Uuid>,
@@ -55,13 +58,13 @@ impl Contact {
 
 /// Every column of [`Contact`], for `SELECT` and `RETURNING`.
 pub const COLUMNS: &str = "id, workspace_id, first_name, last_name, email, phone, language, country, \
-     timezone, picture_url, last_interaction_at, blocked, broadcast_opt_out, custom, tag_ids, version, created_at, \
-     updated_at, deleted_at";
+     timezone, picture_url, last_interaction_at, blocked, broadcast_opt_out, lifecycle_stage, custom, tag_ids, version, \
+     created_at, updated_at, deleted_at";
 
 /// The same columns qualified by the alias `c`.
 pub(crate) const C_COLUMNS: &str = "c.id, c.workspace_id, c.first_name, c.last_name, c.email, c.phone, c.language, \
-     c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.broadcast_opt_out, c.custom, \
-     c.tag_ids, c.version, \
+     c.country, c.timezone, c.picture_url, c.last_interaction_at, c.blocked, c.broadcast_opt_out, c.lifecycle_stage, \
+     c.custom, c.tag_ids, c.version, \
      c.created_at, c.updated_at, c.deleted_at";
 
 /// A channel identity of a Contact.
@@ -415,6 +418,8 @@ pub struct Patch {
     pub timezone: Option<String>,
     pub picture_url: Option<String>,
     pub custom: HashMap<String, pb::FieldValue>,
+    /// A lifecycle stage's key; empty clears it.
+    pub lifecycle_stage: Option<String>,
 }
 
 impl Patch {
@@ -477,12 +482,22 @@ pub async fn update(
         changed.push(key.clone());
         field_changes.push((key, old, value));
     }
+    let stage = match &patch.lifecycle_stage {
+        Some(given) => lifecycle::key(&mut tx, workspace_id, given, "lifecycle_stage").await?,
+        None => current.lifecycle_stage.clone(),
+    };
+    if stage != current.lifecycle_stage {
+        changed.push("lifecycle_stage".to_owned());
+    }
     if changed.is_empty() {
         tx.rollback().await?;
         return Ok(current);
     }
-    let contact = save(&mut tx, workspace_id, id, &next, custom).await?;
+    let contact = save(&mut tx, workspace_id, id, &next, custom, &stage).await?;
     emit_changes(&mut tx, &schema, &contact, changed, field_changes).await?;
+    if contact.lifecycle_stage != current.lifecycle_stage {
+        emit_stage_change(&mut tx, &contact, &current.lifecycle_stage).await?;
+    }
     tx.commit().await?;
     Ok(contact)
 }
@@ -494,10 +509,11 @@ pub(crate) async fn save(
     id: Uuid,
     next: &Profile,
     custom: serde_json::Map<String, Value>,
+    lifecycle_stage: &str,
 ) -> Result<Contact, Error> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, language = $7,
-             country = $8, timezone = $9, picture_url = $10, custom = $11,
+             country = $8, timezone = $9, picture_url = $10, custom = $11, lifecycle_stage = $12,
              version = version + 1, updated_at = now()
          WHERE workspace_id = $1 AND id = $2 RETURNING {COLUMNS}"
     )))
@@ -512,8 +528,30 @@ pub(crate) async fn save(
     .bind(&next.timezone)
     .bind(&next.picture_url)
     .bind(Value::Object(custom))
+    .bind(lifecycle_stage)
     .fetch_one(conn)
     .await?)
+}
+
+/// `contacts.lifecycle.updated` for a Contact that was at `old` before.
+pub(crate) async fn emit_stage_change(
+    conn: &mut PgConnection,
+    contact: &Contact,
+    old: &str,
+) -> Result<(), Error> {
+    let payload = ContactLifecycleUpdated {
+        contact_id: contact.id.to_string(),
+        old_stage: old.to_owned(),
+        new_stage: contact.lifecycle_stage.clone(),
+    };
+    emit(
+        conn,
+        &topics::CONTACT_LIFECYCLE_UPDATED,
+        contact.workspace_id,
+        contact.id,
+        &payload,
+    )
+    .await
 }
 
 /// The events of one change to a Contact: `updated`, then one `field_changed` per value.

@@ -253,6 +253,22 @@ impl ConversationService for Api {
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn open_conversation(
+        &self,
+        request: Request<pb::OpenConversationRequest>,
+    ) -> Result<Response<pb::OpenConversationResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.require(Role::Agent)?;
+        let workspace_id = caller.workspace_id()?;
+        let id = uuid("id", &request.get_ref().id)?;
+        let (conversation, opened) = self.handling().open(&caller, workspace_id, id).await?;
+        Ok(Response::new(pb::OpenConversationResponse {
+            conversation: Some(wire::conversation(conversation)),
+            opened,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn assign_conversation(
         &self,
         request: Request<pb::AssignConversationRequest>,

@@ -1,6 +1,7 @@
-//! What an agent does to a conversation: snooze, wake, close, assign and unassign. Each
+//! What an agent does to a conversation: snooze, wake, close, open, assign and unassign. Each
 //! use case owns its transaction; assignment follow-ups run after the commit.
 use chrono::{DateTime, Utc};
+use ism_platform::auth::Caller;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -9,8 +10,11 @@ use crate::assigner::Assigner;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::lifecycle::{self, Closing};
+use crate::publish;
 use crate::settings;
+use crate::states::Status;
 use crate::store::{self, Conversation};
+use crate::wire;
 
 /// The handling use cases, with the server's dependencies.
 pub struct Handling<'a> {
@@ -77,6 +81,31 @@ impl Handling<'_> {
                 .await;
         }
         Ok(conversation)
+    }
+
+    /// An open conversation with the Contact of `id` on its Channel (see the API's
+    /// OpenConversation), and whether this call opened it.
+    pub async fn open(
+        &self,
+        caller: &Caller,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> Result<(Conversation, bool), Error> {
+        let mut tx = self.pool.begin().await?;
+        let current = store::lock_conversation(&mut tx, workspace_id, id).await?;
+        if current.status != Status::Closed {
+            return Ok((current, false));
+        }
+        let party = (workspace_id, current.contact_id, current.channel_id);
+        if let Some(open) = store::lock_active(&mut tx, &[party]).await?.remove(&party) {
+            return Ok((open, false));
+        }
+        let (opener, opener_id) = wire::author(caller);
+        let at = self.clock.now();
+        let opened = store::open_from_workspace(&mut tx, &current, opener, &opener_id, at).await?;
+        publish::opened(&mut tx, &opened, opener, &opener_id).await?;
+        tx.commit().await?;
+        Ok((opened, true))
     }
 
     /// Assigns an open conversation to an active User, a Team or both, checked with the

@@ -79,9 +79,18 @@ impl Messages<'_> {
             return Ok(existing);
         }
         if conversation.status == Status::Closed {
-            conversation = self
-                .open_from_workspace(&mut tx, &conversation, sender, &sender_id, now)
-                .await?;
+            let party = (
+                workspace_id,
+                conversation.contact_id,
+                conversation.channel_id,
+            );
+            conversation = match store::lock_active(&mut tx, &[party]).await?.remove(&party) {
+                Some(open) => open,
+                None => {
+                    self.open_from_workspace(&mut tx, &conversation, sender, &sender_id, now)
+                        .await?
+                }
+            };
         }
         let new = NewMessage {
             workspace_id,

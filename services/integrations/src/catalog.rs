@@ -47,6 +47,7 @@ pub static EVENT_TYPES: LazyLock<Vec<EventType>> = LazyLock::new(|| {
         entry(CONTACT_UNBLOCKED),
         entry(CONTACT_OPTED_OUT),
         entry(CONTACT_OPTED_IN),
+        entry(CONTACT_LIFECYCLE_UPDATED),
         entry(CONTACT_MERGED),
         entry(TAG_ADDED),
         entry(TAG_REMOVED),

@@ -1,5 +1,5 @@
 //! The triggers queue is bound to a Contact's messages, opened and closed conversations,
-//! Tag and custom Field changes only
+//! Tag, custom Field and lifecycle stage changes only
 //! while some enabled workflow has that trigger (ADR 26), in the transaction that changes
 //! the workflows; to messages also while an enabled workflow asks questions or a run
 //! awaits an answer.
@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::states::TriggerKind;
 use crate::store;
 
-const TRIGGERS: [(&str, TriggerKind); 6] = [
+const TRIGGERS: [(&str, TriggerKind); 7] = [
     (topics::MESSAGE_CREATED.key(), TriggerKind::MessageReceived),
     (
         topics::CONVERSATION_OPENED.key(),
@@ -28,6 +28,10 @@ const TRIGGERS: [(&str, TriggerKind); 6] = [
     (
         topics::CONTACT_FIELD_CHANGED.key(),
         TriggerKind::ContactFieldUpdated,
+    ),
+    (
+        topics::CONTACT_LIFECYCLE_UPDATED.key(),
+        TriggerKind::LifecycleUpdated,
     ),
 ];
 

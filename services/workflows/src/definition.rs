@@ -57,6 +57,8 @@ pub fn kind_name(kind: &Kind) -> &'static str {
         Kind::RemoveTags(_) => "remove_tags",
         Kind::UpdateField(_) => "update_field",
         Kind::StartWorkflow(_) => "start_workflow",
+        Kind::UpdateLifecycle(_) => "update_lifecycle",
+        Kind::Open(_) => "open",
     }
 }
 
@@ -87,7 +89,7 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
     match trigger.and_then(|t| t.kind.as_ref()) {
         None => v.push(FieldError::new(
             "trigger",
-            "is required: message_received, conversation_opened, conversation_closed, contact_tag_updated, contact_field_updated or manual",
+            "is required: message_received, conversation_opened, conversation_closed, contact_tag_updated, contact_field_updated, lifecycle_updated or manual",
         )),
         Some(T::MessageReceived(m)) => {
             convert::uuids(
@@ -153,6 +155,14 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
                 v.push(FieldError::new(
                     "trigger.contact_field_updated.keys",
                     format!("at most {MAX_KEYWORDS} custom Contact Field keys"),
+                ));
+            }
+        }
+        Some(T::LifecycleUpdated(l)) => {
+            if l.stages.len() > MAX_KEYWORDS || l.stages.iter().any(|k| !name_ok(k)) {
+                v.push(FieldError::new(
+                    "trigger.lifecycle_updated.stages",
+                    format!("at most {MAX_KEYWORDS} lifecycle stage keys"),
                 ));
             }
         }
@@ -244,6 +254,12 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
                             FieldError::new(format!("{field}.channel_id"), "must be a UUID"),
                         ),
                         Some(C::BusinessHours(_)) => {}
+                        Some(C::LifecycleStage(key)) if !key.is_empty() && !name_ok(key) => {
+                            v.push(FieldError::new(
+                                format!("{field}.lifecycle_stage"),
+                                "must be a lifecycle stage's key, or empty for none",
+                            ))
+                        }
                         Some(C::TimeWindow(w)) => {
                             time_window(&format!("{field}.time_window"), w, v)
                         }
@@ -273,7 +289,15 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
         }
         Some(Kind::AddTags(t)) => tags("add_tags.tags", &t.tags, v),
         Some(Kind::RemoveTags(t)) => tags("remove_tags.tags", &t.tags, v),
-        Some(Kind::Unassign(_)) => {}
+        Some(Kind::Unassign(_) | Kind::Open(_)) => {}
+        Some(Kind::UpdateLifecycle(u)) => {
+            if !u.stage.is_empty() && !name_ok(&u.stage) {
+                v.push(FieldError::new(
+                    "update_lifecycle.stage",
+                    "must be a lifecycle stage's key, or empty for none",
+                ));
+            }
+        }
         Some(Kind::UpdateField(u)) => {
             if !name_ok(&u.key) {
                 v.push(FieldError::new(
@@ -716,24 +740,52 @@ fn variables_set(steps: &[pb::Step]) -> Vec<Option<BTreeSet<String>>> {
     into
 }
 
-/// Checks what a definition names against the Workspace before it is published: custom
-/// Contact Fields (`field_keys`) that exist, and variables set on every path before a
-/// step names them (in a text or a condition); every fault under `definition.`.
-pub fn check_references(
-    definition: &pb::WorkflowDefinition,
-    field_keys: &[String],
-) -> Result<(), Violations> {
-    let set = variables_set(&definition.steps);
-    let mut v = Violations::new();
-    if let Some(pb::trigger::Kind::ContactFieldUpdated(f)) =
-        definition.trigger.as_ref().and_then(|t| t.kind.as_ref())
-    {
-        for key in f.keys.iter().filter(|k| !field_keys.contains(k)) {
+/// What a Workspace defines that a workflow may name.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Custom Contact Fields' keys.
+    pub field_keys: Vec<String>,
+    /// Lifecycle stages' keys.
+    pub stages: Vec<String>,
+}
+
+impl Known {
+    /// INVALID_ARGUMENT on `field` unless `stage` is empty (none) or one of the stages.
+    fn stage(&self, field: String, stage: &str, v: &mut Violations) {
+        if !stage.is_empty() && !self.stages.iter().any(|s| s == stage) {
             v.push(FieldError::new(
-                "trigger.contact_field_updated.keys",
-                format!("no custom Contact Field {key:?}"),
+                field,
+                format!("no lifecycle stage {stage:?}"),
             ));
         }
+    }
+}
+
+/// Checks what a definition names against the Workspace before it is published: custom
+/// Contact Fields and lifecycle stages that exist, and variables set on every path before
+/// a step names them (in a text or a condition); every fault under `definition.`.
+pub fn check_references(
+    definition: &pb::WorkflowDefinition,
+    defined: &Known,
+) -> Result<(), Violations> {
+    let field_keys = &defined.field_keys;
+    let set = variables_set(&definition.steps);
+    let mut v = Violations::new();
+    match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
+        Some(pb::trigger::Kind::ContactFieldUpdated(f)) => {
+            for key in f.keys.iter().filter(|k| !field_keys.contains(k)) {
+                v.push(FieldError::new(
+                    "trigger.contact_field_updated.keys",
+                    format!("no custom Contact Field {key:?}"),
+                ));
+            }
+        }
+        Some(pb::trigger::Kind::LifecycleUpdated(l)) => {
+            for stage in &l.stages {
+                defined.stage("trigger.lifecycle_updated.stages".into(), stage, &mut v);
+            }
+        }
+        _ => {}
     }
     for (i, s) in definition.steps.iter().enumerate() {
         let known = set[i].clone().unwrap_or_default();
@@ -793,6 +845,9 @@ pub fn check_references(
                 v.push(e);
             }
         }
+        if let Some(Kind::UpdateLifecycle(u)) = &s.kind {
+            defined.stage(at("update_lifecycle.stage"), &u.stage, &mut v);
+        }
         if let Some(Kind::Ask(a)) = &s.kind
             && !a.save_to_field.is_empty()
             && !field_keys.contains(&a.save_to_field)
@@ -822,6 +877,9 @@ pub fn check_references(
                                 format!("{field}.field_equals.name"),
                                 format!("no custom Contact Field {:?}", e.name),
                             ))
+                        }
+                        Some(C::LifecycleStage(stage)) => {
+                            defined.stage(format!("{field}.lifecycle_stage"), stage, &mut v)
                         }
                         _ => {}
                     }

@@ -315,8 +315,14 @@ impl Engine {
     }
 
     /// Sends `content` in the run's conversation, its variables rendered, with the
-    /// idempotency key of step `seq`; the message's id.
-    async fn send(&self, run: &Run, content: &MessageContent, seq: i32) -> Result<String, Error> {
+    /// idempotency key of step `seq`; the message's id. A closed conversation's reply goes
+    /// to the Contact's open one, where the run then goes on.
+    async fn send(
+        &self,
+        run: &mut Run,
+        content: &MessageContent,
+        seq: i32,
+    ) -> Result<String, Error> {
         let content = if personalize::personalised(content) {
             personalize::render_content(content, &self.variables(run).await?)
                 .map_err(|e| Error::precondition("content", format!("cannot be rendered: {e}")))?
@@ -339,7 +345,11 @@ impl Engine {
                 |mut c, r| async move { c.send_message(r).await },
             )
             .await?;
-        Ok(sent.message.map(|m| m.id).unwrap_or_default())
+        let message = sent.message.unwrap_or_default();
+        if let Ok(moved) = Uuid::parse_str(&message.conversation_id) {
+            run.conversation_id = moved;
+        }
+        Ok(message.id)
     }
 
     /// What a text of the run may name: its Contact and its variables.
@@ -492,15 +502,28 @@ impl Engine {
             ))),
             (Some(value), _) => Some(FieldKind::Text(value.to_owned())),
         };
-        // A concurrent change to the Contact makes its version stale: read it again.
+        let patch = ct::UpdateContactRequest {
+            custom_fields: [(key.to_owned(), ct::FieldValue { kind })].into(),
+            ..Default::default()
+        };
+        self.update_contact(run, patch).await
+    }
+
+    /// Applies `patch` to the run's Contact at the version it is now at; a concurrent
+    /// change to the Contact makes that version stale, so it is read again.
+    async fn update_contact(
+        &self,
+        run: &Run,
+        patch: ct::UpdateContactRequest,
+    ) -> Result<(), Error> {
+        let ws = run.workspace_id;
         let mut tries = 0;
         loop {
             let contact = self.contact(run).await?;
             let request = ct::UpdateContactRequest {
                 id: run.contact_id.to_string(),
                 version: contact.version,
-                custom_fields: [(key.to_owned(), ct::FieldValue { kind: kind.clone() })].into(),
-                ..Default::default()
+                ..patch.clone()
             };
             let updated = self
                 .peers
@@ -600,6 +623,14 @@ impl Engine {
                                 local
                                     .as_ref()
                                     .is_some_and(|(now, _)| calendar::within(window, *now))
+                            }
+                            Some(C::LifecycleStage(stage)) => {
+                                if contact.is_none() {
+                                    contact = Some(self.contact(run).await?);
+                                }
+                                contact
+                                    .as_ref()
+                                    .is_some_and(|c| c.lifecycle_stage == *stage)
                             }
                             Some(C::VariableEquals(equals)) => run
                                 .variables
@@ -740,6 +771,35 @@ impl Engine {
                 (
                     Effect::Next(next),
                     json!({"key": update.key, "value": value}),
+                )
+            }
+            Kind::UpdateLifecycle(update) => {
+                let patch = ct::UpdateContactRequest {
+                    lifecycle_stage: Some(update.stage.clone()),
+                    ..Default::default()
+                };
+                self.update_contact(run, patch).await?;
+                (Effect::Next(next), json!({"stage": update.stage}))
+            }
+            Kind::Open(_) => {
+                let request = cv::OpenConversationRequest {
+                    id: conversation_id,
+                };
+                let open = self
+                    .peers
+                    .conversations
+                    .call(ws, "conversation", request, |mut c, r| async move {
+                        c.open_conversation(r).await
+                    })
+                    .await?;
+                if let Some(id) = open.conversation.as_ref().map(|c| c.id.as_str()) {
+                    run.conversation_id = Uuid::parse_str(id).map_err(|_| {
+                        Error::Unexpected(anyhow::anyhow!("conversation id {id:?}"))
+                    })?;
+                }
+                (
+                    Effect::Next(next),
+                    json!({"conversation_id": run.conversation_id, "opened": open.opened}),
                 )
             }
             Kind::StartWorkflow(start) => {

@@ -20,6 +20,7 @@ stored_enum! {
         ConversationClosed = "conversation_closed",
         ContactTagUpdated = "contact_tag_updated",
         ContactFieldUpdated = "contact_field_updated",
+        LifecycleUpdated = "lifecycle_updated",
         Manual = "manual",
     }
 }

@@ -469,7 +469,7 @@ pub async fn advance(conn: &mut PgConnection, run: &Run) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE runs SET state = $2, current_step = $3, step_count = $4, jumps = $5, wake_at = $6,
              error = $7, variables = $8, awaiting = $9, deadline = $10, answer = $11,
-             invalid_answers = $12, updated_at = now()
+             invalid_answers = $12, conversation_id = $13, updated_at = now()
          WHERE id = $1",
     )
     .bind(run.id)
@@ -484,6 +484,7 @@ pub async fn advance(conn: &mut PgConnection, run: &Run) -> sqlx::Result<()> {
     .bind(run.deadline)
     .bind(&run.answer)
     .bind(run.invalid_answers)
+    .bind(run.conversation_id)
     .execute(conn)
     .await?;
     Ok(())

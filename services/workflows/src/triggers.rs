@@ -1,5 +1,6 @@
 //! Starting runs from events: a Contact's message (unless a run awaits it as an answer),
-//! an opened or closed conversation, a Tag or custom Field change (the run acting in the
+//! an opened or closed conversation, a Tag, custom Field or lifecycle stage change (the
+//! run acting in the
 //! Contact's most recently active conversation), matched
 //! against the enabled workflows of the Workspace, in the transaction that marks the event
 //! processed (a redelivered event starts nothing twice). The queue is bound to an event
@@ -124,8 +125,13 @@ pub struct Triggers {
 /// What changed on a Contact, for the Tag and Field triggers.
 enum Change {
     None,
-    Tag { name: String, added: bool },
+    Tag {
+        name: String,
+        added: bool,
+    },
     Field(String),
+    /// The stage's key the Contact moved to ("" for none).
+    Stage(String),
 }
 
 /// Whether `trigger` takes the change `change` on `channel` with `text`.
@@ -156,6 +162,9 @@ fn wanted(
         }
         (Some(T::ContactFieldUpdated(f)), Change::Field(key)) => {
             f.keys.is_empty() || f.keys.contains(key)
+        }
+        (Some(T::LifecycleUpdated(l)), Change::Stage(stage)) => {
+            l.stages.is_empty() || l.stages.contains(stage)
         }
         _ => false,
     }
@@ -262,6 +271,15 @@ impl Triggers {
                 TriggerKind::ContactFieldUpdated,
                 contact_subject(&changed.contact_id)?,
                 Change::Field(changed.key),
+            )
+        } else if event.r#type == topics::CONTACT_LIFECYCLE_UPDATED.key() {
+            let moved = topics::CONTACT_LIFECYCLE_UPDATED
+                .decode(event)
+                .map_err(HandlerError::Permanent)?;
+            (
+                TriggerKind::LifecycleUpdated,
+                contact_subject(&moved.contact_id)?,
+                Change::Stage(moved.new_stage),
             )
         } else {
             let created = topics::MESSAGE_CREATED

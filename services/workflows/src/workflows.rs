@@ -4,6 +4,7 @@ use ism_platform::egress::Egress;
 use ism_platform::events::Amqp;
 use ism_platform::peer::Peer;
 use ism_platform::personalize;
+use ism_proto::contacts::v1::ListLifecycleStagesRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::workflows::v1 as pb;
 use prost::Message;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::announce;
 use crate::bindings;
 use crate::config::WorkflowsSettings;
-use crate::definition;
+use crate::definition::{self, Known};
 use crate::error::Error;
 use crate::states::TriggerKind;
 use crate::store::{self, Workflow};
@@ -36,6 +37,7 @@ fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
         Some(T::ConversationClosed(_)) => TriggerKind::ConversationClosed,
         Some(T::ContactTagUpdated(_)) => TriggerKind::ContactTagUpdated,
         Some(T::ContactFieldUpdated(_)) => TriggerKind::ContactFieldUpdated,
+        Some(T::LifecycleUpdated(_)) => TriggerKind::LifecycleUpdated,
         _ => TriggerKind::Manual,
     }
 }
@@ -105,8 +107,8 @@ impl Workflows {
         let draft = pb::WorkflowDefinition::decode(workflow.draft.as_slice())
             .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored draft: {e}")))?;
         let checked = self.check(Some(&draft))?;
-        let field_keys = personalize::field_keys(&self.contacts, workspace_id).await?;
-        definition::check_references(&checked, &field_keys).map_err(Error::Invalid)?;
+        let known = self.known(workspace_id).await?;
+        definition::check_references(&checked, &known).map_err(Error::Invalid)?;
         let mut tx = self.pool.begin().await?;
         // Publishes take turns, so two cannot each close half of a cycle.
         ism_platform::events::bindings::lock(&mut tx, "workflows").await?;
@@ -137,6 +139,24 @@ impl Workflows {
             .ok_or(Error::NotFound("workflow"))?;
         tx.commit().await?;
         Ok(workflow)
+    }
+
+    /// The Workspace's custom Fields and lifecycle stages.
+    async fn known(&self, workspace_id: Uuid) -> Result<Known, Error> {
+        let stages = self
+            .contacts
+            .call(
+                workspace_id,
+                "lifecycle stages",
+                ListLifecycleStagesRequest {},
+                |mut c, r| async move { c.list_lifecycle_stages(r).await },
+            )
+            .await?
+            .stages;
+        Ok(Known {
+            field_keys: personalize::field_keys(&self.contacts, workspace_id).await?,
+            stages: stages.into_iter().map(|s| s.key).collect(),
+        })
     }
 
     pub async fn set_enabled(

@@ -1168,3 +1168,254 @@ async fn tag_and_field_changes_start_runs_in_the_contacts_latest_conversation() 
         assert_eq!(runs[0].conversation_id, conversation.id);
     }
 }
+
+#[tokio::test]
+async fn lifecycle_stages_move_contacts_start_runs_and_a_run_reopens_its_conversation() {
+    use ism_proto::contacts::v1 as ct;
+    use ism_proto::contacts::v1::import_contacts_request::Part;
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    let stages = api
+        .set_lifecycle_stages(&[("new_lead", "New Lead"), ("customer", "Customer")])
+        .await;
+    assert_eq!(stages.len(), 2);
+    let mut contacts = api.contacts.clone();
+    let listed = contacts
+        .list_lifecycle_stages(api.authed(ct::ListLifecycleStagesRequest {}))
+        .await
+        .expect("ListLifecycleStages")
+        .into_inner()
+        .stages;
+    let keys: Vec<&str> = listed.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, ["new_lead", "customer"], "in the order given");
+    let twice = ct::SetLifecycleStagesRequest {
+        stages: vec![
+            ct::LifecycleStage {
+                key: "lead".into(),
+                name: "Lead".into(),
+            },
+            ct::LifecycleStage {
+                key: "lead".into(),
+                name: "Lead again".into(),
+            },
+        ],
+    };
+    let refused = contacts
+        .set_lifecycle_stages(api.authed(twice))
+        .await
+        .expect_err("a key given twice");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&refused), ["stages[1].key"]);
+
+    // A Contact at the customer stage is welcomed and tagged by a run; one that says
+    // "upgrade" is moved there by another run, which also closes and reopens its conversation.
+    let welcome = api
+        .create_workflow(workflow(
+            "Welcome customers",
+            wf::trigger::Kind::LifecycleUpdated(wf::LifecycleUpdated {
+                stages: vec!["customer".into()],
+            }),
+            vec![
+                step(
+                    "check",
+                    "",
+                    Kind::Branch(wf::BranchStep {
+                        cases: vec![wf::BranchCase {
+                            all: vec![wf::Condition {
+                                kind: Some(wf::condition::Kind::LifecycleStage("customer".into())),
+                            }],
+                            next: "hi".into(),
+                        }],
+                        otherwise: String::new(),
+                    }),
+                ),
+                step("hi", "tag", send("Welcome aboard!")),
+                step(
+                    "tag",
+                    "",
+                    Kind::AddTags(wf::AddTagsStep {
+                        tags: vec!["customer-welcomed".into()],
+                    }),
+                ),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&welcome.id).await;
+    let upgrade_steps = vec![
+        step(
+            "move",
+            "close",
+            Kind::UpdateLifecycle(wf::UpdateLifecycleStep {
+                stage: "customer".into(),
+            }),
+        ),
+        step(
+            "close",
+            "open",
+            Kind::Close(wf::CloseStep {
+                summary: "upgraded".into(),
+            }),
+        ),
+        step("open", "after", Kind::Open(wf::OpenStep {})),
+        step("after", "", send("Your upgrade is done.")),
+    ];
+    let mut upgrade = workflow(
+        "Upgrade",
+        wf::trigger::Kind::MessageReceived(wf::MessageReceived {
+            keywords: vec!["upgrade".into()],
+            ..Default::default()
+        }),
+        upgrade_steps.clone(),
+    );
+    upgrade.steps[0].kind = Some(Kind::UpdateLifecycle(wf::UpdateLifecycleStep {
+        stage: "vip".into(),
+    }));
+    let upgrade_flow = api.create_workflow(upgrade.clone()).await;
+    let mut flows = api.workflows.clone();
+    let unknown = flows
+        .publish_workflow(api.authed(wf::PublishWorkflowRequest {
+            workflow_id: upgrade_flow.id.clone(),
+        }))
+        .await
+        .expect_err("a stage the Workspace does not have");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_violations(&unknown),
+        ["definition.steps[0].update_lifecycle.stage"]
+    );
+    upgrade.steps = upgrade_steps;
+    flows
+        .update_workflow(api.authed(wf::UpdateWorkflowRequest {
+            workflow_id: upgrade_flow.id.clone(),
+            definition: Some(upgrade),
+        }))
+        .await
+        .expect("UpdateWorkflow");
+    api.publish_workflow(&upgrade_flow.id).await;
+
+    contact_writes(&platform, &tenant, "ada", "l-1", "hello").await;
+    let first = api.wait_for_conversation(WAIT, |_| true).await;
+    let ada = first.contact_id.clone();
+    let version = api.get_contact(&ada).await.version;
+    let mut moved = ct::UpdateContactRequest {
+        id: ada.clone(),
+        version,
+        lifecycle_stage: Some("vip".into()),
+        ..Default::default()
+    };
+    let refused = contacts
+        .update_contact(api.authed(moved.clone()))
+        .await
+        .expect_err("no such stage");
+    assert_eq!(field_violations(&refused), ["lifecycle_stage"]);
+    assert_eq!(
+        api.get_contact(&ada).await.version,
+        version,
+        "nothing changed"
+    );
+    moved.lifecycle_stage = Some("new_lead".into());
+    assert_eq!(api.update_contact(moved).await.lifecycle_stage, "new_lead");
+    let at = |stage: &str| ct::SearchContactsRequest {
+        audience: Some(ct::search_contacts_request::Audience::Filter(ct::Filter {
+            groups: vec![ct::ConditionGroup {
+                conditions: vec![ct::Condition {
+                    kind: Some(ct::condition::Kind::Field(ct::FieldCondition {
+                        field: "lifecycle_stage".into(),
+                        operator: ct::FieldOperator::Is as i32,
+                        values: vec![ct::FieldValue {
+                            kind: Some(ct::field_value::Kind::Text(stage.into())),
+                        }],
+                    })),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let leads = api.search_contacts(at("new_lead")).await.contacts;
+    assert_eq!(leads.iter().map(|c| &c.id).collect::<Vec<_>>(), [&ada]);
+
+    contact_writes(&platform, &tenant, "ada", "l-2", "Upgrade").await;
+    let mut sent = outbound.wait_texts_to("ada", 2).await;
+    sent.sort();
+    assert_eq!(
+        sent,
+        ["Welcome aboard!", "Your upgrade is done."],
+        "the welcome run started on the move, the upgrade run went on after reopening"
+    );
+    let contact = api.get_contact(&ada).await;
+    assert_eq!(contact.lifecycle_stage, "customer");
+    assert!(contact.tags.contains(&"customer-welcomed".to_owned()));
+    let runs = eventually(WAIT, "the upgrade run completed", || async {
+        let runs = api.list_runs(&upgrade_flow.id).await;
+        (runs.len() == 1 && runs[0].state() == wf::RunState::Completed).then_some(runs)
+    })
+    .await;
+    let reopened = runs[0].conversation_id.clone();
+    assert_ne!(
+        reopened, first.id,
+        "the run moved to the reopened conversation"
+    );
+    let opened = api.get_conversation(&reopened).await;
+    assert_eq!(
+        opened.opened_by(),
+        ism_proto::conversations::v1::Party::Workflow
+    );
+    assert_eq!(
+        api.get_conversation(&first.id).await.status(),
+        ism_proto::conversations::v1::ConversationStatus::Closed
+    );
+
+    // Imports name stages by key or name; a stage nobody knows fails its row alone.
+    let settings = ct::ImportSettings {
+        columns: vec![
+            ct::ColumnMapping {
+                column: "email".into(),
+                field: "email".into(),
+            },
+            ct::ColumnMapping {
+                column: "stage".into(),
+                field: "lifecycle_stage".into(),
+            },
+        ],
+        r#match: ct::ImportMatch::Email as i32,
+        channel_id: String::new(),
+    };
+    let csv = "email,stage\nbo@example.com,customer\ncy@example.com,New Lead\ndi@example.com,VIP\n";
+    let import = api
+        .import_contacts(futures::stream::iter([
+            ct::ImportContactsRequest {
+                part: Some(Part::Settings(settings)),
+            },
+            ct::ImportContactsRequest {
+                part: Some(Part::Data(csv.as_bytes().to_vec())),
+            },
+        ]))
+        .await;
+    assert_eq!((import.created, import.failed), (2, 1));
+    let report = String::from_utf8(import.error_report).expect("UTF-8");
+    assert!(
+        report.contains("4,stage,") && report.contains("VIP\"\" is not a lifecycle stage"),
+        "{report}"
+    );
+    let customers = api.search_contacts(at("customer")).await.contacts;
+    let mut emails: Vec<&str> = customers.iter().map(|c| c.email.as_str()).collect();
+    emails.sort();
+    assert_eq!(emails, ["", "bo@example.com"], "Ada and Bo");
+    assert_eq!(api.search_contacts(at("new_lead")).await.contacts.len(), 1);
+
+    // A stage Contacts are at is not removed from under them.
+    let removing = contacts
+        .set_lifecycle_stages(api.authed(ct::SetLifecycleStagesRequest {
+            stages: vec![ct::LifecycleStage {
+                key: "new_lead".into(),
+                name: "New Lead".into(),
+            }],
+        }))
+        .await
+        .expect_err("two Contacts are customers");
+    assert_eq!(removing.code(), Code::FailedPrecondition);
+    assert!(removing.message().contains("2 contact(s)"), "{removing:?}");
+}

@@ -123,6 +123,8 @@ pub mod topics {
         Topic::new(Contacts, "contacts.contact.opted_out");
     pub const CONTACT_OPTED_IN: Topic<ev::ContactOptOutChanged> =
         Topic::new(Contacts, "contacts.contact.opted_in");
+    pub const CONTACT_LIFECYCLE_UPDATED: Topic<ev::ContactLifecycleUpdated> =
+        Topic::new(Contacts, "contacts.lifecycle.updated");
     pub const CONTACT_MERGED: Topic<ev::ContactMerged> =
         Topic::new(Contacts, "contacts.contact.merged");
     pub const TAG_ADDED: Topic<ev::ContactTagChanged> = Topic::new(Contacts, "contacts.tag.added");

@@ -487,6 +487,21 @@ fn isolation_matrix() -> Vec<Case> {
             OwnWorkspace
         ),
         rpc!(
+            "ism.contacts.v1.ContactService/SetLifecycleStages",
+            contacts.set_lifecycle_stages(|_b| contacts::SetLifecycleStagesRequest {
+                stages: vec![contacts::LifecycleStage {
+                    key: "lead".into(),
+                    name: "Lead of A".into(),
+                }],
+            }),
+            OwnWorkspace
+        ),
+        rpc!(
+            "ism.contacts.v1.ContactService/ListLifecycleStages",
+            contacts.list_lifecycle_stages(|_b| contacts::ListLifecycleStagesRequest {}),
+            OwnWorkspace
+        ),
+        rpc!(
             "ism.contacts.v1.ContactService/UpdateContactField",
             contacts.update_contact_field(|_b| contacts::UpdateContactFieldRequest {
                 field: Some(contacts::ContactField {
@@ -643,6 +658,13 @@ fn isolation_matrix() -> Vec<Case> {
             conversations.close_conversation(|b| conversations::CloseConversationRequest {
                 id: b.conversation_id.clone(),
                 ..Default::default()
+            }),
+            NotFound
+        ),
+        rpc!(
+            "ism.conversations.v1.ConversationService/OpenConversation",
+            conversations.open_conversation(|b| conversations::OpenConversationRequest {
+                id: b.conversation_id.clone(),
             }),
             NotFound
         ),
@@ -1266,6 +1288,11 @@ async fn snapshot(api: &Api, side: &Side) -> Vec<String> {
         format!(
             "{:?}",
             k.list_contact_fields(authed(t, contacts::ListContactFieldsRequest {}))
+                .await
+        ),
+        format!(
+            "{:?}",
+            k.list_lifecycle_stages(authed(t, contacts::ListLifecycleStagesRequest {}))
                 .await
         ),
         format!(

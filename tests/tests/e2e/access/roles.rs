@@ -306,6 +306,16 @@ fn role_matrix() -> Vec<RoleCase> {
             })
         ),
         admin!(
+            "SetLifecycleStages",
+            Manager,
+            contacts.set_lifecycle_stages(|_a| contacts::SetLifecycleStagesRequest {
+                stages: vec![contacts::LifecycleStage {
+                    key: "lead".into(),
+                    name: unique("Lead"),
+                }],
+            })
+        ),
+        admin!(
             "DeleteContactField",
             Manager,
             contacts.delete_contact_field(|_a| contacts::DeleteContactFieldRequest {
