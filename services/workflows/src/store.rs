@@ -26,7 +26,13 @@ const WORKFLOW: &str = "SELECT w.id, w.draft, w.published_version, v.definition 
     FROM workflows w
     LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.published_version";
 
+/// The Workspace's workflows, counted under a lock held until the transaction ends so
+/// that two creations cannot both pass the limit.
 pub async fn count_workflows(conn: &mut PgConnection, workspace_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(workspace_id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query_scalar("SELECT count(*) FROM workflows WHERE workspace_id = $1")
         .bind(workspace_id)
         .fetch_one(conn)

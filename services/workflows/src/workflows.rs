@@ -45,9 +45,11 @@ fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
 impl Workflows {
     fn check(
         &self,
+        workspace_id: Uuid,
         definition: Option<&pb::WorkflowDefinition>,
     ) -> Result<pb::WorkflowDefinition, Error> {
-        definition::check(definition, self.config.max_steps, &self.egress).map_err(Error::Invalid)
+        let max_steps = self.config.max_steps(workspace_id);
+        definition::check(definition, max_steps, &self.egress).map_err(Error::Invalid)
     }
 
     pub async fn create(
@@ -55,15 +57,13 @@ impl Workflows {
         workspace_id: Uuid,
         definition: Option<pb::WorkflowDefinition>,
     ) -> Result<Workflow, Error> {
-        let draft = self.check(definition.as_ref())?;
+        let draft = self.check(workspace_id, definition.as_ref())?;
         let mut tx = self.pool.begin().await?;
-        if store::count_workflows(&mut tx, workspace_id).await? >= self.config.max_workflows {
+        let most = self.config.max_workflows(workspace_id);
+        if store::count_workflows(&mut tx, workspace_id).await? >= most {
             return Err(Error::precondition(
                 "workspace",
-                format!(
-                    "has {} workflows, the most allowed",
-                    self.config.max_workflows
-                ),
+                format!("has {most} workflows, the most allowed"),
             ));
         }
         let id = store::insert_workflow(&mut tx, workspace_id, &draft.encode_to_vec()).await?;
@@ -92,7 +92,7 @@ impl Workflows {
         id: Uuid,
         definition: Option<pb::WorkflowDefinition>,
     ) -> Result<Workflow, Error> {
-        let draft = self.check(definition.as_ref())?;
+        let draft = self.check(workspace_id, definition.as_ref())?;
         let mut conn = ism_platform::db::acquire(&self.pool).await?;
         if !store::update_draft(&mut conn, workspace_id, id, &draft.encode_to_vec()).await? {
             return Err(Error::NotFound("workflow"));
@@ -106,7 +106,7 @@ impl Workflows {
         let workflow = self.read(workspace_id, id).await?;
         let draft = pb::WorkflowDefinition::decode(workflow.draft.as_slice())
             .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored draft: {e}")))?;
-        let checked = self.check(Some(&draft))?;
+        let checked = self.check(workspace_id, Some(&draft))?;
         let known = self.known(workspace_id).await?;
         definition::check_references(&checked, &known).map_err(Error::Invalid)?;
         let mut tx = self.pool.begin().await?;

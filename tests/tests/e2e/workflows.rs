@@ -1419,3 +1419,66 @@ async fn lifecycle_stages_move_contacts_start_runs_and_a_run_reopens_its_convers
     assert_eq!(removing.code(), Code::FailedPrecondition);
     assert!(removing.message().contains("2 contact(s)"), "{removing:?}");
 }
+
+#[tokio::test]
+async fn a_workspace_with_limits_of_its_own_gets_them_and_others_the_defaults() {
+    let outbound = Receiver::start().await;
+    let mut platform = Platform::new();
+    let limited = platform.bootstrap(&outbound.url);
+    let other = platform.bootstrap(&outbound.url);
+    let key = |name: &str| {
+        format!(
+            "ISM_WORKFLOWS__WORKSPACE_LIMITS__{}__{name}",
+            limited.workspace_id
+        )
+    };
+    platform.set(&key("MAX_STEPS"), "2");
+    platform.set(&key("MAX_WORKFLOWS"), "1");
+    platform.spawn("all");
+    platform.wait_ready().await;
+    let three = |name: &str| {
+        workflow(
+            name,
+            opened(),
+            vec![
+                step("a", "b", send("one")),
+                step("b", "c", send("two")),
+                step("c", "", send("three")),
+            ],
+        )
+    };
+    let api = platform.api(&limited).await;
+    let mut flows = api.workflows.clone();
+    let refused = flows
+        .create_workflow(api.authed(wf::CreateWorkflowRequest {
+            definition: Some(three("Too long here")),
+        }))
+        .await
+        .expect_err("three steps where two are allowed");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&refused), ["definition.steps"]);
+    assert!(refused.message().contains("1 to 2 steps"), "{refused:?}");
+    let mut two = three("Short");
+    two.steps.truncate(2);
+    two.steps[1].next.clear();
+    api.create_workflow(two.clone()).await;
+    let second = flows
+        .create_workflow(api.authed(wf::CreateWorkflowRequest {
+            definition: Some(two),
+        }))
+        .await
+        .expect_err("one workflow allowed");
+    assert_eq!(second.code(), Code::FailedPrecondition);
+    assert!(second.message().contains("has 1 workflows"), "{second:?}");
+    let listed = flows
+        .list_workflows(api.authed(wf::ListWorkflowsRequest {}))
+        .await
+        .expect("ListWorkflows")
+        .into_inner()
+        .workflows;
+    assert_eq!(listed.len(), 1, "nothing more saved");
+
+    let others = platform.api(&other).await;
+    others.create_workflow(three("Fine elsewhere")).await;
+    others.create_workflow(three("And another")).await;
+}
