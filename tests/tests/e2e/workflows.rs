@@ -1482,3 +1482,66 @@ async fn a_workspace_with_limits_of_its_own_gets_them_and_others_the_defaults() 
     others.create_workflow(three("Fine elsewhere")).await;
     others.create_workflow(three("And another")).await;
 }
+
+#[tokio::test]
+async fn a_question_survives_a_killed_process_and_the_answer_given_meanwhile_is_taken() {
+    let outbound = Receiver::start().await;
+    let mut platform = Platform::new();
+    platform.set("ISM_WORKFLOWS__LEASE_SECONDS", "2");
+    let tenant = platform.bootstrap(&outbound.url);
+    let workflows = platform.spawn_each()["workflows"];
+    platform.wait_ready().await;
+    let api = platform.api(&tenant).await;
+    let email = wf::AskStep {
+        save_to_variable: "email".into(),
+        ..ask("Your email, please?", wf::AnswerType::Email)
+    };
+    let intake = api
+        .create_workflow(workflow(
+            "Intake",
+            opened(),
+            vec![
+                step("email", "thanks", Kind::Ask(email)),
+                step(
+                    "thanks",
+                    "",
+                    send("Thanks, we will write to {{ vars.email }}."),
+                ),
+            ],
+        ))
+        .await;
+    api.publish_workflow(&intake.id).await;
+
+    contact_writes(&platform, &tenant, "cy", "q-1", "hi").await;
+    assert_eq!(
+        outbound.wait_texts_to("cy", 1).await,
+        ["Your email, please?"]
+    );
+    let asking = eventually(WAIT, "the run awaiting the answer", || async {
+        let runs = api.list_runs(&intake.id).await;
+        runs.into_iter().find(|r| r.awaiting_answer)
+    })
+    .await;
+    platform.kill(workflows);
+    // The answer comes while no workflows process runs: it waits in its queue.
+    contact_writes(&platform, &tenant, "cy", "q-2", "cy@example.com").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    platform.spawn("workflows");
+    platform.wait_ready().await;
+
+    let done = api
+        .wait_for_run(&asking.id, WAIT, "the answered run", |r| {
+            r.state() == wf::RunState::Completed
+        })
+        .await;
+    assert_eq!(done.variables["email"], "cy@example.com");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        outbound.texts_to("cy"),
+        [
+            "Your email, please?",
+            "Thanks, we will write to cy@example.com."
+        ],
+        "the question once, the thanks once"
+    );
+}
