@@ -1,6 +1,6 @@
 //! Date and time conditions: whether a local moment falls within a Workspace's business
 //! hours or a window of days and times.
-use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime};
 use ism_proto::workflows::v1::TimeWindow;
 use ism_proto::workspaces::v1::BusinessHours;
 
@@ -39,6 +39,36 @@ pub fn within(window: &TimeWindow, now: NaiveDateTime) -> bool {
         (None, None) => true,
     };
     from_ok && until_ok && weekday_ok && time_ok
+}
+
+/// The next local moment at `at` after `now`: today's while still ahead, else tomorrow's.
+pub fn next_time(now: NaiveDateTime, at: NaiveTime) -> NaiveDateTime {
+    let today = now.date().and_time(at);
+    if today > now {
+        today
+    } else {
+        today + Days::new(1)
+    }
+}
+
+/// The first local moment from `now` on within `hours`: `now` itself while open; `None`
+/// only when no interval is valid.
+pub fn next_open(hours: &BusinessHours, now: NaiveDateTime) -> Option<NaiveDateTime> {
+    if open(hours, now) {
+        return Some(now);
+    }
+    (0..=7)
+        .filter_map(|ahead| now.date().checked_add_days(Days::new(ahead)))
+        .flat_map(|day| {
+            let weekday = day.weekday().number_from_monday() as i32;
+            hours
+                .intervals
+                .iter()
+                .filter(move |i| i.weekday == weekday)
+                .filter_map(move |i| Some(day.and_time(time(&i.open)?)))
+        })
+        .filter(|opens| *opens > now)
+        .min()
 }
 
 #[cfg(test)]
@@ -85,5 +115,35 @@ mod tests {
             "after the last day"
         );
         assert!(within(&TimeWindow::default(), at("2026-12-10 12:00")));
+    }
+
+    #[test]
+    fn waits_end_at_the_next_time_of_day_or_the_next_opening() {
+        let nine = time("09:00").unwrap();
+        assert_eq!(
+            next_time(at("2026-12-07 08:00"), nine),
+            at("2026-12-07 09:00")
+        );
+        assert_eq!(
+            next_time(at("2026-12-07 09:00"), nine),
+            at("2026-12-08 09:00")
+        );
+        let interval = |weekday, open: &str, close: &str| BusinessHoursInterval {
+            weekday,
+            open: open.into(),
+            close: close.into(),
+        };
+        let weekdays = BusinessHours {
+            intervals: (1..=5).map(|d| interval(d, "09:00", "17:00")).collect(),
+        };
+        // 2026-12-11 is a Friday.
+        assert_eq!(
+            next_open(&weekdays, at("2026-12-11 18:00")),
+            Some(at("2026-12-14 09:00")),
+            "Friday evening waits for Monday"
+        );
+        let now = at("2026-12-11 10:00");
+        assert_eq!(next_open(&weekdays, now), Some(now), "open now");
+        assert_eq!(next_open(&BusinessHours::default(), now), Some(now));
     }
 }

@@ -321,11 +321,28 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
             }
         }
         Some(Kind::Wait(w)) => {
-            if !(1..=MAX_WAIT_SECONDS).contains(&w.seconds) {
+            let given = [w.seconds > 0, !w.until_time.is_empty(), w.until_open];
+            match given.iter().filter(|g| **g).count() {
+                0 => v.push(FieldError::new(
+                    "wait.seconds",
+                    format!(
+                        "must be 1 to {MAX_WAIT_SECONDS} (30 days), unless until_time or until_open is given"
+                    ),
+                )),
+                1 => {}
+                _ => v.push(FieldError::new(
+                    "wait",
+                    "give one of seconds, until_time and until_open",
+                )),
+            }
+            if w.seconds > MAX_WAIT_SECONDS {
                 v.push(FieldError::new(
                     "wait.seconds",
                     format!("must be 1 to {MAX_WAIT_SECONDS} (30 days)"),
                 ));
+            }
+            if !w.until_time.is_empty() && calendar::time(&w.until_time).is_none() {
+                v.push(FieldError::new("wait.until_time", "must be HH:MM"));
             }
         }
         Some(Kind::Assign(a)) => assign(a, v),
@@ -616,6 +633,12 @@ fn ask(a: &pb::AskStep, v: &mut Violations) {
         v.push(FieldError::new(
             "ask.save_to_field",
             "must be a custom Contact Field's key",
+        ));
+    }
+    if a.save_as_tag && a.answer_type() != pb::AnswerType::Choice {
+        v.push(FieldError::new(
+            "ask.save_as_tag",
+            "only a choice's option is saved as a Tag",
         ));
     }
     if !(1..=MAX_WAIT_SECONDS).contains(&a.timeout_seconds) {
@@ -1101,7 +1124,7 @@ mod tests {
                     otherwise: String::new(),
                 }),
             ),
-            step("a", "", Kind::Wait(pb::WaitStep { seconds: 0 })),
+            step("a", "", Kind::Wait(pb::WaitStep::default())),
         ]);
         d.name = String::new();
         let all = faults(&d);
@@ -1123,5 +1146,39 @@ mod tests {
             all.iter().any(|f| f.starts_with("definition.steps[1].id:")),
             "{all:?}"
         );
+    }
+
+    #[test]
+    fn waits_take_one_end_and_only_choices_become_tags() {
+        let both = pb::WaitStep {
+            seconds: 5,
+            until_open: true,
+            ..Default::default()
+        };
+        let bad_time = pb::WaitStep {
+            until_time: "9am".into(),
+            ..Default::default()
+        };
+        let text = pb::AskStep {
+            save_as_tag: true,
+            timeout_seconds: 60,
+            ..Default::default()
+        };
+        let d = definition(vec![
+            step("a", "b", Kind::Wait(both)),
+            step("b", "c", Kind::Wait(bad_time)),
+            step("c", "", Kind::Ask(text)),
+        ]);
+        let all = faults(&d);
+        for field in [
+            "definition.steps[0].wait:",
+            "definition.steps[1].wait.until_time:",
+            "definition.steps[2].ask.save_as_tag:",
+        ] {
+            assert!(
+                all.iter().any(|f| f.starts_with(field)),
+                "{field} in {all:?}"
+            );
+        }
     }
 }

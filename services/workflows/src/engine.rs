@@ -403,6 +403,9 @@ impl Engine {
                     self.set_field(run, &ask.save_to_field, Some(&value))
                         .await?;
                 }
+                if ask.save_as_tag {
+                    self.add_tags(run, vec![value.clone()]).await?;
+                }
                 if !ask.save_to_variable.is_empty() {
                     run.variables
                         .0
@@ -509,6 +512,24 @@ impl Engine {
         self.update_contact(run, patch).await
     }
 
+    /// Adds `tags` to the run's Contact (a Tag it carries already stays as it is).
+    async fn add_tags(&self, run: &Run, tags: Vec<String>) -> Result<(), Error> {
+        let request = ct::AddTagsRequest {
+            contact_ids: vec![run.contact_id.to_string()],
+            tags,
+        };
+        self.peers
+            .contacts
+            .call(
+                run.workspace_id,
+                "contact",
+                request,
+                |mut c, r| async move { c.add_tags(r).await },
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Applies `patch` to the run's Contact at the version it is now at; a concurrent
     /// change to the Contact makes that version stale, so it is read again.
     async fn update_contact(
@@ -580,7 +601,7 @@ impl Engine {
             }
             Kind::Branch(branch) => {
                 let mut contact: Option<ct::Contact> = None;
-                let mut local: Option<(chrono::NaiveDateTime, ws::BusinessHours)> = None;
+                let mut local: Option<Local> = None;
                 let mut chosen = None;
                 for (i, case) in branch.cases.iter().enumerate() {
                     let mut holds = true;
@@ -612,9 +633,9 @@ impl Engine {
                                 if local.is_none() {
                                     local = Some(self.local_now(run).await?);
                                 }
-                                local.as_ref().is_some_and(|(now, business)| {
-                                    calendar::open(business, *now) == hours.open
-                                })
+                                local
+                                    .as_ref()
+                                    .is_some_and(|l| calendar::open(&l.hours, l.now) == hours.open)
                             }
                             Some(C::TimeWindow(window)) => {
                                 if local.is_none() {
@@ -622,7 +643,7 @@ impl Engine {
                                 }
                                 local
                                     .as_ref()
-                                    .is_some_and(|(now, _)| calendar::within(window, *now))
+                                    .is_some_and(|l| calendar::within(window, l.now))
                             }
                             Some(C::LifecycleStage(stage)) => {
                                 if contact.is_none() {
@@ -654,21 +675,21 @@ impl Engine {
                 }
             }
             Kind::AddTags(add) => {
-                let request = ct::AddTagsRequest {
-                    contact_ids: vec![run.contact_id.to_string()],
-                    tags: add.tags.clone(),
-                };
-                self.peers
-                    .contacts
-                    .call(ws, "contact", request, |mut c, r| async move {
-                        c.add_tags(r).await
-                    })
-                    .await?;
+                self.add_tags(run, add.tags.clone()).await?;
                 (Effect::Next(next), json!({"tags": add.tags}))
             }
             Kind::Wait(wait) => {
-                let duration = Duration::from_secs(u64::from(wait.seconds));
-                let until = Utc::now() + duration;
+                let until = if wait.seconds > 0 {
+                    Utc::now() + Duration::from_secs(u64::from(wait.seconds))
+                } else {
+                    let local = self.local_now(run).await?;
+                    let at = match calendar::time(&wait.until_time) {
+                        Some(time) => calendar::next_time(local.now, time),
+                        None => calendar::next_open(&local.hours, local.now).unwrap_or(local.now),
+                    };
+                    local.instant(at)
+                };
+                let duration = (until - Utc::now()).to_std().unwrap_or_default();
                 (
                     Effect::Wait(duration, next),
                     json!({"until": until.to_rfc3339()}),
@@ -855,10 +876,7 @@ impl Engine {
     }
 
     /// Now in the Workspace's time zone (UTC when it names none), and its business hours.
-    async fn local_now(
-        &self,
-        run: &Run,
-    ) -> Result<(chrono::NaiveDateTime, ws::BusinessHours), Error> {
+    async fn local_now(&self, run: &Run) -> Result<Local, Error> {
         let workspace = self
             .peers
             .workspaces
@@ -872,10 +890,11 @@ impl Engine {
             .workspace
             .ok_or(Error::NotFound("workspace"))?;
         let zone: chrono_tz::Tz = workspace.timezone.parse().unwrap_or(chrono_tz::UTC);
-        Ok((
-            Utc::now().with_timezone(&zone).naive_local(),
-            workspace.business_hours.unwrap_or_default(),
-        ))
+        Ok(Local {
+            now: Utc::now().with_timezone(&zone).naive_local(),
+            hours: workspace.business_hours.unwrap_or_default(),
+            zone,
+        })
     }
 
     async fn contact(&self, run: &Run) -> Result<ct::Contact, Error> {
@@ -893,6 +912,24 @@ impl Engine {
             .await?
             .contact
             .ok_or(Error::NotFound("contact"))
+    }
+}
+
+/// The Workspace's clock: its time zone, now there, and its business hours.
+struct Local {
+    zone: chrono_tz::Tz,
+    now: chrono::NaiveDateTime,
+    hours: ws::BusinessHours,
+}
+
+impl Local {
+    /// The instant of a local moment; one a clock change skips is taken an hour later.
+    fn instant(&self, local: chrono::NaiveDateTime) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        [local, local + chrono::Duration::hours(1)]
+            .into_iter()
+            .find_map(|l| self.zone.from_local_datetime(&l).earliest())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
     }
 }
 

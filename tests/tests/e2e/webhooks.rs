@@ -803,7 +803,10 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
         ),
         manual(
             "Wait long",
-            wf::step::Kind::Wait(wf::WaitStep { seconds: 3600 }),
+            wf::step::Kind::Wait(wf::WaitStep {
+                seconds: 3600,
+                ..Default::default()
+            }),
         ),
     ] {
         let workflow = api.create_workflow(definition).await;

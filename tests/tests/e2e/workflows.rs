@@ -185,7 +185,14 @@ async fn a_waiting_run_survives_a_killed_process_and_sends_each_message_once() {
             opened(),
             vec![
                 step("hello", "pause", send("Welcome!")),
-                step("pause", "again", Kind::Wait(wf::WaitStep { seconds: 4 })),
+                step(
+                    "pause",
+                    "again",
+                    Kind::Wait(wf::WaitStep {
+                        seconds: 4,
+                        ..Default::default()
+                    }),
+                ),
                 step("again", "note", send("Still there?")),
                 step(
                     "note",
@@ -237,7 +244,14 @@ async fn two_replicas_fire_each_timer_once() {
             "Follow up",
             opened(),
             vec![
-                step("pause", "ask", Kind::Wait(wf::WaitStep { seconds: 2 })),
+                step(
+                    "pause",
+                    "ask",
+                    Kind::Wait(wf::WaitStep {
+                        seconds: 2,
+                        ..Default::default()
+                    }),
+                ),
                 step("ask", "", send("How did we do?")),
             ],
         ))
@@ -391,7 +405,14 @@ async fn bad_workflows_are_refused_naming_the_step_and_field_and_nothing_is_save
         }),
         vec![
             step("a", "", eleven),
-            step("b", "", Kind::Wait(wf::WaitStep { seconds: 0 })),
+            step(
+                "b",
+                "",
+                Kind::Wait(wf::WaitStep {
+                    seconds: 0,
+                    ..Default::default()
+                }),
+            ),
             step(
                 "c",
                 "",
@@ -499,6 +520,7 @@ async fn questions_are_answered_retried_timed_out_and_saved_and_answers_start_no
     let plan = wf::AskStep {
         options: vec!["Basic".into(), "Pro".into()],
         save_to_variable: "plan".into(),
+        save_as_tag: true,
         ..ask("Which plan? 1 Basic, 2 Pro", wf::AnswerType::Choice)
     };
     let route = Kind::Branch(wf::BranchStep {
@@ -669,7 +691,11 @@ async fn questions_are_answered_retried_timed_out_and_saved_and_answers_start_no
         contact.custom_fields["seats"].kind,
         Some(ct::field_value::Kind::Number(12.0))
     );
-    assert_eq!(contact.tags, ["pro-lead"]);
+    assert_eq!(
+        contact.tags,
+        ["Pro", "pro-lead"],
+        "the choice saved as a Tag too"
+    );
     assert!(
         api.list_runs(&numbers.id).await.is_empty(),
         "answers start no other workflow"
@@ -1061,11 +1087,66 @@ async fn date_and_time_conditions_follow_the_workspaces_hours_and_time_zone() {
         ))
         .await;
     api.publish_workflow(&hours.id).await;
+    let wait = |name: &str, wait: wf::WaitStep| {
+        workflow(
+            name,
+            opened(),
+            vec![
+                step("wait", "then", Kind::Wait(wait)),
+                step("then", "", send("Later")),
+            ],
+        )
+    };
+    let until_open = api
+        .create_workflow(wait(
+            "Until open",
+            wf::WaitStep {
+                until_open: true,
+                ..Default::default()
+            },
+        ))
+        .await;
+    api.publish_workflow(&until_open.id).await;
+    let at_nine = api
+        .create_workflow(wait(
+            "At nine",
+            wf::WaitStep {
+                until_time: "09:00".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    api.publish_workflow(&at_nine.id).await;
     contact_writes(&platform, &tenant, "ada", "h-1", "hello").await;
     assert_eq!(
         outbound.wait_texts_to("ada", 1).await,
         ["We are closed today."]
     );
+    // Tokyo's wall clock as if it were UTC, back to the instant: 9 hours earlier.
+    let instant = |local: chrono::NaiveDateTime| local.and_utc().timestamp() - 9 * 3600;
+    let tomorrow = tokyo.date_naive() + chrono::Days::new(1);
+    let nine = chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("09:00");
+    let next_nine = if tokyo.time() < nine {
+        tokyo.date_naive().and_time(nine)
+    } else {
+        tomorrow.and_time(nine)
+    };
+    for (flow, expected) in [
+        (
+            &until_open,
+            instant(tomorrow.and_time(chrono::NaiveTime::MIN)),
+        ),
+        (&at_nine, instant(next_nine)),
+    ] {
+        let waiting = eventually(WAIT, "the waiting run", || async {
+            let runs = api.list_runs(&flow.id).await;
+            runs.into_iter()
+                .find(|r| r.state() == wf::RunState::Waiting)
+        })
+        .await;
+        let wake = waiting.wake_time.expect("a wake time").seconds;
+        assert_eq!(wake, expected, "{} wakes then", flow.id);
+    }
 
     let status = api
         .workflows
