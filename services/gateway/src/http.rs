@@ -1,4 +1,5 @@
-//! The gateway's HTTP side: provider webhooks and the health endpoints.
+//! The gateway's HTTP side: provider webhooks, workflows' incoming webhooks and the
+//! health endpoints.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,9 +13,11 @@ use axum::routing::{get, post};
 use ism_platform::convert::timestamp;
 use ism_platform::events::{Topic, TracedEvent, topics};
 use ism_platform::health::Readiness;
+use ism_platform::peer::Peer;
 use ism_platform::telemetry;
 use ism_proto::events::v1::{MessageReceived, Sender};
 use ism_proto::types::v1::DeliveryStatus;
+use ism_proto::workflows::v1::workflow_service_client::WorkflowServiceClient;
 use serde_json::json;
 use sqlx::PgPool;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -24,6 +27,7 @@ use uuid::Uuid;
 use crate::channel_cache::{ChannelCache, Connected};
 use crate::credentials::Cipher;
 use crate::delivery;
+use crate::hooks;
 use crate::intake::Intake;
 use crate::media::{self, MediaLinks};
 use crate::providers::{
@@ -45,6 +49,8 @@ pub struct AppState {
     pub media: Arc<MediaLinks>,
     /// Fetches those media from the providers.
     pub media_http: reqwest::Client,
+    /// Takes workflows' incoming webhooks.
+    pub workflows: Peer<WorkflowServiceClient<tonic::transport::Channel>>,
 }
 
 /// Routes for webhooks (bodies over `body_limit` bytes are refused with 413) and health.
@@ -55,6 +61,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             post(webhook).get(verification),
         )
         .route("/media/{channel_id}/{id}", get(media::serve))
+        .route(
+            "/hooks/workflows/{workspace_id}/{workflow_id}",
+            post(hooks::workflow),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         // Refused from the declared Content-Length before reading a byte (a chunked body

@@ -6,6 +6,7 @@ pub mod config;
 pub mod credentials;
 mod delivery;
 mod error;
+mod hooks;
 mod http;
 mod intake;
 mod media;
@@ -25,6 +26,7 @@ use ism_platform::ratelimit::Limiter;
 use ism_platform::service::Service;
 use ism_platform::shutdown::Stop;
 use ism_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
+use ism_proto::workflows::v1::workflow_service_client::WorkflowServiceClient;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
 
@@ -80,6 +82,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
             intake: intake::Intake::start(service.pool.clone()),
             public_url: public_url.clone(),
             media: Arc::new(media::MediaLinks::from_settings(&config, &public_url)?),
+            workflows: service.peer(ServiceName::Workflows, WorkflowServiceClient::new)?,
             media_http: reqwest::Client::builder()
                 .user_agent(USER_AGENT)
                 .connect_timeout(MEDIA_CONNECT_TIMEOUT)

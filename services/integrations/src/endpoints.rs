@@ -129,7 +129,7 @@ impl Endpoints {
 
     /// A new signing secret of endpoint `id`, and its sealed form to store.
     fn new_secret(&self, id: Uuid) -> Result<(SecretString, Vec<u8>), Error> {
-        let secret = crate::signing::new_secret().map_err(Error::Unexpected)?;
+        let secret = ism_platform::signing::new_secret().map_err(Error::Unexpected)?;
         let sealed = self
             .poster
             .sealer

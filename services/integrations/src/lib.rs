@@ -16,7 +16,6 @@ mod intake;
 mod log;
 mod openai;
 mod sender;
-mod signing;
 mod states;
 mod store;
 mod turns;

@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::IntegrationsSettings;
-use crate::signing;
 use crate::states::DeliveryState;
 use crate::store::{self, Attempt, Claim};
+use ism_platform::signing;
 
 /// The first bytes of a receiver's answer kept in the log.
 const BODY_KEPT: usize = 1024;

@@ -25,6 +25,11 @@ fn workspace<T>(request: &Request<T>, role: Role) -> Result<Uuid, Status> {
     caller.workspace_id()
 }
 
+/// Whether the caller may see webhook secrets: those who define workflows.
+fn sees_secrets<T>(request: &Request<T>) -> Result<bool, Status> {
+    Ok(Caller::of(request)?.require(Role::Manager).is_ok())
+}
+
 #[tonic::async_trait]
 impl WorkflowService for Api {
     async fn create_workflow(
@@ -37,7 +42,7 @@ impl WorkflowService for Api {
             .create(workspace_id, request.into_inner().definition)
             .await?;
         Ok(Response::new(pb::CreateWorkflowResponse {
-            workflow: Some(wire::workflow(workflow)),
+            workflow: Some(wire::workflow(workflow, workspace_id, true)),
         }))
     }
 
@@ -46,10 +51,11 @@ impl WorkflowService for Api {
         request: Request<pb::GetWorkflowRequest>,
     ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
+        let secrets = sees_secrets(&request)?;
         let id = uuid("workflow_id", &request.get_ref().workflow_id)?;
         let workflow = self.workflows.read(workspace_id, id).await?;
         Ok(Response::new(pb::GetWorkflowResponse {
-            workflow: Some(wire::workflow(workflow)),
+            workflow: Some(wire::workflow(workflow, workspace_id, secrets)),
         }))
     }
 
@@ -58,9 +64,13 @@ impl WorkflowService for Api {
         request: Request<pb::ListWorkflowsRequest>,
     ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
         let workspace_id = workspace(&request, Role::Agent)?;
+        let secrets = sees_secrets(&request)?;
         let workflows = self.workflows.list(workspace_id).await?;
         Ok(Response::new(pb::ListWorkflowsResponse {
-            workflows: workflows.into_iter().map(wire::workflow).collect(),
+            workflows: workflows
+                .into_iter()
+                .map(|w| wire::workflow(w, workspace_id, secrets))
+                .collect(),
         }))
     }
 
@@ -76,7 +86,7 @@ impl WorkflowService for Api {
             .update(workspace_id, id, request.definition)
             .await?;
         Ok(Response::new(pb::UpdateWorkflowResponse {
-            workflow: Some(wire::workflow(workflow)),
+            workflow: Some(wire::workflow(workflow, workspace_id, true)),
         }))
     }
 
@@ -88,7 +98,7 @@ impl WorkflowService for Api {
         let id = uuid("workflow_id", &request.get_ref().workflow_id)?;
         let workflow = self.workflows.publish(workspace_id, id).await?;
         Ok(Response::new(pb::PublishWorkflowResponse {
-            workflow: Some(wire::workflow(workflow)),
+            workflow: Some(wire::workflow(workflow, workspace_id, true)),
         }))
     }
 
@@ -103,7 +113,7 @@ impl WorkflowService for Api {
             .set_enabled(workspace_id, id, request.get_ref().enabled)
             .await?;
         Ok(Response::new(pb::SetWorkflowEnabledResponse {
-            workflow: Some(wire::workflow(workflow)),
+            workflow: Some(wire::workflow(workflow, workspace_id, true)),
         }))
     }
 
@@ -214,6 +224,21 @@ impl WorkflowService for Api {
         let (run, steps) = self.runs.retry(workspace_id, id).await?;
         Ok(Response::new(pb::RetryRunResponse {
             run: Some(wire::run(run, steps)),
+        }))
+    }
+
+    async fn receive_webhook(
+        &self,
+        request: Request<pb::ReceiveWebhookRequest>,
+    ) -> Result<Response<pb::ReceiveWebhookResponse>, Status> {
+        // The signature authorises the webhook; the gateway passes it on for any sender.
+        let workspace_id = workspace(&request, Role::Agent)?;
+        let request = request.into_inner();
+        let id = uuid("workflow_id", &request.workflow_id)?;
+        let (run_id, skipped) = self.runs.receive(workspace_id, id, &request).await?;
+        Ok(Response::new(pb::ReceiveWebhookResponse {
+            run_id: run_id.map(|r| r.to_string()).unwrap_or_default(),
+            skipped,
         }))
     }
 }

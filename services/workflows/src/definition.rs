@@ -89,7 +89,7 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
     match trigger.and_then(|t| t.kind.as_ref()) {
         None => v.push(FieldError::new(
             "trigger",
-            "is required: message_received, conversation_opened, conversation_closed, contact_tag_updated, contact_field_updated, lifecycle_updated or manual",
+            "is required: message_received, conversation_opened, conversation_closed, contact_tag_updated, contact_field_updated, lifecycle_updated, incoming_webhook or manual",
         )),
         Some(T::MessageReceived(m)) => {
             convert::uuids(
@@ -157,6 +157,24 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
                     format!("at most {MAX_KEYWORDS} custom Contact Field keys"),
                 ));
             }
+        }
+        Some(T::IncomingWebhook(w)) => {
+            if w.contact_pointer.is_empty() || !pointer_ok(&w.contact_pointer) {
+                v.push(FieldError::new(
+                    "trigger.incoming_webhook.contact_pointer",
+                    "must be a JSON Pointer to the Contact in the body, such as /customer/email",
+                ));
+            }
+            if !matches!(
+                w.contact_key(),
+                pb::ContactKey::Id | pb::ContactKey::Email | pb::ContactKey::Phone
+            ) {
+                v.push(FieldError::new(
+                    "trigger.incoming_webhook.contact_key",
+                    "must say whether the body names the Contact by id, email or phone",
+                ));
+            }
+            saved("trigger.incoming_webhook.save", &w.save, v);
         }
         Some(T::LifecycleUpdated(l)) => {
             if l.stages.len() > MAX_KEYWORDS || l.stages.iter().any(|k| !name_ok(k)) {
@@ -428,6 +446,33 @@ fn tags(field: &str, tags: &[String], v: &mut Violations) {
     }
 }
 
+fn pointer_ok(pointer: &str) -> bool {
+    (pointer.is_empty() || pointer.starts_with('/')) && pointer.len() <= MAX_VALUE
+}
+
+/// Variables saved from a JSON document: names to JSON Pointers.
+fn saved(field: &str, save: &HashMap<String, String>, v: &mut Violations) {
+    if save.len() > MAX_SAVED {
+        v.push(FieldError::new(
+            field.to_owned(),
+            format!("at most {MAX_SAVED} variables"),
+        ));
+    }
+    for (name, pointer) in save {
+        if !name_ok(name) {
+            v.push(FieldError::new(
+                format!("{field}[{name:?}]"),
+                "a variable's name is 1 to 64 letters, digits or _",
+            ));
+        } else if !pointer_ok(pointer) {
+            v.push(FieldError::new(
+                format!("{field}[{name:?}]"),
+                "must be a JSON Pointer such as /order/status",
+            ));
+        }
+    }
+}
+
 fn assign(a: &pb::AssignStep, v: &mut Violations) {
     for (field, id) in [
         ("assign.user_id", &a.user_id),
@@ -540,25 +585,7 @@ fn http_request(h: &pb::HttpRequestStep, egress: &Egress, v: &mut Violations) {
             format!("must be at most {} KiB", MAX_BODY / 1024),
         ));
     }
-    if h.save.len() > MAX_SAVED {
-        v.push(FieldError::new(
-            "http_request.save",
-            format!("at most {MAX_SAVED} variables"),
-        ));
-    }
-    for (name, pointer) in &h.save {
-        if !name_ok(name) {
-            v.push(FieldError::new(
-                format!("http_request.save[{name:?}]"),
-                "a variable's name is 1 to 64 letters, digits or _",
-            ));
-        } else if !(pointer.is_empty() || pointer.starts_with('/')) || pointer.len() > MAX_VALUE {
-            v.push(FieldError::new(
-                format!("http_request.save[{name:?}]"),
-                "must be a JSON Pointer such as /order/status",
-            ));
-        }
-    }
+    saved("http_request.save", &h.save, v);
     if h.timeout_seconds > calls::MAX_TIMEOUT_SECONDS {
         v.push(FieldError::new(
             "http_request.timeout_seconds",
@@ -724,7 +751,8 @@ fn graph(steps: &[pb::Step], v: &mut Violations) {
 /// The variables set on every path into each step (by index): an ask step sets its
 /// variable on its `next` edge only (a timeout or invalid answers set nothing), an HTTP
 /// request step its saved variables on its `next` (success) edge only.
-fn variables_set(steps: &[pb::Step]) -> Vec<Option<BTreeSet<String>>> {
+fn variables_set(definition: &pb::WorkflowDefinition) -> Vec<Option<BTreeSet<String>>> {
+    let steps = &definition.steps;
     let index: HashMap<&str, usize> = steps
         .iter()
         .enumerate()
@@ -732,7 +760,13 @@ fn variables_set(steps: &[pb::Step]) -> Vec<Option<BTreeSet<String>>> {
         .collect();
     // None: no path reaches the step yet (the top of the lattice).
     let mut into: Vec<Option<BTreeSet<String>>> = vec![None; steps.len()];
-    into[0] = Some(BTreeSet::new());
+    // An incoming webhook's variables are set before the first step.
+    into[0] = Some(
+        match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
+            Some(pb::trigger::Kind::IncomingWebhook(w)) => w.save.keys().cloned().collect(),
+            _ => BTreeSet::new(),
+        },
+    );
     let mut todo = vec![0usize];
     while let Some(i) = todo.pop() {
         let Some(here) = into[i].clone() else {
@@ -792,7 +826,7 @@ pub fn check_references(
     defined: &Known,
 ) -> Result<(), Violations> {
     let field_keys = &defined.field_keys;
-    let set = variables_set(&definition.steps);
+    let set = variables_set(definition);
     let mut v = Violations::new();
     match definition.trigger.as_ref().and_then(|t| t.kind.as_ref()) {
         Some(pb::trigger::Kind::ContactFieldUpdated(f)) => {

@@ -465,6 +465,7 @@ impl Engine {
             conversation_id: run.conversation_id,
             channel_id: run.channel_id,
             text: run.trigger_text.clone(),
+            variables: Default::default(),
         };
         let started = triggers::start(tx, &published, &definition, &subject).await?;
         if started.is_some() {

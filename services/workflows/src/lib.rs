@@ -11,6 +11,7 @@ pub mod config;
 mod definition;
 mod engine;
 mod error;
+mod incoming;
 mod runs;
 mod states;
 mod store;
@@ -41,6 +42,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// How often a replica brings the triggers queue's bindings in line with the workflows.
 const BINDINGS_EVERY: Duration = Duration::from_secs(30);
+/// How often webhook ids taken are purged, and how long each is kept: far longer than the
+/// five minutes a webhook's signature is accepted for.
+const WEBHOOK_IDS_PURGED_EVERY: Duration = Duration::from_secs(3600);
+const WEBHOOK_IDS_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// Runs the workflows service until `stop`.
 pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
@@ -56,6 +61,15 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
     announce::describe();
     service.every_in_transaction("trigger-bindings", BINDINGS_EVERY, |amqp, tx| {
         Box::pin(bindings::sync(amqp, tx))
+    });
+    let pool = service.pool.clone();
+    service.every("purge webhook ids", WEBHOOK_IDS_PURGED_EVERY, move || {
+        let pool = pool.clone();
+        async move {
+            store::purge_webhooks(&pool, chrono::Utc::now() - WEBHOOK_IDS_KEPT)
+                .await
+                .map(drop)
+        }
     });
     service.consume(
         topology::WORKFLOWS_TRIGGERS,

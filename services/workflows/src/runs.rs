@@ -70,6 +70,7 @@ impl Runs {
             conversation_id,
             channel_id: parse(&conversation.channel_id)?,
             text: String::new(),
+            variables: Default::default(),
         };
         let mut tx = self.pool.begin().await?;
         let run = triggers::start(&mut tx, &published, &definition, &subject).await?;

@@ -19,10 +19,12 @@ pub struct Workflow {
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Signs the webhooks an incoming-webhook trigger takes (`whsec_`).
+    pub webhook_secret: String,
 }
 
 const WORKFLOW: &str = "SELECT w.id, w.draft, w.published_version, v.definition AS published,
-        w.enabled, w.created_at, w.updated_at
+        w.enabled, w.created_at, w.updated_at, w.webhook_secret
     FROM workflows w
     LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.published_version";
 
@@ -43,14 +45,18 @@ pub async fn insert_workflow(
     conn: &mut PgConnection,
     workspace_id: Uuid,
     draft: &[u8],
+    webhook_secret: &str,
 ) -> sqlx::Result<Uuid> {
     let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO workflows (id, workspace_id, draft) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(workspace_id)
-        .bind(draft)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO workflows (id, workspace_id, draft, webhook_secret) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(workspace_id)
+    .bind(draft)
+    .bind(webhook_secret)
+    .execute(conn)
+    .await?;
     Ok(id)
 }
 
@@ -185,6 +191,77 @@ impl Workflow {
     }
 }
 
+/// Gives a workflow created before webhook secrets existed its first one.
+pub async fn first_secret(conn: &mut PgConnection, id: Uuid, secret: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE workflows SET webhook_secret = $2 WHERE id = $1 AND webhook_secret = ''")
+        .bind(id)
+        .bind(secret)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What a webhook id already started: its run, or why none. `None` the first time, when
+/// the id is taken (held until the transaction ends, so a concurrent delivery of the
+/// same webhook waits for this one, then finds its answer).
+pub async fn take_webhook(
+    conn: &mut PgConnection,
+    workflow_id: Uuid,
+    webhook_id: &str,
+) -> sqlx::Result<Option<(Option<Uuid>, String)>> {
+    let taken = sqlx::query(
+        "INSERT INTO webhook_receipts (workflow_id, webhook_id) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(workflow_id)
+    .bind(webhook_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if taken == 1 {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "SELECT run_id, skipped FROM webhook_receipts WHERE workflow_id = $1 AND webhook_id = $2",
+    )
+    .bind(workflow_id)
+    .bind(webhook_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records what a webhook id taken by [`take_webhook`] started.
+pub async fn answer_webhook(
+    conn: &mut PgConnection,
+    workflow_id: Uuid,
+    webhook_id: &str,
+    run_id: Option<Uuid>,
+    skipped: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_receipts SET run_id = $3, skipped = $4
+         WHERE workflow_id = $1 AND webhook_id = $2",
+    )
+    .bind(workflow_id)
+    .bind(webhook_id)
+    .bind(run_id)
+    .bind(skipped)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets webhook ids received before `before`: a signature that old is refused anyway.
+pub async fn purge_webhooks(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM webhook_receipts WHERE received_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
 /// Every published version in force in the Workspace: each workflow's latest.
 pub async fn published_all(
     conn: &mut PgConnection,
@@ -306,6 +383,7 @@ pub struct NewRun {
     pub channel_id: Uuid,
     pub trigger_text: String,
     pub first_step: String,
+    pub variables: std::collections::BTreeMap<String, String>,
 }
 
 /// Whether the Contact has an active run of the workflow, and whether any run at all.
@@ -380,8 +458,8 @@ pub async fn any_asking(conn: &mut PgConnection) -> sqlx::Result<bool> {
 pub async fn insert_run(conn: &mut PgConnection, run: &NewRun) -> sqlx::Result<Option<Run>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO runs (id, workspace_id, workflow_id, version, contact_id, conversation_id,
-             channel_id, trigger_text, state, current_step)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             channel_id, trigger_text, state, current_step, variables)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (workflow_id, contact_id) WHERE state IN ('running', 'waiting') DO NOTHING
          RETURNING {RUN_COLUMNS}"
     )))
@@ -395,6 +473,7 @@ pub async fn insert_run(conn: &mut PgConnection, run: &NewRun) -> sqlx::Result<O
     .bind(&run.trigger_text)
     .bind(RunState::Running)
     .bind(&run.first_step)
+    .bind(sqlx::types::Json(&run.variables))
     .fetch_optional(conn)
     .await
 }
@@ -568,7 +647,7 @@ mod plan_guard {
     use ism_platform::config::ServiceName;
     use ism_platform::{db, plans};
 
-    const GROWING: &[&str] = &["runs", "run_steps"];
+    const GROWING: &[&str] = &["runs", "run_steps", "webhook_receipts"];
 
     fn new_run(workspace_id: Uuid, workflow_id: Uuid) -> NewRun {
         NewRun {
@@ -580,6 +659,7 @@ mod plan_guard {
             channel_id: Uuid::now_v7(),
             trigger_text: "hello".into(),
             first_step: "a".into(),
+            variables: [("order".to_owned(), "A-1".to_owned())].into(),
         }
     }
 
@@ -591,7 +671,7 @@ mod plan_guard {
         plans::never_analysed(&pool, GROWING).await.unwrap();
         let workspace = Uuid::now_v7();
         let mut conn = pool.acquire().await.unwrap();
-        let workflow = insert_workflow(&mut conn, workspace, b"draft")
+        let workflow = insert_workflow(&mut conn, workspace, b"draft", "whsec_x")
             .await
             .unwrap();
         publish(
@@ -612,6 +692,11 @@ mod plan_guard {
             begin_step(&mut conn, run.id, 1, "a", "comment", &serde_json::json!({}))
                 .await
                 .unwrap();
+            let hook = run.id.to_string();
+            take_webhook(&mut conn, workflow, &hook).await.unwrap();
+            answer_webhook(&mut conn, workflow, &hook, Some(run.id), "")
+                .await
+                .unwrap();
         }
         drop(conn);
 
@@ -629,7 +714,14 @@ mod plan_guard {
             hand_answer(&mut tx, subject.conversation_id, "yes")
                 .await
                 .unwrap();
-            insert_run(&mut tx, &subject).await.unwrap();
+            let run = insert_run(&mut tx, &subject).await.unwrap();
+            let hook = subject.contact_id.to_string();
+            for _ in 0..2 {
+                take_webhook(&mut tx, workflow, &hook).await.unwrap();
+            }
+            answer_webhook(&mut tx, workflow, &hook, run.map(|r| r.id), "")
+                .await
+                .unwrap();
             tx.commit().await.unwrap();
             for claimed in claim_runs(&guarded, 8, lease).await.unwrap() {
                 let mut tx = guarded.begin().await.unwrap();

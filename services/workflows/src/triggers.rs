@@ -5,6 +5,7 @@
 //! against the enabled workflows of the Workspace, in the transaction that marks the event
 //! processed (a redelivered event starts nothing twice). The queue is bound to an event
 //! type only while some enabled workflow has its trigger (ADR 26).
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ism_platform::events::{Batch, EventContext, EventHandler, HandlerError, topics};
@@ -22,6 +23,7 @@ use ism_proto::conversations::v1::conversation_service_client::ConversationServi
 use tonic::transport::Channel;
 
 use crate::announce;
+use crate::error::Error;
 use crate::states::TriggerKind;
 use crate::store::{self, NewRun, Published};
 
@@ -32,6 +34,8 @@ pub struct Subject {
     pub conversation_id: Uuid,
     pub channel_id: Uuid,
     pub text: String,
+    /// Variables the run starts with (an incoming webhook's).
+    pub variables: BTreeMap<String, String>,
 }
 
 /// Starts a run of `workflow` for `subject` unless its reentry policy or once-per-Contact
@@ -68,6 +72,7 @@ pub async fn start(
             channel_id: subject.channel_id,
             trigger_text: subject.text.clone(),
             first_step: first.id.clone(),
+            variables: subject.variables.clone(),
         },
     )
     .await?;
@@ -170,36 +175,40 @@ fn wanted(
     }
 }
 
-impl Triggers {
-    /// The Contact's most recently active conversation and its Channel, if any.
-    async fn latest_conversation(
-        &self,
-        workspace_id: Uuid,
-        contact_id: Uuid,
-    ) -> Result<Option<(Uuid, Uuid)>, HandlerError> {
-        let request = cv::ListConversationsRequest {
-            page_size: 1,
-            contact_id: contact_id.to_string(),
-            ..Default::default()
-        };
-        let page = self
-            .conversations
-            .call(
-                workspace_id,
-                "conversations",
-                request,
-                |mut c, r| async move { c.list_conversations(r).await },
-            )
-            .await?;
-        let Some(latest) = page.conversations.into_iter().next() else {
-            return Ok(None);
-        };
-        Ok(Some((
-            uuid_of(&latest.id, "conversation id")?,
-            uuid_of(&latest.channel_id, "channel_id")?,
-        )))
-    }
+/// The Contact's most recently active conversation and its Channel, if any.
+pub async fn latest_conversation(
+    conversations: &Peer<ConversationServiceClient<Channel>>,
+    workspace_id: Uuid,
+    contact_id: Uuid,
+) -> Result<Option<(Uuid, Uuid)>, Error> {
+    let request = cv::ListConversationsRequest {
+        page_size: 1,
+        contact_id: contact_id.to_string(),
+        ..Default::default()
+    };
+    let page = conversations
+        .call(
+            workspace_id,
+            "conversations",
+            request,
+            |mut c, r| async move { c.list_conversations(r).await },
+        )
+        .await?;
+    let Some(latest) = page.conversations.into_iter().next() else {
+        return Ok(None);
+    };
+    let id = |value: &str| {
+        Uuid::parse_str(value).map_err(|_| {
+            Error::Unexpected(anyhow::anyhow!(
+                "conversations answered a bad id {}",
+                ism_platform::convert::quoted(value)
+            ))
+        })
+    };
+    Ok(Some((id(&latest.id)?, id(&latest.channel_id)?)))
+}
 
+impl Triggers {
     /// Starts the runs `event` triggers, or hands a Contact's message to the run awaiting
     /// their answer (it then starts nothing); how many runs are due now.
     async fn take(&self, conn: &mut PgConnection, event: &Event) -> Result<usize, HandlerError> {
@@ -211,6 +220,7 @@ impl Triggers {
                 conversation_id: Uuid::nil(),
                 channel_id: Uuid::nil(),
                 text: String::new(),
+                variables: BTreeMap::new(),
             })
         };
         let (kind, mut subject, change) = if event.r#type == topics::CONVERSATION_OPENED.key() {
@@ -225,6 +235,7 @@ impl Triggers {
                     conversation_id: uuid_of(&opened.conversation_id, "conversation_id")?,
                     channel_id: uuid_of(&opened.channel_id, "channel_id")?,
                     text: String::new(),
+                    variables: BTreeMap::new(),
                 },
                 Change::None,
             )
@@ -241,6 +252,7 @@ impl Triggers {
                     // Events written before closed conversations named their Channel.
                     channel_id: Uuid::parse_str(&closed.channel_id).unwrap_or_default(),
                     text: String::new(),
+                    variables: BTreeMap::new(),
                 },
                 Change::None,
             )
@@ -305,6 +317,7 @@ impl Triggers {
                     conversation_id,
                     channel_id: uuid_of(&created.channel_id, "channel_id")?,
                     text,
+                    variables: BTreeMap::new(),
                 },
                 Change::None,
             )
@@ -321,8 +334,7 @@ impl Triggers {
                 continue;
             }
             if subject.conversation_id.is_nil() {
-                match self
-                    .latest_conversation(workspace_id, subject.contact_id)
+                match latest_conversation(&self.conversations, workspace_id, subject.contact_id)
                     .await?
                 {
                     Some((conversation_id, channel_id)) => {

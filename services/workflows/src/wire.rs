@@ -2,6 +2,7 @@
 use ism_platform::convert::timestamp;
 use ism_proto::workflows::v1 as pb;
 use prost::Message;
+use uuid::Uuid;
 
 use crate::states::RunState;
 use crate::store::{Run, RunStep, Workflow};
@@ -10,12 +11,32 @@ fn decode(bytes: &[u8]) -> pb::WorkflowDefinition {
     pb::WorkflowDefinition::decode(bytes).unwrap_or_default()
 }
 
-pub fn workflow(w: Workflow) -> pb::Workflow {
+/// A workflow as the API shows it; its webhook secret only to those who `see_secret`.
+pub fn workflow(w: Workflow, workspace_id: Uuid, see_secret: bool) -> pb::Workflow {
+    let draft = decode(&w.draft);
+    let published = w.published.as_deref().map(decode);
+    let takes_webhooks = [Some(&draft), published.as_ref()].into_iter().any(|d| {
+        matches!(
+            d.and_then(|d| d.trigger.as_ref())
+                .and_then(|t| t.kind.as_ref()),
+            Some(pb::trigger::Kind::IncomingWebhook(_))
+        )
+    });
     pb::Workflow {
         id: w.id.to_string(),
-        draft: Some(decode(&w.draft)),
+        webhook_path: if takes_webhooks {
+            format!("/hooks/workflows/{workspace_id}/{}", w.id)
+        } else {
+            String::new()
+        },
+        webhook_secret: if takes_webhooks && see_secret {
+            w.webhook_secret
+        } else {
+            String::new()
+        },
+        draft: Some(draft),
         published_version: w.published_version,
-        published: w.published.as_deref().map(decode),
+        published,
         enabled: w.enabled,
         create_time: Some(timestamp(w.created_at)),
         update_time: Some(timestamp(w.updated_at)),

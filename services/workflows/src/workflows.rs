@@ -8,6 +8,7 @@ use ism_proto::contacts::v1::ListLifecycleStagesRequest;
 use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
 use ism_proto::workflows::v1 as pb;
 use prost::Message;
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -66,7 +67,10 @@ impl Workflows {
                 format!("has {most} workflows, the most allowed"),
             ));
         }
-        let id = store::insert_workflow(&mut tx, workspace_id, &draft.encode_to_vec()).await?;
+        let secret = ism_platform::signing::new_secret().map_err(Error::Unexpected)?;
+        let draft = draft.encode_to_vec();
+        let id =
+            store::insert_workflow(&mut tx, workspace_id, &draft, secret.expose_secret()).await?;
         let workflow = store::workflow(&mut tx, workspace_id, id)
             .await?
             .ok_or(Error::NotFound("workflow"))?;
@@ -132,6 +136,10 @@ impl Workflows {
         .await?
         {
             return Err(Error::NotFound("workflow"));
+        }
+        if workflow.webhook_secret.is_empty() {
+            let secret = ism_platform::signing::new_secret().map_err(Error::Unexpected)?;
+            store::first_secret(&mut tx, id, secret.expose_secret()).await?;
         }
         bindings::sync(&self.amqp, &mut tx).await?;
         let workflow = store::workflow(&mut tx, workspace_id, id)

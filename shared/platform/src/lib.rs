@@ -25,6 +25,7 @@ pub mod revocations;
 pub mod sealing;
 pub mod service;
 pub mod shutdown;
+pub mod signing;
 pub mod spreadsheet;
 pub mod stored;
 pub mod telemetry;

@@ -1626,3 +1626,152 @@ async fn a_question_survives_a_killed_process_and_the_answer_given_meanwhile_is_
         "the question once, the thanks once"
     );
 }
+
+/// Posts `body` to a workflow's webhook path on the gateway, signed with `secret` as
+/// `id` at `timestamp` (seconds); the status and the JSON answer.
+async fn post_hook(
+    platform: &Platform,
+    path: &str,
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let signature = standardwebhooks::Webhook::new(secret)
+        .expect("a whsec_ secret")
+        .sign(id, timestamp, body.as_bytes())
+        .expect("signed");
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}{path}", platform.http_port))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("gateway reachable");
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_signed_incoming_webhook_starts_one_run_with_its_body_as_variables() {
+    use ism_proto::contacts::v1 as ct;
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    let hook = |pointer: &str| {
+        wf::trigger::Kind::IncomingWebhook(wf::IncomingWebhook {
+            contact_pointer: pointer.into(),
+            contact_key: wf::ContactKey::Email as i32,
+            save: [
+                ("order".to_owned(), "/order/id".to_owned()),
+                ("total".to_owned(), "/order/total".to_owned()),
+            ]
+            .into(),
+        })
+    };
+    let steps = vec![step(
+        "confirm",
+        "",
+        send("Order {{ vars.order }} confirmed: {{ vars.total }} EUR."),
+    )];
+    let mut flows = api.workflows.clone();
+    let refused = flows
+        .create_workflow(api.authed(wf::CreateWorkflowRequest {
+            definition: Some(workflow("Orders", hook("customer/email"), steps.clone())),
+        }))
+        .await
+        .expect_err("not a JSON Pointer");
+    assert_eq!(
+        field_violations(&refused),
+        ["definition.trigger.incoming_webhook.contact_pointer"]
+    );
+    let orders = api
+        .create_workflow(workflow("Orders", hook("/customer/email"), steps))
+        .await;
+    let published = api.publish_workflow(&orders.id).await;
+    let path = published.webhook_path.clone();
+    assert_eq!(
+        path,
+        format!("/hooks/workflows/{}/{}", tenant.workspace_id, orders.id)
+    );
+    let secret = published.webhook_secret.clone();
+    assert!(secret.starts_with("whsec_"), "owners see the secret");
+    let agent = api.with_token(
+        api.key_token("agent", ism_proto::workspaces::v1::Role::Agent)
+            .await,
+    );
+    let seen = agent.get_workflow(&orders.id).await;
+    assert_eq!(
+        (seen.webhook_path.as_str(), seen.webhook_secret.as_str()),
+        (path.as_str(), "")
+    );
+
+    contact_writes(&platform, &tenant, "ada", "o-1", "hello").await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    let version = api.get_contact(&conversation.contact_id).await.version;
+    api.update_contact(ct::UpdateContactRequest {
+        id: conversation.contact_id.clone(),
+        version,
+        email: Some("ada@example.com".into()),
+        ..Default::default()
+    })
+    .await;
+
+    let now = chrono::Utc::now().timestamp();
+    let body =
+        r#"{"customer": {"email": "Ada@Example.com"}, "order": {"id": "A-1", "total": 42.5}}"#;
+    let (code, first) = post_hook(&platform, &path, &secret, "msg_1", now, body).await;
+    assert_eq!(code, 202, "{first}");
+    let run_id = first["run_id"].as_str().expect("a run").to_owned();
+    let (code, again) = post_hook(&platform, &path, &secret, "msg_1", now, body).await;
+    assert_eq!(
+        (code, &again["run_id"]),
+        (202, &first["run_id"]),
+        "a redelivery starts nothing new"
+    );
+    assert_eq!(
+        outbound.wait_texts_to("ada", 1).await,
+        ["Order A-1 confirmed: 42.5 EUR."]
+    );
+    let run = api
+        .wait_for_run(&run_id, WAIT, "the webhook's run", |r| {
+            r.state() == wf::RunState::Completed
+        })
+        .await;
+    assert_eq!(run.conversation_id, conversation.id);
+    assert_eq!(run.variables["order"], "A-1");
+
+    // Every bad webhook is refused with its reason and starts nothing.
+    let wrong_secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let stale = now - 3600;
+    let foreign = format!("/hooks/workflows/{}/{}", uuid::Uuid::new_v4(), orders.id);
+    let nobody = r#"{"customer": {"email": "nobody@example.com"}, "order": {}}"#;
+    for (path, secret, timestamp, body, expected) in [
+        (path.as_str(), wrong_secret, now, body, 401),
+        (path.as_str(), secret.as_str(), stale, body, 401),
+        (path.as_str(), secret.as_str(), now, "not json", 400),
+        (
+            path.as_str(),
+            secret.as_str(),
+            now,
+            r#"{"customer": {}}"#,
+            400,
+        ),
+        (path.as_str(), secret.as_str(), now, nobody, 404),
+        (foreign.as_str(), secret.as_str(), now, body, 404),
+    ] {
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let (code, answer) = post_hook(&platform, path, secret, &id, timestamp, body).await;
+        assert_eq!(code, expected, "{body} at {timestamp} on {path}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.list_runs(&orders.id).await.len(), 1, "one run in all");
+    assert_eq!(outbound.texts_to("ada").len(), 1);
+}

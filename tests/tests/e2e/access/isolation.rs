@@ -1141,6 +1141,15 @@ fn isolation_matrix() -> Vec<Case> {
             }),
             NotFound
         ),
+        rpc!(
+            "ism.workflows.v1.WorkflowService/ReceiveWebhook",
+            workflows.receive_webhook(|b| workflows::ReceiveWebhookRequest {
+                workflow_id: b.workflow_id.clone(),
+                body: b"{}".to_vec(),
+                ..Default::default()
+            }),
+            NotFound
+        ),
     ]
 }
 
