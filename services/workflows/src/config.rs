@@ -24,6 +24,8 @@ pub struct WorkflowsSettings {
     pub lease_seconds: u64,
     /// How often an assign step with rules tries again while no User is eligible.
     pub assign_retry_seconds: u64,
+    /// The least time between two firings of a scheduled workflow.
+    pub min_schedule_seconds: u64,
 }
 
 /// One Workspace's own limits; what is left out is the default's.
@@ -91,6 +93,12 @@ impl Section for WorkflowsSettings {
         if self.assign_retry_seconds < 1 {
             v.push(FieldError::new(
                 "assign_retry_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.min_schedule_seconds < 1 {
+            v.push(FieldError::new(
+                "min_schedule_seconds",
                 "must be at least 1",
             ));
         }

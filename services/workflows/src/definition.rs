@@ -89,7 +89,7 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
     match trigger.and_then(|t| t.kind.as_ref()) {
         None => v.push(FieldError::new(
             "trigger",
-            "is required: message_received, conversation_opened, conversation_closed, contact_tag_updated, contact_field_updated, lifecycle_updated, incoming_webhook or manual",
+            "is required: message_received, conversation_opened, conversation_closed, contact_tag_updated, contact_field_updated, lifecycle_updated, incoming_webhook, schedule or manual",
         )),
         Some(T::MessageReceived(m)) => {
             convert::uuids(
@@ -176,6 +176,8 @@ fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
             }
             saved("trigger.incoming_webhook.save", &w.save, v);
         }
+        // Its cron is checked by the caller, which knows the least time between firings.
+        Some(T::Schedule(_)) => {}
         Some(T::LifecycleUpdated(l)) => {
             if l.stages.len() > MAX_KEYWORDS || l.stages.iter().any(|k| !name_ok(k)) {
                 v.push(FieldError::new(

@@ -13,6 +13,7 @@ mod engine;
 mod error;
 mod incoming;
 mod runs;
+mod schedules;
 mod states;
 mod store;
 mod triggers;
@@ -42,6 +43,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// How often a replica brings the triggers queue's bindings in line with the workflows.
 const BINDINGS_EVERY: Duration = Duration::from_secs(30);
+/// How often schedules due are looked for.
+const SCHEDULES_EVERY: Duration = Duration::from_secs(1);
 /// How often webhook ids taken are purged, and how long each is kept: far longer than the
 /// five minutes a webhook's signature is accepted for.
 const WEBHOOK_IDS_PURGED_EVERY: Duration = Duration::from_secs(3600);
@@ -87,13 +90,22 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
         calls::Caller::new(egress.clone()),
     ));
     service.spawn(engine.run(service.shutdown.clone()));
+    let scheduler = Arc::new(schedules::Scheduler {
+        pool: service.pool.clone(),
+        peers: peers.clone(),
+        wake: wake.clone(),
+    });
+    service.every("fire schedules", SCHEDULES_EVERY, move || {
+        let scheduler = scheduler.clone();
+        async move { scheduler.fire_due().await }
+    });
     let verifier = service.remote_verifier()?;
     let server = WorkflowServiceServer::new(api::Api {
         workflows: workflows::Workflows {
             pool: service.pool.clone(),
             amqp: service.amqp.clone(),
             config,
-            contacts: peers.contacts.clone(),
+            peers: peers.clone(),
             egress,
         },
         runs: runs::Runs {

@@ -21,6 +21,8 @@ stored_enum! {
         ContactTagUpdated = "contact_tag_updated",
         ContactFieldUpdated = "contact_field_updated",
         LifecycleUpdated = "lifecycle_updated",
+        IncomingWebhook = "incoming_webhook",
+        Schedule = "schedule",
         Manual = "manual",
     }
 }

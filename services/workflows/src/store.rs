@@ -191,6 +191,67 @@ impl Workflow {
     }
 }
 
+/// A schedule due to fire, and the Contact id its firing reached.
+#[derive(Debug, FromRow)]
+pub struct Due {
+    pub workflow_id: Uuid,
+    pub workspace_id: Uuid,
+    pub due_at: DateTime<Utc>,
+    pub after_id: String,
+}
+
+/// The schedule due longest, locked (others' locked ones are passed over).
+pub async fn due_schedule(conn: &mut PgConnection) -> sqlx::Result<Option<Due>> {
+    sqlx::query_as(
+        "SELECT workflow_id, workspace_id, due_at, after_id FROM schedules
+         WHERE due_at <= now() ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Sets when a workflow's schedule fires next, from the first Contact.
+pub async fn arm_schedule(
+    conn: &mut PgConnection,
+    workspace_id: Uuid,
+    workflow_id: Uuid,
+    due_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO schedules (workflow_id, workspace_id, due_at) VALUES ($1, $2, $3)
+         ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at, after_id = ''",
+    )
+    .bind(workflow_id)
+    .bind(workspace_id)
+    .bind(due_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The firing under way reached the Contact `after_id`.
+pub async fn schedule_reached(
+    conn: &mut PgConnection,
+    workflow_id: Uuid,
+    after_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE schedules SET after_id = $2 WHERE workflow_id = $1")
+        .bind(workflow_id)
+        .bind(after_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The workflow fires on no schedule.
+pub async fn disarm_schedule(conn: &mut PgConnection, workflow_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM schedules WHERE workflow_id = $1")
+        .bind(workflow_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Gives a workflow created before webhook secrets existed its first one.
 pub async fn first_secret(conn: &mut PgConnection, id: Uuid, secret: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE workflows SET webhook_secret = $2 WHERE id = $1 AND webhook_secret = ''")

@@ -1,23 +1,23 @@
 //! Defining workflows: drafts checked whole, published as immutable versions, enabled or
 //! disabled, deleted.
 use ism_platform::egress::Egress;
+use ism_platform::error::{FieldError, Violations};
 use ism_platform::events::Amqp;
-use ism_platform::peer::Peer;
 use ism_platform::personalize;
-use ism_proto::contacts::v1::ListLifecycleStagesRequest;
-use ism_proto::contacts::v1::contact_service_client::ContactServiceClient;
+use ism_proto::contacts::v1::{GetSegmentRequest, ListLifecycleStagesRequest};
 use ism_proto::workflows::v1 as pb;
 use prost::Message;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::announce;
 use crate::bindings;
 use crate::config::WorkflowsSettings;
 use crate::definition::{self, Known};
+use crate::engine::Peers;
 use crate::error::Error;
+use crate::schedules;
 use crate::states::TriggerKind;
 use crate::store::{self, Workflow};
 
@@ -26,7 +26,7 @@ pub struct Workflows {
     pub pool: PgPool,
     pub amqp: Amqp,
     pub config: WorkflowsSettings,
-    pub contacts: Peer<ContactServiceClient<Channel>>,
+    pub peers: Peers,
     pub egress: Egress,
 }
 
@@ -39,6 +39,8 @@ fn trigger_kind(definition: &pb::WorkflowDefinition) -> TriggerKind {
         Some(T::ContactTagUpdated(_)) => TriggerKind::ContactTagUpdated,
         Some(T::ContactFieldUpdated(_)) => TriggerKind::ContactFieldUpdated,
         Some(T::LifecycleUpdated(_)) => TriggerKind::LifecycleUpdated,
+        Some(T::IncomingWebhook(_)) => TriggerKind::IncomingWebhook,
+        Some(T::Schedule(_)) => TriggerKind::Schedule,
         _ => TriggerKind::Manual,
     }
 }
@@ -50,7 +52,22 @@ impl Workflows {
         definition: Option<&pb::WorkflowDefinition>,
     ) -> Result<pb::WorkflowDefinition, Error> {
         let max_steps = self.config.max_steps(workspace_id);
-        definition::check(definition, max_steps, &self.egress).map_err(Error::Invalid)
+        let checked =
+            definition::check(definition, max_steps, &self.egress).map_err(Error::Invalid)?;
+        if let Some(pb::trigger::Kind::Schedule(schedule)) =
+            checked.trigger.as_ref().and_then(|t| t.kind.as_ref())
+        {
+            let mut faults = Violations::new();
+            for (field, reason) in schedules::check(schedule, self.config.min_schedule_seconds) {
+                faults.push(FieldError::new(field, reason));
+            }
+            if !faults.is_empty() {
+                let mut within = Violations::new();
+                within.extend_within("definition", faults);
+                return Err(Error::Invalid(within));
+            }
+        }
+        Ok(checked)
     }
 
     pub async fn create(
@@ -113,6 +130,12 @@ impl Workflows {
         let checked = self.check(workspace_id, Some(&draft))?;
         let known = self.known(workspace_id).await?;
         definition::check_references(&checked, &known).map_err(Error::Invalid)?;
+        if let Some(pb::trigger::Kind::Schedule(schedule)) =
+            checked.trigger.as_ref().and_then(|t| t.kind.as_ref())
+        {
+            self.segment_exists(workspace_id, &schedule.segment_id)
+                .await?;
+        }
         let mut tx = self.pool.begin().await?;
         // Publishes take turns, so two cannot each close half of a cycle.
         ism_platform::events::bindings::lock(&mut tx, "workflows").await?;
@@ -137,6 +160,7 @@ impl Workflows {
         {
             return Err(Error::NotFound("workflow"));
         }
+        schedules::arm(&mut tx, &self.peers, workspace_id, id, &checked).await?;
         if workflow.webhook_secret.is_empty() {
             let secret = ism_platform::signing::new_secret().map_err(Error::Unexpected)?;
             store::first_secret(&mut tx, id, secret.expose_secret()).await?;
@@ -149,9 +173,32 @@ impl Workflows {
         Ok(workflow)
     }
 
+    /// INVALID_ARGUMENT on the schedule's Segment unless the Workspace has it.
+    async fn segment_exists(&self, workspace_id: Uuid, segment_id: &str) -> Result<(), Error> {
+        let request = GetSegmentRequest {
+            id: segment_id.to_owned(),
+        };
+        let found = self
+            .peers
+            .contacts
+            .answer(workspace_id, request, |mut c, r| async move {
+                c.get_segment(r).await
+            })
+            .await?;
+        match found {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::NotFound => Err(Error::invalid(
+                "definition.trigger.schedule.segment_id",
+                "no such Segment",
+            )),
+            Err(status) => Err(self.peers.contacts.refused("segment", &status)),
+        }
+    }
+
     /// The Workspace's custom Fields and lifecycle stages.
     async fn known(&self, workspace_id: Uuid) -> Result<Known, Error> {
         let stages = self
+            .peers
             .contacts
             .call(
                 workspace_id,
@@ -162,7 +209,7 @@ impl Workflows {
             .await?
             .stages;
         Ok(Known {
-            field_keys: personalize::field_keys(&self.contacts, workspace_id).await?,
+            field_keys: personalize::field_keys(&self.peers.contacts, workspace_id).await?,
             stages: stages.into_iter().map(|s| s.key).collect(),
         })
     }
@@ -185,6 +232,14 @@ impl Workflows {
                 "workflow",
                 "has no published version to enable",
             ));
+        }
+        match workflow.published.as_deref() {
+            Some(bytes) if enabled => {
+                let published = pb::WorkflowDefinition::decode(bytes)
+                    .map_err(|e| Error::Unexpected(anyhow::anyhow!("stored version: {e}")))?;
+                schedules::arm(&mut tx, &self.peers, workspace_id, id, &published).await?;
+            }
+            _ => store::disarm_schedule(&mut tx, id).await?,
         }
         bindings::sync(&self.amqp, &mut tx).await?;
         tx.commit().await?;

@@ -1775,3 +1775,108 @@ async fn a_signed_incoming_webhook_starts_one_run_with_its_body_as_variables() {
     assert_eq!(api.list_runs(&orders.id).await.len(), 1, "one run in all");
     assert_eq!(outbound.texts_to("ada").len(), 1);
 }
+
+#[tokio::test]
+async fn a_schedule_runs_the_workflow_for_its_segment_while_enabled() {
+    use ism_proto::contacts::v1 as ct;
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start_with(
+        &outbound.url,
+        &[("ISM_WORKFLOWS__MIN_SCHEDULE_SECONDS", "1")],
+    )
+    .await;
+    let api = platform.api(&tenant).await;
+    contact_writes(&platform, &tenant, "ada", "s-1", "hello").await;
+    let ada = api.wait_for_conversation(WAIT, |_| true).await.contact_id;
+    contact_writes(&platform, &tenant, "bob", "s-2", "hello").await;
+    let bob = api
+        .wait_for_conversation(WAIT, |c| c.contact_id != ada)
+        .await
+        .contact_id;
+    api.add_tags(vec![ada.clone()], &["digest"]).await;
+    let segment = api
+        .create_segment(
+            "Digest readers",
+            ct::Filter {
+                groups: vec![ct::ConditionGroup {
+                    conditions: vec![ct::Condition {
+                        kind: Some(ct::condition::Kind::Tags(ct::TagCondition {
+                            operator: ct::TagOperator::HasAny as i32,
+                            tags: vec!["digest".into()],
+                        })),
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await;
+    let digest = |cron: &str, segment_id: &str| wf::WorkflowDefinition {
+        once_per_contact: true,
+        ..workflow(
+            "Digest",
+            wf::trigger::Kind::Schedule(wf::Schedule {
+                cron: cron.into(),
+                segment_id: segment_id.into(),
+            }),
+            vec![step("send", "", send("Your weekly digest"))],
+        )
+    };
+    let mut flows = api.workflows.clone();
+    let refused = flows
+        .create_workflow(api.authed(wf::CreateWorkflowRequest {
+            definition: Some(digest("every monday", &segment.id)),
+        }))
+        .await
+        .expect_err("not cron");
+    assert_eq!(
+        field_violations(&refused),
+        ["definition.trigger.schedule.cron"]
+    );
+    let elsewhere = api
+        .create_workflow(digest("*/2 * * * * *", &uuid::Uuid::new_v4().to_string()))
+        .await;
+    let refused = flows
+        .publish_workflow(api.authed(wf::PublishWorkflowRequest {
+            workflow_id: elsewhere.id.clone(),
+        }))
+        .await
+        .expect_err("no such Segment");
+    assert_eq!(
+        field_violations(&refused),
+        ["definition.trigger.schedule.segment_id"]
+    );
+
+    let scheduled = api
+        .create_workflow(digest("*/2 * * * * *", &segment.id))
+        .await;
+    api.publish_workflow(&scheduled.id).await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 1).await,
+        ["Your weekly digest"]
+    );
+    api.set_workflow_enabled(&scheduled.id, false).await;
+    api.add_tags(vec![bob.clone()], &["digest"]).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        outbound.texts_to("bob").is_empty(),
+        "nothing while disabled"
+    );
+    api.set_workflow_enabled(&scheduled.id, true).await;
+    assert_eq!(
+        outbound.wait_texts_to("bob", 1).await,
+        ["Your weekly digest"]
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        outbound.texts_to("ada").len(),
+        1,
+        "once per Contact, firing after firing"
+    );
+    let runs = api.list_runs(&scheduled.id).await;
+    let mut contacts: Vec<&str> = runs.iter().map(|r| r.contact_id.as_str()).collect();
+    contacts.sort();
+    let mut expected = [ada.as_str(), bob.as_str()];
+    expected.sort();
+    assert_eq!(contacts, expected);
+}
