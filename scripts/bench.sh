@@ -14,7 +14,9 @@
 #  - broadcasts: 100,000 recipients unthrottled beside the gateway's own outbound rate on
 #    the same channel, the whole broadcast's time and the broadcasts process's memory;
 #  - webhooks: deliveries/s and event-to-receiver p99 beside a bare HTTP client posting the
-#    same bodies, and one slow receiver's effect on another endpoint.
+#    same bodies, and one slow receiver's effect on another endpoint;
+#  - workflows: runs/s and step p99 of message -> branch -> tag -> reply beside n8n (the
+#    npm package, installed under target/peers on first use) running the same flow.
 # `scripts/bench.sh` runs them all; `scripts/bench.sh flow contacts` runs those named.
 # Expects Postgres, Redis and RabbitMQ running (make bench starts them). Exits non-zero only
 # when a bench itself fails, not on a missed aim.
@@ -31,7 +33,7 @@ if wanted auth; then
     "$cargo" bench -p ism-platform --bench auth
 fi
 
-"$cargo" build --release -p ism -p ism-e2e --bin ism --bin bench --bin gateway_bench --bin bench_contacts --bin broadcasts_bench --bin webhooks_bench
+"$cargo" build --release -p ism -p ism-e2e --bin ism --bin bench --bin gateway_bench --bin bench_contacts --bin broadcasts_bench --bin webhooks_bench --bin workflows_bench
 export ISM_BIN="$target_dir/release/ism"
 if wanted flow; then
     echo "==> First flow"
@@ -56,4 +58,8 @@ fi
 if wanted webhooks; then
     echo "==> Webhooks to a local receiver"
     "$target_dir/release/webhooks_bench"
+fi
+if wanted workflows; then
+    echo "==> Workflow runs beside n8n"
+    CARGO_TARGET_DIR="$target_dir" "$target_dir/release/workflows_bench"
 fi

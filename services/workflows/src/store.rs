@@ -579,7 +579,8 @@ pub async fn begin_step(
     input: &serde_json::Value,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO run_steps (run_id, seq, step_id, kind, input) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO run_steps (run_id, seq, step_id, kind, input, started_at)
+         VALUES ($1, $2, $3, $4, $5, clock_timestamp())
          ON CONFLICT (run_id, seq) DO NOTHING",
     )
     .bind(run_id)
@@ -599,13 +600,17 @@ pub async fn end_step(
     output: &serde_json::Value,
     error: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE run_steps SET output = $3, error = $4, finished_at = now() WHERE run_id = $1 AND seq = $2")
-        .bind(run_id)
-        .bind(seq)
-        .bind(sqlx::types::Json(output))
-        .bind(error)
-        .execute(conn)
-        .await?;
+    // The wall clock, not the transaction's start: a step's duration is its own.
+    sqlx::query(
+        "UPDATE run_steps SET output = $3, error = $4, finished_at = clock_timestamp()
+         WHERE run_id = $1 AND seq = $2",
+    )
+    .bind(run_id)
+    .bind(seq)
+    .bind(sqlx::types::Json(output))
+    .bind(error)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
