@@ -84,6 +84,22 @@ Demo credentials are in .ism/demo.env (load them with: source .ism/demo.env).
       -H "authorization: Bearer \$TOKEN" -d '{"workflow_id":"<workflow id>"}' \\
       http://127.0.0.1:50056/ism.workflows.v1.WorkflowService/PublishWorkflow
 
+  # 7. Let another system start a workflow: a workflow with an incoming-webhook trigger
+  #    (created and published as in step 6) answers with its webhook_path and
+  #    webhook_secret; post a body naming a Contact (here by id), signed per the
+  #    Standard Webhooks spec:
+  #      "trigger":{"incoming_webhook":{"contact_pointer":"/contact","contact_key":"CONTACT_KEY_ID",
+  #                 "save":{"order":"/order"}}}
+  BODY='{"contact":"<contact id>","order":"A-1"}' SECRET='<webhook_secret>' python3 -c '
+import base64, hashlib, hmac, os, time, urllib.request
+body, secret, ts = os.environ["BODY"], os.environ["SECRET"], str(int(time.time()))
+key = base64.b64decode(secret.removeprefix("whsec_"))
+sig = base64.b64encode(hmac.new(key, f"msg_1.{ts}.{body}".encode(), hashlib.sha256).digest()).decode()
+request = urllib.request.Request("http://127.0.0.1:8080<webhook_path>", body.encode(), {
+    "content-type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": ts,
+    "webhook-signature": "v1," + sig})
+print(urllib.request.urlopen(request).read().decode())'
+
 Stop with Ctrl-C (in-flight work drains first).
 
 USAGE
