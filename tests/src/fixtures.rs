@@ -114,6 +114,7 @@ pub fn commenting_workflow(body: &str) -> wf::WorkflowDefinition {
         name: "Note".into(),
         trigger: Some(wf::Trigger {
             kind: Some(wf::trigger::Kind::Manual(wf::Manual {})),
+            conditions: Vec::new(),
         }),
         steps: vec![wf::Step {
             id: "note".into(),

@@ -1,5 +1,6 @@
 //! A run's start and end as events (`workflows.run.*`, written in the transaction that
-//! changes the run) and as `ism_workflow_runs_total`.
+//! changes the run) and as `ism_workflow_runs_total`; each step taken as
+//! `ism_workflow_steps_total`.
 use ism_platform::events::{self, Topic, topics};
 use ism_proto::events::v1::WorkflowRunChanged;
 use sqlx::PgConnection;
@@ -45,6 +46,12 @@ async fn emit(
     .await?;
     metrics::counter!("ism_workflow_runs_total", "outcome" => outcome).increment(1);
     Ok(())
+}
+
+/// A step of `kind` was taken (`completed`) or failed its run (`failed`), once committed.
+pub fn step_taken(kind: &'static str, outcome: &'static str) {
+    metrics::counter!("ism_workflow_steps_total", "kind" => kind, "outcome" => outcome)
+        .increment(1);
 }
 
 /// `run` has just started.

@@ -86,6 +86,16 @@ fn step_id_ok(id: &str) -> bool {
 
 fn trigger(trigger: Option<&pb::Trigger>, v: &mut Violations) {
     use pb::trigger::Kind as T;
+    let conditions = trigger.map_or(&[][..], |t| t.conditions.as_slice());
+    if conditions.len() > MAX_CONDITIONS {
+        v.push(FieldError::new(
+            "trigger.conditions",
+            format!("must hold at most {MAX_CONDITIONS} conditions"),
+        ));
+    }
+    for (i, c) in conditions.iter().enumerate() {
+        condition(&format!("trigger.conditions[{i}]"), c, v);
+    }
     match trigger.and_then(|t| t.kind.as_ref()) {
         None => v.push(FieldError::new(
             "trigger",
@@ -263,47 +273,7 @@ fn step(step: &pb::Step, egress: &Egress, v: &mut Violations) {
                     ));
                 }
                 for (j, condition) in case.all.iter().enumerate() {
-                    use pb::condition::Kind as C;
-                    let field = format!("branch.cases[{i}].all[{j}]");
-                    match &condition.kind {
-                        None => v.push(FieldError::new(field, "is required")),
-                        Some(C::TextContains(t) | C::HasTag(t)) if t.trim().is_empty() => {
-                            v.push(FieldError::new(field, "must not be empty"))
-                        }
-                        Some(C::ChannelId(id)) if Uuid::parse_str(id).is_err() => v.push(
-                            FieldError::new(format!("{field}.channel_id"), "must be a UUID"),
-                        ),
-                        Some(C::BusinessHours(_)) => {}
-                        Some(C::LifecycleStage(key)) if !key.is_empty() && !name_ok(key) => {
-                            v.push(FieldError::new(
-                                format!("{field}.lifecycle_stage"),
-                                "must be a lifecycle stage's key, or empty for none",
-                            ))
-                        }
-                        Some(C::TimeWindow(w)) => {
-                            time_window(&format!("{field}.time_window"), w, v)
-                        }
-                        Some(C::VariableEquals(e) | C::FieldEquals(e)) => {
-                            let which = if matches!(condition.kind, Some(C::VariableEquals(_))) {
-                                "variable_equals"
-                            } else {
-                                "field_equals"
-                            };
-                            if !name_ok(&e.name) {
-                                v.push(FieldError::new(
-                                    format!("{field}.{which}.name"),
-                                    "must be 1 to 64 letters, digits or _",
-                                ));
-                            }
-                            if e.value.chars().count() > MAX_VALUE {
-                                v.push(FieldError::new(
-                                    format!("{field}.{which}.value"),
-                                    format!("must be at most {MAX_VALUE} characters"),
-                                ));
-                            }
-                        }
-                        Some(_) => {}
-                    }
+                    self::condition(&format!("branch.cases[{i}].all[{j}]"), condition, v);
                 }
             }
         }
@@ -445,6 +415,50 @@ fn tags(field: &str, tags: &[String], v: &mut Violations) {
                 format!("must be 1 to {MAX_TAG} characters"),
             ));
         }
+    }
+}
+
+/// Checks one condition of a branch case or a trigger, at `field`.
+fn condition(field: &str, condition: &pb::Condition, v: &mut Violations) {
+    use pb::condition::Kind as C;
+    let field = field.to_owned();
+    match &condition.kind {
+        None => v.push(FieldError::new(field, "is required")),
+        Some(C::TextContains(t) | C::HasTag(t)) if t.trim().is_empty() => {
+            v.push(FieldError::new(field, "must not be empty"))
+        }
+        Some(C::ChannelId(id)) if Uuid::parse_str(id).is_err() => v.push(FieldError::new(
+            format!("{field}.channel_id"),
+            "must be a UUID",
+        )),
+        Some(C::BusinessHours(_)) => {}
+        Some(C::LifecycleStage(key)) if !key.is_empty() && !name_ok(key) => {
+            v.push(FieldError::new(
+                format!("{field}.lifecycle_stage"),
+                "must be a lifecycle stage's key, or empty for none",
+            ))
+        }
+        Some(C::TimeWindow(w)) => time_window(&format!("{field}.time_window"), w, v),
+        Some(C::VariableEquals(e) | C::FieldEquals(e)) => {
+            let which = if matches!(condition.kind, Some(C::VariableEquals(_))) {
+                "variable_equals"
+            } else {
+                "field_equals"
+            };
+            if !name_ok(&e.name) {
+                v.push(FieldError::new(
+                    format!("{field}.{which}.name"),
+                    "must be 1 to 64 letters, digits or _",
+                ));
+            }
+            if e.value.chars().count() > MAX_VALUE {
+                v.push(FieldError::new(
+                    format!("{field}.{which}.value"),
+                    format!("must be at most {MAX_VALUE} characters"),
+                ));
+            }
+        }
+        Some(_) => {}
     }
 }
 
@@ -809,6 +823,34 @@ pub struct Known {
 }
 
 impl Known {
+    /// Checks what `condition` (at `field`) names: variables among `variables`, custom
+    /// Fields and lifecycle stages the Workspace has.
+    fn condition(
+        &self,
+        field: &str,
+        condition: &pb::Condition,
+        variables: &BTreeSet<String>,
+        v: &mut Violations,
+    ) {
+        use pb::condition::Kind as C;
+        match &condition.kind {
+            Some(C::VariableEquals(e)) if !variables.contains(&e.name) => v.push(FieldError::new(
+                format!("{field}.variable_equals.name"),
+                format!("variable {:?} is not set on every path to here", e.name),
+            )),
+            Some(C::FieldEquals(e)) if !self.field_keys.contains(&e.name) => {
+                v.push(FieldError::new(
+                    format!("{field}.field_equals.name"),
+                    format!("no custom Contact Field {:?}", e.name),
+                ))
+            }
+            Some(C::LifecycleStage(stage)) => {
+                self.stage(format!("{field}.lifecycle_stage"), stage, v)
+            }
+            _ => {}
+        }
+    }
+
     /// INVALID_ARGUMENT on `field` unless `stage` is empty (none) or one of the stages.
     fn stage(&self, field: String, stage: &str, v: &mut Violations) {
         if !stage.is_empty() && !self.stages.iter().any(|s| s == stage) {
@@ -917,34 +959,20 @@ pub fn check_references(
             ));
         }
         if let Some(Kind::Branch(b)) = &s.kind {
-            use pb::condition::Kind as C;
             for (c, case) in b.cases.iter().enumerate() {
                 for (j, condition) in case.all.iter().enumerate() {
                     let field = at(&format!("branch.cases[{c}].all[{j}]"));
-                    match &condition.kind {
-                        Some(C::VariableEquals(e)) if !known.contains(&e.name) => {
-                            v.push(FieldError::new(
-                                format!("{field}.variable_equals.name"),
-                                format!(
-                                    "variable {:?} is not set on every path to this step",
-                                    e.name
-                                ),
-                            ))
-                        }
-                        Some(C::FieldEquals(e)) if !field_keys.contains(&e.name) => {
-                            v.push(FieldError::new(
-                                format!("{field}.field_equals.name"),
-                                format!("no custom Contact Field {:?}", e.name),
-                            ))
-                        }
-                        Some(C::LifecycleStage(stage)) => {
-                            defined.stage(format!("{field}.lifecycle_stage"), stage, &mut v)
-                        }
-                        _ => {}
-                    }
+                    defined.condition(&field, condition, &known, &mut v);
                 }
             }
         }
+    }
+    // A trigger's conditions know only the variables an incoming webhook sets.
+    let before_first = set.first().cloned().flatten().unwrap_or_default();
+    let conditions = definition.trigger.iter().flat_map(|t| &t.conditions);
+    for (i, condition) in conditions.enumerate() {
+        let field = format!("trigger.conditions[{i}]");
+        defined.condition(&field, condition, &before_first, &mut v);
     }
     if v.is_empty() {
         return Ok(());
@@ -1090,6 +1118,7 @@ mod tests {
             name: "Greet".into(),
             trigger: Some(pb::Trigger {
                 kind: Some(pb::trigger::Kind::Manual(pb::Manual {})),
+                conditions: Vec::new(),
             }),
             steps,
             ..Default::default()

@@ -34,6 +34,7 @@ use crate::announce;
 use crate::answers;
 use crate::calendar;
 use crate::calls::Caller;
+use crate::conditions::{Facts, Local};
 use crate::config::WorkflowsSettings;
 use crate::definition::kind_name;
 use crate::error::Error;
@@ -50,6 +51,22 @@ pub struct Peers {
     pub conversations: Peer<ConversationServiceClient<Channel>>,
     pub contacts: Peer<ContactServiceClient<Channel>>,
     pub workspaces: Peer<WorkspaceServiceClient<Channel>>,
+}
+
+impl Peers {
+    /// The Workspace, for its time zone and business hours.
+    pub async fn workspace(&self, workspace_id: Uuid) -> Result<ws::Workspace, Error> {
+        self.workspaces
+            .call(
+                workspace_id,
+                "workspace",
+                ws::GetWorkspaceRequest {},
+                |mut c, r| async move { c.get_workspace(r).await },
+            )
+            .await?
+            .workspace
+            .ok_or(Error::NotFound("workspace"))
+    }
 }
 
 /// Executes due runs until shutdown.
@@ -298,6 +315,7 @@ impl Engine {
                 };
                 settle(&mut tx, &run).await?;
                 tx.commit().await?;
+                announce::step_taken(kind_name(kind), "completed");
                 Ok(flow)
             }
             Err(e @ (Error::Unavailable(_) | Error::Aborted(_))) => Err(e),
@@ -309,6 +327,7 @@ impl Engine {
                 run.error = format!("step {:?}: {words}", step.id);
                 settle(&mut tx, &run).await?;
                 tx.commit().await?;
+                announce::step_taken(kind_name(kind), "failed");
                 Ok(Flow::Stop)
             }
         }
@@ -467,7 +486,7 @@ impl Engine {
             text: run.trigger_text.clone(),
             variables: Default::default(),
         };
-        let started = triggers::start(tx, &published, &definition, &subject).await?;
+        let started = triggers::start(tx, &self.peers, &published, &definition, &subject).await?;
         if started.is_some() {
             self.wake.notify_one();
         }
@@ -601,68 +620,18 @@ impl Engine {
                 )
             }
             Kind::Branch(branch) => {
-                let mut contact: Option<ct::Contact> = None;
-                let mut local: Option<Local> = None;
+                let variables = run.variables.0.clone();
+                let mut facts = Facts::new(
+                    &self.peers,
+                    run.workspace_id,
+                    run.contact_id,
+                    run.channel_id,
+                    &run.trigger_text,
+                    &variables,
+                );
                 let mut chosen = None;
                 for (i, case) in branch.cases.iter().enumerate() {
-                    let mut holds = true;
-                    for condition in &case.all {
-                        use pb::condition::Kind as C;
-                        holds &= match condition.kind.as_ref() {
-                            Some(C::TextContains(text)) => run
-                                .trigger_text
-                                .to_lowercase()
-                                .contains(&text.to_lowercase()),
-                            Some(C::ChannelId(id)) => run.channel_id.to_string() == *id,
-                            Some(C::HasTag(tag)) => {
-                                if contact.is_none() {
-                                    contact = Some(self.contact(run).await?);
-                                }
-                                contact.as_ref().is_some_and(|c| c.tags.contains(tag))
-                            }
-                            Some(C::FieldEquals(equals)) => {
-                                if contact.is_none() {
-                                    contact = Some(self.contact(run).await?);
-                                }
-                                let value = contact
-                                    .as_ref()
-                                    .and_then(|c| c.custom_fields.get(&equals.name))
-                                    .map_or_else(String::new, personalize::field_text);
-                                value.eq_ignore_ascii_case(equals.value.trim())
-                            }
-                            Some(C::BusinessHours(hours)) => {
-                                if local.is_none() {
-                                    local = Some(self.local_now(run).await?);
-                                }
-                                local
-                                    .as_ref()
-                                    .is_some_and(|l| calendar::open(&l.hours, l.now) == hours.open)
-                            }
-                            Some(C::TimeWindow(window)) => {
-                                if local.is_none() {
-                                    local = Some(self.local_now(run).await?);
-                                }
-                                local
-                                    .as_ref()
-                                    .is_some_and(|l| calendar::within(window, l.now))
-                            }
-                            Some(C::LifecycleStage(stage)) => {
-                                if contact.is_none() {
-                                    contact = Some(self.contact(run).await?);
-                                }
-                                contact
-                                    .as_ref()
-                                    .is_some_and(|c| c.lifecycle_stage == *stage)
-                            }
-                            Some(C::VariableEquals(equals)) => run
-                                .variables
-                                .get(&equals.name)
-                                .map_or("", String::as_str)
-                                .eq_ignore_ascii_case(equals.value.trim()),
-                            None => false,
-                        };
-                    }
-                    if holds {
+                    if facts.all_hold(&case.all).await? {
                         chosen = Some((i, case.next.clone()));
                         break;
                     }
@@ -683,7 +652,7 @@ impl Engine {
                 let until = if wait.seconds > 0 {
                     Utc::now() + Duration::from_secs(u64::from(wait.seconds))
                 } else {
-                    let local = self.local_now(run).await?;
+                    let local = Local::of(&self.peers, run.workspace_id).await?;
                     let at = match calendar::time(&wait.until_time) {
                         Some(time) => calendar::next_time(local.now, time),
                         None => calendar::next_open(&local.hours, local.now).unwrap_or(local.now),
@@ -876,28 +845,6 @@ impl Engine {
         })
     }
 
-    /// Now in the Workspace's time zone (UTC when it names none), and its business hours.
-    async fn local_now(&self, run: &Run) -> Result<Local, Error> {
-        let workspace = self
-            .peers
-            .workspaces
-            .call(
-                run.workspace_id,
-                "workspace",
-                ws::GetWorkspaceRequest {},
-                |mut c, r| async move { c.get_workspace(r).await },
-            )
-            .await?
-            .workspace
-            .ok_or(Error::NotFound("workspace"))?;
-        let zone: chrono_tz::Tz = workspace.timezone.parse().unwrap_or(chrono_tz::UTC);
-        Ok(Local {
-            now: Utc::now().with_timezone(&zone).naive_local(),
-            hours: workspace.business_hours.unwrap_or_default(),
-            zone,
-        })
-    }
-
     async fn contact(&self, run: &Run) -> Result<ct::Contact, Error> {
         let request = ct::GetContactRequest {
             id: run.contact_id.to_string(),
@@ -913,24 +860,6 @@ impl Engine {
             .await?
             .contact
             .ok_or(Error::NotFound("contact"))
-    }
-}
-
-/// The Workspace's clock: its time zone, now there, and its business hours.
-struct Local {
-    zone: chrono_tz::Tz,
-    now: chrono::NaiveDateTime,
-    hours: ws::BusinessHours,
-}
-
-impl Local {
-    /// The instant of a local moment; one a clock change skips is taken an hour later.
-    fn instant(&self, local: chrono::NaiveDateTime) -> DateTime<Utc> {
-        use chrono::TimeZone;
-        [local, local + chrono::Duration::hours(1)]
-            .into_iter()
-            .find_map(|l| self.zone.from_local_datetime(&l).earliest())
-            .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
     }
 }
 

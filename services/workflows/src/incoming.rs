@@ -97,7 +97,7 @@ impl Runs {
         {
             return Ok(earlier);
         }
-        let run = triggers::start(&mut tx, &published, &definition, &subject)
+        let run = triggers::start(&mut tx, &self.peers, &published, &definition, &subject)
             .await?
             .map(|r| r.id);
         let skipped = if run.is_some() { "" } else { ALREADY_IN_A_RUN };

@@ -7,6 +7,7 @@ mod api;
 mod bindings;
 mod calendar;
 mod calls;
+mod conditions;
 pub mod config;
 mod definition;
 mod engine;
@@ -79,7 +80,7 @@ pub async fn run(settings: Arc<Settings>, stop: Stop) -> anyhow::Result<()> {
         triggers::Triggers {
             wake: wake.clone(),
             patterns: triggers::Patterns::default(),
-            conversations: peers.conversations.clone(),
+            peers: peers.clone(),
         },
     );
     let engine = Arc::new(engine::Engine::new(

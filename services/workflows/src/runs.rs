@@ -73,7 +73,7 @@ impl Runs {
             variables: Default::default(),
         };
         let mut tx = self.pool.begin().await?;
-        let run = triggers::start(&mut tx, &published, &definition, &subject).await?;
+        let run = triggers::start(&mut tx, &self.peers, &published, &definition, &subject).await?;
         tx.commit().await?;
         self.wake.notify_one();
         Ok(run)

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use ism_proto::contacts::v1 as ct;
 use ism_proto::workflows::v1 as pb;
-use ism_proto::workspaces::v1 as ws;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -58,17 +57,7 @@ pub fn check(schedule: &pb::Schedule, min_seconds: u64) -> Vec<(&'static str, St
 
 /// The Workspace's time zone (UTC when it names none).
 async fn zone(peers: &Peers, workspace_id: Uuid) -> Result<chrono_tz::Tz, Error> {
-    let workspace = peers
-        .workspaces
-        .call(
-            workspace_id,
-            "workspace",
-            ws::GetWorkspaceRequest {},
-            |mut c, r| async move { c.get_workspace(r).await },
-        )
-        .await?
-        .workspace
-        .ok_or(Error::NotFound("workspace"))?;
+    let workspace = peers.workspace(workspace_id).await?;
     Ok(workspace.timezone.parse().unwrap_or(chrono_tz::UTC))
 }
 
@@ -165,7 +154,7 @@ impl Scheduler {
                 text: String::new(),
                 variables: Default::default(),
             };
-            if triggers::start(&mut tx, &published, &definition, &subject)
+            if triggers::start(&mut tx, &self.peers, &published, &definition, &subject)
                 .await?
                 .is_some()
             {

@@ -23,6 +23,8 @@ use ism_proto::conversations::v1::conversation_service_client::ConversationServi
 use tonic::transport::Channel;
 
 use crate::announce;
+use crate::conditions::Facts;
+use crate::engine::Peers;
 use crate::error::Error;
 use crate::states::TriggerKind;
 use crate::store::{self, NewRun, Published};
@@ -38,17 +40,35 @@ pub struct Subject {
     pub variables: BTreeMap<String, String>,
 }
 
-/// Starts a run of `workflow` for `subject` unless its reentry policy or once-per-Contact
-/// says not to; the run, if one started.
+/// Starts a run of `workflow` for `subject` unless its trigger's conditions do not hold or
+/// its reentry policy or once-per-Contact says not to; the run, if one started.
 pub async fn start(
     conn: &mut PgConnection,
+    peers: &Peers,
     workflow: &Published,
     definition: &pb::WorkflowDefinition,
     subject: &Subject,
-) -> sqlx::Result<Option<store::Run>> {
+) -> Result<Option<store::Run>, Error> {
     let Some(first) = definition.steps.first() else {
         return Ok(None);
     };
+    let conditions = definition
+        .trigger
+        .as_ref()
+        .map_or(&[][..], |t| t.conditions.as_slice());
+    if !conditions.is_empty() {
+        let mut facts = Facts::new(
+            peers,
+            subject.workspace_id,
+            subject.contact_id,
+            subject.channel_id,
+            &subject.text,
+            &subject.variables,
+        );
+        if !facts.all_hold(conditions).await? {
+            return Ok(None);
+        }
+    }
     let (active, any) = store::runs_of(conn, workflow.id, subject.contact_id).await?;
     if definition.once_per_contact && any {
         return Ok(None);
@@ -124,7 +144,7 @@ fn takes(trigger: &pb::MessageReceived, channel: &str, text: &str, patterns: &Pa
 pub struct Triggers {
     pub wake: Arc<Notify>,
     pub patterns: Patterns,
-    pub conversations: Peer<ConversationServiceClient<Channel>>,
+    pub peers: Peers,
 }
 
 /// What changed on a Contact, for the Tag and Field triggers.
@@ -334,8 +354,12 @@ impl Triggers {
                 continue;
             }
             if subject.conversation_id.is_nil() {
-                match latest_conversation(&self.conversations, workspace_id, subject.contact_id)
-                    .await?
+                match latest_conversation(
+                    &self.peers.conversations,
+                    workspace_id,
+                    subject.contact_id,
+                )
+                .await?
                 {
                     Some((conversation_id, channel_id)) => {
                         subject.conversation_id = conversation_id;
@@ -344,7 +368,7 @@ impl Triggers {
                     None => return Ok(started),
                 }
             }
-            if start(conn, &workflow, &definition, &subject)
+            if start(conn, &self.peers, &workflow, &definition, &subject)
                 .await?
                 .is_some()
             {

@@ -188,6 +188,7 @@ fn flow() -> wf::WorkflowDefinition {
             kind: Some(wf::trigger::Kind::MessageReceived(
                 wf::MessageReceived::default(),
             )),
+            conditions: Vec::new(),
         }),
         steps: vec![
             step("check", "", branch),

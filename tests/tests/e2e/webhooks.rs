@@ -777,6 +777,7 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
         name: name.into(),
         trigger: Some(wf::Trigger {
             kind: Some(wf::trigger::Kind::Manual(wf::Manual {})),
+            conditions: Vec::new(),
         }),
         steps: vec![wf::Step {
             id: "only".into(),

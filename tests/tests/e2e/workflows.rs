@@ -36,6 +36,7 @@ fn workflow(
         name: name.into(),
         trigger: Some(wf::Trigger {
             kind: Some(trigger),
+            conditions: Vec::new(),
         }),
         steps,
         ..Default::default()
@@ -1879,4 +1880,60 @@ async fn a_schedule_runs_the_workflow_for_its_segment_while_enabled() {
     let mut expected = [ada.as_str(), bob.as_str()];
     expected.sort();
     assert_eq!(contacts, expected);
+}
+
+#[tokio::test]
+async fn trigger_conditions_decide_whether_a_run_starts_at_all() {
+    let outbound = Receiver::start().await;
+    let (platform, tenant) = Platform::start(&outbound.url).await;
+    let api = platform.api(&tenant).await;
+    let mut vip_only = workflow(
+        "VIP desk",
+        wf::trigger::Kind::MessageReceived(wf::MessageReceived::default()),
+        vec![step("hi", "", send("Welcome to the VIP desk."))],
+    );
+    let condition = |kind| wf::Condition { kind: Some(kind) };
+    vip_only.trigger.as_mut().expect("a trigger").conditions = vec![
+        condition(wf::condition::Kind::HasTag("vip".into())),
+        condition(wf::condition::Kind::TextContains("help".into())),
+    ];
+    let mut flows = api.workflows.clone();
+    let mut unknown = vip_only.clone();
+    unknown.trigger.as_mut().expect("a trigger").conditions[0] =
+        condition(wf::condition::Kind::FieldEquals(wf::Equals {
+            name: "tier".into(),
+            value: "gold".into(),
+        }));
+    let draft = api.create_workflow(unknown).await;
+    let refused = flows
+        .publish_workflow(api.authed(wf::PublishWorkflowRequest {
+            workflow_id: draft.id.clone(),
+        }))
+        .await
+        .expect_err("no such Field");
+    assert_eq!(
+        field_violations(&refused),
+        ["definition.trigger.conditions[0].field_equals.name"]
+    );
+    let created = api.create_workflow(vip_only).await;
+    api.publish_workflow(&created.id).await;
+
+    contact_writes(&platform, &tenant, "ada", "c-1", "help please").await;
+    let conversation = api.wait_for_conversation(WAIT, |_| true).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(api.list_runs(&created.id).await.is_empty(), "not a VIP yet");
+    api.add_tags(vec![conversation.contact_id.clone()], &["vip"])
+        .await;
+    contact_writes(&platform, &tenant, "ada", "c-2", "just saying hi").await;
+    contact_writes(&platform, &tenant, "ada", "c-3", "help!").await;
+    assert_eq!(
+        outbound.wait_texts_to("ada", 1).await,
+        ["Welcome to the VIP desk."]
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        api.list_runs(&created.id).await.len(),
+        1,
+        "only the VIP's call for help"
+    );
 }
