@@ -332,9 +332,17 @@ fn n8n_installed(dir: &Path) -> anyhow::Result<PathBuf> {
             dir.display()
         );
         std::fs::create_dir_all(dir)?;
+        // n8n's spreadsheet dependency points at its maker's own server, which this
+        // machine may not reach; the same library's last release on npm stands in.
+        let manifest = json!({
+            "name": "n8n-peer",
+            "private": true,
+            "dependencies": {"n8n": N8N_VERSION},
+            "overrides": {"xlsx": "0.18.5"},
+        });
+        std::fs::write(dir.join("package.json"), serde_json::to_vec(&manifest)?)?;
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .arg(format!("n8n@{N8N_VERSION}"))
             .current_dir(dir)
             .status()
             .context("npm (Node.js) is needed to install n8n")?;
