@@ -69,6 +69,9 @@ impl Peers {
     }
 }
 
+/// Runs executing at once in one process.
+const IN_FLIGHT: usize = 32;
+
 /// Executes due runs until shutdown.
 pub struct Engine {
     pub pool: PgPool,
@@ -119,28 +122,39 @@ impl Engine {
         }
     }
 
+    /// Keeps up to `IN_FLIGHT` runs executing, claiming more as soon as one stops (not
+    /// when a whole batch has), until shutdown; then lets the runs under way finish.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         let lease = Duration::from_secs(self.config.lease_seconds);
+        let mut running = tokio::task::JoinSet::new();
         loop {
-            match store::claim_runs(&self.pool, 32, lease).await {
-                Ok(runs) if !runs.is_empty() => {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for run in runs {
-                        let this = self.clone();
-                        tasks.spawn(async move { this.execute(run.id).await });
+            while running.try_join_next().is_some() {}
+            let free = IN_FLIGHT.saturating_sub(running.len());
+            if free > 0 {
+                match store::claim_runs(&self.pool, free as i64, lease).await {
+                    Ok(runs) if !runs.is_empty() => {
+                        for run in runs {
+                            let this = self.clone();
+                            running.spawn(async move {
+                                this.execute(run.id).await;
+                                // A free place: claim again.
+                                this.wake.notify_one();
+                            });
+                        }
+                        continue;
                     }
-                    while tasks.join_next().await.is_some() {}
-                    continue;
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "claiming runs failed; retrying"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "claiming runs failed; retrying"),
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(self.config.poll_ms)) => {}
             }
         }
+        while running.join_next().await.is_some() {}
+        Ok(())
     }
 
     /// Takes the run's steps until it waits, ends or fails.

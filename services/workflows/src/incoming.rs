@@ -13,6 +13,9 @@ use crate::runs::Runs;
 use crate::store;
 use crate::triggers::{self, Subject};
 
+/// The longest webhook id kept (the specification sets none; ids are usually short).
+const MAX_WEBHOOK_ID: usize = 256;
+
 /// Why a webhook started no run when the workflow's reentry rules say so.
 const ALREADY_IN_A_RUN: &str =
     "the Contact is in a run of this workflow, or had one and it runs once per Contact";
@@ -91,6 +94,12 @@ impl Runs {
             text: String::new(),
             variables,
         };
+        if webhook.webhook_id.len() > MAX_WEBHOOK_ID {
+            return Err(Error::invalid(
+                "webhook_id",
+                format!("at most {MAX_WEBHOOK_ID} bytes"),
+            ));
+        }
         let mut tx = self.pool.begin().await?;
         if let Some(earlier) =
             store::take_webhook(&mut tx, workflow_id, &webhook.webhook_id).await?

@@ -403,13 +403,17 @@ async fn n8n(target: &Path, reply_url: &str, replies: &Replies) -> anyhow::Resul
         .context("n8n start")?);
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{N8N_PORT}/webhook/bench");
+    // n8n answers its health check before it has activated its workflows: wait until the
+    // webhook takes a message that asks nothing (it takes the IF node's other way, so
+    // nothing replies).
     eventually(Duration::from_secs(180), "n8n to take webhooks", || async {
-        let health = http
-            .get(format!("http://127.0.0.1:{N8N_PORT}/healthz"))
+        let probe = http
+            .post(&url)
+            .json(&json!({"from": {"id": "probe"}, "text": "hello"}))
             .send()
             .await
             .ok()?;
-        health.status().is_success().then_some(())
+        probe.status().is_success().then_some(())
     })
     .await;
     let post = move |sender: String| {

@@ -1772,6 +1772,9 @@ async fn a_signed_incoming_webhook_starts_one_run_with_its_body_as_variables() {
             "{answer}"
         );
     }
+    let long_id = "m".repeat(300);
+    let (code, answer) = post_hook(&platform, &path, &secret, &long_id, now, body).await;
+    assert_eq!(code, 400, "{answer}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(api.list_runs(&orders.id).await.len(), 1, "one run in all");
     assert_eq!(outbound.texts_to("ada").len(), 1);
