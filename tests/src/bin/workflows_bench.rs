@@ -9,7 +9,8 @@
 //! saved in its own SQLite database) the same flow is a Webhook node, an IF node on the
 //! text, a Set node adding the tag to the item and an HTTP Request node posting the reply
 //! to an equal stand-in. Both are fed the same number of messages, the same number at
-//! once; a rate runs from the first message posted to the last reply counted.
+//! once; a rate runs from the first message posted to the last reply counted. The
+//! Channel is unthrottled (its default pace is 100 messages/s), as n8n's HTTP node is.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -213,6 +214,17 @@ fn flow() -> wf::WorkflowDefinition {
 
 async fn ours(platform: &Platform, tenant: &Tenant, replies: &Replies) -> anyhow::Result<Measured> {
     let api = platform.api(tenant).await;
+    // The custom Channel's default pace (100 messages/s) would measure the Channel, not
+    // the runs: unthrottled, as n8n's HTTP node is.
+    let unthrottled = ism_proto::gateway::v1::UpdateChannelRequest {
+        id: tenant.channel_id.clone(),
+        rate_limit_per_second: Some(100_000),
+        ..Default::default()
+    };
+    api.gateway
+        .clone()
+        .update_channel(api.authed(unthrottled))
+        .await?;
     let created = api.create_workflow(flow()).await;
     api.publish_workflow(&created.id).await;
     let http = reqwest::Client::new();
