@@ -689,11 +689,13 @@ async fn every_event_type_is_delivered_and_verifies_and_sustained_failure_warns_
         ..Default::default()
     })
     .await;
+    api.set_lifecycle_stages(&[("customer", "Customer")]).await;
     let version = api.get_contact(&ada).await.version;
     api.update_contact(ct::UpdateContactRequest {
         id: ada.clone(),
         version,
         last_name: Some("Lovelace".into()),
+        lifecycle_stage: Some("customer".into()),
         custom_fields: [(
             "tier".to_owned(),
             ct::FieldValue {
