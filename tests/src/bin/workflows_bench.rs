@@ -345,12 +345,13 @@ fn n8n_installed(dir: &Path) -> anyhow::Result<PathBuf> {
         );
         std::fs::create_dir_all(dir)?;
         // n8n's spreadsheet dependency points at its maker's own server, which this
-        // machine may not reach; the same library's last release on npm stands in.
+        // machine may not reach: the same library's last release on npm stands in. Its
+        // sandbox module's current release does not build on Node 20: the 5.x line does.
         let manifest = json!({
             "name": "n8n-peer",
             "private": true,
             "dependencies": {"n8n": N8N_VERSION},
-            "overrides": {"xlsx": "0.18.5"},
+            "overrides": {"xlsx": "0.18.5", "isolated-vm": "5.0.4"},
         });
         std::fs::write(dir.join("package.json"), serde_json::to_vec(&manifest)?)?;
         let status = Command::new("npm")
