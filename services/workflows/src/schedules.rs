@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
+use ism_platform::error::{FieldError, Violations};
 use ism_proto::contacts::v1 as ct;
 use ism_proto::workflows::v1 as pb;
 use sqlx::{PgConnection, PgPool};
@@ -29,30 +30,30 @@ pub fn parse(cron: &str) -> Result<Cron, String> {
 }
 
 /// Checks a schedule as saved: its cron fires at most every `min_seconds`, its Segment is
-/// an id.
-pub fn check(schedule: &pb::Schedule, min_seconds: u64) -> Vec<(&'static str, String)> {
-    let mut faults = Vec::new();
+/// an id; each fault under `trigger.schedule.`.
+pub fn check(schedule: &pb::Schedule, min_seconds: u64) -> Violations {
+    let mut v = Violations::new();
+    let cron = |reason: String| FieldError::new("trigger.schedule.cron", reason);
     match parse(&schedule.cron) {
-        Err(e) => faults.push(("trigger.schedule.cron", e)),
-        Ok(cron) => {
-            let mut next = cron.iter_after(Utc::now());
+        Err(e) => v.push(cron(e)),
+        Ok(parsed) => {
+            let mut next = parsed.iter_after(Utc::now());
             match (next.next(), next.next()) {
-                (Some(a), Some(b)) if (b - a).num_seconds() < min_seconds as i64 => faults.push((
-                    "trigger.schedule.cron",
+                (Some(a), Some(b)) if (b - a).num_seconds() < min_seconds as i64 => v.push(cron(
                     format!("fires more often than every {min_seconds} seconds"),
                 )),
                 (Some(_), Some(_)) => {}
-                _ => faults.push(("trigger.schedule.cron", "never fires".to_owned())),
+                _ => v.push(cron("never fires".to_owned())),
             }
         }
     }
     if Uuid::parse_str(&schedule.segment_id).is_err() {
-        faults.push((
+        v.push(FieldError::new(
             "trigger.schedule.segment_id",
-            "must be a Segment's id".to_owned(),
+            "must be a Segment's id",
         ));
     }
-    faults
+    v
 }
 
 /// The Workspace's time zone (UTC when it names none).

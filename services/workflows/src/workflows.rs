@@ -1,7 +1,7 @@
 //! Defining workflows: drafts checked whole, published as immutable versions, enabled or
 //! disabled, deleted.
 use ism_platform::egress::Egress;
-use ism_platform::error::{FieldError, Violations};
+use ism_platform::error::Violations;
 use ism_platform::events::Amqp;
 use ism_platform::personalize;
 use ism_proto::contacts::v1::{GetSegmentRequest, ListLifecycleStagesRequest};
@@ -57,10 +57,7 @@ impl Workflows {
         if let Some(pb::trigger::Kind::Schedule(schedule)) =
             checked.trigger.as_ref().and_then(|t| t.kind.as_ref())
         {
-            let mut faults = Violations::new();
-            for (field, reason) in schedules::check(schedule, self.config.min_schedule_seconds) {
-                faults.push(FieldError::new(field, reason));
-            }
+            let faults = schedules::check(schedule, self.config.min_schedule_seconds);
             if !faults.is_empty() {
                 let mut within = Violations::new();
                 within.extend_within("definition", faults);
